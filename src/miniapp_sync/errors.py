@@ -1,0 +1,167 @@
+"""Every exception miniapp-sync raises on purpose.
+
+    MiniAppSyncError
+    ├── DefinitionError           a definition file cannot be used
+    │   ├── DefinitionSyntaxError     the text does not parse (file:line:col)
+    │   └── DefinitionInvalid         it parses, but validation found errors (all of them)
+    ├── MappingError              a mapping rule cannot be compiled or applied
+    │   ├── PathSyntaxError           a dot path or JSONPath is malformed (position in the path)
+    │   ├── TransformError            a transform or compute function failed on a value
+    │   └── RecordRejected            a mapped record misses a required field (D19)
+    ├── ProviderError             a provider HTTP call failed
+    ├── StoreError                the store cannot read or write
+    ├── InstallationError         an installation, its credentials or a placeholder is unusable
+    └── WebhookError              a delivery cannot be accepted
+
+Messages say what failed, where, what was expected and what was found, and a hint when
+one is known. Values quoted in messages go through ``preview()`` so they stay short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+PREVIEW_LIMIT = 60
+
+
+def preview(value: Any, limit: int = PREVIEW_LIMIT) -> str:
+    """Render a value for a message: JSON-ish, one line, truncated."""
+    try:
+        text = orjson.dumps(value, default=repr).decode()
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class MiniAppSyncError(Exception):
+    """Root of every error miniapp-sync raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem (or warning) found in a definition, located by its dotted path."""
+
+    severity: Literal["error", "warning"]
+    path: str
+    message: str
+    expected: str | None = None
+    found: str | None = None
+    hint: str | None = None
+    code: str = "invalid"
+    location: str | None = field(default=None, compare=False)  # file:line:col when known
+
+    def render(self) -> str:
+        """Render as one block of text: where, what, expected vs found, hint."""
+        where = self.path or "(document)"
+        if self.location:
+            where = f"{self.location} {where}"
+        parts = [f"{where}: {self.message}"]
+        if self.expected is not None:
+            parts.append(f"expected {self.expected}")
+        if self.found is not None:
+            parts.append(f"found {self.found}")
+        text = "; ".join(parts)
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the finding as a JSON-ready dict (for ``--format json``)."""
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "path": self.path,
+            "location": self.location,
+            "message": self.message,
+            "expected": self.expected,
+            "found": self.found,
+            "hint": self.hint,
+        }
+
+
+class DefinitionError(MiniAppSyncError):
+    """A definition file cannot be used."""
+
+
+class DefinitionSyntaxError(DefinitionError):
+    """The definition text does not parse; carries file, line and column."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        filename: str,
+        line: int | None = None,
+        column: int | None = None,
+        source_line: str | None = None,
+    ) -> None:
+        self.filename = filename
+        self.line = line
+        self.column = column
+        self.source_line = source_line
+        self.reason = message
+        where = filename if line is None else f"{filename}:{line}:{column or 1}"
+        text = f"{where}: {message}"
+        if source_line is not None and column is not None:
+            text += f"\n    {source_line}\n    {' ' * (column - 1)}^"
+        super().__init__(text)
+
+
+class DefinitionInvalid(DefinitionError):
+    """Validation found errors; ``findings`` holds all of them, warnings included."""
+
+    def __init__(self, findings: Sequence[Finding], *, filename: str | None = None) -> None:
+        self.findings = tuple(findings)
+        self.filename = filename
+        errors = [f for f in self.findings if f.severity == "error"]
+        head = f"{filename}: " if filename else ""
+        lines = [f"{head}definition is invalid ({len(errors)} error{'s' * (len(errors) != 1)})"]
+        lines += [f"  - {f.render()}" for f in errors]
+        super().__init__("\n".join(lines))
+
+
+class MappingError(MiniAppSyncError):
+    """A mapping rule cannot be compiled or applied."""
+
+
+class PathSyntaxError(MappingError):
+    """A path is malformed; ``position`` is the 0-based offset of the problem in ``path``."""
+
+    def __init__(self, path: str, reason: str, position: int | None = None) -> None:
+        self.path = path
+        self.reason = reason
+        self.position = position
+        at = "" if position is None else f" at position {position}"
+        super().__init__(f"invalid path {path!r}{at}: {reason}")
+
+
+class TransformError(MappingError):
+    """A transform or compute function failed on a value."""
+
+
+class RecordRejected(MappingError):
+    """A mapped record cannot be stored (D19): the problems say which field and why."""
+
+    def __init__(self, message: str, problems: Sequence[Any] = ()) -> None:
+        self.problems = tuple(problems)
+        super().__init__(message)
+
+
+class ProviderError(MiniAppSyncError):
+    """A provider HTTP call failed."""
+
+
+class StoreError(MiniAppSyncError):
+    """The store cannot read or write."""
+
+
+class InstallationError(MiniAppSyncError):
+    """An installation, its credentials or a placeholder is unusable."""
+
+
+class WebhookError(MiniAppSyncError):
+    """A webhook delivery cannot be accepted."""
