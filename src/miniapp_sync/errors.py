@@ -37,6 +37,20 @@ def preview(value: Any, limit: int = PREVIEW_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _window(line: str, at: int, width: int = 100) -> tuple[str, int]:
+    """Cut a long source line (minified JSON) to ``width`` characters around ``at``; return it and the caret."""
+    if len(line) <= width:
+        return line, at
+    start = max(0, min(at - width // 2, len(line) - width))
+    shown = line[start : start + width]
+    caret = at - start
+    if start > 0:
+        shown, caret = "…" + shown, caret + 1
+    if start + width < len(line):
+        shown += "…"
+    return shown, caret
+
+
 class MiniAppSyncError(Exception):
     """Root of every error miniapp-sync raises on purpose."""
 
@@ -45,7 +59,7 @@ class MiniAppSyncError(Exception):
 class Finding:
     """One problem (or warning) found in a definition, located by its dotted path."""
 
-    severity: Literal["error", "warning"]
+    severity: Literal["error", "warning", "info"]
     path: str
     message: str
     expected: str | None = None
@@ -107,7 +121,8 @@ class DefinitionSyntaxError(DefinitionError):
         where = filename if line is None else f"{filename}:{line}:{column or 1}"
         text = f"{where}: {message}"
         if source_line is not None and column is not None:
-            text += f"\n    {source_line}\n    {' ' * (column - 1)}^"
+            shown, caret = _window(source_line, column - 1)
+            text += f"\n    {shown}\n    {' ' * caret}^"
         super().__init__(text)
 
 
