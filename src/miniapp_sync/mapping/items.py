@@ -1,0 +1,124 @@
+"""Line items (D16): map an order's or cart's items onto the standard line-item fields.
+
+Without an ``itemMapping`` each field is read from the first of its candidate keys that holds a
+value; the candidates cover Salla (order and cart items), Zid, Shopify and WooCommerce. A field
+none of them provides is left out, never set to None, like any unresolved path (D14).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from miniapp_sync.definition.rules import MISSING
+from miniapp_sync.errors import MappingError, TransformError, preview
+from miniapp_sync.mapping.functions import to_number, to_text
+
+LINE_ITEM_FIELDS: Final = ("code", "productCode", "name", "sku", "quantity", "unitPrice", "totalAmount", "currency")
+
+
+# (field, candidate key paths in order, conversion). Salla's money values are {amount, currency}
+# objects, which to_number reads; Shopify and WooCommerce send decimal strings. Only scalars
+# become text: an object where a code or name belongs is a shape we do not know.
+_FALLBACKS: Final[tuple[tuple[str, tuple[tuple[str, ...], ...], Callable[[Any], Any]], ...]] = (
+    ("code", (("id",),), to_text),
+    ("productCode", (("product_id",), ("product", "id"), ("productId",)), to_text),
+    ("name", (("name",), ("title",), ("product", "name"), ("product_name",)), to_text),
+    ("sku", (("sku",), ("product", "sku")), to_text),
+    ("quantity", (("quantity",), ("qty",)), to_number),
+    (
+        "unitPrice",
+        (
+            ("amounts", "price_without_tax"),
+            ("price",),
+            ("price_set", "shop_money"),
+            ("unit_price",),
+            ("product", "price"),
+        ),
+        to_number,
+    ),
+    ("totalAmount", (("amounts", "total"), ("total",), ("subtotal",)), to_number),
+    (
+        "currency",
+        (
+            ("currency",),
+            ("currency_code",),
+            ("amounts", "total", "currency"),
+            ("price_set", "shop_money", "currency_code"),
+            ("product", "currency"),
+        ),
+        to_text,
+    ),
+)
+
+
+def _dig(item: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+    value: Any = item
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return MISSING
+        value = value.get(key, MISSING)
+    return value
+
+
+def standard_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Map one provider line item onto the standard fields, leaving out those it does not have."""
+    mapped: dict[str, Any] = {}
+    for field, candidates, convert in _FALLBACKS:
+        for keys in candidates:
+            value = _dig(item, keys)
+            if value is MISSING or value is None:
+                continue
+            value = convert(value)
+            if value is not None:
+                mapped[field] = value
+                break
+    return mapped
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return "an object" if isinstance(value, Mapping) else type(value).__name__
+
+
+def map_items(items: Any, item_mapper: Callable[[Any], Any] | None = None, *, currency: str | None = None) -> Any:
+    """Map line items onto the standard fields; ``item_mapper`` replaces the built-in fallbacks.
+
+    A dict whose values are all objects is a dict of items keyed by id (WooCommerce, Zid);
+    any other dict is a single item. An entry that is not an object fails the whole list with
+    its index: dropping it would store an order whose items do not add up. ``currency`` fills
+    the currency of items that do not carry their own (WooCommerce's sit on the order).
+    """
+    if items is None or items is MISSING or items == "":
+        return []
+    if isinstance(items, Mapping):
+        values = list(items.values())
+        entries: Any = values if all(isinstance(v, Mapping) for v in values) else [items]
+    elif isinstance(items, (list, tuple)):
+        entries = items
+    else:
+        raise TransformError(f"mapItems expects a list of line items, found {_kind(items)}: {preview(items)}")
+    mapped_items = []
+    for index, item in enumerate(entries):
+        if not isinstance(item, Mapping):
+            raise TransformError(f"mapItems: item [{index}] is {_kind(item)}, expected an object: {preview(item)}")
+        if item_mapper is None:
+            mapped: Any = standard_item(item)
+        else:
+            try:
+                mapped = item_mapper(item)
+            except MappingError as exc:  # the compiled itemMapping reports a failed item this way
+                raise TransformError(f"mapItems: item [{index}]: {exc}") from exc
+        if currency is not None and isinstance(mapped, dict) and "currency" not in mapped:
+            mapped["currency"] = currency
+        mapped_items.append(mapped)
+    return mapped_items
