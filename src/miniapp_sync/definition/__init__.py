@@ -1,0 +1,61 @@
+"""MiniApp definitions: load a file (JSON, JSON5/JS, YAML), validate it, and give the typed model."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from miniapp_sync.definition.lint import Vocabulary, lint
+from miniapp_sync.definition.loader import Source, load_file, parse_text
+from miniapp_sync.definition.model import Definition
+from miniapp_sync.errors import DefinitionInvalid, Finding
+
+__all__ = ["Definition", "LoadedDefinition", "Source", "Vocabulary", "inspect_definition", "load_definition"]
+
+
+@dataclass(frozen=True)
+class LoadedDefinition:
+    """A definition file after validation: the model (None when invalid), the raw document and all findings."""
+
+    definition: Definition | None
+    document: Any
+    source: Source
+    findings: tuple[Finding, ...]
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        """Return the findings of severity 'error'."""
+        return tuple(f for f in self.findings if f.severity == "error")
+
+    @property
+    def valid(self) -> bool:
+        """Return True when there are no errors (warnings are allowed)."""
+        return self.definition is not None and not self.errors
+
+
+def inspect_definition(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    text: str | None = None,
+    filename: str = "<string>",
+    vocabulary: Vocabulary | None = None,
+) -> LoadedDefinition:
+    """Load and validate a definition, returning every finding; raise only when the text does not parse."""
+    document, source = load_file(path) if path is not None else parse_text(text or "", filename)
+    definition, findings = lint(document, locate=source.locate, vocabulary=vocabulary)
+    return LoadedDefinition(definition, document, source, tuple(findings))
+
+
+def load_definition(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    text: str | None = None,
+    filename: str = "<string>",
+    vocabulary: Vocabulary | None = None,
+) -> Definition:
+    """Load a definition and return its model; raise DefinitionInvalid listing every error."""
+    loaded = inspect_definition(path, text=text, filename=filename, vocabulary=vocabulary)
+    if not loaded.valid or loaded.definition is None:
+        raise DefinitionInvalid(loaded.findings, filename=loaded.source.filename)
+    return loaded.definition

@@ -93,6 +93,15 @@ def _freeze(value: Any) -> Any:
     return value
 
 
+def thaw(value: Any) -> Any:
+    """Turn frozen rule values back into plain JSON dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
 def _steps(raw: Any, fn: Any, options: Mapping[str, Any]) -> tuple[TransformStep, ...]:
     items = raw if isinstance(raw, list) else [raw]
     steps = []
@@ -168,9 +177,16 @@ def parse_rule(raw: Any) -> Rule:
         raise RuleError("'fn' is only used with transform 'compute'", where="fn", expected="transform: 'compute'")
     if "args" in raw:
         if not isinstance(raw["args"], dict):
-            raise RuleError("'args' must be an object of keyword arguments", where="args", expected="{name: value}", found=raw["args"])
+            raise RuleError(
+                "'args' must be an object of keyword arguments",
+                where="args",
+                expected="{name: value}",
+                found=raw["args"],
+            )
         if not any(s.name == "compute" for s in transforms):
-            raise RuleError("'args' is only used with transform 'compute'", where="args", expected="transform: 'compute'")
+            raise RuleError(
+                "'args' is only used with transform 'compute'", where="args", expected="transform: 'compute'"
+            )
     default = _freeze(raw["default"]) if "default" in raw else MISSING
 
     if isinstance(paths, list):

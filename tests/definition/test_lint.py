@@ -1,0 +1,249 @@
+"""Validation reports every problem at once, with its path, expected vs found, and a hint."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from miniapp_sync.definition import inspect_definition, load_definition
+from miniapp_sync.definition.lint import lint
+from miniapp_sync.errors import DefinitionInvalid, Finding
+from miniapp_sync.mapping.plan import vocabulary
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "salla" / "definition.json5"
+
+MINIMAL: dict[str, Any] = {
+    "ns": "shop",
+    "name": "shop",
+    "type": "shop",
+    "title": "Shop",
+    "label": "Shop",
+    "description": "1. Connect.",
+    "shortDescription": "A shop",
+    "status": "private",
+    "version": "1.0.0",
+    "category": "ecommerce",
+    "icon": "https://example.com/i.svg",
+    "logo": "https://example.com/l.svg",
+    "docsUrl": "https://example.com/docs",
+    "auth": {
+        "type": "apikey",
+        "sensitiveKeys": ["accessToken", "webhookSecret"],
+        "config": {"accessToken": "", "webhookSecret": ""},
+    },
+    "triggers": [{"type": "miniapps:shop", "event": "order.created", "label": "Order created"}],
+    "webhook": {
+        "eventExtraction": {"source": "body", "path": "$.event"},
+        "verification": {"type": "hmac-sha256", "headerName": "X-Sig", "secretKey": "webhookSecret"},
+    },
+    "sync": {
+        "baseUrl": "https://api.example.com",
+        "headers": {"Authorization": "Bearer [[accessToken]]"},
+        "resources": {
+            "products": {
+                "contentType": "core:product",
+                "endpoints": {"list": {"url": "/products"}},
+                "pagination": {"paramName": "per_page", "defaultLimit": 50, "maxLimit": 100},
+                "responseMapping": {"dataProperty": "data", "totalProperty": "pagination.total"},
+                "apiMapping": {"code": {"path": "id", "transform": "toString"}, "name": "name"},
+            }
+        },
+        "webhooks": {
+            "handlers": {
+                "order.created": {
+                    "recordType": "order",
+                    "operation": "create",
+                    "mapping": {"code": "$.data.id", "status": "$.data.status.name"},
+                }
+            }
+        },
+    },
+}
+
+
+def check(document: Any) -> list[Finding]:
+    return lint(document, vocabulary=vocabulary())[1]
+
+
+def errors(document: Any) -> list[Finding]:
+    return [f for f in check(document) if f.severity == "error"]
+
+
+def test_minimal_definition_is_valid() -> None:
+    definition, findings = lint(copy.deepcopy(MINIMAL), vocabulary=vocabulary())
+    assert definition is not None
+    assert [f for f in findings if f.severity == "error"] == []
+    assert definition.sync is not None
+    assert definition.sync.sync_configuration.batch_size == 200  # D4 defaults
+    assert definition.sync.sync_configuration.rate_limit_per_second == 10
+    assert definition.sync.sync_configuration.timeout == 30000
+
+
+def test_bundled_salla_example_validates_clean() -> None:
+    loaded = inspect_definition(EXAMPLE, vocabulary=vocabulary())
+    assert [f.render() for f in loaded.errors] == []
+    assert [f.render() for f in loaded.findings if f.severity == "warning"] == []
+    assert loaded.definition is not None
+    handlers = loaded.definition.handlers()
+    assert set(handlers) <= loaded.definition.trigger_events()
+
+
+def test_ten_mistakes_are_all_reported_in_one_run() -> None:
+    doc = copy.deepcopy(MINIMAL)
+    doc["ns"] = "My_Shop"  # 1 ns not kebab-case
+    doc["triggers"][0]["type"] = "miniapps:My_Shop"
+    doc["version"] = "one"  # 2 not semver
+    doc["auth"]["config"]["webhookSecret"] = "s3cr3t"  # 3 a secret value in the submission
+    doc["webhook"]["verification"]["secretKey"] = "signingSecret"  # 4 not in sensitiveKeys
+    products = doc["sync"]["resources"]["products"]
+    products["pagination"]["defaultLimit"] = 500  # 5 defaultLimit > maxLimit
+    products["expandDetails"] = True  # 6 no details endpoint
+    products["apiMapping"] = {"code": {"path": "id", "transform": "toStrin"}}  # 7 unknown transform, 8 no name
+    doc["sync"]["headers"]["X-Store"] = "[[storeID]]"  # 9 placeholder nothing produces
+    doc["sync"]["webhooks"]["handlers"]["order.updated"] = {  # 10 handler without trigger
+        "recordType": "order",
+        "operation": "update",
+        "mapping": {"code": "$.data.id"},
+    }
+    found = errors(doc)
+    codes = sorted(f.code for f in found)
+    assert codes == sorted(
+        [
+            "ns",
+            "semver",
+            "secret-value",
+            "secret-not-sensitive",
+            "limit",
+            "details",
+            "unknown-transform",
+            "required-field",
+            "unknown-placeholder",
+            "handler-without-trigger",
+        ]
+    ), [f.render() for f in found]
+    by_code = {f.code: f for f in found}
+    assert by_code["unknown-transform"].path == "sync.resources.products.apiMapping.code.transform"
+    assert by_code["unknown-transform"].hint == "did you mean 'toString'?"
+    assert by_code["handler-without-trigger"].hint == "did you mean 'order.created'?"
+    assert by_code["limit"].found == "500"
+    assert "s3cr3t" not in " ".join(f.render() for f in found)  # secrets never echoed
+
+
+def test_structural_errors_and_lint_are_reported_together() -> None:
+    doc = copy.deepcopy(MINIMAL)
+    doc["sync"]["syncConfiguration"] = {"batchSize": "lots", "rateLimitPerSecond": -1}
+    doc["triggers"][0]["type"] = "miniapps:other"
+    paths = {f.path: f for f in errors(doc)}
+    assert "sync.syncConfiguration.batchSize" in paths
+    assert paths["sync.syncConfiguration.batchSize"].found == '"lots"'
+    assert "sync.syncConfiguration.rateLimitPerSecond" in paths
+    assert paths["triggers[0].type"].expected == '"miniapps:shop"'
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "fragment"),
+    [
+        (
+            lambda d: d["sync"]["resources"]["products"].pop("contentType"),
+            "sync.resources.products.contentType",
+            "missing",
+        ),
+        (
+            lambda d: d["sync"]["resources"]["products"]["apiMapping"].update(name={"paths": "a"}),
+            "sync.resources.products.apiMapping.name.paths",
+            "'paths' must be a non-empty list",
+        ),
+        (
+            lambda d: d["sync"]["resources"]["products"]["apiMapping"].update(
+                name={"path": "a", "transform": "compute"}
+            ),
+            "sync.resources.products.apiMapping.name.fn",
+            "needs 'fn'",
+        ),
+        (
+            lambda d: d["sync"]["resources"]["products"]["apiMapping"].update(
+                name={"path": "a", "transform": "compute", "fn": "fulName"}
+            ),
+            "sync.resources.products.apiMapping.name.fn",
+            "unknown compute function 'fulName'",
+        ),
+        (
+            lambda d: d["sync"]["resources"]["products"]["apiMapping"].update(name="$.data[?"),
+            "sync.resources.products.apiMapping.name.path",
+            "position",
+        ),
+        (
+            lambda d: d["sync"]["webhooks"]["handlers"]["order.created"].update(resource="orders"),
+            "sync.webhooks.handlers.order.created",
+            "not both",
+        ),
+        (
+            lambda d: d["webhook"]["verification"].update(type="hmac-md5"),
+            "webhook.verification.type",
+            "allowed values",
+        ),
+        (lambda d: d.update(category="shop"), "category", "unknown category"),
+        (
+            lambda d: d["sync"]["webhooks"]["handlers"]["order.created"]["mapping"].pop("code"),
+            "sync.webhooks.handlers.order.created.mapping",
+            "required field 'code'",
+        ),
+    ],
+)
+def test_broken_definitions_name_the_path_and_the_problem(change: Any, path: str, fragment: str) -> None:
+    doc = copy.deepcopy(MINIMAL)
+    change(doc)
+    found = errors(doc)
+    matching = [f for f in found if f.path == path and fragment in f.render()]
+    assert matching, [f.render() for f in found]
+
+
+def test_unknown_keys_are_warnings_with_a_suggestion() -> None:
+    doc = copy.deepcopy(MINIMAL)
+    doc["sync"]["resources"]["products"]["responseMapping"]["dataPropery"] = "items"
+    definition, findings = lint(doc, vocabulary=vocabulary())
+    assert definition is not None
+    (warning,) = [f for f in findings if f.code == "unknown-key"]
+    assert warning.severity == "warning"
+    assert warning.path == "sync.resources.products.responseMapping.dataPropery"
+    assert warning.hint == "did you mean 'dataProperty'?"
+    assert definition.sync is not None
+    assert definition.sync.resources["products"].response_mapping.model_extra == {"dataPropery": "items"}
+
+
+def test_trigger_without_handler_is_a_note_not_an_error() -> None:
+    doc = copy.deepcopy(MINIMAL)
+    doc["triggers"].append({"type": "miniapps:shop", "event": "order.refunded"})
+    findings = check(doc)
+    (note,) = [f for f in findings if f.code == "triggers-only"]
+    assert note.severity == "info"
+    assert not [f for f in findings if f.severity == "error"]
+
+
+def test_sync_only_fragment_is_accepted_with_a_warning() -> None:
+    definition, findings = lint({"sync": copy.deepcopy(MINIMAL["sync"])}, vocabulary=vocabulary())
+    assert definition is not None
+    assert [f.code for f in findings if f.severity != "info"] == ["sync-only"]
+
+
+def test_shape_b_handler_must_name_a_resource() -> None:
+    doc = copy.deepcopy(MINIMAL)
+    doc["sync"]["webhooks"]["handlers"]["order.created"] = {"resource": "product", "operation": "upsert"}
+    (finding,) = [f for f in errors(doc) if f.code == "unknown-resource"]
+    assert finding.hint == "did you mean 'products'?"
+
+
+def test_load_definition_raises_with_every_error_and_location(tmp_path: Path) -> None:
+    doc_path = tmp_path / "app.json5"
+    doc_path.write_text(
+        "{\n  ns: 'Bad_Ns',\n  sync: {resources: {p: {contentType: 'core:product'}}},\n  auth: {type: 'apikey'},\n}\n"
+    )
+    with pytest.raises(DefinitionInvalid) as caught:
+        load_definition(doc_path, vocabulary=vocabulary())
+    message = str(caught.value)
+    assert "ns must be lowercase kebab-case" in message
+    assert "sync.resources.p.endpoints: required field is missing" in message
+    assert f"{doc_path}:2:3 ns" in message  # located in the file
