@@ -1,0 +1,182 @@
+"""Compile mapping rules, once per definition, into plain callables (D12–D14, D19).
+
+Each rule becomes a few lines of Python that leave its value (or MISSING) in ``v``. The lines
+of all rules are joined into one straight-line function, the hot path: no per-record
+dispatch, names-only dot paths read inline, one dict store per present value. The same lines
+also become one function per field, which the mapper falls back to when a rule raises, so
+that the problem names the field; both paths share one definition of what a rule means.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from miniapp_sync.definition.content_types import ContentType
+from miniapp_sync.definition.rules import MISSING, Rule, TransformStep, parse_rule, thaw
+from miniapp_sync.errors import MappingError, preview
+from miniapp_sync.mapping.functions import FunctionRegistry
+from miniapp_sync.mapping.paths import compile_path
+from miniapp_sync.mapping.records import MappedRecord, Problem, missing_required
+from miniapp_sync.mapping.transforms import build_transform
+
+Getter = Callable[[Any], Any]
+# is_empty() inlined: JSON gives exact types, and a call per path would cost a third of the rule.
+EMPTY = "v is MISSING or v is None or (v.__class__ in SIZED and not v)"
+NAMES_ONLY = re.compile(r"[^.\[\]$][^.\[\]]*(?:\.[^.\[\]]+)*")
+
+
+def _walk_code(path: str) -> str | None:
+    """Return an inline expression reading a names-only dot path, or None when it needs its getter.
+
+    The expression relies on ``is_dict`` telling whether ``record`` is a dict; an intermediate
+    miss reads as None, which is no dict, so the walk ends in MISSING as the getter's does.
+    """
+    if not NAMES_ONLY.fullmatch(path):
+        return None
+    *inner, last = path.split(".")
+    if not inner:
+        return f"record.get({last!r}, MISSING) if is_dict else MISSING"
+    expr = f"(record.get({inner[0]!r}) if is_dict else None)"
+    for key in inner[1:]:
+        expr = f"(w.get({key!r}) if isinstance(w := {expr}, dict) else None)"
+    return f"w.get({last!r}, MISSING) if isinstance(w := {expr}, dict) else MISSING"
+
+
+def _values(getters: tuple[Getter, ...]) -> Getter:
+    """Read several paths into a list; an absent value is null there."""
+    return lambda record: [None if (value := get(record)) is MISSING else value for get in getters]
+
+
+def _rule_code(index: int, rule: Rule, functions: FunctionRegistry, names: dict[str, Any]) -> list[str]:
+    """Return lines leaving rule ``index``'s value (or MISSING) in ``v``; bind what they use in ``names``."""
+    if rule.kind == "literal":
+        names[f"c{index}"] = thaw(rule.value)
+        return [f"v = c{index}"]
+    lines: list[str] = []
+    steps = list(rule.transforms)
+    if rule.kind == "path":
+        path = rule.paths[0]
+        names[f"g{index}"] = compile_path(path).get  # compiled even when inlined: it validates the path
+        lines.append(f"v = {_walk_code(path) or f'g{index}(record)'}")
+    elif rule.kind == "paths" and (not steps or steps[0].name == "coalesce"):
+        # Coalesce without building a list: read the next path only while the value is empty (D15).
+        for number, path in enumerate(rule.paths):
+            names[f"g{index}_{number}"] = compile_path(path).get
+            read = f"v = {_walk_code(path) or f'g{index}_{number}(record)'}"
+            lines.append(read if number == 0 else f"if {EMPTY}: {read}")
+        lines.append(f"if {EMPTY}: v = MISSING")
+        steps = steps[1:]
+    elif rule.kind == "paths":
+        names[f"p{index}"] = _values(tuple(compile_path(p).get for p in rule.paths))
+        lines.append(f"v = p{index}(record)")
+    else:  # compute with no path: the function sees the whole record (or webhook body)
+        lines.append("v = record")
+    for number, step in enumerate(steps):
+        names[f"t{index}_{number}"] = _build(step, functions)
+        lines.append(f"if v is not MISSING: v = t{index}_{number}(v)")
+    if rule.default is not MISSING:
+        names[f"d{index}"] = thaw(rule.default)
+        lines.append(f"if v is MISSING or v is None: v = d{index}")
+    return lines
+
+
+def _build(step: TransformStep, functions: FunctionRegistry) -> Callable[[Any], Any]:
+    item_mapping = step.options.get("itemMapping") if step.name == "mapItems" else None
+    item_mapper = None
+    if item_mapping is not None:
+        inner = Mapper.compile({k: parse_rule(thaw(v)) for k, v in item_mapping.items()}, functions=functions)
+        item_mapper = inner.map_strict
+    return build_transform(step, functions=functions, item_mapper=item_mapper)
+
+
+def _define(source: list[str], names: dict[str, Any], function: str) -> Getter:
+    exec("\n".join(source), names)
+    defined: Getter = names[function]
+    return defined
+
+
+class Mapper:
+    """A compiled field mapping: ``mapper(record) -> MappedRecord``."""
+
+    def __init__(self, rules: Mapping[str, Rule], functions: FunctionRegistry, target: ContentType | None) -> None:
+        self.rules = MappingProxyType(dict(rules))
+        self.content_type = target
+        self._paths = {name: ", ".join(rule.paths) or None for name, rule in rules.items()}
+        names: dict[str, Any] = {"MISSING": MISSING, "SIZED": frozenset({str, list, tuple, dict})}
+        fast = ["def fast(record):", "    is_dict = isinstance(record, dict)", "    out = {}"]
+        fields: list[tuple[str, Getter]] = []
+        for index, (name, rule) in enumerate(rules.items()):
+            try:
+                lines = [f"    {line}" for line in _rule_code(index, rule, functions, names)]
+            except MappingError as exc:
+                raise MappingError(f"field {name!r}: {exc}") from exc
+            fast += [*lines, f"    if v is not MISSING: out[{name!r}] = v"]
+            head = [f"def f{index}(record):", "    is_dict = isinstance(record, dict)"]
+            fields.append((name, _define([*head, *lines, "    return v"], names, f"f{index}")))
+        self._fast = _define([*fast, "    return out"], names, "fast")
+        self._fields = tuple(fields)
+
+    @classmethod
+    def compile(
+        cls,
+        rules: Mapping[str, Rule],
+        *,
+        functions: FunctionRegistry | None = None,
+        target: ContentType | None = None,
+    ) -> Mapper:
+        """Compile rules into a mapper; raise MappingError naming the field whose rule is bad."""
+        return cls(rules, functions or FunctionRegistry.default(), target)
+
+    def __call__(self, record: Any) -> MappedRecord:
+        """Map one record; a failing rule leaves its field out and becomes a problem."""
+        try:
+            data = self._fast(record)
+        except Exception:
+            return self._slow(record)
+        if self.content_type is not None:
+            missing = missing_required(data, self.content_type, self._paths)
+            if missing:
+                return MappedRecord(data, tuple(missing), rejected=True)
+        return MappedRecord(data)
+
+    def map_strict(self, record: Any) -> dict[str, Any]:
+        """Map one record and return the data; raise MappingError when anything failed."""
+        result = self(record)
+        if result.problems:
+            raise MappingError("; ".join(p.render() for p in result.problems))
+        return result.data
+
+    def _slow(self, record: Any) -> MappedRecord:
+        data: dict[str, Any] = {}
+        problems = []
+        for name, field in self._fields:
+            try:
+                value = field(record)
+            except Exception as exc:  # a transform or user function failed: report it, never crash the run
+                problems.append(
+                    Problem(name, _reason(exc), self._paths[name], _input_preview(self.rules[name], record))
+                )
+                continue
+            if value is not MISSING:
+                data[name] = value
+        if self.content_type is not None:
+            problems += missing_required(data, self.content_type, self._paths)
+        # Any failed field rejects the record whole: a record is never half-written (D19).
+        return MappedRecord(data, tuple(problems), rejected=bool(problems))
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, MappingError) else f"{type(exc).__name__}: {exc}"
+
+
+def _input_preview(rule: Rule, record: Any) -> str | None:
+    if rule.kind != "path":
+        return None
+    try:
+        value = compile_path(rule.paths[0]).get(record)
+    except Exception:  # the preview is best effort; the problem itself is already recorded
+        return None
+    return None if value is MISSING else preview(value)

@@ -1,0 +1,1 @@
+"""Realtime webhooks: identify deliveries, verify them, and apply handlers."""
