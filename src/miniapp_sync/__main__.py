@@ -1,0 +1,5 @@
+"""``python -m miniapp_sync``."""
+
+from miniapp_sync.cli import run
+
+run()

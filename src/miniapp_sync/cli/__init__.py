@@ -1,0 +1,56 @@
+"""The ``miniapp-sync`` command: thin wiring over the library; maps errors to exit codes.
+
+Exit codes: 0 success, 1 a runtime failure, 2 bad usage or an invalid definition.
+Tracebacks are shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+from rich.console import Console
+
+from miniapp_sync.cli.app import app
+from miniapp_sync.errors import DefinitionError, MiniAppSyncError
+
+__all__ = ["app", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (never raise on user input)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted anywhere on the line, not only before the command.
+    debug = "--debug" in args
+    if debug:
+        args = ["--debug", *(a for a in args if a != "--debug")]
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        result = app(args=args, prog_name="miniapp-sync", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err.print("Aborted.")
+        return 1
+    except click.ClickException as exc:
+        exc.show(file=sys.stderr)
+        return 2
+    except MiniAppSyncError as exc:
+        if debug:
+            err.print_exception()
+        err.print("[bold red]Error:[/]", str(exc), markup=True)
+        return 2 if isinstance(exc, DefinitionError) else 1
+    except Exception as exc:  # a bug, not bad input: say so plainly, trace only on request
+        if debug:
+            err.print_exception()
+        err.print(f"[bold red]Error:[/] internal error: {type(exc).__name__}: {exc}")
+        if not debug:
+            err.print("Run again with --debug for the traceback, and report it.")
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    raise SystemExit(main())

@@ -1,0 +1,194 @@
+"""``map``: dry-run a resource mapping on a list page, or a handler on a webhook payload."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import orjson
+import typer
+from rich.table import Table
+
+from miniapp_sync.cli.app import (
+    DefinitionArgument,
+    FormatOption,
+    FunctionsOption,
+    OutputFormat,
+    app,
+    console,
+    print_json,
+    registry,
+)
+from miniapp_sync.definition import Definition, load_definition
+from miniapp_sync.errors import preview
+from miniapp_sync.mapping.paths import compile_path
+from miniapp_sync.mapping.plan import MappingPlan, compile_plan, vocabulary
+from miniapp_sync.mapping.records import MappedRecord
+from miniapp_sync.webhooks.identify import Delivery, extract_event, transaction_id
+
+
+def read_json(path: Path) -> tuple[Any, bytes]:
+    """Read a JSON input file; a syntax error names file:line:col (exit 2)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--input") from None
+    try:
+        return orjson.loads(raw), raw
+    except orjson.JSONDecodeError:
+        try:  # the stdlib parser says where
+            json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            where = f"{path}:{exc.lineno}:{exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(path)
+            raise click.BadParameter(
+                f"{where}: not valid JSON: {getattr(exc, 'msg', exc)}", param_hint="--input"
+            ) from None
+        raise
+
+
+def records_of(document: Any, data_property: str) -> list[Any]:
+    """Find the records of a list page (D8): the dataProperty list, a bare list, or one record."""
+    if isinstance(document, list):
+        return document
+    if data_property not in ("", "$"):
+        found = compile_path(data_property).get(document)
+        if isinstance(found, list):
+            return found
+        if isinstance(found, dict):
+            return [found]  # a detail response unwrapped by the same dataProperty
+    return [document]
+
+
+def _result(index: int, mapped: MappedRecord) -> dict[str, Any]:
+    return {
+        "index": index,
+        "rejected": mapped.rejected,
+        "data": mapped.data,
+        "problems": list(mapped.problems),
+    }
+
+
+def _print_records(results: list[dict[str, Any]], limit: int) -> None:
+    out = console()
+    for result in results[:limit]:
+        state = "[red]rejected[/]" if result["rejected"] else "[green]ok[/]"
+        table = Table(title=f"record #{result['index']} — {state}", title_justify="left", show_header=False)
+        table.add_column("field", style="bold")
+        table.add_column("value", overflow="fold")
+        for name, value in result["data"].items():
+            table.add_row(name, preview(value, 200))
+        out.print(table)
+        for problem in result["problems"]:
+            out.print("  [red]✗[/] ", end="")
+            out.print(problem.render(), markup=False)
+    if len(results) > limit:
+        out.print(f"… {len(results) - limit} more records (use --limit or --format json)")
+    rejected = sum(r["rejected"] for r in results)
+    out.print(f"\n{len(results)} records mapped, {len(results) - rejected} ok, {rejected} would be rejected")
+
+
+def _map_resource(plan: MappingPlan, definition: Definition, resource: str, document: Any) -> dict[str, Any]:
+    if resource not in plan.resources:
+        known = ", ".join(plan.resources) or "none"
+        raise click.BadParameter(
+            f"no resource {resource!r} in sync.resources (known: {known})", param_hint="--resource"
+        )
+    assert definition.sync is not None
+    data_property = definition.sync.resources[resource].response_mapping.data_property
+    mapper = plan.resources[resource].mapper
+    results = [_result(i, mapper(record)) for i, record in enumerate(records_of(document, data_property))]
+    return {"resource": resource, "contentType": plan.resources[resource].content_type, "records": results}
+
+
+def _map_event(
+    plan: MappingPlan, definition: Definition, event: str | None, body: Any, raw: bytes, headers: dict[str, str]
+) -> dict[str, Any]:
+    delivery = Delivery(body=body, raw=raw, headers=headers)
+    extracted = extract_event(definition.webhook, delivery)
+    chosen = event or extracted
+    if chosen is None:
+        raise click.BadParameter(
+            "the payload names no event (webhook.eventExtraction found nothing); pass --event", param_hint="--event"
+        )
+    handler = plan.handlers.get(chosen)
+    customer = plan.customer.extract(chosen, body) if plan.customer else None
+    return {
+        "event": chosen,
+        "extractedEvent": extracted,
+        "eventMatches": extracted == chosen,
+        "transactionId": transaction_id(definition.webhook, chosen, delivery),
+        "handler": None if handler is None else {"contentType": handler.content_type, "operation": handler.operation},
+        "customer": None if customer is None else _result(0, customer),
+        "records": [] if handler is None else [_result(0, handler.map(body))],
+        "triggerFires": chosen in definition.trigger_events(),
+    }
+
+
+def _print_event(report: dict[str, Any], limit: int) -> None:
+    out = console()
+    out.print(f"[bold]event[/]          {report['event']}")
+    if not report["eventMatches"]:
+        out.print(
+            f"[yellow]  eventExtraction found {report['extractedEvent']!r} in the payload, not {report['event']!r}[/]"
+        )
+    out.print(f"[bold]transaction id[/] {report['transactionId'] or '— (not de-duplicated)'}")
+    handler = report["handler"]
+    target = f"{handler['operation']} {handler['contentType']}" if handler else "[yellow]no handler for this event[/]"
+    out.print(f"[bold]handler[/]        {target}")
+    fires = "[green]yes[/]" if report["triggerFires"] else "[yellow]no trigger with this event[/]"
+    out.print(f"[bold]trigger fires[/]  {fires}")
+    if report["customer"] is not None:
+        out.print("[bold]customer[/]")
+        _print_records([report["customer"]], 1)
+    if report["records"]:
+        out.print("[bold]record[/]")
+        _print_records(report["records"], limit)
+
+
+@app.command("map")
+def map_command(
+    definition_path: DefinitionArgument,
+    input_path: Annotated[
+        Path, typer.Option("--input", "-i", help="A list page / record (with --resource) or a webhook body.")
+    ],
+    resource: Annotated[str | None, typer.Option(help="Map the input with this resource's apiMapping.")] = None,
+    event: Annotated[
+        str | None, typer.Option(help="Map the input with this event's handler (default: extract it).")
+    ] = None,
+    header: Annotated[
+        list[str] | None, typer.Option(help="A delivery header 'Name: value' (for header events).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Records to print in text output.")] = 20,
+    output: FormatOption = OutputFormat.text,
+    functions: FunctionsOption = None,
+) -> int:
+    """Dry-run mappings on a sample: the records produced, and what would be rejected and why."""
+    if resource is not None and event is not None:
+        raise click.UsageError("give --resource or --event, not both")
+    compute = registry(functions)
+    definition = load_definition(definition_path, vocabulary=vocabulary(compute))
+    plan = compile_plan(definition, compute)
+    document, raw = read_json(input_path)
+    if resource is not None:
+        report = _map_resource(plan, definition, resource, document)
+    else:
+        headers = dict(_header(h) for h in header or ())
+        report = _map_event(plan, definition, event, document, raw, headers)
+    rejected = any(r["rejected"] for r in report["records"])
+    if output is OutputFormat.json:
+        print_json(report)
+    elif resource is not None:
+        console().print(f"[bold]{resource}[/] → {report['contentType']}")
+        _print_records(report["records"], limit)
+    else:
+        _print_event(report, limit)
+    return 1 if rejected else 0
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise click.BadParameter(f"expected 'Name: value', found {text!r}", param_hint="--header")
+    return name.strip(), value.strip()
