@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-import click
+import typer
 from rich.console import Console
 
 from miniapp_sync.cli.app import app
@@ -28,14 +28,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         result = app(args=args, prog_name="miniapp-sync", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
         err.print("Aborted.")
         return 1
-    except click.ClickException as exc:
-        exc.show(file=sys.stderr)
-        return 2
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument, bad parameter
+        exc.show(file=sys.stderr)  # type: ignore[attr-defined]
+        return int(getattr(exc, "exit_code", 2))
     except MiniAppSyncError as exc:
         if debug:
             err.print_exception()
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not debug:
             err.print("Run again with --debug for the traceback, and report it.")
         return 1
-    return result if isinstance(result, int) else 0
+    return int(result) if isinstance(result, int) else 0
 
 
 def run() -> None:

@@ -35,7 +35,10 @@ FunctionsOption = Annotated[
     typer.Option("--functions", help="A Python module whose public functions become compute functions.", exists=True),
 ]
 DefinitionArgument = Annotated[
-    Path, typer.Argument(help="The MiniApp definition (.json, .json5, .js, .ts, .yaml).", show_default=False)
+    Path,
+    typer.Argument(
+        metavar="DEFINITION", help="The MiniApp definition (.json, .json5, .js, .ts, .yaml).", show_default=False
+    ),
 ]
 
 

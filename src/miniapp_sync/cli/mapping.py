@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import orjson
 import typer
 from rich.table import Table
@@ -34,7 +33,7 @@ def read_json(path: Path) -> tuple[Any, bytes]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--input") from None
+        raise typer.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--input") from None
     try:
         return orjson.loads(raw), raw
     except orjson.JSONDecodeError:
@@ -42,7 +41,7 @@ def read_json(path: Path) -> tuple[Any, bytes]:
             json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             where = f"{path}:{exc.lineno}:{exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(path)
-            raise click.BadParameter(
+            raise typer.BadParameter(
                 f"{where}: not valid JSON: {getattr(exc, 'msg', exc)}", param_hint="--input"
             ) from None
         raise
@@ -92,7 +91,7 @@ def _print_records(results: list[dict[str, Any]], limit: int) -> None:
 def _map_resource(plan: MappingPlan, definition: Definition, resource: str, document: Any) -> dict[str, Any]:
     if resource not in plan.resources:
         known = ", ".join(plan.resources) or "none"
-        raise click.BadParameter(
+        raise typer.BadParameter(
             f"no resource {resource!r} in sync.resources (known: {known})", param_hint="--resource"
         )
     assert definition.sync is not None
@@ -109,7 +108,7 @@ def _map_event(
     extracted = extract_event(definition.webhook, delivery)
     chosen = event or extracted
     if chosen is None:
-        raise click.BadParameter(
+        raise typer.BadParameter(
             "the payload names no event (webhook.eventExtraction found nothing); pass --event", param_hint="--event"
         )
     handler = plan.handlers.get(chosen)
@@ -166,7 +165,7 @@ def map_command(
 ) -> int:
     """Dry-run mappings on a sample: the records produced, and what would be rejected and why."""
     if resource is not None and event is not None:
-        raise click.UsageError("give --resource or --event, not both")
+        raise typer.BadParameter("give --resource or --event, not both", param_hint="--event")
     compute = registry(functions)
     definition = load_definition(definition_path, vocabulary=vocabulary(compute))
     plan = compile_plan(definition, compute)
@@ -190,5 +189,5 @@ def map_command(
 def _header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     if not sep or not name.strip():
-        raise click.BadParameter(f"expected 'Name: value', found {text!r}", param_hint="--header")
+        raise typer.BadParameter(f"expected 'Name: value', found {text!r}", param_hint="--header")
     return name.strip(), value.strip()
