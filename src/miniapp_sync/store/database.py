@@ -1,0 +1,179 @@
+"""Where the store lives: URL resolution, the engine per backend, transactions and migrations.
+
+SQLite (the embedded default) runs in WAL mode with ``synchronous=FULL``, foreign keys on and a
+busy timeout. Its connections come from a pool, one per thread at a time; write transactions
+start with ``BEGIN IMMEDIATE`` so a reader never has to upgrade to a writer half-way (which
+SQLite answers with "database is locked" instead of waiting), and writers in this process take
+a lock first, so they queue fairly instead of polling the busy handler.
+PostgreSQL is reached through psycopg 3.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+from alembic import command
+from alembic.config import Config
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from miniapp_sync.errors import StoreError
+
+ENV_VAR: Final = "MINIAPP_SYNC_STORE"
+DEFAULT_PATH: Final = Path(".miniapp-sync") / "store.sqlite"
+BUSY_TIMEOUT_SECONDS: Final = 30.0
+MIGRATIONS: Final = Path(__file__).with_name("migrations")
+
+_WRITE: Final = "miniapp_sync_write"  # execution option: this transaction will write
+
+
+def resolve_url(url: str | None, environ: Mapping[str, str]) -> URL:
+    """Turn a store URL or a file path (or nothing: the environment, then the default file) into a URL."""
+    raw = url if url is not None else environ.get(ENV_VAR) or str(DEFAULT_PATH)
+    if "://" not in raw:
+        return _sqlite_url(raw)
+    try:
+        parsed = make_url(raw)
+    except ArgumentError as exc:
+        raise StoreError(f"store URL cannot be parsed: {exc}") from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in ("postgresql", "postgres"):
+        if driver not in ("", "psycopg"):
+            raise StoreError(
+                f"store URL names the PostgreSQL driver {driver!r}; expected psycopg (psycopg 3)",
+            )
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if driver not in ("", "pysqlite") or not parsed.database or parsed.database == ":memory:":
+            raise StoreError(
+                f"unsupported SQLite store URL {parsed.render_as_string()!r}; "
+                "expected a file, e.g. sqlite:///path/to/store.sqlite (an in-memory database is not shared "
+                "between connections)",
+            )
+        return _sqlite_url(parsed.database)
+    raise StoreError(
+        f"unsupported store URL scheme {parsed.drivername!r}; "
+        "expected sqlite:///path, postgresql://user@host/db or a file path",
+    )
+
+
+def _sqlite_url(path: str) -> URL:
+    return URL.create("sqlite+pysqlite", database=str(Path(path).expanduser().resolve()))
+
+
+class _NotJSON(StoreError):
+    """A JSON column was given a value JSON cannot represent."""
+
+
+def _dumps(value: Any) -> str:
+    # psycopg calls this while sending the query, where SQLAlchemy does not wrap what is raised;
+    # a StoreError subclass is recognisable on both paths (see translated()).
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as exc:
+        raise _NotJSON(f"a value is not JSON-serialisable ({exc})") from None
+
+
+def _describe(exc: BaseException) -> str:
+    # The driver's own exception says what went wrong; SQLAlchemy's text adds SQL we don't need,
+    # and the driver's DETAIL lines may quote values (keys, tokens), so only the first line is kept.
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [""])[0]
+    return first if isinstance(orig, StoreError) else f"{type(orig).__name__}: {first}"
+
+
+@contextmanager
+def translated(action: str) -> Iterator[None]:
+    """Raise database failures inside the block as StoreError naming ``action``."""
+    try:
+        yield
+    except (SQLAlchemyError, _NotJSON) as exc:
+        raise StoreError(f"cannot {action}: {_describe(exc)}") from exc
+
+
+class Database:
+    """An engine with the store's transaction rules; ``read()`` and ``write()`` hand out connections."""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self.dialect = url.get_backend_name()
+        self._write_lock: AbstractContextManager[object]
+        if self.dialect == "sqlite":
+            Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_engine(
+                url,
+                connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+                pool_size=8,
+                max_overflow=24,
+                json_serializer=_dumps,
+                json_deserializer=orjson.loads,
+                hide_parameters=True,  # parameters may hold credentials; keep them out of errors
+            )
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
+            self._write_lock = threading.Lock()
+        else:
+            self.engine = create_engine(
+                url,
+                pool_pre_ping=True,  # survive a database restart between calls
+                json_serializer=_dumps,
+                json_deserializer=orjson.loads,
+                hide_parameters=True,
+            )
+            # PostgreSQL handles concurrent writers itself (row locks, advisory locks).
+            self._write_lock = nullcontext()
+
+    @contextmanager
+    def read(self, action: str) -> Iterator[Connection]:
+        """Yield a connection for reading; its snapshot ends with the block."""
+        with translated(action), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self, action: str) -> Iterator[Connection]:
+        """Yield a connection inside one write transaction, committed when the block ends without error."""
+        with translated(action), self._write_lock, self.engine.connect() as conn:
+            conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                yield conn
+
+    def upgrade(self) -> None:
+        """Run the Alembic migrations up to head (a no-op when the schema is current)."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with translated("migrate the store"), self._write_lock, self.engine.connect() as conn:
+            conn.execution_options(**{_WRITE: True})
+            config.attributes["connection"] = conn
+            try:
+                command.upgrade(config, "head")
+            except CommandError as exc:
+                raise StoreError(
+                    f"cannot migrate the store: {exc} (hint: was it migrated by a newer miniapp-sync?)"
+                ) from exc
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the sqlite3 module, which would BEGIN lazily and
+    # DEFERRED; _sqlite_begin emits BEGIN itself, IMMEDIATE for writes.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")

@@ -1,0 +1,108 @@
+"""What the store hands out and takes in: immutable rows, record writes and their outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, get_args
+
+InstallationStatus = Literal["pending", "connected", "error", "uninstalled"]
+RecordSource = Literal["bulk", "webhook"]
+RunStatus = Literal["running", "succeeded", "failed", "partial", "interrupted"]
+DeadLetterKind = Literal["record", "webhook"]
+
+INSTALLATION_STATUSES: Final = frozenset(get_args(InstallationStatus))
+RECORD_SOURCES: Final = frozenset(get_args(RecordSource))
+RUN_STATUSES: Final = frozenset(get_args(RunStatus))
+DEAD_LETTER_KINDS: Final = frozenset(get_args(DeadLetterKind))
+
+
+@dataclass(frozen=True, slots=True)
+class Installation:
+    """A MiniApp installed for one tenant: its (already encrypted) credentials, metadata and user input."""
+
+    id: str
+    tenant: str
+    ns: str
+    status: InstallationStatus
+    credentials: bytes = field(repr=False)  # ciphertext, but it still has no business in logs
+    metadata: dict[str, Any]
+    user_input: dict[str, Any]
+    error: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecordWrite:
+    """One record to upsert: the mapped data, its version, when it was fetched, and how to apply it.
+
+    ``version`` is the record's ``updatedAt`` (ISO 8601); ``fetched_at`` is when a bulk page was
+    fetched (D21); ``merge`` applies update semantics: shallow-merge over the stored data (D22).
+    """
+
+    code: str
+    data: dict[str, Any]
+    version: str | None = None
+    fetched_at: float | None = None
+    partial: bool = False
+    merge: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What a batch of writes did; ``written`` lists each created or updated code once, in input order."""
+
+    created: int
+    updated: int
+    unchanged: int
+    stale: int
+    written: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A record as stored, keyed by (installation, content type, code) (D20)."""
+
+    installation_id: str
+    content_type: str
+    code: str
+    data: dict[str, Any]
+    content_hash: str
+    version: str | None
+    source: RecordSource
+    partial: bool
+    deleted: bool
+    created_at: float
+    updated_at: float
+    seen_at: float
+    webhook_at: float | None
+    run_id: str | None  # the last run that wrote or saw it
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A sync run of one resource (or of all resources when ``resource`` is None)."""
+
+    id: str
+    installation_id: str
+    resource: str | None
+    status: RunStatus
+    started_at: float
+    finished_at: float | None
+    stats: dict[str, Any]
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record or webhook delivery that could not be processed, kept for inspection and replay."""
+
+    id: int
+    installation_id: str
+    kind: DeadLetterKind
+    source: str
+    payload: Any
+    reason: str
+    run_id: str | None
+    created_at: float
+    replayed_at: float | None

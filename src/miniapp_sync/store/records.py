@@ -1,0 +1,339 @@
+"""Record writes and reads (D20-D23): decide per record in memory, then write the batch at once.
+
+A batch is one transaction: one SELECT of the stored rows for the batch's codes, a decision per
+write (stale, unchanged, created, updated), one executemany upsert for what changed, one UPDATE
+that marks the rest as seen, and the resource checkpoint (D6). Writes of one code later in the
+same batch see the outcome of the earlier ones; each code is upserted once, with its final state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any, Final
+
+import orjson
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Connection,
+    Row,
+    Select,
+    String,
+    Text,
+    bindparam,
+    case,
+    func,
+    select,
+    text,
+    true,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+from miniapp_sync.errors import StoreError, preview
+from miniapp_sync.store.model import RECORD_SOURCES, RecordSource, RecordWrite, StoredRecord, WriteResult
+from miniapp_sync.store.tables import checkpoints, records
+
+_CHUNK: Final = 500  # codes per IN (...) list, well under SQLite's bound-variable limit
+
+
+def content_hash(data: dict[str, Any]) -> str:
+    """Return the SHA-256 of the canonical JSON of ``data`` (sorted keys), the record's identity of content."""
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def normalise_version(version: str) -> str:
+    """Return an ISO 8601 timestamp as UTC with microseconds, so versions compare as strings; other text as is."""
+    try:
+        parsed = datetime.fromisoformat(version)
+    except ValueError:
+        return version
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)  # a provider that omits the offset means UTC more often than not
+    return parsed.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+@dataclass(slots=True)
+class _Current:
+    """What is known of one code while a batch is decided: the stored row, then each accepted write."""
+
+    data: dict[str, Any] | None  # None when the batch has no merge, so the stored data was not loaded
+    content_hash: str
+    version: str | None
+    partial: bool
+    deleted: bool
+    webhook_at: float | None
+
+
+@dataclass(slots=True)
+class _Plan:
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # code -> full row to upsert
+    seen: list[str] = field(default_factory=list)  # stored codes not rewritten: refresh seen_at only
+    seen_by_webhook: list[str] = field(default_factory=list)  # ... and webhook_at (an unchanged webhook write)
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    written: dict[str, None] = field(default_factory=dict)  # an ordered set
+
+
+def _is_stale(current: _Current, write: RecordWrite, version: str | None, source: RecordSource) -> bool:
+    # D21: versions decide when both sides have one; otherwise a bulk page fetched before the
+    # record's last webhook write must not overwrite it.
+    if version is not None and current.version is not None:
+        return current.version > version
+    return (
+        source == "bulk"
+        and write.fetched_at is not None
+        and current.webhook_at is not None
+        and current.webhook_at > write.fetched_at
+    )
+
+
+def _plan(
+    stored: dict[str, _Current],
+    writes: Sequence[RecordWrite],
+    *,
+    installation_id: str,
+    content_type: str,
+    source: RecordSource,
+    run_id: str | None,
+    now: float,
+) -> _Plan:
+    plan = _Plan()
+    current = dict(stored)
+    for write in writes:
+        code = write.code
+        version = None if write.version is None else normalise_version(write.version)
+        known = current.get(code)
+        if known is not None and _is_stale(known, write, version, source):
+            plan.stale += 1
+            if code not in plan.rows:
+                plan.seen.append(code)
+            continue
+        if write.merge:
+            data = write.data if known is None else {**(known.data or {}), **write.data}
+            partial = True if known is None else known.partial or write.partial
+        else:
+            data, partial = write.data, write.partial
+        try:
+            digest = content_hash(data)
+        except TypeError as exc:  # orjson.JSONEncodeError
+            raise StoreError(
+                f"cannot write {content_type} record {code!r}: its data is not JSON-serialisable ({exc})"
+            ) from None
+        if known is not None and not known.deleted and known.content_hash == digest and known.partial == partial:
+            plan.unchanged += 1
+            if code not in plan.rows:
+                (plan.seen_by_webhook if source == "webhook" else plan.seen).append(code)
+            elif source == "webhook":
+                plan.rows[code]["webhook_at"] = now
+            continue
+        if known is None:
+            plan.created += 1
+        else:
+            plan.updated += 1
+            if version is None:
+                version = known.version  # keep the newest version we know of for later stale checks
+        webhook_at = now if source == "webhook" else (None if known is None else known.webhook_at)
+        current[code] = _Current(data, digest, version, partial, False, webhook_at)
+        plan.written[code] = None
+        plan.rows[code] = {
+            "installation_id": installation_id,
+            "content_type": content_type,
+            "code": code,
+            "data": data,
+            "content_hash": digest,
+            "version": version,
+            "source": source,
+            "partial": partial,
+            "deleted": False,
+            "created_at": now,
+            "updated_at": now,
+            "seen_at": now,
+            "webhook_at": webhook_at,
+            "run_id": run_id,
+        }
+    return plan
+
+
+@cache
+def _lookup(dialect: str, *, with_data: bool) -> Select[Any]:
+    r = records.c
+    columns: list[ColumnElement[Any]] = [r.code, r.content_hash, r.version, r.partial, r.deleted, r.webhook_at]
+    if with_data:
+        columns.append(r.data)  # decoding JSON costs; only merges need the stored data
+    same_key = (r.installation_id == bindparam("p_installation_id"), r.content_type == bindparam("p_content_type"))
+    if dialect == "postgresql":
+        # One primary-key probe per code, forced by a LATERAL subquery (LIMIT 1 keeps the planner
+        # from flattening it). With `code = ANY(...)` the planner, misled by statistics that lag
+        # behind an initial import, scans the installation's whole range for every batch.
+        unnest = func.unnest(bindparam("p_codes", type_=postgresql.ARRAY(Text)))
+        codes = unnest.table_valued("code").render_derived(name="k")
+        probe = select(*columns).where(*same_key, r.code == codes.c.code).limit(1).lateral("r")
+        return select(*probe.c).select_from(codes).join(probe, true())
+    return select(*columns).where(*same_key, r.code.in_(bindparam("p_codes", expanding=True)))
+
+
+def _load(
+    conn: Connection, installation_id: str, content_type: str, codes: Sequence[str], *, with_data: bool
+) -> dict[str, _Current]:
+    query = _lookup(conn.dialect.name, with_data=with_data)
+    params = {"p_installation_id": installation_id, "p_content_type": content_type}
+    found: dict[str, _Current] = {}
+    for start in range(0, len(codes), _CHUNK):
+        for row in conn.execute(query, {**params, "p_codes": list(codes[start : start + _CHUNK])}):
+            data = row[6] if with_data else None
+            found[row[0]] = _Current(data, row[1], row[2], bool(row[3]), bool(row[4]), row[5])
+    return found
+
+
+@cache
+def _record_upsert(dialect: str) -> Insert:
+    stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(records)
+    keep = {"installation_id", "content_type", "code", "created_at"}
+    changes: dict[str, Any] = {c.name: stmt.excluded[c.name] for c in records.c if c.name not in keep}
+    changes["run_id"] = func.coalesce(stmt.excluded.run_id, records.c.run_id)  # a webhook keeps the run's id
+    return stmt.on_conflict_do_update(index_elements=list(records.primary_key), set_=changes)
+
+
+@cache
+def _checkpoint_upsert(dialect: str) -> Insert:
+    stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(checkpoints)
+    changes = {name: stmt.excluded[name] for name in ("run_id", "state", "updated_at")}
+    return stmt.on_conflict_do_update(index_elements=list(checkpoints.primary_key), set_=changes)
+
+
+def save_checkpoint(
+    conn: Connection, installation_id: str, resource: str, state: dict[str, Any], *, run_id: str | None, now: float
+) -> None:
+    """Insert or replace the checkpoint of (installation, resource)."""
+    row = {
+        "installation_id": installation_id,
+        "resource": resource,
+        "run_id": run_id,
+        "state": state,
+        "updated_at": now,
+    }
+    conn.execute(_checkpoint_upsert(conn.dialect.name), row)
+
+
+# The PostgreSQL form finds the rows with the same per-code probe as _lookup, then updates them
+# by tuple id in one statement (a TID scan): robust to stale statistics, and one round trip.
+_PG_MARK_SEEN: Final = text("""
+UPDATE records SET
+    seen_at = :p_now,
+    run_id = COALESCE(:p_run_id, run_id),
+    webhook_at = CASE WHEN :p_by_webhook THEN :p_now ELSE webhook_at END
+WHERE ctid = ANY(ARRAY(
+    SELECT p.ctid FROM unnest(CAST(:p_codes AS text[])) AS k(code)
+    CROSS JOIN LATERAL (
+        SELECT ctid FROM records
+        WHERE installation_id = :p_installation_id AND content_type = :p_content_type AND code = k.code
+        LIMIT 1
+    ) AS p
+))
+""")
+
+_SQLITE_MARK_SEEN: Final = (
+    update(records)
+    .where(
+        records.c.installation_id == bindparam("p_installation_id"),
+        records.c.content_type == bindparam("p_content_type"),
+        records.c.code.in_(bindparam("p_codes", expanding=True)),
+    )
+    .values(
+        seen_at=bindparam("p_now"),
+        run_id=func.coalesce(bindparam("p_run_id", type_=String), records.c.run_id),
+        webhook_at=case((bindparam("p_by_webhook", type_=Boolean), bindparam("p_now")), else_=records.c.webhook_at),
+    )
+)
+
+
+def _mark_seen(conn: Connection, codes: Sequence[str], params: dict[str, Any], *, by_webhook: bool) -> None:
+    """Refresh seen_at (and run_id, and webhook_at for a webhook) of stored rows that are not rewritten."""
+    stmt = _PG_MARK_SEEN if conn.dialect.name == "postgresql" else _SQLITE_MARK_SEEN
+    for start in range(0, len(codes), _CHUNK):
+        conn.execute(stmt, {**params, "p_codes": list(codes[start : start + _CHUNK]), "p_by_webhook": by_webhook})
+
+
+def _lock(conn: Connection, installation_id: str, content_type: str) -> None:
+    # A batch decides from rows that a concurrent batch (a webhook during a bulk run) may be about
+    # to insert or change; on PostgreSQL one lock per (installation, content type), held until
+    # commit, makes writers take turns. SQLite writers are serialised already (BEGIN IMMEDIATE).
+    if conn.dialect.name == "postgresql":
+        key = f"{installation_id}/{content_type}"
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+
+
+def write_records(
+    conn: Connection,
+    installation_id: str,
+    content_type: str,
+    writes: Sequence[RecordWrite],
+    *,
+    source: RecordSource,
+    run_id: str | None,
+    checkpoint: tuple[str, dict[str, Any]] | None,
+    now: float,
+) -> WriteResult:
+    """Apply a batch of writes inside the caller's transaction and return what each did."""
+    if source not in RECORD_SOURCES:
+        raise StoreError(f"unknown record source {source!r}; expected one of {sorted(RECORD_SOURCES)}")
+    _lock(conn, installation_id, content_type)
+    codes = list(dict.fromkeys(w.code for w in writes))
+    for code in codes:
+        if not isinstance(code, str) or not code:
+            raise StoreError(
+                f"cannot write a {content_type} record: code must be a non-empty string, found {preview(code)}"
+            )
+    stored = _load(conn, installation_id, content_type, codes, with_data=any(w.merge for w in writes)) if codes else {}
+    plan = _plan(
+        stored,
+        writes,
+        installation_id=installation_id,
+        content_type=content_type,
+        source=source,
+        run_id=run_id,
+        now=now,
+    )
+    if plan.rows:
+        conn.execute(_record_upsert(conn.dialect.name), list(plan.rows.values()))
+    params = {"p_installation_id": installation_id, "p_content_type": content_type, "p_now": now, "p_run_id": run_id}
+    for group, by_webhook in ((plan.seen, False), (plan.seen_by_webhook, True)):
+        # A code rewritten later in the batch already gets seen_at (and webhook_at) from the upsert.
+        untouched = [code for code in dict.fromkeys(group) if code not in plan.rows]
+        if untouched:
+            _mark_seen(conn, untouched, params, by_webhook=by_webhook)
+    if checkpoint is not None:
+        resource, state = checkpoint
+        save_checkpoint(conn, installation_id, resource, state, run_id=run_id, now=now)
+    return WriteResult(plan.created, plan.updated, plan.unchanged, plan.stale, list(plan.written))
+
+
+def to_record(row: Row[Any]) -> StoredRecord:
+    """Build a StoredRecord from a full ``records`` row (its columns are the dataclass's fields)."""
+    return StoredRecord(**row._mapping)
+
+
+def soft_delete_unseen(conn: Connection, installation_id: str, content_type: str, *, since: float, now: float) -> int:
+    """Mark deleted the records neither seen nor written since ``since`` (D23); return how many."""
+    _lock(conn, installation_id, content_type)
+    r = records.c
+    stmt = (
+        update(records)
+        .where(
+            r.installation_id == installation_id,
+            r.content_type == content_type,
+            r.seen_at < since,
+            r.updated_at < since,
+            r.deleted.is_(False),
+        )
+        .values(deleted=True, updated_at=now)
+    )
+    return conn.execute(stmt).rowcount

@@ -1,0 +1,146 @@
+"""The store's schema as SQLAlchemy Core tables; the migrations must build exactly this (a test compares)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeEngine
+
+# Explicit names keep constraints identical across dialects and let migrations refer to them.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+VERSION_TABLE = "miniapp_sync_alembic_version"  # not alembic_version: the database may be shared
+
+
+def json_type() -> TypeEngine[Any]:
+    """Return the JSON column type: JSONB on PostgreSQL (indexable, compact), JSON text elsewhere."""
+    return JSON().with_variant(JSONB(), "postgresql")
+
+
+def _epoch(name: str, *, nullable: bool = False) -> Column[float]:
+    # Timestamps are float epoch seconds from the injected clock, never database time.
+    return Column(name, Double, nullable=nullable)
+
+
+def _installation_fk() -> ForeignKey:
+    return ForeignKey("installations.id", ondelete="CASCADE")
+
+
+installations = Table(
+    "installations",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant", Text, nullable=False),
+    Column("ns", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("credentials", LargeBinary, nullable=False),
+    Column("metadata", json_type(), nullable=False),
+    Column("user_input", json_type(), nullable=False),
+    Column("error", Text),
+    _epoch("created_at"),
+    _epoch("updated_at"),
+    UniqueConstraint("tenant", "ns"),
+    CheckConstraint("status IN ('pending', 'connected', 'error', 'uninstalled')", name="status"),
+    Index(None, "ns"),
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column("installation_id", String(32), _installation_fk(), primary_key=True),
+    Column("content_type", Text, primary_key=True),
+    Column("code", Text, primary_key=True),
+    Column("data", json_type(), nullable=False),
+    Column("content_hash", Text, nullable=False),
+    Column("version", Text),
+    Column("source", Text, nullable=False),
+    Column("partial", Boolean, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    _epoch("created_at"),
+    _epoch("updated_at"),
+    _epoch("seen_at"),
+    _epoch("webhook_at", nullable=True),
+    # Not a foreign key: the run is provenance only, and webhook writes have none.
+    Column("run_id", String(32)),
+    CheckConstraint("source IN ('bulk', 'webhook')", name="source"),
+)
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("installation_id", String(32), _installation_fk(), nullable=False),
+    Column("resource", Text),
+    Column("status", Text, nullable=False),
+    _epoch("started_at"),
+    _epoch("finished_at", nullable=True),
+    Column("stats", json_type(), nullable=False),
+    Column("error", Text),
+    CheckConstraint("status IN ('running', 'succeeded', 'failed', 'partial', 'interrupted')", name="status"),
+    Index(None, "installation_id", "started_at"),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("installation_id", String(32), _installation_fk(), primary_key=True),
+    Column("resource", Text, primary_key=True),
+    Column("run_id", String(32)),
+    Column("state", json_type(), nullable=False),
+    _epoch("updated_at"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    # SQLite only autoincrements a column declared exactly INTEGER PRIMARY KEY.
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("installation_id", String(32), _installation_fk(), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("payload", json_type(), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("run_id", String(32)),
+    _epoch("created_at"),
+    _epoch("replayed_at", nullable=True),
+    CheckConstraint("kind IN ('record', 'webhook')", name="kind"),
+    Index(None, "installation_id", "id"),
+)
+
+oauth_states = Table(
+    "oauth_states",
+    metadata,
+    Column("state", Text, primary_key=True),
+    Column("tenant", Text, nullable=False),
+    Column("ns", Text, nullable=False),
+    _epoch("created_at"),
+    _epoch("expires_at"),
+    _epoch("used_at", nullable=True),
+    Index(None, "expires_at"),
+)

@@ -1,0 +1,137 @@
+"""Store fixtures: every contract test runs on a fresh SQLite file and on PostgreSQL.
+
+PostgreSQL is found at $MINIAPP_SYNC_TEST_POSTGRES (default postgresql://postgres@127.0.0.1:5432/test).
+Each session creates its own database ``miniapp_sync_test_<random>`` there and drops it at the
+end, so parallel sessions and reruns never share tables; tests that need an empty database get
+a fresh schema in it. Without a reachable server the
+PostgreSQL cases skip, unless CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from miniapp_sync.store import Store
+from miniapp_sync.store.tables import metadata
+from miniapp_sync.testing import FakeClock
+
+ADMIN_URL = os.environ.get("MINIAPP_SYNC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+class PostgresServer:
+    """A database of this session's own on the test server, dropped at the end."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.name = f"miniapp_sync_test_{uuid.uuid4().hex[:12]}"
+        self.url = make_url(admin_url).set(database=self.name).render_as_string(hide_password=False)
+        self._schemas = 0
+
+    def create(self) -> None:
+        """Create the session's database."""
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
+
+    def drop(self) -> None:
+        """Drop the session's database, whoever is still connected to it."""
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
+
+    def empty_schema_url(self) -> str:
+        """Create an empty schema and return a URL whose search_path puts everything there."""
+        self._schemas += 1
+        schema = f"empty_{self._schemas}"
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        url = make_url(self.url).update_query_dict({"options": f"-csearch_path={schema}"})
+        return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """Return this session's PostgreSQL database, or skip (fail when CI=true) if there is no server."""
+    try:
+        with psycopg.connect(ADMIN_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        reason = f"PostgreSQL not reachable at {ADMIN_URL} ({type(exc).__name__}: {' '.join(str(exc).split())})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; it is required when CI=true")
+        pytest.skip(reason)
+    server = PostgresServer(ADMIN_URL)
+    server.create()
+    yield server
+    server.drop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres: PostgresServer) -> str:
+    """Return the URL of this session's database, migrated once."""
+    Store.open(postgres.url).close()
+    return postgres.url
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Return a clock the test moves by hand."""
+    return FakeClock()
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Return the URL of an empty database (no tables) on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty.sqlite'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.empty_schema_url()
+
+
+def _truncate(url: str) -> None:
+    tables = sql.SQL(", ").join(sql.Identifier(t.name) for t in metadata.sorted_tables)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(tables))
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Return the URL of a migrated, empty store on each backend."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.sqlite")
+    url: str = request.getfixturevalue("postgres_url")
+    _truncate(url)
+    return url
+
+
+@pytest.fixture
+def open_store(store_url: str, clock: FakeClock) -> Iterator[Callable[[], Store]]:
+    """Return a factory of Store handles on the test's database; all are closed afterwards."""
+    opened: list[Store] = []
+
+    def factory() -> Store:
+        opened.append(Store.open(store_url, clock=clock))
+        return opened[-1]
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(open_store: Callable[[], Store]) -> Store:
+    """Return a Store on a fresh database, SQLite or PostgreSQL."""
+    return open_store()
+
+
+@pytest.fixture
+def installation_id(store: Store) -> str:
+    """Return the id of a fresh installation in ``store``."""
+    return store.save_installation("tenant-1", "salla", credentials=b"\x00secret", metadata={}, user_input={}).id

@@ -1,0 +1,61 @@
+"""Migrations build the declared schema on an empty database, and running them again changes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+
+from miniapp_sync.errors import StoreError
+from miniapp_sync.store import Store
+from miniapp_sync.store.tables import VERSION_TABLE, metadata
+
+
+def _table_names(url: str) -> set[str]:
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_migrations_apply_on_an_empty_database_and_are_idempotent(empty_url: str) -> None:
+    assert _table_names(empty_url) == set()
+    with Store.open(empty_url) as store:
+        installation = store.save_installation("t", "ns", credentials=b"c", metadata={}, user_input={})
+        store.upgrade()
+    with Store.open(empty_url) as store:
+        store.upgrade()
+        assert store.get_installation(installation.id) == installation
+    assert _table_names(empty_url) == {t.name for t in metadata.sorted_tables} | {VERSION_TABLE}
+
+
+def test_migrated_schema_matches_the_declared_tables(empty_url: str) -> None:
+    Store.open(empty_url).close()
+    engine = create_engine(empty_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": VERSION_TABLE})
+            assert compare_metadata(context, metadata) == []
+            assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0001"
+    finally:
+        engine.dispose()
+
+
+def test_open_without_migrate_leaves_the_database_alone(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.sqlite", migrate=False) as store, pytest.raises(StoreError, match="no such table"):
+        store.list_installations()
+
+
+def test_a_database_from_a_newer_release_is_refused_with_a_hint(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    Store.open(path).close()
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(StoreError, match="migrated by a newer miniapp-sync"):
+        Store.open(path)

@@ -1,0 +1,236 @@
+"""Record writes (D20-D23): upsert by code, unchanged content, stale writes, merges, deletions, checkpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from miniapp_sync.errors import StoreError
+from miniapp_sync.store import RecordWrite, Store, WriteResult, content_hash, normalise_version
+from miniapp_sync.testing import FakeClock
+
+PRODUCT = "core:product"
+
+
+def _write(store: Store, installation_id: str, *writes: RecordWrite, source: str = "bulk", **kw: Any) -> WriteResult:
+    return store.write_records(installation_id, PRODUCT, writes, source=source, **kw)  # type: ignore[arg-type]
+
+
+def _data(store: Store, installation_id: str, code: str) -> dict[str, Any] | None:
+    record = store.get_record(installation_id, PRODUCT, code)
+    return None if record is None else record.data
+
+
+def test_writes_count_created_updated_and_unchanged(store: Store, installation_id: str) -> None:
+    first = _write(store, installation_id, RecordWrite("a", {"name": "A"}), RecordWrite("b", {"name": "B"}))
+    assert first == WriteResult(created=2, updated=0, unchanged=0, stale=0, written=["a", "b"])
+    second = _write(
+        store,
+        installation_id,
+        RecordWrite("c", {"name": "C"}),
+        RecordWrite("b", {"name": "B2"}),
+        RecordWrite("a", {"name": "A"}),
+    )
+    assert second == WriteResult(created=1, updated=1, unchanged=1, stale=0, written=["c", "b"])
+    assert store.count_records(installation_id) == 3
+    assert store.count_records(installation_id, "core:customer") == 0
+    assert _data(store, installation_id, "b") == {"name": "B2"}
+
+
+def test_unchanged_content_is_not_rewritten_but_is_marked_seen(
+    store: Store, installation_id: str, clock: FakeClock
+) -> None:
+    data = {"name": "A", "price": 9.5, "tags": ["x", "y"], "nested": {"b": 1, "a": None}}
+    _write(store, installation_id, RecordWrite("a", data))
+    before = store.get_record(installation_id, PRODUCT, "a")
+    assert before is not None
+    assert before.content_hash == content_hash(data)
+    clock.advance(5)
+    run = store.start_run(installation_id, "products")
+    reordered = {"nested": {"a": None, "b": 1}, "tags": ["x", "y"], "price": 9.5, "name": "A"}
+    result = _write(store, installation_id, RecordWrite("a", reordered), run_id=run.id)
+    assert (result.unchanged, result.written) == (1, [])
+    after = store.get_record(installation_id, PRODUCT, "a")
+    assert after is not None
+    assert (after.updated_at, after.content_hash) == (before.updated_at, before.content_hash)
+    assert (after.seen_at, after.run_id) == (before.seen_at + 5, run.id)
+
+
+def test_a_write_with_an_older_version_is_stale(store: Store, installation_id: str) -> None:
+    _write(store, installation_id, RecordWrite("a", {"v": 2}, version="2024-05-01T12:00:00+03:00"))
+    older = _write(store, installation_id, RecordWrite("a", {"v": 1}, version="2024-05-01T08:59:59Z"))
+    assert (older.stale, older.written) == (1, [])
+    assert _data(store, installation_id, "a") == {"v": 2}
+    newer = _write(store, installation_id, RecordWrite("a", {"v": 3}, version="2024-05-01T09:00:01Z"), source="webhook")
+    assert newer.updated == 1
+    record = store.get_record(installation_id, PRODUCT, "a")
+    assert record is not None
+    assert (record.data, record.version, record.source) == ({"v": 3}, "2024-05-01T09:00:01.000000Z", "webhook")
+
+
+def test_a_write_without_a_version_keeps_the_known_version(store: Store, installation_id: str) -> None:
+    _write(store, installation_id, RecordWrite("a", {"v": 1}, version="2024-05-02"))
+    _write(store, installation_id, RecordWrite("a", {"v": 2}), source="webhook")
+    assert _write(store, installation_id, RecordWrite("a", {"v": 0}, version="2024-05-01")).stale == 1
+    assert _data(store, installation_id, "a") == {"v": 2}
+
+
+def test_versions_compare_after_normalisation() -> None:
+    assert normalise_version("2024-05-01T12:00:00+03:00") == normalise_version("2024-05-01T09:00:00Z")
+    assert normalise_version("2024-05-01 09:00:00") == "2024-05-01T09:00:00.000000Z"
+    assert normalise_version("2024-05-01T09:00:00.5Z") > normalise_version("2024-05-01T09:00:00Z")
+    assert normalise_version("not a date") == "not a date"
+
+
+def test_a_bulk_page_fetched_before_a_webhook_write_is_stale(
+    store: Store, installation_id: str, clock: FakeClock
+) -> None:
+    fetched_at = clock.now()
+    clock.advance(1)
+    _write(store, installation_id, RecordWrite("a", {"status": "paid"}), source="webhook")
+    clock.advance(1)
+    late_page = _write(store, installation_id, RecordWrite("a", {"status": "pending"}, fetched_at=fetched_at))
+    assert late_page.stale == 1
+    assert _data(store, installation_id, "a") == {"status": "paid"}
+    fresh_page = _write(store, installation_id, RecordWrite("a", {"status": "shipped"}, fetched_at=clock.now()))
+    assert fresh_page.updated == 1
+    assert _data(store, installation_id, "a") == {"status": "shipped"}
+
+
+def test_an_unchanged_webhook_write_still_guards_against_older_pages(
+    store: Store, installation_id: str, clock: FakeClock
+) -> None:
+    _write(store, installation_id, RecordWrite("a", {"status": "paid"}))
+    fetched_at = clock.now()
+    clock.advance(1)
+    assert _write(store, installation_id, RecordWrite("a", {"status": "paid"}), source="webhook").unchanged == 1
+    clock.advance(1)
+    assert _write(store, installation_id, RecordWrite("a", {"status": "new"}, fetched_at=fetched_at)).stale == 1
+
+
+def test_update_merges_into_the_stored_record(store: Store, installation_id: str) -> None:
+    _write(store, installation_id, RecordWrite("a", {"name": "A", "status": "new", "total": 10}))
+    result = _write(store, installation_id, RecordWrite("a", {"status": "paid"}, merge=True), source="webhook")
+    assert result.updated == 1
+    record = store.get_record(installation_id, PRODUCT, "a")
+    assert record is not None
+    assert (record.data, record.partial) == ({"name": "A", "status": "paid", "total": 10}, False)
+
+
+def test_update_for_unknown_record_is_kept_partial_until_a_full_write(store: Store, installation_id: str) -> None:
+    assert _write(store, installation_id, RecordWrite("a", {"status": "paid"}, merge=True)).created == 1
+    record = store.get_record(installation_id, PRODUCT, "a")
+    assert record is not None
+    assert (record.data, record.partial) == ({"status": "paid"}, True)
+    _write(store, installation_id, RecordWrite("a", {"total": 5}, merge=True))
+    merged = store.get_record(installation_id, PRODUCT, "a")
+    assert merged is not None
+    assert (merged.data, merged.partial) == ({"status": "paid", "total": 5}, True)
+    full = _write(store, installation_id, RecordWrite("a", {"status": "paid", "total": 5}))
+    assert full.updated == 1  # same content, but no longer partial
+    completed = store.get_record(installation_id, PRODUCT, "a")
+    assert completed is not None
+    assert completed.partial is False
+
+
+def test_later_writes_of_a_code_in_one_batch_win(store: Store, installation_id: str) -> None:
+    result = _write(
+        store,
+        installation_id,
+        RecordWrite("a", {"v": 1, "x": 1}),
+        RecordWrite("b", {"v": 1}),
+        RecordWrite("a", {"v": 2}, merge=True),
+        RecordWrite("a", {"v": 2, "x": 1}),
+    )
+    assert result == WriteResult(created=2, updated=1, unchanged=1, stale=0, written=["a", "b"])
+    assert _data(store, installation_id, "a") == {"v": 2, "x": 1}
+    assert store.count_records(installation_id) == 2
+
+
+def test_records_not_seen_since_a_run_began_are_soft_deleted(
+    store: Store, installation_id: str, clock: FakeClock
+) -> None:
+    _write(store, installation_id, *(RecordWrite(code, {"code": code}) for code in "abcd"))
+    clock.advance(60)
+    run = store.start_run(installation_id, "products")
+    _write(store, installation_id, RecordWrite("a", {"code": "a"}), RecordWrite("b", {"code": "b2"}), run_id=run.id)
+    _write(store, installation_id, RecordWrite("c", {"code": "c"}, merge=True), source="webhook")
+    assert store.soft_delete_unseen(installation_id, PRODUCT, since=run.started_at) == 1
+    assert store.soft_delete_unseen(installation_id, PRODUCT, since=run.started_at) == 0
+    gone = store.get_record(installation_id, PRODUCT, "d")
+    assert gone is not None
+    assert gone.deleted
+    assert [r.code for r in store.list_records(installation_id, PRODUCT)] == ["a", "b", "c"]
+    assert [r.code for r in store.list_records(installation_id, include_deleted=True)] == ["a", "b", "c", "d"]
+    assert store.count_records(installation_id) == 3
+    assert store.count_records(installation_id, include_deleted=True) == 4
+    revived = _write(store, installation_id, RecordWrite("d", {"code": "d"}))
+    assert (revived.updated, revived.written) == (1, ["d"])
+    assert store.count_records(installation_id) == 4
+
+
+def test_records_are_listed_by_content_type_and_code_in_pages(store: Store, installation_id: str) -> None:
+    _write(store, installation_id, *(RecordWrite(f"p{i:02}", {"i": i}) for i in range(12)))
+    store.write_records(installation_id, "core:customer", [RecordWrite("c1", {})], source="bulk")
+    page = store.list_records(installation_id, PRODUCT, limit=5, offset=5)
+    assert [r.code for r in page] == [f"p{i:02}" for i in range(5, 10)]
+    assert [(r.content_type, r.code) for r in store.list_records(installation_id, limit=2)] == [
+        ("core:customer", "c1"),
+        (PRODUCT, "p00"),
+    ]
+    assert store.get_record(installation_id, "core:customer", "p00") is None
+
+
+def test_a_batch_of_thousands_is_read_in_chunks(store: Store, installation_id: str) -> None:
+    writes = [RecordWrite(str(i), {"i": i}) for i in range(1_200)]
+    assert _write(store, installation_id, *writes).created == 1_200
+    assert _write(store, installation_id, *writes).unchanged == 1_200
+
+
+def test_checkpoint_is_saved_with_the_records_it_covers(store: Store, installation_id: str) -> None:
+    run = store.start_run(installation_id, "products")
+    _write(store, installation_id, RecordWrite("a", {"v": 1}), run_id=run.id, checkpoint=("products", {"page": 1}))
+    assert store.get_checkpoint(installation_id, "products") == {"page": 1}
+    _write(store, installation_id, run_id=run.id, checkpoint=("products", {"cursor": "abc"}))
+    assert store.get_checkpoint(installation_id, "products") == {"cursor": "abc"}
+    store.clear_checkpoint(installation_id, "products")
+    assert store.get_checkpoint(installation_id, "products") is None
+
+
+def test_a_failure_mid_batch_leaves_neither_records_nor_checkpoint(store: Store, installation_id: str) -> None:
+    _write(store, installation_id, RecordWrite("a", {"v": 1}), checkpoint=("products", {"page": 1}))
+    # The records are upserted before the checkpoint, whose state cannot be serialised.
+    with pytest.raises(StoreError, match="cannot write core:product records"):
+        _write(
+            store,
+            installation_id,
+            RecordWrite("a", {"v": 2}),
+            RecordWrite("b", {"v": 2}),
+            checkpoint=("products", {"page": object()}),
+        )
+    assert _data(store, installation_id, "a") == {"v": 1}
+    assert store.get_record(installation_id, PRODUCT, "b") is None
+    assert store.get_checkpoint(installation_id, "products") == {"page": 1}
+
+
+def test_data_that_is_not_json_is_refused_with_the_code(store: Store, installation_id: str) -> None:
+    with pytest.raises(StoreError, match=r"record 'b': its data is not JSON-serialisable"):
+        _write(store, installation_id, RecordWrite("a", {"v": 1}), RecordWrite("b", {"v": {1, 2}}))
+    assert store.count_records(installation_id) == 0
+
+
+@pytest.mark.parametrize("code", ["", None, 7])
+def test_a_code_must_be_a_non_empty_string(store: Store, installation_id: str, code: Any) -> None:
+    with pytest.raises(StoreError, match="code must be a non-empty string"):
+        _write(store, installation_id, RecordWrite(code, {}))
+
+
+def test_an_unknown_source_is_refused(store: Store, installation_id: str) -> None:
+    with pytest.raises(StoreError, match="unknown record source 'api'"):
+        _write(store, installation_id, RecordWrite("a", {}), source="api")
+
+
+def test_records_of_an_unknown_installation_are_refused(store: Store) -> None:
+    with pytest.raises(StoreError, match="cannot write core:product records of installation 'ghost'"):
+        _write(store, "ghost", RecordWrite("a", {}))
