@@ -1,0 +1,280 @@
+"""The HTTP client every provider call goes through: rate limit, retries, refresh, redaction.
+
+Each attempt first takes a slot from the installation's limiter (D5), so retries, pages and
+detail calls all spend the one budget. Failures are retried per ``RetryPolicy`` with sleeps on
+the injected clock (D11); a 429 also pauses the limiter, so every caller of the installation
+waits, not just the one that was throttled. A 401 runs ``on_unauthorized`` (an OAuth refresh)
+once per request and retries with the headers it returns.
+
+Errors name the resource, the redacted URL and the status (D30): no header value and no known
+secret ever reaches a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, Literal, Self
+
+import aiohttp
+import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from miniapp_sync.clock import Clock
+from miniapp_sync.errors import ProviderError
+from miniapp_sync.provider.errors import ProviderConnectionError, ProviderHTTPError, ProviderResponseError
+from miniapp_sync.provider.ratelimit import RateLimiter
+from miniapp_sync.provider.redaction import Redactor
+from miniapp_sync.provider.retry import RetryPolicy, rate_limit_wait
+
+__all__ = ["ProviderClient", "Response", "build_url", "join_url"]
+
+Method = Literal["GET", "POST"]
+RefreshHook = Callable[[], Awaitable[Mapping[str, str] | None]]
+
+_HINTS: Final = {
+    401: "the provider rejected the credentials; reconnect the installation or refresh its token",
+    403: "the token lacks a scope for this endpoint, or the provider blocked the store",
+    404: "check the endpoint URL and sync.baseUrl",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A decoded provider answer. ``url`` is the real URL: redact it before showing it."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    data: Any
+    url: str
+    elapsed: float
+    attempts: int
+
+
+def join_url(base_url: str | None, url: str) -> str:
+    """Join an endpoint URL to the base URL with exactly one slash; absolute URLs stay as they are."""
+    if url.startswith(("http://", "https://")):
+        return url
+    if not base_url:
+        raise ProviderError(f"endpoint URL {url!r} is relative, but sync.baseUrl is not set")
+    return f"{base_url.rstrip('/')}/{url.lstrip('/')}" if url else base_url
+
+
+def _query_value(value: Any) -> str | list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):  # yarl refuses bools; providers expect JSON spelling
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    return str(value)
+
+
+def build_url(base_url: str | None, url: str, params: Mapping[str, Any] | None = None) -> URL:
+    """Return the request URL: joined to the base, its own query kept, ``params`` merged over it."""
+    target = URL(join_url(base_url, url))
+    if params:
+        merged = {k: v for k, v in ((k, _query_value(v)) for k, v in params.items()) if v is not None}
+        target = target.update_query(merged)
+    return target
+
+
+class ProviderClient:
+    """Make JSON requests to one provider installation within its rate budget."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None,
+        headers: Mapping[str, str],
+        timeout_ms: int,
+        limiter: RateLimiter,
+        retry: RetryPolicy,
+        clock: Clock,
+        session: aiohttp.ClientSession | None = None,
+        secrets: Iterable[str] = (),
+        on_unauthorized: RefreshHook | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self.timeout_ms = timeout_ms
+        self.limiter = limiter
+        self.retry = retry
+        self.clock = clock
+        self.redactor = Redactor(secrets)
+        self.requests = 0
+        self.retries = 0
+        self.throttled = 0
+        self.unauthorized_refreshes = 0
+        # Case-insensitive, so a refreshed "authorization" replaces "Authorization" instead of joining it.
+        self._headers: CIMultiDict[str] = CIMultiDict({"Accept": "application/json"})
+        self._headers.update({k: str(v) for k, v in headers.items()})
+        self._session = session
+        self._owns_session = session is None
+        self._on_unauthorized = on_unauthorized
+        self._auth_generation = 0
+        self._auth_lock = asyncio.Lock()
+        self._timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session if this client created it."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def redact_url(self, url: str | URL) -> str:
+        """Return a URL fit for a message (D30)."""
+        return self.redactor.url(str(url))
+
+    async def get_json(
+        self, url: str, params: Mapping[str, Any] | None = None, *, resource: str | None = None, what: str = "list"
+    ) -> Response:
+        """GET ``url`` (relative to the base URL unless absolute) and decode its JSON body."""
+        return await self.request_json("GET", url, params, resource=resource, what=what)
+
+    async def request_json(
+        self,
+        method: Method,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        resource: str | None = None,
+        what: str = "list",
+    ) -> Response:
+        """Send a body-less request within the rate budget, retrying per the policy; decode the JSON answer."""
+        call = _Call(method, build_url(self.base_url, url, params), resource, what, self)
+        started = self.clock.monotonic()
+        attempts = failures = 0
+        refreshed = False
+        while True:
+            await self.limiter.acquire()
+            attempts += 1
+            self.requests += 1
+            generation, headers = self._auth_generation, CIMultiDict(self._headers)
+            try:
+                status, answer_headers, body, final_url, content_type = await self._send(call, headers)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                failures += 1
+                if not self.retry.retryable(exc):
+                    raise ProviderError(f"{call.where}{method} {call.url} failed: {self._describe(exc)}") from exc
+                if failures >= self.retry.max_attempts:
+                    raise call.connection_error(self._describe(exc), attempts) from exc
+                await self._back_off(failures, None)
+                continue
+            if status == 401 and self._on_unauthorized is not None and not refreshed:
+                refreshed = True
+                await self._refresh(generation)
+                continue
+            if 200 <= status < 300:
+                self._respect_hints(answer_headers)
+                data = self._decode(call, body, status, content_type)
+                elapsed = self.clock.monotonic() - started
+                return Response(status, answer_headers, data, final_url, elapsed, attempts)
+            failures += 1
+            if status == 429:
+                self.throttled += 1
+            if self.retry.retryable(status) and failures < self.retry.max_attempts:
+                await self._back_off(failures, answer_headers, throttled=status == 429)
+                continue
+            raise call.http_error(status, self.redactor.body(body), attempts)
+
+    async def _send(self, call: _Call, headers: CIMultiDict[str]) -> tuple[int, CIMultiDictProxy[str], bytes, str, str]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        async with self._session.request(call.method, call.target, headers=headers, timeout=self._timeout) as answer:
+            body = await answer.read()
+            return answer.status, answer.headers, body, str(answer.url), answer.content_type
+
+    async def _back_off(self, failures: int, headers: Mapping[str, str] | None, *, throttled: bool = False) -> None:
+        delay = self.retry.delay(failures - 1, response_headers=headers, now=self.clock.now())
+        self.retries += 1
+        if throttled:
+            # The budget is the installation's: everyone waits, not only the caller that hit the 429.
+            self.limiter.pause_until(self.clock.monotonic() + delay)
+        await self.clock.sleep(delay)
+
+    def _respect_hints(self, headers: Mapping[str, str]) -> None:
+        # A success that says the provider's bucket is empty (shared with other apps of the store)
+        # pauses the budget now, rather than after the 429 it announces.
+        wait = rate_limit_wait(headers, now=self.clock.now())
+        if wait:
+            self.limiter.pause_until(self.clock.monotonic() + wait)
+
+    async def _refresh(self, generation: int) -> None:
+        assert self._on_unauthorized is not None
+        async with self._auth_lock:
+            # Concurrent requests that failed with the same credentials refresh once: refresh
+            # tokens are often single-use, and reusing one revokes the grant (Salla).
+            if generation != self._auth_generation:
+                return
+            fresh = await self._on_unauthorized()
+            self.unauthorized_refreshes += 1
+            if fresh:
+                self._headers.update({k: str(v) for k, v in fresh.items()})
+            self._auth_generation += 1
+
+    def _decode(self, call: _Call, body: bytes, status: int, content_type: str) -> Any:
+        if not body.strip():
+            return None
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            start = self.redactor.body(body, limit=40)
+            raise ProviderResponseError(
+                f"{call.where}{call.method} {call.url} answered {status} with {content_type}, "
+                f"expected JSON (starts with '{start}')",
+                url=call.url,
+                resource=call.resource,
+                content_type=content_type,
+                body_preview=start,
+            ) from None
+
+    def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError):
+            return f"timed out after {self.timeout_ms} ms"
+        text = self.redactor.text(str(exc))
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _Call:
+    """One logical request (all its attempts): where it goes and how to word its errors."""
+
+    __slots__ = ("method", "resource", "target", "url", "where")
+
+    def __init__(self, method: Method, target: URL, resource: str | None, what: str, client: ProviderClient) -> None:
+        self.method = method
+        self.target = target
+        self.resource = resource
+        self.url = client.redact_url(target)
+        self.where = f"{resource} {what}: " if resource else ""
+
+    def connection_error(self, cause: str, attempts: int) -> ProviderConnectionError:
+        return ProviderConnectionError(
+            f"{self.where}{self.method} {self.url} failed after {attempts} attempt{'s' * (attempts != 1)}: {cause}",
+            url=self.url,
+            resource=self.resource,
+            cause=cause,
+            attempts=attempts,
+        )
+
+    def http_error(self, status: int, preview: str, attempts: int) -> ProviderHTTPError:
+        message = f"{self.where}{self.method} {self.url} answered {status}"
+        if attempts > 1:
+            message += f" after {attempts} attempts"
+        if preview:
+            message += f"; body: {preview}"
+        if status in _HINTS:
+            message += f" (hint: {_HINTS[status]})"
+        return ProviderHTTPError(
+            message, status=status, url=self.url, resource=self.resource, body_preview=preview, attempts=attempts
+        )
