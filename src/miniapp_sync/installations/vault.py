@@ -1,0 +1,78 @@
+"""Credentials at rest: Fernet-encrypted, with the key from the environment or a 0600 key file (D29)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+from cryptography.fernet import Fernet, InvalidToken
+
+from miniapp_sync.errors import InstallationError
+
+KEY_VARIABLE = "MINIAPP_SYNC_SECRET_KEY"
+
+
+def _fernet_key(text: str) -> bytes:
+    """Use a Fernet key as given; turn any other passphrase into one (SHA-256, urlsafe Base64)."""
+    raw = text.strip().encode()
+    try:
+        if len(base64.urlsafe_b64decode(raw)) == 32:
+            return raw
+    except ValueError:
+        pass
+    return base64.urlsafe_b64encode(hashlib.sha256(raw).digest())
+
+
+class Vault:
+    """Encrypts and decrypts credential bags; the store only ever sees the ciphertext."""
+
+    def __init__(self, key: bytes) -> None:
+        self._fernet = Fernet(key)
+
+    @classmethod
+    def from_environment(cls, key_file: Path | None, environ: Mapping[str, str] = os.environ) -> Vault:
+        """Take the key from MINIAPP_SYNC_SECRET_KEY, else from (or into) a 0600 key file."""
+        if environ.get(KEY_VARIABLE):
+            return cls(_fernet_key(environ[KEY_VARIABLE]))
+        if key_file is None:
+            raise InstallationError(f"set {KEY_VARIABLE}: credentials are encrypted at rest and need a key")
+        return cls(_key_file(key_file))
+
+    def encrypt(self, bag: Mapping[str, Any]) -> bytes:
+        """Encrypt a credential bag."""
+        return self._fernet.encrypt(orjson.dumps(dict(bag)))
+
+    def decrypt(self, blob: bytes) -> dict[str, Any]:
+        """Decrypt a credential bag; a wrong key is a clear error, not a crash."""
+        if not blob:
+            return {}
+        try:
+            bag: dict[str, Any] = orjson.loads(self._fernet.decrypt(blob))
+        except InvalidToken:
+            raise InstallationError(
+                f"cannot decrypt stored credentials: the key differs from the one they were stored with "
+                f"(check {KEY_VARIABLE} or the key file)"
+            ) from None
+        return bag
+
+
+def _key_file(path: Path) -> bytes:
+    """Read the key file, creating it with mode 0600 on first use (never readable by others)."""
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = Fernet.generate_key()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+    return key
