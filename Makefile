@@ -23,8 +23,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 demo: $(STAMP)
-	$(BIN)/miniapp-sync validate examples/salla/definition.json5
-	$(BIN)/miniapp-sync map examples/salla/definition.json5 --event order.created --input examples/salla/samples/order.created.json
+	$(BIN)/python examples/salla/demo.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/mapping.py

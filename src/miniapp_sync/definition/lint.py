@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from croniter import croniter
 from pydantic import BaseModel, ValidationError
 
 from miniapp_sync.definition.content_types import CATALOG, content_type
@@ -328,6 +329,18 @@ def _required(rules: dict[str, Rule], fields: tuple[str, ...], loc: Loc, finding
             )
 
 
+def _schedule(document: dict[str, Any], findings: _Findings) -> None:
+    schedule = _get(document, "sync", "syncConfiguration", "schedule")
+    if isinstance(schedule, str) and not croniter.is_valid(schedule):
+        findings.error(
+            ("sync", "syncConfiguration", "schedule"),
+            "schedule is not a cron expression",
+            code="schedule",
+            expected="five cron fields, e.g. '0 */6 * * *' (every 6 hours)",
+            found=preview(schedule),
+        )
+
+
 def _resources(document: dict[str, Any], findings: _Findings, vocabulary: Vocabulary | None) -> None:
     for key, resource in _dict_items(_get(document, "sync", "resources")):
         loc: Loc = ("sync", "resources", key)
@@ -538,6 +551,7 @@ def lint(
     _triggers(document, findings)
     _handlers_vs_triggers(document, findings)
     _resources(document, findings, vocabulary)
+    _schedule(document, findings)
     _handlers(document, findings, vocabulary)
     _webhook(document, findings, vocabulary)
     _secrets(document, findings)

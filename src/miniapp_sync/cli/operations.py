@@ -1,0 +1,341 @@
+"""Operator commands: install, installations, uninstall, sync, runs, records, deadletters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from miniapp_sync.cli.app import (
+    DefinitionArgument,
+    FormatOption,
+    FunctionsOption,
+    OutputFormat,
+    app,
+    console,
+    print_json,
+    registry,
+)
+from miniapp_sync.errors import InstallationError
+from miniapp_sync.network import Rewrites
+from miniapp_sync.runtime import Runtime, load_miniapp
+from miniapp_sync.store import Installation
+from miniapp_sync.sync.engine import ResourceReport
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option("--store", envvar="MINIAPP_SYNC_STORE", help="Store URL: a SQLite path (default) or postgresql://…"),
+]
+RewriteOption = Annotated[
+    list[str] | None,
+    typer.Option("--rewrite", help="Send requests for an origin elsewhere: FROM=TO (e.g. a sandbox)."),
+]
+PrivateOption = Annotated[
+    bool, typer.Option("--allow-private-network", help="Allow tenant-supplied URLs on private addresses.")
+]
+ConfigOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--config", help="An operator-held auth.config value (client_secret, webhookSecret): key=value or key=env:VAR."
+    ),
+]
+TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="The tenant (workspace) id.")]
+
+
+def open_runtime(
+    store: str | None, rewrite: list[str] | None = None, private: bool = False, public_url: str | None = None
+) -> Runtime:
+    """Open the runtime for one command."""
+    return Runtime.open(
+        store,
+        rewrites=Rewrites.parse(rewrite or ()),
+        allow_private_network=private,
+        public_url=public_url or "http://127.0.0.1:8000",
+    )
+
+
+def pairs(values: list[str] | None, option: str) -> dict[str, Any]:
+    """Parse key=value options; ``key=env:NAME`` reads the environment so secrets stay off the command line."""
+    out: dict[str, Any] = {}
+    for item in values or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected key=value, found {key!r}=…", param_hint=option)
+        if value.startswith("env:"):
+            name = value[4:]
+            if name not in os.environ:
+                raise typer.BadParameter(f"environment variable {name!r} is not set", param_hint=option)
+            value = os.environ[name]
+        out[key] = value
+    return out
+
+
+def _credentials_file(path: Path | None) -> dict[str, Any]:
+    """Read a JSON object or a KEY=VALUE (.env) file of credentials."""
+    if path is None:
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--credentials-file") from None
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise typer.BadParameter(f"{path}: not valid JSON ({exc})", param_hint="--credentials-file") from None
+        if not isinstance(data, dict):
+            raise typer.BadParameter(f"{path}: expected a JSON object", param_hint="--credentials-file")
+        return data
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return {k.strip(): v.strip().strip("'\"") for k, _, v in (line.partition("=") for line in lines)}
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "—"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _installation_row(i: Installation) -> dict[str, Any]:
+    # Credentials are never shown, not even their keys' values (D30).
+    return {
+        "id": i.id,
+        "tenant": i.tenant,
+        "ns": i.ns,
+        "status": i.status,
+        "error": i.error,
+        "metadata": i.metadata,
+        "updatedAt": _when(i.updated_at),
+    }
+
+
+@app.command()
+def install(
+    definition: DefinitionArgument,
+    tenant: TenantOption,
+    credential: Annotated[list[str] | None, typer.Option(help="A credential key=value (or key=env:VAR).")] = None,
+    credentials_file: Annotated[Path | None, typer.Option(help="A JSON or KEY=VALUE file of credentials.")] = None,
+    metadata: Annotated[list[str] | None, typer.Option(help="A metadata key=value (e.g. storeId=…).")] = None,
+    user_input: Annotated[list[str] | None, typer.Option("--input", help="An install-form value key=value.")] = None,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    rewrite: RewriteOption = None,
+    allow_private_network: PrivateOption = False,
+    output: FormatOption = OutputFormat.text,
+    functions: FunctionsOption = None,
+) -> int:
+    """Install a MiniApp for a tenant with API keys or pasted tokens (the API-key flow)."""
+    miniapp = load_miniapp(definition, registry(functions))
+    bag = {**_credentials_file(credentials_file), **pairs(credential, "--credential")}
+    with open_runtime(store, rewrite, allow_private_network) as runtime:
+        runtime.installations.configure(miniapp.ns, pairs(config, "--config"))
+        installation = asyncio.run(
+            runtime.installations.install(
+                miniapp.definition,
+                tenant,
+                credentials=bag,
+                metadata=pairs(metadata, "--metadata"),
+                user_input=pairs(user_input, "--input"),
+            )
+        )
+    row = _installation_row(installation)
+    if output is OutputFormat.json:
+        print_json(row)
+    else:
+        console().print(
+            f"[green]installed[/] {installation.ns} for {tenant}: {installation.status} (id {installation.id})"
+        )
+        if installation.metadata:
+            console().print(f"metadata: {', '.join(f'{k}={v}' for k, v in installation.metadata.items())}")
+    return 0
+
+
+@app.command()
+def installations(
+    ns: Annotated[str | None, typer.Option(help="Only this MiniApp.")] = None,
+    store: StoreOption = None,
+    output: FormatOption = OutputFormat.text,
+) -> None:
+    """List installations (credentials are never shown)."""
+    with open_runtime(store) as runtime:
+        rows = [_installation_row(i) for i in runtime.store.list_installations(ns)]
+    if output is OutputFormat.json:
+        print_json(rows)
+        return
+    table = Table(title="Installations", title_justify="left")
+    for column in ("id", "tenant", "ns", "status", "updated", "error"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["id"], row["tenant"], row["ns"], row["status"], row["updatedAt"], row["error"] or "")
+    console().print(table)
+
+
+@app.command()
+def uninstall(
+    tenant: TenantOption,
+    ns: Annotated[str, typer.Option(help="The MiniApp's ns.")],
+    store: StoreOption = None,
+) -> None:
+    """Uninstall: forget the credentials and stop syncing (records are kept)."""
+    with open_runtime(store) as runtime:
+        installation = runtime.installations.find(tenant, ns)
+        runtime.installations.uninstall(installation.id)
+    console().print(f"uninstalled {ns} for {tenant}")
+
+
+class _Bars:
+    """Rich progress bars, one per resource: records, pages and request rate."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description:<16}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[pages]} pages · {task.fields[rate]:.0f} req/s"),
+            TimeElapsedColumn(),
+            console=console(),
+            disable=not enabled,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, report: ResourceReport, total: int | None) -> None:
+        task = self.tasks.get(report.resource)
+        if task is None:
+            task = self.tasks[report.resource] = self.progress.add_task(report.resource, total=None, pages=0, rate=0.0)
+        elapsed = self.progress.tasks[task].elapsed or 0.0
+        rate = report.requests / elapsed if elapsed > 0 else 0.0
+        self.progress.update(task, completed=report.fetched, total=total, pages=report.pages, rate=rate)
+
+
+def _summary(reports: dict[str, ResourceReport]) -> Table:
+    table = Table(title="Sync summary", title_justify="left")
+    columns = ("resource", "fetched", "created", "updated", "unchanged", "rejected", "retries", "429s", "seconds")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "resource" else "right")
+    for key, r in reports.items():
+        name = f"[red]{key} ✗[/]" if r.error else key
+        table.add_row(
+            name,
+            *(str(v) for v in (r.fetched, r.created, r.updated, r.unchanged, r.rejected, r.retries, r.throttled)),
+            f"{r.seconds:.2f}",
+        )
+    return table
+
+
+@app.command()
+def sync(
+    definition: DefinitionArgument,
+    tenant: TenantOption,
+    resource: Annotated[list[str] | None, typer.Option(help="Only this resource (repeatable).")] = None,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    rewrite: RewriteOption = None,
+    allow_private_network: PrivateOption = False,
+    output: FormatOption = OutputFormat.text,
+    functions: FunctionsOption = None,
+) -> int:
+    """Run a bulk sync of a tenant's installation now (exit 1 when a resource failed)."""
+    miniapp = load_miniapp(definition, registry(functions))
+    with open_runtime(store, rewrite, allow_private_network) as runtime:
+        runtime.installations.configure(miniapp.ns, pairs(config, "--config"))
+        installation = runtime.installations.find(tenant, miniapp.ns)
+        bars = _Bars(enabled=output is OutputFormat.text)
+        with bars.progress:
+            report = asyncio.run(
+                runtime.engine.run(miniapp.definition, miniapp.plan, installation, resources=resource, progress=bars)
+            )
+    if output is OutputFormat.json:
+        print_json(report.as_dict())
+    else:
+        out = console()
+        out.print(_summary(report.resources))
+        for key, r in report.resources.items():
+            if r.error:
+                out.print(f"[red]{key} failed:[/] ", end="")
+                out.print(r.error, markup=False)
+        out.print(f"run {report.run_id}: {report.status}")
+    return 1 if report.failed else 0
+
+
+@app.command()
+def runs(
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant's runs.")] = None,
+    ns: Annotated[str | None, typer.Option(help="With --tenant: the MiniApp.")] = None,
+    limit: int = 20,
+    store: StoreOption = None,
+    output: FormatOption = OutputFormat.text,
+) -> None:
+    """List recent sync runs."""
+    with open_runtime(store) as runtime:
+        installation_ids = _installation_ids(runtime, tenant, ns)
+        found = (
+            [r for i in installation_ids for r in runtime.store.list_runs(i, limit=limit)]
+            if tenant
+            else runtime.store.list_runs(None, limit=limit)
+        )
+    if output is OutputFormat.json:
+        print_json([r.__dict__ for r in found])
+        return
+    table = Table(title="Runs", title_justify="left")
+    for column in ("id", "installation", "resource", "status", "started", "finished", "error"):
+        table.add_column(column)
+    for r in found:
+        table.add_row(
+            r.id,
+            r.installation_id,
+            r.resource or "all",
+            r.status,
+            _when(r.started_at),
+            _when(r.finished_at),
+            r.error or "",
+        )
+    console().print(table)
+
+
+def _installation_ids(runtime: Runtime, tenant: str | None, ns: str | None) -> list[str]:
+    if tenant is None:
+        return []
+    found = [i.id for i in runtime.store.list_installations(ns) if i.tenant == tenant]
+    if not found:
+        raise InstallationError(f"tenant {tenant!r} has no installation" + (f" of {ns!r}" if ns else ""))
+    return found
+
+
+@app.command()
+def records(
+    tenant: TenantOption,
+    content_type: Annotated[str | None, typer.Option("--type", help="A content type, e.g. core:product.")] = None,
+    ns: Annotated[str | None, typer.Option(help="The MiniApp (when the tenant has several).")] = None,
+    limit: int = 20,
+    offset: int = 0,
+    store: StoreOption = None,
+    output: FormatOption = OutputFormat.text,
+) -> None:
+    """Show stored records of a tenant."""
+    with open_runtime(store) as runtime:
+        found = [
+            r
+            for i in _installation_ids(runtime, tenant, ns)
+            for r in runtime.store.list_records(i, content_type, limit=limit, offset=offset)
+        ]
+        total = sum(runtime.store.count_records(i, content_type) for i in _installation_ids(runtime, tenant, ns))
+    if output is OutputFormat.json:
+        print_json({"total": total, "records": [r.__dict__ for r in found]})
+        return
+    table = Table(title=f"Records ({len(found)} of {total})", title_justify="left")
+    for column in ("type", "code", "source", "flags", "updated", "data"):
+        table.add_column(column, overflow="fold")
+    for r in found:
+        flags = ",".join(f for f, on in (("partial", r.partial), ("deleted", r.deleted)) if on)
+        data = json.dumps(r.data, ensure_ascii=False)
+        table.add_row(
+            r.content_type, r.code, r.source, flags, _when(r.updated_at), data[:120] + ("…" if len(data) > 120 else "")
+        )
+    console().print(table)

@@ -1,0 +1,67 @@
+"""``serve`` (the ASGI server) and ``sandbox`` (the bundled provider emulator)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from miniapp_sync.cli.app import FunctionsOption, app, console, registry
+from miniapp_sync.cli.operations import ConfigOption, PrivateOption, RewriteOption, StoreOption, open_runtime, pairs
+from miniapp_sync.runtime import load_miniapp
+from miniapp_sync.server import create_app
+
+
+@app.command()
+def serve(
+    definition: Annotated[list[Path], typer.Option("--definition", "-d", help="A MiniApp to serve (repeatable).")],
+    store: StoreOption = None,
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 unless you mean it (D31).")] = "127.0.0.1",
+    port: int = 8000,
+    public_url: Annotated[
+        str | None, typer.Option(help="The URL providers and browsers reach this server at (redirect_uri, webhookUrl).")
+    ] = None,
+    admin_token: Annotated[
+        str | None, typer.Option(envvar="MINIAPP_SYNC_ADMIN_TOKEN", help="Bearer token of the management API.")
+    ] = None,
+    config: ConfigOption = None,
+    rewrite: RewriteOption = None,
+    allow_private_network: PrivateOption = False,
+    functions: FunctionsOption = None,
+) -> None:
+    """Serve OAuth installs and the management API for one or several MiniApps."""
+    compute = registry(functions)
+    miniapps = [load_miniapp(path, compute) for path in definition]
+    runtime = open_runtime(store, rewrite, allow_private_network, public_url or f"http://{host}:{port}")
+    values = pairs(config, "--config")
+    for miniapp in miniapps:
+        runtime.add(miniapp)
+        runtime.installations.configure(miniapp.ns, values)
+    console().print(f"serving {', '.join(runtime.apps)} on http://{host}:{port}")
+    try:
+        uvicorn.run(create_app(runtime, admin_token=admin_token), host=host, port=port, log_level="warning")
+    finally:
+        runtime.close()
+
+
+@app.command()
+def sandbox(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    products: int = 120,
+    customers: int = 80,
+    orders: int = 150,
+    carts: int = 30,
+    latency: Annotated[float, typer.Option(help="Seconds added to every API response.")] = 0.0,
+    rate_limit: Annotated[float | None, typer.Option(help="Requests/second before 429.")] = None,
+) -> None:
+    """Run the bundled Salla-shaped sandbox provider (API under /admin/v2, OAuth under /oauth2)."""
+    from miniapp_sync.sandbox import SandboxConfig, serve_forever
+
+    config = SandboxConfig(
+        products=products, customers=customers, orders=orders, carts=carts, latency=latency, rate_limit=rate_limit
+    )
+    asyncio.run(serve_forever(config, host, port))

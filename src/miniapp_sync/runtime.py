@@ -1,0 +1,99 @@
+"""The runtime's parts wired together once: store, vault, installations, sync engine.
+
+The CLI and the server both build one ``Runtime`` and only pass requests to it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from miniapp_sync.clock import Clock, SystemClock
+from miniapp_sync.definition import Definition, load_definition
+from miniapp_sync.installations import Installations, Vault
+from miniapp_sync.mapping.functions import FunctionRegistry
+from miniapp_sync.mapping.plan import MappingPlan, compile_plan, vocabulary
+from miniapp_sync.network import Rewrites
+from miniapp_sync.store import Store
+from miniapp_sync.sync.engine import SyncEngine
+
+
+@dataclass(frozen=True)
+class MiniApp:
+    """A loaded definition with its compiled mappings."""
+
+    definition: Definition
+    plan: MappingPlan
+    path: Path | None = None
+
+    @property
+    def ns(self) -> str:
+        """Return the MiniApp's namespace."""
+        return self.definition.ns or ""
+
+
+def load_miniapp(path: str | os.PathLike[str], functions: FunctionRegistry | None = None) -> MiniApp:
+    """Load, validate and compile a definition file (raises DefinitionInvalid listing every error)."""
+    functions = functions or FunctionRegistry.default()
+    definition = load_definition(path, vocabulary=vocabulary(functions))
+    return MiniApp(definition, compile_plan(definition, functions), Path(path))
+
+
+def key_file_for(store: Store) -> Path | None:
+    """Return where the generated credentials key lives: beside the SQLite file (None for PostgreSQL)."""
+    database = store.sqlite_path
+    return None if database is None else database.parent / "secret.key"
+
+
+@dataclass
+class Runtime:
+    """Everything a command or a request needs, built once per process."""
+
+    store: Store
+    installations: Installations
+    engine: SyncEngine
+    clock: Clock
+    apps: dict[str, MiniApp] = field(default_factory=dict)
+
+    @classmethod
+    def open(
+        cls,
+        store_url: str | None = None,
+        *,
+        clock: Clock | None = None,
+        rewrites: Rewrites | None = None,
+        public_url: str = "http://127.0.0.1:8000",
+        allow_private_network: bool = False,
+        environ: Mapping[str, str] = os.environ,
+    ) -> Runtime:
+        """Open the store (migrating it) and build the parts around it."""
+        clock = clock or SystemClock()
+        store = Store.open(store_url, clock=clock)
+        vault = Vault.from_environment(key_file_for(store), environ)
+        installations = Installations(
+            store,
+            vault,
+            clock=clock,
+            rewrites=rewrites,
+            public_url=public_url,
+            allow_private_network=allow_private_network,
+        )
+        return cls(store, installations, SyncEngine(store, installations, clock=clock), clock)
+
+    def add(self, app: MiniApp) -> MiniApp:
+        """Serve a MiniApp (keyed by its ns)."""
+        self.apps[app.ns] = app
+        return app
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Bulk sync: run a definition's resources for an installation into the store."""

@@ -1,0 +1,373 @@
+"""Bulk runs: list → details → map → validate → batched upsert with the checkpoint → report.
+
+One run syncs one installation's enabled resources, one after another, under one rate budget
+(D5). Records are streamed: at most one batch plus one page is held in memory. The checkpoint of
+a page is written in the same transaction as the page's last records (D6), so a run killed at
+any moment resumes from the last committed page and converges on the records a clean run
+produces (writes are upserts by code, D20).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from miniapp_sync.clock import Clock, SystemClock
+from miniapp_sync.definition.model import Definition, Resource
+from miniapp_sync.errors import InstallationError, MiniAppSyncError
+from miniapp_sync.installations import Installations
+from miniapp_sync.mapping.plan import MappingPlan, ResourcePlan
+from miniapp_sync.mapping.records import MappedRecord
+from miniapp_sync.network import check_public_url
+from miniapp_sync.provider.client import ProviderClient
+from miniapp_sync.provider.pagination import fetch_details, pages
+from miniapp_sync.provider.ratelimit import limiter_for
+from miniapp_sync.provider.retry import RetryPolicy
+from miniapp_sync.store import Installation, RecordWrite, Run, RunStatus, Store
+from miniapp_sync.templating import render, render_headers
+
+DETAIL_CONCURRENCY = 8
+PAGE_CONCURRENCY = 4
+
+
+@dataclass
+class ResourceReport:
+    """What one resource's run did; the CLI's summary table and the run's stats."""
+
+    resource: str
+    content_type: str
+    fetched: int = 0
+    pages: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    rejected: int = 0
+    warnings: int = 0
+    deleted: int = 0
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    seconds: float = 0.0
+    resumed_from: dict[str, Any] | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class RunReport:
+    """A whole run: its id and status, and one report per resource."""
+
+    run_id: str
+    installation_id: str
+    status: RunStatus = "running"
+    resources: dict[str, ResourceReport] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        """Return True when a resource failed."""
+        return any(r.error for r in self.resources.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+        return {
+            "runId": self.run_id,
+            "installationId": self.installation_id,
+            "status": self.status,
+            "resources": {k: r.as_dict() for k, r in self.resources.items()},
+        }
+
+
+Progress = Callable[[ResourceReport, int | None], None]  # (report so far, total records if known)
+
+
+class SyncEngine:
+    """Runs bulk syncs for installations into the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        installations: Installations,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.store = store
+        self.installations = installations
+        self.clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self._session = session
+
+    async def run(
+        self,
+        definition: Definition,
+        plan: MappingPlan,
+        installation: Installation,
+        *,
+        resources: list[str] | None = None,
+        progress: Progress | None = None,
+        run: Run | None = None,
+    ) -> RunReport:
+        """Sync the enabled resources (or those named) of one installation; never raise for a resource."""
+        sync = definition.sync
+        if sync is None or not sync.resources:
+            raise InstallationError(f"{definition.ns!r} has no sync.resources to run")
+        if installation.status != "connected":
+            raise InstallationError(
+                f"installation {installation.id} ({installation.tenant}) is {installation.status}"
+                + (f": {installation.error}" if installation.error else "")
+                + "; reconnect it before syncing"
+            )
+        selected = _select(sync.resources, resources, enabled=sync.sync_configuration.enabled)
+        if run is None:
+            run = self.store.start_run(installation.id, resources[0] if resources and len(resources) == 1 else None)
+        report = RunReport(run.id, installation.id)
+        session = self._session or aiohttp.ClientSession()
+        try:
+            for key in selected:
+                resource_report = ResourceReport(key, sync.resources[key].content_type)
+                report.resources[key] = resource_report
+                started = time.perf_counter()
+                try:
+                    await self._resource(
+                        definition, plan.resources[key], installation, run.id, session, resource_report, progress
+                    )
+                except MiniAppSyncError as exc:
+                    resource_report.error = str(exc)
+                resource_report.seconds = time.perf_counter() - started
+                if progress:
+                    progress(resource_report, None)
+        finally:
+            if self._session is None:
+                await session.close()
+        report.status = (
+            "failed"
+            if report.failed
+            else "partial"
+            if any(r.rejected for r in report.resources.values())
+            else "succeeded"
+        )
+        errors = "; ".join(f"{k}: {r.error}" for k, r in report.resources.items() if r.error) or None
+        self.store.finish_run(run.id, status=report.status, stats=report.as_dict()["resources"], error=errors)
+        return report
+
+    async def _client(
+        self, definition: Definition, installation: Installation, session: aiohttp.ClientSession
+    ) -> ProviderClient:
+        sync = definition.sync
+        assert sync is not None
+        context = self.installations.context(definition, installation)
+        base_url = self.installations.rewrites.apply(str(render(sync.base_url or "", context, "sync.baseUrl")))
+        if "{{" in (sync.base_url or "") and not self.installations.allow_private_network:
+            await check_public_url(base_url, what="sync.baseUrl")  # built from tenant input (D31)
+        headers = render_headers(sync.headers, context, "sync.headers")
+        config = sync.sync_configuration
+        installations = self.installations
+
+        async def refreshed() -> dict[str, str] | None:
+            current = installations.get(installation.id)
+            seen = installations.credentials(current).get("accessToken")
+            await installations.refresh(definition, installation.id, seen_token=seen)
+            fresh = installations.context(definition, installations.get(installation.id))
+            return render_headers(sync.headers, fresh, "sync.headers")
+
+        auth = definition.auth
+        return ProviderClient(
+            base_url=base_url or None,
+            headers=headers,
+            timeout_ms=config.timeout,
+            limiter=limiter_for(installation.id, config.rate_limit_per_second, self.clock),
+            retry=RetryPolicy(random=self.rng),
+            clock=self.clock,
+            session=session,
+            secrets=self.installations.secrets_of(definition, installation),
+            on_unauthorized=refreshed if auth is not None and auth.auto_refresh and auth.refresh_token else None,
+        )
+
+    async def _resource(
+        self,
+        definition: Definition,
+        plan: ResourcePlan,
+        installation: Installation,
+        run_id: str,
+        session: aiohttp.ClientSession,
+        report: ResourceReport,
+        progress: Progress | None,
+    ) -> None:
+        assert definition.sync is not None
+        resource = definition.sync.resources[plan.key]
+        batch_size = definition.sync.sync_configuration.batch_size
+        state = self.store.get_checkpoint(installation.id, plan.key) or {}
+        params: dict[str, Any] = {}
+        if state.get("done"):
+            # The last run finished: start over, asking only for what changed when incremental.
+            if resource.incremental and state.get("since"):
+                params[resource.incremental.param] = state["since"]
+            state = {}
+        elif state:
+            report.resumed_from = {k: v for k, v in state.items() if k != "began"}
+        began = float(state.get("began", self.clock.now()))
+        since = state.get("since")
+        client = await self._client(definition, installation, session)
+        buffer: list[RecordWrite] = []
+        errors_seen = False
+        total: int | None = None
+        async for page in pages(
+            client,
+            resource,
+            start=_paging_state(state),
+            params=params,
+            concurrency=PAGE_CONCURRENCY,
+            resource_key=plan.key,
+        ):
+            fetched_at = self.clock.now()
+            report.pages += 1
+            report.fetched += len(page.records)
+            total = page.total if page.total is not None else total
+            records = page.records
+            if resource.expand_details and resource.endpoints.details is not None:
+                records, failed = await self._details(client, resource, plan, installation, run_id, records, report)
+                errors_seen |= failed
+            for record in records:
+                mapped = plan.mapper(record)
+                if mapped.rejected:
+                    self._reject(installation, plan.key, run_id, record, mapped)
+                    report.rejected += 1
+                    errors_seen = True
+                    continue
+                buffer.append(_write(mapped, fetched_at))
+                if resource.incremental:
+                    since = _later(since, record.get(resource.incremental.cursor_field))
+            if len(buffer) >= batch_size:
+                checkpoint = {**page.state, "began": began, **({"since": since} if since else {})}
+                await self._flush(installation, plan, run_id, buffer, batch_size, checkpoint, report)
+                buffer = []
+            self._count(client, report)
+            if progress:
+                progress(report, total)
+        # The rest, with the "done" checkpoint: the next run starts over (from `since` if incremental).
+        done = {"done": True, **({"since": since} if since else {})}
+        await self._flush(installation, plan, run_id, buffer, batch_size, done, report)
+        if resource.detect_deletes and not errors_seen and not params:
+            # Only a full, clean listing proves absence (D23).
+            report.deleted = await asyncio.to_thread(
+                self.store.soft_delete_unseen, installation.id, plan.content_type, since=began
+            )
+        self._count(client, report)
+
+    async def _details(
+        self,
+        client: ProviderClient,
+        resource: Resource,
+        plan: ResourcePlan,
+        installation: Installation,
+        run_id: str,
+        records: list[dict[str, Any]],
+        report: ResourceReport,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Enrich a page's records with their details; dead-letter those whose details failed (D9)."""
+        kept: list[dict[str, Any]] = []
+        failed = False
+        for result in await fetch_details(
+            client, resource, records, concurrency=DETAIL_CONCURRENCY, resource_key=plan.key
+        ):
+            if result.error is not None:
+                self.store.add_dead_letter(
+                    installation.id,
+                    kind="record",
+                    source=plan.key,
+                    payload=result.record,
+                    reason=str(result.error),
+                    run_id=run_id,
+                )
+                report.rejected += 1
+                failed = True
+                continue
+            if result.warning:
+                report.warnings += 1
+            kept.append(result.record)
+        return kept, failed
+
+    def _reject(
+        self, installation: Installation, resource: str, run_id: str, record: Any, mapped: MappedRecord
+    ) -> None:
+        self.store.add_dead_letter(
+            installation.id, kind="record", source=resource, payload=record, reason=mapped.reason(), run_id=run_id
+        )
+
+    async def _flush(
+        self,
+        installation: Installation,
+        plan: ResourcePlan,
+        run_id: str,
+        buffer: list[RecordWrite],
+        batch_size: int,
+        checkpoint: dict[str, Any] | None,
+        report: ResourceReport,
+    ) -> None:
+        """Write buffered records in transactions of batchSize; the checkpoint rides with the last one."""
+        chunks = [buffer[i : i + batch_size] for i in range(0, len(buffer), batch_size)] or [[]]
+        for index, chunk in enumerate(chunks):
+            last = index == len(chunks) - 1
+            result = await asyncio.to_thread(
+                self.store.write_records,
+                installation.id,
+                plan.content_type,
+                chunk,
+                source="bulk",
+                run_id=run_id,
+                checkpoint=(plan.key, checkpoint) if last and checkpoint is not None else None,
+            )
+            report.created += result.created
+            report.updated += result.updated
+            report.unchanged += result.unchanged
+            report.stale += result.stale
+
+    @staticmethod
+    def _count(client: ProviderClient, report: ResourceReport) -> None:
+        report.requests, report.retries, report.throttled = client.requests, client.retries, client.throttled
+
+
+def _select(resources: dict[str, Resource], names: list[str] | None, *, enabled: bool) -> list[str]:
+    if names:
+        unknown = [n for n in names if n not in resources]
+        if unknown:
+            raise InstallationError(f"no resource {unknown[0]!r} in sync.resources (known: {', '.join(resources)})")
+        return names
+    if not enabled:
+        raise InstallationError(
+            "bulk sync is disabled (syncConfiguration.enabled is false); name a resource to run it anyway"
+        )
+    return [key for key, resource in resources.items() if resource.enabled]
+
+
+def _paging_state(state: dict[str, Any]) -> dict[str, Any] | None:
+    paging = {k: v for k, v in state.items() if k not in ("began", "since", "done")}
+    return paging or None
+
+
+def _write(mapped: MappedRecord, fetched_at: float) -> RecordWrite:
+    version = mapped.data.get("updatedAt")
+    return RecordWrite(
+        code=str(mapped.data["code"]),
+        data=mapped.data,
+        version=version if isinstance(version, str) else None,
+        fetched_at=fetched_at,
+    )
+
+
+def _later(current: Any, candidate: Any) -> Any:
+    if candidate is None or isinstance(candidate, dict | list):
+        return current
+    text = str(candidate)
+    return text if current is None or text > str(current) else current
