@@ -7,40 +7,19 @@ fresh store in .demo/, printing each command before its output.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shlex
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
+from miniapp_sync.testing import sandbox_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFINITION = "examples/salla/definition.json5"
 STORE = ".demo/store.sqlite"
-
-
-def start_sandbox(config: SandboxConfig) -> tuple[Sandbox, str, threading.Event]:
-    """Run the sandbox on its own event loop in a thread; return it, its URL and a stop switch."""
-    ready = threading.Event()
-    stop = threading.Event()
-    holder: dict[str, object] = {}
-
-    async def main() -> None:
-        sandbox = Sandbox(config)
-        holder["sandbox"], holder["url"] = sandbox, await sandbox.start()
-        ready.set()
-        while not stop.is_set():
-            await asyncio.sleep(0.05)
-        await sandbox.stop()
-
-    threading.Thread(target=asyncio.run, args=(main(),), daemon=True).start()
-    if not ready.wait(10):
-        raise SystemExit("the sandbox did not start")
-    return holder["sandbox"], str(holder["url"]), stop  # type: ignore[return-value]
 
 
 def run(*args: str) -> None:
@@ -56,22 +35,24 @@ def main() -> None:
     shutil.rmtree(ROOT / ".demo", ignore_errors=True)
     # The sandbox enforces the definition's own rateLimitPerSecond (10/s), as Salla's budget would.
     config = SandboxConfig(products=60, customers=90, orders=60, carts=20, rate_limit=10)
-    sandbox, url, stop = start_sandbox(config)
+    with sandbox_thread(config) as (sandbox, url):
+        demo(sandbox, url, config)
+
+
+def demo(sandbox: Sandbox, url: str, config: SandboxConfig) -> None:
+    """Run the commands against the sandbox at ``url``."""
     os.environ["MINIAPP_SYNC_SECRET_KEY"] = "demo key: not for production"
     rewrites = ["--rewrite", f"https://api.salla.dev={url}", "--rewrite", f"https://accounts.salla.sa={url}"]
     print(f"sandbox provider (Salla-shaped) on {url}, enforcing {config.rate_limit:.0f} requests/s")
-    try:
-        run("validate", DEFINITION)
-        run(
-            "install", DEFINITION, "--tenant", "demo-store", "--store", STORE, *rewrites,
-            "--credential", f"accessToken={config.access_token}",
-            "--credential", f"refreshToken={config.refresh_token}",
-        )  # fmt: skip
-        run("sync", DEFINITION, "--tenant", "demo-store", "--store", STORE, *rewrites)
-        run("records", "--tenant", "demo-store", "--type", "ecommerce:orders", "--limit", "3", "--store", STORE)
-        print(f"\nThe sandbox answered {sandbox.stats.responses.get(429, 0)} requests with 429 (rate limit held).")
-    finally:
-        stop.set()
+    run("validate", DEFINITION)
+    run(
+        "install", DEFINITION, "--tenant", "demo-store", "--store", STORE, *rewrites,
+        "--credential", f"accessToken={config.access_token}",
+        "--credential", f"refreshToken={config.refresh_token}",
+    )  # fmt: skip
+    run("sync", DEFINITION, "--tenant", "demo-store", "--store", STORE, *rewrites)
+    run("records", "--tenant", "demo-store", "--type", "ecommerce:orders", "--limit", "3", "--store", STORE)
+    print(f"\nThe sandbox answered {sandbox.stats.responses.get(429, 0)} requests with 429 (rate limit held).")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -203,13 +205,14 @@ class _Bars:
             console=console(),
             disable=not enabled,
         )
-        self.tasks: dict[str, Any] = {}
+        self.tasks: dict[str, tuple[Any, float]] = {}
 
     def __call__(self, report: ResourceReport, total: int | None) -> None:
-        task = self.tasks.get(report.resource)
-        if task is None:
-            task = self.tasks[report.resource] = self.progress.add_task(report.resource, total=None, pages=0, rate=0.0)
-        elapsed = self.progress.tasks[task].elapsed or 0.0
+        if report.resource not in self.tasks:
+            task = self.progress.add_task(report.resource, total=None, pages=0, rate=0.0)
+            self.tasks[report.resource] = (task, time.perf_counter() - report.seconds)
+        task, started = self.tasks[report.resource]
+        elapsed = report.seconds or time.perf_counter() - started
         rate = report.requests / elapsed if elapsed > 0 else 0.0
         self.progress.update(task, completed=report.fetched, total=total, pages=report.pages, rate=rate)
 
@@ -281,7 +284,7 @@ def runs(
             else runtime.store.list_runs(None, limit=limit)
         )
     if output is OutputFormat.json:
-        print_json([r.__dict__ for r in found])
+        print_json([dataclasses.asdict(r) for r in found])
         return
     table = Table(title="Runs", title_justify="left")
     for column in ("id", "installation", "resource", "status", "started", "finished", "error"):
@@ -327,7 +330,7 @@ def records(
         ]
         total = sum(runtime.store.count_records(i, content_type) for i in _installation_ids(runtime, tenant, ns))
     if output is OutputFormat.json:
-        print_json({"total": total, "records": [r.__dict__ for r in found]})
+        print_json({"total": total, "records": [dataclasses.asdict(r) for r in found]})
         return
     table = Table(title=f"Records ({len(found)} of {total})", title_justify="left")
     for column in ("type", "code", "source", "flags", "updated", "data"):

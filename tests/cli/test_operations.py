@@ -1,0 +1,122 @@
+"""install / sync / runs / records / installations from the command line, and no secret in any output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from miniapp_sync.cli import main
+from miniapp_sync.definition.loader import load_file
+from miniapp_sync.sandbox import Sandbox, SandboxConfig
+from miniapp_sync.testing import sandbox_thread
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = ROOT / "examples" / "salla" / "definition.json5"
+TOKEN = "sandbox-access-token-that-must-not-leak"
+REFRESH = "sandbox-refresh-token-that-must-not-leak"
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The example with a budget that does not bind, so the tests do not wait on 10 requests/s."""
+    document, _ = load_file(SOURCE)
+    document["sync"]["syncConfiguration"]["rateLimitPerSecond"] = 1000
+    path = tmp_path_factory.mktemp("definition") / "salla.json"
+    path.write_text(json.dumps(document))
+    return str(path)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[tuple[Sandbox, str]]:
+    config = SandboxConfig(products=30, customers=10, orders=12, carts=3, access_token=TOKEN, refresh_token=REFRESH)
+    with sandbox_thread(config) as running:
+        yield running
+
+
+@pytest.fixture
+def cli(
+    sandbox: tuple[Sandbox, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[object]:
+    monkeypatch.setenv("MINIAPP_SYNC_SECRET_KEY", "cli tests")
+    monkeypatch.setenv("COLUMNS", "200")  # Rich tables at full width, as in a wide terminal
+    monkeypatch.setenv("MINIAPP_SYNC_STORE", str(tmp_path / "store.sqlite"))
+    _, url = sandbox
+    rewrites = ["--rewrite", f"https://api.salla.dev={url}", "--rewrite", f"https://accounts.salla.sa={url}"]
+    outputs: list[str] = []
+
+    def run(*args: str, rewrite: bool = False) -> tuple[int, str, str]:
+        code = main([*args, *(rewrites if rewrite else [])])
+        out, err = capsys.readouterr()
+        outputs.append(out + err)
+        return code, out, err
+
+    run.outputs = outputs  # type: ignore[attr-defined]
+    yield run
+    # Whatever ran, no credential value reached the output (D30).
+    everything = "\n".join(outputs)
+    assert TOKEN not in everything
+    assert REFRESH not in everything
+
+
+def test_install_sync_and_look_at_the_results(cli: object, sandbox: tuple[Sandbox, str], example: str) -> None:
+    run = cli  # type: ignore[assignment]
+    credentials = ["--credential", f"accessToken={TOKEN}", "--credential", f"refreshToken={REFRESH}"]
+    code, out, _ = run("install", example, "--tenant", "acme", *credentials, rewrite=True)  # type: ignore[operator]
+    assert code == 0, out
+    assert "connected" in out
+
+    code, out, _ = run("installations", "--format", "json")  # type: ignore[operator]
+    (row,) = json.loads(out)
+    assert row["status"] == "connected"
+    assert "credentials" not in row
+
+    code, out, _ = run("sync", example, "--tenant", "acme", "--format", "json", rewrite=True)  # type: ignore[operator]
+    assert code == 0
+    report = json.loads(out)
+    assert report["status"] == "succeeded"
+    assert report["resources"]["products"]["created"] == len(sandbox[0].data["products"])
+
+    code, out, _ = run("sync", example, "--tenant", "acme", rewrite=True)  # type: ignore[operator]
+    assert code == 0
+    assert "Sync summary" in out
+    assert "unchanged" in out
+
+    code, out, _ = run("runs", "--tenant", "acme", "--format", "json")  # type: ignore[operator]
+    assert [r["status"] for r in json.loads(out)] == ["succeeded", "succeeded"]
+
+    code, out, _ = run("records", "--tenant", "acme", "--type", "core:product", "--limit", "5", "--format", "json")  # type: ignore[operator]
+    listed = json.loads(out)
+    assert listed["total"] == len(sandbox[0].data["products"])
+    assert len(listed["records"]) == 5
+
+
+def test_a_failed_resource_exits_1_and_says_why(cli: object, sandbox: tuple[Sandbox, str], example: str) -> None:
+    run = cli  # type: ignore[assignment]
+    credentials = ["--credential", f"accessToken={TOKEN}"]
+    assert run("install", example, "--tenant", "acme", *credentials, rewrite=True)[0] == 0  # type: ignore[operator]
+    sandbox[0].html_next(1, path_prefix="/customers")
+    code, out, _ = run("sync", example, "--tenant", "acme", "--resource", "customers", rewrite=True)  # type: ignore[operator]
+    assert code == 1
+    assert "customers failed" in out
+    assert "expected JSON" in out
+
+
+def test_sync_of_an_unknown_tenant_is_a_clear_error(cli: object, example: str) -> None:
+    code, _, err = cli("sync", example, "--tenant", "nobody")  # type: ignore[operator]
+    assert code == 1
+    assert "has not installed 'salla'" in err
+    assert "Traceback" not in err
+
+
+def test_install_reads_secrets_from_the_environment(cli: object, monkeypatch: pytest.MonkeyPatch, example: str) -> None:
+    monkeypatch.setenv("SALLA_TOKEN", TOKEN)
+    code, out, _ = cli(
+        "install", example, "--tenant", "acme", "--credential", "accessToken=env:SALLA_TOKEN", rewrite=True
+    )  # type: ignore[operator]
+    assert code == 0, out
+    code, _, err = cli("install", example, "--tenant", "b", "--credential", "accessToken=env:NOT_SET_ANYWHERE")  # type: ignore[operator]
+    assert code == 2
+    assert "NOT_SET_ANYWHERE" in err

@@ -1,0 +1,192 @@
+"""Bulk runs against the sandbox: counts, idempotence, rejects, details, bad provider answers, refresh."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from miniapp_sync.errors import InstallationError
+from miniapp_sync.sandbox import SandboxConfig
+
+from .conftest import World, derive
+
+
+async def test_full_sync_stores_every_record_and_a_second_run_changes_nothing(world: World) -> None:
+    app = derive()
+    installation = await world.install(app)
+    report = await world.runtime.engine.run(app.definition, app.plan, installation)
+    assert report.status == "succeeded", report.as_dict()
+    store = world.runtime.store
+    for key, content_type in (
+        ("products", "core:product"),
+        ("customers", "core:customer"),
+        ("orders", "ecommerce:orders"),
+        ("abandonedCarts", "ecommerce:abandonedCarts"),
+    ):
+        expected = len(world.sandbox.data[key])
+        assert report.resources[key].created == expected
+        assert store.count_records(installation.id, content_type) == expected
+    order = store.list_records(installation.id, "ecommerce:orders", limit=1)[0]
+    assert order.data["items"]  # details were merged before mapping (D9)
+    assert order.source == "bulk"
+
+    again = await world.runtime.engine.run(app.definition, app.plan, world.fresh(installation))
+    assert all(r.created == r.updated == 0 for r in again.resources.values())
+    assert again.resources["products"].unchanged == len(world.sandbox.data["products"])  # D20
+
+
+async def test_rejected_records_go_to_dead_letters_and_the_run_goes_on(world: World) -> None:
+    def no_name_for_some(document: dict[str, Any]) -> None:
+        # Only products whose sku ends in 1 have a name under this path: the rest miss a required field.
+        document["sync"]["resources"]["products"]["apiMapping"]["name"] = {"path": "nope"}
+
+    app = derive(no_name_for_some)
+    installation = await world.install(app)
+    report = await world.runtime.engine.run(app.definition, app.plan, installation, resources=["products", "customers"])
+    products = report.resources["products"]
+    assert products.rejected == len(world.sandbox.data["products"])
+    assert report.resources["customers"].created == len(world.sandbox.data["customers"])
+    assert report.status == "partial"
+    letters = world.runtime.store.list_dead_letters(installation.id)
+    assert len(letters) == products.rejected
+    assert "name: required field of core:product is missing (path 'nope')" in letters[0].reason
+    assert letters[0].payload["id"]  # the provider's record, kept whole for replay
+
+
+async def test_a_missing_detail_keeps_the_list_record_and_a_failing_one_is_dead_lettered(world: World) -> None:
+    app = derive()
+    installation = await world.install(app)
+    products = world.sandbox.data["products"]
+    world.sandbox.missing_details("products", [products[0]["id"]])
+    world.sandbox.fail_next(10, status=500, path_prefix=f"/products/{products[1]['id']}")
+    report = await world.runtime.engine.run(app.definition, app.plan, installation, resources=["products"])
+    result = report.resources["products"]
+    assert result.warnings == 1
+    assert result.rejected == 1
+    assert result.created == len(products) - 1
+    assert report.status == "partial"
+    (letter,) = world.runtime.store.list_dead_letters(installation.id)
+    assert "500" in letter.reason
+    assert world.runtime.store.get_record(installation.id, "core:product", str(products[0]["id"])) is not None
+
+
+@pytest.mark.parametrize(
+    ("breakage", "fragments"),
+    [
+        ("html", ["products", "text/html", "expected JSON"]),
+        ("repeat", ["products", "page"]),
+    ],
+)
+async def test_bad_provider_answers_fail_the_resource_with_a_clear_message(
+    world: World, breakage: str, fragments: list[str]
+) -> None:
+    app = derive()
+    installation = await world.install(app)
+    if breakage == "html":
+        world.sandbox.html_next(1, path_prefix="/products")
+    else:
+        world.sandbox.repeat_page_forever("products")
+    report = await world.runtime.engine.run(app.definition, app.plan, installation, resources=["products", "customers"])
+    error = report.resources["products"].error
+    assert error is not None
+    for fragment in fragments:
+        assert fragment in error
+    assert report.status == "failed"
+    assert report.resources["customers"].error is None  # the rest of the run goes on
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("dataProperty", "items", "dataProperty 'items'"),
+        ("totalProperty", "pagination.links", "totalProperty"),
+    ],
+)
+async def test_a_response_mapping_that_does_not_fit_names_resource_and_page(
+    world: World, field: str, value: str, fragment: str
+) -> None:
+    app = derive(lambda d: d["sync"]["resources"]["products"]["responseMapping"].update({field: value}))
+    installation = await world.install(app)
+    report = await world.runtime.engine.run(app.definition, app.plan, installation, resources=["products"])
+    error = report.resources["products"].error
+    assert error is not None
+    assert fragment in error
+    assert "page 1" in error
+    assert world.runtime.store.count_records(installation.id, "core:product") == 0  # nothing half-stored
+
+
+async def test_expired_token_is_refreshed_once_and_persisted(world: World) -> None:
+    app = derive()
+    installation = await world.install(app)
+    world.sandbox.expire_access_token()
+    report = await world.runtime.engine.run(app.definition, app.plan, installation, resources=["orders"])
+    assert report.status == "succeeded"
+    bag = world.runtime.installations.credentials(world.fresh(installation))
+    assert bag["accessToken"] != world.sandbox.config.access_token
+
+
+async def test_a_failed_refresh_marks_the_installation_and_says_to_reconnect(world: World) -> None:
+    app = derive()
+    installation = await world.install(app)
+    world.sandbox.expire_access_token()
+    world.sandbox.fail_next(1, status=400, path_prefix="/oauth2/token", body='{"error":"invalid_grant"}')
+    report = await world.runtime.engine.run(app.definition, app.plan, installation, resources=["products"])
+    error = report.resources["products"].error
+    assert error is not None
+    assert "reconnect" in error
+    assert world.fresh(installation).status == "error"
+    with pytest.raises(InstallationError, match="reconnect it before syncing"):
+        await world.runtime.engine.run(app.definition, app.plan, world.fresh(installation))
+
+
+async def test_incremental_runs_ask_only_for_what_changed(world: World) -> None:
+    def incremental(document: dict[str, Any]) -> None:
+        products = document["sync"]["resources"]["products"]
+        # Salla lists omit products' updated_at; the merged detail carries it (cursorField reads the merged record).
+        products["incremental"] = {"param": "updated_after", "cursorField": "updated_at"}
+
+    app = derive(incremental)
+    installation = await world.install(app)
+    first = await world.runtime.engine.run(app.definition, app.plan, installation, resources=["products"])
+    assert first.resources["products"].created == len(world.sandbox.data["products"])
+    changed = world.sandbox.data["products"][3]["id"]
+    world.sandbox.mutate("products", changed, name="Renamed product")
+    second = await world.runtime.engine.run(app.definition, app.plan, world.fresh(installation), resources=["products"])
+    result = second.resources["products"]
+    assert result.fetched < len(world.sandbox.data["products"])
+    assert result.updated == 1
+    stored = world.runtime.store.get_record(installation.id, "core:product", str(changed))
+    assert stored is not None
+    assert stored.data["name"] == "Renamed product"
+
+
+async def test_detect_deletes_soft_deletes_what_a_clean_full_run_did_not_see(world: World) -> None:
+    app = derive(lambda d: d["sync"]["resources"]["customers"].update(detectDeletes=True))
+    installation = await world.install(app)
+    await world.runtime.engine.run(app.definition, app.plan, installation, resources=["customers"])
+    gone = world.sandbox.data["customers"][0]["id"]
+    world.sandbox.delete("customers", gone)
+    world.clock.advance(60)
+    report = await world.runtime.engine.run(
+        app.definition, app.plan, world.fresh(installation), resources=["customers"]
+    )
+    assert report.resources["customers"].deleted == 1
+    record = world.runtime.store.get_record(installation.id, "core:customer", str(gone))
+    assert record is not None
+    assert record.deleted
+
+
+@pytest.mark.parametrize("sandbox_config", [SandboxConfig(products=70, customers=3, orders=3, carts=1, rate_limit=40)])
+async def test_a_provider_enforcing_the_rate_limit_never_answers_429(world: World) -> None:
+    # The provider enforces 40 req/s on its (real) clock; our budget is the definition's, set to 40.
+    app = derive(lambda d: d["sync"]["syncConfiguration"].update(rateLimitPerSecond=40))
+    installation = await world.install(app)
+    real = world.runtime.engine
+    from miniapp_sync.sync.engine import SyncEngine  # a real-clock engine: rate spacing must be real here
+
+    engine = SyncEngine(real.store, real.installations)
+    report = await engine.run(app.definition, app.plan, installation, resources=["products"])
+    assert report.status == "succeeded"
+    assert report.resources["products"].throttled == 0
+    assert world.sandbox.stats.responses.get(429, 0) == 0
