@@ -127,7 +127,7 @@ def test_ten_mistakes_are_all_reported_in_one_run() -> None:
     by_code = {f.code: f for f in found}
     assert by_code["unknown-transform"].path == "sync.resources.products.apiMapping.code.transform"
     assert by_code["unknown-transform"].hint == "did you mean 'toString'?"
-    assert by_code["handler-without-trigger"].hint == "did you mean 'order.created'?"
+    assert by_code["handler-without-trigger"].hint == "add a trigger with event 'order.updated'"
     assert by_code["limit"].found == "500"
     assert "s3cr3t" not in " ".join(f.render() for f in found)  # secrets never echoed
 
@@ -247,3 +247,15 @@ def test_load_definition_raises_with_every_error_and_location(tmp_path: Path) ->
     assert "ns must be lowercase kebab-case" in message
     assert "sync.resources.p.endpoints: required field is missing" in message
     assert f"{doc_path}:2:3 ns" in message  # located in the file
+
+
+def test_a_near_miss_is_suggested_only_among_triggers_no_handler_uses() -> None:
+    doc = copy.deepcopy(MINIMAL)
+    doc["triggers"].append({"type": "miniapps:shop", "event": "order.statusUpdated"})
+    doc["sync"]["webhooks"]["handlers"]["order.status.updated"] = {
+        "recordType": "order",
+        "operation": "update",
+        "mapping": {"code": "$.data.id"},
+    }
+    (finding,) = [f for f in errors(doc) if f.code == "handler-without-trigger"]
+    assert finding.hint == "did you mean 'order.statusUpdated'?"

@@ -79,7 +79,7 @@ def pairs(values: list[str] | None, option: str) -> dict[str, Any]:
     return out
 
 
-def _credentials_file(path: Path | None) -> dict[str, Any]:
+def read_credentials(path: Path | None) -> dict[str, Any]:
     """Read a JSON object or a KEY=VALUE (.env) file of credentials."""
     if path is None:
         return {}
@@ -135,7 +135,7 @@ def install(
 ) -> int:
     """Install a MiniApp for a tenant with API keys or pasted tokens (the API-key flow)."""
     miniapp = load_miniapp(definition, registry(functions))
-    bag = {**_credentials_file(credentials_file), **pairs(credential, "--credential")}
+    bag = {**read_credentials(credentials_file), **pairs(credential, "--credential")}
     with open_runtime(store, rewrite, allow_private_network) as runtime:
         runtime.installations.configure(miniapp.ns, pairs(config, "--config"))
         installation = asyncio.run(

@@ -247,13 +247,14 @@ def _handlers_vs_triggers(document: dict[str, Any], findings: _Findings) -> None
     triggers = document.get("triggers")
     events = {t["event"] for t in triggers or [] if isinstance(t, dict) and isinstance(t.get("event"), str)}
     handler_events = set(handlers) if isinstance(handlers, dict) else set()
+    unpaired = events - handler_events  # only a trigger no handler uses can be the near miss
     for event in sorted(handler_events - events):
         findings.error(
             ("sync", "webhooks", "handlers", event),
             f"handler event {event!r} has no trigger with exactly this event",
             code="handler-without-trigger",
             expected="a triggers[].event equal to the handler key",
-            hint=suggest(event, events) or f"add a trigger with event {event!r}",
+            hint=suggest(event, unpaired) or f"add a trigger with event {event!r}",
         )
     if isinstance(triggers, list):
         for index, trigger in enumerate(triggers):

@@ -7,7 +7,6 @@ Everything a sync call or a webhook verification needs about a tenant comes from
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +15,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import aiohttp
 
 from miniapp_sync.clock import Clock, SystemClock
+from miniapp_sync.definition.lint import SECRET_NAME
 from miniapp_sync.definition.model import Definition, Request
 from miniapp_sync.errors import InstallationError
 from miniapp_sync.installations.calls import call
@@ -25,7 +25,6 @@ from miniapp_sync.store import Installation, Store
 from miniapp_sync.templating import Context, render
 
 STATE_TTL = 600.0  # seconds an OAuth state stays valid
-SECRET_NAME = re.compile(r"secret|token|password|api_?key|private", re.IGNORECASE)
 
 
 class Installations:

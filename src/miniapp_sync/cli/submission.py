@@ -1,0 +1,117 @@
+"""``check`` (the submission checklist against a sandbox store) and ``package`` (the submission)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from miniapp_sync.cli.app import (
+    DefinitionArgument,
+    FormatOption,
+    FunctionsOption,
+    OutputFormat,
+    app,
+    console,
+    print_json,
+    registry,
+)
+from miniapp_sync.cli.operations import ConfigOption, RewriteOption, pairs, read_credentials
+from miniapp_sync.definition import LoadedDefinition, inspect_definition
+from miniapp_sync.errors import DefinitionInvalid
+from miniapp_sync.mapping.plan import compile_plan, vocabulary
+from miniapp_sync.network import Rewrites
+from miniapp_sync.submission.checks import Report, SandboxAccess, run_checklist
+from miniapp_sync.submission.package import write_package
+
+CredentialsOption = Annotated[
+    Path, typer.Option("--credentials", help="Sandbox credentials: a KEY=VALUE (.env) or JSON file.", exists=True)
+]
+SamplesOption = Annotated[
+    Path | None, typer.Option("--samples", help="A folder of <event>.json webhook samples.", file_okay=False)
+]
+MetadataOption = Annotated[list[str] | None, typer.Option("--metadata", help="A metadata key=value (e.g. storeId=…).")]
+STYLE = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]fail[/]"}
+
+
+def _check(
+    definition: Path,
+    credentials: Path,
+    samples: Path | None,
+    metadata: list[str] | None,
+    config: list[str] | None,
+    rewrite: list[str] | None,
+    functions: list[Path] | None,
+) -> tuple[Report, LoadedDefinition]:
+    compute = registry(functions)
+    loaded = inspect_definition(definition, vocabulary=vocabulary(compute))
+    if not loaded.valid or loaded.definition is None:
+        raise DefinitionInvalid(loaded.findings, filename=loaded.source.filename)
+    access = SandboxAccess(
+        credentials=read_credentials(credentials),
+        metadata=pairs(metadata, "--metadata"),
+        config=pairs(config, "--config"),
+        rewrites=Rewrites.parse(rewrite or ()),
+    )
+    plan = compile_plan(loaded.definition, compute)
+    return asyncio.run(run_checklist(loaded, plan, access, samples)), loaded
+
+
+def _show(report: Report) -> None:
+    table = Table(title=f"Submission checklist — {report.ns} {report.version}", title_justify="left", show_lines=True)
+    table.add_column("item")
+    table.add_column("result")
+    table.add_column("evidence", overflow="fold")
+    for item in report.items:
+        table.add_row(item.name, STYLE[item.status], "\n".join(item.evidence))
+    console().print(table)
+
+
+@app.command()
+def check(
+    definition: DefinitionArgument,
+    credentials: CredentialsOption,
+    samples: SamplesOption = None,
+    metadata: MetadataOption = None,
+    config: ConfigOption = None,
+    rewrite: RewriteOption = None,
+    report_path: Annotated[Path | None, typer.Option("--report", help="Also write the report as Markdown.")] = None,
+    output: FormatOption = OutputFormat.text,
+    functions: FunctionsOption = None,
+) -> int:
+    """Run the Sync guide's submission checklist against a sandbox store (exit 1 when an item fails)."""
+    report, _ = _check(definition, credentials, samples, metadata, config, rewrite, functions)
+    if report_path is not None:
+        report_path.write_text(report.markdown(), encoding="utf-8")
+    if output is OutputFormat.json:
+        print_json(report.as_dict())
+    else:
+        _show(report)
+    return 0 if report.passed else 1
+
+
+@app.command()
+def package(
+    definition: DefinitionArgument,
+    credentials: CredentialsOption,
+    out: Annotated[Path, typer.Option("--out", help="The folder to write the package into.", file_okay=False)],
+    samples: SamplesOption = None,
+    metadata: MetadataOption = None,
+    config: ConfigOption = None,
+    rewrite: RewriteOption = None,
+    force: Annotated[bool, typer.Option(help="Package even when the checklist fails.")] = False,
+    functions: FunctionsOption = None,
+) -> int:
+    """Build the submission package; refuse when the checklist fails unless --force."""
+    report, loaded = _check(definition, credentials, samples, metadata, config, rewrite, functions)
+    _show(report)
+    if not report.passed and not force:
+        console().print("[bold red]Not packaged:[/] the checklist fails (fix it, or --force to package anyway).")
+        return 1
+    assert loaded.definition is not None  # _check raised otherwise
+    files = write_package(loaded.definition, loaded.document, report, samples, out)
+    console().print(f"packaged {len(files)} files into {out}")
+    return 0

@@ -1,0 +1,1 @@
+"""The submission checklist and package (the Sync guide's last section)."""

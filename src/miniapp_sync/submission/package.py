@@ -1,0 +1,73 @@
+"""The submission package: what a reviewer needs, with every secret value blanked.
+
+- ``definition.json``: the definition, pretty-printed, secrets in auth.config blanked
+- ``webhooks.md`` and ``samples/``: the subscribed webhook events with their sample payloads
+- ``check-report.md`` / ``check-report.json``: the submission checklist and its evidence
+- ``SETUP.md``: the end-user setup steps (from the definition's description)
+- ``CHANGELOG.md``: a stub for this version, kept if one exists
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from miniapp_sync.definition.lint import SECRET_NAME
+from miniapp_sync.definition.model import Definition
+from miniapp_sync.submission.checks import Report
+
+
+def blank_secrets(document: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of the raw document whose auth.config secret values are ''."""
+    copy: dict[str, Any] = json.loads(json.dumps(document))
+    auth = copy.get("auth") if isinstance(copy.get("auth"), dict) else None
+    if auth is None or not isinstance(auth.get("config"), dict):
+        return copy
+    sensitive = set(auth.get("sensitiveKeys") or [])
+    for key, value in auth["config"].items():
+        if value not in ("", None) and (key in sensitive or SECRET_NAME.search(key)):
+            auth["config"][key] = ""
+    return copy
+
+
+def write_package(
+    definition: Definition, document: dict[str, Any], report: Report, samples: Path | None, out: Path
+) -> list[Path]:
+    """Write the package into ``out``; return the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def put(name: str, text: str) -> None:
+        path = out / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+
+    put("definition.json", json.dumps(blank_secrets(document), indent=2, ensure_ascii=False) + "\n")
+    put("check-report.md", report.markdown())
+    put("check-report.json", json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n")
+    events = sorted(set(definition.handlers()) | definition.trigger_events())
+    lines = [f"# Subscribed webhook events — {definition.ns} {definition.version}", ""]
+    lines += ["| Event | Handler | Trigger | Sample |", "|---|---|---|---|"]
+    for event in events:
+        sample = samples / f"{event}.json" if samples else None
+        if sample is not None and sample.is_file():
+            (out / "samples").mkdir(exist_ok=True)
+            shutil.copyfile(sample, out / "samples" / sample.name)
+            written.append(out / "samples" / sample.name)
+        shown = f"[samples/{event}.json](samples/{event}.json)" if sample is not None and sample.is_file() else "—"
+        handler = "✓" if event in definition.handlers() else "—"
+        trigger = "✓" if event in definition.trigger_events() else "—"
+        lines.append(f"| `{event}` | {handler} | {trigger} | {shown} |")
+    put("webhooks.md", "\n".join(lines) + "\n")
+    put("SETUP.md", f"# Setting up {definition.title or definition.ns}\n\n{definition.description or ''}\n")
+    changelog = out / "CHANGELOG.md"
+    if not changelog.exists():
+        today = datetime.now(UTC).date().isoformat()
+        put(
+            "CHANGELOG.md",
+            f"# Changelog\n\n## {definition.version} — {today}\n\n- Describe what changed in this version.\n",
+        )
+    return written

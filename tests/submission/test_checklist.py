@@ -1,0 +1,195 @@
+"""The submission checklist passes for the Salla example, and each broken item fails alone, saying what to change."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from miniapp_sync.cli import main
+from miniapp_sync.definition import inspect_definition
+from miniapp_sync.definition.loader import load_file
+from miniapp_sync.mapping.plan import compile_plan, vocabulary
+from miniapp_sync.network import Rewrites
+from miniapp_sync.sandbox import Sandbox, SandboxConfig
+from miniapp_sync.submission.checks import (
+    COVERAGE,
+    ENDPOINTS,
+    EVENTS,
+    SAMPLES,
+    SHAPE,
+    Report,
+    SandboxAccess,
+    run_checklist,
+)
+from miniapp_sync.testing import sandbox_thread
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "salla" / "definition.json5"
+SAMPLE_DIR = ROOT / "examples" / "salla" / "samples"
+CONFIG = SandboxConfig(products=75, customers=10, orders=8, carts=3)
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    sandbox = Sandbox(CONFIG)
+    await sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        await sandbox.stop()
+
+
+async def checklist(
+    sandbox: Sandbox, change: Callable[[dict[str, Any]], None] | None = None, samples: Path | None = SAMPLE_DIR
+) -> Report:
+    document, _ = load_file(EXAMPLE)
+    document["sync"]["syncConfiguration"]["rateLimitPerSecond"] = 1000
+    if change is not None:
+        change(document)
+    loaded = inspect_definition(text=json.dumps(document), filename="definition.json", vocabulary=vocabulary())
+    assert loaded.definition is not None
+    access = SandboxAccess(
+        credentials={"accessToken": CONFIG.access_token},
+        rewrites=Rewrites({"https://api.salla.dev": sandbox.base_url, "https://accounts.salla.sa": sandbox.base_url}),
+    )
+    return await run_checklist(loaded, compile_plan(loaded.definition), access, samples)
+
+
+def verdicts(report: Report) -> dict[str, str]:
+    return {item.name: item.status for item in report.items}
+
+
+def evidence(report: Report, name: str) -> str:
+    return "\n".join(next(item for item in report.items if item.name == name).evidence)
+
+
+async def test_the_salla_example_passes_every_item(sandbox: Sandbox) -> None:
+    report = await checklist(sandbox)
+    assert report.passed, report.markdown()
+    assert set(verdicts(report).values()) == {"pass"}
+    assert "page 2 has 15 record(s), expected 15" in evidence(report, SHAPE)  # 75 products, 60 a page
+    assert "order.created.json → ecommerce:orders" in evidence(report, SAMPLES)
+
+
+def _wrong_data_property(d: dict[str, Any]) -> None:
+    d["sync"]["resources"]["customers"]["responseMapping"]["dataProperty"] = "items"
+
+
+def _missing_required_field(d: dict[str, Any]) -> None:
+    # The orders resource mapping serves no handler (those map orders themselves), so only coverage breaks.
+    d["sync"]["resources"]["orders"]["apiMapping"]["code"] = {"path": "order_id", "transform": "toString"}
+
+
+def _handler_without_trigger(d: dict[str, Any]) -> None:
+    d["triggers"] = [t for t in d["triggers"] if t["event"] != "customer.created"]
+
+
+def _wrong_total_property(d: dict[str, Any]) -> None:
+    d["sync"]["resources"]["products"]["responseMapping"]["totalProperty"] = "pagination.count"
+
+
+@pytest.mark.parametrize(
+    ("change", "failing", "fragment"),
+    [
+        (_wrong_data_property, SHAPE, "responseMapping.dataProperty 'items'"),
+        (_missing_required_field, COVERAGE, "code: required field of ecommerce:orders is missing (path 'order_id')"),
+        (_handler_without_trigger, EVENTS, "add a trigger with event 'customer.created'"),
+        (_wrong_total_property, SHAPE, "totalProperty is a number consistent with paging — total 60"),
+    ],
+)
+async def test_each_broken_item_fails_alone_and_says_what_to_change(
+    sandbox: Sandbox, change: Callable[[dict[str, Any]], None], failing: str, fragment: str
+) -> None:
+    report = await checklist(sandbox, change)
+    failed = {name for name, status in verdicts(report).items() if status == "fail"}
+    # A list that does not parse also fails its endpoint item: the fetch is the evidence.
+    allowed = {failing, ENDPOINTS} if change is _wrong_data_property else {failing}
+    assert failing in failed
+    assert failed <= allowed, report.markdown()
+    assert fragment in evidence(report, failing)
+
+
+async def test_a_missing_sample_fails_only_the_samples_item(sandbox: Sandbox, tmp_path: Path) -> None:
+    samples = tmp_path / "samples"
+    shutil.copytree(SAMPLE_DIR, samples)
+    (samples / "abandoned.cart.json").unlink()
+    report = await checklist(sandbox, samples=samples)
+    assert {n for n, s in verdicts(report).items() if s == "fail"} == {SAMPLES}
+    assert "abandoned.cart: no sample — add" in evidence(report, SAMPLES)
+    assert "serve --record-samples" in evidence(report, SAMPLES)
+
+
+@pytest.fixture
+def running() -> Iterator[str]:
+    with sandbox_thread(CONFIG) as (_, url):
+        yield url
+
+
+def test_check_and_package_from_the_command_line(
+    running: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    document, _ = load_file(EXAMPLE)
+    document["sync"]["syncConfiguration"]["rateLimitPerSecond"] = 1000
+    document["auth"]["config"]["client_secret"] = "do-not-ship-me"
+    definition = tmp_path / "salla.json"
+    definition.write_text(json.dumps(document))
+    credentials = tmp_path / "sandbox.env"
+    credentials.write_text(f"accessToken={CONFIG.access_token}\n")
+    common = [
+        str(definition), "--credentials", str(credentials), "--samples", str(SAMPLE_DIR),
+        "--rewrite", f"https://api.salla.dev={running}", "--rewrite", f"https://accounts.salla.sa={running}",
+    ]  # fmt: skip
+
+    # A sensitive key with a value in the definition is a validation error: check refuses with exit 2.
+    document["auth"]["config"]["webhookSecret"] = "whsec-1234"
+    definition.write_text(json.dumps(document))
+    assert main(["check", *common]) == 2
+    document["auth"]["config"]["webhookSecret"] = ""
+    definition.write_text(json.dumps(document))
+    report_md = tmp_path / "report.md"
+    assert main(["check", *common, "--report", str(report_md)]) == 0
+    assert "✅ pass" in report_md.read_text()
+    out = tmp_path / "package"
+    assert main(["package", *common, "--out", str(out)]) == 0
+    capsys.readouterr()
+    names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert {
+        "definition.json",
+        "check-report.md",
+        "check-report.json",
+        "webhooks.md",
+        "SETUP.md",
+        "CHANGELOG.md",
+    } <= names
+    assert "samples/order.created.json" in names
+    assert "`order.created`" in (out / "webhooks.md").read_text()
+    # A public OAuth client secret passes validation, but the package still ships it blank.
+    assert "do-not-ship-me" not in (out / "definition.json").read_text()
+
+    # A failing checklist is not packaged unless --force.
+    (tmp_path / "few").mkdir()
+    refused = tmp_path / "refused"
+    assert main(["package", *common[:4], str(tmp_path / "few"), *common[5:], "--out", str(refused)]) == 1
+    assert not refused.exists()
+    assert main(["package", *common[:4], str(tmp_path / "few"), *common[5:], "--out", str(refused), "--force"]) == 0
+    assert (refused / "definition.json").exists()
+
+
+def test_package_blanks_secret_values(tmp_path: Path) -> None:
+    from miniapp_sync.submission.package import blank_secrets
+
+    document = {
+        "auth": {
+            "sensitiveKeys": ["webhookSecret"],
+            "config": {"webhookSecret": "s", "client_id": "public", "apiKey": "k"},
+        }
+    }
+    blanked = blank_secrets(document)
+    assert blanked["auth"]["config"] == {"webhookSecret": "", "client_id": "public", "apiKey": ""}
+    assert document["auth"]["config"]["webhookSecret"] == "s"  # the original is untouched
