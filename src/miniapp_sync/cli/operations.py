@@ -28,7 +28,6 @@ from miniapp_sync.cli.app import (
 from miniapp_sync.errors import InstallationError
 from miniapp_sync.network import Rewrites
 from miniapp_sync.runtime import Runtime, load_miniapp
-from miniapp_sync.store import Installation
 from miniapp_sync.sync.engine import ResourceReport
 
 StoreOption = Annotated[
@@ -105,19 +104,6 @@ def _when(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _installation_row(i: Installation) -> dict[str, Any]:
-    # Credentials are never shown, not even their keys' values (D30).
-    return {
-        "id": i.id,
-        "tenant": i.tenant,
-        "ns": i.ns,
-        "status": i.status,
-        "error": i.error,
-        "metadata": i.metadata,
-        "updatedAt": _when(i.updated_at),
-    }
-
-
 @app.command()
 def install(
     definition: DefinitionArgument,
@@ -147,9 +133,8 @@ def install(
                 user_input=pairs(user_input, "--input"),
             )
         )
-    row = _installation_row(installation)
     if output is OutputFormat.json:
-        print_json(row)
+        print_json(installation.public())
     else:
         console().print(
             f"[green]installed[/] {installation.ns} for {tenant}: {installation.status} (id {installation.id})"
@@ -167,7 +152,7 @@ def installations(
 ) -> None:
     """List installations (credentials are never shown)."""
     with open_runtime(store) as runtime:
-        rows = [_installation_row(i) for i in runtime.store.list_installations(ns)]
+        rows = [i.public() for i in runtime.store.list_installations(ns)]
     if output is OutputFormat.json:
         print_json(rows)
         return
@@ -175,7 +160,7 @@ def installations(
     for column in ("id", "tenant", "ns", "status", "updated", "error"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["id"], row["tenant"], row["ns"], row["status"], row["updatedAt"], row["error"] or "")
+        table.add_row(row["id"], row["tenant"], row["ns"], row["status"], _when(row["updatedAt"]), row["error"] or "")
     console().print(table)
 
 

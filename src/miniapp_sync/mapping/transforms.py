@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 
-from miniapp_sync.definition.rules import MISSING, TransformStep
+from miniapp_sync.definition.rules import MISSING, TransformStep, thaw
 from miniapp_sync.errors import MiniAppSyncError, TransformError, preview
 from miniapp_sync.mapping.functions import normalize_digits, to_number, to_string, unknown_name_error
 from miniapp_sync.mapping.items import map_items
@@ -291,20 +291,11 @@ def _map_items(step: TransformStep, functions: FunctionRegistry, item_mapper: Ca
     return lambda value: map_items(value, item_mapper, currency=currency)
 
 
-def _thaw(value: Any) -> Any:
-    """Return plain dicts and lists for the frozen option values, as user functions expect JSON."""
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
-    return value
-
-
 def _compute(step: TransformStep, functions: FunctionRegistry, item_mapper: Callable[[Any], Any] | None) -> Transform:
     if not step.fn:
         raise TransformError("transform 'compute' needs 'fn', the name of a compute function")
     name, fn = step.fn, functions.get(step.fn)
-    args = _thaw(_option(step, "args", Mapping, {}, "an object of keyword arguments"))
+    args = thaw(_option(step, "args", Mapping, {}, "an object of keyword arguments"))
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):  # some callables written in C have no signature; call them blind

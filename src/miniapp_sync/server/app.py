@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from miniapp_sync.errors import InstallationError, MiniAppSyncError
 from miniapp_sync.runtime import MiniApp, Runtime
-from miniapp_sync.store import Installation, Run, StoredRecord
+from miniapp_sync.store import Run, StoredRecord
 from miniapp_sync.sync.schedule import Scheduler
 
 SCHEMAS = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "miniapp-sync management API", "version": "1"}})
@@ -55,10 +55,6 @@ def _page(title: str, message: str, *, status: int, script: str = "") -> HTMLRes
         f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>{script}"
     )
     return HTMLResponse(body, status)
-
-
-def _installation(i: Installation) -> dict[str, Any]:
-    return {"id": i.id, "tenant": i.tenant, "ns": i.ns, "status": i.status, "error": i.error, "metadata": i.metadata}
 
 
 def _run(r: Run) -> dict[str, Any]:
@@ -146,7 +142,7 @@ def create_app(runtime: Runtime, *, admin_token: str | None = None, schedule: bo
         responses: {200: {description: installations}}
         """
         found = runtime.store.list_installations(request.query_params.get("ns"))
-        return JSONResponse([_installation(i) for i in found])
+        return JSONResponse([i.public() for i in found])
 
     async def create_installation(request: Request) -> Response:
         """
@@ -170,7 +166,7 @@ def create_app(runtime: Runtime, *, admin_token: str | None = None, schedule: bo
             )
         except MiniAppSyncError as exc:
             return JSONResponse({"error": str(exc)}, 400)
-        return JSONResponse(_installation(installation), 201)
+        return JSONResponse(installation.public(), 201)
 
     async def start_sync(request: Request) -> Response:
         """
