@@ -30,7 +30,7 @@ from miniapp_sync.provider.ratelimit import RateLimiter
 from miniapp_sync.provider.redaction import Redactor
 from miniapp_sync.provider.retry import RetryPolicy, rate_limit_wait
 
-__all__ = ["ProviderClient", "Response", "build_url", "join_url"]
+__all__ = ["ProviderClient", "RawResponse", "Response", "build_url", "join_url"]
 
 Method = Literal["GET", "POST"]
 RefreshHook = Callable[[], Awaitable[Mapping[str, str] | None]]
@@ -52,6 +52,20 @@ class Response:
     url: str
     elapsed: float
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """A successful answer whose body is not decoded yet; ``ProviderClient.decode`` turns it into a Response."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    url: str
+    content_type: str
+    elapsed: float
+    attempts: int
+    call: _Call
 
 
 def join_url(base_url: str | None, url: str) -> str:
@@ -152,6 +166,22 @@ class ProviderClient:
         what: str = "list",
     ) -> Response:
         """Send a body-less request within the rate budget, retrying per the policy; decode the JSON answer."""
+        return self.decode(await self.request_body(method, url, params, resource=resource, what=what))
+
+    async def request_body(
+        self,
+        method: Method,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        resource: str | None = None,
+        what: str = "list",
+    ) -> RawResponse:
+        """Send a request as ``request_json`` does, but leave the body undecoded, for ``decode``.
+
+        A page fetched ahead of its turn then waits as one bytes object, not as thousands of
+        objects that the garbage collector walks again and again while it waits.
+        """
         call = _Call(method, build_url(self.base_url, url, params), resource, what, self)
         started = self.clock.monotonic()
         attempts = failures = 0
@@ -177,9 +207,8 @@ class ProviderClient:
                 continue
             if 200 <= status < 300:
                 self._respect_hints(answer_headers)
-                data = self._decode(call, body, status, content_type)
                 elapsed = self.clock.monotonic() - started
-                return Response(status, answer_headers, data, final_url, elapsed, attempts)
+                return RawResponse(status, answer_headers, body, final_url, content_type, elapsed, attempts, call)
             failures += 1
             if status == 429:
                 self.throttled += 1
@@ -223,7 +252,12 @@ class ProviderClient:
                 self._headers.update({k: str(v) for k, v in fresh.items()})
             self._auth_generation += 1
 
-    def _decode(self, call: _Call, body: bytes, status: int, content_type: str) -> Any:
+    def decode(self, raw: RawResponse) -> Response:
+        """Decode an answer's JSON body; raise ProviderResponseError naming the request when it is not JSON."""
+        return Response(raw.status, raw.headers, self._decode(raw), raw.url, raw.elapsed, raw.attempts)
+
+    def _decode(self, raw: RawResponse) -> Any:
+        body, call = raw.body, raw.call
         if not body.strip():
             return None
         try:
@@ -231,11 +265,11 @@ class ProviderClient:
         except orjson.JSONDecodeError:
             start = self.redactor.body(body, limit=40)
             raise ProviderResponseError(
-                f"{call.where}{call.method} {call.url} answered {status} with {content_type}, "
+                f"{call.where}{call.method} {call.url} answered {raw.status} with {raw.content_type}, "
                 f"expected JSON (starts with '{start}')",
                 url=call.url,
                 resource=call.resource,
-                content_type=content_type,
+                content_type=raw.content_type,
                 body_preview=start,
             ) from None
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from miniapp_sync.definition.model import Resource
 from miniapp_sync.errors import ProviderError, preview
-from miniapp_sync.provider.client import ProviderClient, Response, build_url
+from miniapp_sync.provider.client import ProviderClient, RawResponse, Response, build_url
 from miniapp_sync.provider.details import DetailResult, fetch_details
 from miniapp_sync.provider.errors import PaginationLoopError
 from miniapp_sync.provider.responses import ResponseReader
@@ -76,6 +76,9 @@ class _Walk:
 
     async def fetch(self, url: str, params: Mapping[str, Any] | None) -> Response:
         return await self.client.request_json(self.method, url, params, resource=self.key, what="list")
+
+    async def fetch_ahead(self, url: str, params: Mapping[str, Any] | None) -> RawResponse:
+        return await self.client.request_body(self.method, url, params, resource=self.key, what="list")
 
     def read(self, response: Response, number: int) -> list[dict[str, Any]]:
         """Return the page's records after checking the shape, totals and repetition."""
@@ -148,10 +151,11 @@ async def _by_page_number(walk: _Walk, start: dict[str, Any], concurrency: int) 
     number = int(start.get("page", first))
     seen = int(start["seen"]) if "seen" in start else None
     last: int | None = None  # the last page number, once a total is known
-    scheduled: dict[int, asyncio.Task[Response]] = {}
+    scheduled: dict[int, asyncio.Task[RawResponse]] = {}
 
-    def fetch(n: int) -> asyncio.Task[Response]:
-        return asyncio.create_task(walk.fetch(walk.url, {**walk.params, page_param: n}))
+    def fetch(n: int) -> asyncio.Task[RawResponse]:
+        # Pages wait undecoded until their turn (see ProviderClient.request_body).
+        return asyncio.create_task(walk.fetch_ahead(walk.url, {**walk.params, page_param: n}))
 
     try:
         while True:
@@ -161,7 +165,7 @@ async def _by_page_number(walk: _Walk, start: dict[str, Any], concurrency: int) 
                     if n not in scheduled:
                         scheduled[n] = fetch(n)
             task = scheduled.pop(number, None) or fetch(number)
-            response = await task
+            response = walk.client.decode(await task)
             records = walk.read(response, number)
             ordinal = number - first + 1
             if seen is None:
