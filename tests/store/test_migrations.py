@@ -6,11 +6,14 @@ from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
 from miniapp_sync.errors import StoreError
 from miniapp_sync.store import Store
+from miniapp_sync.store.database import MIGRATIONS
 from miniapp_sync.store.tables import VERSION_TABLE, metadata
 
 
@@ -33,6 +36,12 @@ def test_migrations_apply_on_an_empty_database_and_are_idempotent(empty_url: str
     assert _table_names(empty_url) == {t.name for t in metadata.sorted_tables} | {VERSION_TABLE}
 
 
+def _head() -> str | None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
 def test_migrated_schema_matches_the_declared_tables(empty_url: str) -> None:
     Store.open(empty_url).close()
     engine = create_engine(empty_url.replace("postgresql://", "postgresql+psycopg://", 1))
@@ -40,7 +49,7 @@ def test_migrated_schema_matches_the_declared_tables(empty_url: str) -> None:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": VERSION_TABLE})
             assert compare_metadata(context, metadata) == []
-            assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0001"
+            assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == _head()
     finally:
         engine.dispose()
 

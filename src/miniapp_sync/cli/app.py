@@ -74,4 +74,4 @@ def registry(modules: list[Path] | None) -> FunctionRegistry:
 
 
 # Commands register themselves on ``app`` when their modules are imported.
-from miniapp_sync.cli import definitions, mapping, operations, serving, submission  # noqa: E402, F401
+from miniapp_sync.cli import definitions, mapping, operations, scaling, serving, submission, webhooks  # noqa: E402, F401

@@ -1,8 +1,11 @@
-"""The ASGI application: OAuth install routes, the management API, health (D31).
+"""The ASGI application: webhook and OAuth install routes, the management API, metrics, health (D31).
 
-Public routes (what providers and browsers reach): ``/miniapps/{ns}/oauth2`` and ``/healthz``.
-The management API under ``/api`` needs ``Authorization: Bearer <admin token>``; without a
-configured token it is closed. Bind to 127.0.0.1 unless told otherwise.
+Public routes (what providers and browsers reach): ``POST /miniapps/{ns}/webhooks`` and
+``/miniapps/{ns}/webhooks/{installation}`` (D24), ``/miniapps/{ns}/oauth2``, ``/healthz`` and
+``/metrics``. The management API under ``/api`` (trigger events included) needs
+``Authorization: Bearer <admin token>``; without a configured token it is closed. Bind to
+127.0.0.1 unless told otherwise. While the app lives it runs the scheduler, the inbox
+processor and trigger delivery.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from miniapp_sync.errors import InstallationError, MiniAppSyncError
 from miniapp_sync.runtime import MiniApp, Runtime
+from miniapp_sync.server.webhooks import WebhookEndpoint, events_endpoint, metrics_endpoint, webhook_params
 from miniapp_sync.store import Run, StoredRecord
 from miniapp_sync.sync.schedule import Scheduler
+from miniapp_sync.webhooks.service import WebhookService
+from miniapp_sync.webhooks.settings import WebhookSettings
 
 SCHEMAS = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "miniapp-sync management API", "version": "1"}})
 
@@ -82,18 +88,49 @@ def _record(r: StoredRecord) -> dict[str, Any]:
     }
 
 
-def create_app(runtime: Runtime, *, admin_token: str | None = None, schedule: bool = True) -> Starlette:
-    """Build the ASGI app over a runtime that serves ``runtime.apps``; it runs the scheduler while it lives."""
+class Server(Starlette):
+    """The app: Starlette, except that webhook deliveries go straight to their endpoint (the hot path)."""
+
+    def __init__(self, *args: Any, webhook: WebhookEndpoint, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.webhook = webhook
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            params = webhook_params(scope)
+            if params is not None:
+                scope["app"] = self
+                scope["path_params"] = params
+                return await self.webhook(scope, receive, send)
+        await super().__call__(scope, receive, send)
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    admin_token: str | None = None,
+    schedule: bool = True,
+    webhooks: WebhookSettings | WebhookService | None = None,
+    process: bool = True,
+) -> Starlette:
+    """Build the ASGI app over a runtime that serves ``runtime.apps``.
+
+    While it lives it runs the scheduler (``schedule``), and the inbox processor and trigger
+    delivery (``process``). ``webhooks`` tunes the webhook runtime, or is one the caller built.
+    """
     tasks: set[asyncio.Task[Any]] = set()
+    service = webhooks if isinstance(webhooks, WebhookService) else WebhookService(runtime, settings=webhooks)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         stopping = False
         scheduler = asyncio.create_task(Scheduler(runtime).run_forever(lambda: stopping)) if schedule else None
+        await service.start(process=process, deliver=process)
         try:
             yield
         finally:
             stopping = True
+            await service.stop()
             if scheduler is not None:
                 scheduler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -116,6 +153,7 @@ def create_app(runtime: Runtime, *, admin_token: str | None = None, schedule: bo
                 if not query.get("state"):
                     return _page("Connection failed", "The redirect carries no state.", status=400)
                 installation = await runtime.installations.complete_oauth(app.definition, query["state"], query["code"])
+                service.directory.forget()  # its deliveries may start arriving at once
                 script = (
                     "<script>window.opener&&window.opener.postMessage("
                     f"{{type:'miniapp-oauth',ns:{ns!r},status:'connected'}},'*');window.close()</script>"
@@ -166,6 +204,7 @@ def create_app(runtime: Runtime, *, admin_token: str | None = None, schedule: bo
             )
         except MiniAppSyncError as exc:
             return JSONResponse({"error": str(exc)}, 400)
+        service.directory.forget()  # its deliveries may start arriving at once
         return JSONResponse(installation.public(), 201)
 
     async def start_sync(request: Request) -> Response:
@@ -213,18 +252,24 @@ def create_app(runtime: Runtime, *, admin_token: str | None = None, schedule: bo
         found = runtime.store.list_records(installation, query.get("type"), limit=min(limit, 1000), offset=offset)
         return JSONResponse([_record(r) for r in found])
 
+    receive = WebhookEndpoint(service)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
+        Route("/metrics", metrics_endpoint(service), include_in_schema=False),
+        Route("/miniapps/{ns}/webhooks", receive, methods=["POST"], include_in_schema=False),
+        Route("/miniapps/{ns}/webhooks/{installation}", receive, methods=["POST"], include_in_schema=False),
         Route("/miniapps/{ns}/oauth2", oauth),
         Route("/api/installations", list_installations, methods=["GET"]),
         Route("/api/installations", create_installation, methods=["POST"]),
         Route("/api/installations/{id}/sync", start_sync, methods=["POST"]),
         Route("/api/runs/{id}", get_run),
         Route("/api/records", list_records),
+        Route("/api/events", events_endpoint(service), methods=["GET"]),
     ]
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(SCHEMAS.get_schema(routes=routes))
 
     routes.append(Route("/api/openapi.json", openapi, include_in_schema=False))
-    return Starlette(routes=routes, middleware=[Middleware(AdminGuard, token=admin_token)], lifespan=lifespan)
+    middleware = [Middleware(AdminGuard, token=admin_token)]
+    return Server(routes=routes, middleware=middleware, lifespan=lifespan, webhook=receive)

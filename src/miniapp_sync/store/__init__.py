@@ -1,5 +1,6 @@
-"""The store: installations, records, runs, checkpoints, dead letters and OAuth states (SQLite or PostgreSQL)."""
+"""The store: installations, records, runs, checkpoints, dead letters, OAuth states, webhooks (SQLite, PostgreSQL)."""
 
+from miniapp_sync.store.inbox import Inbox
 from miniapp_sync.store.model import (
     DeadLetter,
     DeadLetterKind,
@@ -12,20 +13,31 @@ from miniapp_sync.store.model import (
     StoredRecord,
     WriteResult,
 )
+from miniapp_sync.store.outbox import DeliveryState, DueDelivery, Outbox, Subscription, TriggerEvent
 from miniapp_sync.store.records import content_hash, normalise_version
 from miniapp_sync.store.store import Store
+from miniapp_sync.store.webhook_model import InboxEntry, InboxRow, InboxStatus
 
 __all__ = [
     "DeadLetter",
     "DeadLetterKind",
+    "DeliveryState",
+    "DueDelivery",
+    "Inbox",
+    "InboxEntry",
+    "InboxRow",
+    "InboxStatus",
     "Installation",
     "InstallationStatus",
+    "Outbox",
     "RecordSource",
     "RecordWrite",
     "Run",
     "RunStatus",
     "Store",
     "StoredRecord",
+    "Subscription",
+    "TriggerEvent",
     "WriteResult",
     "content_hash",
     "normalise_version",

@@ -93,6 +93,16 @@ class Store:
         return Path(self._db.url.database or "") if self.dialect == "sqlite" else None
 
     @property
+    def database(self) -> Database:
+        """The database under this store, shared by modules that keep their own tables (webhooks)."""
+        return self._db
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every timestamp of this store comes from."""
+        return self._clock
+
+    @property
     def dialect(self) -> str:
         """The backend's name: ``sqlite`` or ``postgresql``."""
         return self._db.dialect

@@ -144,3 +144,14 @@ oauth_states = Table(
     _epoch("used_at", nullable=True),
     Index(None, "expires_at"),
 )
+
+rate_budgets = Table(
+    "rate_budgets",
+    metadata,
+    # The request budget of one installation, shared by every worker (D34): GCRA's theoretical
+    # arrival time of the next request and the end of a provider-imposed pause. These are
+    # epoch seconds on the database's clock, the one clock all workers' machines agree on.
+    Column("installation_id", String(32), _installation_fk(), primary_key=True),
+    Column("tat", Double, nullable=False),
+    Column("paused_until", Double, nullable=False),
+)

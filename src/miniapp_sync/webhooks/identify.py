@@ -26,8 +26,16 @@ class Delivery:
         object.__setattr__(self, "headers", {k.lower(): v for k, v in dict(self.headers).items()})
         object.__setattr__(self, "query", dict(self.query))
 
+    @classmethod
+    def lowercased(cls, body: Any, raw: bytes, headers: dict[str, str], query: dict[str, str]) -> Delivery:
+        """Build a delivery from header names lowercased already (as ASGI gives them), without copying."""
+        delivery = object.__new__(cls)
+        for name, value in (("body", body), ("raw", raw), ("headers", headers), ("query", query)):
+            object.__setattr__(delivery, name, value)
+        return delivery
 
-def _text(value: Any) -> str | None:
+
+def as_text(value: Any) -> str | None:
     """Render a scalar as event/id text; integral floats lose their '.0'."""
     if value is MISSING or value is None or isinstance(value, dict | list):
         return None
@@ -42,10 +50,10 @@ def _text(value: Any) -> str | None:
 def read(delivery: Delivery, source: str, path: str) -> str | None:
     """Read one value from the body (a path), a header (case-insensitive) or the query."""
     if source == "header":
-        return _text(delivery.headers.get(path.lower(), MISSING))
+        return as_text(delivery.headers.get(path.lower(), MISSING))
     if source == "query":
-        return _text(delivery.query.get(path, MISSING))
-    return _text(compile_path(path).get(delivery.body))
+        return as_text(delivery.query.get(path, MISSING))
+    return as_text(compile_path(path).get(delivery.body))
 
 
 def extract_event(webhook: Webhook | None, delivery: Delivery) -> str | None:

@@ -1,0 +1,163 @@
+"""Running at scale: ``worker``, ``enqueue``, ``jobs`` and ``db upgrade`` (PostgreSQL + Procrastinate, D32-D34).
+
+The job machinery is imported inside the commands: Procrastinate costs every other command of
+the CLI a noticeable share of its start-up otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from miniapp_sync.cli.app import (
+    DefinitionArgument,
+    FormatOption,
+    FunctionsOption,
+    OutputFormat,
+    app,
+    console,
+    print_json,
+    registry,
+)
+from miniapp_sync.cli.operations import (
+    ConfigOption,
+    PrivateOption,
+    RewriteOption,
+    StoreOption,
+    TenantOption,
+    open_runtime,
+    pairs,
+)
+from miniapp_sync.runtime import load_miniapp
+
+if TYPE_CHECKING:
+    from miniapp_sync.jobs import Enqueued
+    from miniapp_sync.jobs.procrastinate_queue import QueueStatus
+
+db = typer.Typer(name="db", help="The store's database: migrations and the job queue's schema.", no_args_is_help=True)
+app.add_typer(db)
+
+
+@app.command()
+def worker(
+    definition: Annotated[list[Path], typer.Option("--definition", "-d", help="A MiniApp to work for (repeatable).")],
+    store: StoreOption = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at the same time by this worker.")] = 4,
+    name: Annotated[str | None, typer.Option(help="The worker's name in logs (default: host:pid).")] = None,
+    heartbeat: Annotated[float, typer.Option(help="Seconds between this worker's heartbeats.")] = 10.0,
+    stalled_after: Annotated[
+        float, typer.Option(help="Seconds without a heartbeat after which a worker is dead and its jobs are retried.")
+    ] = 30.0,
+    config: ConfigOption = None,
+    rewrite: RewriteOption = None,
+    allow_private_network: PrivateOption = False,
+    functions: FunctionsOption = None,
+) -> None:
+    """Run jobs from the PostgreSQL queue: syncs, inbox drains, trigger deliveries, scheduled syncs."""
+    from miniapp_sync.jobs import Liveness, ProcrastinateQueue, Work
+
+    try:
+        liveness = Liveness(heartbeat=heartbeat, stalled_after=stalled_after)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--heartbeat/--stalled-after") from None
+    compute = registry(functions)
+    miniapps = [load_miniapp(path, compute) for path in definition]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    name = name or f"{socket.gethostname()}:{os.getpid()}"
+    with open_runtime(store, rewrite, allow_private_network) as runtime:
+        values = pairs(config, "--config")
+        for miniapp in miniapps:
+            runtime.add(miniapp)
+            runtime.installations.configure(miniapp.ns, values)
+        queue = ProcrastinateQueue(Work(runtime), liveness=liveness, pool_size=concurrency + 6)
+        console().print(
+            f"worker {name}: queues {', '.join(queue.queues)} of {runtime.store.url}, {concurrency} jobs at a time"
+        )
+
+        async def work() -> None:
+            async with queue:
+                await queue.run_worker(concurrency=concurrency, name=name)
+
+        asyncio.run(work())
+
+
+@app.command()
+def enqueue(
+    definition: DefinitionArgument,
+    tenant: TenantOption,
+    resource: Annotated[list[str] | None, typer.Option(help="Only this resource (repeatable).")] = None,
+    store: StoreOption = None,
+    output: FormatOption = OutputFormat.text,
+    functions: FunctionsOption = None,
+) -> None:
+    """Queue a sync of a tenant's installation for the workers: one job per resource (PostgreSQL)."""
+    from miniapp_sync.jobs import ProcrastinateQueue, Work
+
+    miniapp = load_miniapp(definition, registry(functions))
+    with open_runtime(store) as runtime:
+        runtime.add(miniapp)
+        installation = runtime.installations.find(tenant, miniapp.ns)
+        queue = ProcrastinateQueue(Work(runtime), pool_size=2)
+
+        async def send() -> list[Enqueued]:
+            async with queue:
+                if not resource:
+                    return await queue.sync(miniapp.ns, installation.id)
+                return [r for key in resource for r in await queue.sync(miniapp.ns, installation.id, key)]
+
+        receipts = asyncio.run(send())
+    if output is OutputFormat.json:
+        print_json([r.as_dict() for r in receipts])
+        return
+    out = console()
+    for receipt in receipts:
+        if receipt.duplicate:
+            out.print(f"{receipt.job.resource}: already queued (that job will run it)")
+        else:
+            out.print(f"{receipt.job.resource}: queued as job {receipt.id}")
+
+
+@app.command()
+def jobs(store: StoreOption = None, output: FormatOption = OutputFormat.text) -> None:
+    """Show the job queue: jobs by state, what runs where, and the workers' heartbeats (PostgreSQL)."""
+    from miniapp_sync.jobs import ProcrastinateQueue, Work
+
+    with open_runtime(store) as runtime:
+        queue = ProcrastinateQueue(Work(runtime), pool_size=2)
+
+        async def look() -> QueueStatus:
+            async with queue:
+                return await queue.status()
+
+        status = asyncio.run(look())
+    if output is OutputFormat.json:
+        print_json(status.as_dict())
+        return
+    out = console()
+    for title, rows in (("Jobs", status.counts), ("Running", status.running), ("Workers", status.workers)):
+        table = Table(title=title, title_justify="left")
+        columns = list(rows[0]) if rows else ["(none)"]
+        for column in columns:
+            table.add_column("silent (s)" if column == "silent" else column)
+        for row in rows:
+            table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+        out.print(table)
+
+
+@db.command("upgrade")
+def upgrade(
+    store: StoreOption = None,
+    create: Annotated[bool, typer.Option("--create", help="Create the PostgreSQL database if it is missing.")] = False,
+) -> None:
+    """Apply the store's migrations and, on PostgreSQL, install or upgrade the job queue's schema."""
+    from miniapp_sync.jobs import upgrade_database
+
+    for note in upgrade_database(store, create=create, environ=os.environ):
+        console().print(note)

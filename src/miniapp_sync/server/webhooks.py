@@ -1,0 +1,135 @@
+"""The webhook routes as ASGI: the receiving endpoint, the trigger events pull API and /metrics.
+
+The receiving endpoint is a bare ASGI callable rather than a Starlette request handler: it reads
+the body itself, refusing it with 413 from ``Content-Length`` before reading, or as soon as the
+chunks read exceed the limit (chunked bodies), and keeps the exact bytes for verification. The
+app hands deliveries to it before Starlette's middleware and routing (``webhook_params``): on
+the project machine that stack cost as much as everything else a delivery needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from miniapp_sync.errors import MiniAppSyncError
+from miniapp_sync.webhooks.receiver import TOO_LARGE, UNAVAILABLE, Reply
+from miniapp_sync.webhooks.service import WebhookService
+from miniapp_sync.webhooks.triggers import event_body
+
+log = logging.getLogger("miniapp_sync.webhooks")
+MAX_EVENTS = 1000
+
+
+class _Disconnected(Exception):
+    """The client went away before its body was read whole."""
+
+
+async def _body(receive: Receive, limit: int) -> bytes | None:
+    """Read the whole body, or return None as soon as it exceeds ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _send(send: Send, reply: Reply) -> None:
+    headers = [(b"content-type", reply.content_type.encode()), (b"content-length", str(len(reply.body)).encode())]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
+
+
+def webhook_params(scope: Scope) -> dict[str, str] | None:
+    """Return the path parameters of a webhook delivery's path, or None when ``scope`` is not one."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    parts = path.split("/")
+    if len(parts) not in (4, 5) or parts[1] != "miniapps" or parts[3] != "webhooks" or not all(parts[2:]):
+        return None
+    return {"ns": parts[2], "installation": parts[4]} if len(parts) == 5 else {"ns": parts[2]}
+
+
+class WebhookEndpoint:
+    """``POST /miniapps/{ns}/webhooks[/{installation}]``: hand the raw delivery to the receiver."""
+
+    def __init__(self, service: WebhookService) -> None:
+        self.service = service
+        self.limit = service.settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        clock = self.service.clock
+        started = clock.monotonic()
+        params = scope["path_params"]
+        ns = params["ns"]
+        # ASGI gives header names in lowercase already.
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        declared = headers.get("content-length", "")
+        try:
+            raw = None if declared.isdigit() and int(declared) > self.limit else await _body(receive, self.limit)
+        except _Disconnected:
+            return  # half a body is not a delivery; the sender will resend it
+        if raw is None:
+            reply = TOO_LARGE
+        else:
+            query = dict(parse_qsl(scope["query_string"].decode("latin-1"))) if scope["query_string"] else {}
+            try:
+                reply = await self.service.receiver.receive(ns, params.get("installation"), raw, headers, query)
+            except MiniAppSyncError as exc:  # the inbox cannot commit: nothing was stored, so ask for a resend
+                log.error("could not store a %s delivery: %s", ns, exc)
+                reply = UNAVAILABLE
+        await _send(send, reply)
+        self.service.metrics.answered(ns, reply.outcome, clock.monotonic() - started)
+
+
+def events_endpoint(service: WebhookService) -> Any:
+    """Return the handler of ``GET /api/events?tenant=T[&ns=NS]&after=CURSOR&limit=N``."""
+
+    async def list_events(request: Request) -> Response:
+        """
+        summary: Trigger events of a tenant after a cursor, oldest first; pass `next` back as `after`.
+        responses: {200: {description: "{events: [...], next: cursor}"}, 400: {description: bad query}}
+        """
+        query = request.query_params
+        tenant = query.get("tenant")
+        if not tenant:
+            return JSONResponse({"error": "?tenant=<tenant> is required"}, 400)
+        try:
+            after = int(query.get("after") or "0")
+            limit = min(int(query.get("limit") or "100"), MAX_EVENTS)
+        except ValueError:
+            return JSONResponse({"error": "after and limit are whole numbers"}, 400)
+        if after < 0 or limit < 1:
+            return JSONResponse({"error": "after must be 0 or more and limit 1 or more"}, 400)
+        found = await asyncio.to_thread(service.outbox.events, tenant, ns=query.get("ns"), after=after, limit=limit)
+        cursor = str(found[-1].id) if found else str(after)
+        return JSONResponse({"events": [event_body(e) for e in found], "next": cursor})
+
+    return list_events
+
+
+def metrics_endpoint(service: WebhookService) -> Any:
+    """Return the handler of ``GET /metrics`` (Prometheus text format)."""
+
+    async def metrics(request: Request) -> Response:
+        rows = await service.counts()
+        return Response(service.metrics.render(rows), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return metrics

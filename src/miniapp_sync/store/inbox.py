@@ -1,0 +1,239 @@
+"""The webhook inbox: deliveries stored durably before they are acknowledged, then processed in order.
+
+A row is ``pending`` until the processor claims it (``processing``, one more attempt counted),
+then ``done``, or ``failed`` once dead-lettered. Deliveries that need no processing are kept as
+``ignored`` (no handler, no trigger), ``unmatched`` (no installation) or ``ping``. ``add`` is the
+receiver's group commit: many deliveries in one transaction, duplicates (same installation and
+transaction id, D26) left out. ``transaction()`` is the processor's: record writes, the outbox
+event and the row's new state commit together, so reprocessing after a crash cannot double up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import cache
+from typing import Any, Final
+
+import orjson
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
+
+from miniapp_sync.store.processing import Processing, add_dead_letter
+from miniapp_sync.store.store import Store
+from miniapp_sync.store.tables import dead_letters
+from miniapp_sync.store.webhook_model import InboxEntry, InboxRow, InboxStatus
+from miniapp_sync.store.webhook_tables import webhook_inbox
+
+FINISHED: Final = ("done", "ignored", "ping", "unmatched")  # what purge() may forget
+_CHUNK: Final = 500  # values per IN (...) list
+
+i = webhook_inbox.c
+
+
+def _row(row: Row[Any]) -> InboxRow:
+    return InboxRow(**row._mapping)
+
+
+class Inbox:
+    """The inbox table, on the store's database."""
+
+    def __init__(self, store: Store) -> None:
+        self._db = store.database
+        self._clock = store.clock
+
+    def add(self, entries: Sequence[InboxEntry]) -> list[bool]:
+        """Store deliveries in one transaction; return, per entry, False when it was a duplicate."""
+        now = self._clock.now()
+        stored: list[bool] = []
+        rows: list[tuple[Any, ...]] = []
+        dead: list[InboxEntry] = []
+        with self._db.write(f"store {len(entries)} webhook deliveries") as conn:
+            seen = _existing(conn, entries)
+            for entry in entries:
+                if entry.installation_id and entry.transaction_id:
+                    key = (entry.installation_id, entry.transaction_id)
+                    if key in seen:
+                        stored.append(False)
+                        continue
+                    seen.add(key)
+                stored.append(True)
+                if entry.status == "failed":
+                    dead.append(entry)
+                else:
+                    rows.append(_values(entry, now))
+            if rows:
+                # The receiver's hot path: positional rows straight to the driver's executemany.
+                conn.exec_driver_sql(_insert_sql(conn.dialect.paramstyle), rows)
+            for entry in dead:
+                # A delivery that can never be processed: kept, and dead-lettered in the same transaction.
+                row = dict(zip(_INSERTED, _values(entry, now), strict=True))
+                new_id = int(conn.execute(insert(webhook_inbox).values(row).returning(i.id)).scalar_one())
+                add_dead_letter(conn, entry, new_id, entry.error or "", now)
+        return stored
+
+    def pending_heads(self) -> list[tuple[str, str, float | None]]:
+        """Return (installation id, ns, when the head may run) of every installation with pending rows."""
+        heads = (
+            select(i.installation_id, func.min(i.id).label("head"))
+            .where(i.status == "pending", i.installation_id.is_not(None))
+            .group_by(i.installation_id)
+            .subquery()
+        )
+        query = select(i.installation_id, i.ns, i.next_attempt_at).join(heads, i.id == heads.c.head)
+        with self._db.read("find pending webhook deliveries") as conn:
+            return [(r[0], r[1], r[2]) for r in conn.execute(query)]
+
+    def pending(self, installation_id: str, limit: int) -> list[InboxRow]:
+        """Return an installation's pending rows in arrival order."""
+        query = (
+            select(webhook_inbox)
+            .where(i.installation_id == installation_id, i.status == "pending")
+            .order_by(i.id)
+            .limit(limit)
+        )
+        with self._db.read("read pending webhook deliveries") as conn:
+            return [_row(r) for r in conn.execute(query)]
+
+    def claim(self, ids: Sequence[int]) -> None:
+        """Mark pending rows as being processed, counting the attempt before it is made (a crash counts too)."""
+        stmt = (
+            update(webhook_inbox)
+            .where(i.id.in_(ids), i.status == "pending")
+            .values(status="processing", attempts=i.attempts + 1)
+        )
+        with self._db.write("claim webhook deliveries") as conn:
+            conn.execute(stmt)
+
+    def release(self, ids: Sequence[int]) -> None:
+        """Put claimed rows that were not attempted back, uncounted."""
+        stmt = (
+            update(webhook_inbox)
+            .where(i.id.in_(ids), i.status == "processing")
+            .values(status="pending", attempts=i.attempts - 1)
+        )
+        with self._db.write("release webhook deliveries") as conn:
+            conn.execute(stmt)
+
+    def retry_at(self, id: int, when: float, reason: str) -> None:
+        """Put a row that failed back in the queue, not to be tried before ``when``."""
+        stmt = update(webhook_inbox).where(i.id == id).values(status="pending", next_attempt_at=when, error=reason)
+        with self._db.write("schedule a webhook retry") as conn:
+            conn.execute(stmt)
+
+    def recover(self) -> int:
+        """Return rows a stopped processor left in 'processing' to the queue; return how many."""
+        stmt = update(webhook_inbox).where(i.status == "processing").values(status="pending")
+        with self._db.write("recover webhook deliveries") as conn:
+            return int(conn.execute(stmt).rowcount)
+
+    def reopen(self, id: int) -> bool:
+        """Claim a failed row again (a replay); False when it is not failed."""
+        stmt = (
+            update(webhook_inbox)
+            .where(i.id == id, i.status == "failed")
+            .values(status="processing", attempts=i.attempts + 1, next_attempt_at=None)
+        )
+        with self._db.write("reopen a webhook delivery") as conn:
+            return bool(conn.execute(stmt).rowcount)
+
+    def restore(self, payload: dict[str, Any], installation_id: str) -> int:
+        """Insert a dead letter's delivery again, claimed (its row is gone); return the new row's id."""
+        body = payload.get("body")
+        raw = body.encode() if isinstance(body, str) else orjson.dumps(body)
+        row = {
+            "ns": payload.get("ns") or "",
+            "installation_id": installation_id,
+            "event": payload.get("event"),
+            "transaction_id": None,  # the original key may be taken again by now; a replay is deliberate
+            "status": "processing",
+            "body": raw,
+            "attempts": 1,
+            "received_at": float(payload.get("receivedAt") or self._clock.now()),
+        }
+        with self._db.write("restore a webhook delivery") as conn:
+            return int(conn.execute(insert(webhook_inbox).values(row).returning(i.id)).scalar_one())
+
+    def get(self, id: int) -> InboxRow | None:
+        """Return one row, or None."""
+        with self._db.read("read a webhook delivery") as conn:
+            row = conn.execute(select(webhook_inbox).where(i.id == id)).first()
+        return None if row is None else _row(row)
+
+    def list(
+        self, *, status: InboxStatus | None = None, installation_id: str | None = None, limit: int = 100
+    ) -> list[InboxRow]:
+        """Return rows oldest first."""
+        query = select(webhook_inbox).order_by(i.id).limit(limit)
+        if status is not None:
+            query = query.where(i.status == status)
+        if installation_id is not None:
+            query = query.where(i.installation_id == installation_id)
+        with self._db.read("list webhook deliveries") as conn:
+            return [_row(r) for r in conn.execute(query)]
+
+    def counts(self) -> dict[str, int]:
+        """Return how many rows are in each state."""
+        query = select(i.status, func.count()).group_by(i.status)
+        with self._db.read("count webhook deliveries") as conn:
+            return {r[0]: int(r[1]) for r in conn.execute(query)}
+
+    def purge(self, before: float) -> int:
+        """Forget finished rows received before ``before`` (their de-duplication keys go with them, D26)."""
+        stmt = delete(webhook_inbox).where(i.status.in_(FINISHED), i.received_at < before)
+        with self._db.write("purge old webhook deliveries") as conn:
+            return int(conn.execute(stmt).rowcount)
+
+    def set_dead_letter_reason(self, id: int, reason: str) -> None:
+        """Replace a dead letter's reason (a replay that failed again)."""
+        with self._db.write(f"update dead letter {id}") as conn:
+            conn.execute(update(dead_letters).where(dead_letters.c.id == id).values(reason=reason))
+
+    @contextmanager
+    def transaction(self) -> Iterator[Processing]:
+        """Yield one write transaction for processing rows; it commits when the block ends without error."""
+        with self._db.write("process webhook deliveries") as conn:
+            tx = Processing(conn, self._clock.now())
+            yield tx
+            tx.finish()
+
+
+_INSERTED: Final = (
+    "ns", "installation_id", "event", "transaction_id", "status",
+    "body", "attempts", "received_at", "processed_at", "error",
+)  # fmt: skip
+
+
+def _values(entry: InboxEntry, now: float) -> tuple[Any, ...]:
+    processed = None if entry.status == "pending" else now
+    return (entry.ns, entry.installation_id, entry.event, entry.transaction_id, entry.status, entry.body, 0, now,
+            processed, entry.error)  # fmt: skip
+
+
+def _marks(paramstyle: str, count: int) -> str:
+    return ", ".join(("?" if paramstyle == "qmark" else "%s",) * count)
+
+
+@cache
+def _insert_sql(paramstyle: str) -> str:
+    return f"INSERT INTO webhook_inbox ({', '.join(_INSERTED)}) VALUES ({_marks(paramstyle, len(_INSERTED))})"
+
+
+def _existing(conn: Connection, entries: Sequence[InboxEntry]) -> set[tuple[str, str]]:
+    """Return the (installation, transaction id) keys of ``entries`` that are stored already."""
+    wanted: dict[str, set[str]] = {}
+    for e in entries:
+        if e.installation_id is not None and e.transaction_id:
+            wanted.setdefault(e.installation_id, set()).add(e.transaction_id)
+    found: set[tuple[str, str]] = set()
+    paramstyle = conn.dialect.paramstyle
+    for installation_id, keys in wanted.items():
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start : start + _CHUNK]
+            # Both columns, so that the unique index answers (a scan would grow with the inbox).
+            sql = (
+                "SELECT transaction_id FROM webhook_inbox WHERE installation_id = "
+                f"{_marks(paramstyle, 1)} AND transaction_id IN ({_marks(paramstyle, len(chunk))})"
+            )
+            found.update((installation_id, row[0]) for row in conn.exec_driver_sql(sql, (installation_id, *chunk)))
+    return found

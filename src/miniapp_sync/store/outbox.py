@@ -1,0 +1,257 @@
+"""Trigger events (the outbox), the subscriptions that receive them, and each delivery's state (D27).
+
+An event is added in the transaction that wrote its record, with one pending delivery per
+subscription of its tenant and MiniApp at that moment; the pull API reads the outbox by id,
+which only grows, so an id is a cursor.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Row, bindparam, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+from miniapp_sync.store.store import Store
+from miniapp_sync.store.webhook_model import InboxRow
+from miniapp_sync.store.webhook_tables import subscriptions, trigger_deliveries, trigger_outbox
+
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+o = trigger_outbox.c
+s = subscriptions.c
+d = trigger_deliveries.c
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """Where a tenant's trigger events of one MiniApp are POSTed, and the key they are signed with."""
+
+    id: str
+    tenant: str
+    ns: str
+    url: str
+    secret: bytes = field(repr=False)  # encrypted
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerEvent:
+    """One fired trigger: the event name and what it concerns (``payload``: record and customer)."""
+
+    id: int
+    installation_id: str
+    inbox_id: int
+    tenant: str
+    ns: str
+    event: str
+    payload: dict[str, Any]
+    occurred_at: float
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """How far the delivery of one event to one subscription got."""
+
+    event_id: int
+    subscription_id: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: float | None
+    delivered_at: float | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    """A delivery to attempt now: the event, the subscription, and how many attempts came before."""
+
+    event: TriggerEvent
+    subscription: Subscription
+    attempts: int
+
+
+def _event(row: Row[Any]) -> TriggerEvent:
+    return TriggerEvent(**{c.name: row._mapping[c] for c in trigger_outbox.c})
+
+
+def _subscription(row: Row[Any]) -> Subscription:
+    return Subscription(**{c.name: row._mapping[c] for c in subscriptions.c})
+
+
+def emit(
+    conn: Connection,
+    tenant: str,
+    events: Sequence[tuple[InboxRow, dict[str, Any]]],
+    *,
+    now: float,
+    subscribers: Mapping[tuple[str, str], Sequence[str]],
+) -> None:
+    """Add events (inbox row, payload) and their deliveries inside the caller's transaction.
+
+    An inbox row that has its event already keeps it: reprocessing a row never emits twice.
+    ``subscribers`` holds the subscription ids of (tenant, ns) for every ns among the rows.
+    """
+    if not events:
+        return
+    rows = [
+        {
+            "installation_id": row.installation_id,
+            "inbox_id": row.id,
+            "tenant": tenant,
+            "ns": row.ns,
+            "event": row.event,
+            "payload": payload,
+            "occurred_at": row.received_at,
+            "created_at": now,
+        }
+        for row, payload in events
+    ]
+    conn.execute(_emit(conn.dialect.name), rows)
+    if not any(subscribers.get((tenant, row.ns)) for row, _ in events):
+        return
+    ids = {
+        inbox: (event_id, ns)
+        for event_id, inbox, ns in conn.execute(_EVENTS, {"p_inbox": [r["inbox_id"] for r in rows]})
+    }
+    deliveries = [
+        {"event_id": event_id, "subscription_id": sid, "status": "pending", "attempts": 0, "next_attempt_at": now}
+        for event_id, ns in ids.values()
+        for sid in subscribers.get((tenant, ns), ())
+    ]
+    if deliveries:
+        conn.execute(_deliveries(conn.dialect.name), deliveries)
+
+
+@cache
+def _emit(dialect: str) -> Insert:
+    # Built once: building the statement cost more than running it.
+    stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(trigger_outbox)
+    return stmt.on_conflict_do_nothing(index_elements=[o.inbox_id])
+
+
+@cache
+def _deliveries(dialect: str) -> Insert:
+    stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(trigger_deliveries)
+    return stmt.on_conflict_do_nothing(index_elements=[d.event_id, d.subscription_id])
+
+
+_EVENTS = select(o.id, o.inbox_id, o.ns).where(o.inbox_id.in_(bindparam("p_inbox", expanding=True)))
+_SUBSCRIBERS = select(s.id).where(s.tenant == bindparam("p_tenant"), s.ns == bindparam("p_ns"))
+
+
+def subscribers_of(conn: Connection, tenant: str, ns: str) -> list[str]:
+    """Return the ids of a tenant's subscriptions to a MiniApp's events."""
+    return list(conn.execute(_SUBSCRIBERS, {"p_tenant": tenant, "p_ns": ns}).scalars())
+
+
+class Outbox:
+    """Trigger events, subscriptions and deliveries, on the store's database."""
+
+    def __init__(self, store: Store) -> None:
+        self._db = store.database
+        self._clock = store.clock
+        self._dialect = store.dialect
+
+    # -- subscriptions ---------------------------------------------------------------------------
+
+    def subscribe(self, tenant: str, ns: str, url: str, secret: bytes) -> Subscription:
+        """Add a subscription (or give an existing one for the same URL a new secret) and return it."""
+        now = self._clock.now()
+        dialect_insert = sqlite.insert if self._dialect == "sqlite" else postgresql.insert
+        stmt = dialect_insert(subscriptions).values(
+            id=uuid.uuid4().hex, tenant=tenant, ns=ns, url=url, secret=secret, created_at=now
+        )
+        stmt = stmt.on_conflict_do_update(index_elements=[s.tenant, s.ns, s.url], set_={"secret": secret})
+        with self._db.write(f"subscribe {url!r} to {ns!r} events of {tenant!r}") as conn:
+            conn.execute(stmt)
+            row = conn.execute(select(subscriptions).where(s.tenant == tenant, s.ns == ns, s.url == url)).one()
+        return _subscription(row)
+
+    def unsubscribe(self, id: str) -> bool:
+        """Remove a subscription and its pending deliveries; False when there is none."""
+        with self._db.write(f"remove subscription {id!r}") as conn:
+            conn.execute(delete(trigger_deliveries).where(d.subscription_id == id))
+            return bool(conn.execute(delete(subscriptions).where(s.id == id)).rowcount)
+
+    def subscriptions(self, tenant: str | None = None, ns: str | None = None) -> list[Subscription]:
+        """Return subscriptions, of one tenant (and MiniApp) when given."""
+        query = select(subscriptions).order_by(s.tenant, s.ns, s.created_at)
+        if tenant is not None:
+            query = query.where(s.tenant == tenant)
+        if ns is not None:
+            query = query.where(s.ns == ns)
+        with self._db.read("list subscriptions") as conn:
+            return [_subscription(r) for r in conn.execute(query)]
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def events(self, tenant: str, *, ns: str | None = None, after: int = 0, limit: int = 100) -> list[TriggerEvent]:
+        """Return a tenant's events with an id above ``after``, oldest first."""
+        query = select(trigger_outbox).where(o.tenant == tenant, o.id > after).order_by(o.id).limit(limit)
+        if ns is not None:
+            query = query.where(o.ns == ns)
+        with self._db.read("list trigger events") as conn:
+            return [_event(r) for r in conn.execute(query)]
+
+    def count_events(self, tenant: str | None = None) -> int:
+        """Return how many events the outbox holds (of one tenant when given)."""
+        query = select(func.count()).select_from(trigger_outbox)
+        if tenant is not None:
+            query = query.where(o.tenant == tenant)
+        with self._db.read("count trigger events") as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # -- deliveries --------------------------------------------------------------------------------
+
+    def due(self, limit: int = 100) -> list[DueDelivery]:
+        """Return pending deliveries whose time has come, oldest first."""
+        query = (
+            select(trigger_outbox, subscriptions, d.attempts)
+            .select_from(trigger_deliveries.join(trigger_outbox).join(subscriptions))
+            .where(d.status == "pending", d.next_attempt_at <= self._clock.now())
+            .order_by(d.next_attempt_at, d.event_id)
+            .limit(limit)
+        )
+        with self._db.read("find due trigger deliveries") as conn:
+            return [DueDelivery(_event(r), _subscription(r), int(r._mapping[d.attempts])) for r in conn.execute(query)]
+
+    def next_due(self) -> float | None:
+        """Return when the next pending delivery may be attempted, or None when none is pending."""
+        query = select(func.min(d.next_attempt_at)).where(d.status == "pending")
+        with self._db.read("find the next trigger delivery") as conn:
+            when = conn.execute(query).scalar_one_or_none()
+        return None if when is None else float(when)
+
+    def settle(
+        self,
+        event_id: int,
+        subscription_id: str,
+        *,
+        status: DeliveryStatus,
+        error: str | None = None,
+        retry_at: float | None = None,
+    ) -> None:
+        """Record an attempt: delivered, failed for good, or pending again until ``retry_at``."""
+        now = self._clock.now()
+        values: dict[str, Any] = {"status": status, "attempts": d.attempts + 1, "error": error}
+        if status == "delivered":
+            values["delivered_at"] = now
+        values["next_attempt_at"] = retry_at if status == "pending" else None
+        stmt = update(trigger_deliveries).where(d.event_id == event_id, d.subscription_id == subscription_id)
+        with self._db.write("record a trigger delivery") as conn:
+            conn.execute(stmt.values(values))
+
+    def deliveries(self, event_id: int | None = None) -> list[DeliveryState]:
+        """Return delivery states (of one event when given)."""
+        query = select(trigger_deliveries).order_by(d.event_id, d.subscription_id)
+        if event_id is not None:
+            query = query.where(d.event_id == event_id)
+        with self._db.read("list trigger deliveries") as conn:
+            return [DeliveryState(**r._mapping) for r in conn.execute(query)]

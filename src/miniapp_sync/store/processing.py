@@ -1,0 +1,156 @@
+"""One processing transaction: what the processor reads and writes while it applies inbox rows.
+
+Record reads and writes (D20-D22), the trigger event with its deliveries (the outbox), and the
+rows' new states all go through one connection, so they commit together or not at all. The
+statements are built once: building a SQLAlchemy statement per call cost more than running it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from functools import cache
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, Select, Update, bindparam, func, insert, select, update
+
+from miniapp_sync.store import records as rec
+from miniapp_sync.store.model import RecordWrite, StoredRecord, WriteResult
+from miniapp_sync.store.outbox import emit, subscribers_of
+from miniapp_sync.store.tables import dead_letters, records
+from miniapp_sync.store.webhook_model import InboxEntry, InboxRow, dead_letter_payload
+from miniapp_sync.store.webhook_tables import webhook_inbox
+
+r = records.c
+i = webhook_inbox.c
+_SAME_RECORD = (
+    r.installation_id == bindparam("p_installation_id"),
+    r.content_type == bindparam("p_content_type"),
+)
+_RECORD = select(records).where(*_SAME_RECORD, r.code == bindparam("p_code"))
+_CODES = r.code.in_(bindparam("p_codes", expanding=True))
+_RECORDS = select(records).where(*_SAME_RECORD, _CODES)
+_STATES = select(r.code, r.partial, r.version, r.deleted).where(*_SAME_RECORD, _CODES)
+_CHUNK = 500  # codes per IN (...) list
+_DONE = (
+    update(webhook_inbox)
+    .where(i.id.in_(bindparam("p_ids", expanding=True)))
+    .values(status="done", processed_at=bindparam("p_now"), next_attempt_at=None, error=None)
+)
+_FAIL: Update = (
+    update(webhook_inbox)
+    .where(i.id == bindparam("p_id"))
+    .values(status="failed", processed_at=bindparam("p_now"), error=bindparam("p_reason"))
+)
+
+
+def _chunks(codes: Collection[str]) -> Iterator[list[str]]:
+    ordered = sorted(codes)
+    for start in range(0, len(ordered), _CHUNK):
+        yield ordered[start : start + _CHUNK]
+
+
+class RecordState(NamedTuple):
+    """What decides how a full record is written over a stored one (without reading its data)."""
+
+    partial: bool
+    version: str | None
+    deleted: bool
+
+
+@cache
+def _by_field(field: str) -> Select[Any]:
+    return (
+        select(records)
+        .where(*_SAME_RECORD, r.deleted.is_(False), func.lower(r.data[field].as_string()) == bindparam("p_value"))
+        .order_by(r.code)
+        .limit(1)
+    )
+
+
+def add_dead_letter(conn: Connection, row: InboxRow | InboxEntry, inbox_id: int, reason: str, now: float) -> int:
+    """Add a webhook dead letter for a delivery inside the caller's transaction; return its id."""
+    received = row.received_at if isinstance(row, InboxRow) else now
+    values = {
+        "installation_id": row.installation_id,
+        "kind": "webhook",
+        "source": row.event or "(no event)",
+        "payload": dead_letter_payload(row, inbox_id, received),
+        "reason": reason,
+        "run_id": None,
+        "created_at": now,
+    }
+    return int(conn.execute(insert(dead_letters).values(values).returning(dead_letters.c.id)).scalar_one())
+
+
+class Processing:
+    """Read and write records, emit trigger events and settle inbox rows, inside one transaction."""
+
+    def __init__(self, conn: Connection, now: float) -> None:
+        self.conn = conn
+        self.now = now
+        self._subscribers: dict[tuple[str, str], list[str]] = {}
+        self._done: list[int] = []
+
+    def record(self, installation_id: str, content_type: str, code: str) -> StoredRecord | None:
+        """Return a stored record, or None."""
+        params = {"p_installation_id": installation_id, "p_content_type": content_type, "p_code": code}
+        row = self.conn.execute(_RECORD, params).first()
+        return None if row is None else rec.to_record(row)
+
+    def records(self, installation_id: str, content_type: str, codes: Collection[str]) -> dict[str, StoredRecord]:
+        """Return the stored records of these codes, by code (absent codes are left out)."""
+        found: dict[str, StoredRecord] = {}
+        for chunk in _chunks(codes):
+            params = {"p_installation_id": installation_id, "p_content_type": content_type, "p_codes": chunk}
+            found.update((row.code, rec.to_record(row)) for row in self.conn.execute(_RECORDS, params))
+        return found
+
+    def states(self, installation_id: str, content_type: str, codes: Collection[str]) -> dict[str, RecordState]:
+        """Return, by code, the partial flag, version and deletion of the stored records among ``codes``."""
+        found: dict[str, RecordState] = {}
+        for chunk in _chunks(codes):
+            params = {"p_installation_id": installation_id, "p_content_type": content_type, "p_codes": chunk}
+            for row in self.conn.execute(_STATES, params):
+                found[row[0]] = RecordState(bool(row[1]), row[2], bool(row[3]))
+        return found
+
+    def find_by_field(self, installation_id: str, content_type: str, field: str, value: str) -> StoredRecord | None:
+        """Return the first live record whose ``data[field]`` equals ``value`` (case-insensitive)."""
+        params = {"p_installation_id": installation_id, "p_content_type": content_type, "p_value": value.lower()}
+        row = self.conn.execute(_by_field(field), params).first()
+        return None if row is None else rec.to_record(row)
+
+    def write(self, installation_id: str, content_type: str, writes: Sequence[RecordWrite]) -> WriteResult:
+        """Apply webhook writes (D20-D22) inside this transaction."""
+        return rec.write_records(
+            self.conn,
+            installation_id,
+            content_type,
+            writes,
+            source="webhook",
+            run_id=None,
+            checkpoint=None,
+            now=self.now,
+        )
+
+    def emit(self, tenant: str, events: Sequence[tuple[InboxRow, dict[str, Any]]]) -> None:
+        """Add the rows' trigger events to the outbox, each with a delivery per subscriber (D27)."""
+        for ns in {row.ns for row, _ in events}:
+            if (tenant, ns) not in self._subscribers:
+                self._subscribers[(tenant, ns)] = subscribers_of(self.conn, tenant, ns)
+        emit(self.conn, tenant, events, now=self.now, subscribers=self._subscribers)
+
+    def done(self, row: InboxRow) -> None:
+        """Mark a row processed (with the others, when the transaction finishes)."""
+        self._done.append(row.id)
+
+    def fail(self, row: InboxRow, reason: str, *, dead_letter: bool = True) -> int | None:
+        """Mark a row failed and (unless it is a replay's) dead-letter it; return the dead letter's id."""
+        self.conn.execute(_FAIL, {"p_id": row.id, "p_now": self.now, "p_reason": reason})
+        return add_dead_letter(self.conn, row, row.id, reason, self.now) if dead_letter else None
+
+    def finish(self) -> None:
+        """Write what was deferred to the end of the transaction: the rows marked done."""
+        if self._done:
+            self.conn.execute(_DONE, {"p_ids": self._done, "p_now": self.now})
+            self._done = []

@@ -1,0 +1,112 @@
+"""The webhook half of the schema: the inbox, the trigger outbox, subscriptions and their deliveries.
+
+Declared on the store's one ``metadata`` (so the migration test sees them); migration 0002 builds
+exactly these. Inbox and outbox ids never go back: ``sqlite_autoincrement`` keeps SQLite from
+reusing the id of a purged last row, which would collide with an outbox ``inbox_id`` or move an
+events cursor backwards.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from miniapp_sync.store.tables import json_type, metadata
+
+INBOX_STATUSES: Final = ("pending", "processing", "done", "failed", "ignored", "unmatched", "ping")
+DELIVERY_STATUSES: Final = ("pending", "delivered", "failed")
+
+
+def _id() -> Column[int]:
+    # SQLite only autoincrements a column declared exactly INTEGER PRIMARY KEY.
+    return Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
+
+
+def _epoch(name: str, *, nullable: bool = False) -> Column[float]:
+    return Column(name, Double, nullable=nullable)
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+webhook_inbox = Table(
+    "webhook_inbox",
+    metadata,
+    _id(),
+    Column("ns", Text, nullable=False),
+    # NULL for a delivery no installation could be found for (status 'unmatched').
+    Column("installation_id", String(32), ForeignKey("installations.id", ondelete="CASCADE")),
+    Column("event", Text),
+    Column("transaction_id", Text),
+    Column("status", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    _epoch("received_at"),
+    _epoch("next_attempt_at", nullable=True),
+    _epoch("processed_at", nullable=True),
+    Column("error", Text),
+    # The de-duplication key (D26); NULLs never collide, so undeduplicable deliveries all stay.
+    UniqueConstraint("installation_id", "transaction_id"),
+    CheckConstraint(f"status IN ({_in(INBOX_STATUSES)})", name="status"),
+    Index(None, "status", "installation_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+trigger_outbox = Table(
+    "trigger_outbox",
+    metadata,
+    _id(),
+    Column("installation_id", String(32), ForeignKey("installations.id", ondelete="CASCADE"), nullable=False),
+    # One event per inbox row at most: reprocessing a row after a crash cannot emit twice.
+    Column("inbox_id", BigInteger, nullable=False),
+    Column("tenant", Text, nullable=False),
+    Column("ns", Text, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("payload", json_type(), nullable=False),
+    _epoch("occurred_at"),
+    _epoch("created_at"),
+    UniqueConstraint("inbox_id"),
+    Index(None, "tenant", "id"),
+    sqlite_autoincrement=True,
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant", Text, nullable=False),
+    Column("ns", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("secret", LargeBinary, nullable=False),  # encrypted with the credentials key
+    _epoch("created_at"),
+    UniqueConstraint("tenant", "ns", "url"),
+)
+
+trigger_deliveries = Table(
+    "trigger_deliveries",
+    metadata,
+    Column("event_id", BigInteger, ForeignKey("trigger_outbox.id", ondelete="CASCADE"), primary_key=True),
+    Column("subscription_id", String(32), ForeignKey("subscriptions.id", ondelete="CASCADE"), primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    _epoch("next_attempt_at", nullable=True),
+    _epoch("delivered_at", nullable=True),
+    Column("error", Text),
+    CheckConstraint(f"status IN ({_in(DELIVERY_STATUSES)})", name="status"),
+    Index(None, "status", "next_attempt_at"),
+)

@@ -1,0 +1,161 @@
+"""Trigger delivery: POST each outbox event to its subscribers, signed, with retries (D27).
+
+A 2xx delivers; anything else (another status, a connection error, a timeout) is retried with
+exponential backoff on the injected clock, up to ``delivery_attempts``, then given up (the event
+stays in the outbox, readable through the pull API). Redirects are not followed. Errors recorded
+name the status or the exception type only: a subscriber URL may carry a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+import orjson
+
+from miniapp_sync.clock import Clock
+from miniapp_sync.errors import MiniAppSyncError
+from miniapp_sync.installations import Vault
+from miniapp_sync.store import DueDelivery, Outbox, Subscription
+from miniapp_sync.webhooks.concurrency import Call, wait_first
+from miniapp_sync.webhooks.metrics import WebhookMetrics
+from miniapp_sync.webhooks.settings import WebhookSettings
+from miniapp_sync.webhooks.triggers import event_body, signature
+
+log = logging.getLogger("miniapp_sync.webhooks")
+BATCH = 100
+
+
+def seal(vault: Vault, secret: str) -> bytes:
+    """Encrypt a subscription's signing secret for the store."""
+    return vault.encrypt({"secret": secret})
+
+
+class TriggerDelivery:
+    """Send due trigger deliveries; ``run_forever`` inside ``serve``, ``settle`` in tests."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        vault: Vault,
+        clock: Clock,
+        *,
+        settings: WebhookSettings | None = None,
+        session: aiohttp.ClientSession | None = None,
+        metrics: WebhookMetrics | None = None,
+        call: Call = asyncio.to_thread,
+    ) -> None:
+        self.outbox = outbox
+        self.vault = vault
+        self.clock = clock
+        self.settings = settings or WebhookSettings()
+        self.metrics = metrics
+        self._call = call
+        self._session = session
+        self._own_session: aiohttp.ClientSession | None = None
+        self._secrets: dict[bytes, bytes] = {}
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Say that events were added (the processor calls this after a commit that emitted some)."""
+        self._wake.set()
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Deliver as events arrive and retries come due, until ``stop`` is set."""
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    next_due = await self.deliver_due()
+                except MiniAppSyncError as exc:
+                    log.error("trigger delivery paused: %s", exc)
+                    next_due = self.clock.now() + self.settings.backoff
+                except Exception:  # a bug must not stop delivery for good; the events wait in the outbox
+                    log.exception("trigger delivery failed unexpectedly; retrying")
+                    next_due = self.clock.now() + self.settings.backoff
+                delay = None if next_due is None else max(0.0, next_due - self.clock.now())
+                timer = [self.clock.sleep(delay)] if delay is not None else []
+                await wait_first(self._wake.wait(), stop.wait(), *timer)
+        finally:
+            await self.close()
+
+    async def settle(self) -> None:
+        """Deliver until nothing is pending, waiting out retries on the clock (instantly, with a FakeClock)."""
+        while (next_due := await self.deliver_due()) is not None:
+            await self.clock.sleep(max(0.0, next_due - self.clock.now()))
+
+    async def close(self) -> None:
+        """Close the HTTP session this worker opened."""
+        if self._own_session is not None:
+            await self._own_session.close()
+            self._own_session = None
+
+    async def deliver_due(self) -> float | None:
+        """Attempt every delivery that is due; return when the next pending one comes due (None: none)."""
+        slots = asyncio.Semaphore(self.settings.delivery_concurrency)
+
+        async def one(delivery: DueDelivery) -> None:
+            async with slots:
+                await self._attempt(delivery)
+
+        while True:
+            due = await self._call(self.outbox.due, BATCH)
+            await asyncio.gather(*(one(d) for d in due))
+            await asyncio.sleep(0)  # store calls may run inline: let waiting requests in between batches
+            if len(due) < BATCH:
+                return await self._call(self.outbox.next_due)
+
+    async def _attempt(self, delivery: DueDelivery) -> None:
+        event, subscription = delivery.event, delivery.subscription
+        raw = orjson.dumps(event_body(event))
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "miniapp-sync",
+            "X-MiniApp-Signature": signature(self._secret(subscription), raw),
+            "X-MiniApp-Delivery": str(event.id),
+            "X-MiniApp-Timestamp": str(int(self.clock.now())),
+        }
+        error: str | None = None
+        try:
+            timeout = aiohttp.ClientTimeout(total=self.settings.delivery_timeout)
+            async with self._http().post(
+                subscription.url, data=raw, headers=headers, timeout=timeout, allow_redirects=False
+            ) as response:
+                await response.read()
+                if not 200 <= response.status < 300:
+                    error = f"the subscriber answered {response.status}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = f"the POST failed: {type(exc).__name__}"
+        attempts = delivery.attempts + 1
+        if error is None:
+            outcome = "delivered"
+            await self._call(self.outbox.settle, event.id, subscription.id, status="delivered")
+        elif attempts >= self.settings.delivery_attempts:
+            outcome = "failed"
+            text = f"gave up after {attempts} attempts; last: {error}"
+            await self._call(self.outbox.settle, event.id, subscription.id, status="failed", error=text)
+            log.warning("trigger event %d to subscription %s: %s", event.id, subscription.id, text)
+        else:
+            outcome = "retried"
+            retry_at = self.clock.now() + self.settings.delay(attempts)
+            await self._call(
+                self.outbox.settle, event.id, subscription.id, status="pending", error=error, retry_at=retry_at
+            )
+        if self.metrics is not None:
+            self.metrics.trigger(outcome)
+
+    def _secret(self, subscription: Subscription) -> bytes:
+        # Keyed by the ciphertext: subscribing the same URL again with a new secret changes it.
+        secret = self._secrets.get(subscription.secret)
+        if secret is None:
+            secret = str(self.vault.decrypt(subscription.secret)["secret"]).encode()
+            self._secrets[subscription.secret] = secret
+        return secret
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is not None:
+            return self._session
+        if self._own_session is None:
+            self._own_session = aiohttp.ClientSession()
+        return self._own_session

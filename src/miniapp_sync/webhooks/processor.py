@@ -1,0 +1,263 @@
+"""The processor: drain the inbox per installation, in arrival order (D25, D27, D28).
+
+For each pending row: customer extraction, then the handler, then (if the handler wrote, or
+there is no handler) the trigger event into the outbox, and the row marked done, all in one
+transaction. Rows are claimed before they are processed, which counts the attempt; a failure
+puts the row back with a backoff on the injected clock and holds the installation's later rows
+until it succeeds or is dead-lettered after ``max_attempts``. A row whose mapping is rejected
+(D19) or whose body is not JSON can never succeed: it is dead-lettered at once. After a restart,
+rows left in 'processing' are retried; that is safe because writes are upserts and the outbox
+is keyed by inbox row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+
+import orjson
+
+from miniapp_sync.clock import Clock
+from miniapp_sync.errors import MiniAppSyncError
+from miniapp_sync.runtime import MiniApp, Runtime
+from miniapp_sync.store import Inbox, InboxRow
+from miniapp_sync.webhooks.concurrency import Call, caller, wait_first
+from miniapp_sync.webhooks.metrics import WebhookMetrics
+from miniapp_sync.webhooks.operations import Prepared, apply_rows
+from miniapp_sync.webhooks.settings import WebhookSettings
+
+log = logging.getLogger("miniapp_sync.webhooks")
+PURGE_EVERY = 3600.0  # seconds between purges of finished rows past their retention
+YIELD_STEP = 0.005  # seconds between looks at the receiver's backlog while stepping aside
+YIELD_TURNS = 3  # loop turns from a socket's data to its delivery in the group commit
+
+
+def describe(exc: BaseException) -> str:
+    """Return a failure as one line: our errors say enough; others get their type."""
+    return str(exc) if isinstance(exc, MiniAppSyncError) else f"{type(exc).__name__}: {exc}"
+
+
+class Processor:
+    """Process inbox rows into records and trigger events, with retries and dead letters."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        inbox: Inbox | None = None,
+        *,
+        settings: WebhookSettings | None = None,
+        clock: Clock | None = None,
+        metrics: WebhookMetrics | None = None,
+        on_event: Callable[[], None] | None = None,
+        busy: Callable[[], bool] | None = None,
+        call: Call | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.inbox = inbox or Inbox(runtime.store)
+        self.settings = settings or WebhookSettings()
+        self.clock = clock or runtime.clock
+        self.metrics = metrics
+        self.on_event = on_event
+        self.busy = busy  # whether the receiver is crowded, when it says
+        self._call = call or caller(runtime.store)
+        self._wake = asyncio.Event()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tenants: dict[str, str] = {}
+        self._trigger_events: dict[str, tuple[MiniApp, frozenset[str]]] = {}
+
+    def wake(self) -> None:
+        """Say that rows were added (the receiver calls this after each commit)."""
+        self._wake.set()
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Recover interrupted rows, then process as rows arrive and retries come due, until ``stop`` is set."""
+        recovered = await self._call(self.inbox.recover)
+        if recovered:
+            log.warning("retrying %d webhook deliveries interrupted by a stop", recovered)
+        purged_at: float | None = None
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                next_due = await self.drain()
+                if purged_at is None or self.clock.monotonic() - purged_at >= PURGE_EVERY:
+                    purged_at = self.clock.monotonic()
+                    await self._call(self.inbox.purge, self.clock.now() - self.settings.retention)
+            except MiniAppSyncError as exc:  # the store is unreachable: wait, then try again
+                log.error("webhook processing paused: %s", describe(exc))
+                next_due = self.clock.now() + self.settings.backoff
+            except Exception:  # a bug must not stop processing for good; the rows wait in the inbox
+                log.exception("webhook processing failed unexpectedly; retrying")
+                next_due = self.clock.now() + self.settings.backoff
+            delay = None if next_due is None else max(0.0, next_due - self.clock.now())
+            timer = [self.clock.sleep(delay)] if delay is not None else []
+            await wait_first(self._wake.wait(), stop.wait(), *timer)
+
+    async def settle(self) -> None:
+        """Process until nothing is pending, waiting out retries on the clock (instantly, with a FakeClock)."""
+        while (next_due := await self.drain()) is not None:
+            await self.clock.sleep(max(0.0, next_due - self.clock.now()))
+
+    async def drain(self) -> float | None:
+        """Process every row that is due now; return when the next waiting row comes due (None: none waits)."""
+        heads = await self._call(self.inbox.pending_heads)
+        now = self.clock.now()
+        served = [(iid, ns, at) for iid, ns, at in heads if ns in self.runtime.apps]
+        later = [at for _, _, at in served if at is not None and at > now]
+        slots = asyncio.Semaphore(self.settings.workers)
+
+        async def one(installation_id: str, ns: str) -> float | None:
+            async with slots:
+                return await self._drain_installation(installation_id, self.runtime.apps[ns])
+
+        results = await asyncio.gather(*(one(iid, ns) for iid, ns, at in served if at is None or at <= now))
+        return min([*later, *(r for r in results if r is not None)], default=None)
+
+    async def drain_installation(self, installation_id: str, ns: str) -> float | None:
+        """Process one installation's due rows in order (a job's body at scale-out, D33); return the next due time."""
+        return await self._drain_installation(installation_id, self.runtime.apps[ns])
+
+    async def _drain_installation(self, installation_id: str, app: MiniApp) -> float | None:
+        async with self._locks.setdefault(installation_id, asyncio.Lock()):
+            while True:
+                rows = await self._call(self.inbox.pending, installation_id, self.settings.batch)
+                now = self.clock.now()
+                due: list[InboxRow] = []
+                for row in rows:
+                    if row.next_attempt_at is not None and row.next_attempt_at > now:
+                        break  # arrival order: nothing passes a row that waits for its retry
+                    due.append(row)
+                if not due:
+                    return rows[0].next_attempt_at if rows else None
+                held_until = await self._process(app, due)
+                if held_until is not None:
+                    return held_until
+                await self._step_aside()
+
+    async def _step_aside(self) -> None:
+        """Let the receiver go first: acknowledging in time matters more than processing now (senders time out)."""
+        # Store calls may run inline: give the loop a few turns, so that requests that arrived during
+        # the batch are read and handed to the group commit, where they count.
+        for _ in range(YIELD_TURNS):
+            await asyncio.sleep(0)
+        held = 0.0
+        while self.busy is not None and self.busy():
+            if held >= self.settings.yield_wait:
+                return  # a long burst: process a batch anyway, so the inbox still moves
+            await self.clock.sleep(YIELD_STEP)
+            held += YIELD_STEP
+
+    async def _process(self, app: MiniApp, rows: list[InboxRow]) -> float | None:
+        """Process claimed rows in one transaction (one by one if it fails); return a retry time that holds the rest."""
+        await self._call(self.inbox.claim, [r.id for r in rows])
+        prepared = [self._prepare(app, replace(r, status="processing", attempts=r.attempts + 1)) for r in rows]
+        tenant = await self._tenant(rows[0].installation_id or "")
+        try:
+            await self._call(self._commit, tenant, prepared)
+        except Exception:  # find the row that spoils the transaction: the ones before it still commit
+            for index, item in enumerate(prepared):
+                try:
+                    await self._call(self._commit, tenant, [item])
+                except Exception as exc:
+                    rest = [p.row.id for p in prepared[index + 1 :]]
+                    if rest:
+                        await self._call(self.inbox.release, rest)
+                    self._done(app.ns, prepared[:index])
+                    return await self._failed(item.row, describe(exc))
+        self._done(app.ns, prepared)
+        return None
+
+    def _prepare(self, app: MiniApp, row: InboxRow, *, replaying: bool = False) -> Prepared:
+        """Map a row's body: the customer and the handler's record (pure, so done before the transaction)."""
+        try:
+            return self._map(app, row, replaying)
+        except Exception as exc:  # a bug in a mapping function must not leave the row claimed forever
+            return Prepared(row, problem=f"mapping failed: {describe(exc)}")
+
+    def _map(self, app: MiniApp, row: InboxRow, replaying: bool) -> Prepared:
+        event = row.event or ""
+        if row.attempts > self.settings.max_attempts and not replaying:  # it crashed the process every time
+            last = row.error or "the process stopped while processing it"
+            return Prepared(row, problem=f"gave up after {row.attempts - 1} attempts; last: {last}")
+        try:
+            body = orjson.loads(row.body)
+        except orjson.JSONDecodeError:
+            return Prepared(row, problem="the body is not JSON, so no handler can read it")
+        handler = app.plan.handlers.get(event)
+        customer = app.plan.customer.extract(event, body) if app.plan.customer is not None else None
+        mapped = handler.map(body) if handler is not None else None
+        if mapped is not None and mapped.rejected:
+            return Prepared(row, problem=f"handler {event!r} rejected the record: {mapped.reason()}")
+        return Prepared(row, handler, mapped, customer, event in self._triggers(app))
+
+    def _triggers(self, app: MiniApp) -> frozenset[str]:
+        cached = self._trigger_events.get(app.ns)
+        if cached is None or cached[0] is not app:
+            cached = self._trigger_events[app.ns] = (app, frozenset(app.definition.trigger_events()))
+        return cached[1]
+
+    def _commit(self, tenant: str, prepared: list[Prepared]) -> None:
+        """Apply prepared rows in one transaction."""
+        with self.inbox.transaction() as tx:
+            apply_rows(tx, tenant, prepared)
+
+    def _done(self, ns: str, prepared: list[Prepared]) -> None:
+        failed = sum(1 for p in prepared if p.problem is not None)
+        for item in prepared:
+            if item.problem is not None:
+                log.warning("dead-lettered %s delivery %d: %s", ns, item.row.id, item.problem)
+        if self.metrics is not None:
+            now = self.clock.now()
+            lags = tuple(now - p.row.received_at for p in prepared if p.problem is None)
+            self.metrics.processed(ns, "done", len(prepared) - failed, lags)
+            if failed:
+                self.metrics.processed(ns, "dead_lettered", failed)
+        if self.on_event is not None and any(p.trigger for p in prepared):
+            self.on_event()
+
+    async def _failed(self, row: InboxRow, reason: str) -> float | None:
+        """Retry a row later, or dead-letter it once it has used its attempts; return the retry time."""
+        if row.attempts >= self.settings.max_attempts:
+            text = f"failed {row.attempts} times; last: {reason}"
+            await self._call(self._dead_letter, row, text)
+            log.warning("dead-lettered %s delivery %d: %s", row.ns, row.id, text)
+            if self.metrics is not None:
+                self.metrics.processed(row.ns, "dead_lettered")
+            return None
+        when = self.clock.now() + self.settings.delay(row.attempts)
+        await self._call(self.inbox.retry_at, row.id, when, reason)
+        log.warning("%s delivery %d failed (attempt %d), retrying later: %s", row.ns, row.id, row.attempts, reason)
+        if self.metrics is not None:
+            self.metrics.processed(row.ns, "retried")
+        return when
+
+    def _dead_letter(self, row: InboxRow, reason: str) -> None:
+        with self.inbox.transaction() as tx:
+            tx.fail(row, reason)
+
+    def _settle_failed(self, row: InboxRow, reason: str) -> None:
+        with self.inbox.transaction() as tx:
+            tx.fail(row, reason, dead_letter=False)
+
+    async def replay(self, app: MiniApp, row: InboxRow) -> str | None:
+        """Process one claimed row once, as a replay: return why it failed (it stays failed), or None."""
+        item = self._prepare(app, row, replaying=True)
+        reason = item.problem
+        if reason is None:
+            try:
+                await self._call(self._commit, await self._tenant(row.installation_id or ""), [item])
+            except Exception as exc:
+                reason = describe(exc)
+        if reason is not None:
+            await self._call(self._settle_failed, row, reason)
+        elif self.on_event is not None and item.trigger:
+            self.on_event()
+        return reason
+
+    async def _tenant(self, installation_id: str) -> str:
+        tenant = self._tenants.get(installation_id)
+        if tenant is None:
+            installation = await self._call(self.runtime.store.get_installation, installation_id)
+            tenant = self._tenants[installation_id] = installation.tenant if installation else ""
+        return tenant

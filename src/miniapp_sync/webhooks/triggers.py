@@ -1,0 +1,54 @@
+"""Trigger events as subscribers and the pull API see them, and their signature (D27).
+
+The body of a POST (and of one pull API item) is
+``{id, event, tenant, ns, occurredAt, record, customer}``; ``record`` and ``customer`` are
+``{contentType, code, partial, data}`` or null. A POST carries ``X-MiniApp-Signature:
+sha256=<hex HMAC-SHA256 of the raw body>``, ``X-MiniApp-Delivery: <id>`` (the same on every
+retry, for receivers to de-duplicate) and ``X-MiniApp-Timestamp`` (epoch seconds of the attempt).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, datetime
+from typing import Any
+
+from miniapp_sync.store import StoredRecord, TriggerEvent
+
+View = dict[str, Any]  # a record as events show it: {contentType, code, partial, data}
+
+
+def record_view(record: StoredRecord | None) -> View | None:
+    """Return a stored record as a trigger event shows it."""
+    if record is None:
+        return None
+    return {"contentType": record.content_type, "code": record.code, "partial": record.partial, "data": record.data}
+
+
+def payload(record: View | None, customer: View | None) -> dict[str, Any]:
+    """Return what the outbox keeps of an event beside its name: the record and the customer."""
+    return {"record": record, "customer": customer}
+
+
+def iso(timestamp: float) -> str:
+    """Render epoch seconds as ISO 8601 UTC with milliseconds."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event_body(event: TriggerEvent) -> dict[str, Any]:
+    """Return the JSON body of an event, for a POST or the pull API."""
+    return {
+        "id": str(event.id),
+        "event": event.event,
+        "tenant": event.tenant,
+        "ns": event.ns,
+        "occurredAt": iso(event.occurred_at),
+        "record": event.payload.get("record"),
+        "customer": event.payload.get("customer"),
+    }
+
+
+def signature(secret: bytes, raw: bytes) -> str:
+    """Return the X-MiniApp-Signature of a raw body."""
+    return "sha256=" + hmac.new(secret, raw, hashlib.sha256).hexdigest()

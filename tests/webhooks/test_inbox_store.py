@@ -1,0 +1,133 @@
+"""The inbox and outbox tables on both backends: dedupe, claims, one event per row, deliveries, purge.
+
+PostgreSQL is found at $MINIAPP_SYNC_TEST_POSTGRES (default postgresql://postgres@127.0.0.1:5432/test);
+each run gets a database of its own, dropped afterwards. Without a server the PostgreSQL cases
+skip, unless CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from miniapp_sync.store import Inbox, InboxEntry, Outbox, Store
+from miniapp_sync.store.tables import metadata
+from miniapp_sync.testing import FakeClock
+
+ADMIN_URL = os.environ.get("MINIAPP_SYNC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    try:
+        with psycopg.connect(ADMIN_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        reason = f"PostgreSQL not reachable at {ADMIN_URL} ({type(exc).__name__})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; it is required when CI=true")
+        pytest.skip(reason)
+    name = f"miniapp_sync_webhooks_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    url = str(tmp_path / "store.sqlite") if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    with Store.open(url, clock=FakeClock()) as opened:
+        if request.param == "postgresql":  # one database per module: each test starts empty
+            tables = sql.SQL(", ").join(sql.Identifier(t.name) for t in metadata.sorted_tables)
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(tables))
+        yield opened
+
+
+def installation(store: Store, tenant: str = "acme") -> str:
+    return store.save_installation(tenant, "salla", credentials=b"", metadata={}, user_input={}).id
+
+
+def entry(installation_id: str | None, key: str | None, body: bytes = b"{}") -> InboxEntry:
+    return InboxEntry("salla", installation_id, "order.created", key, "pending", body)
+
+
+def test_duplicates_are_left_out_per_installation(store: Store) -> None:
+    first, second = installation(store, "acme"), installation(store, "globex")
+    inbox = Inbox(store)
+    assert inbox.add([entry(first, "k1"), entry(first, "k1"), entry(second, "k1"), entry(first, None)]) == [
+        True,
+        False,
+        True,
+        True,
+    ]
+    assert inbox.add([entry(first, "k1"), entry(first, None), entry(None, "k1")]) == [False, True, True]
+    assert len(inbox.list()) == 5
+
+
+def test_an_unprocessable_delivery_is_kept_failed_with_its_dead_letter(store: Store) -> None:
+    owner = installation(store)
+    inbox = Inbox(store)
+    inbox.add([InboxEntry("salla", owner, None, None, "failed", b"\xff not json", "the body is not JSON")])
+    (row,) = inbox.list()
+    assert row.status == "failed"
+    (letter,) = store.list_dead_letters(owner, kind="webhook")
+    assert letter.reason == "the body is not JSON"
+    assert letter.payload["inboxId"] == row.id
+    assert letter.payload["body"].endswith("not json")
+
+
+def test_claims_count_attempts_and_recovery_puts_rows_back(store: Store) -> None:
+    owner = installation(store)
+    inbox = Inbox(store)
+    inbox.add([entry(owner, f"k{i}") for i in range(3)])
+    first, second, third = inbox.list()
+    assert inbox.pending_heads() == [(owner, "salla", None)]
+    inbox.claim([first.id, second.id])
+    inbox.release([second.id])
+    assert [(r.status, r.attempts) for r in inbox.list()] == [("processing", 1), ("pending", 0), ("pending", 0)]
+    assert inbox.recover() == 1
+    inbox.retry_at(first.id, 123.0, "later")
+    assert inbox.pending_heads() == [(owner, "salla", 123.0)]
+    assert [r.id for r in inbox.pending(owner, 10)] == [first.id, second.id, third.id]
+
+
+def test_a_row_emits_its_event_once_with_a_delivery_per_subscriber(store: Store) -> None:
+    owner = installation(store)
+    inbox, outbox = Inbox(store), Outbox(store)
+    for url in ("https://a.example/hook", "https://b.example/hook"):
+        outbox.subscribe("acme", "salla", url, b"sealed")
+    inbox.add([entry(owner, "k1")])
+    (row,) = inbox.list()
+    for _ in range(2):  # a second processing of the same row (after a crash) emits nothing more
+        with inbox.transaction() as tx:
+            tx.emit("acme", [(row, {"record": None, "customer": None})])
+            tx.done(row)
+    (event,) = outbox.events("acme")
+    assert (event.inbox_id, event.event, event.tenant) == (row.id, "order.created", "acme")
+    assert [d.status for d in outbox.deliveries(event.id)] == ["pending", "pending"]
+    assert inbox.list()[0].status == "done"
+
+
+def test_finished_rows_are_purged_and_their_ids_never_reused(store: Store) -> None:
+    owner = installation(store)
+    inbox = Inbox(store)
+    inbox.add([entry(owner, "k1"), entry(owner, "k2")])
+    last = inbox.list()[-1].id
+    with inbox.transaction() as tx:
+        for row in inbox.list():
+            tx.done(row)
+    assert inbox.purge(store.clock.now() + 1) == 2
+    inbox.add([entry(owner, "k1")])  # its key is free again once purged
+    assert inbox.list()[0].id > last
