@@ -17,6 +17,8 @@ from miniapp_sync.installations import Installations, Vault
 from miniapp_sync.mapping.functions import FunctionRegistry
 from miniapp_sync.mapping.plan import MappingPlan, compile_plan, vocabulary
 from miniapp_sync.network import Rewrites
+from miniapp_sync.provider.ratelimit import limiter_for
+from miniapp_sync.provider.shared_budget import shared_limiters
 from miniapp_sync.store import Store
 from miniapp_sync.sync.engine import SyncEngine
 
@@ -81,7 +83,9 @@ class Runtime:
             public_url=public_url,
             allow_private_network=allow_private_network,
         )
-        return cls(store, installations, SyncEngine(store, installations, clock=clock), clock)
+        # On PostgreSQL several workers may sync one installation: its budget lives in the database (D34).
+        limiters = shared_limiters(store.database.engine) if store.dialect == "postgresql" else limiter_for
+        return cls(store, installations, SyncEngine(store, installations, clock=clock, limiters=limiters), clock)
 
     def add(self, app: MiniApp) -> MiniApp:
         """Serve a MiniApp (keyed by its ns)."""

@@ -1,10 +1,13 @@
 """Bulk runs: list → details → map → validate → batched upsert with the checkpoint → report.
 
 One run syncs one installation's enabled resources, one after another, under one rate budget
-(D5). Records are streamed: at most one batch plus one page is held in memory. The checkpoint of
-a page is written in the same transaction as the page's last records (D6), so a run killed at
-any moment resumes from the last committed page and converges on the records a clean run
-produces (writes are upserts by code, D20).
+(D5). Records are streamed: at most one batch being written, one being filled and one page are
+held in memory. The checkpoint of a page is written in the same transaction as the page's last
+records (D6), so a run killed at any moment resumes from the last committed page and converges
+on the records a clean run produces (writes are upserts by code, D20).
+
+Writes run in a worker thread while the loop fetches and maps the next pages; batches are
+written one at a time and in order, so a checkpoint never commits before the pages it covers.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from miniapp_sync.mapping.records import MappedRecord
 from miniapp_sync.network import check_public_url
 from miniapp_sync.provider.client import ProviderClient
 from miniapp_sync.provider.pagination import fetch_details, pages
-from miniapp_sync.provider.ratelimit import limiter_for
+from miniapp_sync.provider.ratelimit import RateLimiter, limiter_for
 from miniapp_sync.provider.retry import RetryPolicy
-from miniapp_sync.store import Installation, RecordWrite, Run, RunStatus, Store
+from miniapp_sync.store import Installation, RecordWrite, Run, RunStatus, Store, WriteResult
 from miniapp_sync.templating import render, render_headers
 
 DETAIL_CONCURRENCY = 8
@@ -88,6 +91,9 @@ class RunReport:
 
 
 Progress = Callable[[ResourceReport, int | None], None]  # (report so far, total records if known)
+# (installation id, rate, clock) → that installation's limiter. The default keeps one per process;
+# a runtime on PostgreSQL passes one whose budget every worker shares (D34).
+LimiterFactory = Callable[[str, float, Clock], RateLimiter]
 
 
 class SyncEngine:
@@ -101,12 +107,14 @@ class SyncEngine:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         session: aiohttp.ClientSession | None = None,
+        limiters: LimiterFactory = limiter_for,
     ) -> None:
         self.store = store
         self.installations = installations
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
         self._session = session
+        self.limiters = limiters
 
     async def run(
         self,
@@ -186,7 +194,7 @@ class SyncEngine:
             base_url=base_url or None,
             headers=headers,
             timeout_ms=config.timeout,
-            limiter=limiter_for(installation.id, config.rate_limit_per_second, self.clock),
+            limiter=self.limiters(installation.id, config.rate_limit_per_second, self.clock),
             retry=RetryPolicy(random=self.rng),
             clock=self.clock,
             session=session,
@@ -219,45 +227,52 @@ class SyncEngine:
         began = float(state.get("began", self.clock.now()))
         since = state.get("since")
         client = await self._client(definition, installation, session)
+        writer = _Writer(self.store, installation.id, plan, run_id, report)
         buffer: list[RecordWrite] = []
         errors_seen = False
         total: int | None = None
-        async for page in pages(
-            client,
-            resource,
-            start=_paging_state(state),
-            params=params,
-            concurrency=PAGE_CONCURRENCY,
-            resource_key=plan.key,
-        ):
-            fetched_at = self.clock.now()
-            report.pages += 1
-            report.fetched += len(page.records)
-            total = page.total if page.total is not None else total
-            records = page.records
-            if resource.expand_details and resource.endpoints.details is not None:
-                records, failed = await self._details(client, resource, plan, installation, run_id, records, report)
-                errors_seen |= failed
-            for record in records:
-                mapped = plan.mapper(record)
-                if mapped.rejected:
-                    self._reject(installation, plan.key, run_id, record, mapped)
-                    report.rejected += 1
-                    errors_seen = True
-                    continue
-                buffer.append(_write(mapped, fetched_at))
-                if resource.incremental:
-                    since = _later(since, record.get(resource.incremental.cursor_field))
-            if len(buffer) >= batch_size:
-                checkpoint = {**page.state, "began": began, **({"since": since} if since else {})}
-                await self._flush(installation, plan, run_id, buffer, batch_size, checkpoint, report)
-                buffer = []
-            self._count(client, report)
-            if progress:
-                progress(report, total)
-        # The rest, with the "done" checkpoint: the next run starts over (from `since` if incremental).
-        done = {"done": True, **({"since": since} if since else {})}
-        await self._flush(installation, plan, run_id, buffer, batch_size, done, report)
+        mapper = plan.mapper
+        cursor_field = resource.incremental.cursor_field if resource.incremental else None
+        with_details = resource.expand_details and resource.endpoints.details is not None
+        try:
+            async for page in pages(
+                client,
+                resource,
+                start=_paging_state(state),
+                params=params,
+                concurrency=PAGE_CONCURRENCY,
+                resource_key=plan.key,
+            ):
+                fetched_at = self.clock.now()
+                report.pages += 1
+                report.fetched += len(page.records)
+                total = page.total if page.total is not None else total
+                records = page.records
+                if with_details:
+                    records, failed = await self._details(client, resource, plan, installation, run_id, records, report)
+                    errors_seen |= failed
+                for record in records:
+                    mapped = mapper(record)
+                    if mapped.rejected:
+                        self._reject(installation, plan.key, run_id, record, mapped)
+                        report.rejected += 1
+                        errors_seen = True
+                        continue
+                    buffer.append(_write(mapped, fetched_at))
+                    if cursor_field is not None:
+                        since = _later(since, record.get(cursor_field))
+                if len(buffer) >= batch_size:
+                    checkpoint = {**page.state, "began": began, **({"since": since} if since else {})}
+                    await writer.write(buffer, batch_size, checkpoint)
+                    buffer = []
+                self._count(client, report)
+                if progress:
+                    progress(report, total)
+            # The rest, with the "done" checkpoint: the next run starts over (from `since` if incremental).
+            done = {"done": True, **({"since": since} if since else {})}
+            await writer.write(buffer, batch_size, done)
+        finally:
+            await writer.wait()  # also when the walk failed: what is in flight still commits
         if resource.detect_deletes and not errors_seen and not params:
             # Only a full, clean listing proves absence (D23).
             report.deleted = await asyncio.to_thread(
@@ -305,37 +320,56 @@ class SyncEngine:
             installation.id, kind="record", source=resource, payload=record, reason=mapped.reason(), run_id=run_id
         )
 
-    async def _flush(
-        self,
-        installation: Installation,
-        plan: ResourcePlan,
-        run_id: str,
-        buffer: list[RecordWrite],
-        batch_size: int,
-        checkpoint: dict[str, Any] | None,
-        report: ResourceReport,
-    ) -> None:
-        """Write buffered records in transactions of batchSize; the checkpoint rides with the last one."""
-        chunks = [buffer[i : i + batch_size] for i in range(0, len(buffer), batch_size)] or [[]]
-        for index, chunk in enumerate(chunks):
-            last = index == len(chunks) - 1
-            result = await asyncio.to_thread(
-                self.store.write_records,
-                installation.id,
-                plan.content_type,
-                chunk,
-                source="bulk",
-                run_id=run_id,
-                checkpoint=(plan.key, checkpoint) if last and checkpoint is not None else None,
-            )
-            report.created += result.created
-            report.updated += result.updated
-            report.unchanged += result.unchanged
-            report.stale += result.stale
-
     @staticmethod
     def _count(client: ProviderClient, report: ResourceReport) -> None:
         report.requests, report.retries, report.throttled = client.requests, client.retries, client.throttled
+
+
+class _Writer:
+    """Writes a resource's batches in a worker thread, one at a time and in order."""
+
+    def __init__(self, store: Store, installation_id: str, plan: ResourcePlan, run_id: str, report: ResourceReport):
+        self.store = store
+        self.installation_id = installation_id
+        self.plan = plan
+        self.run_id = run_id
+        self.report = report
+        self._pending: asyncio.Future[list[WriteResult]] | None = None
+
+    async def write(self, buffer: list[RecordWrite], batch_size: int, checkpoint: dict[str, Any]) -> None:
+        """Start writing ``buffer`` in transactions of batchSize, the checkpoint with the last one.
+
+        The previous write is waited for first; this one is not, so the caller fetches and maps
+        the next pages while it commits (SQLite's fsync, PostgreSQL's round trips).
+        """
+        await self.wait()
+        chunks = [buffer[i : i + batch_size] for i in range(0, len(buffer), batch_size)] or [[]]
+        self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, chunks, checkpoint))
+
+    async def wait(self) -> None:
+        """Wait for the write in flight, if any, and count what it did (raising what it raised)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        for result in await pending:
+            self.report.created += result.created
+            self.report.updated += result.updated
+            self.report.unchanged += result.unchanged
+            self.report.stale += result.stale
+
+    def _write(self, chunks: list[list[RecordWrite]], checkpoint: dict[str, Any]) -> list[WriteResult]:
+        last = len(chunks) - 1
+        return [
+            self.store.write_records(
+                self.installation_id,
+                self.plan.content_type,
+                chunk,
+                source="bulk",
+                run_id=self.run_id,
+                checkpoint=(self.plan.key, checkpoint) if index == last else None,
+            )
+            for index, chunk in enumerate(chunks)
+        ]
 
 
 def _select(resources: dict[str, Resource], names: list[str] | None, *, enabled: bool) -> list[str]:

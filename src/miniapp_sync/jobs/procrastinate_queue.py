@@ -1,0 +1,217 @@
+"""The scale-out queue (D32): Procrastinate on the store's PostgreSQL, shared by every process and machine.
+
+A job's key is both its ``queueing_lock`` (a second enqueue while one waits raises
+``AlreadyEnqueued``: reported, not an error) and its ``lock`` (a job waits while another with its
+key runs). Sync and drain jobs go to a queue named after their MiniApp, so only workers started
+with that definition take them; periodic jobs and trigger deliveries go to a common queue.
+
+Periodic tasks, each deferred once per tick whichever worker gets there first:
+- one per MiniApp with ``syncConfiguration.schedule``, on that cron: enqueue its scheduled syncs;
+- ``retry-stalled``: a worker SIGKILLed mid-job leaves its job ``doing`` under a heartbeat that
+  stops; once the heartbeat is ``stalled_after`` seconds old, another worker puts the job back
+  to ``todo`` (Procrastinate's documented recipe), and the sync resumes from its checkpoint.
+
+Retries of failed jobs are not Procrastinate's ``retry``: that would put the job back to
+``todo`` in place, which collides with a newer job queued under the same queueing lock. A failed
+job enqueues its successor instead, and a duplicate means the waiting job covers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from procrastinate import App, PsycopgConnector
+from procrastinate import exceptions as pq_exceptions
+from procrastinate import jobs as pq_jobs
+
+from miniapp_sync.errors import StoreError
+from miniapp_sync.jobs.model import Enqueued, Job, JobKind, JobRetry
+from miniapp_sync.jobs.queue import JobQueue
+from miniapp_sync.jobs.work import Work
+
+log = logging.getLogger("miniapp_sync.jobs")
+
+COMMON_QUEUE: Final = "miniapp_sync"
+TASKS: Final[dict[JobKind, str]] = {
+    "sync": "miniapp_sync.sync",
+    "drain": "miniapp_sync.drain_inbox",
+    "deliver": "miniapp_sync.deliver_triggers",
+}
+SCHEDULE_TASK: Final = "miniapp_sync.scheduled_syncs"
+STALLED_TASK: Final = "miniapp_sync.retry_stalled_jobs"
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """How workers prove they are alive: a heartbeat every ``heartbeat`` s; silent ``stalled_after`` s means dead."""
+
+    heartbeat: float = 10.0
+    stalled_after: float = 30.0
+    poll: float = 1.0  # how often an idle worker looks for jobs whose lock was released or whose time came
+
+    def __post_init__(self) -> None:
+        if not 0 < self.heartbeat < self.stalled_after:
+            raise ValueError(
+                f"the heartbeat ({self.heartbeat} s) must be positive and shorter than stalled_after "
+                f"({self.stalled_after} s), or live workers would look dead"
+            )
+
+    @property
+    def stall_check_cron(self) -> str:
+        """Return a seconds-resolution cron firing about once per heartbeat (a divisor of 60 seconds)."""
+        every = next(d for d in (30, 20, 15, 12, 10, 6, 5, 4, 3, 2, 1) if d <= max(1.0, self.heartbeat))
+        return "* * * * * *" if every == 1 else f"*/{every} * * * * *"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatus:
+    """What the queue holds now: job counts, the jobs running and on which worker, the workers' heartbeats."""
+
+    counts: list[dict[str, Any]]  # queue, task, status, jobs
+    running: list[dict[str, Any]]  # id, task, key, worker, attempts
+    workers: list[dict[str, Any]]  # id, silent (seconds since the last heartbeat)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the status as JSON-ready data."""
+        return {"counts": self.counts, "running": self.running, "workers": self.workers}
+
+
+class ProcrastinateQueue(JobQueue):
+    """Jobs in PostgreSQL through Procrastinate: enqueue from any process, run them in ``worker`` processes."""
+
+    def __init__(
+        self,
+        work: Work,
+        *,
+        retry: JobRetry | None = None,
+        liveness: Liveness | None = None,
+        pool_size: int = 10,
+    ) -> None:
+        super().__init__(work, retry=retry)
+        store = work.runtime.store
+        if store.dialect != "postgresql":
+            raise StoreError(
+                f"the distributed job queue needs a PostgreSQL store, not {store.dialect} ({store.url}); "
+                "on SQLite, `miniapp-sync serve` runs jobs in its own process"
+            )
+        self.liveness = liveness or Liveness()
+        conninfo = store.database.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.app = App(connector=PsycopgConnector(conninfo=conninfo, min_size=1, max_size=pool_size))
+        self._register()
+
+    @property
+    def queues(self) -> list[str]:
+        """Return the queues this process's worker takes jobs from: its MiniApps', and the common one."""
+        return [*sorted(self.work.runtime.apps), COMMON_QUEUE]
+
+    async def open(self) -> None:
+        """Open the connection pool."""
+        try:
+            await self.app.open_async()
+        except pq_exceptions.ConnectorException as exc:
+            raise StoreError(f"cannot reach the job queue's database: {exc.__cause__ or exc}") from exc
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self.app.close_async()
+
+    async def enqueue(self, job: Job, *, delay: float = 0.0) -> Enqueued:
+        """Queue ``job`` to run after ``delay`` seconds, unless a job with its key is queued already."""
+        queue = job.ns if job.kind in ("sync", "drain") else COMMON_QUEUE
+        options: dict[str, Any] = {"lock": job.key, "queueing_lock": job.key, "queue": queue}
+        if delay > 0:
+            options["schedule_in"] = {"seconds": delay}
+        try:
+            job_id = await self.app.configure_task(TASKS[job.kind], **options).defer_async(**job.args())
+        except pq_exceptions.AlreadyEnqueued:
+            return Enqueued(job, None)
+        except pq_exceptions.ConnectorException as exc:
+            raise StoreError(f"cannot enqueue {job}: {exc.__cause__ or exc}") from exc
+        return Enqueued(job, job_id)
+
+    async def run_worker(self, *, concurrency: int = 4, name: str = "worker", signals: bool = True) -> None:
+        """Run jobs of this process's queues, ``concurrency`` at a time, until SIGTERM/SIGINT (if ``signals``)."""
+        await self.app.run_worker_async(
+            queues=self.queues,
+            name=name,
+            concurrency=concurrency,
+            update_heartbeat_interval=self.liveness.heartbeat,
+            stalled_worker_timeout=self.liveness.stalled_after,
+            fetch_job_polling_interval=self.liveness.poll,
+            delete_jobs=pq_jobs.DeleteJobCondition.SUCCESSFUL,  # history lives in sync_runs; failures stay
+            install_signal_handlers=signals,
+        )
+
+    async def retry_stalled(self) -> tuple[int, int]:
+        """Put the jobs of dead workers back in the queue; return (retried, closed as covered by a queued twin)."""
+        manager = self.app.job_manager
+        retried = covered = 0
+        for stalled in await manager.get_stalled_jobs(seconds_since_heartbeat=self.liveness.stalled_after):
+            try:
+                await manager.retry_job(stalled)
+                retried += 1
+                log.warning("job %s (%s) of a dead worker is back in the queue", stalled.id, stalled.lock)
+            except pq_exceptions.UniqueViolation:
+                # A job with the same queueing lock waits already and will do this work.
+                await manager.finish_job(stalled, status=pq_jobs.Status.FAILED, delete_job=False)
+                covered += 1
+                log.warning("job %s (%s) of a dead worker is covered by a queued twin", stalled.id, stalled.lock)
+        return retried, covered
+
+    async def status(self) -> QueueStatus:
+        """Return a snapshot of the queue, for operators."""
+        query = self.app.connector.execute_query_all_async
+        return QueueStatus(
+            counts=await query(
+                "SELECT queue_name AS queue, task_name AS task, status::text AS status, count(*) AS jobs "
+                "FROM procrastinate_jobs GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+            ),
+            running=await query(
+                "SELECT id, task_name AS task, lock AS key, worker_id AS worker, attempts "
+                "FROM procrastinate_jobs WHERE status = 'doing' ORDER BY id"
+            ),
+            workers=await query(
+                "SELECT id, round(extract(epoch FROM now() - last_heartbeat)::numeric, 1)::float AS silent "
+                "FROM procrastinate_workers ORDER BY id"
+            ),
+        )
+
+    def _register(self) -> None:
+        for kind, name in TASKS.items():
+            self.app.task(name=name)(self._runner(kind))
+
+        async def scheduled(timestamp: int, ns: str) -> str:
+            jobs = await asyncio.to_thread(self.work.scheduled_jobs, ns)
+            receipts = [await self.enqueue(job) for job in jobs]
+            fresh = sum(not r.duplicate for r in receipts)
+            return f"{fresh} scheduled syncs of {ns} enqueued, {len(receipts) - fresh} already queued"
+
+        schedule_task = self.app.task(name=SCHEDULE_TASK)(scheduled)
+        for ns, cron in self.work.schedules().items():
+            # The definition's own cron: each tick is deferred once, by whichever worker is first.
+            key = f"schedule:{ns}"
+            self.app.periodic(cron=cron, periodic_id=key, queue=ns, queueing_lock=key, task_kwargs={"ns": ns})(
+                schedule_task
+            )
+
+        async def retry_stalled(timestamp: int) -> str:
+            retried, covered = await self.retry_stalled()
+            return f"{retried} stalled jobs retried, {covered} covered by a queued job"
+
+        stalled_task = self.app.task(name=STALLED_TASK, queue=COMMON_QUEUE, lock=STALLED_TASK)(retry_stalled)
+        self.app.periodic(cron=self.liveness.stall_check_cron, periodic_id="retry-stalled", queueing_lock=STALLED_TASK)(
+            stalled_task
+        )
+
+    def _runner(self, kind: JobKind) -> Callable[[str, str, str, int], Awaitable[str]]:
+        async def run(ns: str, installation_id: str, resource: str, attempt: int) -> str:
+            job = Job(kind, ns, installation_id, resource, attempt)
+            outcome = await self.work.run(job)
+            await self.settle(job, outcome)
+            return str(outcome)  # Procrastinate logs it with the job's end
+
+        return run

@@ -1,0 +1,82 @@
+"""The job-queue interface (D32): what code above the engine asks of a queue, whichever runs the jobs.
+
+Two implementations: ``LocalQueue`` (the embedded default: memory and an asyncio pool in this
+process) and ``ProcrastinateQueue`` (PostgreSQL: jobs shared by every process and machine). Both
+keep the same promises: a job's key (``Job.key``) is queued at most once (a duplicate enqueue is
+refused and reported, the queued one covers it) and runs at most once at a time; failed jobs are
+retried with backoff; scheduled syncs come from each definition's cron.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import Self
+
+from miniapp_sync.jobs.model import Enqueued, Job, JobRetry, Outcome
+from miniapp_sync.jobs.work import Work
+
+log = logging.getLogger("miniapp_sync.jobs")
+
+
+class JobQueue(ABC):
+    """Enqueue syncs, inbox drains and trigger deliveries; run a worker that executes them."""
+
+    def __init__(self, work: Work, *, retry: JobRetry | None = None) -> None:
+        self.work = work
+        self.retry = retry or JobRetry()
+
+    async def sync(self, ns: str, installation_id: str, resource: str | None = None) -> list[Enqueued]:
+        """Enqueue a sync of one resource of an installation, or of each enabled resource (one job each)."""
+        return [await self.enqueue(Job("sync", ns, installation_id, key)) for key in self.work.resources(ns, resource)]
+
+    async def drain_inbox(self, ns: str, installation_id: str) -> Enqueued:
+        """Enqueue processing of an installation's webhook inbox; a burst of deliveries coalesces into one job (D33)."""
+        return await self.enqueue(Job("drain", ns, installation_id))
+
+    async def deliver_triggers(self) -> Enqueued:
+        """Enqueue delivery of the trigger events due to subscribers."""
+        return await self.enqueue(Job("deliver"))
+
+    @abstractmethod
+    async def enqueue(self, job: Job, *, delay: float = 0.0) -> Enqueued:
+        """Queue ``job`` to run after ``delay`` seconds, unless a job with its key is queued already."""
+
+    @abstractmethod
+    async def run_worker(self, *, concurrency: int = 4) -> None:
+        """Run jobs, ``concurrency`` at a time, and enqueue scheduled syncs, until cancelled or stopped."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Acquire what the queue needs (connections)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release what ``open`` acquired."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def settle(self, job: Job, outcome: Outcome) -> list[Enqueued]:
+        """Act on a finished job's outcome: retry a failure with backoff, queue the follow-ups of a success."""
+        if outcome.status == "dropped":
+            log.warning("dropped %s: %s", job, outcome.detail)
+            return []
+        if outcome.status == "failed":
+            delay = self.retry.delay(job.attempt)
+            if delay is None:
+                log.error("gave up on %s after %d attempts: %s", job, job.attempt + 1, outcome.detail)
+                return []
+            log.warning("%s failed, retrying in %.0f s: %s", job, delay, outcome.detail)
+            return [await self.enqueue(job.again(failed=True), delay=delay)]
+        receipts = [await self.enqueue(follow) for follow in outcome.follow]
+        if outcome.again_in is not None:
+            receipts.append(await self.enqueue(job.again(failed=False), delay=outcome.again_in))
+        return receipts

@@ -1,0 +1,152 @@
+"""What each job does, whichever queue runs it: sync a resource, drain an inbox, deliver trigger events.
+
+A job carries ids and names only; the work looks the MiniApp up among the definitions this
+process serves and the installation up in the store, so a job enqueued on one machine runs on
+any worker started with the same definitions. Every job ends with an ``Outcome``; the queue turns
+``failed`` into a retry with backoff and ``done`` with ``again_in`` into a follow-up job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from croniter import croniter
+
+from miniapp_sync.errors import InstallationError, MiniAppSyncError
+from miniapp_sync.jobs.model import Job, Outcome
+from miniapp_sync.runtime import MiniApp, Runtime
+from miniapp_sync.store import Installation
+
+log = logging.getLogger("miniapp_sync.jobs")
+
+# (ns, installation id) → when (epoch seconds, runtime clock) the installation's next waiting
+# delivery comes due, or None when none waits: the webhook processor's per-installation drain.
+DrainHook = Callable[[str, str], Awaitable[float | None]]
+# () → when the next pending trigger delivery comes due, or None: TriggerDelivery.deliver_due.
+DeliverHook = Callable[[], Awaitable[float | None]]
+
+INTERRUPTED: Final = "interrupted: the worker running it stopped; a later run resumes from the checkpoint"
+
+
+class Work:
+    """The bodies of jobs over one process's runtime; the webhook side plugs in ``drain`` and ``deliver``."""
+
+    def __init__(self, runtime: Runtime, *, drain: DrainHook | None = None, deliver: DeliverHook | None = None) -> None:
+        self.runtime = runtime
+        self.drain = drain
+        self.deliver = deliver
+
+    def miniapp(self, ns: str) -> MiniApp:
+        """Return the served MiniApp ``ns``, or raise naming the ones served."""
+        app = self.runtime.apps.get(ns)
+        if app is None:
+            served = ", ".join(sorted(self.runtime.apps)) or "none"
+            raise InstallationError(
+                f"this process does not serve the MiniApp {ns!r} (serving: {served}); pass its definition "
+                "with --definition"
+            )
+        return app
+
+    def resources(self, ns: str, resource: str | None) -> list[str]:
+        """Return the resources a sync of ``ns`` covers: the one named, or every enabled one."""
+        sync = self.miniapp(ns).definition.sync
+        if sync is None or not sync.resources:
+            raise InstallationError(f"{ns!r} has no sync.resources to run")
+        if resource is not None:
+            if resource not in sync.resources:
+                known = ", ".join(sync.resources)
+                raise InstallationError(f"no resource {resource!r} in sync.resources of {ns!r} (known: {known})")
+            return [resource]
+        if not sync.sync_configuration.enabled:
+            raise InstallationError(
+                f"bulk sync of {ns!r} is disabled (syncConfiguration.enabled is false); "
+                "name a resource to run it anyway"
+            )
+        return [key for key, r in sync.resources.items() if r.enabled]
+
+    def scheduled_jobs(self, ns: str) -> list[Job]:
+        """Return a sync job per enabled resource of each connected installation of ``ns``."""
+        sync = self.miniapp(ns).definition.sync
+        if sync is None or not sync.sync_configuration.enabled:
+            return []
+        keys = [key for key, r in sync.resources.items() if r.enabled]
+        return [
+            Job("sync", ns, installation.id, key)
+            for installation in self.runtime.store.list_installations(ns)
+            if installation.status == "connected"
+            for key in keys
+        ]
+
+    def schedules(self) -> dict[str, str]:
+        """Return the cron schedule of each served MiniApp that has one (by ns)."""
+        return {
+            ns: sync.sync_configuration.schedule
+            for ns, app in self.runtime.apps.items()
+            if (sync := app.definition.sync) is not None
+            and sync.sync_configuration.enabled
+            and sync.sync_configuration.schedule
+        }
+
+    def due_syncs(self, after: float, until: float) -> list[Job]:
+        """Return the scheduled sync jobs of every MiniApp whose cron fires in (after, until]."""
+        return [
+            job
+            for ns, cron in self.schedules().items()
+            if croniter(cron, after).get_next(float) <= until
+            for job in self.scheduled_jobs(ns)
+        ]
+
+    def next_schedule(self, after: float) -> float | None:
+        """Return the earliest cron time after ``after`` among the served MiniApps (None: nothing is scheduled)."""
+        return min((croniter(cron, after).get_next(float) for cron in self.schedules().values()), default=None)
+
+    async def run(self, job: Job) -> Outcome:
+        """Run one job to its outcome; nothing it raises escapes (a bug is logged and retried like a failure)."""
+        try:
+            if job.kind == "sync":
+                return await self.sync(job)
+            if job.kind == "drain":
+                return await self._hook(job, self.drain, "inbox processor")
+            return await self._hook(job, self.deliver, "trigger deliverer")
+        except MiniAppSyncError as exc:
+            return Outcome("failed", str(exc))
+        except Exception as exc:
+            log.exception("job %s raised", job)
+            return Outcome("failed", f"internal error: {type(exc).__name__}: {exc}")
+
+    async def sync(self, job: Job) -> Outcome:
+        """Sync one resource of one installation (resuming from its checkpoint)."""
+        app = self.miniapp(job.ns)
+        installation = await asyncio.to_thread(self.runtime.store.get_installation, job.installation_id)
+        if installation is None:
+            return Outcome("dropped", f"installation {job.installation_id} no longer exists")
+        await asyncio.to_thread(self._interrupt_stale_runs, installation, job.resource)
+        try:
+            report = await self.runtime.engine.run(app.definition, app.plan, installation, resources=[job.resource])
+        except InstallationError as exc:  # disconnected, uninstalled, resource gone: retrying will not help
+            return Outcome("dropped", str(exc))
+        resource = report.resources[job.resource]
+        if resource.error:
+            return Outcome("failed", f"run {report.run_id}: {resource.error}")
+        counts = f"{resource.fetched} fetched, {resource.created} created, {resource.updated} updated"
+        return Outcome("done", f"run {report.run_id} {report.status}: {counts}")
+
+    def _interrupt_stale_runs(self, installation: Installation, resource: str) -> None:
+        # The job's lock means no other queued sync of this pair runs now, so a run of it still
+        # marked running belonged to a worker that died (SIGKILL, lost machine): close it, so the
+        # runs table never shows two of them running at once.
+        for run in self.runtime.store.list_runs(installation.id, limit=50):
+            if run.status == "running" and run.resource == resource:
+                self.runtime.store.finish_run(run.id, status="interrupted", stats=run.stats, error=INTERRUPTED)
+
+    async def _hook(self, job: Job, hook: Callable[..., Awaitable[float | None]] | None, what: str) -> Outcome:
+        if hook is None:
+            return Outcome("dropped", f"this process has no {what}; {job.kind} jobs need one")
+        due = await hook(job.ns, job.installation_id) if job.kind == "drain" else await hook()
+        again_in = None if due is None else max(0.0, due - self.runtime.clock.now())
+        # Processed deliveries may have emitted trigger events: send them (a queued delivery coalesces).
+        follow = (Job("deliver"),) if job.kind == "drain" and self.deliver is not None else ()
+        return Outcome("done", again_in=again_in, follow=follow)

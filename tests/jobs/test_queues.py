@@ -1,0 +1,120 @@
+"""The queue contract (D32), run against both queues: the in-process pool and Procrastinate on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from miniapp_sync.errors import StoreError
+
+from .conftest import Stack, until
+
+
+async def test_a_second_enqueue_of_a_waiting_job_is_refused_and_reported(stack: Stack) -> None:
+    first = await stack.queue.drain_inbox("salla", "inst-a")
+    second = await stack.queue.drain_inbox("salla", "inst-a")
+    other = await stack.queue.drain_inbox("salla", "inst-b")
+    assert first.id is not None
+    assert not first.duplicate
+    assert second.duplicate
+    assert second.id is None
+    assert not other.duplicate
+    assert second.as_dict() == {"kind": "drain", "key": "drain:inst-a", "resource": None, "jobId": None}
+
+
+async def test_jobs_with_one_key_never_run_at_once_while_other_keys_do(stack: Stack) -> None:
+    gates = {"inst-a": asyncio.Event(), "inst-b": asyncio.Event()}
+    running: Counter[str] = Counter()
+    most: Counter[str] = Counter()
+    calls: list[str] = []
+
+    async def drain(ns: str, installation_id: str) -> float | None:
+        running[installation_id] += 1
+        most[installation_id] = max(most[installation_id], running[installation_id])
+        most["all"] = max(most["all"], sum(running.values()) - running["all"])
+        calls.append(installation_id)
+        await gates[installation_id].wait()
+        running[installation_id] -= 1
+        return None
+
+    stack.work.drain = drain
+    await stack.queue.drain_inbox("salla", "inst-a")
+    stack.start(concurrency=3)
+    await until(lambda: calls == ["inst-a"])
+    # One may wait while its twin runs; it starts only once the twin is done.
+    assert not (await stack.queue.drain_inbox("salla", "inst-a")).duplicate
+    await stack.queue.drain_inbox("salla", "inst-b")
+    await until(lambda: "inst-b" in calls)
+    assert calls.count("inst-a") == 1
+    gates["inst-a"].set()
+    gates["inst-b"].set()
+    await stack.settled()
+    assert calls.count("inst-a") == 2
+    assert most["inst-a"] == 1
+    assert most["all"] == 2  # two keys ran side by side
+
+
+async def test_a_failed_job_is_retried_with_backoff_until_it_succeeds(stack: Stack) -> None:
+    attempts: list[int] = []
+
+    async def drain(ns: str, installation_id: str) -> float | None:
+        attempts.append(len(attempts))
+        if len(attempts) < 3:
+            raise StoreError("the store is away for a moment")
+        return None
+
+    stack.work.drain = drain
+    stack.start()
+    await stack.queue.drain_inbox("salla", "inst-a")
+    await until(lambda: len(attempts) == 3)
+    await stack.settled()
+    assert attempts == [0, 1, 2]
+
+
+async def test_a_job_that_keeps_failing_is_given_up_after_its_attempts(stack: Stack) -> None:
+    calls: list[str] = []
+
+    async def drain(ns: str, installation_id: str) -> float | None:
+        calls.append(installation_id)
+        raise RuntimeError("a bug, not bad input")
+
+    stack.work.drain = drain
+    stack.start()
+    await stack.queue.drain_inbox("salla", "inst-a")
+    await until(lambda: len(calls) == stack.queue.retry.attempts)
+    await stack.settled()
+    assert len(calls) == stack.queue.retry.attempts
+
+
+async def test_a_drain_with_more_due_runs_again_and_is_followed_by_a_delivery(stack: Stack) -> None:
+    drains: list[str] = []
+    deliveries: list[float] = []
+
+    async def drain(ns: str, installation_id: str) -> float | None:
+        drains.append(installation_id)
+        # A delivery waits for its retry: drain again when it comes due.
+        return stack.runtime.clock.now() + 0.05 if len(drains) == 1 else None
+
+    async def deliver() -> float | None:
+        deliveries.append(stack.runtime.clock.now())
+        return None
+
+    stack.work.drain, stack.work.deliver = drain, deliver
+    stack.start()
+    await stack.queue.drain_inbox("salla", "inst-a")
+    await until(lambda: len(drains) == 2 and len(deliveries) >= 1)
+    await stack.settled()
+    assert drains == ["inst-a", "inst-a"]
+
+
+async def test_a_sync_through_the_queue_stores_every_record_once(stack: Stack) -> None:
+    receipts = await stack.queue.sync("salla", stack.installation.id)
+    assert [r.job.resource for r in receipts] == ["products", "customers"]
+    assert all(r.id is not None for r in receipts)
+    stack.start()
+    await stack.settled(timeout=30)
+    store, installation_id = stack.runtime.store, stack.installation.id
+    assert store.count_records(installation_id, "core:product") == 75
+    assert store.count_records(installation_id, "core:customer") == 30
+    runs = store.list_runs(installation_id)
+    assert sorted((r.resource, r.status) for r in runs) == [("customers", "succeeded"), ("products", "succeeded")]
