@@ -48,7 +48,12 @@ def serve(
     console().print(f"serving {', '.join(runtime.apps)} on http://{host}:{port}")
     try:
         webhooks = WebhookSettings(max_body_bytes=max_body_bytes)
-        app = create_app(runtime, admin_token=admin_token, webhooks=webhooks)
+        queue = None
+        if runtime.store.dialect == "postgresql":  # `worker` processes run the jobs: this server enqueues them
+            from miniapp_sync.jobs import ProcrastinateQueue, Work
+
+            queue = ProcrastinateQueue(Work(runtime), pool_size=4)
+        app = create_app(runtime, admin_token=admin_token, webhooks=webhooks, queue=queue)
         # What is loaded now lives as long as the server: keep the cyclic collector from walking
         # it on every full collection (~120k objects; 50-150 ms pauses of the event loop otherwise).
         gc.collect()

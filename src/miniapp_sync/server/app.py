@@ -15,7 +15,7 @@ import contextlib
 import hmac
 import html
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -32,6 +32,9 @@ from miniapp_sync.store import Run, StoredRecord
 from miniapp_sync.sync.schedule import Scheduler
 from miniapp_sync.webhooks.service import WebhookService
 from miniapp_sync.webhooks.settings import WebhookSettings
+
+if TYPE_CHECKING:
+    from miniapp_sync.jobs import JobQueue  # imported for its type only: Procrastinate loads slowly
 
 SCHEMAS = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "miniapp-sync management API", "version": "1"}})
 
@@ -112,6 +115,7 @@ def create_app(
     schedule: bool = True,
     webhooks: WebhookSettings | WebhookService | None = None,
     process: bool = True,
+    queue: JobQueue | None = None,
 ) -> Starlette:
     """Build the ASGI app over a runtime that serves ``runtime.apps``.
 
@@ -124,13 +128,18 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         stopping = False
-        scheduler = asyncio.create_task(Scheduler(runtime).run_forever(lambda: stopping)) if schedule else None
+        if queue is not None:
+            await queue.open()  # workers run the jobs and the schedules; this process only enqueues
+        runs_schedule = schedule and queue is None
+        scheduler = asyncio.create_task(Scheduler(runtime).run_forever(lambda: stopping)) if runs_schedule else None
         await service.start(process=process, deliver=process)
         try:
             yield
         finally:
             stopping = True
             await service.stop()
+            if queue is not None:
+                await queue.close()
             if scheduler is not None:
                 scheduler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -220,6 +229,13 @@ def create_app(
         except MiniAppSyncError as exc:
             return JSONResponse({"error": str(exc)}, 400)
         resources = request.query_params.getlist("resource") or None
+        if queue is not None:
+            try:
+                keys: list[str | None] = list(resources) if resources else [None]
+                receipts = [r for key in keys for r in await queue.sync(app.ns, installation.id, key)]
+            except MiniAppSyncError as exc:
+                return JSONResponse({"error": str(exc)}, 400)
+            return JSONResponse({"jobs": [r.as_dict() for r in receipts]}, 202)
         run = runtime.store.start_run(installation.id, resources[0] if resources and len(resources) == 1 else None)
         task = asyncio.create_task(
             runtime.engine.run(app.definition, app.plan, installation, resources=resources, run=run)
