@@ -36,6 +36,12 @@ def serve(
     max_body_bytes: Annotated[
         int, typer.Option(min=1, help="Webhook deliveries larger than this are refused with 413.")
     ] = WebhookSettings.max_body_bytes,
+    record_samples: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write each verified delivery's body as DIR/<event>.json (for the submission).", file_okay=False
+        ),
+    ] = None,
 ) -> None:
     """Serve webhooks, OAuth installs and the management API for one or several MiniApps."""
     compute = registry(functions)
@@ -47,7 +53,9 @@ def serve(
         runtime.installations.configure(miniapp.ns, values)
     console().print(f"serving {', '.join(runtime.apps)} on http://{host}:{port}")
     try:
-        webhooks = WebhookSettings(max_body_bytes=max_body_bytes)
+        webhooks = WebhookSettings(
+            max_body_bytes=max_body_bytes, record_samples=str(record_samples) if record_samples else None
+        )
         queue = None
         if runtime.store.dialect == "postgresql":  # `worker` processes run the jobs: this server enqueues them
             from miniapp_sync.jobs import ProcrastinateQueue, Work

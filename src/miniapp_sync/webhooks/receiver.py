@@ -34,6 +34,7 @@ from miniapp_sync.store import InboxEntry, InboxStatus, Installation
 from miniapp_sync.webhooks.commit import GroupCommit
 from miniapp_sync.webhooks.identify import Delivery, as_text, extract_event, read, transaction_id
 from miniapp_sync.webhooks.metrics import WebhookMetrics
+from miniapp_sync.webhooks.samples import SampleRecorder
 from miniapp_sync.webhooks.tenancy import Directory
 from miniapp_sync.webhooks.verification import verify
 
@@ -79,12 +80,18 @@ class Receiver:
     """Verify, identify and durably store deliveries; answer each as the MiniApp says."""
 
     def __init__(
-        self, runtime: Runtime, directory: Directory, commit: GroupCommit, metrics: WebhookMetrics | None = None
+        self,
+        runtime: Runtime,
+        directory: Directory,
+        commit: GroupCommit,
+        metrics: WebhookMetrics | None = None,
+        samples: SampleRecorder | None = None,
     ) -> None:
         self.runtime = runtime
         self.directory = directory
         self.commit = commit
         self.metrics = metrics
+        self.samples = samples
         # Per MiniApp, rebuilt when the MiniApp served under an ns is replaced.
         self._acks: dict[str, tuple[MiniApp, dict[str, Reply]]] = {}
         self._triggers: dict[str, tuple[MiniApp, frozenset[str]]] = {}
@@ -155,6 +162,8 @@ class Receiver:
             await self.commit.add(InboxEntry(ns, installation.id, None, None, "failed", raw, reason))
             return self._ack(app, "invalid")
         event = extract_event(webhook, delivery)
+        if self.samples is not None and event is not None:
+            self.samples.record(event, body)  # verified and identified: a real sample (issue 7)
         key = transaction_id(webhook, event, delivery)
         status: InboxStatus = "pending"
         why: str | None = None

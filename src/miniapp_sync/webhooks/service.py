@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,6 +19,7 @@ from miniapp_sync.webhooks.delivery import TriggerDelivery
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.processor import Processor
 from miniapp_sync.webhooks.receiver import Receiver
+from miniapp_sync.webhooks.samples import SampleRecorder
 from miniapp_sync.webhooks.settings import WebhookSettings
 from miniapp_sync.webhooks.tenancy import Directory
 
@@ -72,7 +74,8 @@ class WebhookService:
             call=call,
         )
         self.directory = Directory(runtime.store, runtime.installations, self.clock)
-        self.receiver = Receiver(runtime, self.directory, self.commit, self.metrics)
+        samples = SampleRecorder(Path(self.settings.record_samples)) if self.settings.record_samples else None
+        self.receiver = Receiver(runtime, self.directory, self.commit, self.metrics, samples)
         self._stop = asyncio.Event()
         self._workers: list[asyncio.Task[Any]] = []
 
