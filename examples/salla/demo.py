@@ -8,6 +8,7 @@ it signed Salla webhooks, and shows the records change and the trigger events fi
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -46,13 +48,15 @@ def main() -> None:
 def demo(sandbox: Sandbox, url: str, config: SandboxConfig) -> None:
     """Run the commands against the sandbox at ``url``."""
     os.environ["MINIAPP_SYNC_SECRET_KEY"] = "demo key: not for production"
+    # Tokens reach the CLI through the environment, so no secret is printed with the commands (D30).
+    os.environ["SANDBOX_ACCESS_TOKEN"], os.environ["SANDBOX_REFRESH_TOKEN"] = config.access_token, config.refresh_token
     rewrites = ["--rewrite", f"https://api.salla.dev={url}", "--rewrite", f"https://accounts.salla.sa={url}"]
     print(f"sandbox provider (Salla-shaped) on {url}, enforcing {config.rate_limit:.0f} requests/s")
     run("validate", DEFINITION)
     run(
         "install", DEFINITION, "--tenant", "demo-store", "--store", STORE, *rewrites,
-        "--credential", f"accessToken={config.access_token}",
-        "--credential", f"refreshToken={config.refresh_token}",
+        "--credential", "accessToken=env:SANDBOX_ACCESS_TOKEN",
+        "--credential", "refreshToken=env:SANDBOX_REFRESH_TOKEN",
     )  # fmt: skip
     run("sync", DEFINITION, "--tenant", "demo-store", "--store", STORE, *rewrites)
     run("records", "--tenant", "demo-store", "--type", "ecommerce:orders", "--limit", "3", "--store", STORE)
@@ -66,34 +70,68 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    """POST a raw delivery; return the HTTP status."""
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def order_status(code: object) -> str:
+    """Return an order's stored status and customer link, as `records --format json` shows them."""
+    exe = Path(sys.executable).with_name("miniapp-sync")
+    args = ["records", "--tenant", "demo-store", "--type", "ecommerce:orders", "--limit", "1000", "--store", STORE]
+    done = subprocess.run([str(exe), *args, "--format", "json"], cwd=ROOT, check=True, capture_output=True, text=True)
+    record = next((r for r in json.loads(done.stdout)["records"] if r["code"] == str(code)), None)
+    if record is None:
+        return "not stored"
+    return f"status {record['data'].get('status')!r}, customerCode {record['data'].get('customerCode')!r}"
+
+
 def webhooks(sandbox: Sandbox, config: SandboxConfig, rewrites: list[str]) -> None:
     """Serve the MiniApp, send it signed deliveries, and show what they changed."""
     port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    # Salla's app-wide signing secret is operator config; env: keeps it off the command line (D30).
+    environ = {**os.environ, "SALLA_WEBHOOK_SECRET": config.webhook_secret}
     args = ["serve", "-d", DEFINITION, "--store", STORE, "--port", str(port), *rewrites]
-    args += ["--config", f"webhookSecret={config.webhook_secret}"]  # Salla's app-wide signing secret
+    args += ["--config", "webhookSecret=env:SALLA_WEBHOOK_SECRET"]
     print(f"\n$ miniapp-sync {shlex.join(args)} &", flush=True)
     exe = Path(sys.executable).with_name("miniapp-sync")
-    server = subprocess.Popen([str(exe), *args], cwd=ROOT)
+    server = subprocess.Popen([str(exe), *args], cwd=ROOT, env=environ)
     try:
-        url = f"http://127.0.0.1:{port}/miniapps/salla/webhooks"
         for _ in range(200):  # wait for the server to listen
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+                urllib.request.urlopen(f"{base}/healthz", timeout=1).close()
                 break
             except OSError:
                 time.sleep(0.05)
-        order = sandbox.data["orders"][0]
-        sandbox.mutate("orders", order["id"], status="canceled")  # a synced order changes status
-        (new_order,) = sandbox.add("orders")  # a new order after the sync
-        (new_customer,) = sandbox.add("customers")
-        sends = (("order.status.updated", order), ("order.created", new_order), ("customer.created", new_customer))
-        for event, record in sends:
-            body, headers = sandbox.webhook(event, record)
-            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                print(f"POST {event} (signed X-Salla-Signature) → {answer.status} {answer.read().decode()}")
-        time.sleep(1.5)  # the processor applies the inbox in the background
-        run("records", "--tenant", "demo-store", "--type", "ecommerce:orders", "--limit", "2", "--store", STORE)
+
+        def send(label: str, body: bytes, headers: dict[str, str], note: str = "") -> None:
+            status = post(f"{base}/miniapps/salla/webhooks", body, headers)
+            print(f"  POST /miniapps/salla/webhooks  {label:<24} → {status}{note}")
+            # 200 means stored durably; the processor applies it just after: wait until the inbox is idle.
+            idle = [f'miniapp_sync_inbox_rows{{status="{state}"}} 0.0' for state in ("pending", "processing")]
+            for _ in range(600):
+                if all(line in urllib.request.urlopen(f"{base}/metrics").read().decode() for line in idle):
+                    break
+                time.sleep(0.05)
+
+        print("\nSalla sends signed webhooks (X-Salla-Signature: hex HMAC-SHA256 of the raw body):")
+        (placed,) = sandbox.add("orders")  # a new order after the sync
+        created = sandbox.webhook("order.created", sandbox.mutate("orders", placed["id"], status="under_review"))
+        send("order.created", *created)
+        print(f"    order {placed['id']}: {order_status(placed['id'])}")
+        shipped = sandbox.mutate("orders", placed["id"], status="shipped")
+        send("order.status.updated", *sandbox.webhook("order.status.updated", shipped))
+        print(f"    order {placed['id']}: {order_status(placed['id'])}")
+        (person,) = sandbox.add("customers")
+        send("customer.created", *sandbox.webhook("customer.created", person))
+        send("order.created (resent)", *created, "  (same transaction id: not processed again)")
+        send("order.created (forged)", created[0], {**created[1], "X-Salla-Signature": "0" * 64})
         run("events", "--tenant", "demo-store", "--store", STORE)
     finally:
         server.terminate()
