@@ -12,15 +12,12 @@ class Clock(Protocol):
 
     def now(self) -> float:
         """Return seconds since the epoch (wall time, for timestamps)."""
-        ...
 
     def monotonic(self) -> float:
         """Return seconds on a clock that never goes back (for rates and timeouts)."""
-        ...
 
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds``."""
-        ...
 
 
 class SystemClock:
