@@ -35,21 +35,18 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from miniapp_sync.definition.loader import load_file
 from miniapp_sync.jobs import LocalQueue, ProcrastinateQueue, Work, upgrade_database
 from miniapp_sync.network import Rewrites
 from miniapp_sync.runtime import Runtime, load_miniapp
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
+from miniapp_sync.testing import temporary_database
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "salla" / "definition.json5"
 CLI = str(Path(sys.executable).with_name("miniapp-sync"))
@@ -89,19 +86,6 @@ def serve_child(raw: str) -> None:
         await sandbox.stop()
 
     asyncio.run(main())
-
-
-@contextlib.contextmanager
-def postgres_database(admin: str) -> Iterator[str]:
-    """Create a database for this run on ``admin``'s server; drop it at the end."""
-    name = f"miniapp_sync_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def write_definition(folder: Path) -> Path:
@@ -222,7 +206,11 @@ def row(store: str, processes: str, seconds: float, cpu: float, versus: str = ""
 
 
 async def bench(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as tmp, sandbox_process() as base, postgres_database(args.postgres) as store:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        sandbox_process() as base,
+        temporary_database(args.postgres, "miniapp_sync_bench") as store,
+    ):
         folder = Path(tmp)
         definition = write_definition(folder)
         print(

@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import uuid
 from collections.abc import Iterator
+
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
 
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
 
@@ -59,3 +64,19 @@ def sandbox_thread(config: SandboxConfig | None = None) -> Iterator[tuple[Sandbo
     finally:
         stop.set()
         thread.join(10)
+
+
+@contextlib.contextmanager
+def temporary_database(admin_url: str, prefix: str = "miniapp_sync_test") -> Iterator[str]:
+    """Create a fresh PostgreSQL database ``<prefix>_<random>`` on ``admin_url``'s server; drop it after.
+
+    Tests and benchmarks get a database of their own, so parallel runs and reruns never share tables.
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:  # FORCE: whoever is still connected
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

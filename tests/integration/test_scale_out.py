@@ -22,25 +22,21 @@ import subprocess
 import sys
 import time
 import urllib.parse
-import uuid
 from collections.abc import Callable, Iterator
 from http.client import HTTPConnection
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from miniapp_sync.definition.loader import load_file
 from miniapp_sync.jobs import ProcrastinateQueue, Work
 from miniapp_sync.runtime import Runtime, load_miniapp
 from miniapp_sync.store import Store
+from miniapp_sync.testing import temporary_database
 
-ADMIN_URL = os.environ.get("MINIAPP_SYNC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "salla" / "definition.json5"
 CLI = str(Path(sys.executable).with_name("miniapp-sync"))
 ENV = {**os.environ, "MINIAPP_SYNC_SECRET_KEY": "scale-out tests"}
@@ -78,24 +74,10 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> 
 
 
 @pytest.fixture
-def database() -> Iterator[str]:
+def database(postgres_admin_url: str) -> Iterator[str]:
     """A fresh database ``miniapp_sync_scale_<random>``, dropped afterwards."""
-    try:
-        with psycopg.connect(ADMIN_URL, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        reason = f"PostgreSQL not reachable at {ADMIN_URL} ({type(exc).__name__}: {' '.join(str(exc).split())})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; it is required when CI=true")
-        pytest.skip(reason)
-    name = f"miniapp_sync_scale_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with temporary_database(postgres_admin_url, "miniapp_sync_scale") as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ PostgreSQL cases skip, unless CI=true, where they fail.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,30 +19,17 @@ from sqlalchemy.engine import make_url
 
 from miniapp_sync.store import Store
 from miniapp_sync.store.tables import metadata
-from miniapp_sync.testing import FakeClock
+from miniapp_sync.testing import FakeClock, temporary_database
 
-ADMIN_URL = os.environ.get("MINIAPP_SYNC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]
 
 
 class PostgresServer:
-    """A database of this session's own on the test server, dropped at the end."""
+    """A database of this session's own on the test server."""
 
-    def __init__(self, admin_url: str) -> None:
-        self.admin_url = admin_url
-        self.name = f"miniapp_sync_test_{uuid.uuid4().hex[:12]}"
-        self.url = make_url(admin_url).set(database=self.name).render_as_string(hide_password=False)
+    def __init__(self, url: str) -> None:
+        self.url = url
         self._schemas = 0
-
-    def create(self) -> None:
-        """Create the session's database."""
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
-
-    def drop(self) -> None:
-        """Drop the session's database, whoever is still connected to it."""
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
 
     def empty_schema_url(self) -> str:
         """Create an empty schema and return a URL whose search_path puts everything there."""
@@ -57,20 +42,10 @@ class PostgresServer:
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
+def postgres(postgres_admin_url: str) -> Iterator[PostgresServer]:
     """Return this session's PostgreSQL database, or skip (fail when CI=true) if there is no server."""
-    try:
-        with psycopg.connect(ADMIN_URL, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        reason = f"PostgreSQL not reachable at {ADMIN_URL} ({type(exc).__name__}: {' '.join(str(exc).split())})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; it is required when CI=true")
-        pytest.skip(reason)
-    server = PostgresServer(ADMIN_URL)
-    server.create()
-    yield server
-    server.drop()
+    with temporary_database(postgres_admin_url, "miniapp_sync_test") as url:
+        yield PostgresServer(url)
 
 
 @pytest.fixture(scope="session")

@@ -7,41 +7,22 @@ skip, unless CI=true, where they fail.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from miniapp_sync.store import Inbox, InboxEntry, Outbox, Store
 from miniapp_sync.store.tables import metadata
-from miniapp_sync.testing import FakeClock
-
-ADMIN_URL = os.environ.get("MINIAPP_SYNC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+from miniapp_sync.testing import FakeClock, temporary_database
 
 
 @pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    try:
-        with psycopg.connect(ADMIN_URL, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        reason = f"PostgreSQL not reachable at {ADMIN_URL} ({type(exc).__name__})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; it is required when CI=true")
-        pytest.skip(reason)
-    name = f"miniapp_sync_webhooks_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    with temporary_database(postgres_admin_url, "miniapp_sync_webhooks") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
