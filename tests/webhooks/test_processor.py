@@ -216,6 +216,21 @@ async def test_rows_a_crash_left_in_processing_are_processed_exactly_once_after_
     assert harness.runtime.store.count_records(installation.id, "ecommerce:orders") == 3
 
 
+async def test_a_drain_job_puts_back_its_own_installation_s_interrupted_rows_only(harness: Harness) -> None:
+    acme, globex = harness.install("acme"), harness.install("globex")  # one store, two workspaces
+    for installation in (acme, globex):
+        for placed in harness.sandbox.data["orders"][:2]:
+            await harness.send("order.created", placed, installation=installation.id)
+    harness.service.inbox.claim([r.id for r in harness.rows()])  # then the worker draining them died
+    worker = Processor(harness.runtime, Inbox(harness.runtime.store), clock=harness.clock)
+    assert await worker.drain_installation("salla", acme.id) is None
+    states = {(r.installation_id, r.status, r.attempts) for r in harness.rows()}
+    # globex's rows may belong to a drain running elsewhere: only its own drain job may put them back.
+    assert states == {(acme.id, "done", 2), (globex.id, "processing", 1)}
+    assert harness.runtime.store.count_records(acme.id, "ecommerce:orders") == 2
+    assert harness.runtime.store.count_records(globex.id, "ecommerce:orders") == 0
+
+
 async def test_a_row_that_crashed_the_processor_every_time_is_given_up(harness: Harness) -> None:
     installation = harness.install()
     await harness.send("order.created")

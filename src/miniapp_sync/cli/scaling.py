@@ -62,6 +62,7 @@ def worker(
 ) -> None:
     """Run jobs from the PostgreSQL queue: syncs, inbox drains, trigger deliveries, scheduled syncs."""
     from miniapp_sync.jobs import Liveness, ProcrastinateQueue, Work
+    from miniapp_sync.webhooks.service import WebhookService
 
     try:
         liveness = Liveness(heartbeat=heartbeat, stalled_after=stalled_after)
@@ -76,16 +77,22 @@ def worker(
         for miniapp in miniapps:
             runtime.add(miniapp)
             runtime.installations.configure(miniapp.ns, values)
-        queue = ProcrastinateQueue(Work(runtime), liveness=liveness, pool_size=concurrency + 6)
+        # Drain jobs run this process's inbox processor, deliver jobs its trigger delivery (D33).
+        webhooks = WebhookService(runtime)
+        work = Work(runtime, drain=webhooks.processor.drain_installation, deliver=webhooks.delivery.deliver_due)
+        queue = ProcrastinateQueue(work, liveness=liveness, pool_size=concurrency + 6)
         console().print(
             f"worker {name}: queues {', '.join(queue.queues)} of {runtime.store.url}, {concurrency} jobs at a time"
         )
 
-        async def work() -> None:
-            async with queue:
-                await queue.run_worker(concurrency=concurrency, name=name)
+        async def run() -> None:
+            try:
+                async with queue:
+                    await queue.run_worker(concurrency=concurrency, name=name)
+            finally:
+                await webhooks.stop()
 
-        asyncio.run(work())
+        asyncio.run(run())
 
 
 @app.command()

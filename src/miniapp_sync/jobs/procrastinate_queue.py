@@ -9,7 +9,9 @@ Periodic tasks, each deferred once per tick whichever worker gets there first:
 - one per MiniApp with ``syncConfiguration.schedule``, on that cron: enqueue its scheduled syncs;
 - ``retry-stalled``: a worker SIGKILLed mid-job leaves its job ``doing`` under a heartbeat that
   stops; once the heartbeat is ``stalled_after`` seconds old, another worker puts the job back
-  to ``todo`` (Procrastinate's documented recipe), and the sync resumes from its checkpoint.
+  to ``todo`` (Procrastinate's documented recipe), and the sync resumes from its checkpoint;
+- ``sweep``, as often: enqueue the inbox drains and the trigger delivery that are due, whatever
+  should have enqueued them (``Work.sweep``), so that no stored delivery waits for a next one.
 
 Retries of failed jobs are not Procrastinate's ``retry``: that would put the job back to
 ``todo`` in place, which collides with a newer job queued under the same queueing lock. A failed
@@ -43,6 +45,7 @@ TASKS: Final[dict[JobKind, str]] = {
 }
 SCHEDULE_TASK: Final = "miniapp_sync.scheduled_syncs"
 STALLED_TASK: Final = "miniapp_sync.retry_stalled_jobs"
+SWEEP_TASK: Final = "miniapp_sync.sweep"
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,10 +188,7 @@ class ProcrastinateQueue(JobQueue):
             self.app.task(name=name)(self._runner(kind))
 
         async def scheduled(timestamp: int, ns: str) -> str:
-            jobs = await asyncio.to_thread(self.work.scheduled_jobs, ns)
-            receipts = [await self.enqueue(job) for job in jobs]
-            fresh = sum(not r.duplicate for r in receipts)
-            return f"{fresh} scheduled syncs of {ns} enqueued, {len(receipts) - fresh} already queued"
+            return f"scheduled syncs of {ns}: " + await self._enqueue_each(self.work.scheduled_jobs, ns)
 
         schedule_task = self.app.task(name=SCHEDULE_TASK)(scheduled)
         for ns, cron in self.work.schedules().items():
@@ -202,10 +202,18 @@ class ProcrastinateQueue(JobQueue):
             retried, covered = await self.retry_stalled()
             return f"{retried} stalled jobs retried, {covered} covered by a queued job"
 
-        stalled_task = self.app.task(name=STALLED_TASK, queue=COMMON_QUEUE, lock=STALLED_TASK)(retry_stalled)
-        self.app.periodic(cron=self.liveness.stall_check_cron, periodic_id="retry-stalled", queueing_lock=STALLED_TASK)(
-            stalled_task
-        )
+        async def sweep(timestamp: int) -> str:
+            return "inbox drains and trigger delivery due: " + await self._enqueue_each(self.work.sweep)
+
+        for name, periodic_id, body in ((STALLED_TASK, "retry-stalled", retry_stalled), (SWEEP_TASK, "sweep", sweep)):
+            task = self.app.task(name=name, queue=COMMON_QUEUE, lock=name)(body)
+            self.app.periodic(cron=self.liveness.stall_check_cron, periodic_id=periodic_id, queueing_lock=name)(task)
+
+    async def _enqueue_each(self, jobs: Callable[..., list[Job]], *args: str) -> str:
+        """Enqueue the jobs ``jobs(*args)`` returns (read from the store in a thread); say how many were new."""
+        receipts = [await self.enqueue(job) for job in await asyncio.to_thread(jobs, *args)]
+        fresh = sum(not r.duplicate for r in receipts)
+        return f"{fresh} enqueued, {len(receipts) - fresh} already queued"
 
     def _runner(self, kind: JobKind) -> Callable[[str, str, str, int], Awaitable[str]]:
         async def run(ns: str, installation_id: str, resource: str, attempt: int) -> str:

@@ -18,7 +18,7 @@ from croniter import croniter
 from miniapp_sync.errors import InstallationError, MiniAppSyncError
 from miniapp_sync.jobs.model import Job, Outcome
 from miniapp_sync.runtime import MiniApp, Runtime
-from miniapp_sync.store import Installation
+from miniapp_sync.store import Inbox, Installation, Outbox
 
 log = logging.getLogger("miniapp_sync.jobs")
 
@@ -142,9 +142,25 @@ class Work:
             if run.status == "running" and run.resource == resource:
                 self.runtime.store.finish_run(run.id, status="interrupted", stats=run.stats, error=INTERRUPTED)
 
+    def sweep(self) -> list[Job]:
+        """Return the drains and the delivery that are due now, whatever enqueued them or failed to.
+
+        The safety net under D33: a server that stored deliveries but could not enqueue their
+        drain, a retry whose follow-up job was lost, an event emitted by a replay; run periodically.
+        """
+        now = self.runtime.clock.now()
+        heads = Inbox(self.runtime.store).pending_heads()
+        jobs = [Job("drain", ns, iid) for iid, ns, at in heads if at is None or at <= now]
+        due = Outbox(self.runtime.store).next_due()
+        if due is not None and due <= now:
+            jobs.append(Job("deliver"))
+        return jobs
+
     async def _hook(self, job: Job, hook: Callable[..., Awaitable[float | None]] | None, what: str) -> Outcome:
         if hook is None:
             return Outcome("dropped", f"this process has no {what}; {job.kind} jobs need one")
+        if job.kind == "drain":
+            self.miniapp(job.ns)  # a clear failure when this worker lacks the definition
         due = await hook(job.ns, job.installation_id) if job.kind == "drain" else await hook()
         again_in = None if due is None else max(0.0, due - self.runtime.clock.now())
         # Processed deliveries may have emitted trigger events: send them (a queued delivery coalesces).

@@ -121,9 +121,13 @@ def create_app(
 
     While it lives it runs the scheduler (``schedule``), and the inbox processor and trigger
     delivery (``process``). ``webhooks`` tunes the webhook runtime, or is one the caller built.
+    With a ``queue`` (scale-out), syncs, schedules, inbox drains and deliveries are jobs for the
+    workers: this process only enqueues them (a service the caller built needs the same queue).
     """
     tasks: set[asyncio.Task[Any]] = set()
-    service = webhooks if isinstance(webhooks, WebhookService) else WebhookService(runtime, settings=webhooks)
+    if not isinstance(webhooks, WebhookService):
+        webhooks = WebhookService(runtime, settings=webhooks, queue=queue)
+    service = webhooks
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -120,9 +120,15 @@ class Inbox:
         with self._db.write("schedule a webhook retry") as conn:
             conn.execute(stmt)
 
-    def recover(self) -> int:
-        """Return rows a stopped processor left in 'processing' to the queue; return how many."""
+    def recover(self, installation_id: str | None = None) -> int:
+        """Put rows a stopped processor left in 'processing' back (one installation's, or all); return how many.
+
+        Only the owner of the rows may call this: the one processor of an embedded server at its
+        start (all rows), or a drain job holding its installation's lock (that installation's).
+        """
         stmt = update(webhook_inbox).where(i.status == "processing").values(status="pending")
+        if installation_id is not None:
+            stmt = stmt.where(i.installation_id == installation_id)
         with self._db.write("recover webhook deliveries") as conn:
             return int(conn.execute(stmt).rowcount)
 

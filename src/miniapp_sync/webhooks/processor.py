@@ -114,9 +114,18 @@ class Processor:
         results = await asyncio.gather(*(one(iid, ns) for iid, ns, at in served if at is None or at <= now))
         return min([*later, *(r for r in results if r is not None)], default=None)
 
-    async def drain_installation(self, installation_id: str, ns: str) -> float | None:
-        """Process one installation's due rows in order (a job's body at scale-out, D33); return the next due time."""
-        return await self._drain_installation(installation_id, self.runtime.apps[ns])
+    async def drain_installation(self, ns: str, installation_id: str) -> float | None:
+        """Process one installation's due rows in order; return when the next waiting row comes due.
+
+        The body of a drain job (D33). The job's lock makes it the installation's only processor
+        anywhere, so rows of the installation still marked 'processing' belong to a drain that
+        died (a worker SIGKILLed mid-batch): they are put back first, and processed again.
+        """
+        app = self.runtime.apps[ns]
+        recovered = await self._call(self.inbox.recover, installation_id)
+        if recovered:
+            log.warning("retrying %d %s webhook deliveries of a drain that stopped", recovered, ns)
+        return await self._drain_installation(installation_id, app)
 
     async def _drain_installation(self, installation_id: str, app: MiniApp) -> float | None:
         async with self._locks.setdefault(installation_id, asyncio.Lock()):

@@ -1,16 +1,24 @@
-"""The webhook runtime of one server: receiver, group commit, processor and trigger delivery, wired once."""
+"""The webhook runtime of one server: receiver, group commit, processor and trigger delivery, wired once.
+
+Embedded (no job queue): this process's processor drains the inbox and its delivery sends the
+trigger events. Scaled out (a ``JobQueue``): after each commit the server defers one "drain this
+installation's inbox" job per installation that got deliveries (D33); workers run the drains and
+the deliveries, so any number of servers can receive side by side.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from miniapp_sync.clock import Clock
+from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.store import Inbox, InboxEntry, Outbox
 from miniapp_sync.webhooks.commit import GroupCommit
@@ -22,6 +30,53 @@ from miniapp_sync.webhooks.receiver import Receiver
 from miniapp_sync.webhooks.samples import SampleRecorder
 from miniapp_sync.webhooks.settings import WebhookSettings
 from miniapp_sync.webhooks.tenancy import Directory
+
+if TYPE_CHECKING:
+    from miniapp_sync.jobs import JobQueue  # imported for its type only: Procrastinate loads slowly
+
+log = logging.getLogger("miniapp_sync.webhooks")
+
+
+class DrainRequests:
+    """Defer drain jobs for installations that got deliveries, with at most one enqueue in flight per installation.
+
+    A burst coalesces twice: here, where deliveries committed while an enqueue is in flight ask for
+    one more enqueue after it (the job it made may have started before they were committed), and
+    in the queue, whose ``queueing_lock`` refuses a second waiting drain of the same installation.
+    """
+
+    def __init__(self, queue: JobQueue) -> None:
+        self.queue = queue
+        self._again: dict[tuple[str, str], bool] = {}  # in flight → whether deliveries came meanwhile
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def request(self, ns: str, installation_id: str) -> None:
+        """Make sure a drain of the installation runs after the deliveries committed so far."""
+        key = (ns, installation_id)
+        if key in self._again:
+            self._again[key] = True
+            return
+        self._again[key] = False
+        task = asyncio.create_task(self._enqueue(key), name=f"enqueue drain {installation_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _enqueue(self, key: tuple[str, str]) -> None:
+        try:
+            while True:
+                try:
+                    await self.queue.drain_inbox(*key)
+                except MiniAppSyncError as exc:  # the rows are stored: the workers' inbox sweep finds them
+                    log.error("could not queue a drain of installation %s's inbox: %s", key[1], exc)
+                if not self._again[key]:
+                    return
+                self._again[key] = False
+        finally:
+            del self._again[key]
+
+    async def close(self) -> None:
+        """Wait for the enqueues in flight."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 class WebhookService:
@@ -35,8 +90,10 @@ class WebhookService:
         clock: Clock | None = None,
         metrics: WebhookMetrics | None = None,
         session: aiohttp.ClientSession | None = None,
+        queue: JobQueue | None = None,
     ) -> None:
         self.runtime = runtime
+        self.drains = DrainRequests(queue) if queue is not None else None
         self.settings = settings or WebhookSettings()
         self.clock = clock or runtime.clock
         self.metrics = metrics or WebhookMetrics()
@@ -80,12 +137,19 @@ class WebhookService:
         self._workers: list[asyncio.Task[Any]] = []
 
     def _committed(self, entries: Sequence[InboxEntry]) -> None:
-        if any(entry.status == "pending" for entry in entries):
-            self.processor.wake()
+        if self.drains is None:
+            if any(entry.status == "pending" for entry in entries):
+                self.processor.wake()
+            return
+        wanted = {(e.ns, e.installation_id) for e in entries if e.status == "pending" and e.installation_id}
+        for ns, installation_id in wanted:
+            self.drains.request(ns, installation_id)
 
     async def start(self, *, process: bool = True, deliver: bool = True) -> None:
-        """Run the processor and trigger delivery in the background."""
+        """Run the processor and trigger delivery in the background (never with a queue: workers do)."""
         self._stop.clear()
+        if self.drains is not None:
+            return
         if process:
             self._workers.append(asyncio.create_task(self.processor.run_forever(self._stop), name="inbox processor"))
         if deliver:
@@ -94,6 +158,8 @@ class WebhookService:
     async def stop(self) -> None:
         """Commit what the receiver holds, then stop the workers (rows being processed are retried on restart)."""
         await self.commit.close()
+        if self.drains is not None:
+            await self.drains.close()
         self._stop.set()
         for worker in self._workers:
             with contextlib.suppress(asyncio.CancelledError):
