@@ -7,7 +7,9 @@ skip, unless CI=true, where they fail.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -112,3 +114,29 @@ def test_finished_rows_are_purged_and_their_ids_never_reused(store: Store) -> No
     assert inbox.purge(store.clock.now() + 1) == 2
     inbox.add([entry(owner, "k1")])  # its key is free again once purged
     assert inbox.list()[0].id > last
+
+
+def test_a_resend_another_server_stores_meanwhile_does_not_fail_the_commit(store: Store) -> None:
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite writers take turns: the second one finds the first one's row")
+    acme = installation(store)
+    url = store.database.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    entries = [InboxEntry("salla", acme, "order.created", key, "pending", b"{}") for key in ("tx-1", "tx-2")]
+    with psycopg.connect(url) as other, ThreadPoolExecutor(1) as pool:  # another server, mid-commit
+        other.execute(
+            "INSERT INTO webhook_inbox (ns, installation_id, event, transaction_id, status, body, attempts, "
+            "received_at) VALUES ('salla', %s, 'order.created', 'tx-1', 'pending', '{}', 0, 0)",
+            (acme,),
+        )
+        ours = pool.submit(Inbox(store).add, entries)  # finds no tx-1, then waits on the other's insert
+        with psycopg.connect(url, autocommit=True) as watch:
+            while (
+                not ours.done()
+                and not watch.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                ).fetchone()
+            ):
+                time.sleep(0.01)  # watching the other connection block, not testing time
+        other.commit()
+        ours.result(timeout=10)
+    assert sorted(r.transaction_id for r in Inbox(store).list()) == ["tx-1", "tx-2"]

@@ -221,7 +221,12 @@ def _marks(paramstyle: str, count: int) -> str:
 
 @cache
 def _insert_sql(paramstyle: str) -> str:
-    return f"INSERT INTO webhook_inbox ({', '.join(_INSERTED)}) VALUES ({_marks(paramstyle, len(_INSERTED))})"
+    # Two receivers (servers at scale-out) can store the same resend at once, each after finding
+    # it absent: the later one's row is dropped here rather than failing its whole group commit.
+    return (
+        f"INSERT INTO webhook_inbox ({', '.join(_INSERTED)}) VALUES ({_marks(paramstyle, len(_INSERTED))}) "
+        "ON CONFLICT (installation_id, transaction_id) DO NOTHING"
+    )
 
 
 def _existing(conn: Connection, entries: Sequence[InboxEntry]) -> set[tuple[str, str]]:
