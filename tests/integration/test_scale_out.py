@@ -1,10 +1,11 @@
-"""Scale-out end to end (D32-D34): two worker processes on one PostgreSQL, syncs of several installations
-through the queue, and one worker SIGKILLed mid-job.
+"""Scale-out end to end (D32-D34): two `serve` and two `worker` processes on one PostgreSQL, syncs of
+several installations through the queue, webhooks to both servers, and one worker SIGKILLed mid-job.
 
 Checks: every record exactly once; never two runs of one (installation, resource) at once (from the
 runs table); the shared rate budget held against a sandbox enforcing the same rate per access token
 (zero 429s, while two resources of each installation sync side by side); the killed worker's job is
-put back in the queue and finished by the other worker.
+put back in the queue and finished by the other worker; every webhook delivery, whichever server
+got it (resends went to the other one), processed exactly once by the workers' drain jobs (D33).
 
 Needs PostgreSQL (skips without it, fails when CI=true). The database is created for the test and
 dropped after it.
@@ -28,18 +29,21 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import text
 
 from miniapp_sync.definition.loader import load_file
 from miniapp_sync.jobs import ProcrastinateQueue, Work
 from miniapp_sync.runtime import Runtime, load_miniapp
-from miniapp_sync.store import Store
+from miniapp_sync.sandbox import Sandbox, SandboxConfig
+from miniapp_sync.store import Inbox, Outbox, Store
 from miniapp_sync.testing import temporary_database
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "salla" / "definition.json5"
 CLI = str(Path(sys.executable).with_name("miniapp-sync"))
-ENV = {**os.environ, "MINIAPP_SYNC_SECRET_KEY": "scale-out tests"}
+SIGNING = Sandbox(SandboxConfig(orders=12))  # signs deliveries as the sandbox process would (same merchant)
+ENV = {**os.environ, "MINIAPP_SYNC_SECRET_KEY": "scale-out tests", "SALLA_SECRET": SIGNING.config.webhook_secret}
 RATE = 10  # the definition's rateLimitPerSecond, and what the sandbox enforces per access token
 # 14 pages of 20 per resource: alone, a resource takes 1.4 s at RATE, longer than the sandbox's bucket
 # (RATE tokens) can absorb if two workers each spent the whole budget: any such overlap means 429s.
@@ -163,6 +167,46 @@ def cli(*args: str) -> str:
     return result.stdout
 
 
+def start_server(name: str, database: str, path: Path, folder: Path, processes: list[subprocess.Popen[bytes]]) -> str:
+    """Start a `serve` process on the shared store (it enqueues, workers run the jobs); return its URL."""
+    for _ in range(3):  # the free port may be taken by someone else before the server binds it
+        port, log = free_port(), folder / f"serve-{name}.log"
+        args = ["--store", database, "-d", str(path), "--port", str(port), "--config", "webhookSecret=env:SALLA_SECRET"]
+        with log.open("wb") as out:
+            process = subprocess.Popen([CLI, "serve", *args], stdout=out, stderr=out, env=ENV)
+        processes.append(process)
+        wait_for(settled(process, port), f"server {name} to listen or exit", 30)
+        if process.poll() is None:
+            return f"http://127.0.0.1:{port}"
+    raise AssertionError(f"server {name} did not start: {log.read_text()[-2000:]}")
+
+
+def send_webhooks(servers: list[str], installations: list[str]) -> int:
+    """POST each installation's order.created deliveries, alternating servers, every third resent to the other."""
+    sent: list[tuple[str, bytes, dict[str, str]]] = []
+    for index, order in enumerate(SIGNING.data["orders"]):
+        raw, headers = SIGNING.webhook("order.created", order)
+        for number, installation_id in enumerate(installations):
+            first = servers[(index + number) % 2]
+            sent.append((f"{first}/miniapps/salla/webhooks/{installation_id}", raw, headers))
+            if index % 3 == 0:
+                other = servers[(index + number + 1) % 2]
+                sent.append((f"{other}/miniapps/salla/webhooks/{installation_id}", raw, headers))
+
+    async def post_all() -> list[int]:
+        async with aiohttp.ClientSession() as http:
+
+            async def post(url: str, raw: bytes, headers: dict[str, str]) -> int:
+                async with http.post(url, data=raw, headers=headers) as response:
+                    return response.status
+
+            return await asyncio.gather(*(post(*item) for item in sent))
+
+    statuses = asyncio.run(post_all())
+    assert set(statuses) == {200}, statuses
+    return len(sent)
+
+
 def enqueue_all(store_url: str, path: Path) -> list[bool]:
     """Enqueue a sync of every tenant (one job per resource), as an API process would; return which were new."""
 
@@ -217,8 +261,10 @@ def test_two_workers_share_the_queue_and_the_budget_and_survive_a_sigkill(
         ids = wait_for(registered(len(workers) + 1), f"worker {name} to register")
         workers[name] = (process, ids[-1])
 
+    servers = [start_server(name, database, path, tmp_path, processes) for name in ("a", "b")]
     assert all(enqueue_all(database, path))  # six jobs: two resources of three installations
     installation_of = {store.find_installation(t, "salla").id: t for t in TENANTS}  # type: ignore[union-attr]
+    sent = send_webhooks(servers, list(installation_of))  # drain jobs queue behind the syncs
 
     def doing(worker: int) -> list[tuple[str, str]]:
         with store.database.read("list running jobs") as conn:
@@ -263,6 +309,9 @@ def test_two_workers_share_the_queue_and_the_budget_and_survive_a_sigkill(
             )
 
     wait_for(lambda: sync_jobs_left() == 0, "every sync job to finish", timeout=60)
+    inbox = Inbox(store)
+    orders = len(SIGNING.data["orders"])
+    wait_for(lambda: inbox.counts() == {"done": orders * len(TENANTS)}, "every delivery to be processed", 60)
     survivor, _ = workers["b"]
     survivor.send_signal(signal.SIGTERM)
     assert survivor.wait(timeout=20) == 0  # a graceful stop
@@ -296,6 +345,14 @@ def test_two_workers_share_the_queue_and_the_budget_and_survive_a_sigkill(
     for run in interrupted:  # each job the killed worker held was finished by the other one
         assert runs[(run.installation_id, run.resource)][-1].status == "succeeded"
     assert "of a dead worker is" in logs["b"].read_text()  # back in the queue, or covered by a queued twin
+
+    # Every delivery once: resends to the other server were not stored again, nor processed again.
+    assert sent > orders * len(TENANTS)
+    outbox = Outbox(store)
+    for installation_id, tenant in installation_of.items():
+        stored = store.list_records(installation_id, "ecommerce:orders", limit=1000)
+        assert sorted(r.code for r in stored) == sorted(str(o["id"]) for o in SIGNING.data["orders"])
+        assert outbox.count_events(tenant) == orders
 
     # The rate budget held: the sandbox never answered 429, and the budget lived in PostgreSQL.
     throttled = sum(r.stats[r.resource]["throttled"] for pair in runs.values() for r in pair if r.stats)
