@@ -19,11 +19,16 @@ SQLite store (WAL, synchronous=FULL) with one installation whose storeId is the 
     processed (processed_at - received_at): the processor keeps up when the backlog stays small
     and drains right after the phase.
 
+(d) the same load as (b) on ``serve --store postgresql://…`` (a fresh database on ``--postgres``'s
+    server, dropped afterwards): the scale-out receiver, which commits to PostgreSQL and defers
+    drain jobs for the workers instead of processing (none runs here). Target: ≥ 50% of (b).
+    ``--skip-postgres`` leaves it out.
+
 Figures depend on the machine being otherwise idle (the run prints the load average): on the
 project's 2-CPU machine the generator and the server each need most of a core.
 
 Run: ``.venv/bin/python bench/webhooks.py`` (about a minute; ``--seconds``, ``--concurrency``,
-``--rate``, ``--rate-seconds`` to change the phases).
+``--rate``, ``--rate-seconds`` to change the phases; ``--postgres URL`` to choose the server).
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ import uvicorn
 
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
+from miniapp_sync.store import Inbox, Store
+from miniapp_sync.testing import temporary_database
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFINITION = ROOT / "examples" / "salla" / "definition.json5"
@@ -103,12 +110,12 @@ def server(args: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
                 process.wait()
 
 
-def serve_args(store: Path, port: int, sandbox: Sandbox) -> list[str]:
+def serve_args(store: Path | str, port: int, sandbox: Sandbox) -> list[str]:
     secret = f"webhookSecret={sandbox.config.webhook_secret}"
     return [CLI, "serve", "-d", str(DEFINITION), "--store", str(store), "--port", str(port), "--config", secret]
 
 
-def prepare_store(store: Path, sandbox: Sandbox) -> None:
+def prepare_store(store: Path | str, sandbox: Sandbox) -> None:
     with Runtime.open(str(store), environ=KEY) as runtime:
         runtime.store.save_installation(
             "bench",
@@ -263,6 +270,21 @@ def phase_throughput(load: list[Delivery], args: argparse.Namespace, tmp: Path, 
     return ok / elapsed
 
 
+def phase_postgres(load: list[Delivery], args: argparse.Namespace, sandbox: Sandbox) -> float:
+    with temporary_database(args.postgres, "miniapp_sync_bench_webhooks") as url:
+        subprocess.run([CLI, "db", "upgrade", "--store", url], check=True, stdout=subprocess.DEVNULL)
+        prepare_store(url, sandbox)
+        port = free_port()
+        with server(serve_args(url, port, sandbox), port):
+            url_in = f"http://127.0.0.1:{port}/miniapps/salla/webhooks"
+            ok, elapsed, refused = asyncio.run(closed_loop(url_in, load, args.seconds, args.concurrency))
+        with Store.open(url) as store:
+            stored = sum(Inbox(store).counts().values())
+    print(f"(d) serve on PostgreSQL, committed + drain job deferred: {ok / elapsed:,.0f} deliveries/s")
+    print(f"    inbox after stop: {stored:,} rows for {ok + args.concurrency:,} 2xx answers; {refused} non-2xx")
+    return ok / elapsed
+
+
 def phase_latency(paced: list[Delivery], args: argparse.Namespace, tmp: Path, sandbox: Sandbox) -> None:
     store, port = tmp / "paced.sqlite", free_port()
     prepare_store(store, sandbox)
@@ -294,6 +316,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="deliveries/s of the latency phase")
     parser.add_argument("--rate-seconds", type=float, default=10.0)
     parser.add_argument("--max-deliveries", type=int, default=60_000)
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test", help="for (d)")
+    parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_server:
@@ -319,6 +343,9 @@ def main() -> None:
         ours = phase_throughput(load, args, Path(folder), sandbox)
         print(f"    {ours / ceiling:.0%} of (a)   [targets ≥ 5,000/s and ≥ 30%]")
         phase_latency(paced, args, Path(folder), sandbox)
+    if not args.skip_postgres:
+        on_postgres = phase_postgres(load, args, sandbox)
+        print(f"    {on_postgres / ours:.0%} of (b)   [target ≥ 50%]")
 
 
 if __name__ == "__main__":

@@ -140,3 +140,11 @@ def test_a_resend_another_server_stores_meanwhile_does_not_fail_the_commit(store
         other.commit()
         ours.result(timeout=10)
     assert sorted(r.transaction_id for r in Inbox(store).list()) == ["tx-1", "tx-2"]
+
+
+def test_inbox_bodies_are_compressed_with_lz4_on_postgresql(store: Store) -> None:
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite does not compress")
+    query = "SELECT attcompression FROM pg_attribute WHERE attrelid = 'webhook_inbox'::regclass AND attname = 'body'"
+    with store.database.read("read the body column's compression") as conn:
+        assert conn.exec_driver_sql(query).scalar_one() == "l"

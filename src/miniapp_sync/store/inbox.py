@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Final
 
 import orjson
 from sqlalchemy import Connection, Row, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
 
 from miniapp_sync.store.processing import Processing, add_dead_letter
 from miniapp_sync.store.store import Store
@@ -44,31 +46,45 @@ class Inbox:
     def add(self, entries: Sequence[InboxEntry]) -> list[bool]:
         """Store deliveries in one transaction; return, per entry, False when it was a duplicate."""
         now = self._clock.now()
-        stored: list[bool] = []
+        stored = [True] * len(entries)
         rows: list[tuple[Any, ...]] = []
-        dead: list[InboxEntry] = []
+        keyed: list[tuple[int, tuple[str, str]]] = []  # (position, key) of each keyed row inserted
+        dead: list[int] = []
         with self._db.write(f"store {len(entries)} webhook deliveries") as conn:
-            seen = _existing(conn, entries)
-            for entry in entries:
+            dialect = conn.dialect.name
+            # PostgreSQL: the insert says which keys were new (RETURNING), which also settles a race
+            # with another receiver storing the same resend; one round trip, and no lookup for a
+            # planner misled by a young table's statistics to turn into a scan of the inbox.
+            seen = set() if dialect == "postgresql" else _existing(conn, entries)
+            for position, entry in enumerate(entries):
                 if entry.installation_id and entry.transaction_id:
                     key = (entry.installation_id, entry.transaction_id)
                     if key in seen:
-                        stored.append(False)
+                        stored[position] = False
                         continue
                     seen.add(key)
-                stored.append(True)
+                    if entry.status != "failed":
+                        keyed.append((position, key))
                 if entry.status == "failed":
-                    dead.append(entry)
+                    dead.append(position)
                 else:
                     rows.append(_values(entry, now))
-            if rows:
-                # The receiver's hot path: positional rows straight to the driver's executemany.
-                conn.exec_driver_sql(_insert_sql(conn.dialect.paramstyle), rows)
-            for entry in dead:
+            if rows and dialect == "postgresql":
+                new = _insert_returning_keys(conn, rows)
+                for position, key in keyed:
+                    stored[position] = key in new
+            elif rows:
+                # The receiver's hot path on SQLite: positional rows straight to the driver's executemany.
+                conn.exec_driver_sql(_SQLITE_INSERT, rows)
+            for position in dead:
                 # A delivery that can never be processed: kept, and dead-lettered in the same transaction.
+                entry = entries[position]
                 row = dict(zip(_INSERTED, _values(entry, now), strict=True))
-                new_id = int(conn.execute(insert(webhook_inbox).values(row).returning(i.id)).scalar_one())
-                add_dead_letter(conn, entry, new_id, entry.error or "", now)
+                new_id = conn.execute(_insert_one(dialect).values(row)).scalar_one_or_none()
+                if new_id is None:
+                    stored[position] = False
+                else:
+                    add_dead_letter(conn, entry, int(new_id), entry.error or "", now)
         return stored
 
     def pending_heads(self) -> list[tuple[str, str, float | None]]:
@@ -219,18 +235,37 @@ def _marks(paramstyle: str, count: int) -> str:
     return ", ".join(("?" if paramstyle == "qmark" else "%s",) * count)
 
 
-@cache
-def _insert_sql(paramstyle: str) -> str:
-    # Two receivers (servers at scale-out) can store the same resend at once, each after finding
-    # it absent: the later one's row is dropped here rather than failing its whole group commit.
+_SQLITE_INSERT: Final = f"INSERT INTO webhook_inbox ({', '.join(_INSERTED)}) VALUES ({_marks('qmark', len(_INSERTED))})"
+_PG_ROWS: Final = 1000  # rows per statement, well within PostgreSQL's 65,535 parameters
+
+
+@lru_cache(maxsize=64)
+def _pg_insert(count: int) -> str:
+    row = f"({_marks('format', len(_INSERTED))})"
     return (
-        f"INSERT INTO webhook_inbox ({', '.join(_INSERTED)}) VALUES ({_marks(paramstyle, len(_INSERTED))}) "
-        "ON CONFLICT (installation_id, transaction_id) DO NOTHING"
+        f"INSERT INTO webhook_inbox ({', '.join(_INSERTED)}) VALUES {', '.join([row] * count)} "
+        "ON CONFLICT (installation_id, transaction_id) DO NOTHING RETURNING installation_id, transaction_id"
     )
 
 
+def _insert_returning_keys(conn: Connection, rows: list[tuple[Any, ...]]) -> set[tuple[str, str]]:
+    """Insert rows on PostgreSQL, skipping stored keys; return the (installation, transaction id) keys inserted."""
+    inserted: set[tuple[str, str]] = set()
+    for start in range(0, len(rows), _PG_ROWS):
+        chunk = rows[start : start + _PG_ROWS]
+        result = conn.exec_driver_sql(_pg_insert(len(chunk)), tuple(value for row in chunk for value in row))
+        inserted.update((r[0], r[1]) for r in result if r[1] is not None)
+    return inserted
+
+
+@cache
+def _insert_one(dialect: str) -> Insert:
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(webhook_inbox)
+    return stmt.on_conflict_do_nothing(index_elements=["installation_id", "transaction_id"]).returning(i.id)
+
+
 def _existing(conn: Connection, entries: Sequence[InboxEntry]) -> set[tuple[str, str]]:
-    """Return the (installation, transaction id) keys of ``entries`` that are stored already."""
+    """Return the (installation, transaction id) keys of ``entries`` that are stored already (SQLite)."""
     wanted: dict[str, set[str]] = {}
     for e in entries:
         if e.installation_id is not None and e.transaction_id:
