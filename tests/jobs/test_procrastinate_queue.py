@@ -84,12 +84,12 @@ async def test_a_definitions_schedule_is_a_periodic_task_that_enqueues_its_syncs
     periodic = {p.periodic_id: p for p in queue.app.periodic_registry.periodic_tasks.values()}
     assert periodic["schedule:salla"].cron == "0 * * * *"
     assert periodic["schedule:salla"].configure_kwargs["queue"] == "salla"
-    assert periodic["retry-stalled"].cron == "*/10 * * * * *"
+    assert periodic["retry-stalled"].cron == periodic["sweep"].cron == "*/10 * * * * *"
     async with queue:
         said = await queue.app.tasks[SCHEDULE_TASK](timestamp=1_700_000_000, ns="salla")
-        assert said == "2 scheduled syncs of salla enqueued, 0 already queued"
+        assert said == "scheduled syncs of salla: 2 enqueued, 0 already queued"
         said = await queue.app.tasks[SCHEDULE_TASK](timestamp=1_700_003_600, ns="salla")
-        assert said == "0 scheduled syncs of salla enqueued, 2 already queued"
+        assert said == "scheduled syncs of salla: 0 enqueued, 2 already queued"
         counts = {(c["queue"], c["task"], c["status"]): c["jobs"] for c in (await queue.status()).counts}
         assert counts == {("salla", "miniapp_sync.sync", "todo"): 2}
 
