@@ -85,6 +85,7 @@ async def test_a_definitions_schedule_is_a_periodic_task_that_enqueues_its_syncs
     assert periodic["schedule:salla"].cron == "0 * * * *"
     assert periodic["schedule:salla"].configure_kwargs["queue"] == "salla"
     assert periodic["retry-stalled"].cron == periodic["sweep"].cron == "*/10 * * * * *"
+    assert periodic["purge"].cron == "0 * * * *"
     async with queue:
         said = await queue.app.tasks[SCHEDULE_TASK](timestamp=1_700_000_000, ns="salla")
         assert said == "scheduled syncs of salla: 2 enqueued, 0 already queued"

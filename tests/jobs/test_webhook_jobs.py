@@ -16,6 +16,7 @@ from miniapp_sync.jobs import Job
 from miniapp_sync.sandbox import Sandbox
 from miniapp_sync.server import create_app
 from miniapp_sync.store import Inbox, InboxEntry
+from miniapp_sync.testing import FakeClock
 from miniapp_sync.webhooks.delivery import seal
 from miniapp_sync.webhooks.service import WebhookService
 from miniapp_sync.webhooks.settings import WebhookSettings
@@ -117,3 +118,12 @@ async def test_workers_sweep_periodically_so_no_stored_delivery_waits_for_the_ne
     inbox = store_unqueued(stack, sandbox, sandbox.data["orders"][:2])
     stack.start()
     await until(lambda: [r.status for r in inbox.list()] == ["done"] * 2)
+
+
+async def test_workers_purge_what_is_past_its_retention(stack: Stack, sandbox: Sandbox, receiving: Receiving) -> None:
+    store_unqueued(stack, sandbox, sandbox.data["orders"][:2])
+    await receiving.worker.processor.drain_installation("salla", stack.installation.id)
+    assert stack.work.purge() == "purged 0 finished inbox rows and 0 trigger events"
+    stack.runtime.clock = FakeClock(stack.runtime.clock.now() + WebhookSettings().retention + 1)
+    assert stack.work.purge() == "purged 2 finished inbox rows and 2 trigger events"
+    assert Inbox(stack.runtime.store).list() == []

@@ -116,6 +116,22 @@ def test_finished_rows_are_purged_and_their_ids_never_reused(store: Store) -> No
     assert inbox.list()[0].id > last
 
 
+def test_events_are_purged_once_old_and_no_delivery_waits(store: Store) -> None:
+    owner = installation(store)
+    inbox, outbox = Inbox(store), Outbox(store)
+    subscription = outbox.subscribe("acme", "salla", "https://a.example/hook", b"sealed")
+    inbox.add([entry(owner, "k1"), entry(owner, "k2")])
+    with inbox.transaction() as tx:
+        tx.emit("acme", [(row, {"record": None, "customer": None}) for row in inbox.list()])
+    delivered, waiting = outbox.events("acme")
+    outbox.settle(delivered.id, subscription.id, status="delivered")
+    later = store.clock.now() + 1
+    assert outbox.purge(store.clock.now()) == 0  # not old enough
+    assert outbox.purge(later) == 1
+    assert [e.id for e in outbox.events("acme")] == [waiting.id]  # its delivery is still pending
+    assert [(d.event_id, d.status) for d in outbox.deliveries()] == [(waiting.id, "pending")]
+
+
 def test_a_resend_another_server_stores_meanwhile_does_not_fail_the_commit(store: Store) -> None:
     if store.dialect != "postgresql":
         pytest.skip("SQLite writers take turns: the second one finds the first one's row")

@@ -11,7 +11,8 @@ Periodic tasks, each deferred once per tick whichever worker gets there first:
   stops; once the heartbeat is ``stalled_after`` seconds old, another worker puts the job back
   to ``todo`` (Procrastinate's documented recipe), and the sync resumes from its checkpoint;
 - ``sweep``, as often: enqueue the inbox drains and the trigger delivery that are due, whatever
-  should have enqueued them (``Work.sweep``), so that no stored delivery waits for a next one.
+  should have enqueued them (``Work.sweep``), so that no stored delivery waits for a next one;
+- ``purge``, hourly: forget finished deliveries and trigger events past their retention.
 
 Retries of failed jobs are not Procrastinate's ``retry``: that would put the job back to
 ``todo`` in place, which collides with a newer job queued under the same queueing lock. A failed
@@ -46,6 +47,7 @@ TASKS: Final[dict[JobKind, str]] = {
 SCHEDULE_TASK: Final = "miniapp_sync.scheduled_syncs"
 STALLED_TASK: Final = "miniapp_sync.retry_stalled_jobs"
 SWEEP_TASK: Final = "miniapp_sync.sweep"
+PURGE_TASK: Final = "miniapp_sync.purge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,9 +207,17 @@ class ProcrastinateQueue(JobQueue):
         async def sweep(timestamp: int) -> str:
             return "inbox drains and trigger delivery due: " + await self._enqueue_each(self.work.sweep)
 
-        for name, periodic_id, body in ((STALLED_TASK, "retry-stalled", retry_stalled), (SWEEP_TASK, "sweep", sweep)):
+        async def purge(timestamp: int) -> str:
+            return await asyncio.to_thread(self.work.purge)
+
+        often = self.liveness.stall_check_cron
+        for name, periodic_id, cron, body in (
+            (STALLED_TASK, "retry-stalled", often, retry_stalled),
+            (SWEEP_TASK, "sweep", often, sweep),
+            (PURGE_TASK, "purge", "0 * * * *", purge),
+        ):
             task = self.app.task(name=name, queue=COMMON_QUEUE, lock=name)(body)
-            self.app.periodic(cron=self.liveness.stall_check_cron, periodic_id=periodic_id, queueing_lock=name)(task)
+            self.app.periodic(cron=cron, periodic_id=periodic_id, queueing_lock=name)(task)
 
     async def _enqueue_each(self, jobs: Callable[..., list[Job]], *args: str) -> str:
         """Enqueue the jobs ``jobs(*args)`` returns (read from the store in a thread); say how many were new."""

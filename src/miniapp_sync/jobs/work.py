@@ -19,6 +19,8 @@ from miniapp_sync.errors import InstallationError, MiniAppSyncError
 from miniapp_sync.jobs.model import Job, Outcome
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.store import Inbox, Installation, Outbox
+from miniapp_sync.webhooks.processor import purge
+from miniapp_sync.webhooks.settings import WebhookSettings
 
 log = logging.getLogger("miniapp_sync.jobs")
 
@@ -155,6 +157,11 @@ class Work:
         if due is not None and due <= now:
             jobs.append(Job("deliver"))
         return jobs
+
+    def purge(self) -> str:
+        """Forget finished webhook deliveries and delivered trigger events past their retention."""
+        rows, events = purge(self.runtime.store, self.runtime.clock.now() - WebhookSettings().retention)
+        return f"purged {rows} finished inbox rows and {events} trigger events"
 
     async def _hook(self, job: Job, hook: Callable[..., Awaitable[float | None]] | None, what: str) -> Outcome:
         if hook is None:

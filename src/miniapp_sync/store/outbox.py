@@ -208,6 +208,13 @@ class Outbox:
         with self._db.read("count trigger events") as conn:
             return int(conn.execute(query).scalar_one())
 
+    def purge(self, before: float) -> int:
+        """Forget events created before ``before`` that wait for no delivery (theirs go with them); return how many."""
+        waiting = select(d.event_id).where(d.event_id == o.id, d.status == "pending").exists()
+        stmt = delete(trigger_outbox).where(o.created_at < before, ~waiting)
+        with self._db.write("purge old trigger events") as conn:
+            return int(conn.execute(stmt).rowcount)
+
     # -- deliveries --------------------------------------------------------------------------------
 
     def due(self, limit: int = 100) -> list[DueDelivery]:

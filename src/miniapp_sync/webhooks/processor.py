@@ -22,7 +22,7 @@ import orjson
 from miniapp_sync.clock import Clock
 from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.runtime import MiniApp, Runtime
-from miniapp_sync.store import Inbox, InboxRow
+from miniapp_sync.store import Inbox, InboxRow, Outbox, Store
 from miniapp_sync.webhooks.concurrency import Call, caller, wait_first
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.operations import Prepared, apply_rows
@@ -32,6 +32,11 @@ log = logging.getLogger("miniapp_sync.webhooks")
 PURGE_EVERY = 3600.0  # seconds between purges of finished rows past their retention
 YIELD_STEP = 0.005  # seconds between looks at the receiver's backlog while stepping aside
 YIELD_TURNS = 3  # loop turns from a socket's data to its delivery in the group commit
+
+
+def purge(store: Store, before: float) -> tuple[int, int]:
+    """Forget finished inbox rows and delivered trigger events older than ``before``; return how many of each."""
+    return Inbox(store).purge(before), Outbox(store).purge(before)
 
 
 def describe(exc: BaseException) -> str:
@@ -83,7 +88,7 @@ class Processor:
                 next_due = await self.drain()
                 if purged_at is None or self.clock.monotonic() - purged_at >= PURGE_EVERY:
                     purged_at = self.clock.monotonic()
-                    await self._call(self.inbox.purge, self.clock.now() - self.settings.retention)
+                    await self._call(purge, self.runtime.store, self.clock.now() - self.settings.retention)
             except MiniAppSyncError as exc:  # the store is unreachable: wait, then try again
                 log.error("webhook processing paused: %s", describe(exc))
                 next_due = self.clock.now() + self.settings.backoff
