@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import AsyncIterator
 from datetime import datetime
 
+import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
 from miniapp_sync.sandbox.catalog import RIYADH
@@ -91,3 +94,74 @@ def test_unknown_events_and_empty_resources_are_refused() -> None:
         sandbox.webhook("invoice.paid")
     with pytest.raises(ValueError, match="no orders record"):
         sandbox.webhook("order.created")
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[str, list[tuple[bytes, dict[str, str]]]]]:
+    """A receiver on 127.0.0.1 that keeps what it gets and answers 202."""
+    got: list[tuple[bytes, dict[str, str]]] = []
+
+    async def keep(request: web.Request) -> web.Response:
+        got.append((await request.read(), dict(request.headers)))
+        return web.json_response({"kept": len(got)}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/hook", keep)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hook", got
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_control_route_sends_a_signed_delivery_of_a_new_order(
+    sandbox: Sandbox, receiver: tuple[str, list[tuple[bytes, dict[str, str]]]]
+) -> None:
+    url, got = receiver
+    before = len(sandbox.data["orders"])
+    async with aiohttp.ClientSession() as http:
+        ask = {"event": "order.created", "to": url}
+        async with http.post(f"{sandbox.base_url}/sandbox/webhooks", json=ask) as response:
+            said = await response.json()
+    assert len(sandbox.data["orders"]) == before + 1  # the store took a new order
+    assert said == {
+        "event": "order.created",
+        "id": sandbox.data["orders"][-1]["id"],
+        "status": 202,
+        "answer": '{"kept": 1}',
+    }
+    ((raw, headers),) = got
+    assert headers["X-Salla-Signature"] == sandbox.sign(raw)
+    assert orjson.loads(raw)["data"]["id"] == said["id"]
+
+
+async def test_the_control_route_applies_changes_before_sending(
+    sandbox: Sandbox, receiver: tuple[str, list[tuple[bytes, dict[str, str]]]]
+) -> None:
+    url, got = receiver
+    order = sandbox.data["orders"][0]
+    ask = {"event": "order.status.updated", "to": url, "id": order["id"], "changes": {"status": "shipped"}}
+    async with aiohttp.ClientSession() as http, http.post(f"{sandbox.base_url}/sandbox/webhooks", json=ask) as response:
+        assert response.status == 200
+    ((raw, _),) = got
+    assert orjson.loads(raw)["data"]["status"]["slug"] == "shipped"
+
+
+@pytest.mark.parametrize(
+    ("ask", "message"),
+    [
+        ({"event": "order.created"}, "expected JSON"),
+        ({"event": "order.created", "to": "ftp://example.org/x"}, "must be an http(s) URL"),
+        ({"event": "coupon.applied", "to": "http://127.0.0.1:9/x"}, "sends no 'coupon.applied' webhooks"),
+        ({"event": "order.updated", "to": "http://127.0.0.1:9/x", "id": 999_999}, "no orders record with id 999999"),
+    ],
+)
+async def test_the_control_route_refuses_bad_requests_saying_why(
+    sandbox: Sandbox, ask: dict[str, object], message: str
+) -> None:
+    async with aiohttp.ClientSession() as http, http.post(f"{sandbox.base_url}/sandbox/webhooks", json=ask) as response:
+        assert response.status == 400
+        assert message in await response.text()

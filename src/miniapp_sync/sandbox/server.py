@@ -14,6 +14,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Final
 
+import aiohttp
 import orjson
 from aiohttp import web
 from yarl import URL
@@ -40,6 +41,7 @@ PATHS: Final = {
 }
 _NOUNS: Final = {"products": "product", "customers": "customer", "orders": "order", "abandonedCarts": "cart"}
 REPEATED_PAGES: Final = 1_000_000  # what repeat_page_forever reports as totalPages
+CONTROL: Final = "/sandbox"  # the sandbox's own routes, for people trying things by hand
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -76,6 +78,7 @@ class Sandbox:
             app.router.add_get(API + path, self._lister(resource))
             app.router.add_get(API + path + "/{id}", self._detailer(resource))
         self._oauth.add_routes(app)
+        app.router.add_post(CONTROL + "/webhooks", self._send_webhook)
         # Paused handlers end at once on stop(), so a short grace period is plenty.
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
@@ -166,16 +169,50 @@ class Sandbox:
 
     def webhook(self, event: str, record: Record | None = None) -> tuple[bytes, dict[str, str]]:
         """Return a signed delivery (raw body, headers) of ``record``, or of the newest record the event concerns."""
-        resource = event_resource(event)
         if record is None:
-            with self._store.lock:
-                if not self.data[resource]:
-                    raise ValueError(f"no {resource} record to send with {event!r}")
-                record = self.data[resource][-1]
+            record = self.webhook_record(event_resource(event))
         with self._store.lock:
             return delivery(
                 event, record, merchant=self.config.merchant_id, secret=self.config.webhook_secret, now=self.clock.now()
             )
+
+    async def _send_webhook(self, request: web.Request) -> web.Response:
+        """POST /sandbox/webhooks {event, to, id?, changes?}: send a signed delivery, as the store would.
+
+        The record is ``id``'s, else a new one for a ``*.created`` event, else the newest; ``changes``
+        are applied to it first (``{"status": "shipped"}`` for an order). Answers with what the
+        receiver answered.
+        """
+        try:
+            ask = orjson.loads(await request.read())  # whatever Content-Type curl -d sent
+        except orjson.JSONDecodeError:
+            ask = None
+        if not isinstance(ask, dict) or not isinstance(ask.get("event"), str) or not isinstance(ask.get("to"), str):
+            raise web.HTTPBadRequest(text='expected JSON {"event": "order.created", "to": "http://…", "id"?, …}')
+        event, to, changes = ask["event"], URL(ask["to"]), ask.get("changes") or {}
+        if to.scheme not in ("http", "https") or not to.host:
+            raise web.HTTPBadRequest(text=f"'to' must be an http(s) URL, not {ask['to']!r}")
+        try:
+            resource = event_resource(event)
+            if "id" in ask:
+                record = self.mutate(resource, int(ask["id"]), **changes)
+            else:
+                created = event.endswith(".created") or event == "abandoned.cart"
+                newest = self.add(resource)[0] if created else self.webhook_record(resource)
+                record = self.mutate(resource, newest["id"], **changes) if changes else newest
+        except (ValueError, KeyError, TypeError) as exc:
+            raise web.HTTPBadRequest(text=str(exc).strip("'\"")) from None
+        raw, headers = self.webhook(event, record)
+        async with aiohttp.ClientSession() as http, http.post(to, data=raw, headers=headers) as answer:
+            said = (await answer.read())[:1000].decode(errors="replace")
+        return web.json_response({"event": event, "id": record["id"], "status": answer.status, "answer": said})
+
+    def webhook_record(self, resource: str) -> Record:
+        """Return the newest record of a resource (what a delivery concerns when none is named)."""
+        with self._store.lock:
+            if not self.data[resource]:
+                raise ValueError(f"no {resource} record to send")
+            return self.data[resource][-1]
 
     # ------------------------------------------------------------------ serving
 
