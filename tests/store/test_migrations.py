@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -42,12 +43,21 @@ def _head() -> str | None:
     return ScriptDirectory.from_config(config).get_current_head()
 
 
+def _declared(obj: Any, name: str | None, kind: str, reflected: bool, compare_to: Any) -> bool:
+    # The customer lookup indexes (migration 0005) are expressions in each dialect's JSON syntax:
+    # not declared in tables.py, which Alembic cannot compare; test_inbox_store checks their use.
+    return not (kind == "index" and name is not None and name.startswith("ix_records_customer_"))
+
+
+# SQLite's reflection skips expression indexes, with a warning: the lookup indexes, as above.
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index ix_records_customer_")
 def test_migrated_schema_matches_the_declared_tables(empty_url: str) -> None:
     Store.open(empty_url).close()
     engine = create_engine(empty_url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": VERSION_TABLE})
+            opts = {"compare_type": True, "version_table": VERSION_TABLE, "include_object": _declared}
+            context = MigrationContext.configure(conn, opts=opts)
             assert compare_metadata(context, metadata) == []
             assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == _head()
     finally:

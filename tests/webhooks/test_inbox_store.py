@@ -16,7 +16,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from miniapp_sync.store import Inbox, InboxEntry, Outbox, Store
+from miniapp_sync.store import Inbox, InboxEntry, Outbox, RecordWrite, Store
+from miniapp_sync.store.processing import Processing, _by_field
 from miniapp_sync.store.tables import metadata
 from miniapp_sync.testing import FakeClock, temporary_database
 
@@ -164,3 +165,29 @@ def test_inbox_bodies_are_compressed_with_lz4_on_postgresql(store: Store) -> Non
     query = "SELECT attcompression FROM pg_attribute WHERE attrelid = 'webhook_inbox'::regclass AND attname = 'body'"
     with store.database.read("read the body column's compression") as conn:
         assert conn.exec_driver_sql(query).scalar_one() == "l"
+
+
+@pytest.mark.parametrize("field", ["primaryEmail", "primaryPhone"])
+def test_a_customer_is_found_by_email_or_phone_through_an_index(store: Store, field: str) -> None:
+    owner = installation(store)
+    customers = [
+        RecordWrite(str(n), {"code": str(n), "primaryEmail": f"Buyer{n}@Example.com", "primaryPhone": f"+9665{n:08d}"})
+        for n in range(2000)
+    ]
+    store.write_records(owner, "core:customer", customers, source="bulk")
+    wanted = customers[1234].data[field]
+    with store.database.write("analyze") as conn:
+        conn.exec_driver_sql("ANALYZE")  # what the planner knows of a store in use
+        found = Processing(conn, 0.0).find_by_field(owner, "core:customer", field, wanted.upper())
+        assert found is not None
+        assert found.code == "1234"
+        query = _by_field(store.dialect, "core:customer", field).compile(conn)
+        values = query.construct_params({"p_installation_id": owner, "p_value": wanted.lower()})
+        if query.positiontup is None:  # PostgreSQL: named parameters
+            plan = conn.exec_driver_sql(f"EXPLAIN {query}", values).all()
+        else:
+            plan = conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {query}", tuple(values[k] for k in query.positiontup)
+            ).all()
+    index = "ix_records_customer_" + ("email" if field == "primaryEmail" else "phone")
+    assert index in str(plan), plan

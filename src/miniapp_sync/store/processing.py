@@ -7,12 +7,14 @@ statements are built once: building a SQLAlchemy statement per call cost more th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterator, Sequence
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
-from sqlalchemy import Connection, Select, Update, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Select, Update, bindparam, insert, select, text, update
 
+from miniapp_sync.errors import StoreError
 from miniapp_sync.store import records as rec
 from miniapp_sync.store.model import RecordWrite, StoredRecord, WriteResult
 from miniapp_sync.store.outbox import emit, subscribers_of
@@ -31,6 +33,7 @@ _CODES = r.code.in_(bindparam("p_codes", expanding=True))
 _RECORDS = select(records).where(*_SAME_RECORD, _CODES)
 _STATES = select(r.code, r.partial, r.version, r.deleted).where(*_SAME_RECORD, _CODES)
 _CHUNK = 500  # codes per IN (...) list
+_NAME: Final = re.compile(r"[A-Za-z_][\w:.-]*")  # content types and field names spliced into SQL
 _DONE = (
     update(webhook_inbox)
     .where(i.id.in_(bindparam("p_ids", expanding=True)))
@@ -57,13 +60,27 @@ class RecordState(NamedTuple):
     deleted: bool
 
 
+def lookup_key(dialect: str, field: str) -> str:
+    """Return the SQL of a record's ``data[field]`` lower-cased, as migration 0005's indexes spell it."""
+    return f"lower(json_extract(data, '$.{field}'))" if dialect == "sqlite" else f"lower(data ->> '{field}')"
+
+
 @cache
-def _by_field(field: str) -> Select[Any]:
+def _by_field(dialect: str, content_type: str, field: str) -> Select[Any]:
+    # D28 finds a delivery's customer by email, then phone. Migration 0005 indexes those keys of
+    # core:customer records; an index serves only a query that spells its expression and its
+    # predicate (the content type, a literal) exactly as it does. Without it every new customer
+    # read all the stored ones: 84 ms a miss at 100,000 customers on SQLite, write lock held.
+    if not _NAME.fullmatch(content_type) or not _NAME.fullmatch(field):
+        raise StoreError(f"cannot look {content_type!r} records up by {field!r}: not a plain name")
     return (
         select(records)
-        .where(*_SAME_RECORD, r.deleted.is_(False), func.lower(r.data[field].as_string()) == bindparam("p_value"))
-        .order_by(r.code)
-        .limit(1)
+        .where(
+            r.installation_id == bindparam("p_installation_id"),
+            text(f"content_type = '{content_type}'"),
+            r.deleted.is_(False),
+            text(f"{lookup_key(dialect, field)} = :p_value"),
+        )
     )
 
 
@@ -115,10 +132,12 @@ class Processing:
         return found
 
     def find_by_field(self, installation_id: str, content_type: str, field: str, value: str) -> StoredRecord | None:
-        """Return the first live record whose ``data[field]`` equals ``value`` (case-insensitive)."""
-        params = {"p_installation_id": installation_id, "p_content_type": content_type, "p_value": value.lower()}
-        row = self.conn.execute(_by_field(field), params).first()
-        return None if row is None else rec.to_record(row)
+        """Return the live record, first by code, whose ``data[field]`` equals ``value`` (case-insensitive)."""
+        params = {"p_installation_id": installation_id, "p_value": value.lower()}
+        # All the matches, usually one, then the first by code: ORDER BY code would lead the planner
+        # to walk the primary key in code order instead of probing the lookup index.
+        rows = self.conn.execute(_by_field(self.conn.dialect.name, content_type, field), params).all()
+        return rec.to_record(min(rows, key=lambda row: row.code)) if rows else None
 
     def write(self, installation_id: str, content_type: str, writes: Sequence[RecordWrite]) -> WriteResult:
         """Apply webhook writes (D20-D22) inside this transaction."""
