@@ -73,14 +73,11 @@ def _by_field(dialect: str, content_type: str, field: str) -> Select[Any]:
     # read all the stored ones: 84 ms a miss at 100,000 customers on SQLite, write lock held.
     if not _NAME.fullmatch(content_type) or not _NAME.fullmatch(field):
         raise StoreError(f"cannot look {content_type!r} records up by {field!r}: not a plain name")
-    return (
-        select(records)
-        .where(
-            r.installation_id == bindparam("p_installation_id"),
-            text(f"content_type = '{content_type}'"),
-            r.deleted.is_(False),
-            text(f"{lookup_key(dialect, field)} = :p_value"),
-        )
+    return select(records).where(
+        r.installation_id == bindparam("p_installation_id"),
+        text(f"content_type = '{content_type}'"),
+        r.deleted.is_(False),
+        text(f"{lookup_key(dialect, field)} = :p_value"),
     )
 
 
