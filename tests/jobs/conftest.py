@@ -1,16 +1,14 @@
 """Fixtures for jobs: a PostgreSQL database of the session's own, the sandbox, and a stack per queue kind.
 
-PostgreSQL is found at $MINIAPP_SYNC_TEST_POSTGRES (default postgresql://postgres@127.0.0.1:5432/test).
-The session creates ``miniapp_sync_jobs_<random>`` and drops it at the end; each test that needs
-PostgreSQL gets a fresh schema in it. Without a reachable server those tests skip, unless
-CI=true, where they fail.
+PostgreSQL is the root conftest's ``postgres_admin_url`` (without a reachable server the tests that
+need it skip, unless CI=true, where they fail). The session creates ``miniapp_sync_jobs_<random>``
+there and drops it at the end; each test that needs PostgreSQL gets a fresh schema in it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -32,8 +30,8 @@ from miniapp_sync.runtime import MiniApp, Runtime, load_miniapp
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
 from miniapp_sync.store import Installation
 from miniapp_sync.store.database import MIGRATIONS
+from miniapp_sync.testing import temporary_database
 
-ADMIN_URL = os.environ.get("MINIAPP_SYNC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "salla" / "definition.json5"
 KEY = {"MINIAPP_SYNC_SECRET_KEY": "jobs tests"}
 QUICK = JobRetry(attempts=3, base=0.05, cap=0.2)  # retries within a test's patience
@@ -63,51 +61,21 @@ def write_definition(folder: Path, change: Callable[[dict[str, Any]], None] | No
     return path
 
 
-class PostgresDatabase:
-    """This session's database on the test server; ``schema_url()`` gives each test an empty schema."""
-
-    def __init__(self, admin_url: str) -> None:
-        self.admin_url = admin_url
-        self.name = f"miniapp_sync_jobs_{uuid.uuid4().hex[:12]}"
-        self.url = make_url(admin_url).set(database=self.name).render_as_string(hide_password=False)
-
-    def schema_url(self) -> str:
-        """Create an empty schema and return a URL whose search_path puts everything there."""
-        schema = f"t_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        url = make_url(self.url).update_query_dict({"options": f"-csearch_path={schema}"})
-        return url.render_as_string(hide_password=False)
-
-
-def postgres_reachable(admin_url: str = ADMIN_URL) -> None:
-    """Return if PostgreSQL answers; otherwise skip, or fail when CI=true (it is required there)."""
-    try:
-        with psycopg.connect(admin_url, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        reason = f"PostgreSQL not reachable at {admin_url} ({type(exc).__name__}: {' '.join(str(exc).split())})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; it is required when CI=true")
-        pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresDatabase]:
-    """Return this session's PostgreSQL database (skipping, or failing when CI=true, without a server)."""
-    postgres_reachable()
-    database = PostgresDatabase(ADMIN_URL)
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database.name)))
-    yield database
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database.name)))
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """Return the URL of this session's PostgreSQL database."""
+    with temporary_database(postgres_admin_url, "miniapp_sync_jobs") as url:
+        yield url
 
 
 @pytest.fixture
-def pg_url(postgres: PostgresDatabase) -> str:
-    """Return the URL of an empty schema of its own."""
-    return postgres.schema_url()
+def pg_url(postgres_url: str) -> str:
+    """Create an empty schema of the test's own and return a URL whose search_path puts everything there."""
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""``db upgrade``, ``enqueue``, ``jobs`` and ``worker`` from the command line."""
+"""``db upgrade``, ``sync --enqueue``, ``jobs`` and ``worker`` from the command line."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from miniapp_sync.cli import main
 from miniapp_sync.testing import sandbox_thread
 
-from .conftest import ADMIN_URL, KEY, PostgresDatabase, migration_head, write_definition
+from .conftest import KEY, migration_head, write_definition
 
 Cli = Callable[..., tuple[int, str, str]]  # (*args) → exit code, stdout, stderr
 
@@ -40,9 +40,9 @@ def test_db_upgrade_on_sqlite_migrates_and_says_no_queue_is_needed(cli: Cli, tmp
     assert "job queue: none needed" in out
 
 
-def test_db_upgrade_creates_a_missing_database_when_asked(cli: Cli, postgres: PostgresDatabase) -> None:
+def test_db_upgrade_creates_a_missing_database_when_asked(cli: Cli, postgres_admin_url: str) -> None:
     name = f"miniapp_sync_cli_{uuid.uuid4().hex[:10]}"
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
     try:
         code, out, err = cli("db", "upgrade", "--create", "--store", url)
         assert code == 0, err
@@ -52,11 +52,11 @@ def test_db_upgrade_creates_a_missing_database_when_asked(cli: Cli, postgres: Po
         assert "created the database" not in out
         assert "schema is current" in out
     finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def test_enqueue_queues_one_job_per_resource_and_reports_duplicates(cli: Cli, tmp_path: Path, pg_url: str) -> None:
+def test_sync_enqueue_queues_one_job_per_resource_and_reports_duplicates(cli: Cli, tmp_path: Path, pg_url: str) -> None:
     definition = str(write_definition(tmp_path))
     assert cli("db", "upgrade", "--store", pg_url)[0] == 0
     with sandbox_thread() as (_, base):
@@ -64,13 +64,13 @@ def test_enqueue_queues_one_job_per_resource_and_reports_duplicates(cli: Cli, tm
         credentials = ["--credential", "accessToken=sandbox-access-token"]
         code, _, err = cli("install", definition, "--tenant", "acme", *credentials, "--store", pg_url, *rewrites)
         assert code == 0, err
-    code, out, err = cli("enqueue", definition, "--tenant", "acme", "--store", pg_url)
+    code, out, err = cli("sync", "--enqueue", definition, "--tenant", "acme", "--store", pg_url)
     assert code == 0, err
     assert "products: queued as job " in out
     assert "customers: queued as job " in out
-    code, out, _ = cli("enqueue", definition, "--tenant", "acme", "--resource", "products", "--store", pg_url)
+    code, out, _ = cli("sync", "--enqueue", definition, "--tenant", "acme", "--resource", "products", "--store", pg_url)
     assert out.strip() == "products: already queued (that job will run it)"
-    code, out, _ = cli("enqueue", definition, "--tenant", "acme", "--store", pg_url, "--format", "json")
+    code, out, _ = cli("sync", "--enqueue", definition, "--tenant", "acme", "--store", pg_url, "--format", "json")
     assert [r["jobId"] for r in json.loads(out)] == [None, None]
     code, out, _ = cli("jobs", "--store", pg_url, "--format", "json")
     assert json.loads(out)["counts"] == [{"queue": "salla", "task": "miniapp_sync.sync", "status": "todo", "jobs": 2}]

@@ -228,9 +228,17 @@ def sync(
     allow_private_network: PrivateOption = False,
     output: FormatOption = OutputFormat.text,
     functions: FunctionsOption = None,
+    enqueue: Annotated[
+        bool, typer.Option("--enqueue", help="Queue it for the workers instead (PostgreSQL): one job per resource.")
+    ] = False,
 ) -> int:
-    """Run a bulk sync of a tenant's installation now (exit 1 when a resource failed)."""
+    """Run a bulk sync of a tenant's installation now (exit 1 when a resource failed), or queue it."""
     miniapp = load_miniapp(definition, registry(functions))
+    if enqueue:
+        from miniapp_sync.cli.scaling import enqueue_syncs
+
+        enqueue_syncs(miniapp, tenant, resource, store, output)
+        return 0
     with open_runtime(store, rewrite, allow_private_network) as runtime:
         runtime.installations.configure(miniapp.ns, pairs(config, "--config"))
         installation = runtime.installations.find(tenant, miniapp.ns)

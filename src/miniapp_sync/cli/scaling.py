@@ -1,4 +1,4 @@
-"""Running at scale: ``worker``, ``enqueue``, ``jobs`` and ``db upgrade`` (PostgreSQL + Procrastinate, D32-D34).
+"""Running at scale: ``worker``, ``sync --enqueue``, ``jobs`` and ``db upgrade`` (PostgreSQL + Procrastinate, D32-D34).
 
 The job machinery is imported inside the commands: Procrastinate costs every other command of
 the CLI a noticeable share of its start-up otherwise.
@@ -17,7 +17,6 @@ import typer
 from rich.table import Table
 
 from miniapp_sync.cli.app import (
-    DefinitionArgument,
     FormatOption,
     FunctionsOption,
     OutputFormat,
@@ -31,11 +30,10 @@ from miniapp_sync.cli.operations import (
     PrivateOption,
     RewriteOption,
     StoreOption,
-    TenantOption,
     open_runtime,
     pairs,
 )
-from miniapp_sync.runtime import load_miniapp
+from miniapp_sync.runtime import MiniApp, load_miniapp
 
 if TYPE_CHECKING:
     from miniapp_sync.jobs import Enqueued
@@ -95,19 +93,12 @@ def worker(
         asyncio.run(run())
 
 
-@app.command()
-def enqueue(
-    definition: DefinitionArgument,
-    tenant: TenantOption,
-    resource: Annotated[list[str] | None, typer.Option(help="Only this resource (repeatable).")] = None,
-    store: StoreOption = None,
-    output: FormatOption = OutputFormat.text,
-    functions: FunctionsOption = None,
+def enqueue_syncs(
+    miniapp: MiniApp, tenant: str, resources: list[str] | None, store: str | None, output: OutputFormat
 ) -> None:
-    """Queue a sync of a tenant's installation for the workers: one job per resource (PostgreSQL)."""
+    """``sync --enqueue``: queue a sync of a tenant's installation for the workers, one job per resource."""
     from miniapp_sync.jobs import ProcrastinateQueue, Work
 
-    miniapp = load_miniapp(definition, registry(functions))
     with open_runtime(store) as runtime:
         runtime.add(miniapp)
         installation = runtime.installations.find(tenant, miniapp.ns)
@@ -115,9 +106,9 @@ def enqueue(
 
         async def send() -> list[Enqueued]:
             async with queue:
-                if not resource:
+                if not resources:
                     return await queue.sync(miniapp.ns, installation.id)
-                return [r for key in resource for r in await queue.sync(miniapp.ns, installation.id, key)]
+                return [r for key in resources for r in await queue.sync(miniapp.ns, installation.id, key)]
 
         receipts = asyncio.run(send())
     if output is OutputFormat.json:
