@@ -5,6 +5,10 @@ Each session creates its own database ``miniapp_sync_test_<random>`` there and d
 end, so parallel sessions and reruns never share tables; tests that need an empty database get
 a fresh schema in it. Without a reachable server the
 PostgreSQL cases skip, unless CI=true, where they fail.
+
+On PostgreSQL a batch of records is written by executemany or, from a few dozen rows, by COPY
+through a staging table (D35). The ``postgresql-copy`` cases run the store's contract again with
+every batch written by COPY, so the small batches of the tests check that path, too.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from miniapp_sync.store import Store
+from miniapp_sync.store import records as store_records
 from miniapp_sync.store.tables import metadata
 from miniapp_sync.testing import FakeClock, temporary_database
 
@@ -76,11 +81,13 @@ def _truncate(url: str) -> None:
         conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(tables))
 
 
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture(params=[*BACKENDS, "postgresql-copy"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """Return the URL of a migrated, empty store on each backend."""
     if request.param == "sqlite":
         return str(tmp_path / "store.sqlite")
+    if request.param == "postgresql-copy":
+        monkeypatch.setattr(store_records, "_COPY_ROWS", 1)
     url: str = request.getfixturevalue("postgres_url")
     _truncate(url)
     return url

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from miniapp_sync.errors import StoreError
-from miniapp_sync.store import RecordWrite, Store, WriteResult, content_hash, normalise_version
+from miniapp_sync.store import Inbox, RecordWrite, Store, StoredRecord, WriteResult, content_hash, normalise_version
 from miniapp_sync.testing import FakeClock
 
 PRODUCT = "core:product"
@@ -214,6 +217,18 @@ def test_a_failure_mid_batch_leaves_neither_records_nor_checkpoint(store: Store,
     assert store.get_checkpoint(installation_id, "products") == {"page": 1}
 
 
+def test_sqlite_stores_the_canonical_json_its_hash_is_taken_of(tmp_path: Path) -> None:
+    # One serialisation a record: the stored text is the sorted-key JSON the content hash covers.
+    data = {"name": "A", "nested": {"b": 1, "a": None}, "tags": ["x"]}
+    with Store.open(tmp_path / "s.sqlite") as store:
+        installation_id = store.save_installation("t", "ns", credentials=b"", metadata={}, user_input={}).id
+        _write(store, installation_id, RecordWrite("a", data))
+        with store.database.read("read the stored text") as conn:
+            text, digest = conn.exec_driver_sql("SELECT data, content_hash FROM records").one()
+    assert hashlib.sha256(text.encode()).hexdigest() == digest == content_hash(data)
+    assert orjson.loads(text) == data
+
+
 def test_data_that_is_not_json_is_refused_with_the_code(store: Store, installation_id: str) -> None:
     with pytest.raises(StoreError, match=r"record 'b': its data is not JSON-serialisable"):
         _write(store, installation_id, RecordWrite("a", {"v": 1}), RecordWrite("b", {"v": {1, 2}}))
@@ -234,3 +249,102 @@ def test_an_unknown_source_is_refused(store: Store, installation_id: str) -> Non
 def test_records_of_an_unknown_installation_are_refused(store: Store) -> None:
     with pytest.raises(StoreError, match="cannot write core:product records of installation 'ghost'"):
         _write(store, "ghost", RecordWrite("a", {}))
+
+
+# Text that escaping gets wrong: COPY's own markers (tab, newline, backslash, \N, \.), quotes,
+# JSON escapes, control characters, non-ASCII text in and beyond the BMP, a combining mark and
+# right-to-left text.
+AWKWARD = [
+    "tab\there",
+    "line\nbreak\r\nand carriage return",
+    "back\\slash \\N \\. \\\\",
+    "\\N",
+    "quotes \" ' ` and \\u0041",
+    "سلة — ﷺ e\u0301 😀 \u200f",
+    "",
+    "\x01\x1f\x7f",
+]
+
+
+def test_data_and_every_column_round_trip_exactly(store: Store, installation_id: str, clock: FakeClock) -> None:
+    clock.advance(0.123456789)
+    data = [
+        {"text": text, "nested": {"list": [text, None, True, False, 0, -1.5e-7, 2**63 - 1]}, "null": None}
+        for text in AWKWARD
+    ]
+    writes = [
+        RecordWrite(f"c{i}", d, version=None if i % 2 else "2024-05-01T09:00:00Z", merge=i == 3)
+        for i, d in enumerate(data)
+    ]
+    run = store.start_run(installation_id, "products")
+    assert _write(store, installation_id, *writes, run_id=run.id).created == len(writes)
+    now = clock.now()
+    for i, d in enumerate(data):
+        assert store.get_record(installation_id, PRODUCT, f"c{i}") == StoredRecord(
+            installation_id=installation_id,
+            content_type=PRODUCT,
+            code=f"c{i}",
+            data=d,
+            content_hash=content_hash(d),
+            version=None if i % 2 else "2024-05-01T09:00:00.000000Z",
+            source="bulk",
+            partial=i == 3,
+            deleted=False,
+            created_at=now,
+            updated_at=now,
+            seen_at=now,
+            webhook_at=None,
+            run_id=run.id,
+        )
+    clock.advance(1.5)
+    changed = [RecordWrite(f"c{i}", {**d, "text": d["text"][::-1] + "!"}) for i, d in enumerate(data)]
+    assert _write(store, installation_id, *changed, source="webhook").updated == len(writes)
+    for i, write in enumerate(changed):
+        record = store.get_record(installation_id, PRODUCT, f"c{i}")
+        assert record is not None
+        assert (record.data, record.source, record.partial, record.run_id) == (write.data, "webhook", False, run.id)
+        assert (record.created_at, record.updated_at, record.webhook_at) == (now, now + 1.5, now + 1.5)
+        assert record.version == (None if i % 2 else "2024-05-01T09:00:00.000000Z")
+
+
+def test_one_transaction_writes_batch_after_batch(store: Store, installation_id: str) -> None:
+    # The webhook processor writes several batches in one transaction, the same code among them.
+    with Inbox(store).transaction() as tx:
+        assert tx.write(installation_id, PRODUCT, [RecordWrite("a", {"v": 1}), RecordWrite("b", {"v": 1})]).created == 2
+        assert tx.write(installation_id, PRODUCT, [RecordWrite("a", {"v": 2}), RecordWrite("c", {"v": 2})]) == (
+            WriteResult(created=1, updated=1, unchanged=0, stale=0, written=["a", "c"])
+        )
+        assert tx.write(installation_id, "core:customer", [RecordWrite("a", {"v": 3})]).created == 1
+    assert [(r.content_type, r.code, r.data) for r in store.list_records(installation_id)] == [
+        ("core:customer", "a", {"v": 3}),
+        (PRODUCT, "a", {"v": 2}),
+        (PRODUCT, "b", {"v": 1}),
+        (PRODUCT, "c", {"v": 2}),
+    ]
+
+
+def test_a_rolled_back_batch_leaves_nothing_behind(store: Store, installation_id: str) -> None:
+    def abandon() -> None:
+        with Inbox(store).transaction() as tx:
+            tx.write(installation_id, PRODUCT, [RecordWrite(code, {"v": 1}) for code in "abc"])
+            raise RuntimeError("abandoned")
+
+    with pytest.raises(RuntimeError, match="abandoned"):
+        abandon()
+    assert store.count_records(installation_id) == 0
+    # The next batches (on the same connection, whichever the pool gives) start clean.
+    assert _write(store, installation_id, RecordWrite("d", {"v": 2})).written == ["d"]
+    assert _write(store, installation_id, RecordWrite("a", {"v": 3})).created == 1
+    assert [(r.code, r.data) for r in store.list_records(installation_id)] == [("a", {"v": 3}), ("d", {"v": 2})]
+
+
+def test_a_nul_character_is_kept_on_sqlite_and_refused_by_postgresql(store: Store, installation_id: str) -> None:
+    writes = [RecordWrite("a", {"v": 1}), RecordWrite("b", {"text": "nul \x00 inside"})]
+    if store.dialect == "sqlite":
+        assert _write(store, installation_id, *writes).created == 2
+        assert _data(store, installation_id, "b") == {"text": "nul \x00 inside"}
+        return
+    # JSONB cannot hold U+0000; the batch fails as a whole, as a StoreError that names it.
+    with pytest.raises(StoreError, match=r"cannot write core:product records .*unsupported Unicode escape"):
+        _write(store, installation_id, *writes)
+    assert store.count_records(installation_id) == 0

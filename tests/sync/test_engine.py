@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from miniapp_sync.errors import InstallationError
 from miniapp_sync.sandbox import SandboxConfig
+from miniapp_sync.sync.engine import RUN_GC_THRESHOLD, ResourceReport
 
 from .conftest import World, derive
 
@@ -190,3 +194,50 @@ async def test_a_provider_enforcing_the_rate_limit_never_answers_429(world: Worl
     assert report.status == "succeeded"
     assert report.resources["products"].throttled == 0
     assert world.sandbox.stats.responses.get(429, 0) == 0
+
+
+@pytest.fixture
+def thresholds() -> Iterator[tuple[int, int, int]]:
+    """Return the collector's thresholds before the test, and put them back after it."""
+    before = gc.get_threshold()
+    yield before
+    gc.set_threshold(*before)
+
+
+async def test_runs_collect_young_objects_less_often_and_put_the_thresholds_back(
+    world: World, thresholds: tuple[int, int, int]
+) -> None:
+    app = derive()
+    first, second = await world.install(app, "acme"), await world.install(app, "globex")
+    seen: list[tuple[int, int, int]] = []
+
+    def progress(report: ResourceReport, total: int | None) -> None:
+        seen.append(gc.get_threshold())
+
+    async def sync(installation: Any) -> None:
+        await world.runtime.engine.run(app.definition, app.plan, installation, progress=progress)
+
+    # Overlapping runs: the one that finishes first must not put the thresholds back under the other.
+    await asyncio.gather(sync(first), sync(second))
+    assert seen
+    assert all(young >= RUN_GC_THRESHOLD and tuple(older) == thresholds[1:] for young, *older in seen)
+    assert gc.get_threshold() == thresholds
+
+
+async def test_a_run_leaves_automatic_collection_off_when_it_is_off(
+    world: World, thresholds: tuple[int, int, int]
+) -> None:
+    app = derive()
+    installation = await world.install(app)
+    gc.set_threshold(0)
+    seen: list[int] = []
+    await world.runtime.engine.run(
+        app.definition,
+        app.plan,
+        installation,
+        resources=["products"],
+        progress=lambda r, t: seen.append(gc.get_threshold()[0]),
+    )
+    assert seen
+    assert set(seen) == {0}
+    assert gc.get_threshold()[0] == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -138,15 +139,20 @@ class SandboxData:
 
     def select(
         self, resource: str, *, updated_after: datetime | None = None, created_after: datetime | None = None
-    ) -> list[Record]:
-        """Return the records, by ascending id, changed or created at or after the given moments."""
+    ) -> Sequence[Record]:
+        """Return the records, by ascending id, changed or created at or after the given moments.
+
+        Without a filter this is the stored list itself, not a copy: a list endpoint serves one
+        page of it, and copying half a million records for each page bounded a large sync at the
+        sandbox's pace. Read it while holding ``lock``, and do not change it.
+        """
         with self.lock:
             found = self.records[resource]
             if updated_after is not None:
                 found = [r for r in found if self.updated(resource, r) >= updated_after]
             if created_after is not None:
                 found = [r for r in found if self._created[resource][r["id"]] >= created_after]
-            return list(found)
+            return found
 
     def stamp(self, now: float) -> datetime:
         """Return a change time from the clock's ``now``, always after every earlier change."""
