@@ -24,11 +24,21 @@ SQLite store (WAL, synchronous=FULL) with one installation whose storeId is the 
     drain jobs for the workers instead of processing (none runs here). Target: ≥ 50% of (b).
     ``--skip-postgres`` leaves it out.
 
+(e) (c)'s paced load again, while the same ``serve`` runs a bulk sync of ``--sync-products``
+    products (started through ``POST /api/installations/{id}/sync``) from a ``miniapp-sync
+    sandbox`` process: on SQLite the sync writes its batches in the event loop that answers the
+    webhooks, so this is what a scheduled sync costs the acknowledgements. Target: p99 ≤ 50 ms.
+    The sandbox serves the products as fast as it can (no details, no rate limit: the sync takes
+    about a second of the phase), so three busy processes share the 2 CPUs meanwhile: a worst
+    case, far above what a provider's rate limit lets a sync do.
+    ``--skip-sync`` leaves it out.
+
 Figures depend on the machine being otherwise idle (the run prints the load average): on the
 project's 2-CPU machine the generator and the server each need most of a core.
 
 Run: ``.venv/bin/python bench/webhooks.py`` (about a minute; ``--seconds``, ``--concurrency``,
-``--rate``, ``--rate-seconds`` to change the phases; ``--postgres URL`` to choose the server).
+``--rate``, ``--rate-seconds`` to change the phases; ``--postgres URL`` to choose the server;
+``--skip-postgres``, ``--skip-sync`` to leave (d) or (e) out).
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import os
 import signal
 import socket
@@ -53,6 +64,7 @@ from pathlib import Path
 import aiohttp
 import uvicorn
 
+from miniapp_sync.definition.loader import load_file
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
 from miniapp_sync.store import Inbox, Store
@@ -110,17 +122,17 @@ def server(args: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
                 process.wait()
 
 
-def serve_args(store: Path | str, port: int, sandbox: Sandbox) -> list[str]:
+def serve_args(store: Path | str, port: int, sandbox: Sandbox, definition: Path = DEFINITION) -> list[str]:
     secret = f"webhookSecret={sandbox.config.webhook_secret}"
-    return [CLI, "serve", "-d", str(DEFINITION), "--store", str(store), "--port", str(port), "--config", secret]
+    return [CLI, "serve", "-d", str(definition), "--store", str(store), "--port", str(port), "--config", secret]
 
 
-def prepare_store(store: Path | str, sandbox: Sandbox) -> None:
+def prepare_store(store: Path | str, sandbox: Sandbox, credentials: dict[str, str] | None = None) -> None:
     with Runtime.open(str(store), environ=KEY) as runtime:
         runtime.store.save_installation(
             "bench",
             "salla",
-            credentials=runtime.installations.vault.encrypt({}),
+            credentials=runtime.installations.vault.encrypt(credentials or {}),
             metadata={"storeId": str(sandbox.config.merchant_id)},
             user_input={},
             status="connected",
@@ -285,6 +297,40 @@ def phase_postgres(load: list[Delivery], args: argparse.Namespace, sandbox: Sand
     return ok / elapsed
 
 
+def phase_during_sync(paced: list[Delivery], args: argparse.Namespace, tmp: Path, sandbox: Sandbox) -> None:
+    store, port, provider = tmp / "syncing.sqlite", free_port(), free_port()
+    prepare_store(store, sandbox, {"accessToken": sandbox.config.access_token})
+    # As fast a sync as the sandbox allows (no details, a budget that never binds): the worst case.
+    document, _ = load_file(DEFINITION)
+    document["sync"]["syncConfiguration"]["rateLimitPerSecond"] = 100_000
+    document["sync"]["resources"]["products"]["expandDetails"] = False
+    definition = tmp / "syncing.json"
+    definition.write_text(json.dumps(document))
+    origin = f"http://127.0.0.1:{provider}"
+    rewrites = ["--rewrite", f"https://api.salla.dev={origin}", "--rewrite", f"https://accounts.salla.sa={origin}"]
+    provider_args = [CLI, "sandbox", "--port", str(provider), "--products", str(args.sync_products)]
+    serving = [*serve_args(store, port, sandbox, definition), *rewrites, "--admin-token", "bench-admin"]
+    admin = {"Authorization": "Bearer bench-admin"}
+    with server(provider_args, provider), server(serving, port):
+        base = f"http://127.0.0.1:{port}"
+        (installation,) = json.loads(urllib.request.urlopen(_request(f"{base}/api/installations", admin)).read())
+        start = _request(f"{base}/api/installations/{installation['id']}/sync?resource=products", admin, "POST")
+        run_id = json.loads(urllib.request.urlopen(start).read())["runId"]
+        latencies, _, failed = asyncio.run(open_loop(f"{base}/miniapps/salla/webhooks", paced, args.rate, store))
+        run = json.loads(urllib.request.urlopen(_request(f"{base}/api/runs/{run_id}", admin)).read())
+    ms = [x * 1000 for x in latencies]
+    stats = run["stats"].get("products", {})
+    p50, p99 = percentile(ms, 0.5), percentile(ms, 0.99)
+    print(f"(e) ack latency at {args.rate:,.0f}/s while the server syncs: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+          f"max {max(ms):.1f} ms; {failed} non-2xx   [target p99 ≤ 50 ms]")  # fmt: skip
+    print(f"    the sync meanwhile: {run['status']}, {stats.get('fetched', 0):,} of {args.sync_products:,} products "
+          f"fetched during the {len(paced) / args.rate:.0f} s phase")  # fmt: skip
+
+
+def _request(url: str, headers: dict[str, str], method: str = "GET") -> urllib.request.Request:
+    return urllib.request.Request(url, headers=headers, method=method)
+
+
 def phase_latency(paced: list[Delivery], args: argparse.Namespace, tmp: Path, sandbox: Sandbox) -> None:
     store, port = tmp / "paced.sqlite", free_port()
     prepare_store(store, sandbox)
@@ -318,6 +364,8 @@ def main() -> None:
     parser.add_argument("--max-deliveries", type=int, default=60_000)
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test", help="for (d)")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--sync-products", type=int, default=20_000, help="for (e)")
+    parser.add_argument("--skip-sync", action="store_true")
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_server:
@@ -343,6 +391,8 @@ def main() -> None:
         ours = phase_throughput(load, args, Path(folder), sandbox)
         print(f"    {ours / ceiling:.0%} of (a)   [targets ≥ 5,000/s and ≥ 30%]")
         phase_latency(paced, args, Path(folder), sandbox)
+        if not args.skip_sync:
+            phase_during_sync(paced, args, Path(folder), sandbox)
     if not args.skip_postgres:
         on_postgres = phase_postgres(load, args, sandbox)
         print(f"    {on_postgres / ours:.0%} of (b)   [target ≥ 50%]")
