@@ -294,7 +294,7 @@ def _sqlite_record_upsert(count: int) -> str:
 _COPY_ROWS: Final = 50
 
 
-def _upsert_records(conn: Connection, plan: _Plan) -> None:
+def _postgres_upsert_records(conn: Connection, plan: _Plan) -> None:
     rows = list(plan.rows.values())
     if len(rows) < _COPY_ROWS:
         conn.execute(_record_upsert(conn.dialect.name), rows)
@@ -436,7 +436,7 @@ def write_records(
     if plan.rows and conn.dialect.name == "sqlite":
         _sqlite_upsert_records(conn, plan)
     elif plan.rows:
-        _upsert_records(conn, plan)
+        _postgres_upsert_records(conn, plan)
     params = {"p_installation_id": installation_id, "p_content_type": content_type, "p_now": now, "p_run_id": run_id}
     for group, by_webhook in ((plan.seen, False), (plan.seen_by_webhook, True)):
         # A code rewritten later in the batch already gets seen_at (and webhook_at) from the upsert.
