@@ -12,13 +12,13 @@ import aiohttp
 import pytest
 import uvicorn
 
-from miniapp_sync.jobs import Job
+from miniapp_sync.jobs import Enqueued, Job, LocalQueue
 from miniapp_sync.sandbox import Sandbox
 from miniapp_sync.server import create_app
 from miniapp_sync.store import Inbox, InboxEntry
 from miniapp_sync.testing import FakeClock
 from miniapp_sync.webhooks.delivery import seal
-from miniapp_sync.webhooks.service import WebhookService
+from miniapp_sync.webhooks.service import DrainRequests, WebhookService
 from miniapp_sync.webhooks.settings import WebhookSettings
 
 from .conftest import Stack, until
@@ -127,3 +127,25 @@ async def test_workers_purge_what_is_past_its_retention(stack: Stack, sandbox: S
     stack.runtime.clock = FakeClock(stack.runtime.clock.now() + WebhookSettings().retention + 1)
     assert stack.work.purge() == "purged 2 finished inbox rows and 2 trigger events"
     assert Inbox(stack.runtime.store).list() == []
+
+
+async def test_deliveries_during_an_enqueue_ask_for_one_more_drain_not_one_each(stack: Stack) -> None:
+    calls: list[str] = []
+    release = asyncio.Event()
+
+    class Paused(LocalQueue):  # an enqueue that takes a while (the queue's database is busy)
+        async def drain_inbox(self, ns: str, installation_id: str) -> Enqueued:
+            calls.append(installation_id)
+            await release.wait()
+            return await super().drain_inbox(ns, installation_id)
+
+    drains = DrainRequests(Paused(stack.work))
+    drains.request("salla", "inst-a")
+    await asyncio.sleep(0)  # the first enqueue is in flight
+    for _ in range(3):
+        drains.request("salla", "inst-a")  # committed meanwhile: the job in flight may have started already
+    drains.request("salla", "inst-b")
+    await asyncio.sleep(0)
+    release.set()
+    await drains.close()
+    assert sorted(calls) == ["inst-a", "inst-a", "inst-b"]
