@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from http.client import HTTPConnection
 from itertools import pairwise
@@ -43,6 +44,7 @@ from miniapp_sync.testing import temporary_database
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "salla" / "definition.json5"
 CLI = str(Path(sys.executable).with_name("miniapp-sync"))
 SIGNING = Sandbox(SandboxConfig(orders=12))  # signs deliveries as the sandbox process would (same merchant)
+ADMIN = "scale-out admin token"
 ENV = {**os.environ, "MINIAPP_SYNC_SECRET_KEY": "scale-out tests", "SALLA_SECRET": SIGNING.config.webhook_secret}
 RATE = 10  # the definition's rateLimitPerSecond, and what the sandbox enforces per access token
 # 14 pages of 20 per resource: alone, a resource takes 1.4 s at RATE, longer than the sandbox's bucket
@@ -172,6 +174,7 @@ def start_server(name: str, database: str, path: Path, folder: Path, processes: 
     for _ in range(3):  # the free port may be taken by someone else before the server binds it
         port, log = free_port(), folder / f"serve-{name}.log"
         args = ["--store", database, "-d", str(path), "--port", str(port), "--config", "webhookSecret=env:SALLA_SECRET"]
+        args += ["--admin-token", ADMIN]
         with log.open("wb") as out:
             process = subprocess.Popen([CLI, "serve", *args], stdout=out, stderr=out, env=ENV)
         processes.append(process)
@@ -205,6 +208,18 @@ def send_webhooks(servers: list[str], installations: list[str]) -> int:
     statuses = asyncio.run(post_all())
     assert set(statuses) == {200}, statuses
     return len(sent)
+
+
+def enqueue_through(servers: list[str], installations: list[str]) -> list[bool]:
+    """Start a sync of each installation through a server's management API; return which jobs were new."""
+    fresh = []
+    for number, installation_id in enumerate(installations):
+        url = f"{servers[number % 2]}/api/installations/{installation_id}/sync"
+        request = urllib.request.Request(url, method="POST", headers={"Authorization": f"Bearer {ADMIN}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 202
+            fresh += [job["jobId"] is not None for job in json.loads(response.read())["jobs"]]
+    return fresh
 
 
 def enqueue_all(store_url: str, path: Path) -> list[bool]:
@@ -283,13 +298,13 @@ def test_two_workers_share_the_queue_and_the_budget_and_survive_a_sigkill(
                 return installation_id, resource
         return None
 
-    # While the first installation's pair runs, enqueue everything again: each running job takes a
-    # twin (it waits for the lock), the jobs still queued refuse theirs.
+    # While the first installation's pair runs, enqueue everything again, through the servers: each
+    # running job takes a twin (it waits for the lock), the jobs still queued refuse theirs.
     wait_for(lambda: doing(workers["a"][1]) and doing(workers["b"][1]), "both workers to run jobs")
     assert {doing(workers["a"][1])[0][0], doing(workers["b"][1])[0][0]} == {
         store.find_installation("north", "salla").id
     }  # type: ignore[union-attr]
-    assert sum(enqueue_all(database, path)) == 2
+    assert sum(enqueue_through(servers, list(installation_of))) == 2
 
     killed, killed_id = workers["a"]
     wait_for(lambda: mid_job(killed_id), "worker a to be mid-job")
