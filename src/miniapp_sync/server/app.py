@@ -125,9 +125,9 @@ def create_app(
     workers: this process only enqueues them (a service the caller built needs the same queue).
     """
     tasks: set[asyncio.Task[Any]] = set()
-    if not isinstance(webhooks, WebhookService):
-        webhooks = WebhookService(runtime, settings=webhooks, queue=queue)
-    service = webhooks
+    service = (
+        webhooks if isinstance(webhooks, WebhookService) else WebhookService(runtime, settings=webhooks, queue=queue)
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
