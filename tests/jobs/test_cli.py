@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +25,7 @@ from miniapp_sync.testing import sandbox_thread
 from .conftest import KEY, migration_head, write_definition
 
 Cli = Callable[..., tuple[int, str, str]]  # (*args) → exit code, stdout, stderr
+CLI = str(Path(sys.executable).with_name("miniapp-sync"))
 
 
 @pytest.fixture
@@ -92,3 +100,34 @@ def test_a_heartbeat_slower_than_the_stall_timeout_is_bad_usage(cli: Cli, tmp_pa
     code, _, err = cli("worker", "-d", definition, "--heartbeat", "30", "--stalled-after", "10")
     assert code == 2
     assert "shorter than stalled_after" in " ".join(err.split())
+
+
+def test_a_worker_serves_its_metrics_when_asked(cli: Cli, tmp_path: Path, pg_url: str) -> None:
+    assert cli("db", "upgrade", "--store", pg_url)[0] == 0
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["worker", "-d", str(write_definition(tmp_path)), "--store", pg_url, "--metrics-port", str(port)]
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen([CLI, *args], env={**os.environ, **KEY}, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # waiting for another process to listen, not testing time
+            assert worker.poll() is None, log.read_text()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                    text = response.read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the worker's metrics never answered"
+                time.sleep(0.05)
+        assert 'miniapp_sync_inbox_rows{status="pending"} 0.0' in text  # read from the store
+        assert "miniapp_sync_inbox_processed" in text
+        with psycopg.connect(pg_url) as conn:  # SIGTERM is the worker's to handle once it has registered
+            while not conn.execute("SELECT count(*) FROM procrastinate_workers").fetchone()[0]:  # type: ignore[index]
+                assert time.monotonic() < deadline, "the worker never registered"
+                time.sleep(0.05)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=20) == 0  # a graceful stop closes the metrics too

@@ -7,13 +7,16 @@ the CLI a noticeable share of its start-up otherwise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from aiohttp import web
 from rich.table import Table
 
 from miniapp_sync.cli.app import (
@@ -33,11 +36,13 @@ from miniapp_sync.cli.operations import (
     open_runtime,
     pairs,
 )
+from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.runtime import MiniApp, load_miniapp
 
 if TYPE_CHECKING:
     from miniapp_sync.jobs import Enqueued
     from miniapp_sync.jobs.procrastinate_queue import QueueStatus
+    from miniapp_sync.webhooks.service import WebhookService
 
 db = typer.Typer(name="db", help="The store's database: migrations and the job queue's schema.", no_args_is_help=True)
 app.add_typer(db)
@@ -53,6 +58,11 @@ def worker(
     stalled_after: Annotated[
         float, typer.Option(help="Seconds without a heartbeat after which a worker is dead and its jobs are retried.")
     ] = 30.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve this worker's Prometheus metrics (inbox processing, triggers) on PORT/metrics."),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address the metrics bind to.")] = "127.0.0.1",
     config: ConfigOption = None,
     rewrite: RewriteOption = None,
     allow_private_network: PrivateOption = False,
@@ -85,12 +95,39 @@ def worker(
 
         async def run() -> None:
             try:
-                async with queue:
+                async with queue, _metrics(webhooks, metrics_host, metrics_port):
                     await queue.run_worker(concurrency=concurrency, name=name)
             finally:
                 await webhooks.stop()
 
         asyncio.run(run())
+
+
+@contextlib.asynccontextmanager
+async def _metrics(service: WebhookService, host: str, port: int | None) -> AsyncIterator[None]:
+    """Serve ``GET /metrics`` for the block, when a port is given: the server's format, this worker's figures."""
+    if port is None:
+        yield
+        return
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = service.metrics.render(await service.counts())
+        return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise MiniAppSyncError(f"cannot serve metrics on {host}:{port} (--metrics-port): {exc.strerror}") from None
+    console().print(f"metrics on http://{host}:{port}/metrics")
+    try:
+        yield
+    finally:
+        await runner.cleanup()
 
 
 def enqueue_syncs(
