@@ -59,13 +59,19 @@ def _apply(model: dict[str, Known], op: Op, source: str, now: float) -> None:
     write = op.write(now)
     version = None if write.version is None else normalise_version(write.version)
     known = model.get(op.code)
+    stale = False
     if known is not None:
         if version is not None and known.version is not None:
-            if known.version > version:
-                return
-        elif source == "bulk" and write.fetched_at is not None and (known.webhook_at or 0) > write.fetched_at:
+            stale = known.version > version
+        else:
+            stale = source == "bulk" and write.fetched_at is not None and (known.webhook_at or 0) > write.fetched_at
+    if stale:
+        assert known is not None
+        if write.merge or not known.partial:
             return
-    if write.merge:
+        # A full record completes a partial one even when older: the updates' fields and version win.
+        data, partial, version = {**write.data, **known.data}, False, known.version
+    elif write.merge:
         data = write.data if known is None else {**known.data, **write.data}
         partial = True if known is None else known.partial
     else:

@@ -137,6 +137,19 @@ def test_update_for_unknown_record_is_kept_partial_until_a_full_write(store: Sto
     assert completed.partial is False
 
 
+def test_an_older_full_record_still_completes_a_partial_one(store: Store, installation_id: str) -> None:
+    # A webhook's update arrives before the record was ever synced; the next bulk page is older.
+    update = RecordWrite("a", {"status": "shipped", "updatedAt": "T2"}, version="2024-05-02T10:00:00Z", merge=True)
+    _write(store, installation_id, update, source="webhook")
+    older = RecordWrite("a", {"name": "A", "status": "paid", "updatedAt": "T1"}, version="2024-05-01T10:00:00Z")
+    assert _write(store, installation_id, older).updated == 1
+    record = store.get_record(installation_id, PRODUCT, "a")
+    assert record is not None
+    assert (record.data, record.partial) == ({"name": "A", "status": "shipped", "updatedAt": "T2"}, False)
+    assert record.version == "2024-05-02T10:00:00.000000Z"  # the update's, newer, stays
+    assert _write(store, installation_id, older).stale == 1  # complete now: an older record is stale again
+
+
 def test_later_writes_of_a_code_in_one_batch_win(store: Store, installation_id: str) -> None:
     result = _write(
         store,

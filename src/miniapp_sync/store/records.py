@@ -130,16 +130,21 @@ def _plan(
         code = write.code
         version = None if write.version is None else normalise_version(write.version)
         known = current.get(code)
+        data = write.data
         if known is not None and _is_stale(known, write, version, source):
-            plan.stale += 1
-            if code not in plan.rows:
-                plan.seen.append(code)
-            continue
+            if write.merge or not known.partial or known.deleted or known.data is None:
+                plan.stale += 1
+                if code not in plan.rows:
+                    plan.seen.append(code)
+                continue
+            # D22: a full record completes a partial one even when it is the older version: the
+            # fields the updates brought happened later, so they win, and their version stays.
+            data, version = {**write.data, **known.data}, known.version
         if write.merge:
             data = write.data if known is None else {**(known.data or {}), **write.data}
             partial = True if known is None else known.partial or write.partial
         else:
-            data, partial = write.data, write.partial
+            partial = write.partial
         try:
             text = _canonical(data)
         except TypeError as exc:  # orjson.JSONEncodeError
@@ -422,7 +427,11 @@ def write_records(
             raise StoreError(
                 f"cannot write a {content_type} record: code must be a non-empty string, found {preview(code)}"
             )
-    stored = _load(conn, installation_id, content_type, codes, with_data=any(w.merge for w in writes)) if codes else {}
+    with_data = any(w.merge for w in writes)
+    stored = _load(conn, installation_id, content_type, codes, with_data=with_data) if codes else {}
+    partial = [code for code, known in stored.items() if known.partial and not known.deleted]
+    if partial and not with_data:  # a full write may complete them (D22): their data is needed, rarely
+        stored.update(_load(conn, installation_id, content_type, partial, with_data=True))
     plan = _plan(
         stored,
         writes,
