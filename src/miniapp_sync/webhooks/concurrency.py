@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from miniapp_sync.clock import Clock
+from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.store import Store
 
 P = ParamSpec("P")
 T = TypeVar("T")
+log = logging.getLogger("miniapp_sync.webhooks")
 
 
 class Call(Protocol):
@@ -47,3 +51,32 @@ async def wait_first(*waits: Coroutine[Any, Any, Any]) -> None:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def run_until_stopped(
+    step: Callable[[], Awaitable[float | None]],
+    *,
+    wake: asyncio.Event,
+    stop: asyncio.Event,
+    clock: Clock,
+    backoff: float,
+    what: str,
+) -> None:
+    """Run ``step`` again and again until ``stop`` is set: when ``wake`` is set or the time it returned comes.
+
+    A step that fails is retried ``backoff`` seconds later: an unreachable store, or a bug, must not
+    end the work for good (what waits is kept in the store).
+    """
+    while not stop.is_set():
+        wake.clear()
+        try:
+            next_due = await step()
+        except MiniAppSyncError as exc:
+            log.error("%s paused: %s", what, exc)
+            next_due = clock.now() + backoff
+        except Exception:
+            log.exception("%s failed unexpectedly; retrying", what)
+            next_due = clock.now() + backoff
+        delay = None if next_due is None else max(0.0, next_due - clock.now())
+        timer = [clock.sleep(delay)] if delay is not None else []
+        await wait_first(wake.wait(), stop.wait(), *timer)

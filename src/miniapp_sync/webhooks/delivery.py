@@ -15,10 +15,9 @@ import aiohttp
 import orjson
 
 from miniapp_sync.clock import Clock
-from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.installations import Vault
 from miniapp_sync.store import DueDelivery, Outbox, Subscription
-from miniapp_sync.webhooks.concurrency import Call, wait_first
+from miniapp_sync.webhooks.concurrency import Call, run_until_stopped
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.settings import WebhookSettings
 from miniapp_sync.webhooks.triggers import event_body, signature
@@ -64,19 +63,14 @@ class TriggerDelivery:
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Deliver as events arrive and retries come due, until ``stop`` is set."""
         try:
-            while not stop.is_set():
-                self._wake.clear()
-                try:
-                    next_due = await self.deliver_due()
-                except MiniAppSyncError as exc:
-                    log.error("trigger delivery paused: %s", exc)
-                    next_due = self.clock.now() + self.settings.backoff
-                except Exception:  # a bug must not stop delivery for good; the events wait in the outbox
-                    log.exception("trigger delivery failed unexpectedly; retrying")
-                    next_due = self.clock.now() + self.settings.backoff
-                delay = None if next_due is None else max(0.0, next_due - self.clock.now())
-                timer = [self.clock.sleep(delay)] if delay is not None else []
-                await wait_first(self._wake.wait(), stop.wait(), *timer)
+            await run_until_stopped(
+                self.deliver_due,
+                wake=self._wake,
+                stop=stop,
+                clock=self.clock,
+                backoff=self.settings.backoff,
+                what="trigger delivery",
+            )
         finally:
             await self.close()
 

@@ -23,7 +23,7 @@ from miniapp_sync.clock import Clock
 from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.store import Inbox, InboxRow, Outbox, Store
-from miniapp_sync.webhooks.concurrency import Call, caller, wait_first
+from miniapp_sync.webhooks.concurrency import Call, caller, run_until_stopped
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.operations import Prepared, apply_rows
 from miniapp_sync.webhooks.settings import WebhookSettings
@@ -82,22 +82,18 @@ class Processor:
         if recovered:
             log.warning("retrying %d webhook deliveries interrupted by a stop", recovered)
         purged_at: float | None = None
-        while not stop.is_set():
-            self._wake.clear()
-            try:
-                next_due = await self.drain()
-                if purged_at is None or self.clock.monotonic() - purged_at >= PURGE_EVERY:
-                    purged_at = self.clock.monotonic()
-                    await self._call(purge, self.runtime.store, self.clock.now() - self.settings.retention)
-            except MiniAppSyncError as exc:  # the store is unreachable: wait, then try again
-                log.error("webhook processing paused: %s", describe(exc))
-                next_due = self.clock.now() + self.settings.backoff
-            except Exception:  # a bug must not stop processing for good; the rows wait in the inbox
-                log.exception("webhook processing failed unexpectedly; retrying")
-                next_due = self.clock.now() + self.settings.backoff
-            delay = None if next_due is None else max(0.0, next_due - self.clock.now())
-            timer = [self.clock.sleep(delay)] if delay is not None else []
-            await wait_first(self._wake.wait(), stop.wait(), *timer)
+
+        async def step() -> float | None:
+            nonlocal purged_at
+            next_due = await self.drain()
+            if purged_at is None or self.clock.monotonic() - purged_at >= PURGE_EVERY:
+                purged_at = self.clock.monotonic()
+                await self._call(purge, self.runtime.store, self.clock.now() - self.settings.retention)
+            return next_due
+
+        await run_until_stopped(
+            step, wake=self._wake, stop=stop, clock=self.clock, backoff=self.settings.backoff, what="webhook processing"
+        )
 
     async def settle(self) -> None:
         """Process until nothing is pending, waiting out retries on the clock (instantly, with a FakeClock)."""
