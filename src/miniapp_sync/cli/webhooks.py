@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +19,7 @@ from miniapp_sync.runtime import Runtime, load_miniapp
 from miniapp_sync.store import DeadLetter, DeadLetterKind, Inbox, InboxStatus, Outbox
 from miniapp_sync.webhooks.delivery import seal
 from miniapp_sync.webhooks.replay import replay
+from miniapp_sync.webhooks.signing import PREFIX, SecretError, new_secret, signing_key
 from miniapp_sync.webhooks.triggers import event_body, iso
 
 NsOption = Annotated[str | None, typer.Option("--ns", help="Only this MiniApp.")]
@@ -43,12 +43,15 @@ def subscribe(
     url: Annotated[str, typer.Option("--url", help="Where events are POSTed.")],
     secret: Annotated[
         str | None,
-        typer.Option(help="The signing secret (or env:VAR); a new one is generated and shown once when omitted."),
+        typer.Option(
+            help="The signing secret, whsec_… (Standard Webhooks) or any passphrase (or env:VAR);"
+            " a new one is generated and shown once when omitted."
+        ),
     ] = None,
     store: StoreOption = None,
     output: FormatOption = OutputFormat.text,
 ) -> None:
-    """Send a tenant's trigger events to a URL, as signed POSTs (X-MiniApp-Signature: sha256=…)."""
+    """Send a tenant's trigger events to a URL as POSTs signed the Standard Webhooks way."""
     if not url.startswith(("http://", "https://")):
         raise typer.BadParameter("expected an http:// or https:// URL", param_hint="--url")
     generated = secret is None
@@ -56,7 +59,11 @@ def subscribe(
         if secret[4:] not in os.environ:
             raise typer.BadParameter(f"environment variable {secret[4:]!r} is not set", param_hint="--secret")
         secret = os.environ[secret[4:]]
-    value = secret or secrets.token_urlsafe(32)
+    value = new_secret() if secret is None else secret
+    try:
+        signing_key(value)
+    except SecretError as exc:
+        raise typer.BadParameter(f"{exc} (or omit --secret to have one generated)", param_hint="--secret") from None
     with open_runtime(store) as runtime:
         subscription = Outbox(runtime.store).subscribe(tenant, ns, url, seal(runtime.installations.vault, value))
     row = {"id": subscription.id, "tenant": tenant, "ns": ns, "url": url}
@@ -66,7 +73,9 @@ def subscribe(
     console().print(f"subscribed {url} to {ns} trigger events of {tenant} (id {subscription.id})")
     if generated:
         # Shown this once, for the subscriber to verify signatures with; it is stored encrypted.
-        console().print(f"signing secret: {value}")
+        console().print(f"signing secret (Standard Webhooks): {value}")
+    elif not value.startswith(PREFIX):
+        console().print(f"subscribers verify with {PREFIX} + the base64 of this secret (Standard Webhooks)")
 
 
 @app.command()

@@ -1,5 +1,7 @@
 """Trigger delivery: POST each outbox event to its subscribers, signed, with retries (D27).
 
+Signatures follow Standard Webhooks (``webhooks/signing.py``).
+
 A 2xx delivers; anything else (another status, a connection error, a timeout) is retried with
 exponential backoff on the injected clock, up to ``delivery_attempts``, then given up (the event
 stays in the outbox, readable through the pull API). Redirects are not followed. Errors recorded
@@ -20,7 +22,8 @@ from miniapp_sync.store import DueDelivery, Outbox, Subscription
 from miniapp_sync.webhooks.concurrency import Call, run_until_stopped
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.settings import WebhookSettings
-from miniapp_sync.webhooks.triggers import event_body, signature
+from miniapp_sync.webhooks.signing import signed_headers, signing_key
+from miniapp_sync.webhooks.triggers import event_body
 
 log = logging.getLogger("miniapp_sync.webhooks")
 BATCH = 100
@@ -106,9 +109,7 @@ class TriggerDelivery:
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "miniapp-sync",
-            "X-MiniApp-Signature": signature(self._secret(subscription), raw),
-            "X-MiniApp-Delivery": str(event.id),
-            "X-MiniApp-Timestamp": str(int(self.clock.now())),
+            **signed_headers(self._secret(subscription), str(event.id), self.clock.now(), raw),
         }
         error: str | None = None
         try:
@@ -143,7 +144,7 @@ class TriggerDelivery:
         # Keyed by the ciphertext: subscribing the same URL again with a new secret changes it.
         secret = self._secrets.get(subscription.secret)
         if secret is None:
-            secret = str(self.vault.decrypt(subscription.secret)["secret"]).encode()
+            secret = signing_key(str(self.vault.decrypt(subscription.secret)["secret"]))
             self._secrets[subscription.secret] = secret
         return secret
 

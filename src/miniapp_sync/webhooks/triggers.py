@@ -2,15 +2,12 @@
 
 The body of a POST (and of one pull API item) is
 ``{id, event, tenant, ns, occurredAt, record, customer}``; ``record`` and ``customer`` are
-``{contentType, code, partial, data}`` or null. A POST carries ``X-MiniApp-Signature:
-sha256=<hex HMAC-SHA256 of the raw body>``, ``X-MiniApp-Delivery: <id>`` (the same on every
-retry, for receivers to de-duplicate) and ``X-MiniApp-Timestamp`` (epoch seconds of the attempt).
+``{contentType, code, partial, data}`` or null. A POST is signed the Standard Webhooks way
+(``webhooks/signing.py``): ``webhook-id`` is the event's ``id``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,8 +44,3 @@ def event_body(event: TriggerEvent) -> dict[str, Any]:
         "record": event.payload.get("record"),
         "customer": event.payload.get("customer"),
     }
-
-
-def signature(secret: bytes, raw: bytes) -> str:
-    """Return the X-MiniApp-Signature of a raw body."""
-    return "sha256=" + hmac.new(secret, raw, hashlib.sha256).hexdigest()
