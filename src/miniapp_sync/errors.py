@@ -11,7 +11,10 @@
     ├── ProviderError             a provider HTTP call failed
     ├── StoreError                the store cannot read or write
     ├── InstallationError         an installation, its credentials or a placeholder is unusable
-    └── WebhookError              a delivery cannot be accepted
+    ├── WebhookError              a delivery cannot be accepted
+    ├── ListenError               a server cannot listen where asked (a busy port)
+    └── UsageError                a command or request names something that does not exist
+                                  (a resource): the CLI exits 2, as for an invalid definition
 
 Messages say what failed, where, what was expected and what was found, and a hint when
 one is known. Values quoted in messages go through ``preview()`` so they stay short.
@@ -180,3 +183,14 @@ class InstallationError(MiniAppSyncError):
 
 class WebhookError(MiniAppSyncError):
     """A webhook delivery cannot be accepted."""
+
+
+class ListenError(MiniAppSyncError):
+    """A server cannot listen on the address it was asked to."""
+
+
+class UsageError(MiniAppSyncError):
+    """A command or request asks for something that does not exist.
+
+    The CLI exits 2 on it (bad usage), as it does on an invalid definition.
+    """

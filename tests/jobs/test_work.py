@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from miniapp_sync.errors import InstallationError, StoreError
+from miniapp_sync.errors import InstallationError, StoreError, UsageError
 from miniapp_sync.jobs import Job, JobRetry, LocalQueue, Work
 from miniapp_sync.jobs.work import INTERRUPTED
 from miniapp_sync.network import Rewrites
@@ -89,8 +89,10 @@ async def test_due_syncs_are_those_whose_cron_fires_in_the_window(embedded: Embe
 async def test_resources_of_a_sync_are_the_enabled_ones_or_the_one_named(embedded: Embedded) -> None:
     assert embedded.work.resources("salla", None) == ["products", "customers"]
     assert embedded.work.resources("salla", "orders") == ["orders"]  # named: run even though disabled
-    with pytest.raises(InstallationError, match=r"no resource 'nope' in sync.resources of 'salla' \(known: "):
+    with pytest.raises(UsageError, match=r"no resource 'nope' in sync.resources of 'salla' \(known: "):
         embedded.work.resources("salla", "nope")
+    with pytest.raises(UsageError, match=r"did you mean 'products'\?"):
+        embedded.work.resources("salla", "prodcts")
     with pytest.raises(InstallationError, match=r"does not serve the MiniApp 'zid' \(serving: salla\)"):
         embedded.work.resources("zid", None)
 

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from miniapp_sync.cli.app import app
-from miniapp_sync.errors import DefinitionError, MiniAppSyncError
+from miniapp_sync.errors import DefinitionError, MiniAppSyncError, UsageError
 
 __all__ = ["app", "main"]
 
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             err.print_exception()
         err.print("[bold red]Error:[/]", str(exc), markup=True)
-        return 2 if isinstance(exc, DefinitionError) else 1
+        return 2 if isinstance(exc, DefinitionError | UsageError) else 1
     except Exception as exc:  # a bug, not bad input: say so plainly, trace only on request
         if debug:
             err.print_exception()

@@ -25,6 +25,7 @@ from miniapp_sync.errors import preview
 from miniapp_sync.mapping.paths import compile_path
 from miniapp_sync.mapping.plan import MappingPlan, compile_plan, vocabulary
 from miniapp_sync.mapping.records import MappedRecord
+from miniapp_sync.sync.resources import check_resource_names
 from miniapp_sync.webhooks.identify import Delivery, extract_event, transaction_id
 
 
@@ -89,11 +90,7 @@ def _print_records(results: list[dict[str, Any]], limit: int) -> None:
 
 
 def _map_resource(plan: MappingPlan, definition: Definition, resource: str, document: Any) -> dict[str, Any]:
-    if resource not in plan.resources:
-        known = ", ".join(plan.resources) or "none"
-        raise typer.BadParameter(
-            f"no resource {resource!r} in sync.resources (known: {known})", param_hint="--resource"
-        )
+    check_resource_names(plan.resources, [resource], ns=definition.ns)
     assert definition.sync is not None
     data_property = definition.sync.resources[resource].response_mapping.data_property
     mapper = plan.resources[resource].mapper

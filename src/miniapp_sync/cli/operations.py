@@ -29,6 +29,7 @@ from miniapp_sync.errors import InstallationError
 from miniapp_sync.network import Rewrites
 from miniapp_sync.runtime import Runtime, load_miniapp
 from miniapp_sync.sync.engine import ResourceReport
+from miniapp_sync.sync.resources import check_definition_resources
 
 StoreOption = Annotated[
     str | None,
@@ -234,6 +235,7 @@ def sync(
 ) -> int:
     """Run a bulk sync of a tenant's installation now (exit 1 when a resource failed), or queue it."""
     miniapp = load_miniapp(definition, registry(functions))
+    check_definition_resources(miniapp.definition, resource)  # a typo is bad usage (2), before any store opens
     if enqueue:
         from miniapp_sync.cli.scaling import enqueue_syncs
 

@@ -36,7 +36,7 @@ from miniapp_sync.cli.operations import (
     open_runtime,
     pairs,
 )
-from miniapp_sync.errors import MiniAppSyncError
+from miniapp_sync.listening import listen
 from miniapp_sync.runtime import MiniApp, load_miniapp
 
 if TYPE_CHECKING:
@@ -114,15 +114,12 @@ async def _metrics(service: WebhookService, host: str, port: int | None) -> Asyn
         body = service.metrics.render(await service.counts())
         return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
+    sock = listen(host, port, option="--metrics-port")
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise MiniAppSyncError(f"cannot serve metrics on {host}:{port} (--metrics-port): {exc.strerror}") from None
+    await web.SockSite(runner, sock).start()
     console().print(f"metrics on http://{host}:{port}/metrics")
     try:
         yield

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from miniapp_sync.cli.app import FunctionsOption, app, console, registry
 from miniapp_sync.cli.operations import ConfigOption, PrivateOption, RewriteOption, StoreOption, open_runtime, pairs
+from miniapp_sync.listening import listen
+from miniapp_sync.listening import serve as serve_on
 from miniapp_sync.runtime import load_miniapp
 from miniapp_sync.server import create_app
 from miniapp_sync.webhooks.settings import WebhookSettings
@@ -51,8 +52,8 @@ def serve(
     for miniapp in miniapps:
         runtime.add(miniapp)
         runtime.installations.configure(miniapp.ns, values)
-    console().print(f"serving {', '.join(runtime.apps)} on http://{host}:{port}")
     try:
+        sock = listen(host, port)
         webhooks = WebhookSettings(
             max_body_bytes=max_body_bytes, record_samples=str(record_samples) if record_samples else None
         )
@@ -66,7 +67,8 @@ def serve(
         # it on every full collection (~120k objects; 50-150 ms pauses of the event loop otherwise).
         gc.collect()
         gc.freeze()
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        announce = f"serving {', '.join(runtime.apps)} on http://{host}:{sock.getsockname()[1]}"
+        serve_on(app, sock, on_started=lambda: console().print(announce), log_level="warning")
     finally:
         runtime.close()
 

@@ -19,6 +19,7 @@ from miniapp_sync.errors import InstallationError, MiniAppSyncError
 from miniapp_sync.jobs.model import Job, Outcome
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.store import Inbox, Installation, Outbox
+from miniapp_sync.sync.resources import check_resource_names
 from miniapp_sync.webhooks.processor import purge
 from miniapp_sync.webhooks.settings import WebhookSettings
 
@@ -58,9 +59,7 @@ class Work:
         if sync is None or not sync.resources:
             raise InstallationError(f"{ns!r} has no sync.resources to run")
         if resource is not None:
-            if resource not in sync.resources:
-                known = ", ".join(sync.resources)
-                raise InstallationError(f"no resource {resource!r} in sync.resources of {ns!r} (known: {known})")
+            check_resource_names(sync.resources, [resource], ns=ns)
             return [resource]
         if not sync.sync_configuration.enabled:
             raise InstallationError(

@@ -20,6 +20,7 @@ from aiohttp import web
 from yarl import URL
 
 from miniapp_sync.clock import Clock, SystemClock
+from miniapp_sync.listening import listen
 from miniapp_sync.sandbox import catalog
 from miniapp_sync.sandbox.config import SandboxConfig
 from miniapp_sync.sandbox.faults import Fault, Faults
@@ -83,7 +84,7 @@ class Sandbox:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.SockSite(runner, listen(host, port)).start()  # a busy port: a clear ListenError
         except BaseException:
             await runner.cleanup()
             raise

@@ -36,6 +36,7 @@ from miniapp_sync.provider.pagination import fetch_details, pages
 from miniapp_sync.provider.ratelimit import RateLimiter, limiter_for
 from miniapp_sync.provider.retry import RetryPolicy
 from miniapp_sync.store import Installation, RecordWrite, Run, RunStatus, Store, WriteResult
+from miniapp_sync.sync.resources import check_resource_names
 from miniapp_sync.templating import render, render_headers
 
 DETAIL_CONCURRENCY = 8
@@ -432,9 +433,7 @@ _GC = _Collector()
 
 def _select(resources: dict[str, Resource], names: list[str] | None, *, enabled: bool) -> list[str]:
     if names:
-        unknown = [n for n in names if n not in resources]
-        if unknown:
-            raise InstallationError(f"no resource {unknown[0]!r} in sync.resources (known: {', '.join(resources)})")
+        check_resource_names(resources, names)
         return names
     if not enabled:
         raise InstallationError(

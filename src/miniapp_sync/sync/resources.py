@@ -1,0 +1,26 @@
+"""Names of a definition's ``sync.resources`` as commands and requests give them."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection, Iterable
+
+from miniapp_sync.definition.model import Definition
+from miniapp_sync.errors import UsageError
+
+
+def check_resource_names(known: Collection[str], names: Iterable[str] | None, *, ns: str | None = None) -> None:
+    """Raise UsageError, with a 'did you mean', for the first of ``names`` that is not in ``known``."""
+    for name in names or ():
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            where = f" of {ns!r}" if ns else ""
+            raise UsageError(
+                f"no resource {name!r} in sync.resources{where} (known: {', '.join(known) or 'none'}){hint}"
+            )
+
+
+def check_definition_resources(definition: Definition, names: Iterable[str] | None) -> None:
+    """Check resource names given on a command line against a definition, before any work starts."""
+    check_resource_names(definition.sync.resources if definition.sync else {}, names, ns=definition.ns)
