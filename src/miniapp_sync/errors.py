@@ -10,6 +10,7 @@
     │   └── RecordRejected            a mapped record misses a required field (D19)
     ├── ProviderError             a provider HTTP call failed
     ├── StoreError                the store cannot read or write
+    │   └── StoreMissing              there is no store yet where a command only reads
     ├── InstallationError         an installation, its credentials or a placeholder is unusable
     ├── WebhookError              a delivery cannot be accepted
     ├── ListenError               a server cannot listen where asked (a busy port)
@@ -175,6 +176,18 @@ class ProviderError(MiniAppSyncError):
 
 class StoreError(MiniAppSyncError):
     """The store cannot read or write."""
+
+
+class StoreMissing(StoreError):
+    """There is no store yet where a command that only reads looked for one."""
+
+    hint = (
+        "create one with `miniapp-sync install DEFINITION --tenant …`, or `miniapp-sync db upgrade` "
+        "(PostgreSQL: `db upgrade --create`); check --store / MINIAPP_SYNC_STORE if it lives elsewhere"
+    )
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message} (hint: {self.hint})")
 
 
 class InstallationError(MiniAppSyncError):

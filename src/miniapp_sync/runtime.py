@@ -70,11 +70,12 @@ class Runtime:
         public_url: str = "http://127.0.0.1:8000",
         allow_private_network: bool = False,
         environ: Mapping[str, str] = os.environ,
+        create: bool = True,
     ) -> Runtime:
-        """Open the store (migrating it) and build the parts around it."""
+        """Open the store (migrating it) and build the parts around it; ``create=False``: only an existing one."""
         clock = clock or SystemClock()
-        store = Store.open(store_url, clock=clock)
-        vault = Vault.from_environment(key_file_for(store), environ)
+        store = Store.open(store_url, clock=clock, create=create, environ=environ)
+        vault = Vault.from_environment(key_file_for(store), environ, create=create)
         installations = Installations(
             store,
             vault,

@@ -31,16 +31,29 @@ def _fernet_key(text: str) -> bytes:
 class Vault:
     """Encrypts and decrypts credential bags; the store only ever sees the ciphertext."""
 
-    def __init__(self, key: bytes) -> None:
-        self._fernet = Fernet(key)
+    def __init__(self, key: bytes | None, *, missing: str = "") -> None:
+        # No key: a command that only reads opened a store whose key file is absent. It must not
+        # create one (a new key would not decrypt what is stored); only using credentials fails.
+        self._key = None if key is None else Fernet(key)
+        self._missing = missing
+
+    @property
+    def _fernet(self) -> Fernet:
+        if self._key is None:
+            raise InstallationError(self._missing)
+        return self._key
 
     @classmethod
-    def from_environment(cls, key_file: Path | None, environ: Mapping[str, str] = os.environ) -> Vault:
-        """Take the key from MINIAPP_SYNC_SECRET_KEY, else from (or into) a 0600 key file."""
+    def from_environment(
+        cls, key_file: Path | None, environ: Mapping[str, str] = os.environ, *, create: bool = True
+    ) -> Vault:
+        """Take the key from MINIAPP_SYNC_SECRET_KEY, else from (or, when ``create``, into) a 0600 key file."""
         if environ.get(KEY_VARIABLE):
             return cls(_fernet_key(environ[KEY_VARIABLE]))
         if key_file is None:
             raise InstallationError(f"set {KEY_VARIABLE}: credentials are encrypted at rest and need a key")
+        if not create and not key_file.exists():
+            return cls(None, missing=f"no key to read credentials with: set {KEY_VARIABLE}, or restore {key_file}")
         return cls(_key_file(key_file))
 
     def encrypt(self, bag: Mapping[str, Any]) -> bytes:

@@ -12,11 +12,11 @@ from pathlib import Path
 from types import EllipsisType, TracebackType
 from typing import Any, Self
 
-from sqlalchemy import Row, and_, delete, func, insert, select, update
+from sqlalchemy import Row, and_, delete, func, insert, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from miniapp_sync.clock import Clock, SystemClock
-from miniapp_sync.errors import StoreError
+from miniapp_sync.errors import StoreError, StoreMissing
 from miniapp_sync.store import records as rec
 from miniapp_sync.store.database import Database, resolve_url
 from miniapp_sync.store.model import (
@@ -34,7 +34,15 @@ from miniapp_sync.store.model import (
     StoredRecord,
     WriteResult,
 )
-from miniapp_sync.store.tables import checkpoints, dead_letters, installations, oauth_states, records, sync_runs
+from miniapp_sync.store.tables import (
+    VERSION_TABLE,
+    checkpoints,
+    dead_letters,
+    installations,
+    oauth_states,
+    records,
+    sync_runs,
+)
 
 
 def _check(value: str, allowed: frozenset[str], what: str) -> None:
@@ -70,10 +78,21 @@ class Store:
         clock: Clock | None = None,
         migrate: bool = True,
         environ: Mapping[str, str] | None = None,
+        create: bool = True,
     ) -> Self:
-        """Open the store at ``url`` (default: $MINIAPP_SYNC_STORE, then ./.miniapp-sync/store.sqlite)."""
+        """Open the store at ``url`` (default: $MINIAPP_SYNC_STORE, then ./.miniapp-sync/store.sqlite).
+
+        With ``create=False`` (commands that only read) a store that does not exist yet is a
+        StoreMissing error, and nothing is created: no file, no folder, no tables.
+        """
         raw = None if url is None else os.fspath(url)
-        store = cls(Database(resolve_url(raw, os.environ if environ is None else environ)), clock=clock)
+        resolved = resolve_url(raw, os.environ if environ is None else environ)
+        if not create and resolved.get_backend_name() == "sqlite" and not Path(resolved.database or "").is_file():
+            raise StoreMissing(f"no store at {resolved.database}")
+        store = cls(Database(resolved), clock=clock)
+        if not create and not store.exists():
+            store.close()
+            raise StoreMissing(f"no store in {store.url} (the database has no miniapp-sync tables)")
         if migrate:
             try:
                 store.upgrade()
@@ -125,6 +144,11 @@ class Store:
     def upgrade(self) -> None:
         """Migrate the schema to the newest revision (alembic upgrade head)."""
         self._db.upgrade()
+
+    def exists(self) -> bool:
+        """Say whether the database holds a store (its migrations have run at least once)."""
+        with self._db.read("look for the store's tables") as conn:
+            return inspect(conn).has_table(VERSION_TABLE)
 
     # -- installations -------------------------------------------------------------------------
 
