@@ -105,6 +105,8 @@ def test_a_failed_resource_exits_1_and_says_why(cli: object, sandbox: tuple[Sand
 
 
 def test_sync_of_an_unknown_tenant_is_a_clear_error(cli: object, example: str) -> None:
+    credentials = ["--credential", f"accessToken={TOKEN}"]
+    assert cli("install", example, "--tenant", "acme", *credentials, rewrite=True)[0] == 0  # type: ignore[operator]
     code, _, err = cli("sync", example, "--tenant", "nobody")  # type: ignore[operator]
     assert code == 1
     assert "has not installed 'salla'" in err

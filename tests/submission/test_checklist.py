@@ -142,7 +142,7 @@ def test_check_and_package_from_the_command_line(
     credentials = tmp_path / "sandbox.env"
     credentials.write_text(f"accessToken={CONFIG.access_token}\n")
     common = [
-        str(definition), "--credentials", str(credentials), "--samples", str(SAMPLE_DIR),
+        str(definition), "--credentials-file", str(credentials), "--samples", str(SAMPLE_DIR),
         "--rewrite", f"https://api.salla.dev={running}", "--rewrite", f"https://accounts.salla.sa={running}",
     ]  # fmt: skip
 
@@ -155,6 +155,11 @@ def test_check_and_package_from_the_command_line(
     report_md = tmp_path / "report.md"
     assert main(["check", *common, "--report", str(report_md)]) == 0
     assert "✅ pass" in report_md.read_text()
+    # The name check and package took the file by before: it still works, and says what replaces it.
+    capsys.readouterr()
+    deprecated = [a if a != "--credentials-file" else "--credentials" for a in common]
+    assert main(["check", *deprecated]) == 0
+    assert "--credentials is deprecated: use --credentials-file" in capsys.readouterr().err
     out = tmp_path / "package"
     assert main(["package", *common, "--out", str(out)]) == 0
     capsys.readouterr()

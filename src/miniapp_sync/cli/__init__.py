@@ -7,19 +7,19 @@ Tracebacks are shown only with ``--debug``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import typer
 from rich.console import Console
 
-from miniapp_sync.cli.app import app
+from miniapp_sync.cli.app import Session, app
 from miniapp_sync.errors import DefinitionError, MiniAppSyncError, UsageError
 
 __all__ = ["app", "main"]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI and return its exit code (never raise on user input)."""
+def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None) -> int:
+    """Run the CLI and return its exit code (never raise on user input); ``environ`` defaults to the process's."""
     args = list(sys.argv[1:] if argv is None else argv)
     # --debug is accepted anywhere on the line, not only before the command.
     debug = "--debug" in args
@@ -27,9 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = ["--debug", *(a for a in args if a != "--debug")]
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        result = app(args=args, prog_name="miniapp-sync", standalone_mode=False)
+        session = Session() if environ is None else Session(environ)
+        result = app(args=args, prog_name="miniapp-sync", standalone_mode=False, obj=session)
     except typer.Exit as exc:
         return int(exc.exit_code)
+    except SystemExit as exc:  # Typer's --show-completion / --install-completion and completion requests exit
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     except typer.Abort:
         err.print("Aborted.")
         return 1

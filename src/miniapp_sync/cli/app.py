@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from enum import StrEnum
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,12 +16,13 @@ import typer
 from rich.console import Console
 
 from miniapp_sync.mapping.functions import FunctionRegistry
+from miniapp_sync.settings import CONFIG_FILE_VARIABLE, FILE_NAME, Settings, load_settings
 
 app = typer.Typer(
     name="miniapp-sync",
     help="Run the MiniApps sync block, and check definitions before submission.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -42,11 +48,71 @@ DefinitionArgument = Annotated[
 ]
 
 
+@dataclass
+class Session:
+    """What ``main`` hands every command: the environment (a seam for tests) and, once read, the settings."""
+
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    config_file: Path | None = None
+    _settings: Settings | None = None
+
+    def settings(self) -> Settings:
+        """Return the settings of the file and the environment, read on first use (so --help never reads them)."""
+        if self._settings is None:
+            self._settings = load_settings(self.environ, config_file=self.config_file)
+        return self._settings
+
+
+# Set by the root callback, which runs before every command (Typer keeps its click context private).
+_current: ContextVar[Session | None] = ContextVar("miniapp_sync_cli_session", default=None)
+
+
+def session() -> Session:
+    """Return the session of the command being run."""
+    found = _current.get()
+    if found is None:  # a command function called outside the app: the process environment
+        found = Session()
+        _current.set(found)
+    return found
+
+
+def settings() -> Settings:
+    """Return the operator settings (file and environment; each command adds its flags)."""
+    return session().settings()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"miniapp-sync {package_version('miniapp-sync')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")] = False,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config-file",
+            help=f"Operator settings (TOML). Default: ./{FILE_NAME} when it exists; also {CONFIG_FILE_VARIABLE}.",
+            dir_okay=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", help="Show the version and exit.", callback=_version, is_eager=True)
+    ] = False,
 ) -> None:
     """Run the MiniApps sync block, and check definitions before submission."""
+    if not isinstance(ctx.obj, Session):
+        ctx.obj = Session()  # run without main() (e.g. Typer's test runner): the process environment
+    ctx.obj.config_file = config_file
+    _current.set(ctx.obj)
+
+
+def warn(message: str) -> None:
+    """Print a warning on stderr (never on stdout, which may be JSON)."""
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[yellow]Warning:[/] {message}")
 
 
 def console() -> Console:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -24,16 +23,19 @@ from miniapp_sync.cli.app import (
     console,
     print_json,
     registry,
+    session,
+    settings,
 )
+from miniapp_sync.cli.credentials import CredentialOption, CredentialsFileOption, gather_credentials
 from miniapp_sync.errors import InstallationError
-from miniapp_sync.network import Rewrites
-from miniapp_sync.runtime import Runtime, load_miniapp
+from miniapp_sync.runtime import MiniApp, Runtime, load_miniapp
+from miniapp_sync.settings import pairs as parse_pairs
 from miniapp_sync.sync.engine import ResourceReport
 from miniapp_sync.sync.resources import check_definition_resources
 
 StoreOption = Annotated[
     str | None,
-    typer.Option("--store", envvar="MINIAPP_SYNC_STORE", help="Store URL: a SQLite path (default) or postgresql://…"),
+    typer.Option("--store", help="Store URL: a SQLite path (default) or postgresql://… (also MINIAPP_SYNC_STORE)."),
 ]
 RewriteOption = Annotated[
     list[str] | None,
@@ -49,54 +51,44 @@ ConfigOption = Annotated[
     ),
 ]
 TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="The tenant (workspace) id.")]
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
 
 def open_runtime(
-    store: str | None, rewrite: list[str] | None = None, private: bool = False, public_url: str | None = None
+    store: str | None,
+    rewrite: list[str] | None = None,
+    private: bool = False,
+    public_url: str | None = None,
+    *,
+    config: list[str] | None = None,
+    miniapps: Iterable[MiniApp] = (),
+    create: bool = False,
 ) -> Runtime:
-    """Open the runtime for one command."""
-    return Runtime.open(
-        store,
-        rewrites=Rewrites.parse(rewrite or ()),
-        allow_private_network=private,
-        public_url=public_url or "http://127.0.0.1:8000",
+    """Open the runtime for one command: the settings with its flags on top, its MiniApps added and configured.
+
+    Only commands that make a store (install, serve, worker) pass ``create``; the others fail
+    with a hint when there is none, instead of leaving an empty store and a key file behind.
+    """
+    given = settings().with_flags(
+        store=store, rewrite=rewrite, config=config, public_url=public_url, environ=session().environ
     )
+    runtime = Runtime.open(
+        given.store,
+        rewrites=given.rewrite_rules(),
+        allow_private_network=private,
+        public_url=given.public_url or DEFAULT_PUBLIC_URL,
+        environ=given.vault_environ(),
+        create=create,
+    )
+    for miniapp in miniapps:
+        runtime.add(miniapp)
+        runtime.installations.configure(miniapp.ns, given.config_for(miniapp.ns))
+    return runtime
 
 
 def pairs(values: list[str] | None, option: str) -> dict[str, Any]:
     """Parse key=value options; ``key=env:NAME`` reads the environment so secrets stay off the command line."""
-    out: dict[str, Any] = {}
-    for item in values or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected key=value, found {key!r}=…", param_hint=option)
-        if value.startswith("env:"):
-            name = value[4:]
-            if name not in os.environ:
-                raise typer.BadParameter(f"environment variable {name!r} is not set", param_hint=option)
-            value = os.environ[name]
-        out[key] = value
-    return out
-
-
-def read_credentials(path: Path | None) -> dict[str, Any]:
-    """Read a JSON object or a KEY=VALUE (.env) file of credentials."""
-    if path is None:
-        return {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise typer.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--credentials-file") from None
-    if text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise typer.BadParameter(f"{path}: not valid JSON ({exc})", param_hint="--credentials-file") from None
-        if not isinstance(data, dict):
-            raise typer.BadParameter(f"{path}: expected a JSON object", param_hint="--credentials-file")
-        return data
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    return {k.strip(): v.strip().strip("'\"") for k, _, v in (line.partition("=") for line in lines)}
+    return dict(parse_pairs(values, option, session().environ))
 
 
 def _when(timestamp: float | None) -> str:
@@ -109,8 +101,8 @@ def _when(timestamp: float | None) -> str:
 def install(
     definition: DefinitionArgument,
     tenant: TenantOption,
-    credential: Annotated[list[str] | None, typer.Option(help="A credential key=value (or key=env:VAR).")] = None,
-    credentials_file: Annotated[Path | None, typer.Option(help="A JSON or KEY=VALUE file of credentials.")] = None,
+    credential: CredentialOption = None,
+    credentials_file: CredentialsFileOption = None,
     metadata: Annotated[list[str] | None, typer.Option(help="A metadata key=value (e.g. storeId=…).")] = None,
     user_input: Annotated[list[str] | None, typer.Option("--input", help="An install-form value key=value.")] = None,
     config: ConfigOption = None,
@@ -122,9 +114,8 @@ def install(
 ) -> int:
     """Install a MiniApp for a tenant with API keys or pasted tokens (the API-key flow)."""
     miniapp = load_miniapp(definition, registry(functions))
-    bag = {**read_credentials(credentials_file), **pairs(credential, "--credential")}
-    with open_runtime(store, rewrite, allow_private_network) as runtime:
-        runtime.installations.configure(miniapp.ns, pairs(config, "--config"))
+    bag = gather_credentials(credential, credentials_file)
+    with open_runtime(store, rewrite, allow_private_network, config=config, miniapps=[miniapp], create=True) as runtime:
         installation = asyncio.run(
             runtime.installations.install(
                 miniapp.definition,
@@ -241,8 +232,7 @@ def sync(
 
         enqueue_syncs(miniapp, tenant, resource, store, output)
         return 0
-    with open_runtime(store, rewrite, allow_private_network) as runtime:
-        runtime.installations.configure(miniapp.ns, pairs(config, "--config"))
+    with open_runtime(store, rewrite, allow_private_network, config=config, miniapps=[miniapp]) as runtime:
         installation = runtime.installations.find(tenant, miniapp.ns)
         bars = _Bars(enabled=output is OutputFormat.text)
         with bars.progress:

@@ -27,15 +27,10 @@ from miniapp_sync.cli.app import (
     console,
     print_json,
     registry,
+    session,
+    settings,
 )
-from miniapp_sync.cli.operations import (
-    ConfigOption,
-    PrivateOption,
-    RewriteOption,
-    StoreOption,
-    open_runtime,
-    pairs,
-)
+from miniapp_sync.cli.operations import ConfigOption, PrivateOption, RewriteOption, StoreOption, open_runtime
 from miniapp_sync.listening import listen
 from miniapp_sync.runtime import MiniApp, load_miniapp
 
@@ -80,11 +75,7 @@ def worker(
     miniapps = [load_miniapp(path, compute) for path in definition]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     name = name or f"{socket.gethostname()}:{os.getpid()}"
-    with open_runtime(store, rewrite, allow_private_network) as runtime:
-        values = pairs(config, "--config")
-        for miniapp in miniapps:
-            runtime.add(miniapp)
-            runtime.installations.configure(miniapp.ns, values)
+    with open_runtime(store, rewrite, allow_private_network, config=config, miniapps=miniapps, create=True) as runtime:
         # Drain jobs run this process's inbox processor, deliver jobs its trigger delivery (D33).
         webhooks = WebhookService(runtime)
         work = Work(runtime, drain=webhooks.processor.drain_installation, deliver=webhooks.delivery.deliver_due)
@@ -191,5 +182,7 @@ def upgrade(
     """Apply the store's migrations and, on PostgreSQL, install or upgrade the job queue's schema."""
     from miniapp_sync.jobs import upgrade_database
 
-    for note in upgrade_database(store, create=create, environ=os.environ):
+    environ = session().environ
+    url = settings().with_flags(store=store, environ=environ).store
+    for note in upgrade_database(url, create=create, environ=environ):
         console().print(note)

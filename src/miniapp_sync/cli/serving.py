@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from miniapp_sync.cli.app import FunctionsOption, app, console, registry
-from miniapp_sync.cli.operations import ConfigOption, PrivateOption, RewriteOption, StoreOption, open_runtime, pairs
+from miniapp_sync.cli.app import FunctionsOption, app, console, registry, session, settings
+from miniapp_sync.cli.operations import ConfigOption, PrivateOption, RewriteOption, StoreOption, open_runtime
 from miniapp_sync.listening import listen
 from miniapp_sync.listening import serve as serve_on
 from miniapp_sync.runtime import load_miniapp
@@ -28,7 +28,11 @@ def serve(
         str | None, typer.Option(help="The URL providers and browsers reach this server at (redirect_uri, webhookUrl).")
     ] = None,
     admin_token: Annotated[
-        str | None, typer.Option(envvar="MINIAPP_SYNC_ADMIN_TOKEN", help="Bearer token of the management API.")
+        str | None,
+        typer.Option(
+            help="Bearer token of the management API (better: MINIAPP_SYNC_ADMIN_TOKEN or the settings file,"
+            " which ps does not show)."
+        ),
     ] = None,
     config: ConfigOption = None,
     rewrite: RewriteOption = None,
@@ -47,11 +51,9 @@ def serve(
     """Serve webhooks, OAuth installs and the management API for one or several MiniApps."""
     compute = registry(functions)
     miniapps = [load_miniapp(path, compute) for path in definition]
-    runtime = open_runtime(store, rewrite, allow_private_network, public_url or f"http://{host}:{port}")
-    values = pairs(config, "--config")
-    for miniapp in miniapps:
-        runtime.add(miniapp)
-        runtime.installations.configure(miniapp.ns, values)
+    token = settings().with_flags(admin_token=admin_token, environ=session().environ).admin_token
+    public = public_url or settings().public_url or f"http://{host}:{port}"
+    runtime = open_runtime(store, rewrite, allow_private_network, public, config=config, miniapps=miniapps, create=True)
     try:
         sock = listen(host, port)
         webhooks = WebhookSettings(
@@ -62,7 +64,7 @@ def serve(
             from miniapp_sync.jobs import ProcrastinateQueue, Work
 
             queue = ProcrastinateQueue(Work(runtime), pool_size=4)
-        app = create_app(runtime, admin_token=admin_token, webhooks=webhooks, queue=queue)
+        app = create_app(runtime, admin_token=token, webhooks=webhooks, queue=queue)
         # What is loaded now lives as long as the server: keep the cyclic collector from walking
         # it on every full collection (~120k objects; 50-150 ms pauses of the event loop otherwise).
         gc.collect()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -18,18 +18,22 @@ from miniapp_sync.cli.app import (
     console,
     print_json,
     registry,
+    session,
+    settings,
 )
-from miniapp_sync.cli.operations import ConfigOption, RewriteOption, pairs, read_credentials
+from miniapp_sync.cli.credentials import (
+    CredentialOption,
+    CredentialsFileOption,
+    DeprecatedCredentialsOption,
+    gather_credentials,
+)
+from miniapp_sync.cli.operations import ConfigOption, RewriteOption, pairs
 from miniapp_sync.definition import LoadedDefinition, inspect_definition
 from miniapp_sync.errors import DefinitionInvalid
 from miniapp_sync.mapping.plan import compile_plan, vocabulary
-from miniapp_sync.network import Rewrites
 from miniapp_sync.submission.checks import Report, SandboxAccess, run_checklist
 from miniapp_sync.submission.package import write_package
 
-CredentialsOption = Annotated[
-    Path, typer.Option("--credentials", help="Sandbox credentials: a KEY=VALUE (.env) or JSON file.", exists=True)
-]
 SamplesOption = Annotated[
     Path | None, typer.Option("--samples", help="A folder of <event>.json webhook samples.", file_okay=False)
 ]
@@ -39,7 +43,7 @@ STYLE = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[bold red
 
 def _check(
     definition: Path,
-    credentials: Path,
+    credentials: dict[str, Any],
     samples: Path | None,
     metadata: list[str] | None,
     config: list[str] | None,
@@ -50,11 +54,12 @@ def _check(
     loaded = inspect_definition(definition, vocabulary=vocabulary(compute))
     if not loaded.valid or loaded.definition is None:
         raise DefinitionInvalid(loaded.findings, filename=loaded.source.filename)
+    given = settings().with_flags(rewrite=rewrite, config=config, environ=session().environ)
     access = SandboxAccess(
-        credentials=read_credentials(credentials),
+        credentials=credentials,
         metadata=pairs(metadata, "--metadata"),
-        config=pairs(config, "--config"),
-        rewrites=Rewrites.parse(rewrite or ()),
+        config=given.config_for(loaded.definition.ns or ""),
+        rewrites=given.rewrite_rules(),
     )
     plan = compile_plan(loaded.definition, compute)
     return asyncio.run(run_checklist(loaded, plan, access, samples)), loaded
@@ -73,7 +78,9 @@ def _show(report: Report) -> None:
 @app.command()
 def check(
     definition: DefinitionArgument,
-    credentials: CredentialsOption,
+    credential: CredentialOption = None,
+    credentials_file: CredentialsFileOption = None,
+    credentials: DeprecatedCredentialsOption = None,
     samples: SamplesOption = None,
     metadata: MetadataOption = None,
     config: ConfigOption = None,
@@ -83,7 +90,8 @@ def check(
     functions: FunctionsOption = None,
 ) -> int:
     """Run the Sync guide's submission checklist against a sandbox store (exit 1 when an item fails)."""
-    report, _ = _check(definition, credentials, samples, metadata, config, rewrite, functions)
+    bag = gather_credentials(credential, credentials_file, credentials, required=True)
+    report, _ = _check(definition, bag, samples, metadata, config, rewrite, functions)
     if report_path is not None:
         report_path.write_text(report.markdown(), encoding="utf-8")
     if output is OutputFormat.json:
@@ -96,8 +104,10 @@ def check(
 @app.command()
 def package(
     definition: DefinitionArgument,
-    credentials: CredentialsOption,
     out: Annotated[Path, typer.Option("--out", help="The folder to write the package into.", file_okay=False)],
+    credential: CredentialOption = None,
+    credentials_file: CredentialsFileOption = None,
+    credentials: DeprecatedCredentialsOption = None,
     samples: SamplesOption = None,
     metadata: MetadataOption = None,
     config: ConfigOption = None,
@@ -106,7 +116,8 @@ def package(
     functions: FunctionsOption = None,
 ) -> int:
     """Build the submission package; refuse when the checklist fails unless --force."""
-    report, loaded = _check(definition, credentials, samples, metadata, config, rewrite, functions)
+    bag = gather_credentials(credential, credentials_file, credentials, required=True)
+    report, loaded = _check(definition, bag, samples, metadata, config, rewrite, functions)
     _show(report)
     if not report.passed and not force:
         console().print("[bold red]Not packaged:[/] the checklist fails (fix it, or --force to package anyway).")

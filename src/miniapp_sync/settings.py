@@ -1,0 +1,255 @@
+"""Operator settings, read in one place: flags, then ``MINIAPP_SYNC_*`` variables, then a TOML file.
+
+Precedence is flag > environment > file > default, per setting; for the two mappings (rewrites
+by origin, ``auth.config`` values by key) per entry, so a flag overrides one origin or one key
+and keeps the rest. The file is ``--config-file PATH`` (an error when missing), else
+``./miniapp-sync.toml`` when it exists::
+
+    store = "postgresql://postgres@127.0.0.1:5432/miniapp_sync"   # or a SQLite path
+    secret_key = "env:MINIAPP_KEY"        # env:NAME reads a variable: keep secrets out of the file
+    admin_token = "env:ADMIN_TOKEN"
+    public_url = "https://sync.example.com"
+
+    [rewrites]                            # origin = origin
+    "https://api.salla.dev" = "http://127.0.0.1:8765"
+
+    [miniapps.salla.config]               # operator-held auth.config values of one MiniApp
+    webhookSecret = "env:SALLA_WEBHOOK_SECRET"
+
+The variables: ``MINIAPP_SYNC_STORE``, ``MINIAPP_SYNC_SECRET_KEY``, ``MINIAPP_SYNC_ADMIN_TOKEN``,
+``MINIAPP_SYNC_PUBLIC_URL``, ``MINIAPP_SYNC_REWRITES`` (``FROM=TO`` pairs separated by spaces or
+commas), ``MINIAPP_SYNC_CONFIG__<ns>__<key>`` (one ``auth.config`` value) and
+``MINIAPP_SYNC_CONFIG_FILE``. Bad input is a ``SettingsError`` that says where (``file:line``,
+the variable or the flag), what was expected and what was found; unknown keys in the file are
+errors, with a "did you mean".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from miniapp_sync.errors import InstallationError, UsageError, preview
+from miniapp_sync.network import Rewrites
+
+FILE_NAME = "miniapp-sync.toml"
+PREFIX = "MINIAPP_SYNC_"
+# The names the store and the vault read; spelt out, not imported, so that reading the settings
+# does not load SQLAlchemy and cryptography (tests/test_settings.py checks they agree).
+STORE_VARIABLE = PREFIX + "STORE"
+KEY_VARIABLE = PREFIX + "SECRET_KEY"
+CONFIG_FILE_VARIABLE = PREFIX + "CONFIG_FILE"
+ADMIN_TOKEN_VARIABLE = PREFIX + "ADMIN_TOKEN"
+PUBLIC_URL_VARIABLE = PREFIX + "PUBLIC_URL"
+REWRITES_VARIABLE = PREFIX + "REWRITES"
+CONFIG_VARIABLE = PREFIX + "CONFIG__"  # + <ns>__<key>
+
+_SCALARS = {
+    "store": STORE_VARIABLE,
+    "secret_key": KEY_VARIABLE,
+    "admin_token": ADMIN_TOKEN_VARIABLE,
+    "public_url": PUBLIC_URL_VARIABLE,
+}
+_SECRETS = frozenset({"secret_key", "admin_token"})  # never quoted back in an error
+_TOP_KEYS = (*_SCALARS, "rewrites", "miniapps")
+
+
+class SettingsError(UsageError):
+    """A setting cannot be used: where it came from, what was expected, what was found."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What an operator set, resolved; each command reads what it needs from here."""
+
+    store: str | None = None
+    secret_key: str | None = None
+    admin_token: str | None = None
+    public_url: str | None = None
+    rewrites: Mapping[str, str] = field(default_factory=dict)  # origin → origin
+    config: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # ns → auth.config values
+    config_flags: Mapping[str, str] = field(default_factory=dict)  # --config: every MiniApp of the command
+    file: Path | None = None  # the file read, if any
+
+    def with_flags(
+        self,
+        *,
+        store: str | None = None,
+        rewrite: Iterable[str] | None = None,
+        config: Iterable[str] | None = None,
+        admin_token: str | None = None,
+        public_url: str | None = None,
+        environ: Mapping[str, str],
+    ) -> Settings:
+        """Return these settings with a command's flags on top (flags win)."""
+        changes: dict[str, Any] = {
+            name: value
+            for name, value in (("store", store), ("admin_token", admin_token), ("public_url", public_url))
+            if value is not None
+        }
+        if rewrite:
+            changes["rewrites"] = {**self.rewrites, **_rewrites(rewrite, "--rewrite")}
+        if config:
+            changes["config_flags"] = {**self.config_flags, **pairs(config, "--config", environ)}
+        return dataclasses.replace(self, **changes)
+
+    def config_for(self, ns: str) -> dict[str, str]:
+        """Return the operator-held ``auth.config`` values of one MiniApp."""
+        return {**self.config.get(ns, {}), **self.config_flags}
+
+    def rewrite_rules(self) -> Rewrites:
+        """Return the origin rewrites."""
+        return Rewrites(dict(self.rewrites))
+
+    def vault_environ(self) -> dict[str, str]:
+        """Return the environment the credentials vault reads its key from."""
+        return {KEY_VARIABLE: self.secret_key} if self.secret_key else {}
+
+
+def load_settings(environ: Mapping[str, str], *, config_file: Path | None = None, cwd: Path | None = None) -> Settings:
+    """Read the file (``config_file``, else $MINIAPP_SYNC_CONFIG_FILE, else ./miniapp-sync.toml) and the environment."""
+    explicit = config_file or (Path(environ[CONFIG_FILE_VARIABLE]) if environ.get(CONFIG_FILE_VARIABLE) else None)
+    path = explicit or (cwd or Path.cwd()) / FILE_NAME
+    settings = Settings()
+    if explicit is not None or path.is_file():
+        settings = _from_file(path, environ)
+    return _from_environment(settings, environ)
+
+
+def pairs(values: Iterable[str] | None, option: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """Parse ``key=value`` flags; ``key=env:NAME`` reads the environment so secrets stay off the command line."""
+    out: dict[str, str] = {}
+    for item in values or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SettingsError(f"{option}: expected key=value, found {preview(key)}=…")
+        out[key] = _value(value, f"{option} {key}", environ)
+    return out
+
+
+def _value(value: str, where: str, environ: Mapping[str, str]) -> str:
+    if not value.startswith("env:"):
+        return value
+    name = value[4:]
+    if name not in environ:
+        raise SettingsError(
+            f"{where}: the environment variable {name!r} is not set (hint: export it, or give the value)"
+        )
+    return environ[name]
+
+
+def _rewrites(values: Iterable[str], where: str) -> dict[str, str]:
+    try:
+        return dict(Rewrites.parse(values).origins)
+    except InstallationError as exc:
+        raise SettingsError(f"{where}: {exc}") from None
+
+
+def _from_environment(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    changes: dict[str, Any] = {name: environ[variable] for name, variable in _SCALARS.items() if environ.get(variable)}
+    if environ.get(REWRITES_VARIABLE):
+        given = [p for p in re.split(r"[\s,]+", environ[REWRITES_VARIABLE]) if p]
+        changes["rewrites"] = {**settings.rewrites, **_rewrites(given, REWRITES_VARIABLE)}
+    config = {ns: dict(values) for ns, values in settings.config.items()}
+    for variable, value in environ.items():
+        if variable.startswith(CONFIG_VARIABLE):
+            ns, sep, key = variable[len(CONFIG_VARIABLE) :].partition("__")
+            if not (ns and sep and key):
+                raise SettingsError(
+                    f"{variable}: expected {CONFIG_VARIABLE}<ns>__<key>, e.g. {CONFIG_VARIABLE}salla__webhookSecret"
+                )
+            config.setdefault(ns, {})[key] = value
+    if config:
+        changes["config"] = config
+    return dataclasses.replace(settings, **changes)
+
+
+def _from_file(path: Path, environ: Mapping[str, str]) -> Settings:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read the settings file ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib ends its message with "(at line L, column C)": put that where errors say where.
+        found = re.search(r"\s*\(at line (\d+), column (\d+)\)$", str(exc))
+        where = f"{path}:{found[1]}:{found[2]}" if found else str(path)
+        reason = str(exc)[: found.start()] if found else str(exc)
+        raise SettingsError(f"{where}: not valid TOML: {reason}") from None
+    lines = _KeyLines(path, text)
+    for key in data:
+        if key not in _TOP_KEYS:
+            lines.unknown(key, (), _TOP_KEYS)
+    values: dict[str, Any] = {}
+    for name in _SCALARS:
+        if name in data:
+            value = data[name]
+            if not isinstance(value, str) or not value:
+                shown = "a value" if name in _SECRETS else preview(value)
+                raise SettingsError(f"{lines.at(name)}: {name}: expected a non-empty string, found {shown}")
+            values[name] = _value(value, f"{lines.at(name)}: {name}", environ)
+    if "rewrites" in data:
+        values["rewrites"] = _rewrites_table(data["rewrites"], lines)
+    if "miniapps" in data:
+        values["config"] = _miniapps_table(data["miniapps"], lines, environ)
+    return Settings(**values, file=path)
+
+
+def _rewrites_table(table: Any, lines: _KeyLines) -> dict[str, str]:
+    where = lines.at("rewrites")
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise SettingsError(f'{where}: rewrites: expected a table of "FROM" = "TO" origins, found {preview(table)}')
+    return _rewrites((f"{source}={target}" for source, target in table.items()), f"{where}: rewrites")
+
+
+def _miniapps_table(table: Any, lines: _KeyLines, environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    if not isinstance(table, dict):
+        raise SettingsError(f"{lines.at('miniapps')}: miniapps: expected tables [miniapps.<ns>.config]")
+    config: dict[str, dict[str, str]] = {}
+    for ns, entry in table.items():
+        if not isinstance(entry, dict):
+            raise SettingsError(f"{lines.at(ns)}: miniapps.{ns}: expected a table with a config table")
+        for key in entry:
+            if key != "config":
+                lines.unknown(key, ("miniapps", ns), ("config",))
+        values = entry.get("config", {})
+        if not isinstance(values, dict):
+            raise SettingsError(f'{lines.at("config")}: miniapps.{ns}.config: expected a table of key = "value"')
+        out: dict[str, str] = {}
+        for key, value in values.items():
+            where = f"{lines.at(key)}: miniapps.{ns}.config.{key}"
+            if not isinstance(value, str):
+                raise SettingsError(f"{where}: expected a string, found {type(value).__name__}")
+            out[key] = _value(value, where, environ)
+        config[ns] = out
+    return config
+
+
+class _KeyLines:
+    """Where keys sit in the file, for errors that say ``file:line`` (tomllib keeps no positions)."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def at(self, key: str) -> str:
+        """Return ``file:line`` of the first line that assigns or opens ``key`` (``file`` when none does)."""
+        pattern = re.compile(rf"""^\s*(\[+\s*)?(["']?)[\w.-]*\b{re.escape(key)}\2\s*(=|\.|\])""")
+        for number, line in enumerate(self.lines, start=1):
+            if pattern.match(line):
+                return f"{self.path}:{number}"
+        return str(self.path)
+
+    def unknown(self, key: str, parent: tuple[str, ...], known: Iterable[str]) -> None:
+        """Raise the error of an unknown key, with a 'did you mean'."""
+        close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        dotted = ".".join((*parent, key))
+        raise SettingsError(f"{self.at(key)}: unknown setting {dotted!r} (known: {', '.join(known)}){hint}")
