@@ -1,0 +1,167 @@
+"""Operator settings: each source, the precedence flag > environment > file > default, and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from miniapp_sync import settings as settings_module
+from miniapp_sync.installations.vault import KEY_VARIABLE
+from miniapp_sync.settings import FILE_NAME, Settings, SettingsError, load_settings
+from miniapp_sync.store.database import ENV_VAR
+
+SANDBOX = "http://127.0.0.1:8765"
+
+
+def write(folder: Path, text: str) -> Path:
+    path = folder / FILE_NAME
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_variable_names_are_those_the_store_and_the_vault_read() -> None:
+    assert settings_module.STORE_VARIABLE == ENV_VAR
+    assert settings_module.KEY_VARIABLE == KEY_VARIABLE
+
+
+def test_nothing_set_gives_the_defaults(tmp_path: Path) -> None:
+    assert load_settings({}, cwd=tmp_path) == Settings()
+
+
+def test_every_setting_is_read_from_the_file_in_the_working_directory(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        f"""
+store = "postgresql://postgres@127.0.0.1/app"
+secret_key = "env:MY_KEY"
+admin_token = "token-from-file"
+public_url = "https://sync.example.com"
+
+[rewrites]
+"https://api.salla.dev" = "{SANDBOX}"
+
+[miniapps.salla.config]
+webhookSecret = "env:SALLA_SECRET"
+client_secret = "plain"
+""",
+    )
+    found = load_settings({"MY_KEY": "k", "SALLA_SECRET": "s"}, cwd=tmp_path)
+    assert found.store == "postgresql://postgres@127.0.0.1/app"
+    assert found.secret_key == "k"
+    assert found.admin_token == "token-from-file"
+    assert found.public_url == "https://sync.example.com"
+    assert found.rewrite_rules().apply("https://api.salla.dev/admin/v2/products") == f"{SANDBOX}/admin/v2/products"
+    assert found.config_for("salla") == {"webhookSecret": "s", "client_secret": "plain"}
+    assert found.config_for("zid") == {}
+    assert found.vault_environ() == {KEY_VARIABLE: "k"}
+
+
+def test_every_setting_is_read_from_the_environment(tmp_path: Path) -> None:
+    environ = {
+        "MINIAPP_SYNC_STORE": "env.sqlite",
+        "MINIAPP_SYNC_SECRET_KEY": "key",
+        "MINIAPP_SYNC_ADMIN_TOKEN": "token",
+        "MINIAPP_SYNC_PUBLIC_URL": "https://env.example.com",
+        "MINIAPP_SYNC_REWRITES": f"https://api.salla.dev={SANDBOX}, https://accounts.salla.sa={SANDBOX}",
+        "MINIAPP_SYNC_CONFIG__salla__webhookSecret": "from-env",
+    }
+    found = load_settings(environ, cwd=tmp_path)
+    assert (found.store, found.secret_key, found.admin_token) == ("env.sqlite", "key", "token")
+    assert found.public_url == "https://env.example.com"
+    assert dict(found.rewrites) == {"https://api.salla.dev": SANDBOX, "https://accounts.salla.sa": SANDBOX}
+    assert found.config_for("salla") == {"webhookSecret": "from-env"}
+
+
+def test_a_flag_beats_the_environment_which_beats_the_file_entry_by_entry(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        """
+store = "file.sqlite"
+admin_token = "file-token"
+public_url = "https://file.example.com"
+[rewrites]
+"https://a.example" = "http://127.0.0.1:1"
+"https://b.example" = "http://127.0.0.1:1"
+[miniapps.salla.config]
+webhookSecret = "file"
+client_secret = "file"
+""",
+    )
+    environ = {
+        "MINIAPP_SYNC_STORE": "env.sqlite",
+        "MINIAPP_SYNC_ADMIN_TOKEN": "env-token",
+        "MINIAPP_SYNC_REWRITES": "https://b.example=http://127.0.0.1:2",
+        "MINIAPP_SYNC_CONFIG__salla__client_secret": "env",
+    }
+    from_sources = load_settings(environ, cwd=tmp_path)
+    assert (from_sources.store, from_sources.admin_token) == ("env.sqlite", "env-token")
+    assert from_sources.public_url == "https://file.example.com"  # only the file sets it
+    flagged = from_sources.with_flags(
+        store="flag.sqlite",
+        rewrite=["https://a.example=http://127.0.0.1:3"],
+        config=["webhookSecret=flag"],
+        environ=environ,
+    )
+    assert flagged.store == "flag.sqlite"
+    assert flagged.admin_token == "env-token"
+    assert dict(flagged.rewrites) == {
+        "https://a.example": "http://127.0.0.1:3",
+        "https://b.example": "http://127.0.0.1:2",
+    }
+    assert flagged.config_for("salla") == {"webhookSecret": "flag", "client_secret": "env"}
+
+
+def test_an_explicit_file_from_the_environment_is_read(tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere.toml"
+    other.write_text('store = "elsewhere.sqlite"\n')
+    assert load_settings({"MINIAPP_SYNC_CONFIG_FILE": str(other)}, cwd=tmp_path).store == "elsewhere.sqlite"
+
+
+def test_an_explicit_file_that_is_missing_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"nope\.toml: cannot read the settings file"):
+        load_settings({}, config_file=tmp_path / "nope.toml", cwd=tmp_path)
+
+
+def test_a_file_that_is_not_toml_is_an_error_at_its_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path, 'store = "a.sqlite"\npublic_url = \n')
+    with pytest.raises(SettingsError, match=rf"^{path}:2:14: not valid TOML: Invalid value"):
+        load_settings({}, cwd=tmp_path)
+
+
+def test_an_unknown_key_is_reported_at_its_line_with_did_you_mean(tmp_path: Path) -> None:
+    path = write(tmp_path, 'store = "a.sqlite"\n\nadmin_tokn = "x"\n')
+    with pytest.raises(SettingsError, match=rf"^{path}:3: unknown setting 'admin_tokn' .*did you mean 'admin_token'\?"):
+        load_settings({}, cwd=tmp_path)
+
+
+def test_an_unknown_key_in_a_miniapp_table_is_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, '[miniapps.salla.confg]\nwebhookSecret = "x"\n')
+    with pytest.raises(
+        SettingsError, match=rf"^{path}:1: unknown setting 'miniapps.salla.confg'.*did you mean 'config'"
+    ):
+        load_settings({}, cwd=tmp_path)
+
+
+def test_a_value_of_the_wrong_type_is_reported_at_its_line_without_quoting_a_secret(tmp_path: Path) -> None:
+    path = write(tmp_path, 'store = "a.sqlite"\nadmin_token = 123456789\n')
+    with pytest.raises(SettingsError, match=rf"^{path}:2: admin_token: expected a non-empty string") as caught:
+        load_settings({}, cwd=tmp_path)
+    assert "123456789" not in str(caught.value)
+
+
+def test_a_bad_rewrite_in_the_file_is_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, '[rewrites]\n"api.salla.dev" = "127.0.0.1:8765"\n')
+    with pytest.raises(SettingsError, match=rf"^{path}:1: rewrites: a rewrite is FROM=TO with two http\(s\) origins"):
+        load_settings({}, cwd=tmp_path)
+
+
+def test_an_env_reference_to_an_unset_variable_names_the_setting(tmp_path: Path) -> None:
+    path = write(tmp_path, '[miniapps.salla.config]\nwebhookSecret = "env:NOT_SET"\n')
+    with pytest.raises(SettingsError, match=rf"^{path}:2: miniapps.salla.config.webhookSecret: .*'NOT_SET' is not set"):
+        load_settings({}, cwd=tmp_path)
+
+
+def test_a_malformed_config_variable_says_the_expected_form(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"MINIAPP_SYNC_CONFIG__salla: expected MINIAPP_SYNC_CONFIG__<ns>__<key>"):
+        load_settings({"MINIAPP_SYNC_CONFIG__salla": "x"}, cwd=tmp_path)
