@@ -194,6 +194,7 @@ def test_dead_letters_never_show_credential_values(capsys: pytest.CaptureFixture
 
 
 def test_an_unknown_dead_letter_is_a_usage_error(capsys: pytest.CaptureFixture[str], store: str) -> None:
+    install(store)
     code, _, err = run(capsys, "deadletters", "show", 999, "--store", store)
     assert code == 2
     assert "no dead letter 999" in err

@@ -64,7 +64,7 @@ def subscribe(
         signing_key(value)
     except SecretError as exc:
         raise typer.BadParameter(f"{exc} (or omit --secret to have one generated)", param_hint="--secret") from None
-    with open_runtime(store) as runtime:
+    with open_runtime(store, create=True) as runtime:  # it writes: a first subscription may come before installs
         subscription = Outbox(runtime.store).subscribe(tenant, ns, url, seal(runtime.installations.vault, value))
     row = {"id": subscription.id, "tenant": tenant, "ns": ns, "url": url}
     if output is OutputFormat.json:
