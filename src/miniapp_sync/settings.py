@@ -75,7 +75,6 @@ class Settings:
     rewrites: Mapping[str, str] = field(default_factory=dict)  # origin → origin
     config: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # ns → auth.config values
     config_flags: Mapping[str, str] = field(default_factory=dict)  # --config: every MiniApp of the command
-    file: Path | None = None  # the file read, if any
 
     def with_flags(
         self,
@@ -129,11 +128,12 @@ def pairs(values: Iterable[str] | None, option: str, environ: Mapping[str, str])
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise SettingsError(f"{option}: expected key=value, found {preview(key)}=…")
-        out[key] = _value(value, f"{option} {key}", environ)
+        out[key] = resolve(value, f"{option} {key}", environ)
     return out
 
 
-def _value(value: str, where: str, environ: Mapping[str, str]) -> str:
+def resolve(value: str, where: str, environ: Mapping[str, str]) -> str:
+    """Return a value as given, or the variable it names as ``env:NAME`` (an error naming ``where`` when unset)."""
     if not value.startswith("env:"):
         return value
     name = value[4:]
@@ -194,12 +194,12 @@ def _from_file(path: Path, environ: Mapping[str, str]) -> Settings:
             if not isinstance(value, str) or not value:
                 shown = "a value" if name in _SECRETS else preview(value)
                 raise SettingsError(f"{lines.at(name)}: {name}: expected a non-empty string, found {shown}")
-            values[name] = _value(value, f"{lines.at(name)}: {name}", environ)
+            values[name] = resolve(value, f"{lines.at(name)}: {name}", environ)
     if "rewrites" in data:
         values["rewrites"] = _rewrites_table(data["rewrites"], lines)
     if "miniapps" in data:
         values["config"] = _miniapps_table(data["miniapps"], lines, environ)
-    return Settings(**values, file=path)
+    return Settings(**values)
 
 
 def _rewrites_table(table: Any, lines: _KeyLines) -> dict[str, str]:
@@ -227,7 +227,7 @@ def _miniapps_table(table: Any, lines: _KeyLines, environ: Mapping[str, str]) ->
             where = f"{lines.at(key)}: miniapps.{ns}.config.{key}"
             if not isinstance(value, str):
                 raise SettingsError(f"{where}: expected a string, found {type(value).__name__}")
-            out[key] = _value(value, where, environ)
+            out[key] = resolve(value, where, environ)
         config[ns] = out
     return config
 

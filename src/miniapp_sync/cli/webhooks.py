@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,10 +11,20 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from miniapp_sync.cli.app import FormatOption, FunctionsOption, OutputFormat, app, console, print_json, registry
+from miniapp_sync.cli.app import (
+    FormatOption,
+    FunctionsOption,
+    OutputFormat,
+    app,
+    console,
+    print_json,
+    registry,
+    session,
+)
 from miniapp_sync.cli.operations import StoreOption, TenantOption, open_runtime
 from miniapp_sync.provider.redaction import Redactor
 from miniapp_sync.runtime import Runtime, load_miniapp
+from miniapp_sync.settings import resolve
 from miniapp_sync.store import DeadLetter, DeadLetterKind, Inbox, InboxStatus, Outbox
 from miniapp_sync.webhooks.delivery import seal
 from miniapp_sync.webhooks.replay import replay
@@ -55,10 +64,8 @@ def subscribe(
     if not url.startswith(("http://", "https://")):
         raise typer.BadParameter("expected an http:// or https:// URL", param_hint="--url")
     generated = secret is None
-    if secret is not None and secret.startswith("env:"):
-        if secret[4:] not in os.environ:
-            raise typer.BadParameter(f"environment variable {secret[4:]!r} is not set", param_hint="--secret")
-        secret = os.environ[secret[4:]]
+    if secret is not None:
+        secret = resolve(secret, "--secret", session().environ)
     value = new_secret() if secret is None else secret
     try:
         signing_key(value)
