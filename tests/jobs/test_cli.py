@@ -131,3 +131,18 @@ def test_a_worker_serves_its_metrics_when_asked(cli: Cli, tmp_path: Path, pg_url
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=20) == 0  # a graceful stop closes the metrics too
+
+
+def test_a_worker_whose_metrics_port_is_busy_says_which_port_and_what_to_do(
+    cli: Cli, tmp_path: Path, pg_url: str
+) -> None:
+    assert cli("db", "upgrade", "--store", pg_url)[0] == 0
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        args = ["worker", "-d", str(write_definition(tmp_path)), "--store", pg_url, "--metrics-port", str(port)]
+        code, _, err = cli(*args)
+    assert code == 1
+    assert f"port {port} is already in use" in err
+    assert "choose a free port with --metrics-port" in err

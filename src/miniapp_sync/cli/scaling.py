@@ -111,7 +111,7 @@ async def _metrics(service: WebhookService, host: str, port: int | None) -> Asyn
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.SockSite(runner, sock).start()
-    console().print(f"metrics on http://{host}:{port}/metrics")
+    console().print(f"metrics on http://{host}:{sock.getsockname()[1]}/metrics")
     try:
         yield
     finally:

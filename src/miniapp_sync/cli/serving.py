@@ -55,7 +55,6 @@ def serve(
     public = public_url or settings().public_url or f"http://{host}:{port}"
     runtime = open_runtime(store, rewrite, allow_private_network, public, config=config, miniapps=miniapps, create=True)
     try:
-        sock = listen(host, port)
         webhooks = WebhookSettings(
             max_body_bytes=max_body_bytes, record_samples=str(record_samples) if record_samples else None
         )
@@ -69,6 +68,7 @@ def serve(
         # it on every full collection (~120k objects; 50-150 ms pauses of the event loop otherwise).
         gc.collect()
         gc.freeze()
+        sock = listen(host, port)
         announce = f"serving {', '.join(runtime.apps)} on http://{host}:{sock.getsockname()[1]}"
         serve_on(app, sock, on_started=lambda: console().print(announce), log_level="warning")
     finally:
