@@ -182,10 +182,15 @@ class Inbox:
         return None if row is None else _row(row)
 
     def list(
-        self, *, status: InboxStatus | None = None, installation_id: str | None = None, limit: int = 100
+        self,
+        *,
+        status: InboxStatus | None = None,
+        installation_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[InboxRow]:
-        """Return rows oldest first."""
-        query = select(webhook_inbox).order_by(i.id).limit(limit)
+        """Return rows oldest first, ``offset`` rows in."""
+        query = select(webhook_inbox).order_by(i.id).limit(limit).offset(offset)
         if status is not None:
             query = query.where(i.status == status)
         if installation_id is not None:
