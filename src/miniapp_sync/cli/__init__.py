@@ -6,9 +6,11 @@ Tracebacks are shown only with ``--debug``.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Sequence
 
+import orjson
 import typer
 from rich.console import Console
 
@@ -26,29 +28,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     if debug:
         args = ["--debug", *(a for a in args if a != "--debug")]
     err = Console(stderr=True, highlight=False, soft_wrap=True)
+    as_json = _json_wanted(args)
     try:
         result = app(args=args, prog_name="miniapp-sync", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:
+        if as_json:
+            return _json_error(1, "aborted", "aborted")
         err.print("Aborted.")
         return 1
     except typer.TyperException as exc:  # usage errors: bad option, missing argument, bad parameter
+        code = int(getattr(exc, "exit_code", 2))
+        if as_json:
+            hint = getattr(exc, "param_hint", None)
+            field = hint if isinstance(hint, str) else None
+            message = exc.format_message()
+            return _json_error(code, "usage", message, field=field, hint="see --help")
         exc.show(file=sys.stderr)  # type: ignore[attr-defined]
-        return int(getattr(exc, "exit_code", 2))
+        return code
     except MiniAppSyncError as exc:
         if debug:
             err.print_exception()
+        code = 2 if isinstance(exc, DefinitionError) else 1
+        if as_json:
+            return _json_error(code, type(exc).__name__, str(exc), hint=getattr(exc, "hint", None))
         err.print("[bold red]Error:[/]", str(exc), markup=True)
-        return 2 if isinstance(exc, DefinitionError) else 1
+        return code
     except Exception as exc:  # a bug, not bad input: say so plainly, trace only on request
         if debug:
             err.print_exception()
+        hint = "run again with --debug for the traceback, and report it"
+        if as_json:
+            return _json_error(1, "internal", f"internal error: {type(exc).__name__}: {exc}", hint=hint)
         err.print(f"[bold red]Error:[/] internal error: {type(exc).__name__}: {exc}")
         if not debug:
-            err.print("Run again with --debug for the traceback, and report it.")
+            err.print(hint[0].upper() + hint[1:] + ".")
         return 1
     return int(result) if isinstance(result, int) else 0
+
+
+def _json_wanted(args: list[str]) -> bool:
+    """Return whether the command line asks for ``--format json`` (errors then come as JSON too, D37)."""
+    return "--format=json" in args or any(a == "--format" and b == "json" for a, b in itertools.pairwise(args))
+
+
+def _json_error(code: int, type: str, message: str, *, hint: str | None = None, field: str | None = None) -> int:
+    """Print ``{"error": {"type", "message", "hint", "field"}}`` on stderr and return the exit code."""
+    error = {"error": {"type": type, "message": message, "hint": hint, "field": field}}
+    sys.stderr.write(orjson.dumps(error).decode() + "\n")
+    return code
 
 
 def run() -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
 from rich.console import Console
 
 from miniapp_sync.mapping.functions import FunctionRegistry
+
+if TYPE_CHECKING:
+    from miniapp_sync.views import Page, Window
 
 app = typer.Typer(
     name="miniapp-sync",
@@ -63,6 +66,35 @@ def print_json(data: object) -> None:
     """Print data as indented JSON on stdout."""
     option = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
     typer.echo(orjson.dumps(data, option=option, default=_jsonable).decode())
+
+
+def print_view(view: object) -> None:
+    """Print a view model (or a page of them) as JSON on stdout, in the shape the API answers (D37)."""
+    from miniapp_sync.views import to_json
+
+    print_json(to_json(view))
+
+
+LimitOption = Annotated[int, typer.Option("--limit", help="How many to show (1 to 1000).")]
+CursorOption = Annotated[
+    str | None, typer.Option("--cursor", help="Continue a list: pass the `next` printed by the previous page.")
+]
+
+
+def window(limit: int, cursor: str | None) -> Window:
+    """Return the page a list command reads; a bad --limit or --cursor is a usage error."""
+    from miniapp_sync.views import ParameterError, Window
+
+    try:
+        return Window.of(limit, cursor)
+    except ParameterError as exc:
+        raise typer.BadParameter(exc.message, param_hint=f"--{exc.field}") from None
+
+
+def show_next(page: Page[Any]) -> None:
+    """Tell a person how to read on, when a list has more."""
+    if page.next is not None:
+        console().print(f"more: --cursor {page.next}")
 
 
 def registry(modules: list[Path] | None) -> FunctionRegistry:

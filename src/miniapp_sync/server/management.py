@@ -32,11 +32,9 @@ from miniapp_sync.views import (
     Window,
     queries,
 )
+from miniapp_sync.views.queries import INBOX_STATES, MAX_EVENT_ID, MAX_EVENTS
 
 MAX_BODY: Final = 64 * 1024  # an install request is a few credentials: anything bigger is a mistake
-MAX_EVENTS: Final = 1000
-MAX_EVENT_ID: Final = 2**53 - 1
-INBOX_STATES: Final = ("pending", "processing", "done", "failed", "ignored", "unmatched", "ping")
 _SCALAR: Final = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
 _BAG: Final = {"type": "object", "additionalProperties": _SCALAR}
 _TENANT: Final = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f]+$"}

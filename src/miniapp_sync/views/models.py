@@ -215,8 +215,17 @@ class SubscriptionView:
 class NewSubscriptionView:
     """A subscription just made; ``secret`` is the generated signing secret, shown this once (else null)."""
 
-    subscription: SubscriptionView
+    id: str
+    tenant: str
+    ns: str
+    url: str
+    created_at: Timestamp
     secret: str | None
+
+    @classmethod
+    def of(cls, s: Subscription, secret: str | None) -> NewSubscriptionView:
+        """Return the view of a new subscription, with its generated secret (None: the operator chose it)."""
+        return cls(s.id, s.tenant, s.ns, s.url, timestamp(s.created_at), secret)
 
 
 @dataclass(frozen=True, slots=True)

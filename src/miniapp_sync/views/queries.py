@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final, get_args
 
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.store import DeadLetter, DeadLetterKind, Inbox, InboxStatus, Outbox, Store
@@ -16,6 +17,10 @@ from miniapp_sync.views.models import (
     TriggerEventView,
 )
 from miniapp_sync.views.pages import Page, Window
+
+INBOX_STATES: Final[tuple[str, ...]] = get_args(InboxStatus)
+MAX_EVENTS: Final = 1000  # events per pull
+MAX_EVENT_ID: Final = 2**53 - 1  # an event cursor is an id: what JSON and every database here hold exactly
 
 
 def installations(store: Store, window: Window, *, ns: str | None = None) -> Page[InstallationView]:
