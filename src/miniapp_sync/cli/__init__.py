@@ -10,11 +10,10 @@ import itertools
 import sys
 from collections.abc import Sequence
 
-import orjson
 import typer
 from rich.console import Console
 
-from miniapp_sync.cli.app import app
+from miniapp_sync.cli.app import app, print_error
 from miniapp_sync.errors import DefinitionError, MiniAppSyncError
 
 __all__ = ["app", "main"]
@@ -35,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.exit_code)
     except typer.Abort:
         if as_json:
-            return _json_error(1, "aborted", "aborted")
+            return print_error(1, "aborted", "aborted")
         err.print("Aborted.")
         return 1
     except typer.TyperException as exc:  # usage errors: bad option, missing argument, bad parameter
@@ -44,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             hint = getattr(exc, "param_hint", None)
             field = hint if isinstance(hint, str) else None
             message = exc.format_message()
-            return _json_error(code, "usage", message, field=field, hint="see --help")
+            return print_error(code, "usage", message, field=field, hint="see --help")
         exc.show(file=sys.stderr)  # type: ignore[attr-defined]
         return code
     except MiniAppSyncError as exc:
@@ -52,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             err.print_exception()
         code = 2 if isinstance(exc, DefinitionError) else 1
         if as_json:
-            return _json_error(code, type(exc).__name__, str(exc), hint=getattr(exc, "hint", None))
+            return print_error(code, type(exc).__name__, str(exc), hint=getattr(exc, "hint", None))
         err.print("[bold red]Error:[/]", str(exc), markup=True)
         return code
     except Exception as exc:  # a bug, not bad input: say so plainly, trace only on request
@@ -60,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             err.print_exception()
         hint = "run again with --debug for the traceback, and report it"
         if as_json:
-            return _json_error(1, "internal", f"internal error: {type(exc).__name__}: {exc}", hint=hint)
+            return print_error(1, "internal", f"internal error: {type(exc).__name__}: {exc}", hint=hint)
         err.print(f"[bold red]Error:[/] internal error: {type(exc).__name__}: {exc}")
         if not debug:
             err.print(hint[0].upper() + hint[1:] + ".")
@@ -71,13 +70,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _json_wanted(args: list[str]) -> bool:
     """Return whether the command line asks for ``--format json`` (errors then come as JSON too, D37)."""
     return "--format=json" in args or any(a == "--format" and b == "json" for a, b in itertools.pairwise(args))
-
-
-def _json_error(code: int, type: str, message: str, *, hint: str | None = None, field: str | None = None) -> int:
-    """Print ``{"error": {"type", "message", "hint", "field"}}`` on stderr and return the exit code."""
-    error = {"error": {"type": type, "message": message, "hint": hint, "field": field}}
-    sys.stderr.write(orjson.dumps(error).decode() + "\n")
-    return code
 
 
 def run() -> None:

@@ -75,6 +75,13 @@ def print_view(view: object) -> None:
     print_json(to_json(view))
 
 
+def print_error(code: int, type: str, message: str, *, hint: str | None = None, field: str | None = None) -> int:
+    """Print ``{"error": {"type", "message", "hint", "field"}}`` on stderr (D37) and return the exit code."""
+    error = {"error": {"type": type, "message": message, "hint": hint, "field": field}}
+    typer.echo(orjson.dumps(error).decode(), err=True)
+    return code
+
+
 LimitOption = Annotated[int, typer.Option("--limit", help="How many to show (1 to 1000).")]
 CursorOption = Annotated[
     str | None, typer.Option("--cursor", help="Continue a list: pass the `next` printed by the previous page.")

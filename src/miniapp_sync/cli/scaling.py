@@ -26,6 +26,7 @@ from miniapp_sync.cli.app import (
     app,
     console,
     print_json,
+    print_view,
     registry,
 )
 from miniapp_sync.cli.operations import (
@@ -190,9 +191,15 @@ def jobs(store: StoreOption = None, output: FormatOption = OutputFormat.text) ->
 def upgrade(
     store: StoreOption = None,
     create: Annotated[bool, typer.Option("--create", help="Create the PostgreSQL database if it is missing.")] = False,
+    output: FormatOption = OutputFormat.text,
 ) -> None:
     """Apply the store's migrations and, on PostgreSQL, install or upgrade the job queue's schema."""
     from miniapp_sync.jobs import upgrade_database
+    from miniapp_sync.views import NotesView
 
-    for note in upgrade_database(store, create=create, environ=os.environ):
+    notes = upgrade_database(store, create=create, environ=os.environ)
+    if output is OutputFormat.json:
+        print_view(NotesView(notes))
+        return
+    for note in notes:
         console().print(note)

@@ -254,10 +254,11 @@ class NotesView:
 
 @dataclass(frozen=True, slots=True)
 class PackageView:
-    """A written submission package: where, and the files in it."""
+    """A written submission package: where, the files in it, and whether the checklist passed (else --force)."""
 
     out: str
     files: list[str]
+    passed: bool
 
 
 @dataclass(frozen=True, slots=True)
