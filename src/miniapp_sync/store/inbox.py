@@ -277,14 +277,19 @@ def _turn_away_uninstalled(conn: Connection, entries: Sequence[InboxEntry]) -> S
     The receiver's directory of installations is a cache, refreshed every few seconds: an
     uninstall in another process (the CLI, another server) is not in it yet. The inbox commit is
     where every delivery meets the database anyway, so the check costs one indexed query per
-    batch, in the transaction that stores it: an uninstall that committed first always wins.
+    batch (a few microseconds on SQLite), in the transaction that stores it: an uninstall that
+    committed first always wins.
     """
     ids = {e.installation_id for e in entries if e.installation_id is not None and e.status != "ping"}
     if not ids:
         return entries
     marks = _marks(conn.dialect.paramstyle, len(ids))
     sql = f"SELECT id FROM installations WHERE status = 'uninstalled' AND id IN ({marks})"
-    gone = {row[0] for row in conn.exec_driver_sql(sql, tuple(ids))}
+    if conn.dialect.name == "sqlite":  # the receiver's hot path: the driver itself, ~6 us against ~35 us
+        rows = conn.connection.driver_connection.execute(sql, tuple(ids))  # type: ignore[union-attr]
+    else:
+        rows = conn.exec_driver_sql(sql, tuple(ids))
+    gone = {row[0] for row in rows}
     if not gone:
         return entries
     return [
