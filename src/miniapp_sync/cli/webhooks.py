@@ -209,6 +209,7 @@ def list_dead_letters(
 def show_dead_letter(
     id: Annotated[int, typer.Argument(metavar="ID", help="The dead letter's id.", show_default=False)],
     store: StoreOption = None,
+    output: FormatOption = OutputFormat.json,  # a payload reads best as JSON, so both formats print it
 ) -> None:
     """Show one dead letter: the reason and the payload that failed (as JSON)."""
     with open_runtime(store) as runtime:
