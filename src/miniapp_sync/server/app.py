@@ -2,9 +2,10 @@
 
 Public routes (what providers and browsers reach): ``POST /miniapps/{ns}/webhooks`` and
 ``/miniapps/{ns}/webhooks/{installation}`` (D24), ``/miniapps/{ns}/oauth2``, ``/healthz`` and
-``/metrics``. The management API under ``/api`` (trigger events included) needs
-``Authorization: Bearer <admin token>``; without a configured token it is closed. Bind to
-127.0.0.1 unless told otherwise. While the app lives it runs the scheduler, the inbox
+``/metrics``. The management API under ``/api`` (``server/management.py``, trigger events
+included) needs ``Authorization: Bearer <admin token>``; without a configured token it is
+closed. Its OpenAPI document, ``/api/openapi.json``, is served to anyone: it holds no data. Bind
+to 127.0.0.1 unless told otherwise. While the app lives it runs the scheduler, the inbox
 processor and trigger delivery.
 """
 

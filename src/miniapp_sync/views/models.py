@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -31,12 +30,12 @@ from miniapp_sync.store import (
 )
 from miniapp_sync.store.outbox import Subscription, TriggerEvent
 from miniapp_sync.views.schema import Timestamp, camel
-from miniapp_sync.webhooks.triggers import event_body
+from miniapp_sync.webhooks.triggers import event_body, iso
 
 
 def timestamp(seconds: float) -> Timestamp:
-    """Render epoch seconds as ISO 8601 UTC with milliseconds and a ``Z``."""
-    return Timestamp(datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+    """Render epoch seconds as ISO 8601 UTC with milliseconds and a ``Z`` (as trigger events always were)."""
+    return Timestamp(iso(seconds))
 
 
 def maybe_timestamp(seconds: float | None) -> Timestamp | None:
