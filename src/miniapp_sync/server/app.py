@@ -31,6 +31,7 @@ from miniapp_sync.server.management import management_routes
 from miniapp_sync.server.openapi import Param, Reply, document, error, operation
 from miniapp_sync.server.webhooks import WebhookEndpoint, metrics_endpoint, webhook_params
 from miniapp_sync.sync.schedule import Scheduler
+from miniapp_sync.views import ErrorView
 from miniapp_sync.webhooks.service import WebhookService
 from miniapp_sync.webhooks.settings import WebhookSettings
 
@@ -175,7 +176,7 @@ def create_app(
             Param("id", "The installation's id.", location="path"),
             Param("resource", "Only these resources (repeatable).", enum=tuple(known_resources), repeated=True),
         ],
-        responses={202: Reply("the run id (or, on a queue, the jobs)"), 404: Reply("unknown installation")},
+        responses={202: Reply("the run id (or, on a queue, the jobs)"), 404: Reply("no such installation", ErrorView)},
     )
     async def start_sync(request: Request, id: str, resource: list[str]) -> Response:
         installation = runtime.store.get_installation(id)

@@ -23,6 +23,7 @@ from miniapp_sync.runtime import Runtime
 from miniapp_sync.server.openapi import CURSOR, LIMIT, Param, Reply, bad_request, error, ok, operation
 from miniapp_sync.store import InboxStatus
 from miniapp_sync.views import (
+    ErrorView,
     InboxDeliveryView,
     InstallationView,
     ParameterError,
@@ -49,7 +50,7 @@ def _scalars(value: Any, field: str) -> dict[str, Any]:
     for key, item in value.items():
         if isinstance(item, dict | list) or item is None:
             found = "null" if item is None else type(item).__name__
-            raise ParameterError(f"{field}.{key}", f"expected a string, number or boolean, found {found}")
+            raise ParameterError(f"{field}.{key[:40]}", f"expected a string, number or boolean, found {found}")
     return value
 
 
@@ -65,7 +66,9 @@ def install_body(raw: bytes, served: list[str]) -> dict[str, Any]:
         raise ParameterError("body", f"expected a JSON object, found {type(body).__name__}")
     unknown = sorted(set(body) - {"ns", "tenant", "credentials", "metadata", "userInput"})
     if unknown:
-        raise ParameterError(unknown[0], "is not a field of an install request", "expected ns, tenant, credentials…")
+        raise ParameterError(
+            unknown[0][:40], "is not a field of an install request", "expected ns, tenant, credentials…"
+        )
     ns, tenant = body.get("ns"), body.get("tenant")
     if ns not in served:
         raise ParameterError("ns", f"expected one of {', '.join(served)}, found {str(ns)[:40]!r}")
@@ -84,7 +87,7 @@ def management_routes(runtime: Runtime, *, installed: Callable[[], None]) -> lis
     """Return the /api routes over ``runtime``; ``installed`` is told when an installation was added."""
     store = runtime.store
     served = sorted(runtime.apps)
-    not_found = Reply("no such thing", None)
+    not_found = Reply("no such thing (`error.field` names the path parameter)", ErrorView)
 
     @operation(
         "List installations (credentials are never returned).",
@@ -111,7 +114,9 @@ def management_routes(runtime: Runtime, *, installed: Callable[[], None]) -> lis
         },
         responses={
             201: Reply("the installation", InstallationView),
-            409: Reply("the provider refused the install (the message says why)", None),
+            409: Reply(
+                "the install failed: the provider refused it or could not be reached (the message says why)", ErrorView
+            ),
         },
     )
     async def create_installation(request: Request) -> Response:
