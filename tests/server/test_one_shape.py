@@ -33,6 +33,7 @@ async def test_cli_json_and_api_json_of_the_same_objects_are_equal(
             ("/api/records", {"installation": installation_id, "limit": "2"}),
         ),
         (("inbox",), ("/api/inbox", {})),
+        (("deadletters", "list"), ("/api/deadletters", {})),
         (("events", "--tenant", "acme"), ("/api/events", {"tenant": "acme"})),
     ]
     for cli_args, (path, query) in pairs:
@@ -44,6 +45,10 @@ async def test_cli_json_and_api_json_of_the_same_objects_are_equal(
     _, first = await api.get("/api/records", installation=installation_id, limit="2")
     _, rest = await api.get("/api/records", installation=installation_id, limit="2", cursor=first["next"])
     assert cli_json(capsys, store, "records", "--tenant", "acme", "--limit", "2", "--cursor", first["next"]) == rest
+    status, letter = await api.get("/api/deadletters/1")
+    assert status == 200
+    assert cli_json(capsys, store, "deadletters", "show", "1") == letter
+    assert "tok-SECRET-1" not in str(letter)  # masked with the installation's credentials (D30)
     status, one = await api.get(f"/api/installations/{installation_id}")
     assert status == 200
     assert cli_json(capsys, store, "installations")["items"] == [one]

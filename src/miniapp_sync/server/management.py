@@ -1,4 +1,4 @@
-"""The management API under ``/api`` (D31, D37): installations, runs, records, the inbox, trigger events.
+"""The management API under ``/api`` (D31, D37): installations, runs, records, inbox, dead letters, events.
 
 Every handler is declared with ``openapi.operation``: its parameters are checked before it runs
 and the OpenAPI document is written from the same declarations. Answers are view models, lists
@@ -21,8 +21,9 @@ from starlette.routing import BaseRoute, Route
 from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.server.openapi import CURSOR, LIMIT, Param, Reply, bad_request, error, ok, operation
-from miniapp_sync.store import InboxStatus
+from miniapp_sync.store import DeadLetterKind, InboxStatus
 from miniapp_sync.views import (
+    DeadLetterView,
     ErrorView,
     InboxDeliveryView,
     InstallationView,
@@ -195,6 +196,45 @@ def management_routes(runtime: Runtime, *, installed: Callable[[], None]) -> lis
         return ok(await asyncio.to_thread(queries.deliveries, store, window, status=status))
 
     @operation(
+        "Dead letters (rejected records, failed deliveries), oldest first: the order to replay them in.",
+        params=[
+            Param("installation", "Only this installation's."),
+            Param("kind", "Only records or only webhook deliveries.", enum=("record", "webhook")),
+            Param("replayed", "Include those already replayed.", enum=("true", "false")),
+            LIMIT,
+            CURSOR,
+        ],
+        responses={200: Reply("a page of dead letters, credential values masked", DeadLetterView, page=True)},
+    )
+    async def list_dead_letters(
+        request: Request,
+        installation: str | None,
+        kind: DeadLetterKind | None,
+        replayed: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Response:
+        window = Window.of(limit, cursor)
+        ids = [installation] if installation else None
+        page = await asyncio.to_thread(
+            queries.dead_letters, runtime, window, installation_ids=ids, kind=kind, include_replayed=replayed == "true"
+        )
+        return ok(page)
+
+    @operation(
+        "One dead letter: the reason and the payload that failed, credential values masked.",
+        params=[Param("id", "The dead letter's id.", location="path")],
+        responses={200: Reply("the dead letter", DeadLetterView), 404: not_found},
+    )
+    async def get_dead_letter(request: Request, id: str) -> Response:
+        found = (
+            await asyncio.to_thread(queries.dead_letter, runtime, int(id)) if id.isdigit() and len(id) < 16 else None
+        )
+        if found is None:
+            return error(404, "not_found", f"no dead letter {id[:60]!r}", field="id")
+        return ok(found)
+
+    @operation(
         "Trigger events of a tenant after a cursor, oldest first; pass `next` back as `after`.",
         params=[
             Param("tenant", "The tenant.", required=True),
@@ -218,5 +258,7 @@ def management_routes(runtime: Runtime, *, installed: Callable[[], None]) -> lis
         Route("/api/runs/{id}", get_run, methods=["GET"]),
         Route("/api/records", list_records, methods=["GET"]),
         Route("/api/inbox", list_inbox, methods=["GET"]),
+        Route("/api/deadletters", list_dead_letters, methods=["GET"]),
+        Route("/api/deadletters/{id}", get_dead_letter, methods=["GET"]),
         Route("/api/events", list_events, methods=["GET"]),
     ]
