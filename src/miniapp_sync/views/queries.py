@@ -39,14 +39,17 @@ def records(
     store: Store, window: Window, installation_ids: Sequence[str], content_type: str | None
 ) -> Page[RecordView]:
     """Return a page of the records of some installations (of one content type when given)."""
-    found = [
+    if len(installation_ids) == 1:  # the common case: the store seeks to the page
+        found = store.list_records(installation_ids[0], content_type, limit=window.fetch, offset=window.offset)
+        return window.page([RecordView.of(r) for r in found])
+    # A tenant with several MiniApps: the page is cut from the installations' merged order.
+    merged = [
         r
         for installation_id in installation_ids
         for r in store.list_records(installation_id, content_type, limit=window.offset + window.fetch)
     ]
-    # One installation is the common case; for several, the page is cut from their merged order.
-    found.sort(key=lambda r: (r.content_type, r.code, r.installation_id))
-    return window.page([RecordView.of(r) for r in found[window.offset : window.offset + window.fetch]])
+    merged.sort(key=lambda r: (r.content_type, r.code, r.installation_id))
+    return window.page([RecordView.of(r) for r in merged[window.offset : window.offset + window.fetch]])
 
 
 def deliveries(store: Store, window: Window, *, status: InboxStatus | None = None) -> Page[InboxDeliveryView]:
