@@ -313,7 +313,9 @@ def phase_during_sync(paced: list[Delivery], args: argparse.Namespace, tmp: Path
     admin = {"Authorization": "Bearer bench-admin"}
     with server(provider_args, provider), server(serving, port):
         base = f"http://127.0.0.1:{port}"
-        (installation,) = json.loads(urllib.request.urlopen(_request(f"{base}/api/installations", admin)).read())
+        (installation,) = json.loads(urllib.request.urlopen(_request(f"{base}/api/installations", admin)).read())[
+            "items"
+        ]
         start = _request(f"{base}/api/installations/{installation['id']}/sync?resource=products", admin, "POST")
         run_id = json.loads(urllib.request.urlopen(start).read())["runId"]
         latencies, _, failed = asyncio.run(open_loop(f"{base}/miniapps/salla/webhooks", paced, args.rate, store))

@@ -85,7 +85,7 @@ def order_status(code: object) -> str:
     exe = Path(sys.executable).with_name("miniapp-sync")
     args = ["records", "--tenant", "demo-store", "--type", "ecommerce:orders", "--limit", "1000", "--store", STORE]
     done = subprocess.run([str(exe), *args, "--format", "json"], cwd=ROOT, check=True, capture_output=True, text=True)
-    record = next((r for r in json.loads(done.stdout)["records"] if r["code"] == str(code)), None)
+    record = next((r for r in json.loads(done.stdout)["items"] if r["code"] == str(code)), None)
     if record is None:
         return "not stored"
     return f"status {record['data'].get('status')!r}, customerCode {record['data'].get('customerCode')!r}"

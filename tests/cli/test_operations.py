@@ -69,7 +69,7 @@ def test_install_sync_and_look_at_the_results(cli: object, sandbox: tuple[Sandbo
     assert "connected" in out
 
     code, out, _ = run("installations", "--format", "json")  # type: ignore[operator]
-    (row,) = json.loads(out)
+    (row,) = json.loads(out)["items"]
     assert row["status"] == "connected"
     assert "credentials" not in row
 
@@ -85,12 +85,18 @@ def test_install_sync_and_look_at_the_results(cli: object, sandbox: tuple[Sandbo
     assert "unchanged" in out
 
     code, out, _ = run("runs", "--tenant", "acme", "--format", "json")  # type: ignore[operator]
-    assert [r["status"] for r in json.loads(out)] == ["succeeded", "succeeded"]
+    assert [r["status"] for r in json.loads(out)["items"]] == ["succeeded", "succeeded"]
 
     code, out, _ = run("records", "--tenant", "acme", "--type", "core:product", "--limit", "5", "--format", "json")  # type: ignore[operator]
     listed = json.loads(out)
-    assert listed["total"] == len(sandbox[0].data["products"])
-    assert len(listed["records"]) == 5
+    assert len(listed["items"]) == 5
+    codes = [r["code"] for r in listed["items"]]
+    while listed["next"] is not None:  # the cursor reads on to the last record
+        args = ("records", "--tenant", "acme", "--type", "core:product", "--limit", "5", "--cursor", listed["next"])
+        code, out, _ = run(*args, "--format", "json")  # type: ignore[operator]
+        listed = json.loads(out)
+        codes += [r["code"] for r in listed["items"]]
+    assert len(set(codes)) == len(codes) == len(sandbox[0].data["products"])
 
 
 def test_a_failed_resource_exits_1_and_says_why(cli: object, sandbox: tuple[Sandbox, str], example: str) -> None:

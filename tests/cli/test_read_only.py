@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def test_a_reading_command_on_a_store_without_its_key_file_reads_and_creates_no_
     capsys.readouterr()
     without_key = {"MINIAPP_SYNC_STORE": environ["MINIAPP_SYNC_STORE"]}
     assert main(["installations", "--format", "json"], environ=without_key) == 0
-    assert capsys.readouterr().out.strip() == "[]"
+    assert json.loads(capsys.readouterr().out) == {"items": [], "next": None}
     assert not (empty / "secret.key").exists()  # a new key would not decrypt what is stored
 
 

@@ -37,7 +37,7 @@ def test_the_store_and_key_of_the_settings_file_are_used_by_every_command(
     assert (here / "data" / "app.sqlite").is_file()
     capsys.readouterr()
     assert main(["installations", "--format", "json"], environ=environ) == 0
-    assert json.loads(capsys.readouterr().out) == []
+    assert json.loads(capsys.readouterr().out) == {"items": [], "next": None}
     assert not (here / "data" / "secret.key").exists()  # the key came from the settings, not a generated file
 
 

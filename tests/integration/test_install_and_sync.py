@@ -128,7 +128,7 @@ async def test_management_api_needs_the_admin_token_and_runs_a_sync(stack: Stack
         assert (await fetch(http, "GET", f"{api}/installations"))[0] == 401
         auth = {"Authorization": f"Bearer {ADMIN}"}
         _, listed, _ = await fetch(http, "GET", f"{api}/installations", headers=auth)
-        (installation,) = listed
+        (installation,) = listed["items"]
         assert installation["status"] == "connected"
         assert "credentials" not in installation
         status, started, _ = await fetch(http, "POST", f"{api}/installations/{installation['id']}/sync", headers=auth)
@@ -141,6 +141,6 @@ async def test_management_api_needs_the_admin_token_and_runs_a_sync(stack: Stack
         assert run["status"] == "succeeded", run
         query = {"installation": installation["id"], "type": "ecommerce:orders"}
         _, records, _ = await fetch(http, "GET", f"{api}/records", params=query, headers=auth)
-        assert len(records) == len(stack.sandbox.data["orders"])
+        assert len(records["items"]) == len(stack.sandbox.data["orders"])
         _, schema, _ = await fetch(http, "GET", f"{api}/openapi.json", headers=auth)
         assert "/api/installations" in schema["paths"]

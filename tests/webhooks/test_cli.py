@@ -75,7 +75,7 @@ def test_subscribe_shows_a_generated_secret_once_and_never_again(
     created = json.loads(out)
     assert len(created["secret"]) > 30
     code, out, _ = run(capsys, "subscriptions", "--store", store, "--format", "json")
-    (listed,) = json.loads(out)
+    (listed,) = json.loads(out)["items"]
     assert listed["url"] == "https://crm.example/in"
     assert created["secret"] not in out
     assert run(capsys, "unsubscribe", created["id"], "--store", store)[0] == 0
@@ -100,9 +100,9 @@ def test_events_pages_with_the_printed_cursor(capsys: pytest.CaptureFixture[str]
     code, out, _ = run(capsys, "events", "-t", "acme", "--limit", "1", "--store", store, "--format", "json")
     assert code == 0
     first = json.loads(out)
-    assert [e["event"] for e in first["events"]] == ["order.created"]
+    assert [e["event"] for e in first["items"]] == ["order.created"]
     code, out, _ = run(capsys, "events", "-t", "acme", "--after", first["next"], "--store", store, "--format", "json")
-    assert [e["event"] for e in json.loads(out)["events"]] == ["customer.created"]
+    assert [e["event"] for e in json.loads(out)["items"]] == ["customer.created"]
     code, out, _ = run(capsys, "events", "-t", "acme", "--store", store)
     assert code == 0
     assert "order.created" in out
@@ -113,7 +113,7 @@ def test_inbox_lists_what_became_of_each_delivery(capsys: pytest.CaptureFixture[
     receive(store, EXAMPLE, "order.created")
     code, out, _ = run(capsys, "inbox", "--store", store, "--format", "json")
     assert code == 0
-    (row,) = json.loads(out)
+    (row,) = json.loads(out)["items"]
     assert (row["event"], row["status"], row["attempts"]) == ("order.created", "done", 1)
     assert run(capsys, "inbox", "--status", "nonsense", "--store", store)[0] == 2
 
@@ -128,7 +128,7 @@ def test_a_record_dead_letter_is_replayed_through_the_current_definition(
             installation.id, kind="record", source="products", payload=product, reason="name: required field missing"
         )
     code, out, _ = run(capsys, "deadletters", "list", "--store", store, "--format", "json")
-    assert [(d["id"], d["kind"], d["tenant"]) for d in json.loads(out)] == [(letter, "record", "acme")]
+    assert [(d["id"], d["kind"], d["tenant"]) for d in json.loads(out)["items"]] == [(str(letter), "record", "acme")]
     code, out, _ = run(capsys, "deadletters", "show", letter, "--store", store)
     assert json.loads(out)["payload"] == product
 
@@ -151,9 +151,9 @@ def test_a_record_dead_letter_is_replayed_through_the_current_definition(
         stored = runtime.store.get_record(installation.id, "core:product", "77")
         assert stored is not None
         assert stored.data["name"] == "(unnamed)"
-    assert json.loads(run(capsys, "deadletters", "list", "--store", store, "--format", "json")[1]) == []
+    assert json.loads(run(capsys, "deadletters", "list", "--store", store, "--format", "json")[1])["items"] == []
     code, out, _ = run(capsys, "deadletters", "list", "--all", "--store", store, "--format", "json")
-    assert json.loads(out)[0]["replayedAt"] is not None
+    assert json.loads(out)["items"][0]["replayedAt"] is not None
     assert run(capsys, "deadletters", "replay", letter, "--definition", definition, "--store", store)[0] == 2
 
 
@@ -164,16 +164,16 @@ def test_a_webhook_dead_letter_is_processed_again_with_the_fixed_definition(
     broken["sync"]["webhooks"]["handlers"]["order.created"]["mapping"]["code"] = "$.data.nope"
     receive(store, write_definition(tmp_path, broken, "broken.json"), "order.created")
     code, out, _ = run(capsys, "deadletters", "list", "--kind", "webhook", "--store", store, "--format", "json")
-    (letter,) = json.loads(out)
+    (letter,) = json.loads(out)["items"]
     assert letter["source"] == "order.created"
     code, out, _ = run(capsys, "deadletters", "replay", letter["id"], "-d", EXAMPLE, "--store", store,
                        "--format", "json")  # fmt: skip
     assert code == 0
     assert json.loads(out)["ok"] is True
     code, out, _ = run(capsys, "events", "-t", "acme", "--store", store, "--format", "json")
-    assert [e["event"] for e in json.loads(out)["events"]] == ["order.created"]
+    assert [e["event"] for e in json.loads(out)["items"]] == ["order.created"]
     code, out, _ = run(capsys, "inbox", "--store", store, "--format", "json")
-    assert [r["status"] for r in json.loads(out)] == ["done"]
+    assert [r["status"] for r in json.loads(out)["items"]] == ["done"]
 
 
 def test_dead_letters_never_show_credential_values(capsys: pytest.CaptureFixture[str], store: str) -> None:

@@ -146,11 +146,11 @@ async def test_the_pull_api_pages_with_a_cursor(harness: Harness) -> None:
     for _ in range(3):
         status, page = await get_events(harness, tenant="acme", after=cursor, limit=2)
         assert status == 200
-        seen += [e["record"]["code"] for e in page["events"]]
+        seen += [e["record"]["code"] for e in page["items"]]
         cursor = page["next"]
     assert seen == [str(o["id"]) for o in harness.sandbox.data["orders"][:3]]
-    assert await get_events(harness, tenant="acme", after=cursor) == (200, {"events": [], "next": cursor})
-    assert (await get_events(harness, tenant="other"))[1]["events"] == []
+    assert await get_events(harness, tenant="acme", after=cursor) == (200, {"items": [], "next": cursor})
+    assert (await get_events(harness, tenant="other"))[1]["items"] == []
 
 
 async def test_the_pull_api_needs_the_admin_token_and_a_tenant(harness: Harness) -> None:

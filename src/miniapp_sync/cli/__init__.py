@@ -6,13 +6,14 @@ Tracebacks are shown only with ``--debug``.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Mapping, Sequence
 
 import typer
 from rich.console import Console
 
-from miniapp_sync.cli.app import Session, app
+from miniapp_sync.cli.app import Session, app, print_error
 from miniapp_sync.errors import DefinitionError, MiniAppSyncError, UsageError
 
 __all__ = ["app", "main"]
@@ -26,6 +27,7 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     if debug:
         args = ["--debug", *(a for a in args if a != "--debug")]
     err = Console(stderr=True, highlight=False, soft_wrap=True)
+    as_json = _json_wanted(args)
     try:
         session = Session() if environ is None else Session(environ)
         result = app(args=args, prog_name="miniapp-sync", standalone_mode=False, obj=session)
@@ -34,24 +36,43 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     except SystemExit as exc:  # Typer's --show-completion / --install-completion and completion requests exit
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     except typer.Abort:
+        if as_json:
+            return print_error(1, "aborted", "aborted")
         err.print("Aborted.")
         return 1
     except typer.TyperException as exc:  # usage errors: bad option, missing argument, bad parameter
+        code = int(getattr(exc, "exit_code", 2))
+        if as_json:
+            hint = getattr(exc, "param_hint", None)
+            field = hint if isinstance(hint, str) else None
+            message = exc.format_message()
+            return print_error(code, "usage", message, field=field, hint="see --help")
         exc.show(file=sys.stderr)  # type: ignore[attr-defined]
-        return int(getattr(exc, "exit_code", 2))
+        return code
     except MiniAppSyncError as exc:
         if debug:
             err.print_exception()
+        code = 2 if isinstance(exc, DefinitionError | UsageError) else 1
+        if as_json:
+            return print_error(code, type(exc).__name__, str(exc), hint=getattr(exc, "hint", None))
         err.print("[bold red]Error:[/]", str(exc), markup=True)
-        return 2 if isinstance(exc, DefinitionError | UsageError) else 1
+        return code
     except Exception as exc:  # a bug, not bad input: say so plainly, trace only on request
         if debug:
             err.print_exception()
+        hint = "run again with --debug for the traceback, and report it"
+        if as_json:
+            return print_error(1, "internal", f"internal error: {type(exc).__name__}: {exc}", hint=hint)
         err.print(f"[bold red]Error:[/] internal error: {type(exc).__name__}: {exc}")
         if not debug:
-            err.print("Run again with --debug for the traceback, and report it.")
+            err.print(hint[0].upper() + hint[1:] + ".")
         return 1
     return int(result) if isinstance(result, int) else 0
+
+
+def _json_wanted(args: list[str]) -> bool:
+    """Return whether the command line asks for ``--format json`` (errors then come as JSON too, D37)."""
+    return "--format=json" in args or any(a == "--format" and b == "json" for a, b in itertools.pairwise(args))
 
 
 def run() -> None:

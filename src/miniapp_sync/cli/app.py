@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -17,6 +17,9 @@ from rich.console import Console
 
 from miniapp_sync.mapping.functions import FunctionRegistry
 from miniapp_sync.settings import CONFIG_FILE_VARIABLE, FILE_NAME, Settings, load_settings
+
+if TYPE_CHECKING:
+    from miniapp_sync.views import Page, Window
 
 app = typer.Typer(
     name="miniapp-sync",
@@ -129,6 +132,42 @@ def print_json(data: object) -> None:
     """Print data as indented JSON on stdout."""
     option = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
     typer.echo(orjson.dumps(data, option=option, default=_jsonable).decode())
+
+
+def print_view(view: object) -> None:
+    """Print a view model (or a page of them) as JSON on stdout, in the shape the API answers (D37)."""
+    from miniapp_sync.views import to_json
+
+    print_json(to_json(view))
+
+
+def print_error(code: int, type: str, message: str, *, hint: str | None = None, field: str | None = None) -> int:
+    """Print ``{"error": {"type", "message", "hint", "field"}}`` on stderr (D37) and return the exit code."""
+    error = {"error": {"type": type, "message": message, "hint": hint, "field": field}}
+    typer.echo(orjson.dumps(error).decode(), err=True)
+    return code
+
+
+LimitOption = Annotated[int, typer.Option("--limit", help="How many to show (1 to 1000).")]
+CursorOption = Annotated[
+    str | None, typer.Option("--cursor", help="Continue a list: pass the `next` printed by the previous page.")
+]
+
+
+def window(limit: int, cursor: str | None) -> Window:
+    """Return the page a list command reads; a bad --limit or --cursor is a usage error."""
+    from miniapp_sync.views import ParameterError, Window
+
+    try:
+        return Window.of(limit, cursor)
+    except ParameterError as exc:
+        raise typer.BadParameter(exc.message, param_hint=f"--{exc.field}") from None
+
+
+def show_next(page: Page[Any]) -> None:
+    """Tell a person how to read on, when a list has more."""
+    if page.next is not None:
+        console().print(f"more: --cursor {page.next}")
 
 
 def registry(modules: list[Path] | None) -> FunctionRegistry:

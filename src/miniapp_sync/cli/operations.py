@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -15,16 +13,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from miniapp_sync.cli.app import (
+    CursorOption,
     DefinitionArgument,
     FormatOption,
     FunctionsOption,
+    LimitOption,
     OutputFormat,
     app,
     console,
     print_json,
+    print_view,
     registry,
     session,
     settings,
+    show_next,
+    window,
 )
 from miniapp_sync.cli.credentials import CredentialOption, CredentialsFileOption, gather_credentials
 from miniapp_sync.errors import InstallationError
@@ -32,6 +35,7 @@ from miniapp_sync.runtime import MiniApp, Runtime, load_miniapp
 from miniapp_sync.settings import pairs as parse_pairs
 from miniapp_sync.sync.engine import ResourceReport
 from miniapp_sync.sync.resources import check_definition_resources
+from miniapp_sync.views import InstallationView, queries
 
 StoreOption = Annotated[
     str | None,
@@ -91,12 +95,6 @@ def pairs(values: list[str] | None, option: str) -> dict[str, Any]:
     return dict(parse_pairs(values, option, session().environ))
 
 
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "—"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 @app.command()
 def install(
     definition: DefinitionArgument,
@@ -126,7 +124,7 @@ def install(
             )
         )
     if output is OutputFormat.json:
-        print_json(installation.public())
+        print_view(InstallationView.of(installation))
     else:
         console().print(
             f"[green]installed[/] {installation.ns} for {tenant}: {installation.status} (id {installation.id})"
@@ -139,21 +137,25 @@ def install(
 @app.command()
 def installations(
     ns: Annotated[str | None, typer.Option(help="Only this MiniApp.")] = None,
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
     store: StoreOption = None,
     output: FormatOption = OutputFormat.text,
 ) -> None:
     """List installations (credentials are never shown)."""
+    page_of = window(limit, cursor)
     with open_runtime(store) as runtime:
-        rows = [i.public() for i in runtime.store.list_installations(ns)]
+        page = queries.installations(runtime.store, page_of, ns=ns)
     if output is OutputFormat.json:
-        print_json(rows)
+        print_view(page)
         return
     table = Table(title="Installations", title_justify="left")
     for column in ("id", "tenant", "ns", "status", "updated", "error"):
         table.add_column(column)
-    for row in rows:
-        table.add_row(row["id"], row["tenant"], row["ns"], row["status"], _when(row["updatedAt"]), row["error"] or "")
+    for i in page.items:
+        table.add_row(i.id, i.tenant, i.ns, i.status, i.updated_at, i.error or "")
     console().print(table)
+    show_next(page)
 
 
 @app.command()
@@ -161,12 +163,15 @@ def uninstall(
     tenant: TenantOption,
     ns: Annotated[str, typer.Option(help="The MiniApp's ns.")],
     store: StoreOption = None,
+    output: FormatOption = OutputFormat.text,
 ) -> None:
-    """Uninstall: forget the credentials and stop syncing (records are kept)."""
+    """Uninstall: forget the credentials and stop syncing and receiving webhooks (records are kept)."""
     with open_runtime(store) as runtime:
-        installation = runtime.installations.find(tenant, ns)
-        runtime.installations.uninstall(installation.id)
-    console().print(f"uninstalled {ns} for {tenant}")
+        installation = runtime.installations.uninstall(runtime.installations.find(tenant, ns).id)
+    if output is OutputFormat.json:
+        print_view(InstallationView.of(installation))
+    else:
+        console().print(f"uninstalled {ns} for {tenant}")
 
 
 class _Bars:
@@ -256,35 +261,28 @@ def sync(
 def runs(
     tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant's runs.")] = None,
     ns: Annotated[str | None, typer.Option(help="With --tenant: the MiniApp.")] = None,
-    limit: int = 20,
+    limit: LimitOption = 20,
+    cursor: CursorOption = None,
     store: StoreOption = None,
     output: FormatOption = OutputFormat.text,
 ) -> None:
-    """List recent sync runs."""
+    """List recent sync runs, newest first."""
+    page_of = window(limit, cursor)
     with open_runtime(store) as runtime:
-        installation_ids = _installation_ids(runtime, tenant, ns)
-        found = (
-            [r for i in installation_ids for r in runtime.store.list_runs(i, limit=limit)]
-            if tenant
-            else runtime.store.list_runs(None, limit=limit)
-        )
+        ids = _installation_ids(runtime, tenant, ns) if tenant else None
+        page = queries.runs(runtime.store, page_of, installation_ids=ids)
     if output is OutputFormat.json:
-        print_json([dataclasses.asdict(r) for r in found])
+        print_view(page)
         return
     table = Table(title="Runs", title_justify="left")
     for column in ("id", "installation", "resource", "status", "started", "finished", "error"):
         table.add_column(column)
-    for r in found:
+    for r in page.items:
         table.add_row(
-            r.id,
-            r.installation_id,
-            r.resource or "all",
-            r.status,
-            _when(r.started_at),
-            _when(r.finished_at),
-            r.error or "",
+            r.id, r.installation_id, r.resource or "all", r.status, r.started_at, r.finished_at or "—", r.error or ""
         )
     console().print(table)
+    show_next(page)
 
 
 def _installation_ids(runtime: Runtime, tenant: str | None, ns: str | None) -> list[str]:
@@ -301,29 +299,28 @@ def records(
     tenant: TenantOption,
     content_type: Annotated[str | None, typer.Option("--type", help="A content type, e.g. core:product.")] = None,
     ns: Annotated[str | None, typer.Option(help="The MiniApp (when the tenant has several).")] = None,
-    limit: int = 20,
-    offset: int = 0,
+    limit: LimitOption = 20,
+    cursor: CursorOption = None,
     store: StoreOption = None,
     output: FormatOption = OutputFormat.text,
 ) -> None:
-    """Show stored records of a tenant."""
+    """Show stored records of a tenant, by content type and code."""
+    page_of = window(limit, cursor)
     with open_runtime(store) as runtime:
-        found = [
-            r
-            for i in _installation_ids(runtime, tenant, ns)
-            for r in runtime.store.list_records(i, content_type, limit=limit, offset=offset)
-        ]
-        total = sum(runtime.store.count_records(i, content_type) for i in _installation_ids(runtime, tenant, ns))
+        ids = _installation_ids(runtime, tenant, ns)
+        page = queries.records(runtime.store, page_of, ids, content_type)
+        total = sum(runtime.store.count_records(i, content_type) for i in ids)
     if output is OutputFormat.json:
-        print_json({"total": total, "records": [dataclasses.asdict(r) for r in found]})
+        print_view(page)
         return
-    table = Table(title=f"Records ({len(found)} of {total})", title_justify="left")
+    table = Table(title=f"Records ({len(page.items)} of {total})", title_justify="left")
     for column in ("type", "code", "source", "flags", "updated", "data"):
         table.add_column(column, overflow="fold")
-    for r in found:
+    for r in page.items:
         flags = ",".join(f for f, on in (("partial", r.partial), ("deleted", r.deleted)) if on)
         data = json.dumps(r.data, ensure_ascii=False)
         table.add_row(
-            r.content_type, r.code, r.source, flags, _when(r.updated_at), data[:120] + ("…" if len(data) > 120 else "")
+            r.content_type, r.code, r.source, flags, r.updated_at, data[:120] + ("…" if len(data) > 120 else "")
         )
     console().print(table)
+    show_next(page)

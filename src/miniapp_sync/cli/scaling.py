@@ -26,6 +26,7 @@ from miniapp_sync.cli.app import (
     app,
     console,
     print_json,
+    print_view,
     registry,
     session,
     settings,
@@ -178,11 +179,17 @@ def jobs(store: StoreOption = None, output: FormatOption = OutputFormat.text) ->
 def upgrade(
     store: StoreOption = None,
     create: Annotated[bool, typer.Option("--create", help="Create the PostgreSQL database if it is missing.")] = False,
+    output: FormatOption = OutputFormat.text,
 ) -> None:
     """Apply the store's migrations and, on PostgreSQL, install or upgrade the job queue's schema."""
     from miniapp_sync.jobs import upgrade_database
+    from miniapp_sync.views import NotesView
 
     environ = session().environ
     url = settings().with_flags(store=store, environ=environ).store
-    for note in upgrade_database(url, create=create, environ=environ):
+    notes = upgrade_database(url, create=create, environ=environ)
+    if output is OutputFormat.json:
+        print_view(NotesView(notes))
+        return
+    for note in notes:
         console().print(note)

@@ -16,7 +16,9 @@ from miniapp_sync.cli.app import (
     OutputFormat,
     app,
     console,
+    print_error,
     print_json,
+    print_view,
     registry,
     session,
     settings,
@@ -33,6 +35,7 @@ from miniapp_sync.errors import DefinitionInvalid
 from miniapp_sync.mapping.plan import compile_plan, vocabulary
 from miniapp_sync.submission.checks import Report, SandboxAccess, run_checklist
 from miniapp_sync.submission.package import write_package
+from miniapp_sync.views import PackageView
 
 SamplesOption = Annotated[
     Path | None, typer.Option("--samples", help="A folder of <event>.json webhook samples.", file_okay=False)
@@ -114,15 +117,23 @@ def package(
     rewrite: RewriteOption = None,
     force: Annotated[bool, typer.Option(help="Package even when the checklist fails.")] = False,
     functions: FunctionsOption = None,
+    output: FormatOption = OutputFormat.text,
 ) -> int:
     """Build the submission package; refuse when the checklist fails unless --force."""
     bag = gather_credentials(credential, credentials_file, credentials, required=True)
     report, loaded = _check(definition, bag, samples, metadata, config, rewrite, functions)
-    _show(report)
+    if output is OutputFormat.text:
+        _show(report)
     if not report.passed and not force:
-        console().print("[bold red]Not packaged:[/] the checklist fails (fix it, or --force to package anyway).")
+        message, hint = "not packaged: the checklist fails", "fix it, or --force to package anyway"
+        if output is OutputFormat.json:
+            return print_error(1, "checklist_failed", message, hint=hint)
+        console().print(f"[bold red]Not packaged:[/] the checklist fails ({hint}).")
         return 1
     assert loaded.definition is not None  # _check raised otherwise
     files = write_package(loaded.definition, loaded.document, report, samples, out)
-    console().print(f"packaged {len(files)} files into {out}")
+    if output is OutputFormat.json:
+        print_view(PackageView(str(out), [str(f) for f in files], report.passed))
+    else:
+        console().print(f"packaged {len(files)} files into {out}")
     return 0

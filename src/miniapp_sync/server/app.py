@@ -2,9 +2,10 @@
 
 Public routes (what providers and browsers reach): ``POST /miniapps/{ns}/webhooks`` and
 ``/miniapps/{ns}/webhooks/{installation}`` (D24), ``/miniapps/{ns}/oauth2``, ``/healthz`` and
-``/metrics``. The management API under ``/api`` (trigger events included) needs
-``Authorization: Bearer <admin token>``; without a configured token it is closed. Bind to
-127.0.0.1 unless told otherwise. While the app lives it runs the scheduler, the inbox
+``/metrics``. The management API under ``/api`` (``server/management.py``, trigger events
+included) needs ``Authorization: Bearer <admin token>``; without a configured token it is
+closed. Its OpenAPI document, ``/api/openapi.json``, is served to anyone: it holds no data. Bind
+to 127.0.0.1 unless told otherwise. While the app lives it runs the scheduler, the inbox
 processor and trigger delivery.
 """
 
@@ -22,21 +23,22 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.schemas import SchemaGenerator
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from miniapp_sync.errors import InstallationError, MiniAppSyncError
 from miniapp_sync.runtime import MiniApp, Runtime
-from miniapp_sync.server.webhooks import WebhookEndpoint, events_endpoint, metrics_endpoint, webhook_params
-from miniapp_sync.store import Run, StoredRecord
+from miniapp_sync.server.management import management_routes
+from miniapp_sync.server.openapi import Param, Reply, document, error, operation
+from miniapp_sync.server.webhooks import WebhookEndpoint, metrics_endpoint, webhook_params
 from miniapp_sync.sync.schedule import Scheduler
+from miniapp_sync.views import ErrorView
 from miniapp_sync.webhooks.service import WebhookService
 from miniapp_sync.webhooks.settings import WebhookSettings
 
 if TYPE_CHECKING:
     from miniapp_sync.jobs import JobQueue  # imported for its type only: Procrastinate loads slowly
 
-SCHEMAS = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "miniapp-sync management API", "version": "1"}})
+OPENAPI_PATH = "/api/openapi.json"  # served without the token: it holds no data, and clients need it to start
 
 
 class AdminGuard:
@@ -47,13 +49,15 @@ class AdminGuard:
         self.token = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/api"):
+        if scope["type"] == "http" and scope["path"].startswith("/api") and scope["path"] != OPENAPI_PATH:
             if not self.token:
-                response = JSONResponse({"error": "the management API is closed: set an admin token"}, 403)
+                hint = "start serve with --admin-token"
+                response = error(403, "forbidden", "the management API is closed: set an admin token", hint=hint)
                 return await response(scope, receive, send)
-            given = dict(scope["headers"]).get(b"authorization", b"").decode(errors="replace")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
-                response = JSONResponse({"error": "missing or wrong admin token"}, 401)
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, f"Bearer {self.token}".encode()):
+                hint = "send Authorization: Bearer <admin token>"
+                response = error(401, "unauthorized", "missing or wrong admin token", hint=hint)
                 return await response(scope, receive, send)
         await self.app(scope, receive, send)
 
@@ -64,31 +68,6 @@ def _page(title: str, message: str, *, status: int, script: str = "") -> HTMLRes
         f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>{script}"
     )
     return HTMLResponse(body, status)
-
-
-def _run(r: Run) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "installationId": r.installation_id,
-        "resource": r.resource,
-        "status": r.status,
-        "startedAt": r.started_at,
-        "finishedAt": r.finished_at,
-        "stats": r.stats,
-        "error": r.error,
-    }
-
-
-def _record(r: StoredRecord) -> dict[str, Any]:
-    return {
-        "contentType": r.content_type,
-        "code": r.code,
-        "data": r.data,
-        "source": r.source,
-        "partial": r.partial,
-        "deleted": r.deleted,
-        "updatedAt": r.updated_at,
-    }
 
 
 class Server(Starlette):
@@ -187,58 +166,38 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True, "miniapps": sorted(runtime.apps)})
 
-    async def list_installations(request: Request) -> Response:
-        """
-        summary: List installations (credentials are never returned).
-        responses: {200: {description: installations}}
-        """
-        found = runtime.store.list_installations(request.query_params.get("ns"))
-        return JSONResponse([i.public() for i in found])
+    known_resources = sorted(
+        {key for a in runtime.apps.values() if a.definition.sync for key in a.definition.sync.resources}
+    )
 
-    async def create_installation(request: Request) -> Response:
-        """
-        summary: Install a MiniApp for a tenant with API keys (the API-key flow).
-        requestBody: {content: {application/json: {schema: {type: object, required: [ns, tenant]}}}}
-        responses: {201: {description: the installation}, 400: {description: what was wrong}}
-        """
-        try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "the body is not JSON"}, 400)
-        if not isinstance(body, dict) or not isinstance(body.get("ns"), str) or not isinstance(body.get("tenant"), str):
-            return JSONResponse({"error": "expected {ns, tenant, credentials?, metadata?, userInput?}"}, 400)
-        try:
-            installation = await runtime.installations.install(
-                miniapp(body["ns"]).definition,
-                body["tenant"],
-                credentials=body.get("credentials") or {},
-                metadata=body.get("metadata") or {},
-                user_input=body.get("userInput") or {},
-            )
-        except MiniAppSyncError as exc:
-            return JSONResponse({"error": str(exc)}, 400)
-        service.directory.forget()  # its deliveries may start arriving at once
-        return JSONResponse(installation.public(), 201)
-
-    async def start_sync(request: Request) -> Response:
-        """
-        summary: Start a bulk sync of an installation; poll /api/runs/{id}.
-        responses: {202: {description: the run id}, 404: {description: unknown installation}}
-        """
-        installation = runtime.store.get_installation(request.path_params["id"])
+    @operation(
+        "Start a bulk sync of an installation; poll /api/runs/{id}.",
+        params=[
+            Param("id", "The installation's id.", location="path"),
+            Param("resource", "Only these resources (repeatable).", enum=tuple(known_resources), repeated=True),
+        ],
+        responses={202: Reply("the run id (or, on a queue, the jobs)"), 404: Reply("no such installation", ErrorView)},
+    )
+    async def start_sync(request: Request, id: str, resource: list[str]) -> Response:
+        installation = runtime.store.get_installation(id)
         if installation is None:
-            return JSONResponse({"error": "no such installation"}, 404)
+            return error(404, "not_found", f"no installation {id[:60]!r}", field="id")
         try:
             app = miniapp(installation.ns)
         except MiniAppSyncError as exc:
-            return JSONResponse({"error": str(exc)}, 400)
-        resources = request.query_params.getlist("resource") or None
+            return error(400, "bad_request", str(exc), field="id")
+        own = app.definition.sync.resources if app.definition.sync else {}
+        unknown = [r for r in resource if r not in own]
+        if unknown:  # checked here: a background run would otherwise fail with nobody to tell
+            message = f"no resource {unknown[0]!r} in {app.ns}'s sync.resources"
+            return error(400, "bad_request", message, hint=f"known: {', '.join(own) or 'none'}", field="resource")
+        resources = resource or None
         if queue is not None:
             try:
                 keys: list[str | None] = list(resources) if resources else [None]
                 receipts = [r for key in keys for r in await queue.sync(app.ns, installation.id, key)]
             except MiniAppSyncError as exc:
-                return JSONResponse({"error": str(exc)}, 400)
+                return error(400, "bad_request", str(exc))
             return JSONResponse({"jobs": [r.as_dict() for r in receipts]}, 202)
         run = runtime.store.start_run(installation.id, resources[0] if resources and len(resources) == 1 else None)
         task = asyncio.create_task(
@@ -248,30 +207,6 @@ def create_app(
         task.add_done_callback(tasks.discard)
         return JSONResponse({"runId": run.id}, 202)
 
-    async def get_run(request: Request) -> Response:
-        """
-        summary: A sync run with its per-resource stats.
-        responses: {200: {description: the run}, 404: {description: unknown run}}
-        """
-        run = runtime.store.get_run(request.path_params["id"])
-        return JSONResponse(_run(run)) if run else JSONResponse({"error": "no such run"}, 404)
-
-    async def list_records(request: Request) -> Response:
-        """
-        summary: Records of an installation (?installation=ID&type=core:product&limit=&offset=).
-        responses: {200: {description: records}, 400: {description: bad query}}
-        """
-        query = request.query_params
-        installation = query.get("installation")
-        if not installation:
-            return JSONResponse({"error": "?installation=<id> is required"}, 400)
-        try:
-            limit, offset = int(query.get("limit", "100")), int(query.get("offset", "0"))
-        except ValueError:
-            return JSONResponse({"error": "limit and offset are whole numbers"}, 400)
-        found = runtime.store.list_records(installation, query.get("type"), limit=min(limit, 1000), offset=offset)
-        return JSONResponse([_record(r) for r in found])
-
     receive = WebhookEndpoint(service)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
@@ -279,17 +214,13 @@ def create_app(
         Route("/miniapps/{ns}/webhooks", receive, methods=["POST"], include_in_schema=False),
         Route("/miniapps/{ns}/webhooks/{installation}", receive, methods=["POST"], include_in_schema=False),
         Route("/miniapps/{ns}/oauth2", oauth),
-        Route("/api/installations", list_installations, methods=["GET"]),
-        Route("/api/installations", create_installation, methods=["POST"]),
+        *management_routes(runtime, installed=service.directory.forget),
         Route("/api/installations/{id}/sync", start_sync, methods=["POST"]),
-        Route("/api/runs/{id}", get_run),
-        Route("/api/records", list_records),
-        Route("/api/events", events_endpoint(service), methods=["GET"]),
     ]
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(SCHEMAS.get_schema(routes=routes))
+        return JSONResponse(document(routes, title="miniapp-sync management API", version="1"))
 
-    routes.append(Route("/api/openapi.json", openapi, include_in_schema=False))
+    routes.append(Route(OPENAPI_PATH, openapi, include_in_schema=False))
     middleware = [Middleware(AdminGuard, token=admin_token)]
     return Server(routes=routes, middleware=middleware, lifespan=lifespan, webhook=receive)

@@ -1,4 +1,4 @@
-"""The webhook routes as ASGI: the receiving endpoint, the trigger events pull API and /metrics.
+"""The webhook routes as ASGI: the receiving endpoint and /metrics.
 
 The receiving endpoint is a bare ASGI callable rather than a Starlette request handler: it reads
 the body itself, refusing it with 413 from ``Content-Length`` before reading, or as soon as the
@@ -9,22 +9,19 @@ the project machine that stack cost as much as everything else a delivery needs.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.webhooks.receiver import TOO_LARGE, UNAVAILABLE, Reply
 from miniapp_sync.webhooks.service import WebhookService
-from miniapp_sync.webhooks.triggers import event_body
 
 log = logging.getLogger("miniapp_sync.webhooks")
-MAX_EVENTS = 1000
 
 
 class _Disconnected(Exception):
@@ -97,32 +94,6 @@ class WebhookEndpoint:
                 reply = UNAVAILABLE
         await _send(send, reply)
         self.service.metrics.answered(ns, reply.outcome, clock.monotonic() - started)
-
-
-def events_endpoint(service: WebhookService) -> Any:
-    """Return the handler of ``GET /api/events?tenant=T[&ns=NS]&after=CURSOR&limit=N``."""
-
-    async def list_events(request: Request) -> Response:
-        """
-        summary: Trigger events of a tenant after a cursor, oldest first; pass `next` back as `after`.
-        responses: {200: {description: "{events: [...], next: cursor}"}, 400: {description: bad query}}
-        """
-        query = request.query_params
-        tenant = query.get("tenant")
-        if not tenant:
-            return JSONResponse({"error": "?tenant=<tenant> is required"}, 400)
-        try:
-            after = int(query.get("after") or "0")
-            limit = min(int(query.get("limit") or "100"), MAX_EVENTS)
-        except ValueError:
-            return JSONResponse({"error": "after and limit are whole numbers"}, 400)
-        if after < 0 or limit < 1:
-            return JSONResponse({"error": "after must be 0 or more and limit 1 or more"}, 400)
-        found = await asyncio.to_thread(service.outbox.events, tenant, ns=query.get("ns"), after=after, limit=limit)
-        cursor = str(found[-1].id) if found else str(after)
-        return JSONResponse({"events": [event_body(e) for e in found], "next": cursor})
-
-    return list_events
 
 
 def metrics_endpoint(service: WebhookService) -> Any:

@@ -2,7 +2,8 @@
 
 A row is ``pending`` until the processor claims it (``processing``, one more attempt counted),
 then ``done``, or ``failed`` once dead-lettered. Deliveries that need no processing are kept as
-``ignored`` (no handler, no trigger), ``unmatched`` (no installation) or ``ping``. ``add`` is the
+``ignored`` (no handler, no trigger), ``unmatched`` (no installation, or an uninstalled one) or
+``ping``. ``add`` is the
 receiver's group commit: many deliveries in one transaction, duplicates (same installation and
 transaction id, D26) left out. ``transaction()`` is the processor's: record writes, the outbox
 event and the row's new state commit together, so reprocessing after a crash cannot double up.
@@ -52,6 +53,7 @@ class Inbox:
         dead: list[int] = []
         with self._db.write(f"store {len(entries)} webhook deliveries") as conn:
             dialect = conn.dialect.name
+            entries = _turn_away_uninstalled(conn, entries)
             # PostgreSQL: the insert says which keys were new (RETURNING), which also settles a race
             # with another receiver storing the same resend; one round trip, and no lookup for a
             # planner misled by a young table's statistics to turn into a scan of the inbox.
@@ -182,10 +184,15 @@ class Inbox:
         return None if row is None else _row(row)
 
     def list(
-        self, *, status: InboxStatus | None = None, installation_id: str | None = None, limit: int = 100
+        self,
+        *,
+        status: InboxStatus | None = None,
+        installation_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[InboxRow]:
-        """Return rows oldest first."""
-        query = select(webhook_inbox).order_by(i.id).limit(limit)
+        """Return rows oldest first, ``offset`` rows in."""
+        query = select(webhook_inbox).order_by(i.id).limit(limit).offset(offset)
         if status is not None:
             query = query.where(i.status == status)
         if installation_id is not None:
@@ -262,6 +269,43 @@ def _insert_returning_keys(conn: Connection, rows: list[tuple[Any, ...]]) -> set
 def _insert_one(dialect: str) -> Insert:
     stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(webhook_inbox)
     return stmt.on_conflict_do_nothing(index_elements=["installation_id", "transaction_id"]).returning(i.id)
+
+
+def _turn_away_uninstalled(conn: Connection, entries: Sequence[InboxEntry]) -> Sequence[InboxEntry]:
+    """Return ``entries`` with those for an uninstalled installation kept as ``unmatched`` instead (issue 12).
+
+    The receiver's directory of installations is a cache, refreshed every few seconds: an
+    uninstall in another process (the CLI, another server) is not in it yet. The inbox commit is
+    where every delivery meets the database anyway, so the check costs one indexed query per
+    batch (a few microseconds on SQLite), in the transaction that stores it: an uninstall that
+    committed first always wins.
+    """
+    ids = {e.installation_id for e in entries if e.installation_id is not None and e.status != "ping"}
+    if not ids:
+        return entries
+    marks = _marks(conn.dialect.paramstyle, len(ids))
+    sql = f"SELECT id FROM installations WHERE status = 'uninstalled' AND id IN ({marks})"
+    if conn.dialect.name == "sqlite":  # the receiver's hot path: the driver itself, ~6 us against ~35 us
+        rows = conn.connection.driver_connection.execute(sql, tuple(ids))  # type: ignore[union-attr]
+    else:
+        rows = conn.exec_driver_sql(sql, tuple(ids))
+    gone = {row[0] for row in rows}
+    if not gone:
+        return entries
+    return [
+        InboxEntry(
+            e.ns,
+            None,
+            e.event,
+            e.transaction_id,
+            "unmatched",
+            e.body,
+            f"installation {e.installation_id} is uninstalled",
+        )
+        if e.installation_id in gone and e.status != "ping"
+        else e
+        for e in entries
+    ]
 
 
 def _existing(conn: Connection, entries: Sequence[InboxEntry]) -> set[tuple[str, str]]:

@@ -31,19 +31,6 @@ class Installation:
     created_at: float
     updated_at: float
 
-    def public(self) -> dict[str, Any]:
-        """Return what may be shown to operators: everything but the credentials (D30)."""
-        return {
-            "id": self.id,
-            "tenant": self.tenant,
-            "ns": self.ns,
-            "status": self.status,
-            "error": self.error,
-            "metadata": self.metadata,
-            "createdAt": self.created_at,
-            "updatedAt": self.updated_at,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class RecordWrite:

@@ -339,11 +339,21 @@ class Store:
             row = conn.execute(select(sync_runs).where(sync_runs.c.id == run_id)).first()
         return None if row is None else _run(row)
 
-    def list_runs(self, installation_id: str | None = None, *, limit: int = 20) -> list[Run]:
-        """Return the newest runs first (of one installation when given)."""
-        query = select(sync_runs).order_by(sync_runs.c.started_at.desc(), sync_runs.c.id).limit(limit)
+    def list_runs(
+        self,
+        installation_id: str | None = None,
+        *,
+        installation_ids: Sequence[str] | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[Run]:
+        """Return the newest runs first (of one installation, or some, when given), ``offset`` rows in."""
+        order = (sync_runs.c.started_at.desc(), sync_runs.c.id)
+        query = select(sync_runs).order_by(*order).limit(limit).offset(offset)
         if installation_id is not None:
             query = query.where(sync_runs.c.installation_id == installation_id)
+        if installation_ids is not None:
+            query = query.where(sync_runs.c.installation_id.in_(installation_ids))
         with self._db.read("list runs") as conn:
             return [_run(row) for row in conn.execute(query)]
 
@@ -392,15 +402,19 @@ class Store:
         self,
         installation_id: str | None = None,
         *,
+        installation_ids: Sequence[str] | None = None,
         kind: DeadLetterKind | None = None,
         include_replayed: bool = False,
         limit: int = 100,
+        offset: int = 0,
     ) -> list[DeadLetter]:
-        """Return dead letters oldest first, the order to replay them in."""
+        """Return dead letters oldest first, the order to replay them in, ``offset`` rows in."""
         d = dead_letters.c
-        query = select(dead_letters).order_by(d.id).limit(limit)
+        query = select(dead_letters).order_by(d.id).limit(limit).offset(offset)
         if installation_id is not None:
             query = query.where(d.installation_id == installation_id)
+        if installation_ids is not None:  # the installations of a tenant, say
+            query = query.where(d.installation_id.in_(installation_ids))
         if kind is not None:
             query = query.where(d.kind == kind)
         if not include_replayed:

@@ -1,0 +1,264 @@
+"""The management API under ``/api`` (D31, D37): installations, runs, records, inbox, dead letters, events.
+
+Every handler is declared with ``openapi.operation``: its parameters are checked before it runs
+and the OpenAPI document is written from the same declarations. Answers are view models, lists
+are pages (``{"items", "next"}``), errors are ``{"error": {"type", "message", "hint", "field"}}``.
+The admin guard (in ``app``) stands in front of all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from miniapp_sync.errors import MiniAppSyncError
+from miniapp_sync.runtime import Runtime
+from miniapp_sync.server.openapi import CURSOR, LIMIT, Param, Reply, bad_request, error, ok, operation
+from miniapp_sync.store import DeadLetterKind, InboxStatus
+from miniapp_sync.views import (
+    DeadLetterView,
+    ErrorView,
+    InboxDeliveryView,
+    InstallationView,
+    ParameterError,
+    RecordView,
+    RunView,
+    TriggerEventView,
+    Window,
+    queries,
+)
+from miniapp_sync.views.queries import INBOX_STATES, MAX_EVENT_ID, MAX_EVENTS
+
+MAX_BODY: Final = 64 * 1024  # an install request is a few credentials: anything bigger is a mistake
+_SCALAR: Final = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
+_BAG: Final = {"type": "object", "additionalProperties": _SCALAR}
+_TENANT: Final = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f]+$"}
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f]")  # what _TENANT's pattern refuses
+
+
+def _scalars(value: Any, field: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ParameterError(field, f"expected an object of key: value, found {type(value).__name__}")
+    for key, item in value.items():
+        if isinstance(item, dict | list) or item is None:
+            found = "null" if item is None else type(item).__name__
+            raise ParameterError(f"{field}.{key[:40]}", f"expected a string, number or boolean, found {found}")
+    return value
+
+
+def install_body(raw: bytes, served: list[str]) -> dict[str, Any]:
+    """Return the checked body of an install request; raise ParameterError naming the field at fault."""
+    if len(raw) > MAX_BODY:
+        raise ParameterError("body", f"expected at most {MAX_BODY} bytes, found {len(raw)}")
+    try:
+        body = orjson.loads(raw)  # unlike json.loads, refuses absurd nesting with an error, not a crash
+    except orjson.JSONDecodeError as exc:
+        raise ParameterError("body", f"not JSON: {exc}", 'send {"ns": …, "tenant": …}') from None
+    if not isinstance(body, dict):
+        raise ParameterError("body", f"expected a JSON object, found {type(body).__name__}")
+    unknown = sorted(set(body) - {"ns", "tenant", "credentials", "metadata", "userInput"})
+    if unknown:
+        raise ParameterError(
+            unknown[0][:40], "is not a field of an install request", "expected ns, tenant, credentials…"
+        )
+    ns, tenant = body.get("ns"), body.get("tenant")
+    if ns not in served:
+        raise ParameterError("ns", f"expected one of {', '.join(served)}, found {str(ns)[:40]!r}")
+    if not isinstance(tenant, str) or not 1 <= len(tenant) <= 200 or _CONTROL.search(tenant):
+        raise ParameterError("tenant", "expected the tenant's id: 1 to 200 characters, no control characters")
+    return {
+        "ns": ns,
+        "tenant": tenant,
+        "credentials": _scalars(body.get("credentials"), "credentials"),
+        "metadata": _scalars(body.get("metadata"), "metadata"),
+        "user_input": _scalars(body.get("userInput"), "userInput"),
+    }
+
+
+def management_routes(runtime: Runtime, *, installed: Callable[[], None]) -> list[BaseRoute]:
+    """Return the /api routes over ``runtime``; ``installed`` is told when an installation was added."""
+    store = runtime.store
+    served = sorted(runtime.apps)
+    not_found = Reply("no such thing (`error.field` names the path parameter)", ErrorView)
+
+    @operation(
+        "List installations (credentials are never returned).",
+        params=[Param("ns", "Only this MiniApp.", enum=tuple(served)), LIMIT, CURSOR],
+        responses={200: Reply("a page of installations", InstallationView, page=True)},
+    )
+    async def list_installations(request: Request, ns: str | None, limit: int, cursor: str | None) -> Response:
+        window = Window.of(limit, cursor)
+        return ok(await asyncio.to_thread(queries.installations, store, window, ns=ns))
+
+    @operation(
+        "Install a MiniApp for a tenant with API keys (the API-key flow).",
+        body={
+            "type": "object",
+            "required": ["ns", "tenant"],
+            "additionalProperties": False,
+            "properties": {
+                "ns": {"type": "string", "enum": served},
+                "tenant": _TENANT,
+                "credentials": _BAG,
+                "metadata": _BAG,
+                "userInput": _BAG,
+            },
+        },
+        responses={
+            201: Reply("the installation", InstallationView),
+            409: Reply(
+                "the install failed: the provider refused it or could not be reached (the message says why)", ErrorView
+            ),
+        },
+    )
+    async def create_installation(request: Request) -> Response:
+        try:
+            body = install_body(await request.body(), served)
+        except ParameterError as exc:
+            return bad_request(exc)
+        try:
+            installation = await runtime.installations.install(
+                runtime.apps[body["ns"]].definition,
+                body["tenant"],
+                credentials=body["credentials"],
+                metadata=body["metadata"],
+                user_input=body["user_input"],
+            )
+        except MiniAppSyncError as exc:
+            return error(409, "install_failed", str(exc))
+        installed()  # its deliveries may start arriving at once
+        return ok(InstallationView.of(installation), 201)
+
+    @operation(
+        "One installation.",
+        params=[Param("id", "The installation's id.", location="path")],
+        responses={200: Reply("the installation", InstallationView), 404: not_found},
+    )
+    async def get_installation(request: Request, id: str) -> Response:
+        found = await asyncio.to_thread(store.get_installation, id)
+        if found is None:
+            return error(404, "not_found", f"no installation {id[:60]!r}", field="id")
+        return ok(InstallationView.of(found))
+
+    @operation(
+        "Sync runs, newest first.",
+        params=[Param("installation", "Only this installation's runs."), LIMIT, CURSOR],
+        responses={200: Reply("a page of runs", RunView, page=True)},
+    )
+    async def list_runs(request: Request, installation: str | None, limit: int, cursor: str | None) -> Response:
+        window = Window.of(limit, cursor)
+        ids = [installation] if installation else None
+        return ok(await asyncio.to_thread(queries.runs, store, window, installation_ids=ids))
+
+    @operation(
+        "A sync run with its per-resource stats.",
+        params=[Param("id", "The run's id.", location="path")],
+        responses={200: Reply("the run", RunView), 404: not_found},
+    )
+    async def get_run(request: Request, id: str) -> Response:
+        found = await asyncio.to_thread(store.get_run, id)
+        if found is None:
+            return error(404, "not_found", f"no run {id[:60]!r}", field="id")
+        return ok(RunView.of(found))
+
+    @operation(
+        "Records of an installation, by content type and code.",
+        params=[
+            Param("installation", "The installation.", required=True),
+            Param("type", "Only this content type, e.g. core:product."),
+            LIMIT,
+            CURSOR,
+        ],
+        responses={200: Reply("a page of records", RecordView, page=True)},
+    )
+    async def list_records(
+        request: Request, installation: str, type: str | None, limit: int, cursor: str | None
+    ) -> Response:
+        window = Window.of(limit, cursor)
+        return ok(await asyncio.to_thread(queries.records, store, window, [installation], type))
+
+    @operation(
+        "Received webhook deliveries and what became of them, oldest first (bodies are not shown).",
+        params=[Param("status", "Only deliveries in this state.", enum=INBOX_STATES), LIMIT, CURSOR],
+        responses={200: Reply("a page of deliveries", InboxDeliveryView, page=True)},
+    )
+    async def list_inbox(request: Request, status: InboxStatus | None, limit: int, cursor: str | None) -> Response:
+        window = Window.of(limit, cursor)
+        return ok(await asyncio.to_thread(queries.deliveries, store, window, status=status))
+
+    @operation(
+        "Dead letters (rejected records, failed deliveries), oldest first: the order to replay them in.",
+        params=[
+            Param("installation", "Only this installation's."),
+            Param("kind", "Only records or only webhook deliveries.", enum=("record", "webhook")),
+            Param("replayed", "Include those already replayed.", enum=("true", "false")),
+            LIMIT,
+            CURSOR,
+        ],
+        responses={200: Reply("a page of dead letters, credential values masked", DeadLetterView, page=True)},
+    )
+    async def list_dead_letters(
+        request: Request,
+        installation: str | None,
+        kind: DeadLetterKind | None,
+        replayed: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Response:
+        window = Window.of(limit, cursor)
+        ids = [installation] if installation else None
+        page = await asyncio.to_thread(
+            queries.dead_letters, runtime, window, installation_ids=ids, kind=kind, include_replayed=replayed == "true"
+        )
+        return ok(page)
+
+    @operation(
+        "One dead letter: the reason and the payload that failed, credential values masked.",
+        params=[Param("id", "The dead letter's id.", location="path")],
+        responses={200: Reply("the dead letter", DeadLetterView), 404: not_found},
+    )
+    async def get_dead_letter(request: Request, id: str) -> Response:
+        found = (
+            await asyncio.to_thread(queries.dead_letter, runtime, int(id)) if id.isdigit() and len(id) < 16 else None
+        )
+        if found is None:
+            return error(404, "not_found", f"no dead letter {id[:60]!r}", field="id")
+        return ok(found)
+
+    @operation(
+        "Trigger events of a tenant after a cursor, oldest first; pass `next` back as `after`.",
+        params=[
+            Param("tenant", "The tenant.", required=True),
+            Param("ns", "Only this MiniApp's events."),
+            Param("after", "The cursor: events after it.", "integer", default=0, minimum=0, maximum=MAX_EVENT_ID),
+            Param("limit", "Events per page.", "integer", default=100, minimum=1, maximum=MAX_EVENTS),
+        ],
+        responses={
+            200: Reply("a page of events; `next` is always a cursor to pull from later", TriggerEventView, page=True)
+        },
+    )
+    async def list_events(request: Request, tenant: str, ns: str | None, after: int, limit: int) -> Response:
+        page = await asyncio.to_thread(queries.events, store, tenant=tenant, ns=ns, after=after, limit=limit)
+        return ok(page)
+
+    return [
+        Route("/api/installations", list_installations, methods=["GET"]),
+        Route("/api/installations", create_installation, methods=["POST"]),
+        Route("/api/installations/{id}", get_installation, methods=["GET"]),
+        Route("/api/runs", list_runs, methods=["GET"]),
+        Route("/api/runs/{id}", get_run, methods=["GET"]),
+        Route("/api/records", list_records, methods=["GET"]),
+        Route("/api/inbox", list_inbox, methods=["GET"]),
+        Route("/api/deadletters", list_dead_letters, methods=["GET"]),
+        Route("/api/deadletters/{id}", get_dead_letter, methods=["GET"]),
+        Route("/api/events", list_events, methods=["GET"]),
+    ]

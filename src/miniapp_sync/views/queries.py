@@ -1,0 +1,104 @@
+"""The lists the CLI and the API show, read a page at a time: one query per list, one shape (D37)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final, get_args
+
+from miniapp_sync.runtime import Runtime
+from miniapp_sync.store import DeadLetter, DeadLetterKind, Inbox, InboxStatus, Outbox, Store
+from miniapp_sync.views.models import (
+    DeadLetterView,
+    InboxDeliveryView,
+    InstallationView,
+    RecordView,
+    RunView,
+    SubscriptionView,
+    TriggerEventView,
+)
+from miniapp_sync.views.pages import Page, Window
+
+INBOX_STATES: Final[tuple[str, ...]] = get_args(InboxStatus)
+MAX_EVENTS: Final = 1000  # events per pull
+MAX_EVENT_ID: Final = 2**53 - 1  # an event cursor is an id: what JSON and every database here hold exactly
+
+
+def installations(store: Store, window: Window, *, ns: str | None = None) -> Page[InstallationView]:
+    """Return a page of installations (of ``ns`` when given), by tenant and ns."""
+    found = store.list_installations(ns)  # one row per tenant and MiniApp: small enough to slice here
+    return window.page([InstallationView.of(i) for i in found[window.offset : window.offset + window.fetch]])
+
+
+def runs(store: Store, window: Window, *, installation_ids: Sequence[str] | None = None) -> Page[RunView]:
+    """Return a page of runs, newest first (of these installations when given)."""
+    found = store.list_runs(installation_ids=installation_ids, limit=window.fetch, offset=window.offset)
+    return window.page([RunView.of(r) for r in found])
+
+
+def records(
+    store: Store, window: Window, installation_ids: Sequence[str], content_type: str | None
+) -> Page[RecordView]:
+    """Return a page of the records of some installations (of one content type when given)."""
+    if len(installation_ids) == 1:  # the common case: the store seeks to the page
+        found = store.list_records(installation_ids[0], content_type, limit=window.fetch, offset=window.offset)
+        return window.page([RecordView.of(r) for r in found])
+    # A tenant with several MiniApps: the page is cut from the installations' merged order.
+    merged = [
+        r
+        for installation_id in installation_ids
+        for r in store.list_records(installation_id, content_type, limit=window.offset + window.fetch)
+    ]
+    merged.sort(key=lambda r: (r.content_type, r.code, r.installation_id))
+    return window.page([RecordView.of(r) for r in merged[window.offset : window.offset + window.fetch]])
+
+
+def deliveries(store: Store, window: Window, *, status: InboxStatus | None = None) -> Page[InboxDeliveryView]:
+    """Return a page of the webhook inbox, oldest first."""
+    found = Inbox(store).list(status=status, limit=window.fetch, offset=window.offset)
+    return window.page([InboxDeliveryView.of(r) for r in found])
+
+
+def dead_letters(
+    runtime: Runtime,
+    window: Window,
+    *,
+    installation_ids: Sequence[str] | None = None,
+    kind: DeadLetterKind | None = None,
+    include_replayed: bool = False,
+) -> Page[DeadLetterView]:
+    """Return a page of dead letters, oldest first (the order to replay them in), secrets masked."""
+    found = runtime.store.list_dead_letters(
+        installation_ids=installation_ids,
+        kind=kind,
+        include_replayed=include_replayed,
+        limit=window.fetch,
+        offset=window.offset,
+    )
+    return window.page([_dead_letter(runtime, letter) for letter in found])
+
+
+def dead_letter(runtime: Runtime, letter_id: int) -> DeadLetterView | None:
+    """Return one dead letter's view, or None when there is no such letter."""
+    letter = runtime.store.get_dead_letter(letter_id)
+    return None if letter is None else _dead_letter(runtime, letter)
+
+
+def _dead_letter(runtime: Runtime, letter: DeadLetter) -> DeadLetterView:
+    """Return a dead letter's view, with its installation's credential values masked (D30)."""
+    installation = runtime.store.get_installation(letter.installation_id)
+    credentials = runtime.installations.credentials(installation) if installation else {}
+    return DeadLetterView.of(letter, installation, credentials)
+
+
+def events(store: Store, *, tenant: str, ns: str | None, after: int, limit: int) -> Page[TriggerEventView]:
+    """Return a tenant's trigger events after the ``after`` cursor, oldest first.
+
+    Events are a stream: ``next`` is always a cursor (the last id seen), to pull again from later.
+    """
+    found = Outbox(store).events(tenant, ns=ns, after=after, limit=limit)
+    return Page([TriggerEventView.of(e) for e in found], str(found[-1].id) if found else str(after))
+
+
+def subscriptions(store: Store, *, tenant: str | None = None, ns: str | None = None) -> Page[SubscriptionView]:
+    """Return every subscription (of a tenant and MiniApp when given): a short list, in one page."""
+    return Page([SubscriptionView.of(s) for s in Outbox(store).subscriptions(tenant, ns)], None)
