@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from miniapp_sync.definition.placeholders import CREDENTIAL, READS, USER, shown
 from miniapp_sync.errors import InstallationError
 
-CREDENTIAL = re.compile(r"\[\[\s*([^\[\]]+?)\s*\]\]")
-USER = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 _ABSENT = object()
 
 
@@ -39,11 +38,16 @@ class Context:
 
     def credential(self, key: str) -> Any:
         """Return ``[[key]]``: credentials first, then metadata (D29)."""
-        return _first(key, self.credentials, self.metadata)
+        return self._read("[[", key)
 
     def user(self, key: str) -> Any:
         """Return ``{{key}}``: user input, chained output, auth.config, system values, then metadata."""
-        return _first(key, self.user_input, self.chained, self.config, self.system, self.metadata)
+        return self._read("{{", key)
+
+    def _read(self, kind: str, key: str) -> Any:
+        # The order of bags is the one validate checks against (definition.placeholders.READS).
+        bags: dict[str, Mapping[str, Any]] = self.__dict__
+        return _first(key, *(bags[bag] for bag in READS[kind]))
 
     def with_values(self, **bags: Mapping[str, Any]) -> Context:
         """Return a copy with some bags replaced (e.g. fresh credentials after a refresh)."""
@@ -63,8 +67,7 @@ def _resolve(kind: str, key: str, context: Context, where: str) -> Any:
     value = context.credential(key) if kind == "[[" else context.user(key)
     if value is _ABSENT:
         source = "credential or metadata" if kind == "[[" else "user input, auth.config or system value"
-        shown = f"[[{key}]]" if kind == "[[" else f"{{{{{key}}}}}"
-        raise InstallationError(f"unresolved placeholder {shown} in {where}: no {source} named {key!r}")
+        raise InstallationError(f"unresolved placeholder {shown(kind, key)} in {where}: no {source} named {key!r}")
     return value
 
 

@@ -56,7 +56,7 @@ def test_options_reach_every_step_and_step_options_win() -> None:
     ("raw", "fragment", "where"),
     [
         ("", "must not be empty", ""),
-        (12, "must be a path string or an object", ""),
+        ([1, 2], "must be a path string, a literal number, boolean or null, or an object", ""),
         ({"path": "a", "paths": ["b"]}, "either 'path' or 'paths'", "paths"),
         ({"paths": []}, "non-empty list", "paths"),
         ({"path": 3}, "'path' must be a non-empty string", "path"),

@@ -105,8 +105,10 @@ def _map_event(
     extracted = extract_event(definition.webhook, delivery)
     chosen = event or extracted
     if chosen is None:
+        where = "webhook.eventExtraction found nothing" if definition.webhook else "there is no webhook.eventExtraction"
+        events = ", ".join(sorted(definition.handlers())) or "—"
         raise typer.BadParameter(
-            "the payload names no event (webhook.eventExtraction found nothing); pass --event", param_hint="--event"
+            f"the payload names no event ({where}); pass --event (handled events: {events})", param_hint="--event"
         )
     handler = plan.handlers.get(chosen)
     customer = plan.customer.extract(chosen, body) if plan.customer else None

@@ -6,12 +6,22 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from miniapp_sync.definition.compatibility import Profile
+from miniapp_sync.definition.fragments import place
 from miniapp_sync.definition.lint import Vocabulary, lint
 from miniapp_sync.definition.loader import Source, load_file, parse_text
 from miniapp_sync.definition.model import Definition
 from miniapp_sync.errors import DefinitionInvalid, Finding
 
-__all__ = ["Definition", "LoadedDefinition", "Source", "Vocabulary", "inspect_definition", "load_definition"]
+__all__ = [
+    "Definition",
+    "LoadedDefinition",
+    "Profile",
+    "Source",
+    "Vocabulary",
+    "inspect_definition",
+    "load_definition",
+]
 
 
 @dataclass(frozen=True)
@@ -40,11 +50,13 @@ def inspect_definition(
     text: str | None = None,
     filename: str = "<string>",
     vocabulary: Vocabulary | None = None,
+    profile: Profile = Profile.default,
 ) -> LoadedDefinition:
     """Load and validate a definition, returning every finding; raise only when the text does not parse."""
     document, source = load_file(path) if path is not None else parse_text(text or "", filename)
-    definition, findings = lint(document, locate=source.locate, vocabulary=vocabulary)
-    return LoadedDefinition(definition, document, source, tuple(findings))
+    document, source, placed = place(document, source)
+    definition, findings = lint(document, locate=source.locate, vocabulary=vocabulary, profile=profile)
+    return LoadedDefinition(definition, document, source, (*placed, *findings))
 
 
 def load_definition(

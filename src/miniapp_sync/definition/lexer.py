@@ -178,9 +178,19 @@ def js_object_span(text: str) -> tuple[int, int] | None:
         chosen = candidates[0]
     if chosen is None:
         raise NoObjectError(
-            "no object literal found: expected `export default {…}`, `module.exports = {…}` or a bare object", None
+            "no object literal found: expected `export default {…}`, `module.exports = {…}`, a bare `{…}` "
+            "or the guide's property form `sync: {…},`",
+            None,
         )
     return chosen[0], chosen[1]
+
+
+_PROPERTY: Final = re.compile(rf"(?:{_STRINGS}|[^\W\d][\w$]*|\$[\w$]*)\s*:")
+
+
+def is_property_list(text: str) -> bool:
+    """Return True when the text starts (after blanks and comments) with ``key:``, as the guide's snippets do."""
+    return _PROPERTY.match(text, skip_blank(text, 0)) is not None
 
 
 def skip_blank(text: str, offset: int) -> int:

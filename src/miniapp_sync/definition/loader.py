@@ -13,7 +13,8 @@ import codecs
 import json
 import os
 import re
-from collections.abc import Mapping
+import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -29,6 +30,7 @@ from miniapp_sync.definition.lexer import (
     ScanError,
     find_non_json_word,
     index_keys,
+    is_property_list,
     js_object_span,
     skip_blank,
 )
@@ -44,6 +46,11 @@ except ImportError:  # PyYAML built without libyaml
     _LIBYAML = False
 
 FORMATS: Final = ("json", "json5", "yaml")
+_WRAP_HINT: Final = {
+    "json": "; a definition is one object: wrap the text in { … }",
+    "json5": "; a definition is one object: wrap the text in { … } (or write `export default { … }`)",
+    "yaml": "; a definition is one mapping: write its keys at the top level (sync:, auth:, …)",
+}
 _SUFFIX_FORMATS: Final = {
     ".json": "json",
     ".yaml": "yaml",
@@ -65,6 +72,10 @@ _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 _STR_TAG: Final = "tag:yaml.org,2002:str"
 _COLLECTIONS: Final = (yaml.MappingNode, yaml.SequenceNode)
 _EMPTY: Final = "the definition is empty: no value found (only whitespace or comments)"
+# Input bounds (D1): a definition is a few hundred KB; these stop hostile input in well under a second.
+MAX_BYTES: Final = 10 * 1024 * 1024
+MAX_DEPTH: Final = 200
+ALIAS_BUDGET: Final = 100_000  # nodes YAML aliases may add beyond those written (billion laughs)
 
 # What a format's parser returns: the data, (line, col) by key path, and the top-level value's offset.
 _Parsed = tuple[Any, dict[KeyPath, tuple[int, int]], int | None]
@@ -184,6 +195,11 @@ def _pyjson5_message(exc: Exception) -> str:
 
 
 def _parse_json5(text: str, lines: _Lines) -> _Parsed:
+    if is_property_list(text):
+        # The guide's own fragment form, `sync: { … },` (D1): read as if wrapped in { }. The
+        # wrapped text is one character longer at the front, so its offsets are shifted back.
+        data, offsets = _decode_json5("{" + text + "\n}", 0, None, lines, shift=-1)
+        return lines.parsed(data, {path: max(offset - 1, 0) for path, offset in offsets.items()})
     try:
         span = js_object_span(text)
     except NoObjectError as exc:
@@ -193,6 +209,14 @@ def _parse_json5(text: str, lines: _Lines) -> _Parsed:
             raise exc from None
         span = None
     start, end = span if span is not None else (0, len(text))
+    return lines.parsed(*_decode_json5(text, start, end, lines))
+
+
+def _decode_json5(
+    text: str, start: int, end: int | None, lines: _Lines, *, shift: int = 0
+) -> tuple[Any, dict[KeyPath, int]]:
+    """Decode ``text[start:end]``; errors point at ``offset + shift`` in the text the user wrote."""
+    end = len(text) if end is None else end
     try:
         data = pyjson5.decode(text[start:end])
     except pyjson5.Json5Exception as exc:
@@ -211,8 +235,8 @@ def _parse_json5(text: str, lines: _Lines) -> _Parsed:
             message = f"unexpected {text[offset : offset + 1]!r} after the top-level value"
         elif isinstance(found, str) and (hit := text.find(found, offset, offset + 16)) >= 0:
             offset = hit  # inside a literal or an escape pyjson5 points at its start, not at the culprit
-        raise lines.error(message, offset) from None
-    return lines.parsed(data, index_keys(text, start, end))
+        raise lines.error(message, offset + shift) from None
+    return data, index_keys(text, start, end)
 
 
 class _YamlLoader(_BaseLoader):
@@ -263,6 +287,7 @@ def _parse_yaml(text: str, lines: _Lines) -> _Parsed:
         root = loader.get_single_node()
         if root is None:
             raise lines.error(_EMPTY)
+        _check_shape(root, _yaml_children, lines, root.start_mark.index)
         positions = loader.index(root)
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
@@ -288,6 +313,61 @@ def _parse_yaml(text: str, lines: _Lines) -> _Parsed:
     return data, positions, root.start_mark.index
 
 
+def _yaml_children(node: Any) -> list[Any]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _data_children(node: Any) -> list[Any]:
+    if isinstance(node, dict):
+        return list(node.values())
+    return node if isinstance(node, list) else []
+
+
+def _check_shape(root: Any, children: Callable[[Any], list[Any]], lines: _Lines, offset: int | None) -> None:
+    """Refuse nesting deeper than MAX_DEPTH, cycles, and aliases expanding past ALIAS_BUDGET.
+
+    One pass over each distinct node (a node aliases repeat is measured once and reused), so
+    a billion-laughs document is refused after a few thousand steps, before anything walks it.
+    """
+    sizes: dict[int, tuple[int, int]] = {}  # id -> (expanded size, height) of each distinct collection
+    leaves: set[int] = set()  # distinct scalars: with the collections, what is written
+    on_path: set[int] = set()
+    stack: list[tuple[Any, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, closing = stack.pop()
+        key = id(node)
+        if closing:
+            on_path.discard(key)
+            measured = []
+            for child in children(node):
+                found = sizes.get(id(child))
+                if found is None:
+                    leaves.add(id(child))
+                measured.append(found or (1, 0))
+            size = 1 + sum(m[0] for m in measured)
+            sizes[key] = size, 1 + max((m[1] for m in measured), default=0)
+            if size > len(sizes) + len(leaves) + ALIAS_BUDGET:
+                raise lines.error(
+                    f"YAML aliases expand the definition past {ALIAS_BUDGET:,} nodes beyond what is written "
+                    "(nested aliases, as in a 'billion laughs' document); write the repeated parts out",
+                    offset,
+                )
+            continue
+        if key in on_path:
+            raise lines.error("an alias refers to a node that contains it: the definition would be infinite", offset)
+        if key in sizes:
+            if depth - 1 + sizes[key][1] > MAX_DEPTH:
+                raise lines.error(f"the definition is nested deeper than {MAX_DEPTH} levels", offset)
+            continue
+        if depth > MAX_DEPTH:
+            raise lines.error(f"the definition is nested deeper than {MAX_DEPTH} levels", offset)
+        on_path.add(key)
+        stack.append((node, depth, True))
+        stack.extend((child, depth + 1, False) for child in children(node) if children(child))
+
+
 _PARSERS: Final = {"json": _parse_json, "json5": _parse_json5, "yaml": _parse_yaml}
 
 
@@ -298,6 +378,8 @@ def parse_text(text: str, filename: str = "<string>", *, format: str | None = No
         raise ValueError(f"unknown definition format {fmt!r}; expected one of {', '.join(FORMATS)}")
     text = text.removeprefix("\ufeff")
     lines = _Lines(text, filename)
+    if len(text) > MAX_BYTES:
+        raise lines.error(f"the definition is larger than {MAX_BYTES // 2**20} MiB")
     if not text.strip():
         raise lines.error("the definition is empty")
     try:
@@ -305,9 +387,11 @@ def parse_text(text: str, filename: str = "<string>", *, format: str | None = No
     except ScanError as exc:
         raise lines.scan_error(exc) from None
     except RecursionError:
-        raise lines.error("the definition is nested too deeply to read") from None
+        raise lines.error(f"the definition is nested deeper than {MAX_DEPTH} levels") from None
+    if fmt != "yaml":  # YAML was measured on its nodes, before aliases were expanded
+        _check_shape(data, _data_children, lines, root)
     if not isinstance(data, dict):
-        raise lines.error(f"expected an object at the top level, found {_kind(data)}", root)
+        raise lines.error(f"expected an object at the top level, found {_kind(data)}{_WRAP_HINT[fmt]}", root)
     return data, Source(filename, text, MappingProxyType(positions))
 
 
@@ -330,11 +414,29 @@ def _decode(raw: bytes, filename: str) -> str:
         ) from None
 
 
+def _read_bounded(path: Path) -> bytes:
+    """Read a regular file of at most MAX_BYTES; refuse devices, pipes and larger files (D1)."""
+    mode = path.stat().st_mode  # before opening: opening a pipe would wait for a writer
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(path)
+    if not stat.S_ISREG(mode):
+        raise DefinitionSyntaxError(
+            "cannot read the definition: not a regular file (a device or a pipe)", filename=str(path)
+        )
+    with path.open("rb") as handle:
+        raw = handle.read(MAX_BYTES + 1)
+    if len(raw) > MAX_BYTES:
+        raise DefinitionSyntaxError(
+            f"cannot read the definition: it is larger than {MAX_BYTES // 2**20} MiB", filename=str(path)
+        )
+    return raw
+
+
 def load_file(path: str | os.PathLike[str]) -> tuple[Any, Source]:
     """Read a UTF-8 definition file (a BOM is tolerated) and parse it by its suffix."""
     filename = os.fspath(path)
     try:
-        raw = Path(filename).read_bytes()
+        raw = _read_bounded(Path(filename))
     except FileNotFoundError:
         raise DefinitionSyntaxError("cannot read the definition: no such file", filename=filename) from None
     except IsADirectoryError:

@@ -33,13 +33,20 @@ def _rule(raw: Any) -> Rule:
         return parse_rule(raw)
     except RuleError as exc:
         found = "" if exc.found is MISSING else preview(exc.found)
-        ctx = {"reason": str(exc), "where": exc.where, "expected": exc.expected or "", "found": found}
+        ctx = {
+            "reason": str(exc),
+            "where": exc.where,
+            "expected": exc.expected or "",
+            "found": found,
+            "hint": exc.hint or "",
+        }
         raise PydanticCustomError("mapping_rule", "{reason}", ctx) from None
 
 
 _RULE_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "string", "description": "a path: dot path relative to the record, or JSONPath starting with $"},
+        {"type": ["number", "boolean", "null"], "description": "a literal value; text is written {value: 'text'}"},
         {
             "type": "object",
             "properties": {

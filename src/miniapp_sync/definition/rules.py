@@ -2,7 +2,8 @@
 
 A rule is one of:
 
-- ``'data.id'``                                       a path
+- ``'data.id'``                                       a path (a string is always a path)
+- ``42``, ``true``, ``null``                          a literal: any value that is no string or object
 - ``{path, transform?, default?, ...options}``        a path, then transforms
 - ``{paths: [...], transform: 'coalesce'}``           several paths, then transforms
 - ``{value: <literal>}``                              a literal
@@ -46,6 +47,9 @@ MISSING: Final = _Missing()
 
 RuleKind = Literal["path", "paths", "literal", "compute"]
 RULE_KEYS: Final = frozenset({"path", "paths", "transform", "default", "value", "fn"})
+# The guide lists "literals" among rule kinds without a syntax; a bare string stays a path
+# (the documented examples are all paths), so text has to say it is a literal.
+LITERAL_STRING_HINT: Final = "a literal string is written { value: 'text' }; a bare string is read as a path"
 EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
@@ -78,10 +82,19 @@ class Rule:
 class RuleError(ValueError):
     """A raw rule does not fit the grammar; ``where`` is the key inside the rule."""
 
-    def __init__(self, message: str, *, where: str = "", expected: str | None = None, found: Any = MISSING) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        where: str = "",
+        expected: str | None = None,
+        found: Any = MISSING,
+        hint: str | None = None,
+    ) -> None:
         self.where = where
         self.expected = expected
         self.found = found
+        self.hint = hint
         super().__init__(message)
 
 
@@ -139,13 +152,21 @@ def parse_rule(raw: Any) -> Rule:
     """Parse one raw rule value (D12); raise RuleError saying what does not fit."""
     if isinstance(raw, str):
         if not raw:
-            raise RuleError("a path rule must not be empty", expected="a path such as 'data.id'", found=raw)
+            raise RuleError(
+                "a path rule must not be empty",
+                expected="a path such as 'data.id'",
+                found=raw,
+                hint=LITERAL_STRING_HINT,
+            )
         return Rule(kind="path", paths=(raw,))
+    if raw is None or isinstance(raw, bool | int | float):
+        return Rule(kind="literal", value=raw)
     if not isinstance(raw, dict):
         raise RuleError(
-            "a mapping rule must be a path string or an object",
-            expected="'path' or {path|paths|value, transform?, default?}",
+            "a mapping rule must be a path string, a literal number, boolean or null, or an object",
+            expected="'path', 42, true, null or {path|paths|value, transform?, default?}",
             found=raw,
+            hint="a literal list or text is written { value: … }",
         )
     if "value" in raw:
         extra = sorted(set(raw) & {"path", "paths", "transform", "fn"})
