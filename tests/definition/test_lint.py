@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import copy
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from miniapp_sync.cli import main
 from miniapp_sync.definition import inspect_definition, load_definition
 from miniapp_sync.definition.lint import lint
-from miniapp_sync.errors import DefinitionInvalid, Finding
+from miniapp_sync.errors import DefinitionInvalid, Finding, InstallationError
 from miniapp_sync.mapping.plan import vocabulary
+from miniapp_sync.templating import Context, render
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "salla" / "definition.json5"
 
@@ -259,3 +263,97 @@ def test_a_near_miss_is_suggested_only_among_triggers_no_handler_uses() -> None:
     }
     (finding,) = [f for f in errors(doc) if f.code == "handler-without-trigger"]
     assert finding.hint == "did you mean 'order.statusUpdated'?"
+
+
+# --- placeholders: validate and the runtime share one rule (D29; issue #13 item 6) ------------
+# For each place a definition can declare a key, an installation fills the bag that place feeds;
+# validate must accept a placeholder exactly when the runtime's Context resolves it from there.
+
+
+def _form(doc: dict[str, Any]) -> None:
+    doc["auth"]["form"] = {"storeId": {"type": "text", "label": "Store id"}}
+
+
+def _config(doc: dict[str, Any]) -> None:
+    doc["auth"]["config"]["storeId"] = "1"
+
+
+def _sensitive(doc: dict[str, Any]) -> None:
+    doc["auth"]["sensitiveKeys"].append("storeId")
+
+
+def _get_token(doc: dict[str, Any]) -> None:
+    doc["auth"]["get_token"] = {"url": "https://x.example/token", "mapping": {"storeId": "$.store"}}
+
+
+def _user_details(doc: dict[str, Any]) -> None:
+    doc["auth"]["userDetails"] = {"url": "https://x.example/me", "mapping": {"storeId": "$.store.id"}}
+
+
+def _tenant_key(doc: dict[str, Any]) -> None:
+    doc["webhook"]["tenantExtraction"] = {"source": "body", "path": "$.merchant", "matchKey": "storeId"}
+
+
+# Where each declaration puts the value at run time (installations.service, cli install).
+DECLARATIONS: list[tuple[Callable[[dict[str, Any]], None], str]] = [
+    (_form, "user_input"),
+    (_config, "config"),
+    (_sensitive, "credentials"),
+    (_get_token, "credentials"),
+    (_user_details, "metadata"),
+    (_tenant_key, "metadata"),
+]
+
+
+def _resolves(template: str, bag: str) -> bool:
+    try:
+        render(template, Context(**{bag: {"storeId": "1"}}))  # type: ignore[arg-type]
+    except InstallationError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("template", ["[[storeId]]", "{{storeId}}"])
+@pytest.mark.parametrize(("declare", "bag"), DECLARATIONS, ids=[d.__name__.strip("_") for d, _ in DECLARATIONS])
+def test_validate_accepts_a_placeholder_exactly_when_the_runtime_resolves_it(
+    declare: Callable[[dict[str, Any]], None], bag: str, template: str
+) -> None:
+    doc = copy.deepcopy(MINIMAL)
+    declare(doc)
+    doc["sync"]["headers"]["Store-Id"] = template
+    findings = lint(doc, vocabulary=vocabulary())[1]
+    flagged = any(f.code == "unknown-placeholder" and f.path == "sync.headers.Store-Id" for f in findings)
+    assert flagged is not _resolves(template, bag)
+
+
+def test_a_credential_placeholder_declared_only_in_the_install_form_is_an_error_that_names_the_fix() -> None:
+    doc = copy.deepcopy(MINIMAL)
+    _form(doc)
+    doc["sync"]["headers"]["Store-Id"] = "[[storeId]]"
+    (finding,) = [f for f in lint(doc, vocabulary=vocabulary())[1] if f.code == "unknown-placeholder"]
+    assert finding.severity == "error"
+    assert "[[storeId]]" in finding.message
+    assert finding.hint == "auth.form fills {{storeId}}, not [[storeId]]"
+
+
+def test_validate_text_output_shows_the_placeholder_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # the environment's terminal width, not our code
+    doc = copy.deepcopy(MINIMAL)
+    _form(doc)
+    doc["sync"]["headers"]["Store-Id"] = "[[storeId]]"
+    doc["sync"]["resources"]["products"]["endpoints"]["list"]["url"] = "/stores/[[accessToken]]/products"
+    path = tmp_path / "app.json"
+    path.write_text(json.dumps(doc))
+    assert main(["validate", str(path)]) == 2
+    out = capsys.readouterr().out
+    assert "placeholder [[storeId]] names a key" in " ".join(out.split())
+    assert "/stores/[[accessToken]]/products" in out  # the summary table, not eaten as Rich markup
+
+
+def test_a_cli_error_quoting_a_placeholder_shows_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "app.json5"
+    path.write_text("{ sync: { baseUrl: '[[x]]' }, [[oops]] }")
+    assert main(["validate", str(path)]) == 2
+    assert "[[oops]]" in capsys.readouterr().err

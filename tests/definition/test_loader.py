@@ -511,3 +511,86 @@ def test_a_long_minified_line_is_cut_around_the_error() -> None:
     assert len(shown) < 120
     assert shown.strip().startswith("…")
     assert caret.index("^") < len(shown)
+
+
+# --- the guide's fragment form and non-object files (D1) ---------------------------------------
+
+
+def test_the_guides_fragment_form_is_read_as_if_wrapped_in_braces() -> None:
+    text = "// from the guide\nsync: {\n  baseUrl: 'https://api.example.com/v2',\n  headers: { A: 'b' },\n},\n"
+    document, source = parse_text(text, "sync.js")
+    assert document == {"sync": {"baseUrl": "https://api.example.com/v2", "headers": {"A": "b"}}}
+    assert source.locate(("sync", "headers", "A")) == "sync.js:4:14"
+
+
+def test_a_fragment_with_a_syntax_error_points_at_the_text_as_written() -> None:
+    error = syntax_error("sync: {\n  baseUrl: 'x'\n  headers: {},\n},\n", "sync.js")
+    assert (error.line, error.column) == (3, 3)
+
+
+@pytest.mark.parametrize(
+    ("filename", "text", "hint"),
+    [
+        ("a.json", "[1, 2]", "wrap the text in { … }"),
+        ("a.json5", "'text'", "wrap the text in { … } (or write `export default { … }`)"),
+        ("a.yaml", "- a\n- b", "write its keys at the top level"),
+        ("a.js", "const x = 1;\nfoo();", "or the guide's property form `sync: {…},`"),
+    ],
+)
+def test_a_file_that_holds_no_object_says_how_to_wrap_the_text(filename: str, text: str, hint: str) -> None:
+    assert hint in str(syntax_error(text, filename))
+
+
+# --- input bounds: billion laughs, depth, size, devices (D1; issue #12 item 6) ------------------
+
+BILLION_LAUGHS = "\n".join(
+    ["a: &a [" + ",".join(["lol"] * 9) + "]"]
+    + [f"{k}: &{k} [{','.join([f'*{prev}'] * 9)}]" for prev, k in zip("abcdefgh", "bcdefghi", strict=True)]
+)
+
+
+def test_billion_laughs_yaml_is_refused_with_a_clear_error() -> None:
+    assert len(BILLION_LAUGHS) < 400  # 9**9 (387 million) strings once expanded
+    error = syntax_error(BILLION_LAUGHS, "laughs.yaml")
+    assert "YAML aliases expand the definition past 100,000 nodes" in str(error)
+    assert error.line == 1
+
+
+def test_billion_laughs_yaml_makes_validate_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from miniapp_sync.cli import main
+
+    path = tmp_path / "laughs.yaml"
+    path.write_text(BILLION_LAUGHS)
+    assert main(["validate", str(path)]) == 2
+    assert "billion laughs" in capsys.readouterr().err
+
+
+def test_a_yaml_alias_that_contains_itself_is_refused() -> None:
+    assert "would be infinite" in str(syntax_error("a: &a [1, *a]", "a.yaml"))
+
+
+@pytest.mark.parametrize("filename", ["a.json", "a.json5", "a.yaml"])
+def test_nesting_deeper_than_200_is_refused_and_200_is_not(filename: str) -> None:
+    def nested(depth: int) -> str:  # the top-level object is level 1
+        return '{"a": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+
+    parse_text(nested(200), filename)
+    assert "nested deeper than 200 levels" in str(syntax_error(nested(201), filename))
+
+
+def test_yaml_aliases_deeper_than_200_once_expanded_are_refused() -> None:
+    inner = "[" * 150 + "]" * 150
+    text = f"a: &a {inner}\nb: {'[' * 60}*a{']' * 60}"  # 150 + 60 levels: only the expansion is too deep
+    assert "nested deeper than 200 levels" in str(syntax_error(text, "a.yaml"))
+
+
+def test_a_file_over_10_mib_is_refused_without_parsing_it(tmp_path: Path) -> None:
+    path = tmp_path / "big.json"
+    path.write_bytes(b'{"a": "' + b"x" * (10 * 2**20) + b'"}')
+    with pytest.raises(DefinitionSyntaxError, match="larger than 10 MiB"):
+        load_file(path)
+
+
+def test_a_device_is_refused_not_read() -> None:
+    with pytest.raises(DefinitionSyntaxError, match="not a regular file"):
+        load_file("/dev/zero")

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from miniapp_sync.cli.app import Session, app, print_error
 from miniapp_sync.errors import DefinitionError, MiniAppSyncError, UsageError
@@ -55,7 +56,8 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         code = 2 if isinstance(exc, DefinitionError | UsageError) else 1
         if as_json:
             return print_error(code, type(exc).__name__, str(exc), hint=getattr(exc, "hint", None))
-        err.print("[bold red]Error:[/]", str(exc), markup=True)
+        # Text, not markup: a message quoting [[storeId]] must show it, not a Rich tag.
+        err.print(Text.assemble(("Error:", "bold red"), " ", str(exc)))
         return code
     except Exception as exc:  # a bug, not bad input: say so plainly, trace only on request
         if debug:
@@ -63,7 +65,7 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         hint = "run again with --debug for the traceback, and report it"
         if as_json:
             return print_error(1, "internal", f"internal error: {type(exc).__name__}: {exc}", hint=hint)
-        err.print(f"[bold red]Error:[/] internal error: {type(exc).__name__}: {exc}")
+        err.print(Text.assemble(("Error:", "bold red"), f" internal error: {type(exc).__name__}: {exc}"))
         if not debug:
             err.print(hint[0].upper() + hint[1:] + ".")
         return 1

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.table import Table
+from rich.text import Text
 
 from miniapp_sync.cli.app import (
     DefinitionArgument,
@@ -16,11 +18,18 @@ from miniapp_sync.cli.app import (
     print_json,
     registry,
 )
-from miniapp_sync.definition import Definition, LoadedDefinition, inspect_definition
+from miniapp_sync.definition import Definition, LoadedDefinition, Profile, inspect_definition
 from miniapp_sync.errors import Finding
 from miniapp_sync.mapping.plan import vocabulary
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+ProfileOption = Annotated[
+    Profile,
+    typer.Option(
+        "--profile",
+        help="karzoun: also report every feature beyond the documented vocabulary (the hosted runtime may not run it).",
+    ),
+]
 
 
 def _summary(loaded: LoadedDefinition) -> dict[str, Any]:
@@ -68,37 +77,43 @@ def _print_findings(findings: tuple[Finding, ...]) -> None:
 def _print_summary(loaded: LoadedDefinition, summary: dict[str, Any]) -> None:
     out = console()
     title = f"{summary['ns'] or '(no ns)'} {summary['version'] or ''}".strip()
-    out.print(f"[bold]{title}[/] — {loaded.source.filename}")
+    out.print(Text.assemble((title, "bold"), f" — {loaded.source.filename}"))
     if summary["resources"]:
         table = Table(title="Resources", title_justify="left")
         for column in ("resource", "content type", "list", "details", "fields"):
             table.add_column(column)
         for key, r in summary["resources"].items():
             name = key if r["enabled"] else f"{key} (disabled)"
-            table.add_row(name, r["contentType"], r["list"], r["details"] or "—", str(len(r["fields"])))
+            cells = (name, r["contentType"], r["list"], r["details"] or "—", str(len(r["fields"])))
+            table.add_row(*map(Text, cells))  # Text: a url with [[storeId]] is no Rich markup
         out.print(table)
     if summary["handlers"]:
         table = Table(title="Webhook handlers", title_justify="left")
         for column in ("event", "shape", "operation", "target", "trigger"):
             table.add_column(column)
         for event, h in summary["handlers"].items():
-            table.add_row(event, h["shape"], h["operation"], str(h["target"]), "✓" if h["trigger"] else "✗ missing")
+            cells = (event, h["shape"], h["operation"], str(h["target"]), "✓" if h["trigger"] else "✗ missing")
+            table.add_row(*map(Text, cells))
         out.print(table)
-    out.print(f"Triggers: {', '.join(summary['triggers']) or '—'}")
+    out.print(f"Triggers: {', '.join(summary['triggers']) or '—'}", markup=False)
 
 
 @app.command()
 def validate(
-    definition: DefinitionArgument, output: FormatOption = OutputFormat.text, functions: FunctionsOption = None
+    definition: DefinitionArgument,
+    output: FormatOption = OutputFormat.text,
+    functions: FunctionsOption = None,
+    profile: ProfileOption = Profile.default,
 ) -> int:
     """Validate a definition: all problems at once, each with its path (exit 2 when invalid)."""
-    loaded = inspect_definition(definition, vocabulary=vocabulary(registry(functions)))
+    loaded = inspect_definition(definition, vocabulary=vocabulary(registry(functions)), profile=profile)
     summary = _summary(loaded)
     counts = {s: sum(f.severity == s for f in loaded.findings) for s in ("error", "warning", "info")}
     if output is OutputFormat.json:
         print_json(
             {
                 "file": loaded.source.filename,
+                "profile": profile.value,
                 "valid": loaded.valid,
                 "counts": counts,
                 "summary": summary,

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from miniapp_sync.cli.app import (
     DefinitionArgument,
@@ -78,7 +79,7 @@ def _print_records(results: list[dict[str, Any]], limit: int) -> None:
         table.add_column("field", style="bold")
         table.add_column("value", overflow="fold")
         for name, value in result["data"].items():
-            table.add_row(name, preview(value, 200))
+            table.add_row(Text(name), Text(preview(value, 200)))
         out.print(table)
         for problem in result["problems"]:
             out.print("  [red]✗[/] ", end="")

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from miniapp_sync.cli.app import (
     DefinitionArgument,
@@ -74,7 +75,7 @@ def _show(report: Report) -> None:
     table.add_column("result")
     table.add_column("evidence", overflow="fold")
     for item in report.items:
-        table.add_row(item.name, STYLE[item.status], "\n".join(item.evidence))
+        table.add_row(item.name, STYLE[item.status], Text("\n".join(item.evidence)))  # evidence quotes [[keys]]
     console().print(table)
 
 
@@ -131,7 +132,7 @@ def package(
         console().print(f"[bold red]Not packaged:[/] the checklist fails ({hint}).")
         return 1
     assert loaded.definition is not None  # _check raised otherwise
-    files = write_package(loaded.definition, loaded.document, report, samples, out)
+    files = write_package(loaded.definition, loaded.document, report, samples, out, functions=registry(functions))
     if output is OutputFormat.json:
         print_view(PackageView(str(out), [str(f) for f in files], report.passed))
     else:

@@ -218,7 +218,10 @@ def _decode_json5(
     """Decode ``text[start:end]``; errors point at ``offset + shift`` in the text the user wrote."""
     end = len(text) if end is None else end
     try:
-        data = pyjson5.decode(text[start:end])
+        # One level more than allowed, so _check_shape refuses depth with the same words as for JSON.
+        data = pyjson5.decode(text[start:end], maxdepth=MAX_DEPTH + 1)
+    except pyjson5.Json5NestingTooDeep:
+        raise lines.error(f"the definition is nested deeper than {MAX_DEPTH} levels", start + shift) from None
     except pyjson5.Json5Exception as exc:
         if isinstance(exc, pyjson5.Json5EOF) and "No JSON data" in str(exc):
             raise lines.error(_EMPTY) from None
@@ -313,19 +316,23 @@ def _parse_yaml(text: str, lines: _Lines) -> _Parsed:
     return data, positions, root.start_mark.index
 
 
-def _yaml_children(node: Any) -> list[Any]:
+def _yaml_children(node: Any) -> list[Any] | None:
+    """Return a YAML node's children (keys and values), or None for a scalar."""
     if isinstance(node, yaml.MappingNode):
         return [part for pair in node.value for part in pair]
-    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else None
 
 
-def _data_children(node: Any) -> list[Any]:
+def _data_children(node: Any) -> list[Any] | None:
+    """Return a parsed value's children, or None for a scalar."""
     if isinstance(node, dict):
         return list(node.values())
-    return node if isinstance(node, list) else []
+    return node if isinstance(node, list) else None
 
 
-def _check_shape(root: Any, children: Callable[[Any], list[Any]], lines: _Lines, offset: int | None) -> None:
+def _check_shape(
+    root: Any, children: Callable[[Any], list[Any] | None], lines: _Lines, offset: int | None
+) -> None:
     """Refuse nesting deeper than MAX_DEPTH, cycles, and aliases expanding past ALIAS_BUDGET.
 
     One pass over each distinct node (a node aliases repeat is measured once and reused), so
@@ -341,7 +348,7 @@ def _check_shape(root: Any, children: Callable[[Any], list[Any]], lines: _Lines,
         if closing:
             on_path.discard(key)
             measured = []
-            for child in children(node):
+            for child in children(node) or ():
                 found = sizes.get(id(child))
                 if found is None:
                     leaves.add(id(child))
@@ -365,7 +372,7 @@ def _check_shape(root: Any, children: Callable[[Any], list[Any]], lines: _Lines,
             raise lines.error(f"the definition is nested deeper than {MAX_DEPTH} levels", offset)
         on_path.add(key)
         stack.append((node, depth, True))
-        stack.extend((child, depth + 1, False) for child in children(node) if children(child))
+        stack.extend((child, depth + 1, False) for child in children(node) or () if children(child) is not None)
 
 
 _PARSERS: Final = {"json": _parse_json, "json5": _parse_json5, "yaml": _parse_yaml}

@@ -5,6 +5,7 @@
 - Webhook handler events match ``triggers[].event`` strings exactly
 - Pagination ``responseMapping`` matches the provider's JSON shape
 - Sample payloads included (one per handler event, each mapping to a valid record)
+- and, not in the guide's list: every extension beyond the documented vocabulary in use (D41)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import orjson
 
 from miniapp_sync.clock import SystemClock
 from miniapp_sync.definition import LoadedDefinition
+from miniapp_sync.definition.compatibility import compatibility
 from miniapp_sync.definition.model import Definition, Resource
 from miniapp_sync.errors import MiniAppSyncError, preview
 from miniapp_sync.installations.calls import call
@@ -40,6 +42,7 @@ COVERAGE = "apiMapping covers required fields for each contentType"
 EVENTS = "Webhook handler events match triggers[].event exactly"
 SHAPE = "Pagination responseMapping matches the provider's JSON shape"
 SAMPLES = "Sample payloads included"
+EXTENSIONS = "Extensions beyond the documented vocabulary (D41)"
 
 
 @dataclass
@@ -143,8 +146,19 @@ async def run_checklist(
     return Report(
         definition.ns or "",
         definition.version or "",
-        [endpoints, coverage, events, shape, _samples(definition, plan, samples)],
+        [endpoints, coverage, events, shape, _samples(definition, plan, samples), extensions_item(loaded)],
     )
+
+
+def extensions_item(loaded: LoadedDefinition) -> Item:
+    """Return the item that lists each extension in use and each compute function (a warning, never a failure)."""
+    item = Item(EXTENSIONS)
+    lines = compatibility(loaded.document).lines()
+    for line in lines:
+        item.note("warn", line)
+    if not lines:
+        item.note("pass", "only the documented vocabulary is used")
+    return item
 
 
 async def _context(

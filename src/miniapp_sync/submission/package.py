@@ -5,6 +5,8 @@
 - ``check-report.md`` / ``check-report.json``: the submission checklist and its evidence
 - ``SETUP.md``: the end-user setup steps (from the definition's description)
 - ``CHANGELOG.md``: a stub for this version, kept if one exists
+- ``EXTENSIONS.md``: each feature used beyond the documented vocabulary, and the compute
+  functions the definition calls with what each does (the guide asks for custom ``fn`` names)
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from miniapp_sync.definition.compatibility import compatibility
+from miniapp_sync.definition.findings import dotted
 from miniapp_sync.definition.lint import SECRET_NAME
 from miniapp_sync.definition.model import Definition
+from miniapp_sync.mapping.functions import FunctionRegistry
 from miniapp_sync.submission.checks import Report
 
 
@@ -33,8 +38,30 @@ def blank_secrets(document: dict[str, Any]) -> dict[str, Any]:
     return copy
 
 
+def extensions_markdown(definition: Definition, document: Any, functions: FunctionRegistry | None = None) -> str:
+    """Return EXTENSIONS.md: each extension in use (D41) and each compute function with its doc line."""
+    found = compatibility(document)
+    lines = [f"# Extensions and custom functions — {definition.ns} {definition.version}", ""]
+    lines += ["Features this definition uses beyond the documented MiniApps vocabulary:", ""]
+    lines += [f"- `{use.path}`: {use.extension.what}{f' ({use.detail})' if use.detail else ''}" for use in found.uses]
+    lines += [] if found.uses else ["- none"]
+    lines += ["", "## Compute functions", ""]
+    for fn, locs in sorted(found.functions.items()):
+        first = (functions.get(fn).__doc__ or "").strip().splitlines()[:1] if functions and fn in functions else []
+        doc = f": {first[0]}" if first else ""
+        lines.append(f"- `{fn}`{doc} (used at {', '.join(f'`{dotted(loc)}`' for loc in locs)})")
+    lines += [] if found.functions else ["- none"]
+    return "\n".join(lines) + "\n"
+
+
 def write_package(
-    definition: Definition, document: dict[str, Any], report: Report, samples: Path | None, out: Path
+    definition: Definition,
+    document: dict[str, Any],
+    report: Report,
+    samples: Path | None,
+    out: Path,
+    *,
+    functions: FunctionRegistry | None = None,
 ) -> list[Path]:
     """Write the package into ``out``; return the files written."""
     out.mkdir(parents=True, exist_ok=True)
@@ -62,6 +89,7 @@ def write_package(
         trigger = "✓" if event in definition.trigger_events() else "—"
         lines.append(f"| `{event}` | {handler} | {trigger} | {shown} |")
     put("webhooks.md", "\n".join(lines) + "\n")
+    put("EXTENSIONS.md", extensions_markdown(definition, document, functions))
     put("SETUP.md", f"# Setting up {definition.title or definition.ns}\n\n{definition.description or ''}\n")
     changelog = out / "CHANGELOG.md"
     if not changelog.exists():
