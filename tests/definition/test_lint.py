@@ -357,3 +357,44 @@ def test_a_cli_error_quoting_a_placeholder_shows_it(tmp_path: Path, capsys: pyte
     path.write_text("{ sync: { baseUrl: '[[x]]' }, [[oops]] }")
     assert main(["validate", str(path)]) == 2
     assert "[[oops]]" in capsys.readouterr().err
+
+
+# --- literals (issue #13 item 7) and the legacy webhook.ecommerce (item 11) ---------------------
+
+
+def test_non_string_literals_validate_and_a_string_that_reads_like_text_says_how_to_write_it() -> None:
+    doc = copy.deepcopy(MINIMAL)
+    mapping = doc["sync"]["resources"]["products"]["apiMapping"]
+    mapping.update({"weight": 42, "active": True, "note": None, "platform": "Salla Store", "sku": "sku"})
+    assert errors(doc) == []
+    found = [f for f in check(doc) if f.path.startswith("sync.resources.products.apiMapping")]
+    assert [(f.severity, f.code, f.path) for f in found] == [
+        ("warning", "literal-like", "sync.resources.products.apiMapping.platform")
+    ]
+    assert found[0].hint == "a literal string is written { value: 'text' }; a bare string is read as a path"
+
+
+def test_a_string_that_is_no_path_says_how_a_literal_string_is_written() -> None:
+    doc = copy.deepcopy(MINIMAL)
+    doc["sync"]["resources"]["products"]["apiMapping"]["platform"] = "items[x]"
+    (found,) = errors(doc)
+    assert found.code == "path-syntax"
+    assert found.hint == "a literal string is written { value: 'text' }; a bare string is read as a path"
+
+
+def test_a_list_rule_says_how_a_literal_list_is_written() -> None:
+    doc = copy.deepcopy(MINIMAL)
+    doc["sync"]["resources"]["products"]["apiMapping"]["tags"] = ["a", "b"]
+    (found,) = errors(doc)
+    assert found.path == "sync.resources.products.apiMapping.tags"
+    assert found.hint == "a literal list or text is written { value: … }"
+
+
+def test_legacy_webhook_ecommerce_is_deprecated_not_unknown() -> None:
+    doc = copy.deepcopy(MINIMAL)
+    doc["webhook"]["ecommerce"] = {"orders": {"event": "order.created"}}
+    found = [f for f in check(doc) if f.path.startswith("webhook.ecommerce")]
+    assert [(f.severity, f.code) for f in found] == [("warning", "deprecated")]
+    assert "deprecated" in found[0].message
+    assert found[0].hint is not None
+    assert "sync.webhooks.handlers" in found[0].hint

@@ -155,3 +155,9 @@ def test_example_resources_compile(tmp_path: Path) -> None:
     product = mapper(PRODUCT_RULES, "core:product")
     assert product({"id": 1, "name": "a"}).data["code"] == "1"
     assert product({"id": 2, "name": "b"}).data["code"] == "2"
+
+
+def test_a_non_string_literal_rule_is_the_value_itself_and_a_string_stays_a_path() -> None:
+    record = {"salla": "a path", "id": 7}
+    mapped = mapper({"code": "id", "platform": "salla", "weight": 42, "active": True, "note": None})(record)
+    assert mapped.data == {"code": 7, "platform": "a path", "weight": 42, "active": True, "note": None}

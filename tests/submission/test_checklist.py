@@ -177,6 +177,12 @@ def test_check_and_package_from_the_command_line(
     } <= names
     assert "samples/order.created.json" in names
     assert "`order.created`" in (out / "webhooks.md").read_text()
+    # The extensions in use and the compute functions called, documented for the reviewer (D41).
+    extensions = (out / "EXTENSIONS.md").read_text()
+    assert "- `sallaStatus`: Return a Salla status object's stable ``slug``, else its ``name``. (used at" in extensions
+    assert "`sync.resources.orders.apiMapping.status.fn`" in extensions
+    assert "- `webhook.customerExtraction.mapping.primaryPhone.transform`: transform 'normalizePhone'" in extensions
+    assert "Extensions beyond the documented vocabulary (D41) | ⚠️ warn" in report_md.read_text()
     # A public OAuth client secret passes validation, but the package still ships it blank.
     assert "do-not-ship-me" not in (out / "definition.json").read_text()
 

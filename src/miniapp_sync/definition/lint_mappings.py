@@ -7,13 +7,17 @@ vocabulary, and every mapping against the required fields of its content type.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Final
 
 from miniapp_sync.definition.content_types import CATALOG, content_type
 from miniapp_sync.definition.findings import Findings, Loc, Vocabulary, dict_items, get, suggest
 from miniapp_sync.definition.model import RECORD_TYPES
 from miniapp_sync.definition.rules import LITERAL_STRING_HINT, Rule, RuleError, parse_rule
 from miniapp_sync.errors import preview
+
+# A field name has no blanks and no URL scheme: a rule string with either was meant as text.
+_TEXT_LIKE: Final = re.compile(r"\s|://")
 
 
 def _rules(mapping: Any, loc: Loc, findings: Findings, vocabulary: Vocabulary | None) -> dict[str, Rule]:
@@ -51,6 +55,13 @@ def _rules(mapping: Any, loc: Loc, findings: Findings, vocabulary: Vocabulary | 
             item_mapping = step.options.get("itemMapping")
             if step.name == "mapItems" and item_mapping is not None:
                 _rules(dict(item_mapping), (*rule_loc, "itemMapping"), findings, vocabulary)
+        if isinstance(raw, str) and _TEXT_LIKE.search(raw) and not raw.startswith("$"):
+            findings.warning(
+                rule_loc,
+                f"{raw!r} is read as a path, but it reads like text",
+                code="literal-like",
+                hint=LITERAL_STRING_HINT,
+            )
         for path_index, path in enumerate(rule.paths):
             where = (*rule_loc, "path") if rule.kind == "path" else (*rule_loc, "paths", path_index)
             # A rule's string is read as a path (D12); one that is no path was likely meant as text.

@@ -330,9 +330,7 @@ def _data_children(node: Any) -> list[Any] | None:
     return node if isinstance(node, list) else None
 
 
-def _check_shape(
-    root: Any, children: Callable[[Any], list[Any] | None], lines: _Lines, offset: int | None
-) -> None:
+def _check_shape(root: Any, children: Callable[[Any], list[Any] | None], lines: _Lines, offset: int | None) -> None:
     """Refuse nesting deeper than MAX_DEPTH, cycles, and aliases expanding past ALIAS_BUDGET.
 
     One pass over each distinct node (a node aliases repeat is measured once and reused), so
