@@ -535,6 +535,7 @@ def test_a_fragment_with_a_syntax_error_points_at_the_text_as_written() -> None:
     ("filename", "text", "hint"),
     [
         ("a.json", "[1, 2]", "wrap the text in { … }"),
+        ("a.json", '"sync": {"baseUrl": "x"},', "a bare property list is not JSON: wrap the text in { … }"),
         ("a.json5", "'text'", "wrap the text in { … } (or write `export default { … }`)"),
         ("a.yaml", "- a\n- b", "write its keys at the top level"),
         ("a.js", "const x = 1;\nfoo();", "or the guide's property form `sync: {…},`"),

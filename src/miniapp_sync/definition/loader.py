@@ -13,8 +13,7 @@ import codecs
 import json
 import os
 import re
-import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -23,6 +22,7 @@ from typing import Any, Final
 import pyjson5
 import yaml
 
+from miniapp_sync.definition.bounds import MAX_BYTES, MAX_DEPTH, check_shape, data_children, read_bounded, yaml_children
 from miniapp_sync.definition.lexer import (
     DuplicateKeyError,
     KeyPath,
@@ -72,10 +72,6 @@ _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 _STR_TAG: Final = "tag:yaml.org,2002:str"
 _COLLECTIONS: Final = (yaml.MappingNode, yaml.SequenceNode)
 _EMPTY: Final = "the definition is empty: no value found (only whitespace or comments)"
-# Input bounds (D1): a definition is a few hundred KB; these stop hostile input in well under a second.
-MAX_BYTES: Final = 10 * 1024 * 1024
-MAX_DEPTH: Final = 200
-ALIAS_BUDGET: Final = 100_000  # nodes YAML aliases may add beyond those written (billion laughs)
 
 # What a format's parser returns: the data, (line, col) by key path, and the top-level value's offset.
 _Parsed = tuple[Any, dict[KeyPath, tuple[int, int]], int | None]
@@ -176,7 +172,9 @@ def _parse_json(text: str, lines: _Lines) -> _Parsed:
     except json.JSONDecodeError as exc:
         message = exc.msg[:1].lower() + exc.msg[1:]
         char, before = text[exc.pos : exc.pos + 1], text[: exc.pos].rstrip()[-1:]
-        if exc.msg.startswith("Expecting property name") or char in ("'", "/") or (char == "]" and before == ","):
+        if is_property_list(text):  # the guide's `"sync": { … },` pasted into a .json file
+            message += " (a bare property list is not JSON: wrap the text in { … }, or save it as .json5 or .js)"
+        elif exc.msg.startswith("Expecting property name") or char in ("'", "/") or (char == "]" and before == ","):
             message += _JSON5_HINT
         raise lines.error(message, exc.pos) from None
     return lines.parsed(data, index_keys(text, strict=True))
@@ -290,7 +288,7 @@ def _parse_yaml(text: str, lines: _Lines) -> _Parsed:
         root = loader.get_single_node()
         if root is None:
             raise lines.error(_EMPTY)
-        _check_shape(root, _yaml_children, lines, root.start_mark.index)
+        check_shape(root, yaml_children, root.start_mark.index)
         positions = loader.index(root)
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
@@ -316,63 +314,6 @@ def _parse_yaml(text: str, lines: _Lines) -> _Parsed:
     return data, positions, root.start_mark.index
 
 
-def _yaml_children(node: Any) -> list[Any] | None:
-    """Return a YAML node's children (keys and values), or None for a scalar."""
-    if isinstance(node, yaml.MappingNode):
-        return [part for pair in node.value for part in pair]
-    return list(node.value) if isinstance(node, yaml.SequenceNode) else None
-
-
-def _data_children(node: Any) -> list[Any] | None:
-    """Return a parsed value's children, or None for a scalar."""
-    if isinstance(node, dict):
-        return list(node.values())
-    return node if isinstance(node, list) else None
-
-
-def _check_shape(root: Any, children: Callable[[Any], list[Any] | None], lines: _Lines, offset: int | None) -> None:
-    """Refuse nesting deeper than MAX_DEPTH, cycles, and aliases expanding past ALIAS_BUDGET.
-
-    One pass over each distinct node (a node aliases repeat is measured once and reused), so
-    a billion-laughs document is refused after a few thousand steps, before anything walks it.
-    """
-    sizes: dict[int, tuple[int, int]] = {}  # id -> (expanded size, height) of each distinct collection
-    leaves: set[int] = set()  # distinct scalars: with the collections, what is written
-    on_path: set[int] = set()
-    stack: list[tuple[Any, int, bool]] = [(root, 1, False)]
-    while stack:
-        node, depth, closing = stack.pop()
-        key = id(node)
-        if closing:
-            on_path.discard(key)
-            measured = []
-            for child in children(node) or ():
-                found = sizes.get(id(child))
-                if found is None:
-                    leaves.add(id(child))
-                measured.append(found or (1, 0))
-            size = 1 + sum(m[0] for m in measured)
-            sizes[key] = size, 1 + max((m[1] for m in measured), default=0)
-            if size > len(sizes) + len(leaves) + ALIAS_BUDGET:
-                raise lines.error(
-                    f"YAML aliases expand the definition past {ALIAS_BUDGET:,} nodes beyond what is written "
-                    "(nested aliases, as in a 'billion laughs' document); write the repeated parts out",
-                    offset,
-                )
-            continue
-        if key in on_path:
-            raise lines.error("an alias refers to a node that contains it: the definition would be infinite", offset)
-        if key in sizes:
-            if depth - 1 + sizes[key][1] > MAX_DEPTH:
-                raise lines.error(f"the definition is nested deeper than {MAX_DEPTH} levels", offset)
-            continue
-        if depth > MAX_DEPTH:
-            raise lines.error(f"the definition is nested deeper than {MAX_DEPTH} levels", offset)
-        on_path.add(key)
-        stack.append((node, depth, True))
-        stack.extend((child, depth + 1, False) for child in children(node) or () if children(child) is not None)
-
-
 _PARSERS: Final = {"json": _parse_json, "json5": _parse_json5, "yaml": _parse_yaml}
 
 
@@ -389,12 +330,12 @@ def parse_text(text: str, filename: str = "<string>", *, format: str | None = No
         raise lines.error("the definition is empty")
     try:
         data, positions, root = _PARSERS[fmt](text, lines)
+        if fmt != "yaml":  # YAML was measured on its nodes, before aliases were expanded
+            check_shape(data, data_children, root)
     except ScanError as exc:
         raise lines.scan_error(exc) from None
     except RecursionError:
         raise lines.error(f"the definition is nested deeper than {MAX_DEPTH} levels") from None
-    if fmt != "yaml":  # YAML was measured on its nodes, before aliases were expanded
-        _check_shape(data, _data_children, lines, root)
     if not isinstance(data, dict):
         raise lines.error(f"expected an object at the top level, found {_kind(data)}{_WRAP_HINT[fmt]}", root)
     return data, Source(filename, text, MappingProxyType(positions))
@@ -419,29 +360,11 @@ def _decode(raw: bytes, filename: str) -> str:
         ) from None
 
 
-def _read_bounded(path: Path) -> bytes:
-    """Read a regular file of at most MAX_BYTES; refuse devices, pipes and larger files (D1)."""
-    mode = path.stat().st_mode  # before opening: opening a pipe would wait for a writer
-    if stat.S_ISDIR(mode):
-        raise IsADirectoryError(path)
-    if not stat.S_ISREG(mode):
-        raise DefinitionSyntaxError(
-            "cannot read the definition: not a regular file (a device or a pipe)", filename=str(path)
-        )
-    with path.open("rb") as handle:
-        raw = handle.read(MAX_BYTES + 1)
-    if len(raw) > MAX_BYTES:
-        raise DefinitionSyntaxError(
-            f"cannot read the definition: it is larger than {MAX_BYTES // 2**20} MiB", filename=str(path)
-        )
-    return raw
-
-
 def load_file(path: str | os.PathLike[str]) -> tuple[Any, Source]:
     """Read a UTF-8 definition file (a BOM is tolerated) and parse it by its suffix."""
     filename = os.fspath(path)
     try:
-        raw = _read_bounded(Path(filename))
+        raw = read_bounded(Path(filename))
     except FileNotFoundError:
         raise DefinitionSyntaxError("cannot read the definition: no such file", filename=filename) from None
     except IsADirectoryError:
