@@ -4,7 +4,9 @@ The Sync guide shows its blocks as fragments: `sync: { … }`, and a resource on
 `products: { contentType: …, apiMapping: … }`. The loader reads the fragment form as an
 object; here an object that holds only resources (or only handlers) is put under
 ``sync.resources`` (or ``sync.webhooks.handlers``), with its positions moved along, so it
-validates and maps like the same text inside a whole definition.
+validates and maps like the same text inside a whole definition. (D1 names only the `sync: …`
+fragment; placing a bare resource or handler list goes beyond it, so the guide's resource
+snippet loads as written.)
 """
 
 from __future__ import annotations

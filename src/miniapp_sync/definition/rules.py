@@ -48,7 +48,8 @@ MISSING: Final = _Missing()
 RuleKind = Literal["path", "paths", "literal", "compute"]
 RULE_KEYS: Final = frozenset({"path", "paths", "transform", "default", "value", "fn"})
 # The guide lists "literals" among rule kinds without a syntax; a bare string stays a path
-# (the documented examples are all paths), so text has to say it is a literal.
+# (the documented examples are all paths), so text has to say it is a literal. Bare numbers,
+# booleans and null as literals go beyond D12's list (which names only {value}): issue #13 item 7.
 LITERAL_STRING_HINT: Final = "a literal string is written { value: 'text' }; a bare string is read as a path"
 EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 
