@@ -128,3 +128,19 @@ def test_install_reads_secrets_from_the_environment(cli: object, monkeypatch: py
     code, _, err = cli("install", example, "--tenant", "b", "--credential", "accessToken=env:NOT_SET_ANYWHERE")  # type: ignore[operator]
     assert code == 2
     assert "NOT_SET_ANYWHERE" in err
+
+
+def test_an_unresolved_placeholder_shows_its_key_in_sync_and_runs(cli: object, tmp_path: Path, example: str) -> None:
+    run = cli  # type: ignore[assignment]
+    document = json.loads(Path(example).read_text())
+    document["auth"]["sensitiveKeys"].append("storeRef")  # a key pasted at install: validates
+    document["sync"]["headers"]["Store-Ref"] = "[[storeRef]]"
+    definition = tmp_path / "app.json"
+    definition.write_text(json.dumps(document))
+    credentials = ["--credential", f"accessToken={TOKEN}"]  # … but this install does not paste it
+    assert run("install", str(definition), "--tenant", "acme", *credentials, rewrite=True)[0] == 0  # type: ignore[operator]
+    code, out, err = run("sync", str(definition), "--tenant", "acme", "--resource", "products", rewrite=True)  # type: ignore[operator]
+    assert code == 1
+    assert "unresolved placeholder [[storeRef]]" in out + err  # not "placeholder []" (Rich markup)
+    code, out, _ = run("runs", "--tenant", "acme")  # type: ignore[operator]
+    assert "[[storeRef]]" in out

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from miniapp_sync.cli.app import (
     CursorOption,
@@ -153,7 +154,7 @@ def installations(
     for column in ("id", "tenant", "ns", "status", "updated", "error"):
         table.add_column(column)
     for i in page.items:
-        table.add_row(i.id, i.tenant, i.ns, i.status, i.updated_at, i.error or "")
+        table.add_row(i.id, i.tenant, i.ns, i.status, i.updated_at, Text(i.error or ""))  # errors quote [[key]]
     console().print(table)
     show_next(page)
 
@@ -279,7 +280,13 @@ def runs(
         table.add_column(column)
     for r in page.items:
         table.add_row(
-            r.id, r.installation_id, r.resource or "all", r.status, r.started_at, r.finished_at or "—", r.error or ""
+            r.id,
+            r.installation_id,
+            r.resource or "all",
+            r.status,
+            r.started_at,
+            r.finished_at or "—",
+            Text(r.error or ""),  # Text: an error quoting [[storeId]] is no Rich markup
         )
     console().print(table)
     show_next(page)

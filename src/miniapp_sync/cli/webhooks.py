@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from miniapp_sync.cli.app import (
     CursorOption,
@@ -166,7 +167,7 @@ def inbox(
     table = _table("Webhook inbox", ("id", "ns", "installation", "event", "status", "attempts", "received", "error"))
     for r in page.items:
         cells = (r.installation_id or "—", r.event or "—", r.status, str(r.attempts), r.received_at)
-        table.add_row(r.id, r.ns, *cells, r.error or "")
+        table.add_row(r.id, r.ns, *cells, Text(r.error or ""))  # errors may quote [[key]]
     console().print(table)
     show_next(page)
 
