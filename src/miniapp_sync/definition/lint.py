@@ -3,6 +3,10 @@
 Structural problems come from the typed model; the checks here are the static part of the
 submission checklist and the cross-references the model cannot see. They read the raw
 document defensively, so they still run (and report) when the structure is broken elsewhere.
+
+This module runs them all (:func:`lint`) and holds the document-level ones (identity,
+triggers, schedule, secrets); mappings, placeholders and compatibility (D41) have their own
+modules beside it.
 """
 
 from __future__ import annotations
