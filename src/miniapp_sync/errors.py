@@ -12,6 +12,8 @@
     ├── StoreError                the store cannot read or write
     │   └── StoreMissing              there is no store yet where a command only reads
     ├── InstallationError         an installation, its credentials or a placeholder is unusable
+    │   ├── InstallationConflict      a flow would replace an installation it was not allowed to (D31a)
+    │   └── SealError                 a sealed token (an OAuth start link) is forged, altered or expired
     ├── WebhookError              a delivery cannot be accepted
     ├── ListenError               a server cannot listen where asked (a busy port)
     └── UsageError                a command or request names something that does not exist
@@ -192,6 +194,18 @@ class StoreMissing(StoreError):
 
 class InstallationError(MiniAppSyncError):
     """An installation, its credentials or a placeholder is unusable."""
+
+
+class InstallationConflict(InstallationError):
+    """A flow would replace an existing installation without an explicit reconnect (D31a)."""
+
+
+class SealError(InstallationError):
+    """A sealed token is forged, altered or expired; ``reason`` is ``invalid`` or ``expired``."""
+
+    def __init__(self, reason: Literal["invalid", "expired"], message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class WebhookError(MiniAppSyncError):

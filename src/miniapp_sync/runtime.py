@@ -16,7 +16,7 @@ from miniapp_sync.definition import Definition, load_definition
 from miniapp_sync.installations import Installations, Vault
 from miniapp_sync.mapping.functions import FunctionRegistry
 from miniapp_sync.mapping.plan import MappingPlan, compile_plan, vocabulary
-from miniapp_sync.network import Rewrites
+from miniapp_sync.network import Egress, Rewrites
 from miniapp_sync.provider.ratelimit import limiter_for
 from miniapp_sync.provider.shared_budget import shared_limiters
 from miniapp_sync.store import Store
@@ -80,9 +80,8 @@ class Runtime:
             store,
             vault,
             clock=clock,
-            rewrites=rewrites,
+            egress=Egress(rewrites or Rewrites(), allow_private_network=allow_private_network),
             public_url=public_url,
-            allow_private_network=allow_private_network,
         )
         # On PostgreSQL several workers may sync one installation: its budget lives in the database (D34).
         limiters = shared_limiters(store.database.engine) if store.dialect == "postgresql" else limiter_for

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from miniapp_sync.errors import StoreError
-from miniapp_sync.store import Store
+from miniapp_sync.store import OAuthState, Store
 from miniapp_sync.testing import FakeClock
 
 
@@ -84,7 +84,7 @@ def test_an_unknown_dead_letter_kind_is_refused(store: Store, installation_id: s
 
 def test_an_oauth_state_is_taken_once(store: Store, clock: FakeClock) -> None:
     store.put_oauth_state("s1", tenant="t1", ns="salla", expires_at=clock.now() + 600)
-    assert store.take_oauth_state("s1") == ("t1", "salla")
+    assert store.take_oauth_state("s1") == OAuthState("t1", "salla", None, False, {})
     assert store.take_oauth_state("s1") is None
     assert store.take_oauth_state("unknown") is None
 
@@ -94,7 +94,23 @@ def test_an_oauth_state_expires(store: Store, clock: FakeClock) -> None:
     clock.advance(600)
     assert store.take_oauth_state("s1") is None
     store.put_oauth_state("s1", tenant="t1", ns="salla", expires_at=clock.now() + 600)  # the expired one was purged
-    assert store.take_oauth_state("s1") == ("t1", "salla")
+    assert store.take_oauth_state("s1") == OAuthState("t1", "salla", None, False, {})
+
+
+def test_an_oauth_state_keeps_what_its_start_link_bound_it_to(store: Store, clock: FakeClock) -> None:
+    store.put_oauth_state(
+        "s1",
+        tenant="t1",
+        ns="salla",
+        expires_at=clock.now() + 600,
+        redirect_uri="https://app.example.com/miniapps/salla/oauth2",
+        reconnect=True,
+        user_input={"subdomain": "shop-1"},
+    )
+    taken = store.take_oauth_state("s1")
+    assert taken == OAuthState(
+        "t1", "salla", "https://app.example.com/miniapps/salla/oauth2", True, {"subdomain": "shop-1"}
+    )
 
 
 def test_a_live_oauth_state_cannot_be_put_twice(store: Store, clock: FakeClock) -> None:

@@ -36,7 +36,7 @@ from miniapp_sync.runtime import MiniApp, Runtime, load_miniapp
 from miniapp_sync.settings import pairs as parse_pairs
 from miniapp_sync.sync.engine import ResourceReport
 from miniapp_sync.sync.resources import check_definition_resources
-from miniapp_sync.views import InstallationView, queries
+from miniapp_sync.views import InstallationView, OAuthLinkView, queries
 
 StoreOption = Annotated[
     str | None,
@@ -132,6 +132,41 @@ def install(
         )
         if installation.metadata:
             console().print(f"metadata: {', '.join(f'{k}={v}' for k, v in installation.metadata.items())}")
+    return 0
+
+
+@app.command("oauth-link")
+def oauth_link(
+    definition: DefinitionArgument,
+    tenant: TenantOption,
+    reconnect: Annotated[
+        bool, typer.Option(help="Replace the tokens of the tenant's existing installation (same provider account).")
+    ] = False,
+    user_input: Annotated[
+        list[str] | None, typer.Option("--input", help="An install-form value key=value (e.g. subdomain=my-shop).")
+    ] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(help="The URL `serve` is reached at (its --public-url, or the settings'); the link points there."),
+    ] = None,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    output: FormatOption = OutputFormat.text,
+    functions: FunctionsOption = None,
+) -> int:
+    """Issue a signed OAuth start link for a tenant: open it in a browser within 10 minutes (D31a)."""
+    miniapp = load_miniapp(definition, registry(functions))
+    # The operator's auth.config (client_id) is needed: the link is refused now if its start would fail.
+    with open_runtime(store, public_url=public_url, config=config, miniapps=[miniapp]) as runtime:
+        link = runtime.installations.oauth.issue_link(
+            miniapp.definition, tenant, reconnect=reconnect, user_input=pairs(user_input, "--input")
+        )
+    view = OAuthLinkView.of(link)
+    if output is OutputFormat.json:
+        print_view(view)
+    else:
+        console().print(link.url, soft_wrap=True)
+        console().print(f"valid until {view.expires_at}; the tenant's admin opens it to connect {link.ns}")
     return 0
 
 

@@ -15,7 +15,7 @@ from miniapp_sync.definition.model import Request
 from miniapp_sync.definition.rules import MISSING
 from miniapp_sync.errors import InstallationError, preview
 from miniapp_sync.mapping.paths import compile_path
-from miniapp_sync.network import Rewrites, check_public_url
+from miniapp_sync.network import REFUSAL, Egress, refused
 from miniapp_sync.templating import Context, render, render_headers
 
 SECRET_PARAMS = ("token", "secret", "password", "key", "code", "signature")
@@ -76,15 +76,19 @@ async def call(
     context: Context,
     *,
     where: str,
-    rewrites: Rewrites,
+    egress: Egress,
     timeout: float = 30.0,
-    allow_private_network: bool = True,
     secrets: Iterable[str] = (),
 ) -> CallResult:
-    """Render and send one request template; map its JSON answer (an error names where and what)."""
-    url = rewrites.apply(_as_str(render(request.url, context, f"{where}.url"), f"{where}.url"))
-    if not allow_private_network and "{{" in request.url:
-        await check_public_url(url, what=f"{where}.url")  # built from tenant input: SSRF guard (D31)
+    """Render and send one request template; map its JSON answer (an error names where and what).
+
+    A URL built from tenant values goes through the egress guard's own session (D31), so neither
+    its address nor a redirect it answers with can reach a private network.
+    """
+    target = egress.target(request.url, context, f"{where}.url")
+    guarded = egress.guards(target)
+    if guarded:
+        await egress.check(target.url, what=f"{where}.url")
     params = {
         k: _as_str(v, f"{where}.queryParams.{k}") for k, v in render(request.query_params, context, where).items()
     }
@@ -96,18 +100,25 @@ async def call(
         headers.setdefault("Content-Type", "application/json")
     elif body is not None:
         kwargs["data"] = {k: _as_str(v, f"{where}.body.{k}") for k, v in body.items()}
-    shown = redact_url(url, secrets)
+    shown = redact_url(target.url, secrets)
+    own = egress.session() if guarded else None
     try:
-        async with session.request(
-            request.method, url, timeout=aiohttp.ClientTimeout(total=timeout), **kwargs
+        async with (own or session).request(
+            request.method, target.url, timeout=aiohttp.ClientTimeout(total=timeout), **kwargs
         ) as response:
             raw = await response.read()
             status = response.status
     except (TimeoutError, aiohttp.ClientError) as exc:
-        reason = (
-            "timed out" if isinstance(exc, asyncio.TimeoutError) else redact(str(exc) or type(exc).__name__, secrets)
-        )
+        if refused(exc):
+            reason = REFUSAL
+        elif isinstance(exc, asyncio.TimeoutError):
+            reason = "timed out"
+        else:
+            reason = redact(str(exc) or type(exc).__name__, secrets)
         raise InstallationError(f"{where}: {request.method} {shown} failed: {reason}") from None
+    finally:
+        if own is not None:
+            await own.close()
     data = _decode(raw)
     if status >= 400:
         detail = redact(preview(data if data is not MISSING else raw.decode(errors="replace"), 120), secrets)

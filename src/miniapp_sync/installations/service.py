@@ -7,10 +7,9 @@ Everything a sync call or a webhook verification needs about a tenant comes from
 from __future__ import annotations
 
 import asyncio
-import secrets
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -18,13 +17,12 @@ from miniapp_sync.clock import Clock, SystemClock
 from miniapp_sync.definition.lint import SECRET_NAME
 from miniapp_sync.definition.model import Definition, Request
 from miniapp_sync.errors import InstallationError
-from miniapp_sync.installations.calls import call
+from miniapp_sync.installations.calls import CallResult, call
+from miniapp_sync.installations.oauth import OAuthInstalls
 from miniapp_sync.installations.vault import Vault
-from miniapp_sync.network import Rewrites
+from miniapp_sync.network import Egress
 from miniapp_sync.store import Installation, Store
-from miniapp_sync.templating import Context, render
-
-STATE_TTL = 600.0  # seconds an OAuth state stays valid
+from miniapp_sync.templating import Context
 
 
 class Installations:
@@ -36,20 +34,19 @@ class Installations:
         vault: Vault,
         *,
         clock: Clock | None = None,
-        rewrites: Rewrites | None = None,
+        egress: Egress | None = None,
         public_url: str = "http://127.0.0.1:8000",
-        allow_private_network: bool = False,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.store = store
         self.vault = vault
         self.clock = clock or SystemClock()
-        self.rewrites = rewrites or Rewrites()
+        self.egress = egress or Egress()
         self.public_url = public_url.rstrip("/")
-        self.allow_private_network = allow_private_network
         self._session = session
         self._refresh_locks: dict[str, asyncio.Lock] = {}
         self._config: dict[str, dict[str, Any]] = {}
+        self.oauth = OAuthInstalls(self)
 
     def configure(self, ns: str, config: Mapping[str, Any]) -> None:
         """Set operator-held auth.config values of a MiniApp (client_id, client_secret, webhookSecret …).
@@ -106,11 +103,15 @@ class Installations:
             system={**self._system(definition, installation.tenant), **system},
         )
 
+    def redirect_uri(self, ns: str) -> str:
+        """Return where the provider sends the browser back after an OAuth consent."""
+        return f"{self.public_url}/miniapps/{ns}/oauth2"
+
     def _system(self, definition: Definition, tenant: str) -> dict[str, Any]:
         ns = definition.ns or "miniapp"
         return {
             "webhookUrl": f"{self.public_url}/miniapps/{ns}/webhooks",
-            "redirect_uri": f"{self.public_url}/miniapps/{ns}/oauth2",
+            "redirect_uri": self.redirect_uri(ns),
             "subdomain": tenant,
             "tenant": tenant,
         }
@@ -143,37 +144,52 @@ class Installations:
         return await self._connect(definition, installation)
 
     async def _connect(self, definition: Definition, installation: Installation) -> Installation:
-        """Run userDetails and registrationRequests, then mark the installation connected."""
-        auth = definition.auth
+        """Run test_token, userDetails and registrationRequests, then mark the installation connected."""
         try:
-            if auth is not None and auth.test_token is not None:
-                await self._call(definition, installation, auth.test_token, "auth.test_token")
-            if auth is not None and auth.user_details is not None:
-                result = await self._call(definition, installation, auth.user_details, "auth.userDetails")
-                installation = self.store.update_installation(
-                    installation.id, metadata={**installation.metadata, **result.persisted}
-                )
-            for index, request in enumerate(auth.registration_requests if auth else []):
-                installation = await self._run_and_store(
-                    definition, installation, request, f"auth.registrationRequests[{index}]"
-                )
+            ready = await self.prepare(definition, installation)
         except InstallationError as exc:
             self.store.update_installation(installation.id, status="error", error=str(exc))
             raise
-        return self.store.update_installation(installation.id, status="connected", error=None)
+        return self.store.update_installation(
+            installation.id, credentials=ready.credentials, metadata=ready.metadata, status="connected", error=None
+        )
+
+    async def prepare(
+        self, definition: Definition, draft: Installation, *, same_account_as: Installation | None = None
+    ) -> Installation:
+        """Run test_token, userDetails and registrationRequests on ``draft``; return it completed, unsaved.
+
+        With ``same_account_as``, refuse (before any registration request) when userDetails names
+        another provider account than that installation's metadata does (D31a).
+        """
+        auth = definition.auth
+        if auth is not None and auth.test_token is not None:
+            await self.send(definition, draft, auth.test_token, "auth.test_token")
+        if auth is not None and auth.user_details is not None:
+            result = await self.send(definition, draft, auth.user_details, "auth.userDetails")
+            if same_account_as is not None:
+                _same_account(same_account_as, result)
+            draft = dataclasses.replace(draft, metadata={**draft.metadata, **result.persisted})
+        for index, request in enumerate(auth.registration_requests if auth else []):
+            result = await self.send(definition, draft, request, f"auth.registrationRequests[{index}]")
+            if result.persisted:
+                bag = {**self.credentials(draft), **result.persisted}
+                draft = dataclasses.replace(draft, credentials=self.vault.encrypt(bag))
+        return draft
 
     async def _run_and_store(
         self, definition: Definition, installation: Installation, request: Request, where: str
     ) -> Installation:
-        result = await self._call(definition, installation, request, where)
+        result = await self.send(definition, installation, request, where)
         if not result.persisted:
             return installation
         bag = {**self.credentials(installation), **result.persisted}
         return self.store.update_installation(installation.id, credentials=self.vault.encrypt(bag))
 
-    async def _call(
+    async def send(
         self, definition: Definition, installation: Installation, request: Request, where: str, **system: Any
-    ) -> Any:
+    ) -> CallResult:
+        """Run one auth request template for an installation (``system`` adds or overrides system values)."""
         session = self._session or aiohttp.ClientSession()
         try:
             return await call(
@@ -181,65 +197,12 @@ class Installations:
                 request,
                 self.context(definition, installation, **system),
                 where=where,
-                rewrites=self.rewrites,
-                allow_private_network=self.allow_private_network,
+                egress=self.egress,
                 secrets=self.secrets_of(definition, installation),
             )
         finally:
             if self._session is None:
                 await session.close()
-
-    # --- OAuth 2.0 ----------------------------------------------------------------------------
-
-    def begin_oauth(self, definition: Definition, tenant: str) -> str:
-        """Return the provider's authorize URL, carrying a fresh single-use state for this tenant."""
-        auth = definition.auth
-        if auth is None or auth.type != "oauth2" or auth.auth_url is None:
-            raise InstallationError(f"{definition.ns!r} has no OAuth 2.0 auth_url to start from")
-        ns = self._ns(definition)
-        state = secrets.token_urlsafe(24)
-        self.store.put_oauth_state(state, tenant=tenant, ns=ns, expires_at=self.clock.now() + STATE_TTL)
-        context = Context(config=self.config(definition), system=self._system(definition, tenant))
-        template = auth.auth_url if isinstance(auth.auth_url, Request) else Request(url=auth.auth_url)
-        url = self.rewrites.apply(str(render(template.url, context, "auth.auth_url.url")))
-        params = {k: str(v) for k, v in render(template.query_params, context, "auth.auth_url.queryParams").items()}
-        parts = urlsplit(url)
-        query = "&".join(q for q in (parts.query, urlencode({**params, "state": state})) if q)
-        return urlunsplit(parts._replace(query=query))
-
-    async def complete_oauth(self, definition: Definition, state: str, code: str) -> Installation:
-        """Finish the redirect back: check the state once, exchange the code, then connect."""
-        ns = self._ns(definition)
-        taken = self.store.take_oauth_state(state)
-        if taken is None:
-            raise InstallationError("the OAuth state is unknown, expired or already used: start the install again")
-        tenant, state_ns = taken
-        if state_ns != ns:
-            raise InstallationError("the OAuth state was issued for another MiniApp: start the install again")
-        auth = definition.auth
-        if auth is None or auth.get_token is None:
-            raise InstallationError(f"{ns!r} has no auth.get_token to exchange the code with")
-        existing = self.store.find_installation(tenant, ns)
-        installation = self.store.save_installation(
-            tenant,
-            ns,
-            credentials=existing.credentials if existing else self.vault.encrypt({}),
-            metadata=existing.metadata if existing else {},
-            user_input=existing.user_input if existing else {},
-            status="pending",
-        )
-        try:
-            result = await self._call(definition, installation, auth.get_token, "auth.get_token", code=code)
-        except InstallationError as exc:
-            self.store.update_installation(installation.id, status="error", error=str(exc))
-            raise
-        if "accessToken" not in result.persisted:
-            reason = "auth.get_token: the token response mapped no accessToken"
-            self.store.update_installation(installation.id, status="error", error=reason)
-            raise InstallationError(reason)
-        bag = {**self.credentials(installation), **result.persisted}
-        installation = self.store.update_installation(installation.id, credentials=self.vault.encrypt(bag))
-        return await self._connect(definition, installation)
 
     # --- refresh ------------------------------------------------------------------------------
 
@@ -262,7 +225,7 @@ class Installations:
             if seen_token is not None and bag.get("accessToken") != seen_token:
                 return bag
             try:
-                result = await self._call(definition, installation, auth.refresh_token, "auth.refresh_token")
+                result = await self.send(definition, installation, auth.refresh_token, "auth.refresh_token")
             except InstallationError as exc:
                 reason = f"token refresh failed, reconnect the installation: {exc}"
                 self.store.update_installation(installation.id, status="error", error=reason)
@@ -290,3 +253,19 @@ class Installations:
         if not definition.ns:
             raise InstallationError("the definition has no 'ns': a sync-only fragment cannot be installed")
         return definition.ns
+
+
+def _same_account(existing: Installation, result: CallResult) -> None:
+    """Refuse userDetails that name another account than the one ``existing`` is connected to."""
+    differing = sorted(
+        key
+        for key, value in result.persisted.items()
+        if key in existing.metadata and str(existing.metadata[key]) != str(value)
+    )
+    if differing:
+        shown = ", ".join(f"{k} {existing.metadata[k]!r} → {result.persisted[k]!r}" for k in differing)
+        raise InstallationError(
+            f"auth.userDetails: this callback is for another provider account than tenant {existing.tenant!r} "
+            f"is connected to ({shown}); nothing was changed (to move the tenant to another account, "
+            "uninstall it and install again)"
+        )

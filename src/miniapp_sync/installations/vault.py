@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import orjson
 from cryptography.fernet import Fernet, InvalidToken
 
-from miniapp_sync.errors import InstallationError
+from miniapp_sync.errors import InstallationError, SealError
 
 KEY_VARIABLE = "MINIAPP_SYNC_SECRET_KEY"
 
@@ -34,6 +35,7 @@ class Vault:
     def __init__(self, key: bytes | None, *, missing: str = "") -> None:
         # No key: a command that only reads opened a store whose key file is absent. It must not
         # create one (a new key would not decrypt what is stored); only using credentials fails.
+        self._raw = key
         self._key = None if key is None else Fernet(key)
         self._missing = missing
 
@@ -42,6 +44,32 @@ class Vault:
         if self._key is None:
             raise InstallationError(self._missing)
         return self._key
+
+    def _sealer(self, purpose: str) -> Fernet:
+        # A key of its own per purpose, derived from the one secret: a token sealed for one use
+        # (an OAuth start link) can never be opened as another (a credential bag), nor vice versa.
+        if self._raw is None:
+            raise InstallationError(self._missing)
+        derived = hmac.new(base64.urlsafe_b64decode(self._raw), purpose.encode(), hashlib.sha256).digest()
+        return Fernet(base64.urlsafe_b64encode(derived))
+
+    def seal(self, purpose: str, data: Mapping[str, Any], *, now: float) -> str:
+        """Return ``data`` encrypted and signed as a URL-safe token for ``purpose``, stamped ``now``."""
+        return self._sealer(purpose).encrypt_at_time(orjson.dumps(dict(data)), int(now)).decode()
+
+    def unseal(self, purpose: str, token: str, *, now: float, ttl: float) -> dict[str, Any]:
+        """Return what ``seal`` sealed for ``purpose``; raise SealError unless genuine and under ``ttl`` seconds old."""
+        sealer = self._sealer(purpose)
+        try:
+            issued = sealer.extract_timestamp(token.encode())
+            if now - issued > ttl:
+                raise SealError("expired", f"it expired {_ago(now - issued - ttl)} ago")
+            data = orjson.loads(sealer.decrypt_at_time(token.encode(), int(ttl), int(now)))
+        except (InvalidToken, ValueError, orjson.JSONDecodeError):
+            raise SealError("invalid", "it is not one this installation issued, or it was altered") from None
+        if not isinstance(data, dict):
+            raise SealError("invalid", "it is not one this installation issued, or it was altered")
+        return data
 
     @classmethod
     def from_environment(
@@ -72,6 +100,10 @@ class Vault:
                 f"(check {KEY_VARIABLE} or the key file)"
             ) from None
         return bag
+
+
+def _ago(seconds: float) -> str:
+    return f"{int(seconds // 60)} min" if seconds >= 60 else f"{max(1, int(seconds))} s"
 
 
 def _key_file(path: Path) -> bytes:

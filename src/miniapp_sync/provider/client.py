@@ -6,6 +6,11 @@ the injected clock (D11); a 429 also pauses the limiter, so every caller of the 
 waits, not just the one that was throttled. A 401 runs ``on_unauthorized`` (an OAuth refresh)
 once per request and retries with the headers it returns.
 
+A request to an origin outside ``trusted`` (the origins the definition or the operator names) goes
+through the egress guard's session when one is given (D31): a tenant-built base URL, a pagination
+``next`` link or a redirect off such an origin can then never reach a private address, and the
+refusal fails the request at once instead of being retried.
+
 Errors name the resource, the redacted URL and the status (D30): no header value and no known
 secret ever reaches a message.
 """
@@ -25,6 +30,7 @@ from yarl import URL
 
 from miniapp_sync.clock import Clock
 from miniapp_sync.errors import ProviderError
+from miniapp_sync.network import REFUSAL, Egress, refused
 from miniapp_sync.provider.errors import ProviderConnectionError, ProviderHTTPError, ProviderResponseError
 from miniapp_sync.provider.ratelimit import RateLimiter
 from miniapp_sync.provider.redaction import Redactor
@@ -111,6 +117,8 @@ class ProviderClient:
         session: aiohttp.ClientSession | None = None,
         secrets: Iterable[str] = (),
         on_unauthorized: RefreshHook | None = None,
+        egress: Egress | None = None,
+        trusted: Iterable[str] = (),
     ) -> None:
         self.base_url = base_url
         self.timeout_ms = timeout_ms
@@ -131,6 +139,10 @@ class ProviderClient:
         self._auth_generation = 0
         self._auth_lock = asyncio.Lock()
         self._timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
+        # Without a guard (none given, or --allow-private-network) every request takes the fast path.
+        self._egress = egress if egress is not None and not egress.allow_private_network else None
+        self._trusted = frozenset(_origin_key(URL(origin)) for origin in trusted)
+        self._guarded: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
         return self
@@ -141,10 +153,17 @@ class ProviderClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the HTTP session if this client created it."""
+        """Close the HTTP sessions this client created."""
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
+        if self._guarded is not None:
+            await self._guarded.close()
+            self._guarded = None
+
+    def guarded(self, target: URL) -> bool:
+        """Return whether a request to ``target`` must pass the private-network guard (D31)."""
+        return self._egress is not None and _origin_key(target) not in self._trusted
 
     def redact_url(self, url: str | URL) -> str:
         """Return a URL fit for a message (D30)."""
@@ -195,6 +214,8 @@ class ProviderClient:
                 status, answer_headers, body, final_url, content_type = await self._send(call, headers)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 failures += 1
+                if refused(exc):  # the guard's answer will not change on a retry
+                    raise ProviderError(f"{call.where}{method} {call.url} {self._describe(exc)}") from None
                 if not self.retry.retryable(exc):
                     raise ProviderError(f"{call.where}{method} {call.url} failed: {self._describe(exc)}") from exc
                 if failures >= self.retry.max_attempts:
@@ -218,9 +239,16 @@ class ProviderClient:
             raise call.http_error(status, self.redactor.body(body), attempts)
 
     async def _send(self, call: _Call, headers: CIMultiDict[str]) -> tuple[int, CIMultiDictProxy[str], bytes, str, str]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        async with self._session.request(call.method, call.target, headers=headers, timeout=self._timeout) as answer:
+        if call.guarded:
+            assert self._egress is not None
+            if self._guarded is None:
+                self._guarded = self._egress.session()
+            session = self._guarded
+        else:
+            if self._session is None:
+                self._session = aiohttp.ClientSession()
+            session = self._session
+        async with session.request(call.method, call.target, headers=headers, timeout=self._timeout) as answer:
             body = await answer.read()
             return answer.status, answer.headers, body, str(answer.url), answer.content_type
 
@@ -274,20 +302,27 @@ class ProviderClient:
             ) from None
 
     def _describe(self, exc: BaseException) -> str:
+        if refused(exc):
+            return REFUSAL
         if isinstance(exc, TimeoutError):
             return f"timed out after {self.timeout_ms} ms"
         text = self.redactor.text(str(exc))
         return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _origin_key(url: URL) -> tuple[str, str | None, int | None]:
+    return url.scheme, url.host, url.port
+
+
 class _Call:
     """One logical request (all its attempts): where it goes and how to word its errors."""
 
-    __slots__ = ("method", "resource", "target", "url", "where")
+    __slots__ = ("guarded", "method", "resource", "target", "url", "where")
 
     def __init__(self, method: Method, target: URL, resource: str | None, what: str, client: ProviderClient) -> None:
         self.method = method
         self.target = target
+        self.guarded = client.guarded(target)
         self.resource = resource
         self.url = client.redact_url(target)
         self.where = f"{resource} {what}: " if resource else ""

@@ -1,8 +1,9 @@
 """The ASGI application: webhook and OAuth install routes, the management API, metrics, health (D31).
 
 Public routes (what providers and browsers reach): ``POST /miniapps/{ns}/webhooks`` and
-``/miniapps/{ns}/webhooks/{installation}`` (D24), ``/miniapps/{ns}/oauth2``, ``/healthz`` and
-``/metrics``. The management API under ``/api`` (``server/management.py``, trigger events
+``/miniapps/{ns}/webhooks/{installation}`` (D24), ``/miniapps/{ns}/oauth2`` (started only from a
+signed link that ``POST /api/oauth-links`` or ``miniapp-sync oauth-link`` issues, D31a), ``/healthz``
+and ``/metrics``. The management API under ``/api`` (``server/management.py``, trigger events
 included) needs ``Authorization: Bearer <admin token>``; without a configured token it is
 closed. Its OpenAPI document, ``/api/openapi.json``, is served to anyone: it holds no data. Bind
 to 127.0.0.1 unless told otherwise. While the app lives it runs the scheduler, the inbox
@@ -25,7 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from miniapp_sync.errors import InstallationError, MiniAppSyncError
+from miniapp_sync.errors import InstallationConflict, InstallationError, MiniAppSyncError, SealError
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.server.management import management_routes
 from miniapp_sync.server.openapi import Param, Reply, document, error, operation
@@ -60,6 +61,12 @@ class AdminGuard:
                 response = error(401, "unauthorized", "missing or wrong admin token", hint=hint)
                 return await response(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+_LINK_NEEDED = (
+    "An install starts from a link the operator issues (miniapp-sync oauth-link, or POST /api/oauth-links); "
+    "such a link works for 10 minutes. Ask them for a new one."
+)
 
 
 def _page(title: str, message: str, *, status: int, script: str = "") -> HTMLResponse:
@@ -134,7 +141,11 @@ def create_app(
         return runtime.apps[ns]
 
     async def oauth(request: Request) -> Response:
-        """Start an OAuth install (?tenant=T) or complete it (the provider's redirect with ?code&state)."""
+        """Start an OAuth install from an operator's signed link (?start=…), or complete it (?code&state).
+
+        Nothing else starts a flow (D31a). A bare ?tenant= is refused, so nobody can choose the tenant
+        or the provider host, and a callback changes an installation only when it fully succeeds.
+        """
         ns = request.path_params["ns"]
         query = request.query_params
         try:
@@ -144,7 +155,7 @@ def create_app(
             if "code" in query:
                 if not query.get("state"):
                     return _page("Connection failed", "The redirect carries no state.", status=400)
-                installation = await runtime.installations.complete_oauth(app.definition, query["state"], query["code"])
+                installation = await runtime.installations.oauth.complete(app.definition, query["state"], query["code"])
                 service.directory.forget()  # its deliveries may start arriving at once
                 script = (
                     "<script>window.opener&&window.opener.postMessage("
@@ -156,10 +167,13 @@ def create_app(
                     status=200,
                     script=script,
                 )
-            tenant = query.get("tenant")
-            if not tenant:
-                return _page("Connection failed", "Start the install with ?tenant=<your workspace>.", status=400)
-            return RedirectResponse(runtime.installations.begin_oauth(app.definition, tenant), 302)
+            if not query.get("start"):
+                return _page("Install link needed", _LINK_NEEDED, status=403)
+            return RedirectResponse(runtime.installations.oauth.start(app.definition, query["start"]), 302)
+        except SealError as exc:
+            return _page("Install link refused", f"This install link cannot be used: {exc}. {_LINK_NEEDED}", status=403)
+        except InstallationConflict as exc:
+            return _page("Connection refused", str(exc), status=409)
         except MiniAppSyncError as exc:
             return _page("Connection failed", str(exc), status=400)
 

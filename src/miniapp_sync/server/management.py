@@ -1,4 +1,4 @@
-"""The management API under ``/api`` (D31, D37): installations, runs, records, inbox, dead letters, events.
+"""The management API under ``/api`` (D31, D37): installations, OAuth links, runs, records, inbox, dead letters, events.
 
 Every handler is declared with ``openapi.operation``: its parameters are checked before it runs
 and the OpenAPI document is written from the same declarations. Answers are view models, lists
@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from miniapp_sync.errors import MiniAppSyncError
+from miniapp_sync.errors import InstallationConflict, MiniAppSyncError
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.server.openapi import CURSOR, LIMIT, Param, Reply, bad_request, error, ok, operation
 from miniapp_sync.store import DeadLetterKind, InboxStatus
@@ -27,6 +27,7 @@ from miniapp_sync.views import (
     ErrorView,
     InboxDeliveryView,
     InstallationView,
+    OAuthLinkView,
     ParameterError,
     RecordView,
     RunView,
@@ -55,8 +56,8 @@ def _scalars(value: Any, field: str) -> dict[str, Any]:
     return value
 
 
-def install_body(raw: bytes, served: list[str]) -> dict[str, Any]:
-    """Return the checked body of an install request; raise ParameterError naming the field at fault."""
+def _tenant_request(raw: bytes, served: list[str], fields: set[str], what: str) -> dict[str, Any]:
+    """Return a request body naming a served ``ns`` and a ``tenant``, with only ``fields`` in it."""
     if len(raw) > MAX_BODY:
         raise ParameterError("body", f"expected at most {MAX_BODY} bytes, found {len(raw)}")
     try:
@@ -65,21 +66,39 @@ def install_body(raw: bytes, served: list[str]) -> dict[str, Any]:
         raise ParameterError("body", f"not JSON: {exc}", 'send {"ns": …, "tenant": …}') from None
     if not isinstance(body, dict):
         raise ParameterError("body", f"expected a JSON object, found {type(body).__name__}")
-    unknown = sorted(set(body) - {"ns", "tenant", "credentials", "metadata", "userInput"})
+    unknown = sorted(set(body) - {"ns", "tenant", *fields})
     if unknown:
-        raise ParameterError(
-            unknown[0][:40], "is not a field of an install request", "expected ns, tenant, credentials…"
-        )
+        raise ParameterError(unknown[0][:40], f"is not a field of {what}", f"expected ns, tenant, {', '.join(fields)}")
     ns, tenant = body.get("ns"), body.get("tenant")
     if ns not in served:
         raise ParameterError("ns", f"expected one of {', '.join(served)}, found {str(ns)[:40]!r}")
     if not isinstance(tenant, str) or not 1 <= len(tenant) <= 200 or _CONTROL.search(tenant):
         raise ParameterError("tenant", "expected the tenant's id: 1 to 200 characters, no control characters")
+    return body
+
+
+def install_body(raw: bytes, served: list[str]) -> dict[str, Any]:
+    """Return the checked body of an install request; raise ParameterError naming the field at fault."""
+    body = _tenant_request(raw, served, {"credentials", "metadata", "userInput"}, "an install request")
     return {
-        "ns": ns,
-        "tenant": tenant,
+        "ns": body["ns"],
+        "tenant": body["tenant"],
         "credentials": _scalars(body.get("credentials"), "credentials"),
         "metadata": _scalars(body.get("metadata"), "metadata"),
+        "user_input": _scalars(body.get("userInput"), "userInput"),
+    }
+
+
+def link_body(raw: bytes, served: list[str]) -> dict[str, Any]:
+    """Return the checked body of an OAuth start link request (D31a)."""
+    body = _tenant_request(raw, served, {"reconnect", "userInput"}, "a start link request")
+    reconnect = body.get("reconnect", False)
+    if not isinstance(reconnect, bool):
+        raise ParameterError("reconnect", f"expected true or false, found {type(reconnect).__name__}")
+    return {
+        "ns": body["ns"],
+        "tenant": body["tenant"],
+        "reconnect": reconnect,
         "user_input": _scalars(body.get("userInput"), "userInput"),
     }
 
@@ -137,6 +156,45 @@ def management_routes(runtime: Runtime, *, installed: Callable[[], None]) -> lis
             return error(409, "install_failed", str(exc))
         installed()  # its deliveries may start arriving at once
         return ok(InstallationView.of(installation), 201)
+
+    @operation(
+        "Issue a signed OAuth start link for a tenant: its admin opens it within 10 minutes (D31a).",
+        body={
+            "type": "object",
+            "required": ["ns", "tenant"],
+            "additionalProperties": False,
+            "properties": {
+                "ns": {"type": "string", "enum": served},
+                "tenant": _TENANT,
+                "reconnect": {
+                    "type": "boolean",
+                    "description": "Replace the tokens of the tenant's installation (same provider account only).",
+                },
+                "userInput": _BAG,
+            },
+        },
+        responses={
+            201: Reply("the link and when it expires", OAuthLinkView),
+            409: Reply("the tenant has the MiniApp already, and reconnect is not true", ErrorView),
+        },
+    )
+    async def create_oauth_link(request: Request) -> Response:
+        try:
+            body = link_body(await request.body(), served)
+        except ParameterError as exc:
+            return bad_request(exc)
+        try:
+            link = runtime.installations.oauth.issue_link(
+                runtime.apps[body["ns"]].definition,
+                body["tenant"],
+                reconnect=body["reconnect"],
+                user_input=body["user_input"],
+            )
+        except InstallationConflict as exc:
+            return error(409, "installed", str(exc), hint="ask for a reconnect link (reconnect: true)")
+        except MiniAppSyncError as exc:  # what the start would refuse: no OAuth flow, a host value, a placeholder
+            return error(400, "bad_request", str(exc))
+        return ok(OAuthLinkView.of(link), 201)
 
     @operation(
         "One installation.",
@@ -254,6 +312,7 @@ def management_routes(runtime: Runtime, *, installed: Callable[[], None]) -> lis
         Route("/api/installations", list_installations, methods=["GET"]),
         Route("/api/installations", create_installation, methods=["POST"]),
         Route("/api/installations/{id}", get_installation, methods=["GET"]),
+        Route("/api/oauth-links", create_oauth_link, methods=["POST"]),
         Route("/api/runs", list_runs, methods=["GET"]),
         Route("/api/runs/{id}", get_run, methods=["GET"]),
         Route("/api/records", list_records, methods=["GET"]),

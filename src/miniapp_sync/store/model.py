@@ -106,3 +106,14 @@ class DeadLetter:
     run_id: str | None
     created_at: float
     replayed_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthState:
+    """A taken OAuth state: the flow its start link allowed (D31a)."""
+
+    tenant: str
+    ns: str
+    redirect_uri: str | None
+    reconnect: bool
+    user_input: dict[str, Any]

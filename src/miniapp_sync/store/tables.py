@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeEngine
@@ -142,6 +143,10 @@ oauth_states = Table(
     _epoch("created_at"),
     _epoch("expires_at"),
     _epoch("used_at", nullable=True),
+    # What the start link bound the flow to (D31a): the callback finishes exactly that flow.
+    Column("redirect_uri", Text),
+    Column("reconnect", Boolean, nullable=False, server_default=false()),
+    Column("user_input", json_type()),
     Index(None, "expires_at"),
 )
 

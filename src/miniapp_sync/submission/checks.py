@@ -28,12 +28,12 @@ from miniapp_sync.definition.model import Definition, Resource
 from miniapp_sync.errors import MiniAppSyncError, preview
 from miniapp_sync.installations.calls import call
 from miniapp_sync.mapping.plan import MappingPlan
-from miniapp_sync.network import Rewrites
+from miniapp_sync.network import Egress, Rewrites, written_origins
 from miniapp_sync.provider.client import ProviderClient
 from miniapp_sync.provider.pagination import Page, fetch_details, pages
 from miniapp_sync.provider.ratelimit import RateLimiter
 from miniapp_sync.provider.retry import RetryPolicy
-from miniapp_sync.templating import Context, render, render_headers
+from miniapp_sync.templating import Context, render_headers
 from miniapp_sync.webhooks.identify import Delivery, extract_event, transaction_id
 
 Status = Literal["pass", "warn", "fail"]
@@ -106,6 +106,12 @@ class SandboxAccess:
     user_input: Mapping[str, Any] = field(default_factory=dict)
     config: Mapping[str, Any] = field(default_factory=dict)
     rewrites: Rewrites = field(default_factory=Rewrites)
+    allow_private_network: bool = False
+
+    @property
+    def egress(self) -> Egress:
+        """Return the request policy: the rewrites, and the private-network guard on tenant URLs (D31)."""
+        return Egress(self.rewrites, allow_private_network=self.allow_private_network)
 
 
 def static_items(loaded: LoadedDefinition) -> tuple[Item, Item]:
@@ -170,7 +176,7 @@ async def _context(
     if details is None:
         return context
     try:  # userDetails fills the metadata that [[storeId]]-style headers need
-        result = await call(session, details, context, where="auth.userDetails", rewrites=sandbox.rewrites)
+        result = await call(session, details, context, where="auth.userDetails", egress=sandbox.egress)
     except MiniAppSyncError as exc:
         item.note("fail", f"auth.userDetails: {exc}")
         return None
@@ -193,9 +199,14 @@ async def _resource(
     sync = definition.sync
     assert sync is not None
     clock = SystemClock()
+    egress = sandbox.egress
+    client: ProviderClient | None = None
     try:
+        base = egress.target(sync.base_url or "", context, "sync.baseUrl")
+        if egress.guards(base):
+            await egress.check(base.url, what="sync.baseUrl")
         client = ProviderClient(
-            base_url=sandbox.rewrites.apply(str(render(sync.base_url or "", context, "sync.baseUrl"))) or None,
+            base_url=base.url or None,
             headers=render_headers(sync.headers, context, "sync.headers"),
             timeout_ms=sync.sync_configuration.timeout,
             limiter=RateLimiter(sync.sync_configuration.rate_limit_per_second, clock=clock),
@@ -203,6 +214,8 @@ async def _resource(
             clock=clock,
             session=session,
             secrets=[str(v) for v in sandbox.credentials.values()],
+            egress=egress,
+            trusted=written_origins(base, [resource.endpoints.list.url, *_details_url(resource)]),
         )
         started = time.perf_counter()
         fetched: list[Page] = []
@@ -216,6 +229,8 @@ async def _resource(
     except MiniAppSyncError as exc:
         endpoints.note("fail", f"{key}: list {resource.endpoints.list.url} failed: {exc}")
         shape.note("fail", f"{key}: {exc}")
+        if client is not None:
+            await client.close()
         return
     first = fetched[0].records if fetched else []
     endpoints.note(
@@ -237,7 +252,12 @@ async def _resource(
             endpoints.note("pass", f"{key}: details {resource.endpoints.details.url} answered and unwrapped")
             shape.note("pass", f"{key}: detail unwrapped; it adds {len(added)} field(s) to the list record")
             records[0] = detail.record
+    await client.close()  # the guarded session it may have opened (D31)
     _coverage(key, plan, records, coverage)
+
+
+def _details_url(resource: Resource) -> list[str]:
+    return [resource.endpoints.details.url] if resource.endpoints.details is not None else []
 
 
 def _totals(key: str, resource: Resource, fetched: list[Page], shape: Item) -> None:

@@ -30,14 +30,14 @@ from miniapp_sync.errors import InstallationError, MiniAppSyncError
 from miniapp_sync.installations import Installations
 from miniapp_sync.mapping.plan import MappingPlan, ResourcePlan
 from miniapp_sync.mapping.records import MappedRecord
-from miniapp_sync.network import check_public_url
+from miniapp_sync.network import written_origins
 from miniapp_sync.provider.client import ProviderClient
 from miniapp_sync.provider.pagination import fetch_details, pages
 from miniapp_sync.provider.ratelimit import RateLimiter, limiter_for
 from miniapp_sync.provider.retry import RetryPolicy
 from miniapp_sync.store import Installation, RecordWrite, Run, RunStatus, Store, WriteResult
 from miniapp_sync.sync.resources import check_resource_names
-from miniapp_sync.templating import render, render_headers
+from miniapp_sync.templating import render_headers
 
 DETAIL_CONCURRENCY = 8
 PAGE_CONCURRENCY = 4
@@ -186,9 +186,10 @@ class SyncEngine:
         sync = definition.sync
         assert sync is not None
         context = self.installations.context(definition, installation)
-        base_url = self.installations.rewrites.apply(str(render(sync.base_url or "", context, "sync.baseUrl")))
-        if "{{" in (sync.base_url or "") and not self.installations.allow_private_network:
-            await check_public_url(base_url, what="sync.baseUrl")  # built from tenant input (D31)
+        egress = self.installations.egress
+        base = egress.target(sync.base_url or "", context, "sync.baseUrl")
+        if egress.guards(base):
+            await egress.check(base.url, what="sync.baseUrl")  # built from tenant input (D31)
         headers = render_headers(sync.headers, context, "sync.headers")
         config = sync.sync_configuration
         installations = self.installations
@@ -202,7 +203,7 @@ class SyncEngine:
 
         auth = definition.auth
         return ProviderClient(
-            base_url=base_url or None,
+            base_url=base.url or None,
             headers=headers,
             timeout_ms=config.timeout,
             limiter=self.limiters(installation.id, config.rate_limit_per_second, self.clock),
@@ -211,6 +212,8 @@ class SyncEngine:
             session=session,
             secrets=self.installations.secrets_of(definition, installation),
             on_unauthorized=refreshed if auth is not None and auth.auto_refresh and auth.refresh_token else None,
+            egress=egress,
+            trusted=written_origins(base, _endpoint_urls(definition)),
         )
 
     async def _resource(
@@ -284,6 +287,7 @@ class SyncEngine:
             await writer.write(buffer, batch_size, done)
         finally:
             await writer.wait()  # also when the walk failed: what is in flight still commits
+            await client.close()  # the guarded session it may have opened (D31); the run's own stays
         if resource.detect_deletes and not errors_seen and not params:
             # Only a full, clean listing proves absence (D23).
             report.deleted = await asyncio.to_thread(
@@ -429,6 +433,12 @@ class _Collector:
 
 
 _GC = _Collector()
+
+
+def _endpoint_urls(definition: Definition) -> list[str]:
+    assert definition.sync is not None
+    endpoints = [(r.endpoints.list, r.endpoints.details) for r in definition.sync.resources.values()]
+    return [e.url for pair in endpoints for e in pair if e is not None]
 
 
 def _select(resources: dict[str, Resource], names: list[str] | None, *, enabled: bool) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from miniapp_sync.installations.oauth import StartLink
 from miniapp_sync.provider.redaction import Redactor
 from miniapp_sync.store import (
     DeadLetter,
@@ -71,6 +72,22 @@ class InstallationView:
         return cls(
             i.id, i.tenant, i.ns, i.status, i.error, i.metadata, timestamp(i.created_at), timestamp(i.updated_at)
         )
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthLinkView:
+    """A signed OAuth start link (D31a): the tenant's admin opens ``url`` before ``expires_at``."""
+
+    url: str
+    tenant: str
+    ns: str
+    reconnect: bool
+    expires_at: Timestamp
+
+    @classmethod
+    def of(cls, link: StartLink) -> OAuthLinkView:
+        """Return the view of a start link."""
+        return cls(link.url, link.tenant, link.ns, link.reconnect, timestamp(link.expires_at))
 
 
 @dataclass(frozen=True, slots=True)
