@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -207,3 +208,25 @@ def test_package_blanks_secret_values(tmp_path: Path) -> None:
     blanked = blank_secrets(document)
     assert blanked["auth"]["config"] == {"webhookSecret": "", "client_id": "public", "apiKey": ""}
     assert document["auth"]["config"]["webhookSecret"] == "s"  # the original is untouched
+
+
+async def test_the_checklist_keeps_a_tenant_built_store_url_off_private_addresses(sandbox: Sandbox) -> None:
+    document, _ = load_file(EXAMPLE)
+    document["sync"]["baseUrl"] = "{{storeUrl}}/admin/v2"  # WooCommerce-style: the store's URL from the form
+    document["sync"]["syncConfiguration"]["rateLimitPerSecond"] = 1000
+    document["auth"]["form"] = {"storeUrl": {"type": "text", "label": "Store URL"}}
+    loaded = inspect_definition(text=json.dumps(document), filename="definition.json", vocabulary=vocabulary())
+    assert loaded.definition is not None, [f.render() for f in loaded.findings]
+    rewrites = Rewrites({"https://accounts.salla.sa": sandbox.base_url})
+    access = SandboxAccess(
+        credentials={"accessToken": CONFIG.access_token}, user_input={"storeUrl": sandbox.base_url}, rewrites=rewrites
+    )
+    refused = await run_checklist(loaded, compile_plan(loaded.definition), access, SAMPLE_DIR)
+    assert verdicts(refused)[ENDPOINTS] == "fail"
+    assert "private or local address" in evidence(refused, ENDPOINTS)
+    assert "--allow-private-network" in evidence(refused, ENDPOINTS)
+    assert not any(route.startswith("GET /admin/v2") for route in sandbox.stats.by_route)
+
+    allowed = dataclasses.replace(access, allow_private_network=True)
+    report = await run_checklist(loaded, compile_plan(loaded.definition), allowed, SAMPLE_DIR)
+    assert verdicts(report)[ENDPOINTS] == "pass", report.markdown()

@@ -30,7 +30,7 @@ from miniapp_sync.cli.credentials import (
     DeprecatedCredentialsOption,
     gather_credentials,
 )
-from miniapp_sync.cli.operations import ConfigOption, RewriteOption, pairs
+from miniapp_sync.cli.operations import ConfigOption, PrivateOption, RewriteOption, pairs
 from miniapp_sync.definition import LoadedDefinition, inspect_definition
 from miniapp_sync.errors import DefinitionInvalid
 from miniapp_sync.mapping.plan import compile_plan, vocabulary
@@ -53,6 +53,7 @@ def _check(
     config: list[str] | None,
     rewrite: list[str] | None,
     functions: list[Path] | None,
+    allow_private_network: bool,
 ) -> tuple[Report, LoadedDefinition]:
     compute = registry(functions)
     loaded = inspect_definition(definition, vocabulary=vocabulary(compute))
@@ -64,6 +65,7 @@ def _check(
         metadata=pairs(metadata, "--metadata"),
         config=given.config_for(loaded.definition.ns or ""),
         rewrites=given.rewrite_rules(),
+        allow_private_network=allow_private_network,
     )
     plan = compile_plan(loaded.definition, compute)
     return asyncio.run(run_checklist(loaded, plan, access, samples)), loaded
@@ -89,13 +91,14 @@ def check(
     metadata: MetadataOption = None,
     config: ConfigOption = None,
     rewrite: RewriteOption = None,
+    allow_private_network: PrivateOption = False,
     report_path: Annotated[Path | None, typer.Option("--report", help="Also write the report as Markdown.")] = None,
     output: FormatOption = OutputFormat.text,
     functions: FunctionsOption = None,
 ) -> int:
     """Run the Sync guide's submission checklist against a sandbox store (exit 1 when an item fails)."""
     bag = gather_credentials(credential, credentials_file, credentials, required=True)
-    report, _ = _check(definition, bag, samples, metadata, config, rewrite, functions)
+    report, _ = _check(definition, bag, samples, metadata, config, rewrite, functions, allow_private_network)
     if report_path is not None:
         report_path.write_text(report.markdown(), encoding="utf-8")
     if output is OutputFormat.json:
@@ -116,13 +119,14 @@ def package(
     metadata: MetadataOption = None,
     config: ConfigOption = None,
     rewrite: RewriteOption = None,
+    allow_private_network: PrivateOption = False,
     force: Annotated[bool, typer.Option(help="Package even when the checklist fails.")] = False,
     functions: FunctionsOption = None,
     output: FormatOption = OutputFormat.text,
 ) -> int:
     """Build the submission package; refuse when the checklist fails unless --force."""
     bag = gather_credentials(credential, credentials_file, credentials, required=True)
-    report, loaded = _check(definition, bag, samples, metadata, config, rewrite, functions)
+    report, loaded = _check(definition, bag, samples, metadata, config, rewrite, functions, allow_private_network)
     if output is OutputFormat.text:
         _show(report)
     if not report.passed and not force:
