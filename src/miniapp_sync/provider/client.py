@@ -142,6 +142,10 @@ class ProviderClient:
         # Without a guard (none given, or --allow-private-network) every request takes the fast path.
         self._egress = egress if egress is not None and not egress.allow_private_network else None
         self._trusted = frozenset(_origin_key(URL(origin)) for origin in trusted)
+        # Relative URLs share the base's origin: decided once here, not per request (the hot path).
+        self._base_guarded = self._egress is not None and (
+            base_url is None or _origin_key(URL(base_url)) not in self._trusted
+        )
         self._guarded: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
@@ -161,9 +165,13 @@ class ProviderClient:
             await self._guarded.close()
             self._guarded = None
 
-    def guarded(self, target: URL) -> bool:
-        """Return whether a request to ``target`` must pass the private-network guard (D31)."""
-        return self._egress is not None and _origin_key(target) not in self._trusted
+    def guarded(self, url: str, target: URL) -> bool:
+        """Return whether a request for ``url`` (built into ``target``) must pass the private-network guard (D31)."""
+        if self._egress is None:
+            return False
+        if not url.startswith(("http://", "https://")):
+            return self._base_guarded
+        return _origin_key(target) not in self._trusted
 
     def redact_url(self, url: str | URL) -> str:
         """Return a URL fit for a message (D30)."""
@@ -201,7 +209,8 @@ class ProviderClient:
         A page fetched ahead of its turn then waits as one bytes object, not as thousands of
         objects that the garbage collector walks again and again while it waits.
         """
-        call = _Call(method, build_url(self.base_url, url, params), resource, what, self)
+        target = build_url(self.base_url, url, params)
+        call = _Call(method, target, resource, what, self, guarded=self.guarded(url, target))
         started = self.clock.monotonic()
         attempts = failures = 0
         refreshed = False
@@ -311,7 +320,7 @@ class ProviderClient:
 
 
 def _origin_key(url: URL) -> tuple[str, str | None, int | None]:
-    return url.scheme, url.host, url.port
+    return url.scheme, url.raw_host, url.port
 
 
 class _Call:
@@ -319,10 +328,12 @@ class _Call:
 
     __slots__ = ("guarded", "method", "resource", "target", "url", "where")
 
-    def __init__(self, method: Method, target: URL, resource: str | None, what: str, client: ProviderClient) -> None:
+    def __init__(
+        self, method: Method, target: URL, resource: str | None, what: str, client: ProviderClient, *, guarded: bool
+    ) -> None:
         self.method = method
         self.target = target
-        self.guarded = client.guarded(target)
+        self.guarded = guarded
         self.resource = resource
         self.url = client.redact_url(target)
         self.where = f"{resource} {what}: " if resource else ""
