@@ -110,12 +110,16 @@ async def test_a_reconnect_link_replaces_the_tokens_of_the_same_account(stack: S
     async with aiohttp.ClientSession() as http:
         assert (await connect(stack, http))[0] == 200
         first = stack.runtime.installations.find("acme", "salla")
-        stack.sandbox.expire_access_token()  # the sandbox issues a new access token on the next exchange
+        # The store was renamed since: still the same account (webhooks find acme by storeId).
+        stack.runtime.store.update_installation(first.id, metadata={**first.metadata, "storeName": "Old name"})
+        token = _token(stack)
         status, _ = await connect(stack, http, reconnect=True)
     assert status == 200
     again = stack.runtime.installations.find("acme", "salla")
     assert again.id == first.id
     assert again.status == "connected"
+    assert again.metadata["storeName"] == first.metadata["storeName"]
+    assert _token(stack) != token  # the sandbox issues a new token per code exchange
 
 
 async def test_a_reconnect_link_for_a_tenant_without_the_miniapp_is_refused(stack: Stack) -> None:

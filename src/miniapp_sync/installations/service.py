@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -168,7 +169,7 @@ class Installations:
         if auth is not None and auth.user_details is not None:
             result = await self.send(definition, draft, auth.user_details, "auth.userDetails")
             if same_account_as is not None:
-                _same_account(same_account_as, result)
+                _same_account(definition, same_account_as, result)
             draft = dataclasses.replace(draft, metadata={**draft.metadata, **result.persisted})
         for index, request in enumerate(auth.registration_requests if auth else []):
             result = await self.send(definition, draft, request, f"auth.registrationRequests[{index}]")
@@ -255,13 +256,23 @@ class Installations:
         return definition.ns
 
 
-def _same_account(existing: Installation, result: CallResult) -> None:
-    """Refuse userDetails that name another account than the one ``existing`` is connected to."""
-    differing = sorted(
-        key
-        for key, value in result.persisted.items()
-        if key in existing.metadata and str(existing.metadata[key]) != str(value)
-    )
+# Metadata keys that name the provider account (storeId, shop_id, merchantID), not a user or a label.
+_ACCOUNT_KEY = re.compile(r"(?:Id|_id|ID)$")
+
+
+def _same_account(definition: Definition, existing: Installation, result: CallResult) -> None:
+    """Refuse userDetails that name another account than the one ``existing`` is connected to.
+
+    The account is what webhooks find the tenant by (``webhook.tenantExtraction.matchKey``), else
+    every id-like key; a renamed store or another admin user of the same store is the same account.
+    """
+    extraction = definition.webhook.tenant_extraction if definition.webhook else None
+    keys = [extraction.match_key] if extraction else [k for k in result.persisted if _ACCOUNT_KEY.search(k)]
+    differing = [
+        k
+        for k in keys
+        if k in result.persisted and k in existing.metadata and str(existing.metadata[k]) != str(result.persisted[k])
+    ]
     if differing:
         shown = ", ".join(f"{k} {existing.metadata[k]!r} → {result.persisted[k]!r}" for k in differing)
         raise InstallationError(
