@@ -272,6 +272,8 @@ def _host_value(placeholder: str, context: Context, where: str) -> str:
     try:
         value = render(placeholder, context.with_values(system=system), where)
     except InstallationError as exc:
+        if placeholder.strip("{} ") not in TENANT_VALUES:
+            raise
         raise InstallationError(
             f"{exc} (the tenant id is never used in a URL's host: give it as an install-form value)"
         ) from None
