@@ -125,7 +125,8 @@ async def test_a_reconnect_link_replaces_the_tokens_of_the_same_account(stack: S
 async def test_a_reconnect_link_for_a_tenant_without_the_miniapp_is_refused(stack: Stack) -> None:
     async with aiohttp.ClientSession() as http:
         status, answer = await start_link(stack, http, "nobody", reconnect=True)
-    assert status == 400
+    assert status == 409
+    assert answer["error"]["type"] == "link_refused"
     assert "no installation of 'salla' to reconnect" in answer["error"]["message"]
 
 

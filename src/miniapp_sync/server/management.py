@@ -175,7 +175,11 @@ def management_routes(runtime: Runtime, *, installed: Callable[[], None]) -> lis
         },
         responses={
             201: Reply("the link and when it expires", OAuthLinkView),
-            409: Reply("the tenant has the MiniApp already, and reconnect is not true", ErrorView),
+            409: Reply(
+                "no link: the tenant has the MiniApp and reconnect is not true, or the flow could not start as "
+                "configured (no OAuth flow, an unresolved placeholder, a value that cannot be a host label)",
+                ErrorView,
+            ),
         },
     )
     async def create_oauth_link(request: Request) -> Response:
@@ -193,7 +197,7 @@ def management_routes(runtime: Runtime, *, installed: Callable[[], None]) -> lis
         except InstallationConflict as exc:
             return error(409, "installed", str(exc), hint="ask for a reconnect link (reconnect: true)")
         except MiniAppSyncError as exc:  # what the start would refuse: no OAuth flow, a host value, a placeholder
-            return error(400, "bad_request", str(exc))
+            return error(409, "link_refused", str(exc))
         return ok(OAuthLinkView.of(link), 201)
 
     @operation(
