@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
+from miniapp_sync.definition.placeholders import CREDENTIAL, USER
 from miniapp_sync.errors import InstallationError, preview
-from miniapp_sync.templating import CREDENTIAL, USER, Context, render
+from miniapp_sync.templating import Context, render
 
 if TYPE_CHECKING:  # aiohttp is imported when a request is made: commands that make none start faster
     import aiohttp
