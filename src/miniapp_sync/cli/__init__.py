@@ -11,10 +11,8 @@ import sys
 from collections.abc import Mapping, Sequence
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
-from miniapp_sync.cli.app import Session, app, print_error
+from miniapp_sync.cli.app import Session, app, console, print_error
 from miniapp_sync.errors import DefinitionError, MiniAppSyncError, UsageError
 
 __all__ = ["app", "main"]
@@ -27,7 +25,6 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     debug = "--debug" in args
     if debug:
         args = ["--debug", *(a for a in args if a != "--debug")]
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
     as_json = _json_wanted(args)
     try:
         session = Session() if environ is None else Session(environ)
@@ -39,7 +36,7 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     except typer.Abort:
         if as_json:
             return print_error(1, "aborted", "aborted")
-        err.print("Aborted.")
+        console(stderr=True).print("Aborted.")
         return 1
     except typer.TyperException as exc:  # usage errors: bad option, missing argument, bad parameter
         code = int(getattr(exc, "exit_code", 2))
@@ -51,6 +48,9 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         exc.show(file=sys.stderr)  # type: ignore[attr-defined]
         return code
     except MiniAppSyncError as exc:
+        from rich.text import Text  # Rich loads only when there is something to say
+
+        err = console(stderr=True)
         if debug:
             err.print_exception()
         code = 2 if isinstance(exc, DefinitionError | UsageError) else 1
@@ -60,6 +60,9 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         err.print(Text.assemble(("Error:", "bold red"), " ", str(exc)))
         return code
     except Exception as exc:  # a bug, not bad input: say so plainly, trace only on request
+        from rich.text import Text
+
+        err = console(stderr=True)
         if debug:
             err.print_exception()
         hint = "run again with --debug for the traceback, and report it"

@@ -1,4 +1,9 @@
-"""The Typer application and the options every command shares."""
+"""The Typer application and the options every command shares.
+
+Start-up: ``--help`` and every command import this package, so command modules import at their
+top only Typer and what their signatures name; the library (SQLAlchemy, aiohttp, pydantic, Rich
+tables, …) is imported inside the command that uses it. ``tests/cli/test_imports.py`` guards it.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +16,14 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
 import typer
-from rich.console import Console
 
-from miniapp_sync.mapping.functions import FunctionRegistry
 from miniapp_sync.settings import CONFIG_FILE_VARIABLE, FILE_NAME, Settings, load_settings
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
+    from miniapp_sync.mapping.functions import FunctionRegistry
     from miniapp_sync.views import Page, Window
 
 app = typer.Typer(
@@ -115,12 +120,14 @@ def _root(
 
 def warn(message: str) -> None:
     """Print a warning on stderr (never on stdout, which may be JSON)."""
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[yellow]Warning:[/] {message}")
+    console(stderr=True).print(f"[yellow]Warning:[/] {message}")
 
 
-def console() -> Console:
-    """Return the console for results (stdout)."""
-    return Console(highlight=False, soft_wrap=False)
+def console(*, stderr: bool = False) -> Console:
+    """Return the console for results (stdout), or for errors and warnings (stderr, soft-wrapped)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=stderr)
 
 
 def _jsonable(value: Any) -> Any:
@@ -130,6 +137,8 @@ def _jsonable(value: Any) -> Any:
 
 def print_json(data: object) -> None:
     """Print data as indented JSON on stdout."""
+    import orjson
+
     option = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
     typer.echo(orjson.dumps(data, option=option, default=_jsonable).decode())
 
@@ -143,6 +152,8 @@ def print_view(view: object) -> None:
 
 def print_error(code: int, type: str, message: str, *, hint: str | None = None, field: str | None = None) -> int:
     """Print ``{"error": {"type", "message", "hint", "field"}}`` on stderr (D37) and return the exit code."""
+    import orjson
+
     error = {"error": {"type": type, "message": message, "hint": hint, "field": field}}
     typer.echo(orjson.dumps(error).decode(), err=True)
     return code
@@ -172,6 +183,8 @@ def show_next(page: Page[Any]) -> None:
 
 def registry(modules: list[Path] | None) -> FunctionRegistry:
     """Return the built-in and entry-point compute functions plus those of ``--functions`` modules."""
+    from miniapp_sync.mapping.functions import FunctionRegistry
+
     functions = FunctionRegistry.default()
     for module in modules or ():
         functions.load_module(module)

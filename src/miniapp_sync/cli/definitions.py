@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from miniapp_sync.cli.app import (
     DefinitionArgument,
@@ -18,9 +16,11 @@ from miniapp_sync.cli.app import (
     print_json,
     registry,
 )
-from miniapp_sync.definition import Definition, LoadedDefinition, Profile, inspect_definition
-from miniapp_sync.errors import Finding
-from miniapp_sync.mapping.plan import vocabulary
+from miniapp_sync.definition.compatibility import Profile
+
+if TYPE_CHECKING:
+    from miniapp_sync.definition import LoadedDefinition
+    from miniapp_sync.errors import Finding
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 ProfileOption = Annotated[
@@ -75,6 +75,9 @@ def _print_findings(findings: tuple[Finding, ...]) -> None:
 
 
 def _print_summary(loaded: LoadedDefinition, summary: dict[str, Any]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     out = console()
     title = f"{summary['ns'] or '(no ns)'} {summary['version'] or ''}".strip()
     out.print(Text.assemble((title, "bold"), f" — {loaded.source.filename}"))
@@ -106,6 +109,9 @@ def validate(
     profile: ProfileOption = Profile.default,
 ) -> int:
     """Validate a definition: all problems at once, each with its path (exit 2 when invalid)."""
+    from miniapp_sync.definition import inspect_definition
+    from miniapp_sync.mapping.plan import vocabulary
+
     loaded = inspect_definition(definition, vocabulary=vocabulary(registry(functions)), profile=profile)
     summary = _summary(loaded)
     counts = {s: sum(f.severity == s for f in loaded.findings) for s in ("error", "warning", "info")}
@@ -131,6 +137,8 @@ def validate(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of a MiniApp definition (for editor completion)."""
+    from miniapp_sync.definition import Definition
+
     document = Definition.model_json_schema(by_alias=True, mode="validation")
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     document["title"] = "MiniApp definition"

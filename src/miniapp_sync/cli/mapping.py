@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from miniapp_sync.cli.app import (
     DefinitionArgument,
@@ -21,17 +18,17 @@ from miniapp_sync.cli.app import (
     print_json,
     registry,
 )
-from miniapp_sync.definition import Definition, load_definition
-from miniapp_sync.errors import preview
-from miniapp_sync.mapping.paths import compile_path
-from miniapp_sync.mapping.plan import MappingPlan, compile_plan, vocabulary
-from miniapp_sync.mapping.records import MappedRecord
-from miniapp_sync.sync.resources import check_resource_names
-from miniapp_sync.webhooks.identify import Delivery, extract_event, transaction_id
+
+if TYPE_CHECKING:
+    from miniapp_sync.definition import Definition
+    from miniapp_sync.mapping.plan import MappingPlan
+    from miniapp_sync.mapping.records import MappedRecord
 
 
 def read_json(path: Path) -> tuple[Any, bytes]:
     """Read a JSON input file; a syntax error names file:line:col (exit 2)."""
+    import orjson
+
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -51,6 +48,8 @@ def read_json(path: Path) -> tuple[Any, bytes]:
 
 def records_of(document: Any, data_property: str) -> list[Any]:
     """Find the records of a list page (D8): the dataProperty list, a bare list, or one record."""
+    from miniapp_sync.mapping.paths import compile_path
+
     if isinstance(document, list):
         return document
     if data_property not in ("", "$"):
@@ -72,6 +71,11 @@ def _result(index: int, mapped: MappedRecord) -> dict[str, Any]:
 
 
 def _print_records(results: list[dict[str, Any]], limit: int) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from miniapp_sync.errors import preview
+
     out = console()
     for result in results[:limit]:
         state = "[red]rejected[/]" if result["rejected"] else "[green]ok[/]"
@@ -91,6 +95,8 @@ def _print_records(results: list[dict[str, Any]], limit: int) -> None:
 
 
 def _map_resource(plan: MappingPlan, definition: Definition, resource: str, document: Any) -> dict[str, Any]:
+    from miniapp_sync.sync.resources import check_resource_names
+
     check_resource_names(plan.resources, [resource], ns=definition.ns)
     assert definition.sync is not None
     data_property = definition.sync.resources[resource].response_mapping.data_property
@@ -102,6 +108,8 @@ def _map_resource(plan: MappingPlan, definition: Definition, resource: str, docu
 def _map_event(
     plan: MappingPlan, definition: Definition, event: str | None, body: Any, raw: bytes, headers: dict[str, str]
 ) -> dict[str, Any]:
+    from miniapp_sync.webhooks.identify import Delivery, extract_event, transaction_id
+
     delivery = Delivery(body=body, raw=raw, headers=headers)
     extracted = extract_event(definition.webhook, delivery)
     chosen = event or extracted
@@ -166,6 +174,9 @@ def map_command(
     """Dry-run mappings on a sample: the records produced, and what would be rejected and why."""
     if resource is not None and event is not None:
         raise typer.BadParameter("give --resource or --event, not both", param_hint="--event")
+    from miniapp_sync.definition import load_definition
+    from miniapp_sync.mapping.plan import compile_plan, vocabulary
+
     compute = registry(functions)
     definition = load_definition(definition_path, vocabulary=vocabulary(compute))
     plan = compile_plan(definition, compute)

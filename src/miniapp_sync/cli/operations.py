@@ -6,12 +6,9 @@ import asyncio
 import json
 import time
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
 from miniapp_sync.cli.app import (
     CursorOption,
@@ -32,11 +29,13 @@ from miniapp_sync.cli.app import (
 )
 from miniapp_sync.cli.credentials import CredentialOption, CredentialsFileOption, gather_credentials
 from miniapp_sync.errors import InstallationError
-from miniapp_sync.runtime import MiniApp, Runtime, load_miniapp
 from miniapp_sync.settings import pairs as parse_pairs
-from miniapp_sync.sync.engine import ResourceReport
-from miniapp_sync.sync.resources import check_definition_resources
-from miniapp_sync.views import InstallationView, OAuthLinkView, queries
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from miniapp_sync.runtime import MiniApp, Runtime
+    from miniapp_sync.sync.engine import ResourceReport
 
 StoreOption = Annotated[
     str | None,
@@ -77,6 +76,8 @@ def open_runtime(
     given = settings().with_flags(
         store=store, rewrite=rewrite, config=config, public_url=public_url, environ=session().environ
     )
+    from miniapp_sync.runtime import Runtime
+
     runtime = Runtime.open(
         given.store,
         rewrites=given.rewrite_rules(),
@@ -112,6 +113,9 @@ def install(
     functions: FunctionsOption = None,
 ) -> int:
     """Install a MiniApp for a tenant with API keys or pasted tokens (the API-key flow)."""
+    from miniapp_sync.runtime import load_miniapp
+    from miniapp_sync.views import InstallationView
+
     miniapp = load_miniapp(definition, registry(functions))
     bag = gather_credentials(credential, credentials_file)
     with open_runtime(store, rewrite, allow_private_network, config=config, miniapps=[miniapp], create=True) as runtime:
@@ -155,6 +159,9 @@ def oauth_link(
     functions: FunctionsOption = None,
 ) -> int:
     """Issue a signed OAuth start link for a tenant: open it in a browser within 10 minutes (D31a)."""
+    from miniapp_sync.runtime import load_miniapp
+    from miniapp_sync.views import OAuthLinkView
+
     miniapp = load_miniapp(definition, registry(functions))
     # The operator's auth.config (client_id) is needed: the link is refused now if its start would fail.
     with open_runtime(store, public_url=public_url, config=config, miniapps=[miniapp]) as runtime:
@@ -179,6 +186,11 @@ def installations(
     output: FormatOption = OutputFormat.text,
 ) -> None:
     """List installations (credentials are never shown)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from miniapp_sync.views import queries
+
     page_of = window(limit, cursor)
     with open_runtime(store) as runtime:
         page = queries.installations(runtime.store, page_of, ns=ns)
@@ -202,6 +214,8 @@ def uninstall(
     output: FormatOption = OutputFormat.text,
 ) -> None:
     """Uninstall: forget the credentials and stop syncing and receiving webhooks (records are kept)."""
+    from miniapp_sync.views import InstallationView
+
     with open_runtime(store) as runtime:
         installation = runtime.installations.uninstall(runtime.installations.find(tenant, ns).id)
     if output is OutputFormat.json:
@@ -214,6 +228,8 @@ class _Bars:
     """Rich progress bars, one per resource: records, pages and request rate."""
 
     def __init__(self, enabled: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
         self.progress = Progress(
             TextColumn("[bold]{task.description:<16}"),
             BarColumn(),
@@ -236,6 +252,8 @@ class _Bars:
 
 
 def _summary(reports: dict[str, ResourceReport]) -> Table:
+    from rich.table import Table
+
     table = Table(title="Sync summary", title_justify="left")
     columns = ("resource", "fetched", "created", "updated", "unchanged", "rejected", "retries", "429s", "seconds")
     for column in columns:
@@ -266,6 +284,9 @@ def sync(
     ] = False,
 ) -> int:
     """Run a bulk sync of a tenant's installation now (exit 1 when a resource failed), or queue it."""
+    from miniapp_sync.runtime import load_miniapp
+    from miniapp_sync.sync.resources import check_definition_resources
+
     miniapp = load_miniapp(definition, registry(functions))
     check_definition_resources(miniapp.definition, resource)  # a typo is bad usage (2), before any store opens
     if enqueue:
@@ -303,6 +324,11 @@ def runs(
     output: FormatOption = OutputFormat.text,
 ) -> None:
     """List recent sync runs, newest first."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from miniapp_sync.views import queries
+
     page_of = window(limit, cursor)
     with open_runtime(store) as runtime:
         ids = _installation_ids(runtime, tenant, ns) if tenant else None
@@ -347,6 +373,10 @@ def records(
     output: FormatOption = OutputFormat.text,
 ) -> None:
     """Show stored records of a tenant, by content type and code."""
+    from rich.table import Table
+
+    from miniapp_sync.views import queries
+
     page_of = window(limit, cursor)
     with open_runtime(store) as runtime:
         ids = _installation_ids(runtime, tenant, ns)

@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from aiohttp import web
-from rich.table import Table
 
 from miniapp_sync.cli.app import (
     FormatOption,
@@ -33,11 +31,11 @@ from miniapp_sync.cli.app import (
 )
 from miniapp_sync.cli.operations import ConfigOption, PrivateOption, RewriteOption, StoreOption, open_runtime
 from miniapp_sync.listening import listen
-from miniapp_sync.runtime import MiniApp, load_miniapp
 
 if TYPE_CHECKING:
     from miniapp_sync.jobs import Enqueued
     from miniapp_sync.jobs.procrastinate_queue import QueueStatus
+    from miniapp_sync.runtime import MiniApp
     from miniapp_sync.webhooks.service import WebhookService
 
 db = typer.Typer(name="db", help="The store's database: migrations and the job queue's schema.", no_args_is_help=True)
@@ -66,6 +64,7 @@ def worker(
 ) -> None:
     """Run jobs from the PostgreSQL queue: syncs, inbox drains, trigger deliveries, scheduled syncs."""
     from miniapp_sync.jobs import Liveness, ProcrastinateQueue, Work
+    from miniapp_sync.runtime import load_miniapp
     from miniapp_sync.webhooks.service import WebhookService
 
     try:
@@ -101,6 +100,7 @@ async def _metrics(service: WebhookService, host: str, port: int | None) -> Asyn
     if port is None:
         yield
         return
+    from aiohttp import web
 
     async def metrics(request: web.Request) -> web.Response:
         body = service.metrics.render(await service.counts())
@@ -164,6 +164,8 @@ def jobs(store: StoreOption = None, output: FormatOption = OutputFormat.text) ->
     if output is OutputFormat.json:
         print_json(status.as_dict())
         return
+    from rich.table import Table
+
     out = console()
     for title, rows in (("Jobs", status.counts), ("Running", status.running), ("Workers", status.workers)):
         table = Table(title=title, title_justify="left")

@@ -13,8 +13,6 @@ from miniapp_sync.cli.app import FunctionsOption, app, console, registry, sessio
 from miniapp_sync.cli.operations import ConfigOption, PrivateOption, RewriteOption, StoreOption, open_runtime
 from miniapp_sync.listening import listen
 from miniapp_sync.listening import serve as serve_on
-from miniapp_sync.runtime import load_miniapp
-from miniapp_sync.server import create_app
 from miniapp_sync.webhooks.settings import WebhookSettings
 
 
@@ -49,6 +47,9 @@ def serve(
     ] = None,
 ) -> None:
     """Serve webhooks, OAuth installs and the management API for one or several MiniApps."""
+    from miniapp_sync.runtime import load_miniapp
+    from miniapp_sync.server import create_app
+
     compute = registry(functions)
     miniapps = [load_miniapp(path, compute) for path in definition]
     token = settings().with_flags(admin_token=admin_token, environ=session().environ).admin_token

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from miniapp_sync.cli.app import (
     DefinitionArgument,
@@ -31,12 +29,10 @@ from miniapp_sync.cli.credentials import (
     gather_credentials,
 )
 from miniapp_sync.cli.operations import ConfigOption, PrivateOption, RewriteOption, pairs
-from miniapp_sync.definition import LoadedDefinition, inspect_definition
-from miniapp_sync.errors import DefinitionInvalid
-from miniapp_sync.mapping.plan import compile_plan, vocabulary
-from miniapp_sync.submission.checks import Report, SandboxAccess, run_checklist
-from miniapp_sync.submission.package import write_package
-from miniapp_sync.views import PackageView
+
+if TYPE_CHECKING:
+    from miniapp_sync.definition import LoadedDefinition
+    from miniapp_sync.submission.checks import Report
 
 SamplesOption = Annotated[
     Path | None, typer.Option("--samples", help="A folder of <event>.json webhook samples.", file_okay=False)
@@ -55,6 +51,11 @@ def _check(
     functions: list[Path] | None,
     allow_private_network: bool,
 ) -> tuple[Report, LoadedDefinition]:
+    from miniapp_sync.definition import inspect_definition
+    from miniapp_sync.errors import DefinitionInvalid
+    from miniapp_sync.mapping.plan import compile_plan, vocabulary
+    from miniapp_sync.submission.checks import SandboxAccess, run_checklist
+
     compute = registry(functions)
     loaded = inspect_definition(definition, vocabulary=vocabulary(compute))
     if not loaded.valid or loaded.definition is None:
@@ -72,6 +73,9 @@ def _check(
 
 
 def _show(report: Report) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=f"Submission checklist — {report.ns} {report.version}", title_justify="left", show_lines=True)
     table.add_column("item")
     table.add_column("result")
@@ -136,6 +140,9 @@ def package(
         console().print(f"[bold red]Not packaged:[/] the checklist fails ({hint}).")
         return 1
     assert loaded.definition is not None  # _check raised otherwise
+    from miniapp_sync.submission.package import write_package
+    from miniapp_sync.views import PackageView
+
     files = write_package(loaded.definition, loaded.document, report, samples, out, functions=registry(functions))
     if output is OutputFormat.json:
         print_view(PackageView(str(out), [str(f) for f in files], report.passed))

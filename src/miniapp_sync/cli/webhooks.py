@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from miniapp_sync.cli.app import (
     CursorOption,
@@ -25,19 +23,21 @@ from miniapp_sync.cli.app import (
     window,
 )
 from miniapp_sync.cli.operations import StoreOption, TenantOption, open_runtime
-from miniapp_sync.runtime import Runtime, load_miniapp
 from miniapp_sync.settings import resolve
-from miniapp_sync.store import DeadLetter, DeadLetterKind, InboxStatus, Outbox
-from miniapp_sync.views import NewSubscriptionView, RemovedView, ReplayView, queries, timestamp
-from miniapp_sync.views.queries import INBOX_STATES, MAX_EVENT_ID, MAX_EVENTS
-from miniapp_sync.webhooks.delivery import seal
-from miniapp_sync.webhooks.replay import replay
-from miniapp_sync.webhooks.signing import PREFIX, SecretError, new_secret, signing_key
+from miniapp_sync.views.pages import MAX_EVENT_ID, MAX_EVENTS
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from miniapp_sync.runtime import Runtime
+    from miniapp_sync.store import DeadLetter, DeadLetterKind, InboxStatus
 
 NsOption = Annotated[str | None, typer.Option("--ns", help="Only this MiniApp.")]
 
 
 def _table(title: str, columns: tuple[str, ...]) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column, overflow="fold")
@@ -60,6 +60,11 @@ def subscribe(
     output: FormatOption = OutputFormat.text,
 ) -> None:
     """Send a tenant's trigger events to a URL as POSTs signed the Standard Webhooks way."""
+    from miniapp_sync.store import Outbox
+    from miniapp_sync.views import NewSubscriptionView
+    from miniapp_sync.webhooks.delivery import seal
+    from miniapp_sync.webhooks.signing import PREFIX, SecretError, new_secret, signing_key
+
     if not url.startswith(("http://", "https://")):
         raise typer.BadParameter("expected an http:// or https:// URL", param_hint="--url")
     generated = secret is None
@@ -91,6 +96,8 @@ def subscriptions(
     output: FormatOption = OutputFormat.text,
 ) -> None:
     """List trigger subscriptions (secrets are never shown)."""
+    from miniapp_sync.views import queries
+
     with open_runtime(store) as runtime:
         page = queries.subscriptions(runtime.store, tenant=tenant, ns=ns)
     if output is OutputFormat.json:
@@ -109,6 +116,9 @@ def unsubscribe(
     output: FormatOption = OutputFormat.text,
 ) -> int:
     """Remove a trigger subscription (its undelivered events are dropped for it)."""
+    from miniapp_sync.store import Outbox
+    from miniapp_sync.views import RemovedView
+
     with open_runtime(store) as runtime:
         removed = Outbox(runtime.store).unsubscribe(subscription)
     if not removed:
@@ -130,6 +140,8 @@ def events(
     output: FormatOption = OutputFormat.text,
 ) -> None:
     """Show a tenant's trigger events, oldest first; pass the printed cursor back with --after."""
+    from miniapp_sync.views import queries
+
     with open_runtime(store) as runtime:
         page = queries.events(runtime.store, tenant=tenant, ns=ns, after=after, limit=limit)
     if output is OutputFormat.json:
@@ -155,6 +167,11 @@ def inbox(
     output: FormatOption = OutputFormat.text,
 ) -> None:
     """List received webhook deliveries and what became of them, oldest first (bodies are not shown)."""
+    from rich.text import Text
+
+    from miniapp_sync.views import queries
+    from miniapp_sync.views.queries import INBOX_STATES
+
     if status is not None and status not in INBOX_STATES:
         raise typer.BadParameter(f"expected one of {', '.join(INBOX_STATES)}", param_hint="--status")
     chosen: InboxStatus | None = status  # type: ignore[assignment]  # checked just above
@@ -196,6 +213,8 @@ def list_dead_letters(
     output: FormatOption = OutputFormat.text,
 ) -> None:
     """List dead letters, oldest first (the order to replay them in)."""
+    from miniapp_sync.views import queries
+
     if kind not in (None, "record", "webhook"):
         raise typer.BadParameter("expected record or webhook", param_hint="--kind")
     chosen: DeadLetterKind | None = kind  # type: ignore[assignment]  # checked just above
@@ -221,6 +240,8 @@ def show_dead_letter(
     output: FormatOption = OutputFormat.json,  # a payload reads best as JSON, so both formats print it
 ) -> None:
     """Show one dead letter: the reason and the payload that failed (as JSON)."""
+    from miniapp_sync.views import queries
+
     with open_runtime(store) as runtime:
         shown = queries.dead_letter(runtime, id)
     if shown is None:
@@ -239,6 +260,10 @@ def replay_dead_letter(
     output: FormatOption = OutputFormat.text,
 ) -> int:
     """Run a dead letter again through the current definition (exit 1 when it fails again)."""
+    from miniapp_sync.runtime import load_miniapp
+    from miniapp_sync.views import ReplayView, timestamp
+    from miniapp_sync.webhooks.replay import replay
+
     miniapp = load_miniapp(definition, registry(functions))
     with open_runtime(store) as runtime:
         letter = _letter(runtime, id)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from miniapp_sync.definition.compatibility import Profile
-from miniapp_sync.definition.fragments import place
-from miniapp_sync.definition.lint import Vocabulary, lint
-from miniapp_sync.definition.loader import Source, load_file, parse_text
-from miniapp_sync.definition.model import Definition
 from miniapp_sync.errors import DefinitionInvalid, Finding
+
+if TYPE_CHECKING:
+    from miniapp_sync.definition.lint import Vocabulary
+    from miniapp_sync.definition.loader import Source
+    from miniapp_sync.definition.model import Definition
 
 __all__ = [
     "Definition",
@@ -53,6 +55,10 @@ def inspect_definition(
     profile: Profile = Profile.default,
 ) -> LoadedDefinition:
     """Load and validate a definition, returning every finding; raise only when the text does not parse."""
+    from miniapp_sync.definition.fragments import place
+    from miniapp_sync.definition.lint import lint
+    from miniapp_sync.definition.loader import load_file, parse_text
+
     document, source = load_file(path) if path is not None else parse_text(text or "", filename)
     document, source, placed = place(document, source)
     definition, findings = lint(document, locate=source.locate, vocabulary=vocabulary, profile=profile)
@@ -71,3 +77,20 @@ def load_definition(
     if not loaded.valid or loaded.definition is None:
         raise DefinitionInvalid(loaded.findings, filename=loaded.source.filename)
     return loaded.definition
+
+
+# The CLI names Profile in its options; the model (pydantic), the loaders and lint load when a
+# definition is first read, or one of these names first used.
+_LAZY = {
+    "Definition": "miniapp_sync.definition.model",
+    "Source": "miniapp_sync.definition.loader",
+    "Vocabulary": "miniapp_sync.definition.lint",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'miniapp_sync.definition' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # resolved once; later look-ups do not come here
+    return value

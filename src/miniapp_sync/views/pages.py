@@ -15,6 +15,10 @@ from typing import Final, Generic, TypeVar
 T = TypeVar("T")
 
 MAX_LIMIT: Final = 1000
+# Trigger events are pulled after an id (``after``), not by cursor; they live here, beside the
+# other bounds, so the CLI can name them in its options without loading the store.
+MAX_EVENTS: Final = 1000  # events per pull
+MAX_EVENT_ID: Final = 2**53 - 1  # an event cursor is an id: what JSON and every database here hold exactly
 CURSOR_PATTERN: Final = "^c[0-9a-z]{1,11}$"  # "c" and a base-36 position: 11 digits stay within 64 bits
 _DIGITS: Final = "0123456789abcdefghijklmnopqrstuvwxyz"
 

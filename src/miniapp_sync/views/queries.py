@@ -16,11 +16,11 @@ from miniapp_sync.views.models import (
     SubscriptionView,
     TriggerEventView,
 )
+from miniapp_sync.views.pages import MAX_EVENT_ID as MAX_EVENT_ID  # re-exported: the API names them from here
+from miniapp_sync.views.pages import MAX_EVENTS as MAX_EVENTS
 from miniapp_sync.views.pages import Page, Window
 
 INBOX_STATES: Final[tuple[str, ...]] = get_args(InboxStatus)
-MAX_EVENTS: Final = 1000  # events per pull
-MAX_EVENT_ID: Final = 2**53 - 1  # an event cursor is an id: what JSON and every database here hold exactly
 
 
 def installations(store: Store, window: Window, *, ns: str | None = None) -> Page[InstallationView]:

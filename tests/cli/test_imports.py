@@ -1,0 +1,54 @@
+"""Start-up: a command imports only what it uses (checked in ``sys.modules``, never timed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "salla" / "definition.json5"
+
+# The heavy libraries, each used by some commands only.
+STORE = {"sqlalchemy", "alembic", "psycopg"}
+QUEUE = {"procrastinate"}
+NETWORK = {"aiohttp"}
+SERVER = {"uvicorn", "starlette"}
+MODELS = {"pydantic", "jsonpath", "rich.table", "rich.progress"}
+
+
+def imported_by(*args: str) -> set[str]:
+    """Run the CLI with ``args`` in a fresh interpreter and return the top-level modules it imported."""
+    script = (
+        "import sys\n"
+        "from miniapp_sync.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "print('\\n'.join(sys.modules), file=sys.stderr)\n"
+        "raise SystemExit(code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return set(done.stderr.splitlines())
+
+
+def test_importing_the_cli_loads_no_store_queue_network_or_server_library() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, miniapp_sync.cli; print('\\n'.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.splitlines())
+    assert not loaded & (STORE | QUEUE | NETWORK | SERVER | MODELS)
+
+
+def test_help_loads_no_store_queue_network_or_server_library() -> None:
+    loaded = imported_by("--help")
+    assert not loaded & (STORE | QUEUE | NETWORK | SERVER | MODELS)
+
+
+def test_validate_loads_the_definition_model_but_no_store_network_or_server() -> None:
+    loaded = imported_by("validate", str(EXAMPLE))
+    assert "pydantic" in loaded  # it did validate
+    assert not loaded & (STORE | QUEUE | NETWORK | SERVER)
