@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
@@ -14,7 +17,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from miniapp_sync.errors import StoreError
 from miniapp_sync.store import Store
-from miniapp_sync.store.database import MIGRATIONS
+from miniapp_sync.store.database import MIGRATIONS, head_revision
 from miniapp_sync.store.tables import VERSION_TABLE, metadata
 
 
@@ -37,10 +40,14 @@ def test_migrations_apply_on_an_empty_database_and_are_idempotent(empty_url: str
     assert _table_names(empty_url) == {t.name for t in metadata.sorted_tables} | {VERSION_TABLE}
 
 
-def _head() -> str | None:
+def _config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(config).get_current_head()
+    return config
+
+
+def _head() -> str | None:
+    return ScriptDirectory.from_config(_config()).get_current_head()
 
 
 def _declared(obj: Any, name: str | None, kind: str, reflected: bool, compare_to: Any) -> bool:
@@ -78,3 +85,43 @@ def test_a_database_from_a_newer_release_is_refused_with_a_hint(tmp_path: Path) 
     engine.dispose()
     with pytest.raises(StoreError, match="migrated by a newer miniapp-sync"):
         Store.open(path)
+
+
+def test_head_read_from_the_migration_files_is_alembics_head() -> None:
+    assert head_revision() == _head()
+
+
+def test_head_is_uncertain_when_a_migration_file_states_its_revision_differently(tmp_path: Path) -> None:
+    for source in (MIGRATIONS / "versions").glob("*.py"):
+        (tmp_path / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    assert head_revision(tmp_path) == _head()
+    (tmp_path / "9999_odd.py").write_text(f"revision = make_revision()\ndown_revision = {_head()!r}\n")
+    assert head_revision(tmp_path) is None  # Alembic decides, as before
+
+
+def test_opening_a_current_store_does_not_import_alembic(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    Store.open(path).close()
+    script = (
+        "import sys; from miniapp_sync.store import Store; Store.open(sys.argv[1]).close(); "
+        "print('alembic' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_a_store_one_migration_behind_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    head = _head()
+    assert head is not None
+    previous = ScriptDirectory.from_config(_config()).get_revision(head).down_revision
+    assert isinstance(previous, str)
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        config = _config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, previous)
+    engine.dispose()
+    with Store.open(path) as store, store.database.read("read the version") as conn:
+        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == head

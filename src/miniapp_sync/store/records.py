@@ -44,7 +44,6 @@ from sqlalchemy.sql.dml import Insert
 
 from miniapp_sync.errors import StoreError, preview
 from miniapp_sync.store.model import RECORD_SOURCES, RecordSource, RecordWrite, StoredRecord, WriteResult
-from miniapp_sync.store.pg_copy import copy_upsert
 from miniapp_sync.store.tables import checkpoints, records
 
 _CHUNK: Final = 500  # codes per lookup, a bounded statement whatever the batch size
@@ -304,6 +303,8 @@ def _postgres_upsert_records(conn: Connection, plan: _Plan) -> None:
     if len(rows) < _COPY_ROWS:
         conn.execute(_record_upsert(conn.dialect.name), rows)
         return
+    from miniapp_sync.store.pg_copy import copy_upsert  # psycopg: only PostgreSQL stores pay its import
+
     for row in rows:
         row["data"] = plan.texts[row["code"]]  # the canonical JSON, as on SQLite: encoded once
     copy_upsert(conn, _record_upsert(conn.dialect.name), map(itemgetter(*_COLUMNS), rows))
