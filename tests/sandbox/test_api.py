@@ -52,6 +52,15 @@ async def test_per_page_is_capped_at_per_page_max(get_json: GetJson) -> None:
     assert body["pagination"]["totalPages"] == 3
 
 
+async def test_full_lists_answer_whole_orders_with_their_line_items(get_json: GetJson) -> None:
+    config = SandboxConfig(products=10, customers=3, orders=5, carts=0, full_lists=True)
+    async with Sandbox(config) as sandbox:
+        _, body = await get_json(sandbox.api_url + "/orders", params={"per_page": "5"})
+        _, detail = await get_json(sandbox.api_url + f"/orders/{body['data'][0]['id']}")
+    assert body["data"][0] == detail["data"]
+    assert all(order["items"] and "amounts" in order["items"][0] for order in body["data"])
+
+
 @pytest.mark.parametrize("resource", list(PATHS))
 @pytest.mark.parametrize("per_page", [1, 7, 60])
 async def test_following_next_links_lists_every_record_exactly_once_by_ascending_id(

@@ -17,6 +17,9 @@ class SandboxConfig:
     latency: float = 0.0  # seconds added to every API response (real time)
     rate_limit: float | None = None  # requests per second per access token; None: unlimited
     per_page_max: int = 60
+    # List endpoints answer whole records, as Shopify's and WooCommerce's do (orders with their
+    # line items and amounts), instead of Salla's summaries; the benchmarks' nested-records case.
+    full_lists: bool = False
     access_token: str = "sandbox-access-token"
     refresh_token: str = "sandbox-refresh-token"
     client_id: str = "sandbox-client"

@@ -300,7 +300,8 @@ class Sandbox:
                 items = records[found.start : found.stop]
             block = found.block(link)
             block["count"] = len(items)
-            body = {"status": 200, "success": True, "data": [localize(list_view(resource, r), language) for r in items]}
+            shown = items if self.config.full_lists else [list_view(resource, r) for r in items]
+            body = {"status": 200, "success": True, "data": [localize(r, language) for r in shown]}
             payload = orjson.dumps(body | {"pagination": block})
         return web.Response(body=payload, content_type="application/json")
 
