@@ -52,3 +52,6 @@ def test_validate_loads_the_definition_model_but_no_store_network_or_server() ->
     loaded = imported_by("validate", str(EXAMPLE))
     assert "pydantic" in loaded  # it did validate
     assert not loaded & (STORE | QUEUE | NETWORK | SERVER)
+    # The example's JSONPaths are all plain ($.data.id): the JSONPath library is not needed, nor
+    # croniter without a schedule.
+    assert not loaded & {"jsonpath", "croniter"}

@@ -20,16 +20,13 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
-
-import jsonpath
-from jsonpath.lex import Lexer
-from jsonpath.segments import JSONPathChildSegment
-from jsonpath.selectors import IndexSelector, NameSelector
-from jsonpath.token import Token
+from typing import TYPE_CHECKING, Any, Final
 
 from miniapp_sync.definition.rules import MISSING
 from miniapp_sync.errors import MappingError, PathSyntaxError
+
+if TYPE_CHECKING:
+    import jsonpath
 
 __all__ = ["CompiledPath", "Getter", "check_path", "compile_path"]
 
@@ -40,6 +37,11 @@ Key = str | int
 _MAX_INDEX: Final = 2**53 - 1
 _INDEX_TEXT: Final = re.compile(r"-?[0-9]+")
 _BLANK: Final = " \t\n\r"  # RFC 9535 "B": the only whitespace a query may contain
+# The plainest JSONPath shapes, ``$.data.id`` and ``$.items[0]`` (ASCII shorthand names, RFC 9535
+# integers), are read here; python-jsonpath (~50 ms of imports) parses everything else. The
+# compliance suite runs through compile_path, so both readings are checked against it.
+_PLAIN_JSONPATH: Final = re.compile(r"\$(?:\.[A-Za-z_][A-Za-z0-9_]*|\[(?:0|-?[1-9][0-9]{0,15})\])*")
+_PLAIN_STEP: Final = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(-?[0-9]+)\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,10 @@ def compile_path(path: str) -> CompiledPath:
     """Compile a dot path or an RFC 9535 JSONPath into a ``CompiledPath``."""
     # ' $.a' is a JSONPath with a stray blank (an error), not a dot path to the key ' $'.
     if path.lstrip(_BLANK).startswith("$"):
+        if _PLAIN_JSONPATH.fullmatch(path):
+            keys = tuple(name or int(index) for name, index in _PLAIN_STEP.findall(path))
+            if all(isinstance(key, str) or abs(key) <= _MAX_INDEX for key in keys):
+                return _singular(path, keys)
         return _compile_jsonpath(path)
     return _singular(path, _parse_dot_path(path))
 
@@ -217,30 +223,36 @@ def _parse_index(path: str, open_at: int) -> int:
 # --- JSONPath ------------------------------------------------------------------------------
 
 
-class _RFCLexer(Lexer):
-    """python-jsonpath's strict lexer with RFC 9535's member-name-shorthand.
+@functools.cache
+def _environment() -> Any:
+    """Return python-jsonpath's strict environment with RFC 9535's member-name-shorthand (imported on first use)."""
+    import jsonpath
+    from jsonpath.lex import Lexer
 
-    The stock pattern also takes '-' (so strict mode accepts ``$.first-name``, which RFC 9535
-    rejects) and stops at U+FFFF (so it rejects ``$.😀``, which RFC 9535 accepts). Surrogate
-    code points are excluded as the RFC excludes them. This is the customisation point the
-    library documents (``lexer_class``), so parsing stays entirely the library's.
-    """
+    class _RFCLexer(Lexer):
+        """python-jsonpath's strict lexer with RFC 9535's member-name-shorthand.
 
-    key_pattern = r"[a-zA-Z_\u0080-\ud7ff\ue000-\U0010ffff][a-zA-Z0-9_\u0080-\ud7ff\ue000-\U0010ffff]*"
+        The stock pattern also takes '-' (so strict mode accepts ``$.first-name``, which RFC 9535
+        rejects) and stops at U+FFFF (so it rejects ``$.😀``, which RFC 9535 accepts). Surrogate
+        code points are excluded as the RFC excludes them. This is the customisation point the
+        library documents (``lexer_class``), so parsing stays entirely the library's.
+        """
 
+        key_pattern = r"[a-zA-Z_\u0080-\ud7ff\ue000-\U0010ffff][a-zA-Z0-9_\u0080-\ud7ff\ue000-\U0010ffff]*"
 
-class _RFCEnvironment(jsonpath.JSONPathEnvironment):
-    lexer_class = _RFCLexer
+    class _RFCEnvironment(jsonpath.JSONPathEnvironment):
+        lexer_class = _RFCLexer
 
-
-_ENV: Final = _RFCEnvironment(strict=True)
+    return _RFCEnvironment(strict=True)
 
 
 def _compile_jsonpath(path: str) -> CompiledPath:
+    import jsonpath
+
     if path[0] in _BLANK:
         raise PathSyntaxError(path, "whitespace before '$'", 0)
     try:
-        compiled = _ENV.compile(path)
+        compiled = _environment().compile(path)
     except jsonpath.JSONPathError as exc:
         raise _syntax_error(path, exc) from exc
     keys = _singular_keys(compiled)
@@ -271,6 +283,10 @@ def _singular_keys(compiled: Any) -> tuple[Key, ...] | None:
     Read from the library's parse, so quoted names arrive with escapes already decoded by a
     parser that passes the whole compliance suite; we never re-parse JSONPath text.
     """
+    import jsonpath
+    from jsonpath.segments import JSONPathChildSegment
+    from jsonpath.selectors import IndexSelector, NameSelector
+
     if type(compiled) is not jsonpath.JSONPath or compiled.pseudo_root:
         return None
     keys: list[Key] = []
@@ -292,6 +308,8 @@ def _reason(exc: jsonpath.JSONPathError) -> str:
 
 
 def _syntax_error(path: str, exc: jsonpath.JSONPathError) -> PathSyntaxError:
+    from jsonpath.token import Token
+
     token = exc.token
     if token is None:
         # A few type errors pass their token positionally instead of as ``token=``.

@@ -1,0 +1,299 @@
+"""Benchmark: start-up of whole ``miniapp-sync`` processes, as a user runs them.
+
+Setup: the bundled sandbox serves 2,000 products (100 a page, no latency, no rate limit) from a
+child process started beforehand; it notes the monotonic time of the first API request, which
+on Linux is one clock for every process. A tenant is installed once into a store in a temporary
+folder (``MINIAPP_SYNC_SECRET_KEY`` set), and each sync runs on a fresh copy of that folder.
+The definition is examples/salla's with products at page size 100, no details, and a rate
+budget that never binds. Timed, interleaved, ``--repeat`` times (best and median printed):
+
+- ``python -c pass``: the interpreter's own start-up, the floor every figure is compared with;
+- ``miniapp-sync --help`` (target ≤ 0.25 s wall);
+- ``miniapp-sync validate examples/salla/definition.json5`` (target ≤ 0.5 s wall);
+- ``miniapp-sync sync … --resource products`` of 2,000 products: wall time, and its start-up,
+  from process start to the sandbox's first API request (target ≤ 0.4 s).
+
+``python -X importtime -c 'import miniapp_sync.cli'`` says what the imports cost, and
+``--profile`` runs one sync under cProfile and prints what its start-up is made of.
+
+Run: ``.venv/bin/python bench/startup.py [--repeat 7] [--profile]`` (about half a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "salla" / "definition.json5"
+KEY = "bench-key-not-a-secret"
+PAGE_SIZE = 100
+
+
+# ----------------------------------------------------------------------------- the sandbox child
+
+
+@dataclass
+class Provider:
+    """A sandbox in a child process: its URL, and a line protocol on its stdin (reset, stats)."""
+
+    base_url: str
+    child: subprocess.Popen[str]
+
+    def ask(self, command: str) -> Any:
+        """Send one command; return the child's JSON answer."""
+        assert self.child.stdin is not None
+        assert self.child.stdout is not None
+        self.child.stdin.write(command + "\n")
+        self.child.stdin.flush()
+        return json.loads(self.child.stdout.readline())
+
+    def reset(self) -> None:
+        """Forget the requests counted so far."""
+        self.ask("reset")
+
+    def stats(self) -> dict[str, Any]:
+        """Return requests, responses by status, the first API request's monotonic time, the busiest second."""
+        answer: dict[str, Any] = self.ask("stats")
+        return answer
+
+
+@contextlib.contextmanager
+def provider(**config: Any) -> Iterator[Provider]:
+    """Serve a sandbox with these SandboxConfig fields from a child process until the block ends."""
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", json.dumps(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdin is not None
+    try:
+        base_url = child.stdout.readline().strip()
+        if not base_url:
+            raise RuntimeError("the sandbox child did not start")
+        yield Provider(base_url, child)
+    finally:
+        with contextlib.suppress(OSError):
+            child.stdin.close()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def serve_child(raw: str) -> None:
+    """The sandbox child: print the base URL, then answer commands on stdin until it closes."""
+    from miniapp_sync.clock import SystemClock
+    from miniapp_sync.sandbox import Sandbox, SandboxConfig
+
+    async def main() -> None:
+        sandbox = Sandbox(SandboxConfig(**json.loads(raw)), clock=SystemClock())
+        print(await sandbox.start(), flush=True)
+        while command := (await asyncio.to_thread(sys.stdin.readline)).strip():
+            stats = sandbox.stats
+            if command == "reset":
+                stats.reset()
+                answer: Any = True
+            else:
+                answer = {
+                    "requests": stats.requests,
+                    "apiRequests": len(stats.timeline),
+                    "responses": {str(k): v for k, v in stats.responses.items()},
+                    "first": stats.timeline[0] if stats.timeline else None,
+                    "maxPerSecond": stats.max_per_second,
+                }
+            print(json.dumps(answer), flush=True)
+        await sandbox.stop()
+
+    asyncio.run(main())
+    os._exit(0)  # freeing the generated records one by one takes longer than the run
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def command() -> list[str]:
+    """Return how to start ``miniapp-sync``: the console script beside this interpreter, as users do."""
+    script = Path(sys.executable).with_name("miniapp-sync")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "miniapp_sync"]
+
+
+@dataclass(frozen=True)
+class Ran:
+    """One process: wall seconds from spawn to exit, and when it started (monotonic)."""
+
+    started: float
+    seconds: float
+
+
+def run(args: Sequence[str], env: dict[str, str] | None = None, *, check: bool = True) -> Ran:
+    """Run a process to its end, output discarded; return its timing."""
+    started = time.monotonic()
+    done = subprocess.run(list(args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seconds = time.monotonic() - started
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited {done.returncode}: {done.stderr.strip()[-2000:]}")
+    return Ran(started, seconds)
+
+
+def derived_definition(folder: Path, *, resources: dict[str, dict[str, Any]], rate: float) -> Path:
+    """Write the example definition with each named resource changed as given; return the file."""
+    from miniapp_sync.definition.loader import load_file
+
+    document, _ = load_file(EXAMPLE)
+    document["sync"]["syncConfiguration"]["rateLimitPerSecond"] = rate
+    for name, changes in resources.items():
+        resource = document["sync"]["resources"][name]
+        resource["pagination"] = {**resource["pagination"], "defaultLimit": PAGE_SIZE, "maxLimit": PAGE_SIZE}
+        resource.update(changes)
+    path = folder / "definition.json"
+    path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A store folder with one installed tenant, and how to run commands against it."""
+
+    folder: Path
+    definition: Path
+    rewrites: tuple[str, ...]
+
+    def env(self, folder: Path | None = None) -> dict[str, str]:
+        store = (folder or self.folder) / "store.sqlite"
+        return {**os.environ, "MINIAPP_SYNC_SECRET_KEY": KEY, "MINIAPP_SYNC_STORE": str(store)}
+
+    def sync_args(self, resource: str) -> list[str]:
+        return [*command(), "sync", str(self.definition), "--tenant", "bench", "--resource", resource, *self.rewrites]
+
+    @contextlib.contextmanager
+    def fresh_copy(self) -> Iterator[Path]:
+        """Yield a copy of the installed store's folder (so every sync starts from the same empty store)."""
+        with tempfile.TemporaryDirectory() as scratch:
+            copy = Path(scratch) / "store"
+            shutil.copytree(self.folder, copy)
+            yield copy
+
+
+def install(folder: Path, serving: Provider, definition: Path) -> Tenant:
+    """Install the tenant ``bench`` with the sandbox's access token (not timed)."""
+    store = folder / "store"
+    store.mkdir()
+    rewrites = ("--rewrite", f"https://api.salla.dev={serving.base_url}")
+    rewrites += ("--rewrite", f"https://accounts.salla.sa={serving.base_url}")
+    tenant = Tenant(store, definition, rewrites)
+    args = [*command(), "install", str(definition), "--tenant", "bench"]
+    credentials = [
+        "--credential",
+        "accessToken=sandbox-access-token",
+        "--credential",
+        "refreshToken=sandbox-refresh-token",
+    ]
+    run([*args, *credentials, *rewrites], tenant.env())
+    return tenant
+
+
+def timed_sync(tenant: Tenant, serving: Provider, resource: str, records: int) -> tuple[Ran, float]:
+    """Run one whole ``sync`` process on a fresh store; return its timing and its start-up (to the first request)."""
+    with tenant.fresh_copy() as copy:
+        serving.reset()
+        ran = run(tenant.sync_args(resource), tenant.env(copy))
+        stats = serving.stats()
+        counted = _count(copy, resource)
+    if counted != records:
+        raise RuntimeError(f"the sync stored {counted} {resource}, expected {records}")
+    if stats["first"] is None:
+        raise RuntimeError("the sync made no API request")
+    return ran, stats["first"] - ran.started
+
+
+def _count(folder: Path, resource: str) -> int:
+    import sqlite3
+
+    content_type = {"products": "core:product", "orders": "ecommerce:orders"}[resource]
+    with contextlib.closing(sqlite3.connect(folder / "store.sqlite")) as db:
+        row = db.execute("SELECT count(*) FROM records WHERE content_type = ?", (content_type,)).fetchone()
+    return int(row[0])
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def summary(values: list[float]) -> str:
+    """Best and median, in seconds."""
+    return f"best {min(values):6.3f} s   median {statistics.median(values):6.3f} s"
+
+
+def verdict(value: float, target: float) -> str:
+    """Say whether a figure (best of the runs) meets its target."""
+    return f"target ≤ {target:.2f} s: {'met' if value <= target else 'NOT met'}"
+
+
+def profile_sync(tenant: Tenant, serving: Provider, resource: str) -> None:
+    """Run one sync under cProfile and print the functions that take the most cumulative time."""
+    with tenant.fresh_copy() as copy, tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "sync.prof"
+        args = tenant.sync_args(resource)
+        run([sys.executable, "-m", "cProfile", "-o", str(out), *args], tenant.env(copy))
+        import pstats
+
+        print(f"\ncProfile of one sync ({' '.join(Path(a).name if '/' in a else a for a in args[:3])} …):")
+        pstats.Stats(str(out)).sort_stats("cumulative").print_stats(25)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7, help="runs of each process (best and median are printed)")
+    parser.add_argument("--records", type=int, default=2_000, help="products synced")
+    parser.add_argument("--profile", action="store_true", help="also profile one sync with cProfile")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve_child(args.serve)
+        return
+    n = args.records
+    figures: dict[str, list[float]] = {"pass": [], "help": [], "validate": [], "sync": [], "startup": []}
+    with tempfile.TemporaryDirectory() as scratch, provider(products=n, per_page_max=PAGE_SIZE) as serving:
+        folder = Path(scratch)
+        definition = derived_definition(folder, resources={"products": {"expandDetails": False}}, rate=100_000)
+        tenant = install(folder, serving, definition)
+        for _ in range(args.repeat):  # interleaved: a burst of load elsewhere hits every figure alike
+            figures["pass"].append(run([sys.executable, "-c", "pass"]).seconds)
+            figures["help"].append(run([*command(), "--help"]).seconds)
+            figures["validate"].append(run([*command(), "validate", str(EXAMPLE)]).seconds)
+            ran, startup = timed_sync(tenant, serving, "products", n)
+            figures["sync"].append(ran.seconds)
+            figures["startup"].append(startup)
+        if args.profile:
+            profile_sync(tenant, serving, "products")
+    floor = min(figures["pass"])
+    print(f"Whole processes, {args.repeat} runs each (interleaved); floor = python -c pass")
+    print(f"python -c pass:                 {summary(figures['pass'])}")
+    for key, label, target in (
+        ("help", "miniapp-sync --help:", 0.25),
+        ("validate", "validate (the example):", 0.50),
+        ("startup", f"sync of {n:,}: start-up:", 0.40),
+    ):
+        best = min(figures[key])
+        print(f"{label:<32}{summary(figures[key])}   {best / floor:5.1f}× floor   {verdict(best, target)}")
+    print(f"sync of {n:,}: whole process:  {summary(figures['sync'])}   {min(figures['sync']) / floor:5.1f}× floor")
+    print(json.dumps({k: [round(v, 4) for v in vs] for k, vs in figures.items()}), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
