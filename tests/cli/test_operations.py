@@ -110,6 +110,31 @@ def test_a_failed_resource_exits_1_and_says_why(cli: object, sandbox: tuple[Sand
     assert "expected JSON" in out
 
 
+def test_sync_max_in_flight_caps_detail_requests_and_is_checked(
+    cli: object, sandbox: tuple[Sandbox, str], example: str
+) -> None:
+    run = cli
+    assert run("install", example, "--tenant", "acme", "--credential", f"accessToken={TOKEN}", rewrite=True)[0] == 0  # type: ignore[operator]
+    code, _, err = run("sync", example, "--tenant", "acme", "--max-in-flight", "0", rewrite=True)  # type: ignore[operator]
+    assert code == 2
+    assert "--max-in-flight" in err
+    code, out, _ = run(  # type: ignore[operator]
+        "sync",
+        example,
+        "--tenant",
+        "acme",
+        "--resource",
+        "orders",
+        "--max-in-flight",
+        "1",
+        "--format",
+        "json",
+        rewrite=True,
+    )
+    assert code == 0
+    assert json.loads(out)["resources"]["orders"]["created"] == 12
+
+
 def test_sync_of_an_unknown_tenant_is_a_clear_error(cli: object, example: str) -> None:
     credentials = ["--credential", f"accessToken={TOKEN}"]
     assert cli("install", example, "--tenant", "acme", *credentials, rewrite=True)[0] == 0  # type: ignore[operator]

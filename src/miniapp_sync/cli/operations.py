@@ -282,6 +282,13 @@ def sync(
     enqueue: Annotated[
         bool, typer.Option("--enqueue", help="Queue it for the workers instead (PostgreSQL): one job per resource.")
     ] = False,
+    max_in_flight: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Detail requests in flight at most; below it, as many as fill rateLimitPerSecond (default 64).",
+        ),
+    ] = None,
 ) -> int:
     """Run a bulk sync of a tenant's installation now (exit 1 when a resource failed), or queue it."""
     from miniapp_sync.runtime import load_miniapp
@@ -298,8 +305,11 @@ def sync(
         installation = runtime.installations.find(tenant, miniapp.ns)
         bars = _Bars(enabled=output is OutputFormat.text)
         with bars.progress:
+            cap = {} if max_in_flight is None else {"max_in_flight": max_in_flight}
             report = asyncio.run(
-                runtime.engine.run(miniapp.definition, miniapp.plan, installation, resources=resource, progress=bars)
+                runtime.engine.run(
+                    miniapp.definition, miniapp.plan, installation, resources=resource, progress=bars, **cap
+                )
             )
     if output is OutputFormat.json:
         print_json(report.as_dict())

@@ -130,6 +130,8 @@ class ProviderClient:
         self.retries = 0
         self.throttled = 0
         self.unauthorized_refreshes = 0
+        # Seconds a request takes once the budget granted it (moving average; None before the first answer).
+        self.latency: float | None = None
         # Case-insensitive, so a refreshed "authorization" replaces "Authorization" instead of joining it.
         self._headers: CIMultiDict[str] = CIMultiDict({"Accept": "application/json"})
         self._headers.update({k: str(v) for k, v in headers.items()})
@@ -219,8 +221,10 @@ class ProviderClient:
             attempts += 1
             self.requests += 1
             generation, headers = self._auth_generation, CIMultiDict(self._headers)
+            sent = self.clock.monotonic()
             try:
                 status, answer_headers, body, final_url, content_type = await self._send(call, headers)
+                self._observe(self.clock.monotonic() - sent)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 failures += 1
                 if refused(exc):  # the guard's answer will not change on a retry
@@ -246,6 +250,11 @@ class ProviderClient:
                 await self._back_off(failures, answer_headers, throttled=status == 429)
                 continue
             raise call.http_error(status, self.redactor.body(body), attempts)
+
+    def _observe(self, seconds: float) -> None:
+        # A fifth of each new answer: follows a provider that slows down within a few requests,
+        # and one slow answer moves it by a fifth only.
+        self.latency = seconds if self.latency is None else self.latency + 0.2 * (seconds - self.latency)
 
     async def _send(self, call: _Call, headers: CIMultiDict[str]) -> tuple[int, CIMultiDictProxy[str], bytes, str, str]:
         if call.guarded:

@@ -10,9 +10,11 @@ dead-letter: one bad record never stops the run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import math
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from miniapp_sync.definition.model import Resource
@@ -20,9 +22,13 @@ from miniapp_sync.definition.rules import MISSING
 from miniapp_sync.errors import ProviderError, preview
 from miniapp_sync.provider.client import ProviderClient
 from miniapp_sync.provider.errors import ProviderHTTPError, ResponseShapeError
+from miniapp_sync.provider.fanout import FanOut
 from miniapp_sync.provider.responses import ResponseReader, describe
 
-__all__ = ["DetailResult", "fetch_details"]
+if TYPE_CHECKING:
+    from miniapp_sync.provider.pagination import Page
+
+__all__ = ["DetailResult", "fetch_details", "with_details"]
 
 DetailStatus = Literal["ok", "not_found", "failed"]
 
@@ -49,9 +55,15 @@ async def fetch_details(
     records: Sequence[dict[str, Any]],
     *,
     concurrency: int = 1,
+    fan_out: FanOut | None = None,
     resource_key: str | None = None,
 ) -> list[DetailResult]:
-    """Return one result per list record, in input order, fetching up to ``concurrency`` details at once."""
+    """Return one result per list record, in input order.
+
+    Details are fetched ``concurrency`` at a time, or as many at a time as ``fan_out`` lets
+    through (shared by every page of a run: it follows the budget and the provider's latency).
+    """
+    gate = fan_out or FanOut(math.inf, lambda: 0.0, cap=max(1, concurrency))
     resource_key = resource_key or resource.name or "records"
     endpoint = resource.endpoints.details
     if endpoint is None:
@@ -99,12 +111,44 @@ async def fetch_details(
         return DetailResult(index, {**record, **detail}, "ok")
 
     async def worker() -> None:
-        # Workers share one iterator of indices: each record is fetched once, at most
-        # ``concurrency`` at a time, and all of them inside the installation's rate budget.
+        # Workers share one iterator of indices: each record is fetched once, as many at a time
+        # as the gate allows, and all of them inside the installation's rate budget.
         for index in todo:
-            results[index] = await fetch(index)
+            async with gate.slot():
+                results[index] = await fetch(index)
 
     async with asyncio.TaskGroup() as group:
-        for _ in range(min(max(1, concurrency), len(records))):
+        for _ in range(min(gate.cap, len(records))):
             group.create_task(worker())
     return [result for result in results if result is not None]
+
+
+async def with_details(
+    listing: AsyncIterator[Page],
+    client: ProviderClient,
+    resource: Resource,
+    *,
+    fan_out: FanOut,
+    resource_key: str,
+) -> AsyncGenerator[tuple[Page, list[DetailResult] | None], None]:
+    """Yield each page with its records' detail results, in page order.
+
+    The details of the next page are fetched while this page's last ones are still out (one
+    page ahead, through the same ``fan_out``), so the number in flight does not fall to the
+    stragglers of each page; the caller gets the pages in order all the same.
+    """
+    ahead: deque[tuple[Page, asyncio.Task[list[DetailResult]]]] = deque()
+    try:
+        async for page in listing:
+            fetching = fetch_details(client, resource, page.records, fan_out=fan_out, resource_key=resource_key)
+            ahead.append((page, asyncio.ensure_future(fetching)))
+            if len(ahead) > 1:
+                done, task = ahead.popleft()
+                yield done, await task
+        while ahead:
+            done, task = ahead.popleft()
+            yield done, await task
+    finally:
+        for _, task in ahead:
+            task.cancel()
+        await asyncio.gather(*(task for _, task in ahead), return_exceptions=True)

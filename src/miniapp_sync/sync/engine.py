@@ -1,10 +1,11 @@
 """Bulk runs: list → details → map → validate → batched upsert with the checkpoint → report.
 
 One run syncs one installation's enabled resources, one after another, under one rate budget
-(D5). Records are streamed: at most one batch being written, one being filled and one page are
-held in memory. The checkpoint of a page is written in the same transaction as the page's last
-records (D6), so a run killed at any moment resumes from the last committed page and converges
-on the records a clean run produces (writes are upserts by code, D20).
+(D5). Records are streamed: at most one batch being written, one being filled and one page (two
+with details: the next page's are fetched meanwhile) are held in memory. The checkpoint of a
+page is written in the same transaction as the page's last records (D6), so a run killed at
+any moment resumes from the last committed page and converges on the records a clean run
+produces (writes are upserts by code, D20).
 
 Batches are written one at a time and in order, so a checkpoint never commits before the pages
 it covers: in the event loop on SQLite, in a worker thread on PostgreSQL (see ``_Writer``).
@@ -18,7 +19,7 @@ import gc
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -32,14 +33,15 @@ from miniapp_sync.mapping.plan import MappingPlan, ResourcePlan
 from miniapp_sync.mapping.records import MappedRecord
 from miniapp_sync.network import written_origins
 from miniapp_sync.provider.client import ProviderClient
-from miniapp_sync.provider.pagination import fetch_details, pages
+from miniapp_sync.provider.details import DetailResult, with_details
+from miniapp_sync.provider.fanout import DEFAULT_MAX_IN_FLIGHT, FanOut
+from miniapp_sync.provider.pagination import Page, pages
 from miniapp_sync.provider.ratelimit import RateLimiter, limiter_for
 from miniapp_sync.provider.retry import RetryPolicy
 from miniapp_sync.store import Installation, RecordWrite, Run, RunStatus, Store, WriteResult
 from miniapp_sync.sync.resources import check_resource_names
 from miniapp_sync.templating import render_headers
 
-DETAIL_CONCURRENCY = 8
 PAGE_CONCURRENCY = 4
 # CPython collects its youngest generation every 700 net new container objects, and one decoded
 # page of 100 records is ~1,600 of them: a run collected in the middle of nearly every page and
@@ -135,8 +137,14 @@ class SyncEngine:
         resources: list[str] | None = None,
         progress: Progress | None = None,
         run: Run | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> RunReport:
-        """Sync the enabled resources (or those named) of one installation; never raise for a resource."""
+        """Sync the enabled resources (or those named) of one installation; never raise for a resource.
+
+        Detail requests in flight follow the budget and the provider's latency, up to ``max_in_flight``.
+        """
+        if max_in_flight < 1:
+            raise MiniAppSyncError(f"max_in_flight must be at least 1, not {max_in_flight}")
         sync = definition.sync
         if sync is None or not sync.resources:
             raise InstallationError(f"{definition.ns!r} has no sync.resources to run")
@@ -159,7 +167,14 @@ class SyncEngine:
                     started = time.perf_counter()
                     try:
                         await self._resource(
-                            definition, plan.resources[key], installation, run.id, session, resource_report, progress
+                            definition,
+                            plan.resources[key],
+                            installation,
+                            run.id,
+                            session,
+                            resource_report,
+                            progress,
+                            max_in_flight,
                         )
                     except MiniAppSyncError as exc:
                         resource_report.error = str(exc)
@@ -225,6 +240,7 @@ class SyncEngine:
         session: aiohttp.ClientSession,
         report: ResourceReport,
         progress: Progress | None,
+        max_in_flight: int,
     ) -> None:
         assert definition.sync is not None
         resource = definition.sync.resources[plan.key]
@@ -247,23 +263,30 @@ class SyncEngine:
         total: int | None = None
         mapper = plan.mapper
         cursor_field = resource.incremental.cursor_field if resource.incremental else None
-        with_details = resource.expand_details and resource.endpoints.details is not None
+        listing = pages(
+            client,
+            resource,
+            start=_paging_state(state),
+            params=params,
+            concurrency=PAGE_CONCURRENCY,
+            resource_key=plan.key,
+        )
+        stream: AsyncGenerator[tuple[Page, list[DetailResult] | None], None]
+        if resource.expand_details and resource.endpoints.details is not None:
+            rate = definition.sync.sync_configuration.rate_limit_per_second
+            fan_out = FanOut(rate, lambda: client.latency, cap=max_in_flight)
+            stream = with_details(listing, client, resource, fan_out=fan_out, resource_key=plan.key)
+        else:
+            stream = _without_details(listing)
         try:
-            async for page in pages(
-                client,
-                resource,
-                start=_paging_state(state),
-                params=params,
-                concurrency=PAGE_CONCURRENCY,
-                resource_key=plan.key,
-            ):
+            async for page, details in stream:
                 fetched_at = self.clock.now()
                 report.pages += 1
                 report.fetched += len(page.records)
                 total = page.total if page.total is not None else total
                 records = page.records
-                if with_details:
-                    records, failed = await self._details(client, resource, plan, installation, run_id, records, report)
+                if details is not None:
+                    records, failed = self._kept(details, plan, installation, run_id, report)
                     errors_seen |= failed
                 for record in records:
                     mapped = mapper(record)
@@ -286,6 +309,7 @@ class SyncEngine:
             done = {"done": True, **({"since": since} if since else {})}
             await writer.write(buffer, batch_size, done)
         finally:
+            await stream.aclose()  # stop the detail fetches still out
             await writer.wait()  # also when the walk failed: what is in flight still commits
             await client.close()  # the guarded session it may have opened (D31); the run's own stays
         if resource.detect_deletes and not errors_seen and not params:
@@ -295,22 +319,18 @@ class SyncEngine:
             )
         self._count(client, report)
 
-    async def _details(
+    def _kept(
         self,
-        client: ProviderClient,
-        resource: Resource,
+        details: list[DetailResult],
         plan: ResourcePlan,
         installation: Installation,
         run_id: str,
-        records: list[dict[str, Any]],
         report: ResourceReport,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """Enrich a page's records with their details; dead-letter those whose details failed (D9)."""
+        """Return a page's records enriched with their details; dead-letter those whose details failed (D9)."""
         kept: list[dict[str, Any]] = []
         failed = False
-        for result in await fetch_details(
-            client, resource, records, concurrency=DETAIL_CONCURRENCY, resource_key=plan.key
-        ):
+        for result in details:
             if result.error is not None:
                 self.store.add_dead_letter(
                     installation.id,
@@ -469,3 +489,10 @@ def _later(current: Any, candidate: Any) -> Any:
         return current
     text = str(candidate)
     return text if current is None or text > str(current) else current
+
+
+async def _without_details(
+    listing: AsyncIterator[Page],
+) -> AsyncGenerator[tuple[Page, list[DetailResult] | None], None]:
+    async for page in listing:
+        yield page, None
