@@ -291,6 +291,7 @@ def sync(
     ] = None,
 ) -> int:
     """Run a bulk sync of a tenant's installation now (exit 1 when a resource failed), or queue it."""
+    from miniapp_sync.provider.fanout import DEFAULT_MAX_IN_FLIGHT
     from miniapp_sync.runtime import load_miniapp
     from miniapp_sync.sync.resources import check_definition_resources
 
@@ -305,10 +306,14 @@ def sync(
         installation = runtime.installations.find(tenant, miniapp.ns)
         bars = _Bars(enabled=output is OutputFormat.text)
         with bars.progress:
-            cap = {} if max_in_flight is None else {"max_in_flight": max_in_flight}
             report = asyncio.run(
                 runtime.engine.run(
-                    miniapp.definition, miniapp.plan, installation, resources=resource, progress=bars, **cap
+                    miniapp.definition,
+                    miniapp.plan,
+                    installation,
+                    resources=resource,
+                    progress=bars,
+                    max_in_flight=max_in_flight or DEFAULT_MAX_IN_FLIGHT,
                 )
             )
     if output is OutputFormat.json:

@@ -144,6 +144,17 @@ class Mapper:
 
     def map_strict(self, record: Any) -> dict[str, Any]:
         """Map one record and return the data; raise MappingError when anything failed."""
+        # The line items of an order take this path one by one: skip building a MappedRecord
+        # when the straight-line function succeeds and nothing required is missing.
+        data: dict[str, Any] | None
+        try:
+            data = self._fast(record)
+        except Exception:
+            data = None
+        if data is not None and (
+            self.content_type is None or not missing_required(data, self.content_type, self._paths)
+        ):
+            return data
         result = self(record)
         if result.problems:
             raise MappingError("; ".join(p.render() for p in result.problems))
