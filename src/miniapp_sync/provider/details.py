@@ -28,7 +28,7 @@ from miniapp_sync.provider.responses import ResponseReader, describe
 if TYPE_CHECKING:
     from miniapp_sync.provider.pagination import Page
 
-__all__ = ["DetailResult", "fetch_details", "with_details"]
+__all__ = ["DetailResult", "fetch_details", "with_details", "without_details"]
 
 DetailStatus = Literal["ok", "not_found", "failed"]
 
@@ -152,3 +152,9 @@ async def with_details(
         for _, task in ahead:
             task.cancel()
         await asyncio.gather(*(task for _, task in ahead), return_exceptions=True)
+
+
+async def without_details(listing: AsyncIterator[Page]) -> AsyncGenerator[tuple[Page, list[DetailResult] | None], None]:
+    """Yield each page with None for its detail results: the same stream shape for a resource without details."""
+    async for page in listing:
+        yield page, None

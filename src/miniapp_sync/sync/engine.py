@@ -19,7 +19,7 @@ import gc
 import random
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -33,7 +33,7 @@ from miniapp_sync.mapping.plan import MappingPlan, ResourcePlan
 from miniapp_sync.mapping.records import MappedRecord
 from miniapp_sync.network import written_origins
 from miniapp_sync.provider.client import ProviderClient
-from miniapp_sync.provider.details import DetailResult, with_details
+from miniapp_sync.provider.details import DetailResult, with_details, without_details
 from miniapp_sync.provider.fanout import DEFAULT_MAX_IN_FLIGHT, FanOut
 from miniapp_sync.provider.pagination import Page, pages
 from miniapp_sync.provider.ratelimit import RateLimiter, limiter_for
@@ -277,7 +277,7 @@ class SyncEngine:
             fan_out = FanOut(rate, lambda: client.latency, cap=max_in_flight)
             stream = with_details(listing, client, resource, fan_out=fan_out, resource_key=plan.key)
         else:
-            stream = _without_details(listing)
+            stream = without_details(listing)
         try:
             async for page, details in stream:
                 fetched_at = self.clock.now()
@@ -489,10 +489,3 @@ def _later(current: Any, candidate: Any) -> Any:
         return current
     text = str(candidate)
     return text if current is None or text > str(current) else current
-
-
-async def _without_details(
-    listing: AsyncIterator[Page],
-) -> AsyncGenerator[tuple[Page, list[DetailResult] | None], None]:
-    async for page in listing:
-        yield page, None
