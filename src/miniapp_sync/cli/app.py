@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
-from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -91,7 +90,9 @@ def settings() -> Settings:
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"miniapp-sync {package_version('miniapp-sync')}")
+        from importlib.metadata import version  # ~15 ms of imports (email parsing): only for --version
+
+        typer.echo(f"miniapp-sync {version('miniapp-sync')}")
         raise typer.Exit()
 
 
