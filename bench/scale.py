@@ -42,7 +42,9 @@ from pathlib import Path
 from sqlalchemy import text
 
 from miniapp_sync.definition.loader import load_file
-from miniapp_sync.jobs import LocalQueue, ProcrastinateQueue, Work, upgrade_database
+from miniapp_sync.jobs import LocalQueue, Work
+from miniapp_sync.jobs.procrastinate_queue import ProcrastinateQueue
+from miniapp_sync.jobs.schema import upgrade_database
 from miniapp_sync.network import Rewrites
 from miniapp_sync.runtime import Runtime, load_miniapp
 from miniapp_sync.sandbox import Sandbox, SandboxConfig

@@ -295,3 +295,11 @@ def _check_origin(value: str, placeholder: str, where: str) -> None:
             f"{where}: the value of {placeholder} is the URL's origin; expected an http(s) URL such as "
             f"https://shop.example.com, found {preview(value)}"
         )
+
+
+def is_loopback_url(url: str) -> bool:
+    """Return whether ``url``'s host is this machine (localhost, 127.0.0.0/8, ::1)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    return _is_ip(host) and ipaddress.ip_address(host).is_loopback

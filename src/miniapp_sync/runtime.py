@@ -11,14 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from miniapp_sync.backend import Backend
 from miniapp_sync.clock import Clock, SystemClock
 from miniapp_sync.definition import Definition, load_definition
 from miniapp_sync.installations import Installations, Vault
 from miniapp_sync.mapping.functions import FunctionRegistry
 from miniapp_sync.mapping.plan import MappingPlan, compile_plan, vocabulary
 from miniapp_sync.network import Egress, Rewrites
-from miniapp_sync.provider.ratelimit import limiter_for
-from miniapp_sync.provider.shared_budget import shared_limiters
 from miniapp_sync.store import Store
 from miniapp_sync.sync.engine import SyncEngine
 
@@ -58,6 +57,7 @@ class Runtime:
     installations: Installations
     engine: SyncEngine
     clock: Clock
+    backend: Backend
     apps: dict[str, MiniApp] = field(default_factory=dict)
 
     @classmethod
@@ -83,9 +83,11 @@ class Runtime:
             egress=Egress(rewrites or Rewrites(), allow_private_network=allow_private_network),
             public_url=public_url,
         )
-        # On PostgreSQL several workers may sync one installation: its budget lives in the database (D34).
-        limiters = shared_limiters(store.database.engine) if store.dialect == "postgresql" else limiter_for
-        return cls(store, installations, SyncEngine(store, installations, clock=clock, limiters=limiters), clock)
+        backend = Backend.of(store)
+        engine = SyncEngine(
+            store, installations, clock=clock, limiters=backend.limiters, inline_writes=backend.inline_store_calls
+        )
+        return cls(store, installations, engine, clock, backend)
 
     def add(self, app: MiniApp) -> MiniApp:
         """Serve a MiniApp (keyed by its ns)."""

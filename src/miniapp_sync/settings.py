@@ -9,6 +9,7 @@ and keeps the rest. The file is ``--config-file PATH`` (an error when missing), 
     secret_key = "env:MINIAPP_KEY"        # env:NAME reads a variable: keep secrets out of the file
     admin_token = "env:ADMIN_TOKEN"
     public_url = "https://sync.example.com"
+    default_schedule = "6h"               # sync MiniApps without a schedule of their own this often
 
     [rewrites]                            # origin = origin
     "https://api.salla.dev" = "http://127.0.0.1:8765"
@@ -17,8 +18,8 @@ and keeps the rest. The file is ``--config-file PATH`` (an error when missing), 
     webhookSecret = "env:SALLA_WEBHOOK_SECRET"
 
 The variables: ``MINIAPP_SYNC_STORE``, ``MINIAPP_SYNC_SECRET_KEY``, ``MINIAPP_SYNC_ADMIN_TOKEN``,
-``MINIAPP_SYNC_PUBLIC_URL``, ``MINIAPP_SYNC_REWRITES`` (``FROM=TO`` pairs separated by spaces or
-commas), ``MINIAPP_SYNC_CONFIG__<ns>__<key>`` (one ``auth.config`` value) and
+``MINIAPP_SYNC_PUBLIC_URL``, ``MINIAPP_SYNC_DEFAULT_SCHEDULE``, ``MINIAPP_SYNC_REWRITES`` (``FROM=TO``
+pairs separated by spaces or commas), ``MINIAPP_SYNC_CONFIG__<ns>__<key>`` (one ``auth.config`` value) and
 ``MINIAPP_SYNC_CONFIG_FILE``. Bad input is a ``SettingsError`` that says where (``file:line``,
 the variable or the flag), what was expected and what was found; unknown keys in the file are
 errors, with a "did you mean".
@@ -47,6 +48,7 @@ KEY_VARIABLE = PREFIX + "SECRET_KEY"
 CONFIG_FILE_VARIABLE = PREFIX + "CONFIG_FILE"
 ADMIN_TOKEN_VARIABLE = PREFIX + "ADMIN_TOKEN"
 PUBLIC_URL_VARIABLE = PREFIX + "PUBLIC_URL"
+DEFAULT_SCHEDULE_VARIABLE = PREFIX + "DEFAULT_SCHEDULE"
 REWRITES_VARIABLE = PREFIX + "REWRITES"
 CONFIG_VARIABLE = PREFIX + "CONFIG__"  # + <ns>__<key>
 
@@ -55,6 +57,7 @@ _SCALARS = {
     "secret_key": KEY_VARIABLE,
     "admin_token": ADMIN_TOKEN_VARIABLE,
     "public_url": PUBLIC_URL_VARIABLE,
+    "default_schedule": DEFAULT_SCHEDULE_VARIABLE,
 }
 _SECRETS = frozenset({"secret_key", "admin_token"})  # never quoted back in an error
 _TOP_KEYS = (*_SCALARS, "rewrites", "miniapps")
@@ -72,6 +75,7 @@ class Settings:
     secret_key: str | None = None
     admin_token: str | None = None
     public_url: str | None = None
+    default_schedule: str | None = None  # serve/worker --default-schedule: 30m, 6h, 1d or cron
     rewrites: Mapping[str, str] = field(default_factory=dict)  # origin → origin
     config: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # ns → auth.config values
     config_flags: Mapping[str, str] = field(default_factory=dict)  # --config: every MiniApp of the command
@@ -84,12 +88,18 @@ class Settings:
         config: Iterable[str] | None = None,
         admin_token: str | None = None,
         public_url: str | None = None,
+        default_schedule: str | None = None,
         environ: Mapping[str, str],
     ) -> Settings:
         """Return these settings with a command's flags on top (flags win)."""
         changes: dict[str, Any] = {
             name: value
-            for name, value in (("store", store), ("admin_token", admin_token), ("public_url", public_url))
+            for name, value in (
+                ("store", store),
+                ("admin_token", admin_token),
+                ("public_url", public_url),
+                ("default_schedule", default_schedule),
+            )
             if value is not None
         }
         if rewrite:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from miniapp_sync.cli import main
 from miniapp_sync.definition.loader import load_file
@@ -64,7 +68,7 @@ def cli(
 def test_install_sync_and_look_at_the_results(cli: object, sandbox: tuple[Sandbox, str], example: str) -> None:
     run = cli  # type: ignore[assignment]
     credentials = ["--credential", f"accessToken={TOKEN}", "--credential", f"refreshToken={REFRESH}"]
-    code, out, _ = run("install", example, "--tenant", "acme", *credentials, rewrite=True)  # type: ignore[operator]
+    code, out, _ = run("install", example, "--tenant", "acme", *credentials, "--no-sync", rewrite=True)  # type: ignore[operator]
     assert code == 0, out
     assert "connected" in out
 
@@ -77,7 +81,9 @@ def test_install_sync_and_look_at_the_results(cli: object, sandbox: tuple[Sandbo
     assert code == 0
     report = json.loads(out)
     assert report["status"] == "succeeded"
-    assert report["resources"]["products"]["created"] == len(sandbox[0].data["products"])
+    runs = {run["resource"]: run for run in report["items"]}  # one job, one run, per enabled resource
+    assert runs["products"]["stats"]["products"]["created"] == len(sandbox[0].data["products"])
+    assert all(run["jobId"] and run["status"] == "succeeded" for run in runs.values())
 
     code, out, _ = run("sync", example, "--tenant", "acme", rewrite=True)  # type: ignore[operator]
     assert code == 0
@@ -85,7 +91,9 @@ def test_install_sync_and_look_at_the_results(cli: object, sandbox: tuple[Sandbo
     assert "unchanged" in out
 
     code, out, _ = run("runs", "--tenant", "acme", "--format", "json")  # type: ignore[operator]
-    assert [r["status"] for r in json.loads(out)["items"]] == ["succeeded", "succeeded"]
+    found = json.loads(out)["items"]
+    assert {r["status"] for r in found} == {"succeeded"}
+    assert len(found) == 2 * len(runs)
 
     code, out, _ = run("records", "--tenant", "acme", "--type", "core:product", "--limit", "5", "--format", "json")  # type: ignore[operator]
     listed = json.loads(out)
@@ -102,7 +110,7 @@ def test_install_sync_and_look_at_the_results(cli: object, sandbox: tuple[Sandbo
 def test_a_failed_resource_exits_1_and_says_why(cli: object, sandbox: tuple[Sandbox, str], example: str) -> None:
     run = cli  # type: ignore[assignment]
     credentials = ["--credential", f"accessToken={TOKEN}"]
-    assert run("install", example, "--tenant", "acme", *credentials, rewrite=True)[0] == 0  # type: ignore[operator]
+    assert run("install", example, "--tenant", "acme", *credentials, "--no-sync", rewrite=True)[0] == 0  # type: ignore[operator]
     sandbox[0].html_next(1, path_prefix="/customers")
     code, out, _ = run("sync", example, "--tenant", "acme", "--resource", "customers", rewrite=True)  # type: ignore[operator]
     assert code == 1
@@ -162,10 +170,122 @@ def test_an_unresolved_placeholder_shows_its_key_in_sync_and_runs(cli: object, t
     document["sync"]["headers"]["Store-Ref"] = "[[storeRef]]"
     definition = tmp_path / "app.json"
     definition.write_text(json.dumps(document))
-    credentials = ["--credential", f"accessToken={TOKEN}"]  # … but this install does not paste it
+    credentials = ["--credential", f"accessToken={TOKEN}", "--no-sync"]  # … but this install does not paste it
     assert run("install", str(definition), "--tenant", "acme", *credentials, rewrite=True)[0] == 0  # type: ignore[operator]
     code, out, err = run("sync", str(definition), "--tenant", "acme", "--resource", "products", rewrite=True)  # type: ignore[operator]
     assert code == 1
     assert "unresolved placeholder [[storeRef]]" in out + err  # not "placeholder []" (Rich markup)
     code, out, _ = run("runs", "--tenant", "acme")  # type: ignore[operator]
     assert "[[storeRef]]" in out
+
+
+def test_install_runs_the_initial_import_of_every_enabled_resource(
+    cli: object, sandbox: tuple[Sandbox, str], example: str
+) -> None:
+    run = cli  # type: ignore[assignment]
+    credentials = ["--credential", f"accessToken={TOKEN}"]
+    code, out, _ = run("install", example, "--tenant", "acme", *credentials, rewrite=True)  # type: ignore[operator]
+    assert code == 0, out
+    assert "installed salla for acme" in out
+    assert "Sync summary" in out  # the lifecycle: install → initial sync, with progress
+    code, out, _ = run("records", "--tenant", "acme", "--type", "core:product", "--limit", "1000", "--format", "json")  # type: ignore[operator]
+    assert len(json.loads(out)["items"]) == len(sandbox[0].data["products"])
+    code, out, _ = run("runs", "--tenant", "acme", "--format", "json")  # type: ignore[operator]
+    document, _ = load_file(SOURCE)
+    enabled = {k for k, r in document["sync"]["resources"].items() if r.get("enabled", True)}
+    assert {r["resource"] for r in json.loads(out)["items"]} == enabled
+
+
+def test_install_no_sync_installs_without_importing(cli: object, example: str) -> None:
+    run = cli  # type: ignore[assignment]
+    credentials = ["--credential", f"accessToken={TOKEN}"]
+    code, out, _ = run(
+        "install", example, "--tenant", "acme", *credentials, "--no-sync", "--format", "json", rewrite=True
+    )  # type: ignore[operator]
+    assert code == 0, out
+    assert json.loads(out)["initialSync"] is None
+    code, out, _ = run("runs", "--tenant", "acme", "--format", "json")  # type: ignore[operator]
+    assert json.loads(out)["items"] == []
+
+
+@contextlib.contextmanager
+def aiohttp_thread(app: web.Application) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 from a thread of its own (the CLI runs its own event loop); yield its URL."""
+    ready, stop, urls = threading.Event(), threading.Event(), []
+
+    async def serve() -> None:
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        urls.append(f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}")  # type: ignore[union-attr]
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.02)
+        await runner.cleanup()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield urls[0]
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+@pytest.fixture
+def registering(tmp_path: Path, example: str) -> Iterator[tuple[str, list[dict[str, object]], str]]:
+    """The example with a registration request that hands {{webhookUrl}} to a provider; the bodies it got."""
+    received: list[dict[str, object]] = []
+
+    async def register(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response({"id": "hook-1"})
+
+    app = web.Application()
+    app.router.add_post("/webhooks/subscribe", register)
+    with aiohttp_thread(app) as url:
+        document = json.loads(Path(example).read_text())
+        document["auth"]["registrationRequests"] = [
+            {"url": "https://hooks.provider.example/webhooks/subscribe", "method": "POST",
+             "body": {"event": "order.created", "url": "{{webhookUrl}}"}},
+        ]  # fmt: skip
+        path = tmp_path / "registering.json"
+        path.write_text(json.dumps(document))
+        yield str(path), received, url
+
+
+def test_install_hands_the_provider_the_public_url_as_webhook_url(
+    cli: object, registering: tuple[str, list[dict[str, object]], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, received, url = registering
+    monkeypatch.setenv("MINIAPP_SYNC_PUBLIC_URL", "https://sync.example.com")
+    credentials = ["--credential", f"accessToken={TOKEN}", "--no-sync"]
+    hooks = ["--rewrite", f"https://hooks.provider.example={url}"]
+    code, out, err = cli("install", path, "--tenant", "acme", *credentials, *hooks, rewrite=True)  # type: ignore[operator]
+    assert code == 0, out + err
+    assert received == [{"event": "order.created", "url": "https://sync.example.com/miniapps/salla/webhooks"}]
+    # --public-url wins over the environment.
+    more = ["--public-url", "https://other.example.com/"]
+    code, out, err = cli("install", path, "--tenant", "globex", *credentials, *hooks, *more, rewrite=True)  # type: ignore[operator]
+    assert code == 0, out + err
+    assert received[-1]["url"] == "https://other.example.com/miniapps/salla/webhooks"
+
+
+def test_install_refuses_to_register_a_loopback_webhook_url_with_a_remote_provider(
+    cli: object, registering: tuple[str, list[dict[str, object]], str]
+) -> None:
+    path, received, _ = registering
+    credentials = ["--credential", f"accessToken={TOKEN}", "--no-sync"]
+    code, _, err = cli("install", path, "--tenant", "acme", *credentials, rewrite=True)  # type: ignore[operator]
+    assert code == 1
+    message = " ".join(err.split())
+    assert (
+        "auth.registrationRequests[0]: would register the webhook URL http://127.0.0.1:8000/miniapps/salla/webhooks"
+        in message
+    )
+    assert "hooks.provider.example" in message
+    assert "--public-url" in message
+    assert "MINIAPP_SYNC_PUBLIC_URL" in message
+    assert received == []  # refused before anything was sent

@@ -50,7 +50,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     runtime.installations.configure(
         "salla", {"client_id": sandbox.config.client_id, "client_secret": sandbox.config.client_secret}
     )
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime, admin_token=ADMIN), log_level="warning", lifespan="off"))
+    # With its lifespan: the embedded queue runs the server's jobs (syncs, drains) in this process.
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime, admin_token=ADMIN), log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         await asyncio.sleep(0.01)

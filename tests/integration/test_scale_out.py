@@ -35,7 +35,8 @@ import pytest
 from sqlalchemy import text
 
 from miniapp_sync.definition.loader import load_file
-from miniapp_sync.jobs import ProcrastinateQueue, Work
+from miniapp_sync.jobs import Work
+from miniapp_sync.jobs.procrastinate_queue import ProcrastinateQueue
 from miniapp_sync.runtime import Runtime, load_miniapp
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
 from miniapp_sync.store import Inbox, Outbox, Store
@@ -218,7 +219,7 @@ def enqueue_through(servers: list[str], installations: list[str]) -> list[bool]:
         request = urllib.request.Request(url, method="POST", headers={"Authorization": f"Bearer {ADMIN}"})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 202
-            fresh += [job["jobId"] is not None for job in json.loads(response.read())["jobs"]]
+            fresh += [job["jobId"] is not None for job in json.loads(response.read())["items"]]
     return fresh
 
 

@@ -21,9 +21,10 @@ from alembic.script import ScriptDirectory
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from miniapp_sync.clock import Clock
 from miniapp_sync.definition.loader import load_file
-from miniapp_sync.jobs import JobQueue, JobRetry, Liveness, LocalQueue, ProcrastinateQueue, Work
-from miniapp_sync.jobs.procrastinate_queue import TASKS
+from miniapp_sync.jobs import JobQueue, JobRetry, LocalQueue, Work
+from miniapp_sync.jobs.procrastinate_queue import TASKS, Liveness, ProcrastinateQueue
 from miniapp_sync.jobs.schema import install_job_schema
 from miniapp_sync.network import Rewrites
 from miniapp_sync.runtime import MiniApp, Runtime, load_miniapp
@@ -101,13 +102,13 @@ class Stack:
         self.work = queue.work
         self._worker: asyncio.Task[None] | None = None
 
-    def start(self, concurrency: int = 3) -> None:
-        """Run a worker in the background."""
+    def start(self, concurrency: int = 3, *, periodic: bool = False) -> None:
+        """Run a worker in the background (Procrastinate's always runs the periodic tasks; the local one if asked)."""
         if isinstance(self.queue, ProcrastinateQueue):
             job = self.queue.run_worker(concurrency=concurrency, name=f"test-{self.kind}", signals=False)
         else:
             assert isinstance(self.queue, LocalQueue)
-            job = self.queue.run_worker(concurrency=concurrency, schedule=False)
+            job = self.queue.run_worker(concurrency=concurrency, schedule=periodic)
         self._worker = asyncio.create_task(job)
 
     async def stop(self) -> None:
@@ -139,7 +140,9 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
             await asyncio.sleep(0.01)
 
 
-async def open_stack(kind: str, tmp_path: Path, sandbox: Sandbox, store_url: str) -> Stack:
+async def open_stack(
+    kind: str, tmp_path: Path, sandbox: Sandbox, store_url: str, *, clock: Clock | None = None
+) -> Stack:
     """Open a runtime on ``store_url`` with the queue of ``kind`` and install the example for tenant acme."""
     runtime = Runtime.open(
         store_url,
@@ -154,7 +157,7 @@ async def open_stack(kind: str, tmp_path: Path, sandbox: Sandbox, store_url: str
     work = Work(runtime)
     queue: JobQueue
     if kind == "local":
-        queue = LocalQueue(work, retry=QUICK)
+        queue = LocalQueue(work, retry=QUICK, clock=clock)
     else:
         install_job_schema(runtime.store.database.engine)
         queue = ProcrastinateQueue(work, retry=QUICK, liveness=Liveness(heartbeat=0.5, stalled_after=2, poll=0.05))

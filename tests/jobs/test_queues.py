@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 from miniapp_sync.errors import StoreError
+from miniapp_sync.jobs.procrastinate_queue import SCHEDULE_TASK, ProcrastinateQueue
+from miniapp_sync.sandbox import Sandbox
+from miniapp_sync.testing import FakeClock
 
-from .conftest import Stack, until
+from .conftest import Stack, open_stack, until
 
 
 async def test_a_second_enqueue_of_a_waiting_job_is_refused_and_reported(stack: Stack) -> None:
@@ -19,7 +24,13 @@ async def test_a_second_enqueue_of_a_waiting_job_is_refused_and_reported(stack: 
     assert second.duplicate
     assert second.id is None
     assert not other.duplicate
-    assert second.as_dict() == {"kind": "drain", "key": "drain:inst-a", "resource": None, "jobId": None}
+    assert second.as_dict() == {
+        "jobId": None,
+        "kind": "drain",
+        "key": "drain:inst-a",
+        "resource": None,
+        "duplicate": True,
+    }
 
 
 async def test_jobs_with_one_key_never_run_at_once_while_other_keys_do(stack: Stack) -> None:
@@ -118,3 +129,47 @@ async def test_a_sync_through_the_queue_stores_every_record_once(stack: Stack) -
     assert store.count_records(installation_id, "core:customer") == 30
     runs = store.list_runs(installation_id)
     assert sorted((r.resource, r.status) for r in runs) == [("customers", "succeeded"), ("products", "succeeded")]
+
+
+def summary(stack: Stack) -> list[tuple[Any, ...]]:
+    """What a schedule's runs did, without the timings: per run, the resource, status and counts."""
+    store = stack.runtime.store
+    runs = store.list_runs(stack.installation.id)
+    for run in runs:
+        assert run.job_id is not None
+        assert store.runs_of_job(run.job_id) == [run]  # the job id leads to its run
+    counted = ("fetched", "pages", "created", "updated", "unchanged", "rejected")
+    return sorted((r.resource, r.status, *(r.stats[r.resource or ""][k] for k in counted)) for r in runs)
+
+
+async def test_the_embedded_default_and_procrastinate_make_the_same_runs_of_one_schedule(
+    tmp_path: Path, sandbox: Sandbox, pg_url: str
+) -> None:
+    results = {}
+    for kind, url in (("local", str(tmp_path / "store.sqlite")), ("procrastinate", pg_url)):
+        clock = FakeClock()  # the in-process queue's cron runs on it: its slot comes without waiting
+        stack = await open_stack(kind, tmp_path, sandbox, url, clock=clock)
+        try:
+            stack.work.default_schedule = "*/15 * * * *"  # serve/worker --default-schedule 15m
+            if kind == "local":
+                stack.start(periodic=True)  # the queue's own loop fires the cron at its next slot
+            else:
+                # What Procrastinate's periodic deferrer does at a tick: defer the schedule task once.
+                assert isinstance(stack.queue, ProcrastinateQueue)
+                task = stack.queue.app.configure_task(SCHEDULE_TASK, queue="salla")
+                await task.defer_async(timestamp=int(clock.now()), ns="salla")
+                stack.start()
+            store, installation_id = stack.runtime.store, stack.installation.id
+            await until(lambda: len(store.list_runs(installation_id)) == 2, timeout=30)  # noqa: B023
+            await stack.settled(timeout=30)
+            results[kind] = summary(stack)
+            assert stack.runtime.store.count_records(stack.installation.id, "core:product") == 75
+        finally:
+            await stack.stop()
+            await stack.queue.close()
+            stack.runtime.close()
+    assert results["local"] == results["procrastinate"]
+    assert [(resource, status) for resource, status, *_ in results["local"]] == [
+        ("customers", "succeeded"),
+        ("products", "succeeded"),
+    ]

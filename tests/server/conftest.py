@@ -86,7 +86,7 @@ async def api(seeded: tuple[Runtime, str]) -> AsyncIterator[Api]:
     runtime, _ = seeded
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    app = create_app(runtime, admin_token=ADMIN, schedule=False, process=False)
+    app = create_app(runtime, admin_token=ADMIN)
     server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

@@ -29,7 +29,7 @@ EXAMPLES = 20
 @pytest.fixture
 def api_schema(seeded: tuple[Runtime, str]) -> OpenApiSchema:
     runtime, _ = seeded
-    app = create_app(runtime, admin_token=ADMIN, schedule=False, process=False)
+    app = create_app(runtime, admin_token=ADMIN)
     return schemathesis.openapi.from_asgi("/api/openapi.json", app)
 
 
@@ -49,7 +49,7 @@ def test_management_api_never_fails_and_honours_its_document(api_schema: OpenApi
 
 def test_every_management_route_is_declared_so_it_is_checked_and_documented(seeded: tuple[Runtime, str]) -> None:
     runtime, _ = seeded
-    app = create_app(runtime, admin_token=ADMIN, schedule=False, process=False)
+    app = create_app(runtime, admin_token=ADMIN)
     api = [r for r in app.routes if isinstance(r, Route) and r.path.startswith("/api/") and r.path != OPENAPI_PATH]
     undeclared = [r.path for r in api if not hasattr(r.endpoint, "operation")]
     assert undeclared == [], "declare these with server.openapi.operation"

@@ -41,7 +41,7 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     )  # fmt: skip
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    app = create_app(runtime, admin_token=ADMIN, schedule=False)
+    app = create_app(runtime, admin_token=ADMIN)
     server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

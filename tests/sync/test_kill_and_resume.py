@@ -93,7 +93,7 @@ def test_sigkill_mid_run_then_resume_equals_a_clean_run(tmp_path: Path, sandbox_
     ]
     clean, killed = tmp_path / "clean.sqlite", tmp_path / "killed.sqlite"
     for store in (clean, killed):
-        cli("install", str(definition), "--tenant", "acme", *credentials, url=sandbox_url, store=store)
+        cli("install", str(definition), "--tenant", "acme", *credentials, "--no-sync", url=sandbox_url, store=store)
     cli("sync", str(definition), "--tenant", "acme", "--resource", "products", url=sandbox_url, store=clean)
 
     rewrites = [
@@ -124,7 +124,8 @@ def test_sigkill_mid_run_then_resume_equals_a_clean_run(tmp_path: Path, sandbox_
         "sync", str(definition), "--tenant", "acme", "--resource", "products", "--format", "json",
         url=sandbox_url, store=killed,
     )  # fmt: skip
-    report = json.loads(resumed.stdout)["resources"]["products"]
+    (run,) = json.loads(resumed.stdout)["items"]
+    report = run["stats"]["products"]
     assert report["resumed_from"] is not None
     assert report["fetched"] < PRODUCTS  # it did not start over
     assert snapshot(killed) == snapshot(clean)

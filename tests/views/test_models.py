@@ -50,6 +50,7 @@ def test_a_run_renders_to_what_its_schema_describes() -> None:
         "finishedAt": "2026-01-01T00:00:01.000Z",
         "stats": {"products": {"fetched": 3}},
         "error": None,
+        "jobId": None,  # run outside a queue; a job's run names it (D36)
     }
     schemas = components([RunView])
     OAS30Validator(schemas["RunView"]).validate(shown)  # the OpenAPI 3.0 dialect: `nullable`

@@ -153,7 +153,7 @@ async def harness(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Harness]:
     runtime.add(load_miniapp(EXAMPLE))
     runtime.installations.configure("salla", {"webhookSecret": SECRET})
     service = WebhookService(runtime, clock=clock, settings=WebhookSettings(max_body_bytes=LIMIT, commit_max_delay=0))
-    app = create_app(runtime, admin_token=ADMIN, schedule=False, webhooks=service)
+    app = create_app(runtime, admin_token=ADMIN, webhooks=service)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"

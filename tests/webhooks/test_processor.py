@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import orjson
 
 from miniapp_sync.errors import StoreError
+from miniapp_sync.jobs import LocalQueue, Work
 from miniapp_sync.store import Inbox, RecordWrite, Store
 from miniapp_sync.store.processing import Processing
 from miniapp_sync.testing import FakeClock
@@ -17,6 +18,13 @@ from miniapp_sync.webhooks.processor import Processor
 from miniapp_sync.webhooks.settings import WebhookSettings
 
 from .conftest import Harness
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait (polling the loop) until ``condition()`` holds: the queue's workers run on their own tasks."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
 
 
 class FlakyInbox(Inbox):
@@ -207,10 +215,14 @@ async def test_rows_a_crash_left_in_processing_are_processed_exactly_once_after_
     harness.service.inbox.claim([r.id for r in harness.rows()])  # then the process died
     assert {r.status for r in harness.rows()} == {"processing"}
     restarted = Processor(harness.runtime, Inbox(harness.runtime.store), clock=harness.clock)
-    stop = asyncio.Event()
-    stop.set()  # run_forever recovers first, then returns at once
-    await restarted.run_forever(stop)
-    await restarted.settle()
+    # The restarted server's queue adopts the rows (it owns the store) and its sweep queues their drain.
+    queue = LocalQueue(Work(harness.runtime, drain=restarted.drain_installation), clock=harness.clock)
+    worker = asyncio.create_task(queue.run_worker(concurrency=1))
+    try:
+        await until(lambda: [r.status for r in harness.rows()] == ["done"] * 3)
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
     assert [(r.status, r.attempts) for r in harness.rows()] == [("done", 2)] * 3
     assert harness.service.outbox.count_events("acme") == 3
     assert harness.runtime.store.count_records(installation.id, "ecommerce:orders") == 3
@@ -268,18 +280,22 @@ async def test_finished_rows_are_purged_after_the_retention(harness: Harness) ->
     assert [r.event for r in harness.rows()] == ["customer.created"]
 
 
-async def test_the_background_processor_wakes_when_deliveries_commit(harness: Harness) -> None:
+async def test_a_commit_queues_the_drain_that_the_embedded_queue_runs(harness: Harness) -> None:
     harness.install()
-    await harness.service.start()
+    service = harness.service
+    queue = LocalQueue(
+        Work(harness.runtime, drain=service.processor.drain_installation, deliver=service.delivery.deliver_due)
+    )
+    service.connect(queue)
+    worker = asyncio.create_task(queue.run_worker(concurrency=2, schedule=False))
     try:
         await harness.send("order.created")
-        for _ in range(500):  # the worker runs on its own task: wait for it, not for time
-            if harness.rows()[0].status == "done":
-                break
-            await asyncio.sleep(0.01)
-        assert harness.rows()[0].status == "done"
+        await until(lambda: len(queue.finished) == 2)
     finally:
-        await harness.service.stop()
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    assert harness.rows()[0].status == "done"
+    assert [f.job.kind for f in queue.finished] == ["drain", "deliver"]  # the drain, then its trigger events
 
 
 async def test_during_a_burst_the_processor_lets_the_receiver_go_first_but_still_moves(harness: Harness) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Iterable
@@ -34,7 +35,9 @@ from miniapp_sync.settings import pairs as parse_pairs
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from miniapp_sync.jobs import Finished
     from miniapp_sync.runtime import MiniApp, Runtime
+    from miniapp_sync.store import Installation, Run
     from miniapp_sync.sync.engine import ResourceReport
 
 StoreOption = Annotated[
@@ -56,6 +59,14 @@ ConfigOption = Annotated[
 ]
 TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="The tenant (workspace) id.")]
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+PublicUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--public-url",
+        help="The URL providers and browsers reach the server at: {{webhookUrl}} and the OAuth redirect_uri"
+        " (also MINIAPP_SYNC_PUBLIC_URL, or public_url in the settings file).",
+    ),
+]
 
 
 def open_runtime(
@@ -109,16 +120,22 @@ def install(
     store: StoreOption = None,
     rewrite: RewriteOption = None,
     allow_private_network: PrivateOption = False,
+    public_url: PublicUrlOption = None,
+    no_sync: Annotated[
+        bool, typer.Option("--no-sync", help="Do not run the initial import of every enabled resource.")
+    ] = False,
     output: FormatOption = OutputFormat.text,
     functions: FunctionsOption = None,
 ) -> int:
-    """Install a MiniApp for a tenant with API keys or pasted tokens (the API-key flow)."""
+    """Install a MiniApp for a tenant with API keys or pasted tokens, then run its initial import."""
     from miniapp_sync.runtime import load_miniapp
-    from miniapp_sync.views import InstallationView
+    from miniapp_sync.views import InstallationView, to_json
 
     miniapp = load_miniapp(definition, registry(functions))
     bag = gather_credentials(credential, credentials_file)
-    with open_runtime(store, rewrite, allow_private_network, config=config, miniapps=[miniapp], create=True) as runtime:
+    with open_runtime(
+        store, rewrite, allow_private_network, public_url, config=config, miniapps=[miniapp], create=True
+    ) as runtime:
         installation = asyncio.run(
             runtime.installations.install(
                 miniapp.definition,
@@ -128,15 +145,22 @@ def install(
                 user_input=pairs(user_input, "--input"),
             )
         )
+        if output is OutputFormat.text:
+            console().print(
+                f"[green]installed[/] {installation.ns} for {tenant}: {installation.status} (id {installation.id})"
+            )
+            if installation.metadata:
+                console().print(f"metadata: {', '.join(f'{k}={v}' for k, v in installation.metadata.items())}")
+        if no_sync:
+            if output is OutputFormat.json:
+                print_json({**to_json(InstallationView.of(installation)), "initialSync": None})
+            return 0
+        # The lifecycle (install → initial sync → realtime): the first import runs now, with progress.
+        runs = foreground_sync(runtime, installation, None, output, initial=True)
     if output is OutputFormat.json:
-        print_view(InstallationView.of(installation))
-    else:
-        console().print(
-            f"[green]installed[/] {installation.ns} for {tenant}: {installation.status} (id {installation.id})"
-        )
-        if installation.metadata:
-            console().print(f"metadata: {', '.join(f'{k}={v}' for k, v in installation.metadata.items())}")
-    return 0
+        print_json({**to_json(InstallationView.of(installation)), "initialSync": _runs_view(runs)})
+        return 1 if _failed(runs) else 0
+    return _print_runs(runs)
 
 
 @app.command("oauth-link")
@@ -268,6 +292,78 @@ def _summary(reports: dict[str, ResourceReport]) -> Table:
     return table
 
 
+def foreground_sync(
+    runtime: Runtime,
+    installation: Installation,
+    resources: list[str] | None,
+    output: OutputFormat,
+    *,
+    initial: bool,
+    max_in_flight: int | None = None,
+) -> list[Run]:
+    """Run a sync of an installation here and now: the in-process queue running its jobs (D36), with progress.
+
+    One job per resource, one at a time, each tried once (the operator is watching: exit 1 says
+    what failed). ``initial``: the import after an install, which is nothing when bulk sync is off.
+    """
+    from miniapp_sync.jobs import JobRetry, LocalQueue, Work
+
+    bars = _Bars(enabled=output is OutputFormat.text)
+    queue = LocalQueue(Work(runtime, progress=bars, max_in_flight=max_in_flight), retry=JobRetry(attempts=1))
+    ns = installation.ns
+
+    async def jobs() -> list[Finished]:
+        if initial:
+            await queue.initial_sync(ns, installation.id)
+        else:
+            keys: list[str | None] = list(resources) if resources else [None]
+            for key in keys:
+                await queue.sync(ns, installation.id, key)
+        return await queue.run_until_idle()
+
+    with bars.progress:
+        finished = asyncio.run(jobs())
+    for done in finished:
+        if done.outcome.status == "dropped":  # no run: the installation cannot sync (disconnected, gone)
+            raise InstallationError(done.outcome.detail)
+    return [run for done in finished if done.outcome.run_id and (run := runtime.store.get_run(done.outcome.run_id))]
+
+
+def _failed(runs: list[Run]) -> bool:
+    return any(run.status == "failed" for run in runs)
+
+
+def _report(run: Run) -> ResourceReport:
+    from miniapp_sync.sync.engine import ResourceReport
+
+    stats = dict(run.stats.get(run.resource or "", {}))
+    known = {f.name for f in dataclasses.fields(ResourceReport)}
+    return ResourceReport(**{k: v for k, v in stats.items() if k in known})
+
+
+def _runs_view(runs: list[Run]) -> dict[str, Any]:
+    from miniapp_sync.views import RunView, to_json
+
+    status = "failed" if _failed(runs) else "partial" if any(r.status == "partial" for r in runs) else "succeeded"
+    return {"status": status, "items": [to_json(RunView.of(r)) for r in runs]}
+
+
+def _print_runs(runs: list[Run]) -> int:
+    out = console()
+    if not runs:
+        out.print("nothing to sync: bulk sync is off, or no resource is enabled")
+        return 0
+    reports = {run.resource or "": _report(run) for run in runs}
+    out.print(_summary(reports))
+    for key, r in reports.items():
+        if r.error:
+            out.print(f"[red]{key} failed:[/] ", end="")
+            out.print(r.error, markup=False)
+    for run in runs:
+        out.print(f"run {run.id} ({run.resource}): {run.status}")
+    return 1 if _failed(runs) else 0
+
+
 @app.command()
 def sync(
     definition: DefinitionArgument,
@@ -291,7 +387,6 @@ def sync(
     ] = None,
 ) -> int:
     """Run a bulk sync of a tenant's installation now (exit 1 when a resource failed), or queue it."""
-    from miniapp_sync.provider.fanout import DEFAULT_MAX_IN_FLIGHT
     from miniapp_sync.runtime import load_miniapp
     from miniapp_sync.sync.resources import check_definition_resources
 
@@ -304,29 +399,11 @@ def sync(
         return 0
     with open_runtime(store, rewrite, allow_private_network, config=config, miniapps=[miniapp]) as runtime:
         installation = runtime.installations.find(tenant, miniapp.ns)
-        bars = _Bars(enabled=output is OutputFormat.text)
-        with bars.progress:
-            report = asyncio.run(
-                runtime.engine.run(
-                    miniapp.definition,
-                    miniapp.plan,
-                    installation,
-                    resources=resource,
-                    progress=bars,
-                    max_in_flight=max_in_flight or DEFAULT_MAX_IN_FLIGHT,
-                )
-            )
+        runs = foreground_sync(runtime, installation, resource, output, initial=False, max_in_flight=max_in_flight)
     if output is OutputFormat.json:
-        print_json(report.as_dict())
-    else:
-        out = console()
-        out.print(_summary(report.resources))
-        for key, r in report.resources.items():
-            if r.error:
-                out.print(f"[red]{key} failed:[/] ", end="")
-                out.print(r.error, markup=False)
-        out.print(f"run {report.run_id}: {report.status}")
-    return 1 if report.failed else 0
+        print_json(_runs_view(runs))
+        return 1 if _failed(runs) else 0
+    return _print_runs(runs)
 
 
 @app.command()

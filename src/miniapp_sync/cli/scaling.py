@@ -1,7 +1,7 @@
 """Running at scale: ``worker``, ``sync --enqueue``, ``jobs`` and ``db upgrade`` (PostgreSQL + Procrastinate, D32-D34).
 
-The job machinery is imported inside the commands: Procrastinate costs every other command of
-the CLI a noticeable share of its start-up otherwise.
+Procrastinate is imported inside the commands that use it: it costs every other command of the
+CLI a noticeable share of its start-up otherwise.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from miniapp_sync.cli.app import (
     settings,
 )
 from miniapp_sync.cli.operations import ConfigOption, PrivateOption, RewriteOption, StoreOption, open_runtime
+from miniapp_sync.cli.serving import DefaultScheduleOption, schedule_option
+from miniapp_sync.errors import StoreError
 from miniapp_sync.listening import listen
 
 if TYPE_CHECKING:
@@ -57,16 +59,19 @@ def worker(
         typer.Option(help="Serve this worker's Prometheus metrics (inbox processing, triggers) on PORT/metrics."),
     ] = None,
     metrics_host: Annotated[str, typer.Option(help="Address the metrics bind to.")] = "127.0.0.1",
+    default_schedule: DefaultScheduleOption = None,
     config: ConfigOption = None,
     rewrite: RewriteOption = None,
     allow_private_network: PrivateOption = False,
     functions: FunctionsOption = None,
 ) -> None:
     """Run jobs from the PostgreSQL queue: syncs, inbox drains, trigger deliveries, scheduled syncs."""
-    from miniapp_sync.jobs import Liveness, ProcrastinateQueue, Work
+    from miniapp_sync.jobs import Work
+    from miniapp_sync.jobs.procrastinate_queue import Liveness, ProcrastinateQueue
     from miniapp_sync.runtime import load_miniapp
     from miniapp_sync.webhooks.service import WebhookService
 
+    cron = schedule_option(default_schedule)
     try:
         liveness = Liveness(heartbeat=heartbeat, stalled_after=stalled_after)
     except ValueError as exc:
@@ -78,7 +83,12 @@ def worker(
     with open_runtime(store, rewrite, allow_private_network, config=config, miniapps=miniapps, create=True) as runtime:
         # Drain jobs run this process's inbox processor, deliver jobs its trigger delivery (D33).
         webhooks = WebhookService(runtime)
-        work = Work(runtime, drain=webhooks.processor.drain_installation, deliver=webhooks.delivery.deliver_due)
+        work = Work(
+            runtime,
+            drain=webhooks.processor.drain_installation,
+            deliver=webhooks.delivery.deliver_due,
+            default_schedule=cron,
+        )
         queue = ProcrastinateQueue(work, liveness=liveness, pool_size=concurrency + 6)
         console().print(
             f"worker {name}: queues {', '.join(queue.queues)} of {runtime.store.url}, {concurrency} jobs at a time"
@@ -123,12 +133,18 @@ def enqueue_syncs(
     miniapp: MiniApp, tenant: str, resources: list[str] | None, store: str | None, output: OutputFormat
 ) -> None:
     """``sync --enqueue``: queue a sync of a tenant's installation for the workers, one job per resource."""
-    from miniapp_sync.jobs import ProcrastinateQueue, Work
+    from miniapp_sync.jobs import Work, deployment_queue
 
     with open_runtime(store) as runtime:
         runtime.add(miniapp)
         installation = runtime.installations.find(tenant, miniapp.ns)
-        queue = ProcrastinateQueue(Work(runtime), pool_size=2)
+        if not runtime.backend.shared_queue:
+            raise StoreError(
+                f"--enqueue needs the scale-out queue (a PostgreSQL store), not {runtime.store.url}: on SQLite "
+                "`serve` runs the jobs in its own process; start a sync there with "
+                "POST /api/installations/{id}/sync, or run `sync` without --enqueue"
+            )
+        queue = deployment_queue(Work(runtime), pool_size=2)
 
         async def send() -> list[Enqueued]:
             async with queue:
@@ -151,7 +167,8 @@ def enqueue_syncs(
 @app.command()
 def jobs(store: StoreOption = None, output: FormatOption = OutputFormat.text) -> None:
     """Show the job queue: jobs by state, what runs where, and the workers' heartbeats (PostgreSQL)."""
-    from miniapp_sync.jobs import ProcrastinateQueue, Work
+    from miniapp_sync.jobs import Work
+    from miniapp_sync.jobs.procrastinate_queue import ProcrastinateQueue
 
     with open_runtime(store) as runtime:
         queue = ProcrastinateQueue(Work(runtime), pool_size=2)
@@ -184,7 +201,7 @@ def upgrade(
     output: FormatOption = OutputFormat.text,
 ) -> None:
     """Apply the store's migrations and, on PostgreSQL, install or upgrade the job queue's schema."""
-    from miniapp_sync.jobs import upgrade_database
+    from miniapp_sync.jobs.schema import upgrade_database
     from miniapp_sync.views import NotesView
 
     environ = session().environ

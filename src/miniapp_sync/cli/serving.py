@@ -10,10 +10,37 @@ from typing import Annotated
 import typer
 
 from miniapp_sync.cli.app import FunctionsOption, app, console, registry, session, settings
-from miniapp_sync.cli.operations import ConfigOption, PrivateOption, RewriteOption, StoreOption, open_runtime
+from miniapp_sync.cli.operations import (
+    ConfigOption,
+    PrivateOption,
+    PublicUrlOption,
+    RewriteOption,
+    StoreOption,
+    open_runtime,
+)
 from miniapp_sync.listening import listen
 from miniapp_sync.listening import serve as serve_on
 from miniapp_sync.webhooks.settings import WebhookSettings
+
+DefaultScheduleOption = Annotated[
+    str | None,
+    typer.Option(
+        "--default-schedule",
+        help="Sync every installation this often (30m, 6h, 1d or cron) when its definition has no schedule"
+        " (also MINIAPP_SYNC_DEFAULT_SCHEDULE, or default_schedule in the settings file).",
+    ),
+]
+
+
+def schedule_option(value: str | None) -> str | None:
+    """Return the cron expression of ``--default-schedule`` (or the settings'), or raise a usage error."""
+    from miniapp_sync.jobs.schedules import cron_for  # croniter: only for the commands that schedule
+
+    value = settings().with_flags(default_schedule=value, environ=session().environ).default_schedule
+    try:
+        return None if value is None else cron_for(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--default-schedule") from None
 
 
 @app.command()
@@ -22,9 +49,7 @@ def serve(
     store: StoreOption = None,
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 unless you mean it (D31).")] = "127.0.0.1",
     port: int = 8000,
-    public_url: Annotated[
-        str | None, typer.Option(help="The URL providers and browsers reach this server at (redirect_uri, webhookUrl).")
-    ] = None,
+    public_url: PublicUrlOption = None,
     admin_token: Annotated[
         str | None,
         typer.Option(
@@ -39,6 +64,7 @@ def serve(
     max_body_bytes: Annotated[
         int, typer.Option(min=1, help="Webhook deliveries larger than this are refused with 413.")
     ] = WebhookSettings.max_body_bytes,
+    default_schedule: DefaultScheduleOption = None,
     record_samples: Annotated[
         Path | None,
         typer.Option(
@@ -50,6 +76,7 @@ def serve(
     from miniapp_sync.runtime import load_miniapp
     from miniapp_sync.server import create_app
 
+    cron = schedule_option(default_schedule)
     compute = registry(functions)
     miniapps = [load_miniapp(path, compute) for path in definition]
     token = settings().with_flags(admin_token=admin_token, environ=session().environ).admin_token
@@ -59,12 +86,7 @@ def serve(
         webhooks = WebhookSettings(
             max_body_bytes=max_body_bytes, record_samples=str(record_samples) if record_samples else None
         )
-        queue = None
-        if runtime.store.dialect == "postgresql":  # `worker` processes run the jobs: this server enqueues them
-            from miniapp_sync.jobs import ProcrastinateQueue, Work
-
-            queue = ProcrastinateQueue(Work(runtime), pool_size=4)
-        app = create_app(runtime, admin_token=token, webhooks=webhooks, queue=queue)
+        app = create_app(runtime, admin_token=token, webhooks=webhooks, default_schedule=cron)
         # What is loaded now lives as long as the server: keep the cyclic collector from walking
         # it on every full collection (~120k objects; 50-150 ms pauses of the event loop otherwise).
         gc.collect()

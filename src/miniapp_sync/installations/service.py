@@ -11,8 +11,10 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
 
 from miniapp_sync.clock import Clock, SystemClock
 from miniapp_sync.definition.lint import SECRET_NAME
@@ -21,9 +23,9 @@ from miniapp_sync.errors import InstallationError
 from miniapp_sync.installations.calls import CallResult, call
 from miniapp_sync.installations.oauth import OAuthInstalls
 from miniapp_sync.installations.vault import Vault
-from miniapp_sync.network import Egress
+from miniapp_sync.network import Egress, is_loopback_url
 from miniapp_sync.store import Installation, Store
-from miniapp_sync.templating import Context
+from miniapp_sync.templating import Context, render
 
 
 class Installations:
@@ -172,11 +174,30 @@ class Installations:
                 _same_account(definition, same_account_as, result)
             draft = dataclasses.replace(draft, metadata={**draft.metadata, **result.persisted})
         for index, request in enumerate(auth.registration_requests if auth else []):
-            result = await self.send(definition, draft, request, f"auth.registrationRequests[{index}]")
+            where = f"auth.registrationRequests[{index}]"
+            self._refuse_unreachable_webhook_url(definition, draft, request, where)
+            result = await self.send(definition, draft, request, where)
             if result.persisted:
                 bag = {**self.credentials(draft), **result.persisted}
                 draft = dataclasses.replace(draft, credentials=self.vault.encrypt(bag))
         return draft
+
+    def _refuse_unreachable_webhook_url(
+        self, definition: Definition, installation: Installation, request: Request, where: str
+    ) -> None:
+        """Refuse to hand a provider elsewhere a ``{{webhookUrl}}`` on this machine: it could never deliver."""
+        if not is_loopback_url(self.public_url) or "{{webhookUrl}}" not in orjson.dumps(request.model_dump()).decode():
+            return
+        url = str(render(request.url, self.context(definition, installation), f"{where}.url"))
+        target = self.egress.rewrites.apply(url)
+        if is_loopback_url(target):
+            return  # a provider on this machine (a sandbox) reaches a loopback URL
+        host = urlsplit(target).hostname or target
+        raise InstallationError(
+            f"{where}: would register the webhook URL {self.public_url}/miniapps/{definition.ns}/webhooks with "
+            f"{host}, which cannot reach this machine's loopback address; pass --public-url (or set "
+            "MINIAPP_SYNC_PUBLIC_URL) to the URL the provider reaches this server at"
+        )
 
     async def _run_and_store(
         self, definition: Definition, installation: Installation, request: Request, where: str

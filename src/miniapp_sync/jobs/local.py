@@ -4,15 +4,21 @@ One process owns everything here (``serve`` on SQLite), so the per-key promises 
 dict of queued jobs and a set of running keys. Nothing survives the process, and nothing has to:
 sync runs resume from their checkpoints, the webhook inbox is durable, schedules fire again.
 Time (retry delays, cron) goes through the injected clock, so tests drive it with a FakeClock.
+
+The periodic work is Procrastinate's periodic tasks' (D33): each definition's cron (or the
+deployment's default) enqueues its scheduled syncs; ``sweep`` enqueues the drains and the
+delivery that are due (at start, too: what the last process left); ``purge`` runs hourly. The
+same ``Work`` runs every job, so the embedded default and the workers behave alike (D36).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
+import uuid
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -23,12 +29,14 @@ from miniapp_sync.jobs.work import Work
 
 log = logging.getLogger("miniapp_sync.jobs")
 MAX_NAP: Final = 60.0  # the scheduler re-reads installations at least this often
+SWEEP_EVERY: Final = 10.0  # seconds between sweeps: the safety net under enqueue-on-commit (as a worker's heartbeat)
+PURGE_EVERY: Final = 3600.0
 HISTORY: Final = 1000  # finished jobs kept for inspection
 
 
 @dataclass(frozen=True, slots=True)
 class _Queued:
-    id: int
+    id: str
     job: Job
     not_before: float  # clock.monotonic()
 
@@ -37,7 +45,7 @@ class _Queued:
 class Finished:
     """A job this queue ran: its id, the job, how it ended, and when it started and ended (wall clock)."""
 
-    id: int
+    id: str
     job: Job
     outcome: Outcome
     started_at: float
@@ -52,8 +60,7 @@ class LocalQueue(JobQueue):
         self.clock = clock or work.runtime.clock
         self.finished: deque[Finished] = deque(maxlen=HISTORY)
         self._queued: dict[str, _Queued] = {}  # by key, in enqueue order
-        self._running: dict[str, int] = {}  # key → job id
-        self._ids = itertools.count(1)
+        self._running: dict[str, str] = {}  # key → job id
         self._changed = asyncio.Event()
 
     @property
@@ -76,7 +83,7 @@ class LocalQueue(JobQueue):
         """Queue ``job`` to run after ``delay`` seconds, unless a job with its key is queued already."""
         if job.key in self._queued:
             return Enqueued(job, None)
-        entry = _Queued(next(self._ids), job, self.clock.monotonic() + delay)
+        entry = _Queued(uuid.uuid4().hex, job, self.clock.monotonic() + delay)
         self._queued[job.key] = entry
         self._changed.set()
         return Enqueued(job, entry.id)
@@ -87,13 +94,47 @@ class LocalQueue(JobQueue):
             self._changed.clear()
             await self._changed.wait()
 
+    @contextlib.asynccontextmanager
+    async def serving(self, *, concurrency: int = 4) -> AsyncIterator[None]:
+        """Run this process's jobs and periodic work in the background while the block runs (``serve``)."""
+        worker = asyncio.create_task(self.run_worker(concurrency=concurrency), name="job queue")
+        try:
+            yield
+        finally:
+            worker.cancel()  # a sync cut short resumes from its checkpoint, claimed rows are adopted at start
+            await asyncio.gather(worker, return_exceptions=True)
+
+    async def run_until_idle(self, *, concurrency: int = 1) -> list[Finished]:
+        """Run what is queued, and what it leads to, until nothing is queued or running; return what ran."""
+        before = len(self.finished)
+        worker = asyncio.create_task(self.run_worker(concurrency=concurrency, schedule=False), name="job queue")
+        try:
+            joined = asyncio.ensure_future(self.join())
+            await asyncio.wait({joined, worker}, return_when=asyncio.FIRST_COMPLETED)
+            if worker.done():
+                joined.cancel()
+                worker.result()  # raise what stopped the worker
+            await joined
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+        return list(self.finished)[before:]
+
     async def run_worker(self, *, concurrency: int = 4, schedule: bool = True) -> None:
-        """Run ``concurrency`` jobs at a time (and enqueue scheduled syncs) until cancelled."""
+        """Run ``concurrency`` jobs at a time until cancelled; with ``schedule``, also the periodic work.
+
+        Only the store's owner (``serve`` on SQLite) may ``schedule``: it adopts the inbox rows a
+        stopped process left claimed, which would steal them from a server that is running.
+        """
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if schedule:
+            adopted = await asyncio.to_thread(self.work.adopt)
+            if adopted:
+                log.warning("retrying %d webhook deliveries a stopped process left unfinished", adopted)
         tasks = [asyncio.create_task(self._work_loop(), name=f"job worker {n}") for n in range(concurrency)]
         if schedule:
-            tasks.append(asyncio.create_task(self._schedule_loop(), name="job scheduler"))
+            tasks.append(asyncio.create_task(self._periodic_loop(), name="job scheduler"))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -125,7 +166,7 @@ class LocalQueue(JobQueue):
             self._running[key] = entry.id
             started = self.clock.now()
             try:
-                outcome = await self.work.run(entry.job)
+                outcome = await self.work.run(entry.job, entry.id)
                 self.finished.append(Finished(entry.id, entry.job, outcome, started, self.clock.now()))
                 await self.settle(entry.job, outcome)  # a retry queued now waits for this key to be free
             finally:
@@ -145,15 +186,27 @@ class LocalQueue(JobQueue):
                 with contextlib.suppress(asyncio.CancelledError):
                     await waiter
 
-    async def _schedule_loop(self) -> None:
+    async def _periodic_loop(self) -> None:
         last = self.clock.now()
+        sweep_at = purge_at = self.clock.monotonic()  # both at once: what the last process left
         while True:
-            upcoming = self.work.next_schedule(last)
-            nap = MAX_NAP if upcoming is None else min(MAX_NAP, upcoming - self.clock.now())
-            await self.clock.sleep(max(0.0, nap))
+            mono = self.clock.monotonic()
+            if mono >= sweep_at:
+                await self._enqueue_all(await asyncio.to_thread(self.work.sweep), "swept")
+                sweep_at = mono + SWEEP_EVERY
+            if mono >= purge_at:
+                log.info("%s", await asyncio.to_thread(self.work.purge))
+                purge_at = mono + PURGE_EVERY
             now = self.clock.now()
-            for job in await asyncio.to_thread(self.work.due_syncs, last, now):
-                receipt = await self.enqueue(job)
-                if receipt.duplicate:
-                    log.info("scheduled %s is already queued", job)
+            await self._enqueue_all(await asyncio.to_thread(self.work.due_syncs, last, now), "scheduled")
             last = now
+            upcoming = self.work.next_schedule(now)
+            nap = min(MAX_NAP, sweep_at - mono, purge_at - mono)
+            if upcoming is not None:
+                nap = min(nap, upcoming - now)
+            await self.clock.sleep(max(0.0, nap))
+
+    async def _enqueue_all(self, jobs: list[Job], why: str) -> None:
+        for job in jobs:
+            if (await self.enqueue(job)).duplicate:
+                log.info("%s %s is already queued", why, job)

@@ -53,10 +53,14 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class Enqueued:
-    """The receipt of one enqueue: the job's id, or None when the same key was already queued."""
+    """The receipt of one enqueue: the job's id, or None when the same key was already queued.
+
+    Ids are strings whatever the queue (D37): the in-process queue's are random, so that a run's
+    ``job_id`` never names a job of an earlier process; Procrastinate's are its row ids.
+    """
 
     job: Job
-    id: int | None
+    id: str | None
 
     @property
     def duplicate(self) -> bool:
@@ -64,8 +68,14 @@ class Enqueued:
         return self.id is None
 
     def as_dict(self) -> dict[str, Any]:
-        """Return the receipt as JSON-ready data."""
-        return {"kind": self.job.kind, "key": self.job.key, "resource": self.job.resource or None, "jobId": self.id}
+        """Return the receipt as JSON-ready data: the job id leads to its run (``GET /api/jobs/{id}``)."""
+        return {
+            "jobId": self.id,
+            "kind": self.job.kind,
+            "key": self.job.key,
+            "resource": self.job.resource or None,
+            "duplicate": self.duplicate,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +90,7 @@ class Outcome:
     detail: str = ""
     again_in: float | None = None
     follow: tuple[Job, ...] = ()
+    run_id: str | None = None  # the sync run the job made, if any
 
     def __str__(self) -> str:
         return f"{self.status}: {self.detail}" if self.detail else self.status

@@ -22,12 +22,13 @@ job enqueues its successor instead, and a duplicate means the waiting job covers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from procrastinate import App, PsycopgConnector
+from procrastinate import App, JobContext, PsycopgConnector
 from procrastinate import exceptions as pq_exceptions
 from procrastinate import jobs as pq_jobs
 
@@ -69,7 +70,9 @@ class Liveness:
     def stall_check_cron(self) -> str:
         """Return a seconds-resolution cron firing about once per heartbeat (a divisor of 60 seconds)."""
         every = next(d for d in (30, 20, 15, 12, 10, 6, 5, 4, 3, 2, 1) if d <= max(1.0, self.heartbeat))
-        return "* * * * * *" if every == 1 else f"*/{every} * * * * *"
+        # croniter (Procrastinate's) reads seconds from the sixth field: "*/10 * * * * *" would fire
+        # every second of every tenth minute, and not at all in between.
+        return "* * * * * *" if every == 1 else f"* * * * * */{every}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +101,9 @@ class ProcrastinateQueue(JobQueue):
     ) -> None:
         super().__init__(work, retry=retry)
         store = work.runtime.store
-        if store.dialect != "postgresql":
+        if not work.runtime.backend.shared_queue:
             raise StoreError(
-                f"the distributed job queue needs a PostgreSQL store, not {store.dialect} ({store.url}); "
+                f"the distributed job queue needs a PostgreSQL store, not {store.url}; "
                 "on SQLite, `miniapp-sync serve` runs jobs in its own process"
             )
         self.liveness = liveness or Liveness()
@@ -124,6 +127,12 @@ class ProcrastinateQueue(JobQueue):
         """Close the connection pool."""
         await self.app.close_async()
 
+    @contextlib.asynccontextmanager
+    async def serving(self, *, concurrency: int = 4) -> AsyncIterator[None]:
+        """Keep the queue open for enqueues while the block runs: ``worker`` processes run the jobs."""
+        async with self:
+            yield
+
     async def enqueue(self, job: Job, *, delay: float = 0.0) -> Enqueued:
         """Queue ``job`` to run after ``delay`` seconds, unless a job with its key is queued already."""
         queue = job.ns if job.kind in ("sync", "drain") else COMMON_QUEUE
@@ -136,7 +145,7 @@ class ProcrastinateQueue(JobQueue):
             return Enqueued(job, None)
         except pq_exceptions.ConnectorException as exc:
             raise StoreError(f"cannot enqueue {job}: {exc.__cause__ or exc}") from exc
-        return Enqueued(job, job_id)
+        return Enqueued(job, str(job_id))
 
     async def run_worker(self, *, concurrency: int = 4, name: str = "worker", signals: bool = True) -> None:
         """Run jobs of this process's queues, ``concurrency`` at a time, until SIGTERM/SIGINT (if ``signals``)."""
@@ -187,7 +196,7 @@ class ProcrastinateQueue(JobQueue):
 
     def _register(self) -> None:
         for kind, name in TASKS.items():
-            self.app.task(name=name)(self._runner(kind))
+            self.app.task(name=name, pass_context=True)(self._runner(kind))
 
         async def scheduled(timestamp: int, ns: str) -> str:
             return f"scheduled syncs of {ns}: " + await self._enqueue_each(self.work.scheduled_jobs, ns)
@@ -225,10 +234,10 @@ class ProcrastinateQueue(JobQueue):
         fresh = sum(not r.duplicate for r in receipts)
         return f"{fresh} enqueued, {len(receipts) - fresh} already queued"
 
-    def _runner(self, kind: JobKind) -> Callable[[str, str, str, int], Awaitable[str]]:
-        async def run(ns: str, installation_id: str, resource: str, attempt: int) -> str:
+    def _runner(self, kind: JobKind) -> Callable[[JobContext, str, str, str, int], Awaitable[str]]:
+        async def run(context: JobContext, ns: str, installation_id: str, resource: str, attempt: int) -> str:
             job = Job(kind, ns, installation_id, resource, attempt)
-            outcome = await self.work.run(job)
+            outcome = await self.work.run(job, None if context.job.id is None else str(context.job.id))
             await self.settle(job, outcome)
             return str(outcome)  # Procrastinate logs it with the job's end
 

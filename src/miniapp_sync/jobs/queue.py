@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Self
 
@@ -31,6 +32,12 @@ class JobQueue(ABC):
         """Enqueue a sync of one resource of an installation, or of each enabled resource (one job each)."""
         return [await self.enqueue(Job("sync", ns, installation_id, key)) for key in self.work.resources(ns, resource)]
 
+    async def initial_sync(self, ns: str, installation_id: str) -> list[Enqueued]:
+        """Enqueue the first import after an install: each enabled resource, none when bulk sync is off."""
+        if not self.work.syncs_anything(ns):
+            return []
+        return await self.sync(ns, installation_id)
+
     async def drain_inbox(self, ns: str, installation_id: str) -> Enqueued:
         """Enqueue processing of an installation's webhook inbox; a burst of deliveries coalesces into one job (D33)."""
         return await self.enqueue(Job("drain", ns, installation_id))
@@ -46,6 +53,14 @@ class JobQueue(ABC):
     @abstractmethod
     async def run_worker(self, *, concurrency: int = 4) -> None:
         """Run jobs, ``concurrency`` at a time, and enqueue scheduled syncs, until cancelled or stopped."""
+
+    @abstractmethod
+    def serving(self, *, concurrency: int = 4) -> AbstractAsyncContextManager[None]:
+        """What a server contributes to running jobs while it lives (``async with queue.serving(): …``).
+
+        The in-process queue runs its jobs and the periodic work there; the shared queue runs
+        nothing in a server (``worker`` processes do), the block only has it open for enqueues.
+        """
 
     @abstractmethod
     async def open(self) -> None:

@@ -22,6 +22,7 @@ from psycopg import sql
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import URL
 
+from miniapp_sync.backend import Backend
 from miniapp_sync.errors import StoreError
 from miniapp_sync.store import Store
 from miniapp_sync.store.database import resolve_url
@@ -137,7 +138,7 @@ def upgrade_database(url: str | None, *, create: bool = False, environ: Mapping[
         with store.database.read("read the schema version") as conn:
             revision = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
         notes.append(f"store {store.url}: schema at revision {revision}")
-        if store.dialect == "postgresql":
+        if Backend.of(store).shared_queue:
             notes.append(install_job_schema(store.database.engine))
         else:
             notes.append("job queue: none needed (on SQLite, `serve` runs jobs in its own process)")

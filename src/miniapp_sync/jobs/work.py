@@ -19,7 +19,7 @@ from miniapp_sync.errors import InstallationError, MiniAppSyncError
 from miniapp_sync.jobs.model import Job, Outcome
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.store import Inbox, Installation, Outbox
-from miniapp_sync.sync.resources import check_resource_names
+from miniapp_sync.sync.engine import Progress, select_resources
 from miniapp_sync.webhooks.processor import purge
 from miniapp_sync.webhooks.settings import WebhookSettings
 
@@ -35,12 +35,29 @@ INTERRUPTED: Final = "interrupted: the worker running it stopped; a later run re
 
 
 class Work:
-    """The bodies of jobs over one process's runtime; the webhook side plugs in ``drain`` and ``deliver``."""
+    """The bodies of jobs over one process's runtime; the webhook side plugs in ``drain`` and ``deliver``.
 
-    def __init__(self, runtime: Runtime, *, drain: DrainHook | None = None, deliver: DeliverHook | None = None) -> None:
+    ``default_schedule`` (a cron expression, ``serve --default-schedule``) schedules the MiniApps
+    whose definition has no ``syncConfiguration.schedule`` of its own; ``progress`` sees each
+    resource's report as a sync goes (the CLI's progress bars).
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        drain: DrainHook | None = None,
+        deliver: DeliverHook | None = None,
+        default_schedule: str | None = None,
+        progress: Progress | None = None,
+        max_in_flight: int | None = None,
+    ) -> None:
         self.runtime = runtime
+        self.max_in_flight = max_in_flight  # detail requests in flight at most (sync --max-in-flight)
         self.drain = drain
         self.deliver = deliver
+        self.default_schedule = default_schedule
+        self.progress = progress
 
     def miniapp(self, ns: str) -> MiniApp:
         """Return the served MiniApp ``ns``, or raise naming the ones served."""
@@ -55,25 +72,22 @@ class Work:
 
     def resources(self, ns: str, resource: str | None) -> list[str]:
         """Return the resources a sync of ``ns`` covers: the one named, or every enabled one."""
+        return select_resources(self.miniapp(ns).definition, [resource] if resource else None)
+
+    def syncs_anything(self, ns: str) -> bool:
+        """Return whether a sync of ``ns`` without a named resource has something to run."""
         sync = self.miniapp(ns).definition.sync
-        if sync is None or not sync.resources:
-            raise InstallationError(f"{ns!r} has no sync.resources to run")
-        if resource is not None:
-            check_resource_names(sync.resources, [resource], ns=ns)
-            return [resource]
-        if not sync.sync_configuration.enabled:
-            raise InstallationError(
-                f"bulk sync of {ns!r} is disabled (syncConfiguration.enabled is false); "
-                "name a resource to run it anyway"
-            )
-        return [key for key, r in sync.resources.items() if r.enabled]
+        return (
+            sync is not None
+            and sync.sync_configuration.enabled
+            and any(resource.enabled for resource in sync.resources.values())
+        )
 
     def scheduled_jobs(self, ns: str) -> list[Job]:
         """Return a sync job per enabled resource of each connected installation of ``ns``."""
-        sync = self.miniapp(ns).definition.sync
-        if sync is None or not sync.sync_configuration.enabled:
+        if not self.syncs_anything(ns):
             return []
-        keys = [key for key, r in sync.resources.items() if r.enabled]
+        keys = self.resources(ns, None)
         return [
             Job("sync", ns, installation.id, key)
             for installation in self.runtime.store.list_installations(ns)
@@ -82,14 +96,14 @@ class Work:
         ]
 
     def schedules(self) -> dict[str, str]:
-        """Return the cron schedule of each served MiniApp that has one (by ns)."""
-        return {
-            ns: sync.sync_configuration.schedule
-            for ns, app in self.runtime.apps.items()
-            if (sync := app.definition.sync) is not None
-            and sync.sync_configuration.enabled
-            and sync.sync_configuration.schedule
-        }
+        """Return the cron schedule of each served MiniApp that has one, its own or the default (by ns)."""
+        found: dict[str, str] = {}
+        for ns, app in self.runtime.apps.items():
+            sync = app.definition.sync
+            cron = (sync.sync_configuration.schedule if sync else None) or self.default_schedule
+            if cron and self.syncs_anything(ns):
+                found[ns] = cron
+        return found
 
     def due_syncs(self, after: float, until: float) -> list[Job]:
         """Return the scheduled sync jobs of every MiniApp whose cron fires in (after, until]."""
@@ -104,11 +118,14 @@ class Work:
         """Return the earliest cron time after ``after`` among the served MiniApps (None: nothing is scheduled)."""
         return min((croniter(cron, after).get_next(float) for cron in self.schedules().values()), default=None)
 
-    async def run(self, job: Job) -> Outcome:
-        """Run one job to its outcome; nothing it raises escapes (a bug is logged and retried like a failure)."""
+    async def run(self, job: Job, job_id: str | None = None) -> Outcome:
+        """Run one job (``job_id``: the queue's id of it) to its outcome; nothing it raises escapes.
+
+        A bug is logged and retried like a failure.
+        """
         try:
             if job.kind == "sync":
-                return await self.sync(job)
+                return await self.sync(job, job_id)
             if job.kind == "drain":
                 return await self._hook(job, self.drain, "inbox processor")
             return await self._hook(job, self.deliver, "trigger deliverer")
@@ -118,22 +135,30 @@ class Work:
             log.exception("job %s raised", job)
             return Outcome("failed", f"internal error: {type(exc).__name__}: {exc}")
 
-    async def sync(self, job: Job) -> Outcome:
-        """Sync one resource of one installation (resuming from its checkpoint)."""
+    async def sync(self, job: Job, job_id: str | None = None) -> Outcome:
+        """Sync one resource of one installation (resuming from its checkpoint); the run names ``job_id``."""
         app = self.miniapp(job.ns)
         installation = await asyncio.to_thread(self.runtime.store.get_installation, job.installation_id)
         if installation is None:
             return Outcome("dropped", f"installation {job.installation_id} no longer exists")
         await asyncio.to_thread(self._interrupt_stale_runs, installation, job.resource)
         try:
-            report = await self.runtime.engine.run(app.definition, app.plan, installation, resources=[job.resource])
+            report = await self.runtime.engine.run(
+                app.definition,
+                app.plan,
+                installation,
+                resources=[job.resource],
+                progress=self.progress,
+                job_id=job_id,
+                **({} if self.max_in_flight is None else {"max_in_flight": self.max_in_flight}),
+            )
         except InstallationError as exc:  # disconnected, uninstalled, resource gone: retrying will not help
             return Outcome("dropped", str(exc))
         resource = report.resources[job.resource]
         if resource.error:
-            return Outcome("failed", f"run {report.run_id}: {resource.error}")
+            return Outcome("failed", f"run {report.run_id}: {resource.error}", run_id=report.run_id)
         counts = f"{resource.fetched} fetched, {resource.created} created, {resource.updated} updated"
-        return Outcome("done", f"run {report.run_id} {report.status}: {counts}")
+        return Outcome("done", f"run {report.run_id} {report.status}: {counts}", run_id=report.run_id)
 
     def _interrupt_stale_runs(self, installation: Installation, resource: str) -> None:
         # The job's lock means no other queued sync of this pair runs now, so a run of it still
@@ -142,6 +167,10 @@ class Work:
         for run in self.runtime.store.list_runs(installation.id, limit=50):
             if run.status == "running" and run.resource == resource:
                 self.runtime.store.finish_run(run.id, status="interrupted", stats=run.stats, error=INTERRUPTED)
+
+    def adopt(self) -> int:
+        """Put back the inbox rows a stopped process left 'processing'; only a store's one owner may (embedded)."""
+        return Inbox(self.runtime.store).recover()
 
     def sweep(self) -> list[Job]:
         """Return the drains and the delivery that are due now, whatever enqueued them or failed to.

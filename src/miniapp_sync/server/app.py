@@ -6,18 +6,20 @@ signed link that ``POST /api/oauth-links`` or ``miniapp-sync oauth-link`` issues
 and ``/metrics``. The management API under ``/api`` (``server/management.py``, trigger events
 included) needs ``Authorization: Bearer <admin token>``; without a configured token it is
 closed. Its OpenAPI document, ``/api/openapi.json``, is served to anyone: it holds no data. Bind
-to 127.0.0.1 unless told otherwise. While the app lives it runs the scheduler, the inbox
-processor and trigger delivery.
+to 127.0.0.1 unless told otherwise. Everything that is not an answer is a job of the deployment's
+queue (D36): a sync started through the API, the initial import after an install, the drain of
+the inbox after deliveries. While the app lives, the embedded queue runs those jobs and the
+schedules in this process; on PostgreSQL, workers do.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hmac
 import html
+import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -27,17 +29,17 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from miniapp_sync.errors import InstallationConflict, InstallationError, MiniAppSyncError, SealError
+from miniapp_sync.jobs import Enqueued, JobQueue, Work, deployment_queue
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.server.management import management_routes
-from miniapp_sync.server.openapi import Param, Reply, document, error, operation
+from miniapp_sync.server.openapi import Param, Reply, document, error, ok, operation
 from miniapp_sync.server.webhooks import WebhookEndpoint, metrics_endpoint, webhook_params
-from miniapp_sync.sync.schedule import Scheduler
-from miniapp_sync.views import ErrorView
+from miniapp_sync.store import Installation
+from miniapp_sync.views import ErrorView, JobRunView, JobView, Page, RunView
 from miniapp_sync.webhooks.service import WebhookService
 from miniapp_sync.webhooks.settings import WebhookSettings
 
-if TYPE_CHECKING:
-    from miniapp_sync.jobs import JobQueue  # imported for its type only: Procrastinate loads slowly
+log = logging.getLogger("miniapp_sync.server")
 
 OPENAPI_PATH = "/api/openapi.json"  # served without the token: it holds no data, and clients need it to start
 
@@ -77,6 +79,11 @@ def _page(title: str, message: str, *, status: int, script: str = "") -> HTMLRes
     return HTMLResponse(body, status)
 
 
+def _jobs(receipts: list[Enqueued]) -> Page[JobView]:
+    # A job has no run until a worker starts it: its id leads there (GET /api/jobs/{id}).
+    return Page([JobView(r.id, r.job.kind, r.job.resource or None, r.duplicate, None) for r in receipts], None)
+
+
 class Server(Starlette):
     """The app: Starlette, except that webhook deliveries go straight to their endpoint (the hot path)."""
 
@@ -98,42 +105,44 @@ def create_app(
     runtime: Runtime,
     *,
     admin_token: str | None = None,
-    schedule: bool = True,
     webhooks: WebhookSettings | WebhookService | None = None,
-    process: bool = True,
     queue: JobQueue | None = None,
+    default_schedule: str | None = None,
+    concurrency: int = 4,
 ) -> Starlette:
     """Build the ASGI app over a runtime that serves ``runtime.apps``.
 
-    While it lives it runs the scheduler (``schedule``), and the inbox processor and trigger
-    delivery (``process``). ``webhooks`` tunes the webhook runtime, or is one the caller built.
-    With a ``queue`` (scale-out), syncs, schedules, inbox drains and deliveries are jobs for the
-    workers: this process only enqueues them (a service the caller built needs the same queue).
+    ``webhooks`` tunes the webhook runtime, or is one the caller built. ``queue`` is the
+    deployment's (``deployment_queue`` of the store's backend unless given), whose ``Work`` runs
+    this app's webhook processor and delivery; ``default_schedule`` (cron) schedules the MiniApps
+    without a schedule of their own; ``concurrency`` is how many jobs the embedded queue runs at once.
     """
-    tasks: set[asyncio.Task[Any]] = set()
-    service = (
-        webhooks if isinstance(webhooks, WebhookService) else WebhookService(runtime, settings=webhooks, queue=queue)
+    service = webhooks if isinstance(webhooks, WebhookService) else WebhookService(runtime, settings=webhooks)
+    jobs = queue or deployment_queue(
+        Work(
+            runtime,
+            drain=service.processor.drain_installation,
+            deliver=service.delivery.deliver_due,
+            default_schedule=default_schedule,
+        )
     )
+    service.connect(jobs)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        stopping = False
-        if queue is not None:
-            await queue.open()  # workers run the jobs and the schedules; this process only enqueues
-        runs_schedule = schedule and queue is None
-        scheduler = asyncio.create_task(Scheduler(runtime).run_forever(lambda: stopping)) if runs_schedule else None
-        await service.start(process=process, deliver=process)
+        async with jobs.serving(concurrency=concurrency):
+            try:
+                yield
+            finally:
+                await service.stop()  # commit what was received, and ask for its drain, while the queue is open
+
+    async def installed(installation: Installation) -> None:
+        """A new installation: its deliveries may arrive at once, and its first import is queued (#13 item 8)."""
+        service.directory.forget()
         try:
-            yield
-        finally:
-            stopping = True
-            await service.stop()
-            if queue is not None:
-                await queue.close()
-            if scheduler is not None:
-                scheduler.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await scheduler
+            await jobs.initial_sync(installation.ns, installation.id)
+        except MiniAppSyncError as exc:  # installed all the same; the operator can start it later
+            log.error("could not queue the initial sync of %s for %s: %s", installation.ns, installation.tenant, exc)
 
     def miniapp(ns: str) -> MiniApp:
         if ns not in runtime.apps:
@@ -156,7 +165,7 @@ def create_app(
                 if not query.get("state"):
                     return _page("Connection failed", "The redirect carries no state.", status=400)
                 installation = await runtime.installations.oauth.complete(app.definition, query["state"], query["code"])
-                service.directory.forget()  # its deliveries may start arriving at once
+                await installed(installation)  # its deliveries may start arriving at once; its first import
                 script = (
                     "<script>window.opener&&window.opener.postMessage("
                     f"{{type:'miniapp-oauth',ns:{ns!r},status:'connected'}},'*');window.close()</script>"
@@ -185,12 +194,15 @@ def create_app(
     )
 
     @operation(
-        "Start a bulk sync of an installation; poll /api/runs/{id}.",
+        "Queue a bulk sync of an installation: a job per resource, whose id leads to its run (GET /api/jobs/{id}).",
         params=[
             Param("id", "The installation's id.", location="path"),
             Param("resource", "Only these resources (repeatable).", enum=tuple(known_resources), repeated=True),
         ],
-        responses={202: Reply("the run id (or, on a queue, the jobs)"), 404: Reply("no such installation", ErrorView)},
+        responses={
+            202: Reply("the jobs, one per resource (a duplicate: a waiting twin covers it)", JobView, page=True),
+            404: Reply("no such installation", ErrorView),
+        },
     )
     async def start_sync(request: Request, id: str, resource: list[str]) -> Response:
         installation = runtime.store.get_installation(id)
@@ -202,24 +214,24 @@ def create_app(
             return error(400, "bad_request", str(exc), field="id")
         own = app.definition.sync.resources if app.definition.sync else {}
         unknown = [r for r in resource if r not in own]
-        if unknown:  # checked here: a background run would otherwise fail with nobody to tell
+        if unknown:  # checked here: a job would otherwise fail with nobody to tell
             message = f"no resource {unknown[0]!r} in {app.ns}'s sync.resources"
             return error(400, "bad_request", message, hint=f"known: {', '.join(own) or 'none'}", field="resource")
-        resources = resource or None
-        if queue is not None:
-            try:
-                keys: list[str | None] = list(resources) if resources else [None]
-                receipts = [r for key in keys for r in await queue.sync(app.ns, installation.id, key)]
-            except MiniAppSyncError as exc:
-                return error(400, "bad_request", str(exc))
-            return JSONResponse({"jobs": [r.as_dict() for r in receipts]}, 202)
-        run = runtime.store.start_run(installation.id, resources[0] if resources and len(resources) == 1 else None)
-        task = asyncio.create_task(
-            runtime.engine.run(app.definition, app.plan, installation, resources=resources, run=run)
-        )
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        return JSONResponse({"runId": run.id}, 202)
+        keys: list[str | None] = list(resource) if resource else [None]
+        try:
+            receipts = [r for key in keys for r in await jobs.sync(app.ns, installation.id, key)]
+        except MiniAppSyncError as exc:
+            return error(400, "bad_request", str(exc))
+        return ok(_jobs(receipts), 202)
+
+    @operation(
+        "A sync job and the run it started (null while it waits for a worker).",
+        params=[Param("id", "The job's id, from the answer that queued it.", location="path")],
+        responses={200: Reply("the job and its run", JobRunView)},
+    )
+    async def get_job(request: Request, id: str) -> Response:
+        runs = runtime.store.runs_of_job(id)
+        return ok(JobRunView(id, RunView.of(runs[0]) if runs else None))
 
     receive = WebhookEndpoint(service)
     routes: list[BaseRoute] = [
@@ -228,8 +240,9 @@ def create_app(
         Route("/miniapps/{ns}/webhooks", receive, methods=["POST"], include_in_schema=False),
         Route("/miniapps/{ns}/webhooks/{installation}", receive, methods=["POST"], include_in_schema=False),
         Route("/miniapps/{ns}/oauth2", oauth),
-        *management_routes(runtime, installed=service.directory.forget),
+        *management_routes(runtime, installed=installed),
         Route("/api/installations/{id}/sync", start_sync, methods=["POST"]),
+        Route("/api/jobs/{id}", get_job, methods=["GET"]),
     ]
 
     async def openapi(request: Request) -> Response:

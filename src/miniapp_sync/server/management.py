@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import orjson
@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 from miniapp_sync.errors import InstallationConflict, MiniAppSyncError
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.server.openapi import CURSOR, LIMIT, Param, Reply, bad_request, error, ok, operation
-from miniapp_sync.store import DeadLetterKind, InboxStatus
+from miniapp_sync.store import DeadLetterKind, InboxStatus, Installation
 from miniapp_sync.views import (
     DeadLetterView,
     ErrorView,
@@ -103,7 +103,7 @@ def link_body(raw: bytes, served: list[str]) -> dict[str, Any]:
     }
 
 
-def management_routes(runtime: Runtime, *, installed: Callable[[], None]) -> list[BaseRoute]:
+def management_routes(runtime: Runtime, *, installed: Callable[[Installation], Awaitable[None]]) -> list[BaseRoute]:
     """Return the /api routes over ``runtime``; ``installed`` is told when an installation was added."""
     store = runtime.store
     served = sorted(runtime.apps)
@@ -133,7 +133,9 @@ def management_routes(runtime: Runtime, *, installed: Callable[[], None]) -> lis
             },
         },
         responses={
-            201: Reply("the installation", InstallationView),
+            201: Reply(
+                "the installation; its initial import is queued (GET /api/runs?installation=…)", InstallationView
+            ),
             409: Reply(
                 "the install failed: the provider refused it or could not be reached (the message says why)", ErrorView
             ),
@@ -154,7 +156,7 @@ def management_routes(runtime: Runtime, *, installed: Callable[[], None]) -> lis
             )
         except MiniAppSyncError as exc:
             return error(409, "install_failed", str(exc))
-        installed()  # its deliveries may start arriving at once
+        await installed(installation)  # its deliveries may arrive at once; its initial sync is queued
         return ok(InstallationView.of(installation), 201)
 
     @operation(

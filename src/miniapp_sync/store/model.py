@@ -91,6 +91,7 @@ class Run:
     finished_at: float | None
     stats: dict[str, Any]
     error: str | None
+    job_id: str | None = None  # the job that ran it, when a queue did
 
 
 @dataclass(frozen=True, slots=True)

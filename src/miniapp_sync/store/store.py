@@ -308,10 +308,11 @@ class Store:
 
     # -- runs and checkpoints ----------------------------------------------------------------------
 
-    def start_run(self, installation_id: str, resource: str | None) -> Run:
-        """Record the start of a sync run and return it."""
-        run = Run(uuid.uuid4().hex, installation_id, resource, "running", self._clock.now(), None, {}, None)
+    def start_run(self, installation_id: str, resource: str | None, *, job_id: str | None = None) -> Run:
+        """Record the start of a sync run (by the job ``job_id``, if a queue runs it) and return it."""
+        run = Run(uuid.uuid4().hex, installation_id, resource, "running", self._clock.now(), None, {}, None, job_id)
         values = {
+            "job_id": job_id,
             "id": run.id,
             "installation_id": installation_id,
             "resource": resource,
@@ -339,6 +340,12 @@ class Store:
         with self._db.read("read a run") as conn:
             row = conn.execute(select(sync_runs).where(sync_runs.c.id == run_id)).first()
         return None if row is None else _run(row)
+
+    def runs_of_job(self, job_id: str) -> list[Run]:
+        """Return the runs the job ``job_id`` started (one, or none yet), newest first."""
+        query = select(sync_runs).where(sync_runs.c.job_id == job_id).order_by(sync_runs.c.started_at.desc())
+        with self._db.read("read a job's runs") as conn:
+            return [_run(row) for row in conn.execute(query)]
 
     def list_runs(
         self,

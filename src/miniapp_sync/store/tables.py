@@ -103,8 +103,10 @@ sync_runs = Table(
     _epoch("finished_at", nullable=True),
     Column("stats", json_type(), nullable=False),
     Column("error", Text),
+    Column("job_id", Text),  # the job that ran it (D36); None when started outside a queue
     CheckConstraint("status IN ('running', 'succeeded', 'failed', 'partial', 'interrupted')", name="status"),
     Index(None, "installation_id", "started_at"),
+    Index(None, "job_id"),
 )
 
 checkpoints = Table(

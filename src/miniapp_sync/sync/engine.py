@@ -26,7 +26,7 @@ from typing import Any, Final
 import aiohttp
 
 from miniapp_sync.clock import Clock, SystemClock
-from miniapp_sync.definition.model import Definition, Resource
+from miniapp_sync.definition.model import Definition
 from miniapp_sync.errors import InstallationError, MiniAppSyncError
 from miniapp_sync.installations import Installations
 from miniapp_sync.mapping.plan import MappingPlan, ResourcePlan
@@ -38,7 +38,7 @@ from miniapp_sync.provider.fanout import DEFAULT_MAX_IN_FLIGHT, FanOut
 from miniapp_sync.provider.pagination import Page, pages
 from miniapp_sync.provider.ratelimit import RateLimiter, limiter_for
 from miniapp_sync.provider.retry import RetryPolicy
-from miniapp_sync.store import Installation, RecordWrite, Run, RunStatus, Store, WriteResult
+from miniapp_sync.store import Installation, RecordWrite, RunStatus, Store, WriteResult
 from miniapp_sync.sync.resources import check_resource_names
 from miniapp_sync.templating import render_headers
 
@@ -120,8 +120,10 @@ class SyncEngine:
         rng: random.Random | None = None,
         session: aiohttp.ClientSession | None = None,
         limiters: LimiterFactory = limiter_for,
+        inline_writes: bool = True,
     ) -> None:
         self.store = store
+        self.inline_writes = inline_writes
         self.installations = installations
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
@@ -136,27 +138,28 @@ class SyncEngine:
         *,
         resources: list[str] | None = None,
         progress: Progress | None = None,
-        run: Run | None = None,
+        job_id: str | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> RunReport:
         """Sync the enabled resources (or those named) of one installation; never raise for a resource.
 
         Detail requests in flight follow the budget and the provider's latency, up to ``max_in_flight``.
+        ``job_id`` names the queue's job that runs it: the run records it, so the job leads to its run.
         """
         if max_in_flight < 1:
             raise MiniAppSyncError(f"max_in_flight must be at least 1, not {max_in_flight}")
+        selected = select_resources(definition, resources)
         sync = definition.sync
-        if sync is None or not sync.resources:
-            raise InstallationError(f"{definition.ns!r} has no sync.resources to run")
+        assert sync is not None  # select_resources checked it
         if installation.status != "connected":
             raise InstallationError(
                 f"installation {installation.id} ({installation.tenant}) is {installation.status}"
                 + (f": {installation.error}" if installation.error else "")
                 + "; reconnect it before syncing"
             )
-        selected = _select(sync.resources, resources, enabled=sync.sync_configuration.enabled)
-        if run is None:
-            run = self.store.start_run(installation.id, resources[0] if resources and len(resources) == 1 else None)
+        run = self.store.start_run(
+            installation.id, resources[0] if resources and len(resources) == 1 else None, job_id=job_id
+        )
         report = RunReport(run.id, installation.id)
         session = self._session or aiohttp.ClientSession()
         try:
@@ -257,7 +260,7 @@ class SyncEngine:
         began = float(state.get("began", self.clock.now()))
         since = state.get("since")
         client = await self._client(definition, installation, session)
-        writer = _Writer(self.store, installation.id, plan, run_id, report)
+        writer = _Writer(self.store, installation.id, plan, run_id, report, inline=self.inline_writes)
         buffer: list[RecordWrite] = []
         errors_seen = False
         total: int | None = None
@@ -371,13 +374,22 @@ class _Writer:
     thread, and the loop fetches and maps the next pages meanwhile.
     """
 
-    def __init__(self, store: Store, installation_id: str, plan: ResourcePlan, run_id: str, report: ResourceReport):
+    def __init__(
+        self,
+        store: Store,
+        installation_id: str,
+        plan: ResourcePlan,
+        run_id: str,
+        report: ResourceReport,
+        *,
+        inline: bool,
+    ):
         self.store = store
         self.installation_id = installation_id
         self.plan = plan
         self.run_id = run_id
         self.report = report
-        self._inline = store.dialect == "sqlite"
+        self._inline = inline  # the backend's call (backend.py): SQLite inline, PostgreSQL in a thread
         self._pending: asyncio.Future[list[WriteResult]] | None = None
 
     async def write(self, buffer: list[RecordWrite], batch_size: int, checkpoint: dict[str, Any]) -> None:
@@ -461,15 +473,19 @@ def _endpoint_urls(definition: Definition) -> list[str]:
     return [e.url for pair in endpoints for e in pair if e is not None]
 
 
-def _select(resources: dict[str, Resource], names: list[str] | None, *, enabled: bool) -> list[str]:
+def select_resources(definition: Definition, names: list[str] | None) -> list[str]:
+    """Return the resources a sync covers: those named (even if disabled), or every enabled one."""
+    ns, sync = definition.ns, definition.sync
+    if sync is None or not sync.resources:
+        raise InstallationError(f"{ns!r} has no sync.resources to run")
     if names:
-        check_resource_names(resources, names)
-        return names
-    if not enabled:
+        check_resource_names(sync.resources, names, ns=ns)  # a usage error, with a "did you mean"
+        return list(names)
+    if not sync.sync_configuration.enabled:
         raise InstallationError(
-            "bulk sync is disabled (syncConfiguration.enabled is false); name a resource to run it anyway"
+            f"bulk sync of {ns!r} is disabled (syncConfiguration.enabled is false); name a resource to run it anyway"
         )
-    return [key for key, resource in resources.items() if resource.enabled]
+    return [key for key, resource in sync.resources.items() if resource.enabled]
 
 
 def _paging_state(state: dict[str, Any]) -> dict[str, Any] | None:

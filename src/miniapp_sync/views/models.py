@@ -102,14 +102,37 @@ class RunView:
     finished_at: Timestamp | None
     stats: dict[str, Any]
     error: str | None
+    job_id: str | None  # the job that ran it (D36), when a queue did
 
     @classmethod
     def of(cls, r: Run) -> RunView:
         """Return the view of a run."""
         return cls(
             r.id, r.installation_id, r.resource, r.status, timestamp(r.started_at), maybe_timestamp(r.finished_at),
-            r.stats, r.error,
+            r.stats, r.error, r.job_id,
         )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """A sync job as its enqueue answered: its id (null when a waiting twin covers it), what it syncs, its run.
+
+    The run is null until a worker starts the job; ``GET /api/jobs/{id}`` leads to it (D36).
+    """
+
+    job_id: str | None
+    kind: str
+    resource: str | None
+    duplicate: bool
+    run_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRunView:
+    """A job and the run it started (null while it waits for a worker)."""
+
+    job_id: str
+    run: RunView | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import orjson
 from miniapp_sync.clock import Clock
 from miniapp_sync.installations import Vault
 from miniapp_sync.store import DueDelivery, Outbox, Subscription
-from miniapp_sync.webhooks.concurrency import Call, run_until_stopped
+from miniapp_sync.webhooks.concurrency import Call
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.settings import WebhookSettings
 from miniapp_sync.webhooks.signing import signed_headers, signing_key
@@ -35,7 +35,7 @@ def seal(vault: Vault, secret: str) -> bytes:
 
 
 class TriggerDelivery:
-    """Send due trigger deliveries; ``run_forever`` inside ``serve``, ``settle`` in tests."""
+    """Send due trigger deliveries: ``deliver_due`` is the body of a deliver job, ``settle`` serves tests."""
 
     def __init__(
         self,
@@ -57,25 +57,6 @@ class TriggerDelivery:
         self._session = session
         self._own_session: aiohttp.ClientSession | None = None
         self._secrets: dict[bytes, bytes] = {}
-        self._wake = asyncio.Event()
-
-    def wake(self) -> None:
-        """Say that events were added (the processor calls this after a commit that emitted some)."""
-        self._wake.set()
-
-    async def run_forever(self, stop: asyncio.Event) -> None:
-        """Deliver as events arrive and retries come due, until ``stop`` is set."""
-        try:
-            await run_until_stopped(
-                self.deliver_due,
-                wake=self._wake,
-                stop=stop,
-                clock=self.clock,
-                backoff=self.settings.backoff,
-                what="trigger delivery",
-            )
-        finally:
-            await self.close()
 
     async def settle(self) -> None:
         """Deliver until nothing is pending, waiting out retries on the clock (instantly, with a FakeClock)."""

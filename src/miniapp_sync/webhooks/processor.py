@@ -23,13 +23,12 @@ from miniapp_sync.clock import Clock
 from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.store import Inbox, InboxRow, Outbox, Store
-from miniapp_sync.webhooks.concurrency import Call, caller, run_until_stopped
+from miniapp_sync.webhooks.concurrency import Call, caller
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.operations import Prepared, apply_rows
 from miniapp_sync.webhooks.settings import WebhookSettings
 
 log = logging.getLogger("miniapp_sync.webhooks")
-PURGE_EVERY = 3600.0  # seconds between purges of finished rows past their retention
 YIELD_STEP = 0.005  # seconds between looks at the receiver's backlog while stepping aside
 YIELD_TURNS = 3  # loop turns from a socket's data to its delivery in the group commit
 
@@ -55,7 +54,6 @@ class Processor:
         settings: WebhookSettings | None = None,
         clock: Clock | None = None,
         metrics: WebhookMetrics | None = None,
-        on_event: Callable[[], None] | None = None,
         busy: Callable[[], bool] | None = None,
         call: Call | None = None,
     ) -> None:
@@ -64,36 +62,11 @@ class Processor:
         self.settings = settings or WebhookSettings()
         self.clock = clock or runtime.clock
         self.metrics = metrics
-        self.on_event = on_event
         self.busy = busy  # whether the receiver is crowded, when it says
-        self._call = call or caller(runtime.store)
-        self._wake = asyncio.Event()
+        self._call = call or caller(runtime.backend.inline_store_calls)
         self._locks: dict[str, asyncio.Lock] = {}
         self._tenants: dict[str, str] = {}
         self._trigger_events: dict[str, tuple[MiniApp, frozenset[str]]] = {}
-
-    def wake(self) -> None:
-        """Say that rows were added (the receiver calls this after each commit)."""
-        self._wake.set()
-
-    async def run_forever(self, stop: asyncio.Event) -> None:
-        """Recover interrupted rows, then process as rows arrive and retries come due, until ``stop`` is set."""
-        recovered = await self._call(self.inbox.recover)
-        if recovered:
-            log.warning("retrying %d webhook deliveries interrupted by a stop", recovered)
-        purged_at: float | None = None
-
-        async def step() -> float | None:
-            nonlocal purged_at
-            next_due = await self.drain()
-            if purged_at is None or self.clock.monotonic() - purged_at >= PURGE_EVERY:
-                purged_at = self.clock.monotonic()
-                await self._call(purge, self.runtime.store, self.clock.now() - self.settings.retention)
-            return next_due
-
-        await run_until_stopped(
-            step, wake=self._wake, stop=stop, clock=self.clock, backoff=self.settings.backoff, what="webhook processing"
-        )
 
     async def settle(self) -> None:
         """Process until nothing is pending, waiting out retries on the clock (instantly, with a FakeClock)."""
@@ -223,8 +196,6 @@ class Processor:
             self.metrics.processed(ns, "done", len(prepared) - failed, lags)
             if failed:
                 self.metrics.processed(ns, "dead_lettered", failed)
-        if self.on_event is not None and any(p.trigger for p in prepared):
-            self.on_event()
 
     async def _failed(self, row: InboxRow, reason: str) -> float | None:
         """Retry a row later, or dead-letter it once it has used its attempts; return the retry time."""
@@ -261,9 +232,7 @@ class Processor:
                 reason = describe(exc)
         if reason is not None:
             await self._call(self._settle_failed, row, reason)
-        elif self.on_event is not None and item.trigger:
-            self.on_event()
-        return reason
+        return reason  # the trigger events it emitted go out with the next delivery job (the sweep finds them)
 
     async def _tenant(self, installation_id: str) -> str:
         tenant = self._tenants.get(installation_id)

@@ -1,19 +1,19 @@
 """The webhook runtime of one server: receiver, group commit, processor and trigger delivery, wired once.
 
-Embedded (no job queue): this process's processor drains the inbox and its delivery sends the
-trigger events. Scaled out (a ``JobQueue``): after each commit the server defers one "drain this
-installation's inbox" job per installation that got deliveries (D33); workers run the drains and
-the deliveries, so any number of servers can receive side by side.
+After each commit the server defers one "drain this installation's inbox" job per installation
+that got deliveries (D33), through the deployment's queue (D36): embedded, this process's queue
+runs the drain with this service's processor, and the delivery of the trigger events it emitted;
+scaled out, workers run them, so any number of servers can receive side by side. Acknowledgements
+never wait for a drain: the commit only asks for one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -32,7 +32,7 @@ from miniapp_sync.webhooks.settings import WebhookSettings
 from miniapp_sync.webhooks.tenancy import Directory
 
 if TYPE_CHECKING:
-    from miniapp_sync.jobs import JobQueue  # imported for its type only: Procrastinate loads slowly
+    from miniapp_sync.jobs import JobQueue  # for its type only: jobs import the webhook processor
 
 log = logging.getLogger("miniapp_sync.webhooks")
 
@@ -80,7 +80,7 @@ class DrainRequests:
 
 
 class WebhookService:
-    """Everything the webhook routes and background workers share; ``start``/``stop`` run the workers."""
+    """Everything the webhook routes and the drain and deliver jobs share; ``connect`` it to a queue."""
 
     def __init__(
         self,
@@ -93,13 +93,13 @@ class WebhookService:
         queue: JobQueue | None = None,
     ) -> None:
         self.runtime = runtime
-        self.drains = DrainRequests(queue) if queue is not None else None
+        self.drains = DrainRequests(queue) if queue is not None else None  # without one, tests drain by hand
         self.settings = settings or WebhookSettings()
         self.clock = clock or runtime.clock
         self.metrics = metrics or WebhookMetrics()
         self.inbox = Inbox(runtime.store)
         self.outbox = Outbox(runtime.store)
-        call = caller(runtime.store)
+        call = caller(runtime.backend.inline_store_calls)
         self.delivery = TriggerDelivery(
             self.outbox,
             runtime.installations.vault,
@@ -126,45 +126,29 @@ class WebhookService:
             settings=self.settings,
             clock=self.clock,
             metrics=self.metrics,
-            on_event=self.delivery.wake,
             busy=self.commit.busy,
             call=call,
         )
         self.directory = Directory(runtime.store, runtime.installations, self.clock)
         samples = SampleRecorder(Path(self.settings.record_samples)) if self.settings.record_samples else None
         self.receiver = Receiver(runtime, self.directory, self.commit, self.metrics, samples)
-        self._stop = asyncio.Event()
-        self._workers: list[asyncio.Task[Any]] = []
+
+    def connect(self, queue: JobQueue) -> None:
+        """Defer the drains of committed deliveries through ``queue`` from now on."""
+        self.drains = DrainRequests(queue)
 
     def _committed(self, entries: Sequence[InboxEntry]) -> None:
         if self.drains is None:
-            if any(entry.status == "pending" for entry in entries):
-                self.processor.wake()
             return
         wanted = {(e.ns, e.installation_id) for e in entries if e.status == "pending" and e.installation_id}
         for ns, installation_id in wanted:
             self.drains.request(ns, installation_id)
 
-    async def start(self, *, process: bool = True, deliver: bool = True) -> None:
-        """Run the processor and trigger delivery in the background (never with a queue: workers do)."""
-        self._stop.clear()
-        if self.drains is not None:
-            return
-        if process:
-            self._workers.append(asyncio.create_task(self.processor.run_forever(self._stop), name="inbox processor"))
-        if deliver:
-            self._workers.append(asyncio.create_task(self.delivery.run_forever(self._stop), name="trigger delivery"))
-
     async def stop(self) -> None:
-        """Commit what the receiver holds, then stop the workers (rows being processed are retried on restart)."""
+        """Commit what the receiver holds and wait for the drain requests it made; close the HTTP session."""
         await self.commit.close()
         if self.drains is not None:
             await self.drains.close()
-        self._stop.set()
-        for worker in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
-        self._workers.clear()
         await self.delivery.close()
 
     async def counts(self) -> dict[str, int]:
