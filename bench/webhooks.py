@@ -317,9 +317,10 @@ def phase_during_sync(paced: list[Delivery], args: argparse.Namespace, tmp: Path
             "items"
         ]
         start = _request(f"{base}/api/installations/{installation['id']}/sync?resource=products", admin, "POST")
-        run_id = json.loads(urllib.request.urlopen(start).read())["runId"]
+        (job,) = json.loads(urllib.request.urlopen(start).read())["items"]  # a job of the server's own queue
         latencies, _, failed = asyncio.run(open_loop(f"{base}/miniapps/salla/webhooks", paced, args.rate, store))
-        run = json.loads(urllib.request.urlopen(_request(f"{base}/api/runs/{run_id}", admin)).read())
+        ran = json.loads(urllib.request.urlopen(_request(f"{base}/api/jobs/{job['jobId']}", admin)).read())["run"]
+        run = ran or {"status": "not started", "stats": {}}
     ms = [x * 1000 for x in latencies]
     stats = run["stats"].get("products", {})
     p50, p99 = percentile(ms, 0.5), percentile(ms, 0.99)

@@ -1,8 +1,8 @@
 """The demo behind `make demo`: the Salla example against the bundled sandbox, into SQLite.
 
 It starts the sandbox provider on 127.0.0.1, then runs the real `miniapp-sync` commands a user
-would type — validate, install (API-key flow with pasted tokens), sync, records — against a
-fresh store in .demo/, printing each command before its output. Then it starts `serve`, sends
+would type — validate, install (API-key flow with pasted tokens, then the initial sync), records —
+against a fresh store in .demo/, printing each command before its output. Then it starts `serve`, sends
 it signed Salla webhooks, and shows the records change and the trigger events fire.
 """
 
@@ -53,12 +53,12 @@ def demo(sandbox: Sandbox, url: str, config: SandboxConfig) -> None:
     rewrites = ["--rewrite", f"https://api.salla.dev={url}", "--rewrite", f"https://accounts.salla.sa={url}"]
     print(f"sandbox provider (Salla-shaped) on {url}, enforcing {config.rate_limit:.0f} requests/s")
     run("validate", DEFINITION)
+    # The lifecycle: the install runs the initial sync of every enabled resource, with progress.
     run(
         "install", DEFINITION, "--tenant", "demo-store", "--store", STORE, *rewrites,
         "--credential", "accessToken=env:SANDBOX_ACCESS_TOKEN",
         "--credential", "refreshToken=env:SANDBOX_REFRESH_TOKEN",
     )  # fmt: skip
-    run("sync", DEFINITION, "--tenant", "demo-store", "--store", STORE, *rewrites)
     run("records", "--tenant", "demo-store", "--type", "ecommerce:orders", "--limit", "3", "--store", STORE)
     print(f"\nThe sandbox answered {sandbox.stats.responses.get(429, 0)} requests with 429 (rate limit held).")
     webhooks(sandbox, config, rewrites)

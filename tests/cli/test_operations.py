@@ -289,3 +289,19 @@ def test_install_refuses_to_register_a_loopback_webhook_url_with_a_remote_provid
     assert "--public-url" in message
     assert "MINIAPP_SYNC_PUBLIC_URL" in message
     assert received == []  # refused before anything was sent
+
+
+def test_serve_refuses_a_default_schedule_off_the_cron_ticks(cli: object, example: str) -> None:
+    code, _, err = cli("serve", "-d", example, "--default-schedule", "7m")  # type: ignore[operator]
+    assert code == 2
+    assert "does not fall on cron ticks" in " ".join(err.split())
+
+
+def test_sync_enqueue_on_sqlite_says_that_serve_runs_the_jobs(cli: object, example: str) -> None:
+    credentials = ["--credential", f"accessToken={TOKEN}", "--no-sync"]
+    assert cli("install", example, "--tenant", "acme", *credentials, rewrite=True)[0] == 0  # type: ignore[operator]
+    code, _, err = cli("sync", "--enqueue", example, "--tenant", "acme")  # type: ignore[operator]
+    assert code == 1
+    message = " ".join(err.split())
+    assert "--enqueue needs the scale-out queue" in message
+    assert "POST /api/installations/{id}/sync" in message

@@ -398,3 +398,9 @@ def test_legacy_webhook_ecommerce_is_deprecated_not_unknown() -> None:
     assert "deprecated" in found[0].message
     assert found[0].hint is not None
     assert "sync.webhooks.handlers" in found[0].hint
+
+
+def test_an_invalid_schedule_is_a_validation_error() -> None:
+    document = {"sync": {"syncConfiguration": {"schedule": "hourly"}}}
+    findings = lint(document)[1]
+    assert any(f.code == "schedule" and f.severity == "error" for f in findings)

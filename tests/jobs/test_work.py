@@ -12,6 +12,7 @@ import pytest
 
 from miniapp_sync.errors import InstallationError, StoreError, UsageError
 from miniapp_sync.jobs import Job, JobRetry, LocalQueue, Work
+from miniapp_sync.jobs.schedules import cron_for
 from miniapp_sync.jobs.work import INTERRUPTED
 from miniapp_sync.network import Rewrites
 from miniapp_sync.runtime import Runtime, load_miniapp
@@ -168,3 +169,30 @@ async def test_the_local_queue_enqueues_scheduled_syncs_at_their_cron_slot(embed
     assert all(f.outcome.status == "done" for f in first)
     store = embedded.runtime.store
     assert store.count_records(embedded.installation.id, "core:product") == 75
+
+
+async def test_a_default_schedule_covers_the_definitions_without_their_own(embedded: Embedded) -> None:
+    app = embedded.runtime.apps["salla"]
+    assert app.definition.sync is not None
+    own = app.definition.sync.sync_configuration.schedule
+    assert Work(embedded.runtime, default_schedule="0 */6 * * *").schedules() == {"salla": own}  # its own wins
+    folder = embedded.runtime.store.sqlite_path
+    assert folder is not None
+    embedded.runtime.add(load_miniapp(write_definition(folder.parent)))  # the same MiniApp, without a schedule
+    unscheduled = Work(embedded.runtime, default_schedule=cron_for("6h"))
+    assert unscheduled.schedules() == {"salla": "0 */6 * * *"}
+    assert Work(embedded.runtime).schedules() == {}  # off unless set
+
+
+def test_a_default_schedule_is_an_interval_on_cron_ticks_or_a_cron_expression() -> None:
+    assert [cron_for(text) for text in ("30m", "1h", "6h", "1d", "15 3 * * *")] == [
+        "*/30 * * * *",
+        "0 * * * *",
+        "0 */6 * * *",
+        "0 0 * * *",
+        "15 3 * * *",
+    ]
+    with pytest.raises(ValueError, match=r"the interval '7m' does not fall on cron ticks"):
+        cron_for("7m")
+    with pytest.raises(ValueError, match=r"expected an interval \(30m, 6h, 1d\) or a cron expression, found 'hourly'"):
+        cron_for("hourly")

@@ -34,6 +34,4 @@ def cron_for(text: str) -> str:
     if unit == "h" and count == 24:
         return "0 0 * * *"
     allowed = "minutes dividing an hour (1-30), hours dividing a day (1-12), or 1d"
-    raise ValueError(
-        f"the interval {text!r} does not divide evenly into cron ticks: use {allowed}, or a cron expression"
-    )
+    raise ValueError(f"the interval {text!r} does not fall on cron ticks: use {allowed}, or a cron expression")
