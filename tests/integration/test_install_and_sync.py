@@ -29,7 +29,9 @@ async def test_oauth_install_then_a_sync_that_hits_401_refreshes_and_completes(s
     report = await stack.runtime.engine.run(stack.app.definition, stack.app.plan, installation, resources=["products"])
     assert not report.failed, report.as_dict()
     products = report.resources["products"]
-    assert products.created == len(stack.sandbox.data["products"])
+    assert (
+        products.fetched == products.unchanged == len(stack.sandbox.data["products"])
+    )  # the initial import wrote them
     assert stack.runtime.store.count_records(installation.id, "core:product") == len(stack.sandbox.data["products"])
     refreshed = installations.credentials(installations.get(installation.id))
     assert refreshed["accessToken"] != first_token
