@@ -196,3 +196,26 @@ def test_a_default_schedule_is_an_interval_on_cron_ticks_or_a_cron_expression() 
         cron_for("7m")
     with pytest.raises(ValueError, match=r"expected an interval \(30m, 6h, 1d\) or a cron expression, found 'hourly'"):
         cron_for("hourly")
+
+
+async def test_the_local_queue_keeps_its_schedules_when_a_sweep_fails(embedded: Embedded) -> None:
+    class Flaky(Work):  # the store is away for the first sweep
+        sweeps = 0
+
+        def sweep(self) -> list[Job]:
+            self.sweeps += 1
+            if self.sweeps == 1:
+                raise StoreError("cannot find pending webhook deliveries: database is locked")
+            return super().sweep()
+
+    work = Flaky(embedded.runtime)
+    queue = LocalQueue(work, clock=embedded.clock)
+    worker = asyncio.create_task(queue.run_worker(concurrency=2))
+    try:
+        await until(lambda: len(queue.finished) >= 2, timeout=20)
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    assert work.sweeps >= 2  # tried again, not given up
+    assert {f.job.resource for f in queue.finished} == {"products", "customers"}  # the cron slot still fired
+    assert embedded.clock.sleeps[0] > 0  # waited before trying again: no spinning

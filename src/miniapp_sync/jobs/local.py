@@ -190,16 +190,19 @@ class LocalQueue(JobQueue):
         last = self.clock.now()
         sweep_at = purge_at = self.clock.monotonic()  # both at once: what the last process left
         while True:
-            mono = self.clock.monotonic()
-            if mono >= sweep_at:
-                await self._enqueue_all(await asyncio.to_thread(self.work.sweep), "swept")
-                sweep_at = mono + SWEEP_EVERY
-            if mono >= purge_at:
-                log.info("%s", await asyncio.to_thread(self.work.purge))
-                purge_at = mono + PURGE_EVERY
-            now = self.clock.now()
-            await self._enqueue_all(await asyncio.to_thread(self.work.due_syncs, last, now), "scheduled")
-            last = now
+            mono, now = self.clock.monotonic(), self.clock.now()
+            try:  # a store that is away for a moment must not end the schedules for good: try next turn
+                if mono >= sweep_at:
+                    await self._enqueue_all(await asyncio.to_thread(self.work.sweep), "swept")
+                    sweep_at = mono + SWEEP_EVERY
+                if mono >= purge_at:
+                    log.info("%s", await asyncio.to_thread(self.work.purge))
+                    purge_at = mono + PURGE_EVERY
+                await self._enqueue_all(await asyncio.to_thread(self.work.due_syncs, last, now), "scheduled")
+                last = now
+            except Exception:
+                log.exception("the periodic jobs failed; trying again in %.0f s", SWEEP_EVERY)
+                sweep_at, purge_at = max(sweep_at, mono + SWEEP_EVERY), max(purge_at, mono + SWEEP_EVERY)
             upcoming = self.work.next_schedule(now)
             nap = min(MAX_NAP, sweep_at - mono, purge_at - mono)
             if upcoming is not None:
