@@ -305,3 +305,13 @@ def test_sync_enqueue_on_sqlite_says_that_serve_runs_the_jobs(cli: object, examp
     message = " ".join(err.split())
     assert "--enqueue needs the scale-out queue" in message
     assert "POST /api/installations/{id}/sync" in message
+
+
+def test_the_default_schedule_comes_from_the_settings_file_too(
+    cli: object, example: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ops.toml").write_text('default_schedule = "7m"\n')
+    monkeypatch.setenv("MINIAPP_SYNC_CONFIG_FILE", str(tmp_path / "ops.toml"))
+    code, _, err = cli("serve", "-d", example)  # type: ignore[operator]
+    assert code == 2  # read, and refused like the flag: it never starts serving
+    assert "does not fall on cron ticks" in " ".join(err.split())
