@@ -122,7 +122,8 @@ def test_sync_max_in_flight_caps_detail_requests_and_is_checked(
     cli: object, sandbox: tuple[Sandbox, str], example: str
 ) -> None:
     run = cli
-    assert run("install", example, "--tenant", "acme", "--credential", f"accessToken={TOKEN}", rewrite=True)[0] == 0  # type: ignore[operator]
+    credentials = ["--credential", f"accessToken={TOKEN}", "--no-sync"]
+    assert run("install", example, "--tenant", "acme", *credentials, rewrite=True)[0] == 0  # type: ignore[operator]
     code, _, err = run("sync", example, "--tenant", "acme", "--max-in-flight", "0", rewrite=True)  # type: ignore[operator]
     assert code == 2
     assert "--max-in-flight" in err
@@ -140,7 +141,8 @@ def test_sync_max_in_flight_caps_detail_requests_and_is_checked(
         rewrite=True,
     )
     assert code == 0
-    assert json.loads(out)["resources"]["orders"]["created"] == 12
+    (orders,) = json.loads(out)["items"]
+    assert orders["stats"]["orders"]["created"] == 12
 
 
 def test_sync_of_an_unknown_tenant_is_a_clear_error(cli: object, example: str) -> None:
