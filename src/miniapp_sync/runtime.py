@@ -18,6 +18,7 @@ from miniapp_sync.mapping.functions import FunctionRegistry
 from miniapp_sync.mapping.plan import MappingPlan, compile_plan, vocabulary
 from miniapp_sync.network import Egress, Rewrites
 from miniapp_sync.provider.ratelimit import limiter_for
+from miniapp_sync.provider.retry import DEFAULT_MAX_RETRY_AFTER
 from miniapp_sync.provider.shared_budget import shared_limiters
 from miniapp_sync.store import Store
 from miniapp_sync.sync.engine import SyncEngine
@@ -71,6 +72,7 @@ class Runtime:
         allow_private_network: bool = False,
         environ: Mapping[str, str] = os.environ,
         create: bool = True,
+        max_retry_after: float | None = None,
     ) -> Runtime:
         """Open the store (migrating it) and build the parts around it; ``create=False``: only an existing one."""
         clock = clock or SystemClock()
@@ -85,7 +87,9 @@ class Runtime:
         )
         # On PostgreSQL several workers may sync one installation: its budget lives in the database (D34).
         limiters = shared_limiters(store.database.engine) if store.dialect == "postgresql" else limiter_for
-        return cls(store, installations, SyncEngine(store, installations, clock=clock, limiters=limiters), clock)
+        cap = DEFAULT_MAX_RETRY_AFTER if max_retry_after is None else max_retry_after
+        engine = SyncEngine(store, installations, clock=clock, limiters=limiters, max_retry_after=cap)
+        return cls(store, installations, engine, clock)
 
     def add(self, app: MiniApp) -> MiniApp:
         """Serve a MiniApp (keyed by its ns)."""

@@ -18,7 +18,8 @@ and keeps the rest. The file is ``--config-file PATH`` (an error when missing), 
 
 The variables: ``MINIAPP_SYNC_STORE``, ``MINIAPP_SYNC_SECRET_KEY``, ``MINIAPP_SYNC_ADMIN_TOKEN``,
 ``MINIAPP_SYNC_PUBLIC_URL``, ``MINIAPP_SYNC_REWRITES`` (``FROM=TO`` pairs separated by spaces or
-commas), ``MINIAPP_SYNC_CONFIG__<ns>__<key>`` (one ``auth.config`` value) and
+commas), ``MINIAPP_SYNC_CONFIG__<ns>__<key>`` (one ``auth.config`` value),
+``MINIAPP_SYNC_MAX_RETRY_AFTER`` (seconds; ``max_retry_after = 300`` in the file) and
 ``MINIAPP_SYNC_CONFIG_FILE``. Bad input is a ``SettingsError`` that says where (``file:line``,
 the variable or the flag), what was expected and what was found; unknown keys in the file are
 errors, with a "did you mean".
@@ -49,6 +50,7 @@ ADMIN_TOKEN_VARIABLE = PREFIX + "ADMIN_TOKEN"
 PUBLIC_URL_VARIABLE = PREFIX + "PUBLIC_URL"
 REWRITES_VARIABLE = PREFIX + "REWRITES"
 CONFIG_VARIABLE = PREFIX + "CONFIG__"  # + <ns>__<key>
+MAX_RETRY_AFTER_VARIABLE = PREFIX + "MAX_RETRY_AFTER"
 
 _SCALARS = {
     "store": STORE_VARIABLE,
@@ -57,7 +59,7 @@ _SCALARS = {
     "public_url": PUBLIC_URL_VARIABLE,
 }
 _SECRETS = frozenset({"secret_key", "admin_token"})  # never quoted back in an error
-_TOP_KEYS = (*_SCALARS, "rewrites", "miniapps")
+_TOP_KEYS = (*_SCALARS, "max_retry_after", "rewrites", "miniapps")
 
 
 class SettingsError(UsageError):
@@ -75,6 +77,7 @@ class Settings:
     rewrites: Mapping[str, str] = field(default_factory=dict)  # origin → origin
     config: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # ns → auth.config values
     config_flags: Mapping[str, str] = field(default_factory=dict)  # --config: every MiniApp of the command
+    max_retry_after: float | None = None  # seconds a provider's Retry-After may ask for (D38); None: 300
 
     def with_flags(
         self,
@@ -84,14 +87,17 @@ class Settings:
         config: Iterable[str] | None = None,
         admin_token: str | None = None,
         public_url: str | None = None,
+        max_retry_after: float | None = None,
         environ: Mapping[str, str],
     ) -> Settings:
         """Return these settings with a command's flags on top (flags win)."""
-        changes: dict[str, Any] = {
-            name: value
-            for name, value in (("store", store), ("admin_token", admin_token), ("public_url", public_url))
-            if value is not None
-        }
+        flags = (
+            ("store", store),
+            ("admin_token", admin_token),
+            ("public_url", public_url),
+            ("max_retry_after", max_retry_after),
+        )
+        changes: dict[str, Any] = {name: value for name, value in flags if value is not None}
         if rewrite:
             changes["rewrites"] = {**self.rewrites, **_rewrites(rewrite, "--rewrite")}
         if config:
@@ -144,6 +150,17 @@ def resolve(value: str, where: str, environ: Mapping[str, str]) -> str:
     return environ[name]
 
 
+def _seconds(value: Any, where: str) -> float:
+    """Return a number of seconds (0 or more), from a TOML number or a variable's text."""
+    try:
+        seconds = float(value) if isinstance(value, str | int | float) and not isinstance(value, bool) else None
+    except ValueError:
+        seconds = None
+    if seconds is None or not 0 <= seconds < float("inf"):
+        raise SettingsError(f"{where}: expected a number of seconds (0 or more), found {preview(value)}")
+    return seconds
+
+
 def _rewrites(values: Iterable[str], where: str) -> dict[str, str]:
     try:
         return dict(Rewrites.parse(values).origins)
@@ -153,6 +170,8 @@ def _rewrites(values: Iterable[str], where: str) -> dict[str, str]:
 
 def _from_environment(settings: Settings, environ: Mapping[str, str]) -> Settings:
     changes: dict[str, Any] = {name: environ[variable] for name, variable in _SCALARS.items() if environ.get(variable)}
+    if environ.get(MAX_RETRY_AFTER_VARIABLE):
+        changes["max_retry_after"] = _seconds(environ[MAX_RETRY_AFTER_VARIABLE], MAX_RETRY_AFTER_VARIABLE)
     if environ.get(REWRITES_VARIABLE):
         given = [p for p in re.split(r"[\s,]+", environ[REWRITES_VARIABLE]) if p]
         changes["rewrites"] = {**settings.rewrites, **_rewrites(given, REWRITES_VARIABLE)}
@@ -195,6 +214,8 @@ def _from_file(path: Path, environ: Mapping[str, str]) -> Settings:
                 shown = "a value" if name in _SECRETS else preview(value)
                 raise SettingsError(f"{lines.at(name)}: {name}: expected a non-empty string, found {shown}")
             values[name] = resolve(value, f"{lines.at(name)}: {name}", environ)
+    if "max_retry_after" in data:
+        values["max_retry_after"] = _seconds(data["max_retry_after"], f"{lines.at('max_retry_after')}: max_retry_after")
     if "rewrites" in data:
         values["rewrites"] = _rewrites_table(data["rewrites"], lines)
     if "miniapps" in data:

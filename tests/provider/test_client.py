@@ -146,6 +146,42 @@ async def test_retry_after_as_an_http_date_is_relative_to_the_clock(
     assert clock.sleeps == [30.0]
 
 
+async def test_retry_after_of_a_day_fails_the_attempt_with_the_providers_value(
+    provider: Any, make_client: MakeClient, clock: FakeClock
+) -> None:
+    provider.handler = answers(status(429, {"Retry-After": "86400"}), ok())
+    with pytest.raises(ProviderHTTPError) as caught:
+        await make_client().get_json("/products", resource="products")
+    message = str(caught.value)
+    assert "answered 429 and asked to wait 86400 s (Retry-After: 86400)" in message
+    assert "longer than the 300 s this deployment waits" in message
+    assert "--max-retry-after" in message
+    assert clock.sleeps == []  # no day-long sleep, not even a capped one
+    assert len(provider.requests) == 1
+
+
+async def test_the_retry_after_cap_is_configurable(provider: Any, make_client: MakeClient, clock: FakeClock) -> None:
+    reset = str(int(clock.now()) + 900)
+    busy = status(503, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
+    provider.handler = answers(busy, busy, ok())
+    refused = r"asked to wait 900 s \(X-RateLimit-Reset: \d+\), longer than the 60 s"
+    with pytest.raises(ProviderHTTPError, match=refused):
+        await make_client(retry=RetryPolicy(random=random.Random(SEED), max_retry_after=60)).get_json("/p")
+    await make_client(retry=RetryPolicy(random=random.Random(SEED), max_retry_after=3600)).get_json("/p")
+    assert clock.sleeps == [900.0]
+
+
+async def test_a_success_announcing_a_reset_past_the_cap_pauses_only_up_to_the_cap(
+    provider: Any, make_client: MakeClient, clock: FakeClock
+) -> None:
+    headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(clock.now()) + 86400)}
+    provider.handler = answers(lambda: json_response({}, headers=headers), ok())
+    client = make_client()
+    await client.get_json("/a")
+    await client.get_json("/b")
+    assert clock.sleeps == [300.0]
+
+
 async def test_an_exhausted_rate_limit_waits_until_its_reset(
     provider: Any, make_client: MakeClient, clock: FakeClock
 ) -> None:

@@ -56,6 +56,16 @@ ConfigOption = Annotated[
 ]
 TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="The tenant (workspace) id.")]
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+MaxRetryAfterOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-retry-after",
+        min=0,
+        help="The longest Retry-After (seconds) a provider call waits, 300 unless set (also "
+        "MINIAPP_SYNC_MAX_RETRY_AFTER); a longer one fails the attempt.",
+        show_default=False,
+    ),
+]
 
 
 def open_runtime(
@@ -67,6 +77,7 @@ def open_runtime(
     config: list[str] | None = None,
     miniapps: Iterable[MiniApp] = (),
     create: bool = False,
+    max_retry_after: float | None = None,
 ) -> Runtime:
     """Open the runtime for one command: the settings with its flags on top, its MiniApps added and configured.
 
@@ -74,7 +85,12 @@ def open_runtime(
     with a hint when there is none, instead of leaving an empty store and a key file behind.
     """
     given = settings().with_flags(
-        store=store, rewrite=rewrite, config=config, public_url=public_url, environ=session().environ
+        store=store,
+        rewrite=rewrite,
+        config=config,
+        public_url=public_url,
+        max_retry_after=max_retry_after,
+        environ=session().environ,
     )
     from miniapp_sync.runtime import Runtime
 
@@ -85,6 +101,7 @@ def open_runtime(
         public_url=given.public_url or DEFAULT_PUBLIC_URL,
         environ=given.vault_environ(),
         create=create,
+        max_retry_after=given.max_retry_after,
     )
     for miniapp in miniapps:
         runtime.add(miniapp)
@@ -279,6 +296,7 @@ def sync(
     allow_private_network: PrivateOption = False,
     output: FormatOption = OutputFormat.text,
     functions: FunctionsOption = None,
+    max_retry_after: MaxRetryAfterOption = None,
     enqueue: Annotated[
         bool, typer.Option("--enqueue", help="Queue it for the workers instead (PostgreSQL): one job per resource.")
     ] = False,
@@ -302,7 +320,9 @@ def sync(
 
         enqueue_syncs(miniapp, tenant, resource, store, output)
         return 0
-    with open_runtime(store, rewrite, allow_private_network, config=config, miniapps=[miniapp]) as runtime:
+    with open_runtime(
+        store, rewrite, allow_private_network, config=config, miniapps=[miniapp], max_retry_after=max_retry_after
+    ) as runtime:
         installation = runtime.installations.find(tenant, miniapp.ns)
         bars = _Bars(enabled=output is OutputFormat.text)
         with bars.progress:

@@ -10,7 +10,14 @@ from typing import Annotated
 import typer
 
 from miniapp_sync.cli.app import FunctionsOption, app, console, registry, session, settings
-from miniapp_sync.cli.operations import ConfigOption, PrivateOption, RewriteOption, StoreOption, open_runtime
+from miniapp_sync.cli.operations import (
+    ConfigOption,
+    MaxRetryAfterOption,
+    PrivateOption,
+    RewriteOption,
+    StoreOption,
+    open_runtime,
+)
 from miniapp_sync.listening import listen
 from miniapp_sync.listening import serve as serve_on
 from miniapp_sync.webhooks.settings import WebhookSettings
@@ -45,6 +52,7 @@ def serve(
             help="Write each verified delivery's body as DIR/<event>.json (for the submission).", file_okay=False
         ),
     ] = None,
+    max_retry_after: MaxRetryAfterOption = None,
 ) -> None:
     """Serve webhooks, OAuth installs and the management API for one or several MiniApps."""
     from miniapp_sync.runtime import load_miniapp
@@ -54,7 +62,16 @@ def serve(
     miniapps = [load_miniapp(path, compute) for path in definition]
     token = settings().with_flags(admin_token=admin_token, environ=session().environ).admin_token
     public = public_url or settings().public_url or f"http://{host}:{port}"
-    runtime = open_runtime(store, rewrite, allow_private_network, public, config=config, miniapps=miniapps, create=True)
+    runtime = open_runtime(
+        store,
+        rewrite,
+        allow_private_network,
+        public,
+        config=config,
+        miniapps=miniapps,
+        create=True,
+        max_retry_after=max_retry_after,
+    )
     try:
         webhooks = WebhookSettings(
             max_body_bytes=max_body_bytes, record_samples=str(record_samples) if record_samples else None

@@ -233,7 +233,7 @@ class ProviderClient:
                     raise ProviderError(f"{call.where}{method} {call.url} failed: {self._describe(exc)}") from exc
                 if failures >= self.retry.max_attempts:
                     raise call.connection_error(self._describe(exc), attempts) from exc
-                await self._back_off(failures, None)
+                await self._back_off(self.retry.delay(failures - 1, now=self.clock.now()))
                 continue
             if status == 401 and self._on_unauthorized is not None and not refreshed:
                 refreshed = True
@@ -247,7 +247,10 @@ class ProviderClient:
             if status == 429:
                 self.throttled += 1
             if self.retry.retryable(status) and failures < self.retry.max_attempts:
-                await self._back_off(failures, answer_headers, throttled=status == 429)
+                delay = self.retry.delay(failures - 1, response_headers=answer_headers, now=self.clock.now())
+                if delay > self.retry.max_retry_after:
+                    raise call.wait_refused(status, answer_headers, delay, self.retry.max_retry_after, attempts)
+                await self._back_off(delay, throttled=status == 429)
                 continue
             raise call.http_error(status, self.redactor.body(body), attempts)
 
@@ -270,8 +273,7 @@ class ProviderClient:
             body = await answer.read()
             return answer.status, answer.headers, body, str(answer.url), answer.content_type
 
-    async def _back_off(self, failures: int, headers: Mapping[str, str] | None, *, throttled: bool = False) -> None:
-        delay = self.retry.delay(failures - 1, response_headers=headers, now=self.clock.now())
+    async def _back_off(self, delay: float, *, throttled: bool = False) -> None:
         self.retries += 1
         if throttled:
             # The budget is the installation's: everyone waits, not only the caller that hit the 429.
@@ -283,7 +285,8 @@ class ProviderClient:
         # pauses the budget now, rather than after the 429 it announces.
         wait = rate_limit_wait(headers, now=self.clock.now())
         if wait:
-            self.limiter.pause_until(self.clock.monotonic() + wait)
+            # Capped as Retry-After is (D38): past the cap the next request asks, and fails if told to wait.
+            self.limiter.pause_until(self.clock.monotonic() + min(wait, self.retry.max_retry_after))
 
     async def _refresh(self, generation: int) -> None:
         assert self._on_unauthorized is not None
@@ -354,6 +357,23 @@ class _Call:
             resource=self.resource,
             cause=cause,
             attempts=attempts,
+        )
+
+    def wait_refused(
+        self, status: int, headers: Mapping[str, str], delay: float, cap: float, attempts: int
+    ) -> ProviderHTTPError:
+        asked = "; ".join(
+            f"{name}: {headers[name]}"
+            for name in ("Retry-After", "X-RateLimit-Reset")
+            if name in headers  # a CIMultiDictProxy: any spelling of the name
+        )
+        message = (
+            f"{self.where}{self.method} {self.url} answered {status} and asked to wait {delay:.0f} s ({asked}), "
+            f"longer than the {cap:.0f} s this deployment waits (hint: retry later, or raise the cap with "
+            "--max-retry-after / MINIAPP_SYNC_MAX_RETRY_AFTER)"
+        )
+        return ProviderHTTPError(
+            message, status=status, url=self.url, resource=self.resource, body_preview="", attempts=attempts
         )
 
     def http_error(self, status: int, preview: str, attempts: int) -> ProviderHTTPError:

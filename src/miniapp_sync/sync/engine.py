@@ -37,7 +37,7 @@ from miniapp_sync.provider.details import DetailResult, with_details, without_de
 from miniapp_sync.provider.fanout import DEFAULT_MAX_IN_FLIGHT, FanOut
 from miniapp_sync.provider.pagination import Page, pages
 from miniapp_sync.provider.ratelimit import RateLimiter, limiter_for
-from miniapp_sync.provider.retry import RetryPolicy
+from miniapp_sync.provider.retry import DEFAULT_MAX_RETRY_AFTER, RetryPolicy
 from miniapp_sync.store import Installation, RecordWrite, Run, RunStatus, Store, WriteResult
 from miniapp_sync.sync.resources import check_resource_names
 from miniapp_sync.templating import render_headers
@@ -120,8 +120,10 @@ class SyncEngine:
         rng: random.Random | None = None,
         session: aiohttp.ClientSession | None = None,
         limiters: LimiterFactory = limiter_for,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
     ) -> None:
         self.store = store
+        self.max_retry_after = max_retry_after
         self.installations = installations
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
@@ -222,7 +224,7 @@ class SyncEngine:
             headers=headers,
             timeout_ms=config.timeout,
             limiter=self.limiters(installation.id, config.rate_limit_per_second, self.clock),
-            retry=RetryPolicy(random=self.rng),
+            retry=RetryPolicy(random=self.rng, max_retry_after=self.max_retry_after),
             clock=self.clock,
             session=session,
             secrets=self.installations.secrets_of(definition, installation),
