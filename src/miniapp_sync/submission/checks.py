@@ -33,6 +33,7 @@ from miniapp_sync.provider.client import ProviderClient
 from miniapp_sync.provider.pagination import Page, fetch_details, pages
 from miniapp_sync.provider.ratelimit import RateLimiter
 from miniapp_sync.provider.retry import RetryPolicy
+from miniapp_sync.submission.samples import read_sample
 from miniapp_sync.templating import Context, render_headers
 from miniapp_sync.webhooks.identify import Delivery, extract_event, transaction_id
 
@@ -300,31 +301,35 @@ def _samples(definition: Definition, plan: MappingPlan, folder: Path | None) -> 
         item.note("fail", f"no --samples folder given: add <event>.json for {', '.join(handlers)}")
         return item
     for event in handlers:
-        path = folder / f"{event}.json"
-        if not path.is_file():
+        sample = read_sample(folder, event)
+        if sample.problem is not None:
+            item.note("fail", f"{event}: {sample.problem}")
+            continue
+        if sample.data is None:
+            path = folder / sample.name
             item.note("fail", f"{event}: no sample — add {path} (record one with serve --record-samples)")
             continue
-        raw = path.read_bytes()
+        raw = sample.data
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            item.note("fail", f"{event}: {path.name} is not JSON ({exc})")
+            item.note("fail", f"{event}: {sample.name} is not JSON ({exc})")
             continue
         delivery = Delivery(body=body, raw=raw)
         extracted = extract_event(definition.webhook, delivery)
         if extracted != event:
-            item.note("fail", f"{event}: eventExtraction reads {extracted!r} from {path.name}, not {event!r}")
+            item.note("fail", f"{event}: eventExtraction reads {extracted!r} from {sample.name}, not {event!r}")
             continue
         if (
             definition.webhook
             and definition.webhook.transaction_id
             and not transaction_id(definition.webhook, event, delivery)
         ):
-            item.note("fail", f"{event}: the transaction id of {path.name} is empty")
+            item.note("fail", f"{event}: the transaction id of {sample.name} is empty")
             continue
         mapped = plan.handlers[event].map(body)
         if mapped.rejected:
-            item.note("fail", f"{event}: {path.name} does not map to a valid record — {mapped.reason()}")
+            item.note("fail", f"{event}: {sample.name} does not map to a valid record — {mapped.reason()}")
             continue
-        item.note("pass", f"{event}: {path.name} → {plan.handlers[event].content_type} {mapped.code!r}")
+        item.note("pass", f"{event}: {sample.name} → {plan.handlers[event].content_type} {mapped.code!r}")
     return item
