@@ -21,6 +21,7 @@ from miniapp_sync.provider import (
     ProviderHTTPError,
     ProviderResponseError,
     RateLimiter,
+    Refreshed,
     RetryPolicy,
     build_url,
     join_url,
@@ -248,9 +249,10 @@ async def test_a_401_refreshes_once_and_retries_with_the_new_headers(provider: A
     provider.handler = bearer_gate("fresh")
     calls: list[int] = []
 
-    async def refresh() -> dict[str, str]:
+    async def refresh() -> Refreshed:
         calls.append(1)
-        return {"authorization": "Bearer fresh"}  # replaces "Authorization": header names are case-insensitive
+        # Replaces "Authorization": header names are case-insensitive.
+        return Refreshed({"authorization": "Bearer fresh"}, ("fresh",))
 
     client = make_client(headers={"Authorization": "Bearer stale", "X-Store": "7"}, on_unauthorized=refresh)
     assert (await client.get_json("/orders")).data == {"ok": True}
@@ -265,9 +267,9 @@ async def test_a_second_401_fails_without_showing_the_token(provider: Any, make_
     provider.handler = bearer_gate("never")
     calls: list[int] = []
 
-    async def refresh() -> dict[str, str]:
+    async def refresh() -> Refreshed:
         calls.append(1)
-        return {"Authorization": "Bearer new-tok-123"}
+        return Refreshed({"Authorization": "Bearer new-tok-123"}, ("new-tok-123",))
 
     client = make_client(headers={"Authorization": "Bearer old-tok-456"}, on_unauthorized=refresh)
     with pytest.raises(ProviderHTTPError, match="answered 401") as caught:
@@ -276,6 +278,26 @@ async def test_a_second_401_fails_without_showing_the_token(provider: Any, make_
     assert calls == [1]
     assert len(provider.requests) == 2
     assert "tok-" not in str(caught.value)
+
+
+async def test_a_token_obtained_by_a_refresh_is_redacted_from_errors(provider: Any, make_client: MakeClient) -> None:
+    fresh = "ory_at_refreshed-Zq81x"
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization") != f"Bearer {fresh}":
+            return json_response({"error": "expired"}, status=401)
+        # A provider that echoes what it was sent, as some debug-minded APIs do.
+        return json_response({"error": f"store suspended for token {fresh}"}, status=403)
+
+    provider.handler = handler
+
+    async def refresh() -> Refreshed:
+        return Refreshed({"Authorization": f"Bearer {fresh}"}, (fresh,))
+
+    client = make_client(headers={"Authorization": "Bearer stale"}, on_unauthorized=refresh)
+    with pytest.raises(ProviderHTTPError, match="answered 403") as caught:
+        await client.get_json(f"/orders?note={fresh}", resource="orders")
+    assert fresh not in str(caught.value) + repr(vars(caught.value))
 
 
 async def test_a_401_without_a_refresh_hook_fails_at_once_with_a_hint(provider: Any, make_client: MakeClient) -> None:
@@ -289,10 +311,10 @@ async def test_concurrent_401s_refresh_the_token_only_once(provider: Any, make_c
     provider.handler = bearer_gate("fresh")
     calls: list[int] = []
 
-    async def refresh() -> dict[str, str]:
+    async def refresh() -> Refreshed:
         calls.append(1)
         await asyncio.sleep(0)
-        return {"Authorization": "Bearer fresh"}
+        return Refreshed({"Authorization": "Bearer fresh"}, ("fresh",))
 
     client = make_client(headers={"Authorization": "Bearer stale"}, on_unauthorized=refresh)
     results = await asyncio.gather(*(client.get_json(f"/orders/{i}") for i in range(5)))

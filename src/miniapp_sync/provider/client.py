@@ -4,7 +4,9 @@ Each attempt first takes a slot from the installation's limiter (D5), so retries
 detail calls all spend the one budget. Failures are retried per ``RetryPolicy`` with sleeps on
 the injected clock (D11); a 429 also pauses the limiter, so every caller of the installation
 waits, not just the one that was throttled. A 401 runs ``on_unauthorized`` (an OAuth refresh)
-once per request and retries with the headers it returns.
+once per request and retries with the headers it returns; the secrets it returns join the
+redaction set before those headers are sent (D31b), so an error that echoes a refreshed token
+never shows it.
 
 A request to an origin outside ``trusted`` (the origins the definition or the operator names) goes
 through the egress guard's session when one is given (D31): a tenant-built base URL, a pagination
@@ -36,10 +38,20 @@ from miniapp_sync.provider.ratelimit import RateLimiter
 from miniapp_sync.provider.redaction import Redactor
 from miniapp_sync.provider.retry import RetryPolicy, rate_limit_wait
 
-__all__ = ["ProviderClient", "RawResponse", "Response", "build_url", "join_url"]
+__all__ = ["ProviderClient", "RawResponse", "Refreshed", "Response", "build_url", "join_url"]
 
 Method = Literal["GET", "POST"]
-RefreshHook = Callable[[], Awaitable[Mapping[str, str] | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """What a refresh produced: the headers to send from now on, and every secret value it received."""
+
+    headers: Mapping[str, str]
+    secrets: tuple[str, ...] = ()
+
+
+RefreshHook = Callable[[], Awaitable[Refreshed | None]]
 
 _HINTS: Final = {
     401: "the provider rejected the credentials; reconnect the installation or refresh its token",
@@ -297,8 +309,9 @@ class ProviderClient:
                 return
             fresh = await self._on_unauthorized()
             self.unauthorized_refreshes += 1
-            if fresh:
-                self._headers.update({k: str(v) for k, v in fresh.items()})
+            if fresh is not None:
+                self.redactor.add(fresh.secrets)
+                self._headers.update({k: str(v) for k, v in fresh.headers.items()})
             self._auth_generation += 1
 
     def decode(self, raw: RawResponse) -> Response:
@@ -338,7 +351,7 @@ def _origin_key(url: URL) -> tuple[str, str | None, int | None]:
 class _Call:
     """One logical request (all its attempts): where it goes and how to word its errors."""
 
-    __slots__ = ("guarded", "method", "resource", "target", "url", "where")
+    __slots__ = ("client", "guarded", "method", "resource", "target", "where")
 
     def __init__(
         self, method: Method, target: URL, resource: str | None, what: str, client: ProviderClient, *, guarded: bool
@@ -347,8 +360,14 @@ class _Call:
         self.target = target
         self.guarded = guarded
         self.resource = resource
-        self.url = client.redact_url(target)
+        self.client = client
         self.where = f"{resource} {what}: " if resource else ""
+
+    @property
+    def url(self) -> str:
+        # Redacted when a message is written, not when the call began: a token refreshed since
+        # has joined the redaction set by then (D31b).
+        return self.client.redact_url(self.target)
 
     def connection_error(self, cause: str, attempts: int) -> ProviderConnectionError:
         return ProviderConnectionError(

@@ -24,6 +24,7 @@ import orjson
 from miniapp_sync.clock import SystemClock
 from miniapp_sync.definition import LoadedDefinition
 from miniapp_sync.definition.compatibility import compatibility
+from miniapp_sync.definition.lint import SECRET_NAME
 from miniapp_sync.definition.model import Definition, Resource
 from miniapp_sync.errors import MiniAppSyncError, preview
 from miniapp_sync.installations.calls import call
@@ -114,6 +115,11 @@ class SandboxAccess:
         """Return the request policy: the rewrites, and the private-network guard on tenant URLs (D31)."""
         return Egress(self.rewrites, allow_private_network=self.allow_private_network)
 
+    def secrets(self) -> list[str]:
+        """Return the values the report must never show: every credential, and secret-named config (D30)."""
+        values = [str(v) for v in self.credentials.values() if isinstance(v, str | int) and str(v)]
+        return values + [str(v) for k, v in self.config.items() if v and k != "client_id" and SECRET_NAME.search(k)]
+
 
 def static_items(loaded: LoadedDefinition) -> tuple[Item, Item]:
     """Return the items lint decides: handler/trigger pairing and static required-field coverage."""
@@ -177,7 +183,9 @@ async def _context(
     if details is None:
         return context
     try:  # userDetails fills the metadata that [[storeId]]-style headers need
-        result = await call(session, details, context, where="auth.userDetails", egress=sandbox.egress)
+        result = await call(
+            session, details, context, where="auth.userDetails", egress=sandbox.egress, secrets=sandbox.secrets()
+        )
     except MiniAppSyncError as exc:
         item.note("fail", f"auth.userDetails: {exc}")
         return None
@@ -214,7 +222,7 @@ async def _resource(
             retry=RetryPolicy(max_attempts=2, random=random.Random(0)),
             clock=clock,
             session=session,
-            secrets=[str(v) for v in sandbox.credentials.values()],
+            secrets=sandbox.secrets(),
             egress=egress,
             trusted=written_origins(base, [resource.endpoints.list.url, *_details_url(resource)]),
         )

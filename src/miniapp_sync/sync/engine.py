@@ -32,11 +32,12 @@ from miniapp_sync.installations import Installations
 from miniapp_sync.mapping.plan import MappingPlan, ResourcePlan
 from miniapp_sync.mapping.records import MappedRecord
 from miniapp_sync.network import written_origins
-from miniapp_sync.provider.client import ProviderClient
+from miniapp_sync.provider.client import ProviderClient, Refreshed
 from miniapp_sync.provider.details import DetailResult, with_details, without_details
 from miniapp_sync.provider.fanout import DEFAULT_MAX_IN_FLIGHT, FanOut
 from miniapp_sync.provider.pagination import Page, pages
 from miniapp_sync.provider.ratelimit import RateLimiter, limiter_for
+from miniapp_sync.provider.redaction import Redactor
 from miniapp_sync.provider.retry import DEFAULT_MAX_RETRY_AFTER, RetryPolicy
 from miniapp_sync.store import Installation, RecordWrite, Run, RunStatus, Store, WriteResult
 from miniapp_sync.sync.resources import check_resource_names
@@ -160,6 +161,9 @@ class SyncEngine:
         if run is None:
             run = self.store.start_run(installation.id, resources[0] if resources and len(resources) == 1 else None)
         report = RunReport(run.id, installation.id)
+        # The run's redaction set: the installation's secrets now, and every one received while it
+        # runs (a refreshed token joins it before it is sent, D31b). Nothing is stored unredacted.
+        redactor = Redactor(self.installations.secrets_of(definition, installation))
         session = self._session or aiohttp.ClientSession()
         try:
             with _GC.relaxed():
@@ -177,9 +181,10 @@ class SyncEngine:
                             resource_report,
                             progress,
                             max_in_flight,
+                            redactor,
                         )
                     except MiniAppSyncError as exc:
-                        resource_report.error = str(exc)
+                        resource_report.error = redactor.values(str(exc))
                     resource_report.seconds = time.perf_counter() - started
                     if progress:
                         progress(resource_report, None)
@@ -198,10 +203,16 @@ class SyncEngine:
         return report
 
     async def _client(
-        self, definition: Definition, installation: Installation, session: aiohttp.ClientSession
+        self,
+        definition: Definition,
+        installation_id: str,
+        session: aiohttp.ClientSession,
+        redactor: Redactor,
     ) -> ProviderClient:
         sync = definition.sync
         assert sync is not None
+        # Read now, not when the run started: an earlier resource may have refreshed the token.
+        installation = self.installations.get(installation_id)
         context = self.installations.context(definition, installation)
         egress = self.installations.egress
         base = egress.target(sync.base_url or "", context, "sync.baseUrl")
@@ -211,12 +222,16 @@ class SyncEngine:
         config = sync.sync_configuration
         installations = self.installations
 
-        async def refreshed() -> dict[str, str] | None:
-            current = installations.get(installation.id)
-            seen = installations.credentials(current).get("accessToken")
-            await installations.refresh(definition, installation.id, seen_token=seen)
-            fresh = installations.context(definition, installations.get(installation.id))
-            return render_headers(sync.headers, fresh, "sync.headers")
+        sent = [installations.credentials(installation).get("accessToken")]  # the token this client sends
+
+        async def refreshed() -> Refreshed:
+            await installations.refresh(definition, installation_id, seen_token=sent[0])
+            fresh = installations.get(installation_id)
+            secrets = installations.secrets_of(definition, fresh)
+            redactor.add(secrets)  # before the new token is sent anywhere, or can be echoed back
+            sent[0] = installations.credentials(fresh).get("accessToken")
+            headers = render_headers(sync.headers, installations.context(definition, fresh), "sync.headers")
+            return Refreshed(headers, tuple(secrets))
 
         auth = definition.auth
         return ProviderClient(
@@ -227,7 +242,7 @@ class SyncEngine:
             retry=RetryPolicy(random=self.rng, max_retry_after=self.max_retry_after),
             clock=self.clock,
             session=session,
-            secrets=self.installations.secrets_of(definition, installation),
+            secrets=redactor.secrets,
             on_unauthorized=refreshed if auth is not None and auth.auto_refresh and auth.refresh_token else None,
             egress=egress,
             trusted=written_origins(base, _endpoint_urls(definition)),
@@ -243,6 +258,7 @@ class SyncEngine:
         report: ResourceReport,
         progress: Progress | None,
         max_in_flight: int,
+        redactor: Redactor,
     ) -> None:
         assert definition.sync is not None
         resource = definition.sync.resources[plan.key]
@@ -258,7 +274,7 @@ class SyncEngine:
             report.resumed_from = {k: v for k, v in state.items() if k != "began"}
         began = float(state.get("began", self.clock.now()))
         since = state.get("since")
-        client = await self._client(definition, installation, session)
+        client = await self._client(definition, installation.id, session, redactor)
         writer = _Writer(self.store, installation.id, plan, run_id, report)
         buffer: list[RecordWrite] = []
         errors_seen = False
