@@ -22,6 +22,7 @@ from miniapp_sync.provider.retry import DEFAULT_MAX_RETRY_AFTER
 from miniapp_sync.provider.shared_budget import shared_limiters
 from miniapp_sync.store import Store
 from miniapp_sync.sync.engine import SyncEngine
+from miniapp_sync.sync.runs import abandon_dead_runs
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ class Runtime:
         limiters = shared_limiters(store.database.engine) if store.dialect == "postgresql" else limiter_for
         cap = DEFAULT_MAX_RETRY_AFTER if max_retry_after is None else max_retry_after
         engine = SyncEngine(store, installations, clock=clock, limiters=limiters, max_retry_after=cap)
+        # Runs left "running" by a process that died end as abandoned, here rather than never (D38).
+        abandon_dead_runs(store, processes=engine.processes)
         return cls(store, installations, engine, clock)
 
     def add(self, app: MiniApp) -> MiniApp:

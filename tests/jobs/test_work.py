@@ -12,7 +12,7 @@ import pytest
 
 from miniapp_sync.errors import InstallationError, StoreError, UsageError
 from miniapp_sync.jobs import Job, JobRetry, LocalQueue, Work
-from miniapp_sync.jobs.work import INTERRUPTED
+from miniapp_sync.jobs.work import ABANDONED
 from miniapp_sync.network import Rewrites
 from miniapp_sync.runtime import Runtime, load_miniapp
 from miniapp_sync.sandbox import Sandbox
@@ -106,8 +106,8 @@ async def test_a_run_left_running_by_a_dead_worker_is_closed_before_the_next(emb
     assert outcome.status == "done"
     closed = store.get_run(dead.id)
     assert closed is not None
-    assert closed.status == "interrupted"
-    assert closed.error == INTERRUPTED
+    assert closed.status == "abandoned"
+    assert closed.error == ABANDONED
     (latest,) = [r for r in store.list_runs(embedded.installation.id) if r.status == "succeeded"]
     assert closed.finished_at is not None
     assert closed.finished_at <= latest.started_at  # the runs of one resource never overlap

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from miniapp_sync.runtime import MiniApp, Runtime
-    from miniapp_sync.sync.engine import ResourceReport
+    from miniapp_sync.sync.engine import ResourceReport, RunReport
 
 StoreOption = Annotated[
     str | None,
@@ -326,7 +327,7 @@ def sync(
         installation = runtime.installations.find(tenant, miniapp.ns)
         bars = _Bars(enabled=output is OutputFormat.text)
         with bars.progress:
-            report = asyncio.run(
+            report = _until_stopped(
                 runtime.engine.run(
                     miniapp.definition,
                     miniapp.plan,
@@ -347,6 +348,24 @@ def sync(
                 out.print(r.error, markup=False)
         out.print(f"run {report.run_id}: {report.status}")
     return 1 if report.failed else 0
+
+
+def _until_stopped(run: Coroutine[Any, Any, RunReport]) -> RunReport:
+    """Run a sync; Ctrl-C or SIGTERM cancel it, the engine marks the run interrupted, and the command exits 130/143."""
+
+    async def cancellable() -> RunReport:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await run
+
+    try:
+        return asyncio.run(cancellable())
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+        typer.echo(
+            "sync interrupted: its run is marked interrupted; sync again to resume from the checkpoint", err=True
+        )
+        raise typer.Exit(130 if isinstance(exc, KeyboardInterrupt) else 128 + signal.SIGTERM) from None
 
 
 @app.command()

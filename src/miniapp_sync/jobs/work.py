@@ -19,7 +19,9 @@ from miniapp_sync.errors import InstallationError, MiniAppSyncError
 from miniapp_sync.jobs.model import Job, Outcome
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.store import Inbox, Installation, Outbox
+from miniapp_sync.store.runs import RunLiveness
 from miniapp_sync.sync.resources import check_resource_names
+from miniapp_sync.sync.runs import abandon_dead_runs
 from miniapp_sync.webhooks.processor import purge
 from miniapp_sync.webhooks.settings import WebhookSettings
 
@@ -31,7 +33,7 @@ DrainHook = Callable[[str, str], Awaitable[float | None]]
 # () → when the next pending trigger delivery comes due, or None: TriggerDelivery.deliver_due.
 DeliverHook = Callable[[], Awaitable[float | None]]
 
-INTERRUPTED: Final = "interrupted: the worker running it stopped; a later run resumes from the checkpoint"
+ABANDONED: Final = "abandoned: the worker running it stopped; a later run resumes from the checkpoint"
 
 
 class Work:
@@ -137,11 +139,12 @@ class Work:
 
     def _interrupt_stale_runs(self, installation: Installation, resource: str) -> None:
         # The job's lock means no other queued sync of this pair runs now, so a run of it still
-        # marked running belonged to a worker that died (SIGKILL, lost machine): close it, so the
-        # runs table never shows two of them running at once.
+        # marked running belonged to a worker that died (SIGKILL, lost machine): close it as
+        # abandoned (D38), so the runs table never shows two of them running at once.
+        liveness = RunLiveness(self.runtime.store)
         for run in self.runtime.store.list_runs(installation.id, limit=50):
             if run.status == "running" and run.resource == resource:
-                self.runtime.store.finish_run(run.id, status="interrupted", stats=run.stats, error=INTERRUPTED)
+                liveness.end(run.id, "abandoned", ABANDONED)
 
     def sweep(self) -> list[Job]:
         """Return the drains and the delivery that are due now, whatever enqueued them or failed to.
@@ -149,6 +152,7 @@ class Work:
         The safety net under D33: a server that stored deliveries but could not enqueue their
         drain, a retry whose follow-up job was lost, an event emitted by a replay; run periodically.
         """
+        abandon_dead_runs(self.runtime.store, processes=self.runtime.engine.processes)  # D38
         now = self.runtime.clock.now()
         heads = Inbox(self.runtime.store).pending_heads()
         jobs = [Job("drain", ns, iid) for iid, ns, at in heads if at is None or at <= now]

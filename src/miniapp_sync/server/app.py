@@ -213,7 +213,7 @@ def create_app(
             except MiniAppSyncError as exc:
                 return error(400, "bad_request", str(exc))
             return JSONResponse({"jobs": [r.as_dict() for r in receipts]}, 202)
-        run = runtime.store.start_run(installation.id, resources[0] if resources and len(resources) == 1 else None)
+        run = runtime.engine.start_run(installation.id, resources)
         task = asyncio.create_task(
             runtime.engine.run(app.definition, app.plan, installation, resources=resources, run=run)
         )

@@ -308,9 +308,10 @@ class Store:
 
     # -- runs and checkpoints ----------------------------------------------------------------------
 
-    def start_run(self, installation_id: str, resource: str | None) -> Run:
-        """Record the start of a sync run and return it."""
-        run = Run(uuid.uuid4().hex, installation_id, resource, "running", self._clock.now(), None, {}, None)
+    def start_run(self, installation_id: str, resource: str | None, *, owner: str | None = None) -> Run:
+        """Record the start of a sync run by ``owner`` (the process running it, D38) and return it."""
+        now = self._clock.now()
+        run = Run(uuid.uuid4().hex, installation_id, resource, "running", now, None, {}, None, owner, now)
         values = {
             "id": run.id,
             "installation_id": installation_id,
@@ -318,6 +319,8 @@ class Store:
             "status": run.status,
             "started_at": run.started_at,
             "stats": run.stats,
+            "owner": owner,
+            "heartbeat_at": now,
         }
         with self._db.write(f"start a run for installation {installation_id!r}") as conn:
             conn.execute(insert(sync_runs).values(values))

@@ -103,8 +103,15 @@ sync_runs = Table(
     _epoch("finished_at", nullable=True),
     Column("stats", json_type(), nullable=False),
     Column("error", Text),
-    CheckConstraint("status IN ('running', 'succeeded', 'failed', 'partial', 'interrupted')", name="status"),
+    # Who runs it (host, boot, pid, process start: sync.runs.RunOwner) and when it last showed
+    # progress, so a run whose process died can be told from one still going (D38).
+    Column("owner", Text),
+    _epoch("heartbeat_at", nullable=True),
+    CheckConstraint(
+        "status IN ('running', 'succeeded', 'failed', 'partial', 'interrupted', 'abandoned')", name="status"
+    ),
     Index(None, "installation_id", "started_at"),
+    Index(None, "status"),
 )
 
 checkpoints = Table(

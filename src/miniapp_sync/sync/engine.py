@@ -40,7 +40,9 @@ from miniapp_sync.provider.ratelimit import RateLimiter, limiter_for
 from miniapp_sync.provider.redaction import Redactor
 from miniapp_sync.provider.retry import DEFAULT_MAX_RETRY_AFTER, RetryPolicy
 from miniapp_sync.store import Installation, RecordWrite, Run, RunStatus, Store, WriteResult
+from miniapp_sync.store.runs import RunLiveness
 from miniapp_sync.sync.resources import check_resource_names
+from miniapp_sync.sync.runs import HEARTBEAT_EVERY, INTERRUPTED, Processes
 from miniapp_sync.templating import render_headers
 
 PAGE_CONCURRENCY = 4
@@ -122,9 +124,11 @@ class SyncEngine:
         session: aiohttp.ClientSession | None = None,
         limiters: LimiterFactory = limiter_for,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        processes: Processes | None = None,
     ) -> None:
         self.store = store
         self.max_retry_after = max_retry_after
+        self.processes = processes or Processes()
         self.installations = installations
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
@@ -159,8 +163,37 @@ class SyncEngine:
             )
         selected = _select(sync.resources, resources, enabled=sync.sync_configuration.enabled)
         if run is None:
-            run = self.store.start_run(installation.id, resources[0] if resources and len(resources) == 1 else None)
+            run = self.start_run(installation.id, resources)
         report = RunReport(run.id, installation.id)
+        try:
+            await self._run(definition, plan, installation, selected, report, progress, max_in_flight)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            # Ctrl-C, SIGTERM, a server shutting down: the run ends, resumable from its checkpoint (D38).
+            report.status = "interrupted"
+            stats = report.as_dict()["resources"]
+            self.store.finish_run(run.id, status="interrupted", stats=stats, error=INTERRUPTED)
+            raise
+        return report
+
+    def start_run(self, installation_id: str, resources: list[str] | None = None) -> Run:
+        """Record a run of ``resources`` (None: every enabled one) as started by this process."""
+        resource = resources[0] if resources and len(resources) == 1 else None
+        return self.store.start_run(installation_id, resource, owner=str(self.processes.current()))
+
+    async def _run(
+        self,
+        definition: Definition,
+        plan: MappingPlan,
+        installation: Installation,
+        selected: list[str],
+        report: RunReport,
+        progress: Progress | None,
+        max_in_flight: int,
+    ) -> None:
+        sync = definition.sync
+        assert sync is not None
+        run_id = report.run_id
+        beat = _Heartbeat(self.store, run_id, self.clock, progress)
         # The run's redaction set: the installation's secrets now, and every one received while it
         # runs (a refreshed token joins it before it is sent, D31b). Nothing is stored unredacted.
         redactor = Redactor(self.installations.secrets_of(definition, installation))
@@ -176,10 +209,10 @@ class SyncEngine:
                             definition,
                             plan.resources[key],
                             installation,
-                            run.id,
+                            run_id,
                             session,
                             resource_report,
-                            progress,
+                            beat,
                             max_in_flight,
                             redactor,
                         )
@@ -199,8 +232,7 @@ class SyncEngine:
             else "succeeded"
         )
         errors = "; ".join(f"{k}: {r.error}" for k, r in report.resources.items() if r.error) or None
-        self.store.finish_run(run.id, status=report.status, stats=report.as_dict()["resources"], error=errors)
-        return report
+        self.store.finish_run(run_id, status=report.status, stats=report.as_dict()["resources"], error=errors)
 
     async def _client(
         self,
@@ -256,7 +288,7 @@ class SyncEngine:
         run_id: str,
         session: aiohttp.ClientSession,
         report: ResourceReport,
-        progress: Progress | None,
+        progress: Progress,
         max_in_flight: int,
         redactor: Redactor,
     ) -> None:
@@ -321,8 +353,7 @@ class SyncEngine:
                     await writer.write(buffer, batch_size, checkpoint)
                     buffer = []
                 self._count(client, report)
-                if progress:
-                    progress(report, total)
+                progress(report, total)  # also the run's heartbeat
             # The rest, with the "done" checkpoint: the next run starts over (from `since` if incremental).
             done = {"done": True, **({"since": since} if since else {})}
             await writer.write(buffer, batch_size, done)
@@ -376,6 +407,24 @@ class SyncEngine:
     @staticmethod
     def _count(client: ProviderClient, report: ResourceReport) -> None:
         report.requests, report.retries, report.throttled = client.requests, client.retries, client.throttled
+
+
+class _Heartbeat:
+    """The progress callback of a run: the caller's, and the run's heartbeat at most every HEARTBEAT_EVERY s."""
+
+    def __init__(self, store: Store, run_id: str, clock: Clock, progress: Progress | None) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.clock = clock
+        self.progress = progress
+        self._next = clock.monotonic() + HEARTBEAT_EVERY
+
+    def __call__(self, report: ResourceReport, total: int | None) -> None:
+        if self.clock.monotonic() >= self._next:
+            self._next = self.clock.monotonic() + HEARTBEAT_EVERY
+            RunLiveness(self.store).heartbeat(self.run_id)
+        if self.progress is not None:
+            self.progress(report, total)
 
 
 class _Writer:
