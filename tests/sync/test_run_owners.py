@@ -6,14 +6,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from miniapp_sync.jobs import Work
 from miniapp_sync.store import Run, Store
 from miniapp_sync.store.runs import RunLiveness
-from miniapp_sync.sync.runs import STALE_AFTER, Processes, RunOwner, abandon_dead_runs
+from miniapp_sync.sync.runs import HEARTBEAT_EVERY, STALE_AFTER, Processes, RunOwner, abandon_dead_runs
 from miniapp_sync.testing import FakeClock
 
-from .conftest import World
+from .conftest import World, derive
 
 
 def _store(tmp_path: Path, clock: FakeClock) -> tuple[Store, str]:
@@ -101,3 +102,24 @@ async def test_the_worker_sweep_abandons_a_run_whose_process_is_gone(world: Worl
     run = store.start_run(installation.id, "products", owner=str(RunOwner(me.host, me.boot, _gone_pid(), "1")))
     Work(world.runtime).sweep()
     assert _status(store, run) == "abandoned"
+
+
+def _small_pages(document: dict[str, Any]) -> None:
+    document["sync"]["resources"]["customers"]["pagination"].update(defaultLimit=2, maxLimit=2)
+
+
+async def test_a_long_run_heartbeats_while_it_fetches(world: World) -> None:
+    app = derive(_small_pages)
+    installation = await world.install(app)
+
+    def slow(report: object, total: int | None) -> None:
+        world.clock.advance(HEARTBEAT_EVERY / 2)  # each page takes half a heartbeat interval
+
+    engine = world.runtime.engine
+    report = await engine.run(app.definition, app.plan, installation, resources=["customers"], progress=slow)
+    assert report.status == "succeeded"
+    run = world.runtime.store.get_run(report.run_id)
+    assert run is not None
+    assert run.owner == str(engine.processes.current())
+    assert run.heartbeat_at is not None
+    assert run.started_at + HEARTBEAT_EVERY <= run.heartbeat_at < world.clock.now()

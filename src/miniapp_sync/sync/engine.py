@@ -40,9 +40,8 @@ from miniapp_sync.provider.ratelimit import RateLimiter, limiter_for
 from miniapp_sync.provider.redaction import Redactor
 from miniapp_sync.provider.retry import DEFAULT_MAX_RETRY_AFTER, RetryPolicy
 from miniapp_sync.store import Installation, RecordWrite, Run, RunStatus, Store, WriteResult
-from miniapp_sync.store.runs import RunLiveness
 from miniapp_sync.sync.resources import check_resource_names
-from miniapp_sync.sync.runs import HEARTBEAT_EVERY, INTERRUPTED, Processes
+from miniapp_sync.sync.runs import INTERRUPTED, Heartbeat, Processes
 from miniapp_sync.templating import render_headers
 
 PAGE_CONCURRENCY = 4
@@ -193,7 +192,7 @@ class SyncEngine:
         sync = definition.sync
         assert sync is not None
         run_id = report.run_id
-        beat = _Heartbeat(self.store, run_id, self.clock, progress)
+        beat = Heartbeat(self.store, run_id, self.clock, progress)
         # The run's redaction set: the installation's secrets now, and every one received while it
         # runs (a refreshed token joins it before it is sent, D31b). Nothing is stored unredacted.
         redactor = Redactor(self.installations.secrets_of(definition, installation))
@@ -407,24 +406,6 @@ class SyncEngine:
     @staticmethod
     def _count(client: ProviderClient, report: ResourceReport) -> None:
         report.requests, report.retries, report.throttled = client.requests, client.retries, client.throttled
-
-
-class _Heartbeat:
-    """The progress callback of a run: the caller's, and the run's heartbeat at most every HEARTBEAT_EVERY s."""
-
-    def __init__(self, store: Store, run_id: str, clock: Clock, progress: Progress | None) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.clock = clock
-        self.progress = progress
-        self._next = clock.monotonic() + HEARTBEAT_EVERY
-
-    def __call__(self, report: ResourceReport, total: int | None) -> None:
-        if self.clock.monotonic() >= self._next:
-            self._next = self.clock.monotonic() + HEARTBEAT_EVERY
-            RunLiveness(self.store).heartbeat(self.run_id)
-        if self.progress is not None:
-            self.progress(report, total)
 
 
 class _Writer:

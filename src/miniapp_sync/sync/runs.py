@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
+from miniapp_sync.clock import Clock
 from miniapp_sync.store import Store
 from miniapp_sync.store.runs import RunLiveness
 
@@ -36,6 +38,7 @@ __all__ = [
     "HEARTBEAT_EVERY",
     "INTERRUPTED",
     "STALE_AFTER",
+    "Heartbeat",
     "Processes",
     "RunOwner",
     "abandon_dead_runs",
@@ -140,3 +143,23 @@ def abandon_dead_runs(
         if ended:
             closed.append(run.id)
     return closed
+
+
+class Heartbeat:
+    """The progress callback of a run: the caller's, and the run's heartbeat at most every HEARTBEAT_EVERY s."""
+
+    def __init__(
+        self, store: Store, run_id: str, clock: Clock, progress: Callable[[Any, int | None], None] | None
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.clock = clock
+        self.progress = progress
+        self._next = clock.monotonic() + HEARTBEAT_EVERY
+
+    def __call__(self, report: Any, total: int | None) -> None:
+        if self.clock.monotonic() >= self._next:
+            self._next = self.clock.monotonic() + HEARTBEAT_EVERY
+            RunLiveness(self.store).heartbeat(self.run_id)
+        if self.progress is not None:
+            self.progress(report, total)
