@@ -361,6 +361,8 @@ def _until_stopped(run: Coroutine[Any, Any, RunReport]) -> RunReport:
 
     try:
         return asyncio.run(cancellable())
+    # Departs from DESIGN §5's exit codes (0, 1, 2): 128 + the signal, as shells report a process
+    # a signal stopped, so a script can tell "stopped, resumable" from "failed".
     except (KeyboardInterrupt, asyncio.CancelledError) as exc:
         typer.echo(
             "sync interrupted: its run is marked interrupted; sync again to resume from the checkpoint", err=True
