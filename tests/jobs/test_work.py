@@ -116,6 +116,17 @@ async def test_a_run_left_running_by_a_dead_worker_is_closed_before_the_next(emb
     assert still.status == "running"  # another resource's run is none of this job's business
 
 
+async def test_a_job_leaves_a_live_processs_run_of_its_resource_running(embedded: Embedded) -> None:
+    store = embedded.runtime.store
+    owner = str(embedded.runtime.engine.processes.current())  # e.g. a `miniapp-sync sync` still going
+    live = store.start_run(embedded.installation.id, "products", owner=owner)
+    outcome = await embedded.work.run(Job("sync", "salla", embedded.installation.id, "products"))
+    assert outcome.status == "done"
+    still = store.get_run(live.id)
+    assert still is not None
+    assert still.status == "running"
+
+
 async def test_jobs_that_cannot_succeed_are_dropped_with_the_reason(embedded: Embedded) -> None:
     gone = await embedded.work.run(Job("sync", "salla", "no-such-installation", "products"))
     assert (gone.status, gone.detail) == ("dropped", "installation no-such-installation no longer exists")

@@ -21,7 +21,7 @@ from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.store import Inbox, Installation, Outbox
 from miniapp_sync.store.runs import RunLiveness
 from miniapp_sync.sync.resources import check_resource_names
-from miniapp_sync.sync.runs import abandon_dead_runs
+from miniapp_sync.sync.runs import RunOwner, abandon_dead_runs
 from miniapp_sync.webhooks.processor import purge
 from miniapp_sync.webhooks.settings import WebhookSettings
 
@@ -140,10 +140,13 @@ class Work:
     def _interrupt_stale_runs(self, installation: Installation, resource: str) -> None:
         # The job's lock means no other queued sync of this pair runs now, so a run of it still
         # marked running belonged to a worker that died (SIGKILL, lost machine): close it as
-        # abandoned (D38), so the runs table never shows two of them running at once.
+        # abandoned (D38), so the runs table never shows two of them running at once. Unless its
+        # owner is provably alive: a `miniapp-sync sync` run straight from the command line takes no lock.
         liveness = RunLiveness(self.runtime.store)
+        processes = self.runtime.engine.processes
         for run in self.runtime.store.list_runs(installation.id, limit=50):
-            if run.status == "running" and run.resource == resource:
+            owner = RunOwner.parse(run.owner)
+            if run.status == "running" and run.resource == resource and not (owner and processes.alive(owner)):
                 liveness.end(run.id, "abandoned", ABANDONED)
 
     def sweep(self) -> list[Job]:
