@@ -123,7 +123,7 @@ def test_a_token_obtained_by_a_refresh_or_get_token_is_redacted_everywhere(scene
     assert refreshed["accessToken"] != CONFIG.access_token
     for args in (["runs", "--format", "json"], ["runs", "-t", "acme"], ["installations", "--format", "json"]):
         assert scene.run(*args)[0] == 0
-    (run,) = json.loads(scene.outputs[-3])
+    (run,) = json.loads(scene.outputs[-3])["items"]
     assert run["status"] == "failed"
     assert "***" in run["error"]
 

@@ -173,7 +173,8 @@ def test_a_killed_sync_run_is_marked_abandoned_when_the_next_process_opens_the_s
         assert f"|{process.pid}|" in (run.owner or "")
 
     runs = [CLI, "runs", "--format", "json", "--store", str(store)]
-    listed = json.loads(subprocess.run(runs, capture_output=True, text=True, env={**os.environ, **KEY}).stdout)
+    answer = subprocess.run(runs, capture_output=True, text=True, env={**os.environ, **KEY})
+    listed = json.loads(answer.stdout)["items"]
     assert [(r["id"], r["status"]) for r in listed] == [(run.id, "abandoned")]
     assert f"the process running it (pid {process.pid} on " in listed[0]["error"]
     report = _resume(definition, store, sandbox_url)
