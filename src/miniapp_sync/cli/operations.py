@@ -1,9 +1,8 @@
-"""Operator commands: install, installations, uninstall, sync, runs, records, deadletters."""
+"""Operator commands: install, installations, uninstall, sync, runs (records: cli/records.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any
@@ -346,7 +345,7 @@ def runs(
 
     page_of = window(limit, cursor)
     with open_runtime(store) as runtime:
-        ids = _installation_ids(runtime, tenant, ns) if tenant else None
+        ids = installation_ids(runtime, tenant, ns) if tenant else None
         page = queries.runs(runtime.store, page_of, installation_ids=ids)
     if output is OutputFormat.json:
         print_view(page)
@@ -368,46 +367,10 @@ def runs(
     show_next(page)
 
 
-def _installation_ids(runtime: Runtime, tenant: str | None, ns: str | None) -> list[str]:
+def installation_ids(runtime: Runtime, tenant: str | None, ns: str | None) -> list[str]:
     if tenant is None:
         return []
     found = [i.id for i in runtime.store.list_installations(ns) if i.tenant == tenant]
     if not found:
         raise InstallationError(f"tenant {tenant!r} has no installation" + (f" of {ns!r}" if ns else ""))
     return found
-
-
-@app.command()
-def records(
-    tenant: TenantOption,
-    content_type: Annotated[str | None, typer.Option("--type", help="A content type, e.g. core:product.")] = None,
-    ns: Annotated[str | None, typer.Option(help="The MiniApp (when the tenant has several).")] = None,
-    limit: LimitOption = 20,
-    cursor: CursorOption = None,
-    store: StoreOption = None,
-    output: FormatOption = OutputFormat.text,
-) -> None:
-    """Show stored records of a tenant, by content type and code."""
-    from rich.table import Table
-
-    from miniapp_sync.views import queries
-
-    page_of = window(limit, cursor)
-    with open_runtime(store) as runtime:
-        ids = _installation_ids(runtime, tenant, ns)
-        page = queries.records(runtime.store, page_of, ids, content_type)
-        total = sum(runtime.store.count_records(i, content_type) for i in ids)
-    if output is OutputFormat.json:
-        print_view(page)
-        return
-    table = Table(title=f"Records ({len(page.items)} of {total})", title_justify="left")
-    for column in ("type", "code", "source", "flags", "updated", "data"):
-        table.add_column(column, overflow="fold")
-    for r in page.items:
-        flags = ",".join(f for f, on in (("partial", r.partial), ("deleted", r.deleted)) if on)
-        data = json.dumps(r.data, ensure_ascii=False)
-        table.add_row(
-            r.content_type, r.code, r.source, flags, r.updated_at, data[:120] + ("…" if len(data) > 120 else "")
-        )
-    console().print(table)
-    show_next(page)

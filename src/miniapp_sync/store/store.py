@@ -288,12 +288,15 @@ class Store:
         limit: int = 100,
         offset: int = 0,
         include_deleted: bool = False,
+        code: str | None = None,
     ) -> list[StoredRecord]:
-        """Return a page of records ordered by content type and code."""
+        """Return a page of records ordered by content type and code (of one code when given)."""
         r = records.c
         query = select(records).where(r.installation_id == installation_id)
         if content_type is not None:
             query = query.where(r.content_type == content_type)
+        if code is not None:
+            query = query.where(r.code == code)
         if not include_deleted:
             query = query.where(r.deleted.is_(False))
         query = query.order_by(r.content_type, r.code).limit(limit).offset(offset)
@@ -301,13 +304,20 @@ class Store:
             return [rec.to_record(row) for row in conn.execute(query)]
 
     def count_records(
-        self, installation_id: str, content_type: str | None = None, *, include_deleted: bool = False
+        self,
+        installation_id: str,
+        content_type: str | None = None,
+        *,
+        include_deleted: bool = False,
+        code: str | None = None,
     ) -> int:
-        """Return how many records are stored (soft-deleted ones only when asked)."""
+        """Return how many records are stored (soft-deleted ones only when asked; of one code when given)."""
         r = records.c
         query = select(func.count()).select_from(records).where(r.installation_id == installation_id)
         if content_type is not None:
             query = query.where(r.content_type == content_type)
+        if code is not None:
+            query = query.where(r.code == code)
         if not include_deleted:
             query = query.where(r.deleted.is_(False))
         with self._db.read("count records") as conn:
