@@ -20,6 +20,7 @@ from miniapp_sync.network import Egress, Rewrites
 from miniapp_sync.provider.ratelimit import limiter_for
 from miniapp_sync.provider.shared_budget import shared_limiters
 from miniapp_sync.store import Store
+from miniapp_sync.store.history import DEFAULT_RETENTION_DAYS
 from miniapp_sync.sync.engine import SyncEngine
 
 
@@ -71,10 +72,15 @@ class Runtime:
         allow_private_network: bool = False,
         environ: Mapping[str, str] = os.environ,
         create: bool = True,
+        history_days: float | None = None,
     ) -> Runtime:
-        """Open the store (migrating it) and build the parts around it; ``create=False``: only an existing one."""
+        """Open the store (migrating it) and build the parts around it; ``create=False``: only an existing one.
+
+        ``history_days``: how long record history is kept (D39; 0: none is written; None: 30 days).
+        """
         clock = clock or SystemClock()
-        store = Store.open(store_url, clock=clock, create=create, environ=environ)
+        days = DEFAULT_RETENTION_DAYS if history_days is None else history_days
+        store = Store.open(store_url, clock=clock, create=create, environ=environ, history_days=days)
         vault = Vault.from_environment(key_file_for(store), environ, create=create)
         installations = Installations(
             store,

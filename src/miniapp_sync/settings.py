@@ -9,6 +9,7 @@ and keeps the rest. The file is ``--config-file PATH`` (an error when missing), 
     secret_key = "env:MINIAPP_KEY"        # env:NAME reads a variable: keep secrets out of the file
     admin_token = "env:ADMIN_TOKEN"
     public_url = "https://sync.example.com"
+    history_days = 30                     # record history kept this long (D39); 0: none written
 
     [rewrites]                            # origin = origin
     "https://api.salla.dev" = "http://127.0.0.1:8765"
@@ -17,8 +18,8 @@ and keeps the rest. The file is ``--config-file PATH`` (an error when missing), 
     webhookSecret = "env:SALLA_WEBHOOK_SECRET"
 
 The variables: ``MINIAPP_SYNC_STORE``, ``MINIAPP_SYNC_SECRET_KEY``, ``MINIAPP_SYNC_ADMIN_TOKEN``,
-``MINIAPP_SYNC_PUBLIC_URL``, ``MINIAPP_SYNC_REWRITES`` (``FROM=TO`` pairs separated by spaces or
-commas), ``MINIAPP_SYNC_CONFIG__<ns>__<key>`` (one ``auth.config`` value) and
+``MINIAPP_SYNC_PUBLIC_URL``, ``MINIAPP_SYNC_HISTORY_DAYS``, ``MINIAPP_SYNC_REWRITES`` (``FROM=TO`` pairs
+separated by spaces or commas), ``MINIAPP_SYNC_CONFIG__<ns>__<key>`` (one ``auth.config`` value) and
 ``MINIAPP_SYNC_CONFIG_FILE``. Bad input is a ``SettingsError`` that says where (``file:line``,
 the variable or the flag), what was expected and what was found; unknown keys in the file are
 errors, with a "did you mean".
@@ -48,6 +49,7 @@ CONFIG_FILE_VARIABLE = PREFIX + "CONFIG_FILE"
 ADMIN_TOKEN_VARIABLE = PREFIX + "ADMIN_TOKEN"
 PUBLIC_URL_VARIABLE = PREFIX + "PUBLIC_URL"
 REWRITES_VARIABLE = PREFIX + "REWRITES"
+HISTORY_DAYS_VARIABLE = PREFIX + "HISTORY_DAYS"
 CONFIG_VARIABLE = PREFIX + "CONFIG__"  # + <ns>__<key>
 
 _SCALARS = {
@@ -57,7 +59,7 @@ _SCALARS = {
     "public_url": PUBLIC_URL_VARIABLE,
 }
 _SECRETS = frozenset({"secret_key", "admin_token"})  # never quoted back in an error
-_TOP_KEYS = (*_SCALARS, "rewrites", "miniapps")
+_TOP_KEYS = (*_SCALARS, "history_days", "rewrites", "miniapps")
 
 
 class SettingsError(UsageError):
@@ -72,6 +74,7 @@ class Settings:
     secret_key: str | None = None
     admin_token: str | None = None
     public_url: str | None = None
+    history_days: float | None = None  # None: the store's default (30 days)
     rewrites: Mapping[str, str] = field(default_factory=dict)  # origin → origin
     config: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # ns → auth.config values
     config_flags: Mapping[str, str] = field(default_factory=dict)  # --config: every MiniApp of the command
@@ -153,6 +156,8 @@ def _rewrites(values: Iterable[str], where: str) -> dict[str, str]:
 
 def _from_environment(settings: Settings, environ: Mapping[str, str]) -> Settings:
     changes: dict[str, Any] = {name: environ[variable] for name, variable in _SCALARS.items() if environ.get(variable)}
+    if environ.get(HISTORY_DAYS_VARIABLE):
+        changes["history_days"] = _days(environ[HISTORY_DAYS_VARIABLE], HISTORY_DAYS_VARIABLE)
     if environ.get(REWRITES_VARIABLE):
         given = [p for p in re.split(r"[\s,]+", environ[REWRITES_VARIABLE]) if p]
         changes["rewrites"] = {**settings.rewrites, **_rewrites(given, REWRITES_VARIABLE)}
@@ -195,11 +200,26 @@ def _from_file(path: Path, environ: Mapping[str, str]) -> Settings:
                 shown = "a value" if name in _SECRETS else preview(value)
                 raise SettingsError(f"{lines.at(name)}: {name}: expected a non-empty string, found {shown}")
             values[name] = resolve(value, f"{lines.at(name)}: {name}", environ)
+    if "history_days" in data:
+        values["history_days"] = _days(data["history_days"], f"{lines.at('history_days')}: history_days")
     if "rewrites" in data:
         values["rewrites"] = _rewrites_table(data["rewrites"], lines)
     if "miniapps" in data:
         values["config"] = _miniapps_table(data["miniapps"], lines, environ)
     return Settings(**values)
+
+
+def _days(value: Any, where: str) -> float:
+    """Return a number of days (0 or more) from the file (a number) or a variable (its text)."""
+    number: Any = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if isinstance(number, bool) or not isinstance(number, int | float) or not 0 <= number < 1e6:
+        raise SettingsError(f"{where}: expected a number of days, 0 (keep no history) or more, found {preview(value)}")
+    return float(number)
 
 
 def _rewrites_table(table: Any, lines: _KeyLines) -> dict[str, str]:

@@ -162,3 +162,17 @@ async def test_an_unknown_record_id_is_a_404_in_the_api_and_a_usage_error_in_the
     assert "no record 'nope'" in capsys.readouterr().err
     assert main(["records", "--store", stack.store], environ=KEY) == 2
     assert "--code" in capsys.readouterr().err
+
+
+async def test_a_sync_from_the_cli_keeps_no_history_when_the_operator_sets_zero_days(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = stack.sandbox.base_url
+    args = ["sync", str(EXAMPLE), "--tenant", "acme", "--resource", "orders", "--store", stack.store]
+    args += ["--rewrite", f"https://api.salla.dev={base}", "--rewrite", f"https://accounts.salla.sa={base}"]
+    off = {**KEY, "MINIAPP_SYNC_HISTORY_DAYS": "0"}
+    assert await asyncio.to_thread(main, args, environ=off) == 0, capsys.readouterr().err
+    (found, *_) = cli_json(capsys, "records", "--tenant", "acme", "--type", "ecommerce:orders", "--store", stack.store)[
+        "items"
+    ]
+    assert cli_json(capsys, "records", "history", found["id"], "--store", stack.store)["items"] == []

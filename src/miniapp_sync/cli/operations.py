@@ -84,6 +84,7 @@ def open_runtime(
         public_url=given.public_url or DEFAULT_PUBLIC_URL,
         environ=given.vault_environ(),
         create=create,
+        history_days=given.history_days,
     )
     for miniapp in miniapps:
         runtime.add(miniapp)
