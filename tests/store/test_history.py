@@ -40,12 +40,19 @@ def test_an_unchanged_record_writes_no_history_row(store: Store, installation_id
 
 
 def test_an_update_keeps_only_the_changed_fields_old_and_new(store: Store, installation_id: str) -> None:
-    _write(store, installation_id, RecordWrite("a", {"name": "A", "price": 5, "gone": "x", "on": 1}), run_id="r1")
-    _write(store, installation_id, RecordWrite("a", {"name": "A", "price": 6, "added": [1], "on": True}), run_id="r2")
+    _write(store, installation_id, RecordWrite("a", {"name": "A", "price": 5, "gone": "x", "tags": [1]}), run_id="r1")
+    _write(store, installation_id, RecordWrite("a", {"name": "A", "price": 6, "added": 1, "tags": [2]}), run_id="r2")
     latest, first = _timeline(store, installation_id, "a")
     assert (latest.kind, latest.source_id, first.kind) == ("updated", "r2", "created")
-    assert latest.old == {"price": 5, "gone": "x", "on": 1}  # 1 and true differ in JSON, as in the content hash
-    assert latest.new == {"price": 6, "added": [1], "on": True}
+    assert latest.old == {"price": 5, "gone": "x", "tags": [1]}
+    assert latest.new == {"price": 6, "added": 1, "tags": [2]}
+
+
+def test_a_change_only_json_sees_is_still_recorded(store: Store, installation_id: str) -> None:
+    _write(store, installation_id, RecordWrite("a", {"on": 1, "deep": {"x": 1}}), run_id="r1")
+    _write(store, installation_id, RecordWrite("a", {"on": 1, "deep": {"x": True}}), run_id="r2")
+    latest = _timeline(store, installation_id, "a")[0]
+    assert (latest.old, latest.new) == ({"deep": {"x": 1}}, {"deep": {"x": True}})
 
 
 def test_a_partial_update_records_only_the_fields_it_changed_and_its_delivery(
@@ -127,8 +134,9 @@ def test_a_negative_retention_is_refused_naming_it(tmp_path: Any) -> None:
         Store.open(tmp_path / "s.sqlite", history_days=-1)
 
 
-def test_diff_tells_removed_added_and_retyped_fields_apart() -> None:
-    assert diff({"a": 1, "b": {"x": 1}, "c": 0}, {"a": 1.0, "b": {"x": 1}, "d": None}) == (
+def test_diff_tells_removed_added_and_changed_fields_apart() -> None:
+    assert diff({"a": 1, "b": {"x": 1}, "c": 0, "e": [1]}, {"a": 2, "b": {"x": 1}, "d": None, "e": [1]}) == (
         {"a": 1, "c": 0},
-        {"a": 1.0, "d": None},
+        {"a": 2, "d": None},
     )
+    assert diff({"a": 1, "b": "s"}, {"a": 1.0, "b": "s"}) == ({"a": 1}, {"a": 1.0})  # all JSON told apart

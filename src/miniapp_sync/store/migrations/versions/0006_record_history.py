@@ -27,7 +27,7 @@ def _json() -> sa.types.TypeEngine[Any]:
 
 
 def upgrade() -> None:
-    """Create record_history and its two indexes."""
+    """Create record_history and its timeline index."""
     op.create_table(
         "record_history",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
@@ -56,7 +56,6 @@ def upgrade() -> None:
         "record_history",
         ["installation_id", "content_type", "code", "id"],
     )
-    op.create_index(op.f("ix_record_history_changed_at"), "record_history", ["changed_at"])
 
 
 def downgrade() -> None:
