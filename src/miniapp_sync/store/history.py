@@ -24,7 +24,6 @@ from sqlalchemy import Connection, TextClause, delete, insert, select, text
 
 from miniapp_sync.store.driver import on_driver
 from miniapp_sync.store.model import RecordSource
-from miniapp_sync.store.pg_copy import copy_upsert
 from miniapp_sync.store.tables import record_history
 
 if TYPE_CHECKING:
@@ -144,6 +143,8 @@ def insert_changes(conn: Connection, rows: Sequence[tuple[Any, ...]], *, copy: b
             chunk = rows[start : start + _SQLITE_ROWS]
             on_driver(conn, _sqlite_insert(len(chunk)), tuple(value for row in chunk for value in row))
     elif copy:
+        from miniapp_sync.store.pg_copy import copy_upsert  # psycopg: only PostgreSQL stores pay its import
+
         copy_upsert(conn, insert(record_history), rows)
     else:
         conn.execute(_PG_INSERT, [_text_json(dict(zip(COLUMNS, row, strict=True))) for row in rows])
