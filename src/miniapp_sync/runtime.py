@@ -21,6 +21,7 @@ from miniapp_sync.provider.ratelimit import limiter_for
 from miniapp_sync.provider.retry import DEFAULT_MAX_RETRY_AFTER
 from miniapp_sync.provider.shared_budget import shared_limiters
 from miniapp_sync.store import Store
+from miniapp_sync.store.history import DEFAULT_RETENTION_DAYS
 from miniapp_sync.sync.engine import SyncEngine
 from miniapp_sync.sync.runs import abandon_dead_runs
 
@@ -74,10 +75,15 @@ class Runtime:
         environ: Mapping[str, str] = os.environ,
         create: bool = True,
         max_retry_after: float | None = None,
+        history_days: float | None = None,
     ) -> Runtime:
-        """Open the store (migrating it) and build the parts around it; ``create=False``: only an existing one."""
+        """Open the store (migrating it) and build the parts around it; ``create=False``: only an existing one.
+
+        ``history_days``: how long record history is kept (D39; 0: none is written; None: 30 days).
+        """
         clock = clock or SystemClock()
-        store = Store.open(store_url, clock=clock, create=create, environ=environ)
+        days = DEFAULT_RETENTION_DAYS if history_days is None else history_days
+        store = Store.open(store_url, clock=clock, create=create, environ=environ, history_days=days)
         vault = Vault.from_environment(key_file_for(store), environ, create=create)
         installations = Installations(
             store,

@@ -9,6 +9,7 @@ and keeps the rest. The file is ``--config-file PATH`` (an error when missing), 
     secret_key = "env:MINIAPP_KEY"        # env:NAME reads a variable: keep secrets out of the file
     admin_token = "env:ADMIN_TOKEN"
     public_url = "https://sync.example.com"
+    history_days = 30                     # record history kept this long (D39); 0: none written
 
     [rewrites]                            # origin = origin
     "https://api.salla.dev" = "http://127.0.0.1:8765"
@@ -20,6 +21,8 @@ The variables: ``MINIAPP_SYNC_STORE``, ``MINIAPP_SYNC_SECRET_KEY``, ``MINIAPP_SY
 ``MINIAPP_SYNC_PUBLIC_URL``, ``MINIAPP_SYNC_REWRITES`` (``FROM=TO`` pairs separated by spaces or
 commas), ``MINIAPP_SYNC_CONFIG__<ns>__<key>`` (one ``auth.config`` value),
 ``MINIAPP_SYNC_MAX_RETRY_AFTER`` (seconds; ``max_retry_after = 300`` in the file) and
+``MINIAPP_SYNC_PUBLIC_URL``, ``MINIAPP_SYNC_HISTORY_DAYS``, ``MINIAPP_SYNC_REWRITES`` (``FROM=TO`` pairs
+separated by spaces or commas), ``MINIAPP_SYNC_CONFIG__<ns>__<key>`` (one ``auth.config`` value) and
 ``MINIAPP_SYNC_CONFIG_FILE``. Bad input is a ``SettingsError`` that says where (``file:line``,
 the variable or the flag), what was expected and what was found; unknown keys in the file are
 errors, with a "did you mean".
@@ -49,6 +52,7 @@ CONFIG_FILE_VARIABLE = PREFIX + "CONFIG_FILE"
 ADMIN_TOKEN_VARIABLE = PREFIX + "ADMIN_TOKEN"
 PUBLIC_URL_VARIABLE = PREFIX + "PUBLIC_URL"
 REWRITES_VARIABLE = PREFIX + "REWRITES"
+HISTORY_DAYS_VARIABLE = PREFIX + "HISTORY_DAYS"
 CONFIG_VARIABLE = PREFIX + "CONFIG__"  # + <ns>__<key>
 MAX_RETRY_AFTER_VARIABLE = PREFIX + "MAX_RETRY_AFTER"
 
@@ -59,7 +63,11 @@ _SCALARS = {
     "public_url": PUBLIC_URL_VARIABLE,
 }
 _SECRETS = frozenset({"secret_key", "admin_token"})  # never quoted back in an error
-_TOP_KEYS = (*_SCALARS, "max_retry_after", "rewrites", "miniapps")
+_NUMBERS = {  # setting → (its variable, its unit)
+    "max_retry_after": (MAX_RETRY_AFTER_VARIABLE, "seconds"),
+    "history_days": (HISTORY_DAYS_VARIABLE, "days"),
+}
+_TOP_KEYS = (*_SCALARS, *_NUMBERS, "rewrites", "miniapps")
 
 
 class SettingsError(UsageError):
@@ -74,6 +82,7 @@ class Settings:
     secret_key: str | None = None
     admin_token: str | None = None
     public_url: str | None = None
+    history_days: float | None = None  # None: the store's default (30 days)
     rewrites: Mapping[str, str] = field(default_factory=dict)  # origin → origin
     config: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # ns → auth.config values
     config_flags: Mapping[str, str] = field(default_factory=dict)  # --config: every MiniApp of the command
@@ -150,15 +159,17 @@ def resolve(value: str, where: str, environ: Mapping[str, str]) -> str:
     return environ[name]
 
 
-def _seconds(value: Any, where: str) -> float:
-    """Return a number of seconds (0 or more), from a TOML number or a variable's text."""
-    try:
-        seconds = float(value) if isinstance(value, str | int | float) and not isinstance(value, bool) else None
-    except ValueError:
-        seconds = None
-    if seconds is None or not 0 <= seconds < float("inf"):
-        raise SettingsError(f"{where}: expected a number of seconds (0 or more), found {preview(value)}")
-    return seconds
+def _number(value: Any, where: str, unit: str) -> float:
+    """Return a number (0 or more) from the file (a TOML number) or a variable (its text)."""
+    number: Any = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if isinstance(number, bool) or not isinstance(number, int | float) or not 0 <= number < 1e9:
+        raise SettingsError(f"{where}: expected a number of {unit} (0 or more), found {preview(value)}")
+    return float(number)
 
 
 def _rewrites(values: Iterable[str], where: str) -> dict[str, str]:
@@ -170,8 +181,9 @@ def _rewrites(values: Iterable[str], where: str) -> dict[str, str]:
 
 def _from_environment(settings: Settings, environ: Mapping[str, str]) -> Settings:
     changes: dict[str, Any] = {name: environ[variable] for name, variable in _SCALARS.items() if environ.get(variable)}
-    if environ.get(MAX_RETRY_AFTER_VARIABLE):
-        changes["max_retry_after"] = _seconds(environ[MAX_RETRY_AFTER_VARIABLE], MAX_RETRY_AFTER_VARIABLE)
+    for name, (variable, unit) in _NUMBERS.items():
+        if environ.get(variable):
+            changes[name] = _number(environ[variable], variable, unit)
     if environ.get(REWRITES_VARIABLE):
         given = [p for p in re.split(r"[\s,]+", environ[REWRITES_VARIABLE]) if p]
         changes["rewrites"] = {**settings.rewrites, **_rewrites(given, REWRITES_VARIABLE)}
@@ -214,8 +226,9 @@ def _from_file(path: Path, environ: Mapping[str, str]) -> Settings:
                 shown = "a value" if name in _SECRETS else preview(value)
                 raise SettingsError(f"{lines.at(name)}: {name}: expected a non-empty string, found {shown}")
             values[name] = resolve(value, f"{lines.at(name)}: {name}", environ)
-    if "max_retry_after" in data:
-        values["max_retry_after"] = _seconds(data["max_retry_after"], f"{lines.at('max_retry_after')}: max_retry_after")
+    for name, (_, unit) in _NUMBERS.items():
+        if name in data:
+            values[name] = _number(data[name], f"{lines.at(name)}: {name}", unit)
     if "rewrites" in data:
         values["rewrites"] = _rewrites_table(data["rewrites"], lines)
     if "miniapps" in data:

@@ -1,10 +1,10 @@
-"""Operator commands: install, installations, uninstall, sync, runs, records, deadletters."""
+"""Operator commands: install, installations, uninstall, sync, runs (records: cli/records.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
+import threading
 import time
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Annotated, Any
@@ -103,6 +103,7 @@ def open_runtime(
         environ=given.vault_environ(),
         create=create,
         max_retry_after=given.max_retry_after,
+        history_days=given.history_days,
     )
     for miniapp in miniapps:
         runtime.add(miniapp)
@@ -356,7 +357,8 @@ def _until_stopped(run: Coroutine[Any, Any, RunReport]) -> RunReport:
     async def cancellable() -> RunReport:
         task = asyncio.current_task()
         assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        if threading.current_thread() is threading.main_thread():  # signals reach only the main thread
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         return await run
 
     try:
@@ -387,7 +389,7 @@ def runs(
 
     page_of = window(limit, cursor)
     with open_runtime(store) as runtime:
-        ids = _installation_ids(runtime, tenant, ns) if tenant else None
+        ids = installation_ids(runtime, tenant, ns) if tenant else None
         page = queries.runs(runtime.store, page_of, installation_ids=ids)
     if output is OutputFormat.json:
         print_view(page)
@@ -409,46 +411,10 @@ def runs(
     show_next(page)
 
 
-def _installation_ids(runtime: Runtime, tenant: str | None, ns: str | None) -> list[str]:
+def installation_ids(runtime: Runtime, tenant: str | None, ns: str | None) -> list[str]:
     if tenant is None:
         return []
     found = [i.id for i in runtime.store.list_installations(ns) if i.tenant == tenant]
     if not found:
         raise InstallationError(f"tenant {tenant!r} has no installation" + (f" of {ns!r}" if ns else ""))
     return found
-
-
-@app.command()
-def records(
-    tenant: TenantOption,
-    content_type: Annotated[str | None, typer.Option("--type", help="A content type, e.g. core:product.")] = None,
-    ns: Annotated[str | None, typer.Option(help="The MiniApp (when the tenant has several).")] = None,
-    limit: LimitOption = 20,
-    cursor: CursorOption = None,
-    store: StoreOption = None,
-    output: FormatOption = OutputFormat.text,
-) -> None:
-    """Show stored records of a tenant, by content type and code."""
-    from rich.table import Table
-
-    from miniapp_sync.views import queries
-
-    page_of = window(limit, cursor)
-    with open_runtime(store) as runtime:
-        ids = _installation_ids(runtime, tenant, ns)
-        page = queries.records(runtime.store, page_of, ids, content_type)
-        total = sum(runtime.store.count_records(i, content_type) for i in ids)
-    if output is OutputFormat.json:
-        print_view(page)
-        return
-    table = Table(title=f"Records ({len(page.items)} of {total})", title_justify="left")
-    for column in ("type", "code", "source", "flags", "updated", "data"):
-        table.add_column(column, overflow="fold")
-    for r in page.items:
-        flags = ",".join(f for f, on in (("partial", r.partial), ("deleted", r.deleted)) if on)
-        data = json.dumps(r.data, ensure_ascii=False)
-        table.add_row(
-            r.content_type, r.code, r.source, flags, r.updated_at, data[:120] + ("…" if len(data) > 120 else "")
-        )
-    console().print(table)
-    show_next(page)

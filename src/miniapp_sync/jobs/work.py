@@ -165,9 +165,9 @@ class Work:
         return jobs
 
     def purge(self) -> str:
-        """Forget finished webhook deliveries and delivered trigger events past their retention."""
-        rows, events = purge(self.runtime.store, self.runtime.clock.now() - WebhookSettings().retention)
-        return f"purged {rows} finished inbox rows and {events} trigger events"
+        """Forget finished webhook deliveries, delivered trigger events and record history past their retention."""
+        rows, events, changes = purge(self.runtime.store, self.runtime.clock.now() - WebhookSettings().retention)
+        return f"purged {rows} finished inbox rows, {events} trigger events and {changes} record changes"
 
     async def _hook(self, job: Job, hook: Callable[..., Awaitable[float | None]] | None, what: str) -> Outcome:
         if hook is None:

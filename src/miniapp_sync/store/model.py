@@ -46,6 +46,7 @@ class RecordWrite:
     fetched_at: float | None = None
     partial: bool = False
     merge: bool = False
+    origin: str | None = None  # the inbox delivery that brought a webhook write: its history's source (D39)
 
 
 @dataclass(frozen=True, slots=True)

@@ -363,7 +363,7 @@ class SyncEngine:
         if resource.detect_deletes and not errors_seen and not params:
             # Only a full, clean listing proves absence (D23).
             report.deleted = await asyncio.to_thread(
-                self.store.soft_delete_unseen, installation.id, plan.content_type, since=began
+                self.store.soft_delete_unseen, installation.id, plan.content_type, since=began, run_id=run_id
             )
         self._count(client, report)
 
