@@ -165,3 +165,35 @@ def test_an_env_reference_to_an_unset_variable_names_the_setting(tmp_path: Path)
 def test_a_malformed_config_variable_says_the_expected_form(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=r"MINIAPP_SYNC_CONFIG__salla: expected MINIAPP_SYNC_CONFIG__<ns>__<key>"):
         load_settings({"MINIAPP_SYNC_CONFIG__salla": "x"}, cwd=tmp_path)
+
+
+def test_the_retry_after_cap_comes_from_the_file_the_environment_or_a_flag(tmp_path: Path) -> None:
+    (tmp_path / "miniapp-sync.toml").write_text("max_retry_after = 60\n")
+    assert load_settings({}, cwd=tmp_path).max_retry_after == 60.0
+    from_env = load_settings({"MINIAPP_SYNC_MAX_RETRY_AFTER": "90"}, cwd=tmp_path)
+    assert from_env.max_retry_after == 90.0
+    assert from_env.with_flags(max_retry_after=5, environ={}).max_retry_after == 5
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "inf"])
+def test_a_retry_after_cap_that_is_not_seconds_is_an_error(tmp_path: Path, value: str) -> None:
+    with pytest.raises(SettingsError, match=rf"MINIAPP_SYNC_MAX_RETRY_AFTER: expected a number of seconds .*{value}"):
+        load_settings({"MINIAPP_SYNC_MAX_RETRY_AFTER": value}, cwd=tmp_path)
+    (tmp_path / "miniapp-sync.toml").write_text('\nmax_retry_after = "a day"\n')
+    with pytest.raises(SettingsError, match=r"miniapp-sync.toml:2: max_retry_after: expected a number of seconds"):
+        load_settings({}, cwd=tmp_path)
+
+
+def test_the_history_retention_comes_from_the_file_unless_the_environment_says_otherwise(tmp_path: Path) -> None:
+    write(tmp_path, "history_days = 7\n")
+    assert load_settings({}, cwd=tmp_path).history_days == 7.0
+    assert load_settings({"MINIAPP_SYNC_HISTORY_DAYS": "0"}, cwd=tmp_path).history_days == 0.0
+
+
+@pytest.mark.parametrize("value", ["-1", '"a week"', "true"])
+def test_a_history_retention_that_is_not_days_is_reported_at_its_line(tmp_path: Path, value: str) -> None:
+    write(tmp_path, f'store = "s.sqlite"\nhistory_days = {value}\n')
+    with pytest.raises(SettingsError, match=rf"{FILE_NAME}:2: history_days: expected a number of days"):
+        load_settings({}, cwd=tmp_path)
+    with pytest.raises(SettingsError, match="MINIAPP_SYNC_HISTORY_DAYS: expected a number of days"):
+        load_settings({"MINIAPP_SYNC_HISTORY_DAYS": "soon"}, cwd=tmp_path / "elsewhere")

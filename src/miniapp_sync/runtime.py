@@ -18,8 +18,11 @@ from miniapp_sync.installations import Installations, Vault
 from miniapp_sync.mapping.functions import FunctionRegistry
 from miniapp_sync.mapping.plan import MappingPlan, compile_plan, vocabulary
 from miniapp_sync.network import Egress, Rewrites
+from miniapp_sync.provider.retry import DEFAULT_MAX_RETRY_AFTER
 from miniapp_sync.store import Store
+from miniapp_sync.store.history import DEFAULT_RETENTION_DAYS
 from miniapp_sync.sync.engine import SyncEngine
+from miniapp_sync.sync.runs import abandon_dead_runs
 
 
 @dataclass(frozen=True)
@@ -71,10 +74,16 @@ class Runtime:
         allow_private_network: bool = False,
         environ: Mapping[str, str] = os.environ,
         create: bool = True,
+        max_retry_after: float | None = None,
+        history_days: float | None = None,
     ) -> Runtime:
-        """Open the store (migrating it) and build the parts around it; ``create=False``: only an existing one."""
+        """Open the store (migrating it) and build the parts around it; ``create=False``: only an existing one.
+
+        ``history_days``: how long record history is kept (D39; 0: none is written; None: 30 days).
+        """
         clock = clock or SystemClock()
-        store = Store.open(store_url, clock=clock, create=create, environ=environ)
+        days = DEFAULT_RETENTION_DAYS if history_days is None else history_days
+        store = Store.open(store_url, clock=clock, create=create, environ=environ, history_days=days)
         vault = Vault.from_environment(key_file_for(store), environ, create=create)
         installations = Installations(
             store,
@@ -84,9 +93,17 @@ class Runtime:
             public_url=public_url,
         )
         backend = Backend.of(store)
+        cap = DEFAULT_MAX_RETRY_AFTER if max_retry_after is None else max_retry_after
         engine = SyncEngine(
-            store, installations, clock=clock, limiters=backend.limiters, inline_writes=backend.inline_store_calls
+            store,
+            installations,
+            clock=clock,
+            limiters=backend.limiters,
+            inline_writes=backend.inline_store_calls,
+            max_retry_after=cap,
         )
+        # Runs left "running" by a process that died end as abandoned, here rather than never (D38).
+        abandon_dead_runs(store, processes=engine.processes)
         return cls(store, installations, engine, clock, backend)
 
     def add(self, app: MiniApp) -> MiniApp:

@@ -10,6 +10,7 @@ and keeps the rest. The file is ``--config-file PATH`` (an error when missing), 
     admin_token = "env:ADMIN_TOKEN"
     public_url = "https://sync.example.com"
     default_schedule = "6h"               # sync MiniApps without a schedule of their own this often
+    history_days = 30                     # record history kept this long (D39); 0: none written
 
     [rewrites]                            # origin = origin
     "https://api.salla.dev" = "http://127.0.0.1:8765"
@@ -18,8 +19,10 @@ and keeps the rest. The file is ``--config-file PATH`` (an error when missing), 
     webhookSecret = "env:SALLA_WEBHOOK_SECRET"
 
 The variables: ``MINIAPP_SYNC_STORE``, ``MINIAPP_SYNC_SECRET_KEY``, ``MINIAPP_SYNC_ADMIN_TOKEN``,
-``MINIAPP_SYNC_PUBLIC_URL``, ``MINIAPP_SYNC_DEFAULT_SCHEDULE``, ``MINIAPP_SYNC_REWRITES`` (``FROM=TO``
-pairs separated by spaces or commas), ``MINIAPP_SYNC_CONFIG__<ns>__<key>`` (one ``auth.config`` value) and
+``MINIAPP_SYNC_PUBLIC_URL``, ``MINIAPP_SYNC_DEFAULT_SCHEDULE``, ``MINIAPP_SYNC_HISTORY_DAYS``,
+``MINIAPP_SYNC_MAX_RETRY_AFTER`` (seconds; ``max_retry_after = 300`` in the file),
+``MINIAPP_SYNC_REWRITES`` (``FROM=TO`` pairs separated by spaces or commas),
+``MINIAPP_SYNC_CONFIG__<ns>__<key>`` (one ``auth.config`` value) and
 ``MINIAPP_SYNC_CONFIG_FILE``. Bad input is a ``SettingsError`` that says where (``file:line``,
 the variable or the flag), what was expected and what was found; unknown keys in the file are
 errors, with a "did you mean".
@@ -50,7 +53,9 @@ ADMIN_TOKEN_VARIABLE = PREFIX + "ADMIN_TOKEN"
 PUBLIC_URL_VARIABLE = PREFIX + "PUBLIC_URL"
 DEFAULT_SCHEDULE_VARIABLE = PREFIX + "DEFAULT_SCHEDULE"
 REWRITES_VARIABLE = PREFIX + "REWRITES"
+HISTORY_DAYS_VARIABLE = PREFIX + "HISTORY_DAYS"
 CONFIG_VARIABLE = PREFIX + "CONFIG__"  # + <ns>__<key>
+MAX_RETRY_AFTER_VARIABLE = PREFIX + "MAX_RETRY_AFTER"
 
 _SCALARS = {
     "store": STORE_VARIABLE,
@@ -60,7 +65,11 @@ _SCALARS = {
     "default_schedule": DEFAULT_SCHEDULE_VARIABLE,
 }
 _SECRETS = frozenset({"secret_key", "admin_token"})  # never quoted back in an error
-_TOP_KEYS = (*_SCALARS, "rewrites", "miniapps")
+_NUMBERS = {  # setting → (its variable, its unit)
+    "max_retry_after": (MAX_RETRY_AFTER_VARIABLE, "seconds"),
+    "history_days": (HISTORY_DAYS_VARIABLE, "days"),
+}
+_TOP_KEYS = (*_SCALARS, *_NUMBERS, "rewrites", "miniapps")
 
 
 class SettingsError(UsageError):
@@ -76,9 +85,11 @@ class Settings:
     admin_token: str | None = None
     public_url: str | None = None
     default_schedule: str | None = None  # serve/worker --default-schedule: 30m, 6h, 1d or cron
+    history_days: float | None = None  # None: the store's default (30 days)
     rewrites: Mapping[str, str] = field(default_factory=dict)  # origin → origin
     config: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # ns → auth.config values
     config_flags: Mapping[str, str] = field(default_factory=dict)  # --config: every MiniApp of the command
+    max_retry_after: float | None = None  # seconds a provider's Retry-After may ask for (D38); None: 300
 
     def with_flags(
         self,
@@ -89,19 +100,18 @@ class Settings:
         admin_token: str | None = None,
         public_url: str | None = None,
         default_schedule: str | None = None,
+        max_retry_after: float | None = None,
         environ: Mapping[str, str],
     ) -> Settings:
         """Return these settings with a command's flags on top (flags win)."""
-        changes: dict[str, Any] = {
-            name: value
-            for name, value in (
-                ("store", store),
-                ("admin_token", admin_token),
-                ("public_url", public_url),
-                ("default_schedule", default_schedule),
-            )
-            if value is not None
-        }
+        flags = (
+            ("store", store),
+            ("admin_token", admin_token),
+            ("public_url", public_url),
+            ("default_schedule", default_schedule),
+            ("max_retry_after", max_retry_after),
+        )
+        changes: dict[str, Any] = {name: value for name, value in flags if value is not None}
         if rewrite:
             changes["rewrites"] = {**self.rewrites, **_rewrites(rewrite, "--rewrite")}
         if config:
@@ -154,6 +164,19 @@ def resolve(value: str, where: str, environ: Mapping[str, str]) -> str:
     return environ[name]
 
 
+def _number(value: Any, where: str, unit: str) -> float:
+    """Return a number (0 or more) from the file (a TOML number) or a variable (its text)."""
+    number: Any = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if isinstance(number, bool) or not isinstance(number, int | float) or not 0 <= number < 1e9:
+        raise SettingsError(f"{where}: expected a number of {unit} (0 or more), found {preview(value)}")
+    return float(number)
+
+
 def _rewrites(values: Iterable[str], where: str) -> dict[str, str]:
     try:
         return dict(Rewrites.parse(values).origins)
@@ -163,6 +186,9 @@ def _rewrites(values: Iterable[str], where: str) -> dict[str, str]:
 
 def _from_environment(settings: Settings, environ: Mapping[str, str]) -> Settings:
     changes: dict[str, Any] = {name: environ[variable] for name, variable in _SCALARS.items() if environ.get(variable)}
+    for name, (variable, unit) in _NUMBERS.items():
+        if environ.get(variable):
+            changes[name] = _number(environ[variable], variable, unit)
     if environ.get(REWRITES_VARIABLE):
         given = [p for p in re.split(r"[\s,]+", environ[REWRITES_VARIABLE]) if p]
         changes["rewrites"] = {**settings.rewrites, **_rewrites(given, REWRITES_VARIABLE)}
@@ -205,6 +231,9 @@ def _from_file(path: Path, environ: Mapping[str, str]) -> Settings:
                 shown = "a value" if name in _SECRETS else preview(value)
                 raise SettingsError(f"{lines.at(name)}: {name}: expected a non-empty string, found {shown}")
             values[name] = resolve(value, f"{lines.at(name)}: {name}", environ)
+    for name, (_, unit) in _NUMBERS.items():
+        if name in data:
+            values[name] = _number(data[name], f"{lines.at(name)}: {name}", unit)
     if "rewrites" in data:
         values["rewrites"] = _rewrites_table(data["rewrites"], lines)
     if "miniapps" in data:

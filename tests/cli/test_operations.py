@@ -317,3 +317,25 @@ def test_the_default_schedule_comes_from_the_settings_file_too(
     code, _, err = cli("serve", "-d", example)  # type: ignore[operator]
     assert code == 2  # read, and refused like the flag: it never starts serving
     assert "does not fall on cron ticks" in " ".join(err.split())
+
+
+def test_retry_after_of_a_day_fails_the_sync_instead_of_sleeping(
+    cli: object, sandbox: tuple[Sandbox, str], example: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = cli  # type: ignore[assignment]
+    install = ("install", example, "--tenant", "acme", "--credential", f"accessToken={TOKEN}", "--no-sync")
+    assert run(*install, rewrite=True)[0] == 0  # type: ignore[operator]
+    sandbox[0].fail_next(1, status=429, retry_after="86400", path_prefix="/customers")
+    code, out, _ = run("sync", example, "--tenant", "acme", "--resource", "customers", rewrite=True)  # type: ignore[operator]
+    assert code == 1
+    assert "asked to wait 86400 s (Retry-After: 86400)" in " ".join(out.split())
+
+    # The cap is the deployment's: the option, or its environment variable.
+    sandbox[0].fail_next(1, status=429, retry_after="20", path_prefix="/customers")
+    code, out, _ = run("sync", example, "-t", "acme", "--resource", "customers", "--max-retry-after", "5", rewrite=True)  # type: ignore[operator]
+    assert code == 1
+    assert "longer than the 5 s this deployment waits" in " ".join(out.split())
+    monkeypatch.setenv("MINIAPP_SYNC_MAX_RETRY_AFTER", "7")
+    sandbox[0].fail_next(1, status=429, retry_after="20", path_prefix="/customers")
+    code, out, _ = run("sync", example, "-t", "acme", "--resource", "customers", rewrite=True)  # type: ignore[operator]
+    assert "longer than the 7 s this deployment waits" in " ".join(out.split())

@@ -404,3 +404,20 @@ def test_an_invalid_schedule_is_a_validation_error() -> None:
     document = {"sync": {"syncConfiguration": {"schedule": "hourly"}}}
     findings = lint(document)[1]
     assert any(f.code == "schedule" and f.severity == "error" for f in findings)
+
+
+@pytest.mark.parametrize("event", ["../../loot/creds", "/etc/passwd", "~/.ssh/id_rsa", "C:\\secrets", "a/./b"])
+def test_validate_makes_path_like_event_names_an_error_not_info(event: str) -> None:
+    doc = copy.deepcopy(MINIMAL)
+    doc["triggers"].append({"type": "miniapps:shop", "event": event, "label": "Loot"})
+    doc["sync"]["webhooks"]["handlers"][event] = doc["sync"]["webhooks"]["handlers"]["order.created"]
+    found = [f for f in errors(doc) if f.code == "path-like-event"]
+    assert {f.path for f in found} == {"triggers[1].event", f"sync.webhooks.handlers.{event}"}
+    assert "reads as a file path" in found[0].message
+
+
+def test_event_names_with_slashes_such_as_shopify_topics_stay_valid() -> None:
+    doc = copy.deepcopy(MINIMAL)
+    doc["triggers"][0]["event"] = "orders/create"
+    doc["sync"]["webhooks"]["handlers"] = {"orders/create": doc["sync"]["webhooks"]["handlers"]["order.created"]}
+    assert [f for f in errors(doc) if f.code == "path-like-event"] == []

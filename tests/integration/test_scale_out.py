@@ -349,16 +349,16 @@ def test_two_workers_share_the_queue_and_the_budget_and_survive_a_sigkill(
         for run in store.list_runs(installation_id, limit=100):
             runs.setdefault((installation_id, run.resource), []).append(run)
     statuses = {run.status for pair in runs.values() for run in pair}
-    assert statuses == {"succeeded", "interrupted"}
+    assert statuses == {"succeeded", "abandoned"}
     for pair in runs.values():
         pair.sort(key=lambda r: r.started_at)
         for earlier, later in pairwise(pair):
             assert earlier.finished_at is not None
             assert earlier.finished_at <= later.started_at, f"runs of {earlier.resource} overlap"
-    interrupted = [r for pair in runs.values() for r in pair if r.status == "interrupted"]
-    assert interrupted
-    assert {(r.installation_id, r.resource) for r in interrupted} <= held
-    for run in interrupted:  # each job the killed worker held was finished by the other one
+    abandoned = [r for pair in runs.values() for r in pair if r.status == "abandoned"]
+    assert abandoned
+    assert {(r.installation_id, r.resource) for r in abandoned} <= held
+    for run in abandoned:  # each job the killed worker held was finished by the other one
         assert runs[(run.installation_id, run.resource)][-1].status == "succeeded"
     assert "of a dead worker is" in logs["b"].read_text()  # back in the queue, or covered by a queued twin
 

@@ -121,9 +121,9 @@ async def test_workers_sweep_periodically_so_no_stored_delivery_waits_for_the_ne
 async def test_workers_purge_what_is_past_its_retention(stack: Stack, sandbox: Sandbox, receiving: Receiving) -> None:
     store_unqueued(stack, sandbox, sandbox.data["orders"][:2])
     await receiving.worker.processor.drain_installation("salla", stack.installation.id)
-    assert stack.work.purge() == "purged 0 finished inbox rows and 0 trigger events"
+    assert stack.work.purge() == "purged 0 finished inbox rows, 0 trigger events and 0 record changes"
     stack.runtime.clock = FakeClock(stack.runtime.clock.now() + WebhookSettings().retention + 1)
-    assert stack.work.purge() == "purged 2 finished inbox rows and 2 trigger events"
+    assert stack.work.purge() == "purged 2 finished inbox rows, 2 trigger events and 0 record changes"
     assert Inbox(stack.runtime.store).list() == []
 
 

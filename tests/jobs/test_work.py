@@ -13,7 +13,7 @@ import pytest
 from miniapp_sync.errors import InstallationError, StoreError, UsageError
 from miniapp_sync.jobs import Job, JobRetry, LocalQueue, Work
 from miniapp_sync.jobs.schedules import cron_for
-from miniapp_sync.jobs.work import INTERRUPTED
+from miniapp_sync.jobs.work import ABANDONED
 from miniapp_sync.network import Rewrites
 from miniapp_sync.runtime import Runtime, load_miniapp
 from miniapp_sync.sandbox import Sandbox
@@ -107,14 +107,25 @@ async def test_a_run_left_running_by_a_dead_worker_is_closed_before_the_next(emb
     assert outcome.status == "done"
     closed = store.get_run(dead.id)
     assert closed is not None
-    assert closed.status == "interrupted"
-    assert closed.error == INTERRUPTED
+    assert closed.status == "abandoned"
+    assert closed.error == ABANDONED
     (latest,) = [r for r in store.list_runs(embedded.installation.id) if r.status == "succeeded"]
     assert closed.finished_at is not None
     assert closed.finished_at <= latest.started_at  # the runs of one resource never overlap
     still = store.get_run(other.id)
     assert still is not None
     assert still.status == "running"  # another resource's run is none of this job's business
+
+
+async def test_a_job_leaves_a_live_processs_run_of_its_resource_running(embedded: Embedded) -> None:
+    store = embedded.runtime.store
+    owner = str(embedded.runtime.engine.processes.current())  # e.g. a `miniapp-sync sync` still going
+    live = store.start_run(embedded.installation.id, "products", owner=owner)
+    outcome = await embedded.work.run(Job("sync", "salla", embedded.installation.id, "products"))
+    assert outcome.status == "done"
+    still = store.get_run(live.id)
+    assert still is not None
+    assert still.status == "running"
 
 
 async def test_jobs_that_cannot_succeed_are_dropped_with_the_reason(embedded: Embedded) -> None:

@@ -21,6 +21,7 @@ from miniapp_sync.provider import (
     ProviderHTTPError,
     ProviderResponseError,
     RateLimiter,
+    Refreshed,
     RetryPolicy,
     build_url,
     join_url,
@@ -146,6 +147,42 @@ async def test_retry_after_as_an_http_date_is_relative_to_the_clock(
     assert clock.sleeps == [30.0]
 
 
+async def test_retry_after_of_a_day_fails_the_attempt_with_the_providers_value(
+    provider: Any, make_client: MakeClient, clock: FakeClock
+) -> None:
+    provider.handler = answers(status(429, {"Retry-After": "86400"}), ok())
+    with pytest.raises(ProviderHTTPError) as caught:
+        await make_client().get_json("/products", resource="products")
+    message = str(caught.value)
+    assert "answered 429 and asked to wait 86400 s (Retry-After: 86400)" in message
+    assert "longer than the 300 s this deployment waits" in message
+    assert "--max-retry-after" in message
+    assert clock.sleeps == []  # no day-long sleep, not even a capped one
+    assert len(provider.requests) == 1
+
+
+async def test_the_retry_after_cap_is_configurable(provider: Any, make_client: MakeClient, clock: FakeClock) -> None:
+    reset = str(int(clock.now()) + 900)
+    busy = status(503, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
+    provider.handler = answers(busy, busy, ok())
+    refused = r"asked to wait 900 s \(X-RateLimit-Reset: \d+\), longer than the 60 s"
+    with pytest.raises(ProviderHTTPError, match=refused):
+        await make_client(retry=RetryPolicy(random=random.Random(SEED), max_retry_after=60)).get_json("/p")
+    await make_client(retry=RetryPolicy(random=random.Random(SEED), max_retry_after=3600)).get_json("/p")
+    assert clock.sleeps == [900.0]
+
+
+async def test_a_success_announcing_a_reset_past_the_cap_pauses_only_up_to_the_cap(
+    provider: Any, make_client: MakeClient, clock: FakeClock
+) -> None:
+    headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(clock.now()) + 86400)}
+    provider.handler = answers(lambda: json_response({}, headers=headers), ok())
+    client = make_client()
+    await client.get_json("/a")
+    await client.get_json("/b")
+    assert clock.sleeps == [300.0]
+
+
 async def test_an_exhausted_rate_limit_waits_until_its_reset(
     provider: Any, make_client: MakeClient, clock: FakeClock
 ) -> None:
@@ -212,9 +249,10 @@ async def test_a_401_refreshes_once_and_retries_with_the_new_headers(provider: A
     provider.handler = bearer_gate("fresh")
     calls: list[int] = []
 
-    async def refresh() -> dict[str, str]:
+    async def refresh() -> Refreshed:
         calls.append(1)
-        return {"authorization": "Bearer fresh"}  # replaces "Authorization": header names are case-insensitive
+        # Replaces "Authorization": header names are case-insensitive.
+        return Refreshed({"authorization": "Bearer fresh"}, ("fresh",))
 
     client = make_client(headers={"Authorization": "Bearer stale", "X-Store": "7"}, on_unauthorized=refresh)
     assert (await client.get_json("/orders")).data == {"ok": True}
@@ -229,9 +267,9 @@ async def test_a_second_401_fails_without_showing_the_token(provider: Any, make_
     provider.handler = bearer_gate("never")
     calls: list[int] = []
 
-    async def refresh() -> dict[str, str]:
+    async def refresh() -> Refreshed:
         calls.append(1)
-        return {"Authorization": "Bearer new-tok-123"}
+        return Refreshed({"Authorization": "Bearer new-tok-123"}, ("new-tok-123",))
 
     client = make_client(headers={"Authorization": "Bearer old-tok-456"}, on_unauthorized=refresh)
     with pytest.raises(ProviderHTTPError, match="answered 401") as caught:
@@ -240,6 +278,26 @@ async def test_a_second_401_fails_without_showing_the_token(provider: Any, make_
     assert calls == [1]
     assert len(provider.requests) == 2
     assert "tok-" not in str(caught.value)
+
+
+async def test_a_token_obtained_by_a_refresh_is_redacted_from_errors(provider: Any, make_client: MakeClient) -> None:
+    fresh = "ory_at_refreshed-Zq81x"
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization") != f"Bearer {fresh}":
+            return json_response({"error": "expired"}, status=401)
+        # A provider that echoes what it was sent, as some debug-minded APIs do.
+        return json_response({"error": f"store suspended for token {fresh}"}, status=403)
+
+    provider.handler = handler
+
+    async def refresh() -> Refreshed:
+        return Refreshed({"Authorization": f"Bearer {fresh}"}, (fresh,))
+
+    client = make_client(headers={"Authorization": "Bearer stale"}, on_unauthorized=refresh)
+    with pytest.raises(ProviderHTTPError, match="answered 403") as caught:
+        await client.get_json(f"/orders?note={fresh}", resource="orders")
+    assert fresh not in str(caught.value) + repr(vars(caught.value))
 
 
 async def test_a_401_without_a_refresh_hook_fails_at_once_with_a_hint(provider: Any, make_client: MakeClient) -> None:
@@ -253,10 +311,10 @@ async def test_concurrent_401s_refresh_the_token_only_once(provider: Any, make_c
     provider.handler = bearer_gate("fresh")
     calls: list[int] = []
 
-    async def refresh() -> dict[str, str]:
+    async def refresh() -> Refreshed:
         calls.append(1)
         await asyncio.sleep(0)
-        return {"Authorization": "Bearer fresh"}
+        return Refreshed({"Authorization": "Bearer fresh"}, ("fresh",))
 
     client = make_client(headers={"Authorization": "Bearer stale"}, on_unauthorized=refresh)
     results = await asyncio.gather(*(client.get_json(f"/orders/{i}") for i in range(5)))

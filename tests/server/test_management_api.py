@@ -19,7 +19,7 @@ async def test_item_10_management_api_answers_bad_input_with_400_naming_the_fiel
     assert (status, body["error"]["field"]) == (400, "cursor")
     status, body = await api.get("/api/records", installation="x", offset=str(10**20))  # pages go by cursor now
     assert (status, body["error"]["field"]) == (400, "offset")
-    assert body["error"]["hint"] == "known: installation, type, limit, cursor"
+    assert body["error"]["hint"] == "known: installation, type, code, limit, cursor"
     status, body = await api.get("/api/events", tenant="acme", after=str(10**20))
     assert (status, body["error"]["field"]) == (400, "after")
     status, body = await api.post("/api/installations", NESTED)

@@ -13,6 +13,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.generation.modes import GenerationMode
+from schemathesis.specs.openapi.checks import negative_data_rejection
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 from starlette.routing import Route
 from tests.server.conftest import ADMIN, AUTH
@@ -42,7 +43,11 @@ def test_management_api_never_fails_and_honours_its_document(api_schema: OpenApi
         @given(case=operation.as_strategy(mode))
         @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def check(case: schemathesis.Case) -> None:
-            case.call_and_validate(headers=AUTH)
+            # Negative cases are checked for 5xx and the documented answers, not for "was it refused":
+            # a case schemathesis calls invalid only for its missing Authorization header (supplied here)
+            # or for an extra query key it drops when sending is a valid request, so that check is noise.
+            # The refusals of invalid input are asserted one by one in test_management_api.py (item 10).
+            case.call_and_validate(headers=AUTH, excluded_checks=[negative_data_rejection])
 
         check()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,32 @@ def test_a_path_or_a_sqlite_url_opens_that_file(tmp_path: Path, form: str) -> No
         store.save_installation("t", "ns", credentials=b"", metadata={}, user_input={})
     with Store.open(str(path)) as store:
         assert len(store.list_installations()) == 1
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_the_sqlite_store_and_its_wal_and_shm_files_are_created_0600(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite"
+    old = os.umask(0o022)  # the usual umask, under which SQLite would create them 0644
+    try:
+        with Store.open(str(path)) as store:
+            store.save_installation("t", "ns", credentials=b"", metadata={}, user_input={})
+            files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+            assert all(f.exists() for f in files)
+            assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}
+    finally:
+        os.umask(old)
+
+
+def test_an_existing_store_readable_by_others_is_made_0600(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite"
+    with Store.open(str(path)):
+        pass
+    path.chmod(0o644)
+    with Store.open(str(path)):
+        assert _mode(path) == 0o600
 
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+psycopg"])

@@ -230,3 +230,36 @@ async def test_the_checklist_keeps_a_tenant_built_store_url_off_private_addresse
     allowed = dataclasses.replace(access, allow_private_network=True)
     report = await run_checklist(loaded, compile_plan(loaded.definition), allowed, SAMPLE_DIR)
     assert verdicts(report)[ENDPOINTS] == "pass", report.markdown()
+
+
+def test_package_copies_no_file_from_outside_samples(tmp_path: Path) -> None:
+    from miniapp_sync.definition.lint import lint
+    from miniapp_sync.submission.package import write_package
+    from miniapp_sync.submission.samples import read_sample
+
+    outside = {
+        tmp_path / "loot" / "creds.json": "LOOT-BY-DOTDOT",  # what ../../loot/creds reached from samples/
+        tmp_path / "absolute.json": "LOOT-BY-ABSOLUTE-PATH",
+        tmp_path / "secret.key": "LOOT-BY-SYMLINK",
+    }
+    for path, text in outside.items():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        path.chmod(0o600)
+    samples = tmp_path / "work" / "samples"
+    samples.mkdir(parents=True)
+    (samples / "order.created.json").symlink_to(tmp_path / "secret.key")
+    document, _ = load_file(EXAMPLE)
+    handler = document["sync"]["webhooks"]["handlers"]["order.created"]
+    for event in ("../../loot/creds", str(tmp_path / "absolute")):
+        document["sync"]["webhooks"]["handlers"][event] = handler
+        document["triggers"].append({**document["triggers"][0], "event": event})
+    definition, _ = lint(document, vocabulary=vocabulary())
+    assert definition is not None
+
+    out = tmp_path / "package"
+    write_package(definition, document, Report("salla", "1", []), samples, out)
+    shipped = "".join(p.read_text(errors="replace") for p in out.rglob("*") if p.is_file())
+    assert not [text for text in outside.values() if text in shipped]
+    assert not (out / "samples").exists()
+    assert "symbolic link" in (read_sample(samples, "order.created").problem or "")

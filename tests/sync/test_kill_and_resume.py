@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -130,3 +131,72 @@ def test_sigkill_mid_run_then_resume_equals_a_clean_run(tmp_path: Path, sandbox_
     assert report["fetched"] < PRODUCTS  # it did not start over
     assert snapshot(killed) == snapshot(clean)
     assert len(snapshot(clean)) == PRODUCTS
+
+
+def _start_sync(definition: Path, store: Path, url: str) -> subprocess.Popen[bytes]:
+    """Install, then start a products sync in its own process and return once it has written some records."""
+    credentials = ["--credential", "accessToken=sandbox-access-token", "--no-sync"]
+    cli("install", str(definition), "--tenant", "acme", *credentials, url=url, store=store)
+    rewrites = ["--rewrite", f"https://api.salla.dev={url}", "--rewrite", f"https://accounts.salla.sa={url}"]
+    process = subprocess.Popen(
+        [CLI, "sync", str(definition), "--tenant", "acme", "--resource", "products", "--store", str(store), *rewrites],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **KEY},
+    )
+    with Store.open(str(store)) as opened:
+        (installation,) = opened.list_installations()
+        deadline = time.monotonic() + 60
+        while opened.count_records(installation.id, "core:product") < PRODUCTS // 3 and time.monotonic() < deadline:
+            time.sleep(0.01)  # watching another process's progress
+    assert process.poll() is None, "the sync finished before it could be stopped: make it slower"
+    return process
+
+
+def _resume(definition: Path, store: Path, url: str) -> dict[str, Any]:
+    resumed = cli(
+        "sync", str(definition), "--tenant", "acme", "--resource", "products", "--format", "json", url=url, store=store
+    )
+    (run,) = json.loads(resumed.stdout)["items"]
+    report: dict[str, Any] = run["stats"]["products"]
+    return report
+
+
+def test_a_killed_sync_run_is_marked_abandoned_when_the_next_process_opens_the_store(
+    tmp_path: Path, sandbox_url: str, definition: Path
+) -> None:
+    store = tmp_path / "store.sqlite"
+    process = _start_sync(definition, store, sandbox_url)
+    process.kill()
+    process.wait()
+    with Store.open(str(store)) as opened:  # the store alone judges nothing: still running
+        (run,) = opened.list_runs()
+        assert run.status == "running"
+        assert f"|{process.pid}|" in (run.owner or "")
+
+    runs = [CLI, "runs", "--format", "json", "--store", str(store)]
+    answer = subprocess.run(runs, capture_output=True, text=True, env={**os.environ, **KEY})
+    listed = json.loads(answer.stdout)["items"]
+    assert [(r["id"], r["status"]) for r in listed] == [(run.id, "abandoned")]
+    assert f"the process running it (pid {process.pid} on " in listed[0]["error"]
+    report = _resume(definition, store, sandbox_url)
+    assert report["resumed_from"] is not None
+    assert report["fetched"] < PRODUCTS
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_or_ctrl_c_marks_the_run_interrupted_and_the_next_run_resumes(
+    tmp_path: Path, sandbox_url: str, definition: Path, signum: int, code: int
+) -> None:
+    store = tmp_path / "store.sqlite"
+    process = _start_sync(definition, store, sandbox_url)
+    process.send_signal(signum)
+    assert process.wait(timeout=30) == code
+    with Store.open(str(store)) as opened:
+        (run,) = opened.list_runs()
+        assert run.status == "interrupted"
+        assert "resumes from the checkpoint" in (run.error or "")
+        assert run.finished_at is not None
+    report = _resume(definition, store, sandbox_url)
+    assert report["resumed_from"] is not None
+    assert report["fetched"] < PRODUCTS

@@ -193,4 +193,13 @@ def registry(modules: list[Path] | None) -> FunctionRegistry:
 
 
 # Commands register themselves on ``app`` when their modules are imported.
-from miniapp_sync.cli import definitions, mapping, operations, scaling, serving, submission, webhooks  # noqa: E402, F401
+from miniapp_sync.cli import (  # noqa: E402, F401
+    definitions,
+    mapping,
+    operations,
+    records,
+    scaling,
+    serving,
+    submission,
+    webhooks,
+)

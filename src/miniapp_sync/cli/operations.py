@@ -1,13 +1,14 @@
-"""Operator commands: install, installations, uninstall, sync, runs, records, deadletters."""
+"""Operator commands: install, installations, uninstall, sync, runs (records: cli/records.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
+import signal
+import threading
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Coroutine, Iterable
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from miniapp_sync.store import Installation, Run
     from miniapp_sync.sync.engine import ResourceReport
 
+T = TypeVar("T")
+
 StoreOption = Annotated[
     str | None,
     typer.Option("--store", help="Store URL: a SQLite path (default) or postgresql://… (also MINIAPP_SYNC_STORE)."),
@@ -67,6 +70,16 @@ PublicUrlOption = Annotated[
         " (also MINIAPP_SYNC_PUBLIC_URL, or public_url in the settings file).",
     ),
 ]
+MaxRetryAfterOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-retry-after",
+        min=0,
+        help="The longest Retry-After (seconds) a provider call waits, 300 unless set (also "
+        "MINIAPP_SYNC_MAX_RETRY_AFTER); a longer one fails the attempt.",
+        show_default=False,
+    ),
+]
 
 
 def open_runtime(
@@ -78,6 +91,7 @@ def open_runtime(
     config: list[str] | None = None,
     miniapps: Iterable[MiniApp] = (),
     create: bool = False,
+    max_retry_after: float | None = None,
 ) -> Runtime:
     """Open the runtime for one command: the settings with its flags on top, its MiniApps added and configured.
 
@@ -85,7 +99,12 @@ def open_runtime(
     with a hint when there is none, instead of leaving an empty store and a key file behind.
     """
     given = settings().with_flags(
-        store=store, rewrite=rewrite, config=config, public_url=public_url, environ=session().environ
+        store=store,
+        rewrite=rewrite,
+        config=config,
+        public_url=public_url,
+        max_retry_after=max_retry_after,
+        environ=session().environ,
     )
     from miniapp_sync.runtime import Runtime
 
@@ -96,6 +115,8 @@ def open_runtime(
         public_url=given.public_url or DEFAULT_PUBLIC_URL,
         environ=given.vault_environ(),
         create=create,
+        max_retry_after=given.max_retry_after,
+        history_days=given.history_days,
     )
     for miniapp in miniapps:
         runtime.add(miniapp)
@@ -322,7 +343,7 @@ def foreground_sync(
         return await queue.run_until_idle()
 
     with bars.progress:
-        finished = asyncio.run(jobs())
+        finished = _until_stopped(jobs())
     for done in finished:
         if done.outcome.status == "dropped":  # no run: the installation cannot sync (disconnected, gone)
             raise InstallationError(done.outcome.detail)
@@ -375,6 +396,7 @@ def sync(
     allow_private_network: PrivateOption = False,
     output: FormatOption = OutputFormat.text,
     functions: FunctionsOption = None,
+    max_retry_after: MaxRetryAfterOption = None,
     enqueue: Annotated[
         bool, typer.Option("--enqueue", help="Queue it for the workers instead (PostgreSQL): one job per resource.")
     ] = False,
@@ -397,13 +419,36 @@ def sync(
 
         enqueue_syncs(miniapp, tenant, resource, store, output)
         return 0
-    with open_runtime(store, rewrite, allow_private_network, config=config, miniapps=[miniapp]) as runtime:
+    with open_runtime(
+        store, rewrite, allow_private_network, config=config, miniapps=[miniapp], max_retry_after=max_retry_after
+    ) as runtime:
         installation = runtime.installations.find(tenant, miniapp.ns)
         runs = foreground_sync(runtime, installation, resource, output, initial=False, max_in_flight=max_in_flight)
     if output is OutputFormat.json:
         print_json(_runs_view(runs))
         return 1 if _failed(runs) else 0
     return _print_runs(runs)
+
+
+def _until_stopped(run: Coroutine[Any, Any, T]) -> T:
+    """Run a sync; Ctrl-C or SIGTERM cancel it, the engine marks the run interrupted, and the command exits 130/143."""
+
+    async def cancellable() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        if threading.current_thread() is threading.main_thread():  # signals reach only the main thread
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await run
+
+    try:
+        return asyncio.run(cancellable())
+    # Departs from DESIGN §5's exit codes (0, 1, 2): 128 + the signal, as shells report a process
+    # a signal stopped, so a script can tell "stopped, resumable" from "failed".
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+        typer.echo(
+            "sync interrupted: its run is marked interrupted; sync again to resume from the checkpoint", err=True
+        )
+        raise typer.Exit(130 if isinstance(exc, KeyboardInterrupt) else 128 + signal.SIGTERM) from None
 
 
 @app.command()
@@ -423,7 +468,7 @@ def runs(
 
     page_of = window(limit, cursor)
     with open_runtime(store) as runtime:
-        ids = _installation_ids(runtime, tenant, ns) if tenant else None
+        ids = installation_ids(runtime, tenant, ns) if tenant else None
         page = queries.runs(runtime.store, page_of, installation_ids=ids)
     if output is OutputFormat.json:
         print_view(page)
@@ -445,46 +490,10 @@ def runs(
     show_next(page)
 
 
-def _installation_ids(runtime: Runtime, tenant: str | None, ns: str | None) -> list[str]:
+def installation_ids(runtime: Runtime, tenant: str | None, ns: str | None) -> list[str]:
     if tenant is None:
         return []
     found = [i.id for i in runtime.store.list_installations(ns) if i.tenant == tenant]
     if not found:
         raise InstallationError(f"tenant {tenant!r} has no installation" + (f" of {ns!r}" if ns else ""))
     return found
-
-
-@app.command()
-def records(
-    tenant: TenantOption,
-    content_type: Annotated[str | None, typer.Option("--type", help="A content type, e.g. core:product.")] = None,
-    ns: Annotated[str | None, typer.Option(help="The MiniApp (when the tenant has several).")] = None,
-    limit: LimitOption = 20,
-    cursor: CursorOption = None,
-    store: StoreOption = None,
-    output: FormatOption = OutputFormat.text,
-) -> None:
-    """Show stored records of a tenant, by content type and code."""
-    from rich.table import Table
-
-    from miniapp_sync.views import queries
-
-    page_of = window(limit, cursor)
-    with open_runtime(store) as runtime:
-        ids = _installation_ids(runtime, tenant, ns)
-        page = queries.records(runtime.store, page_of, ids, content_type)
-        total = sum(runtime.store.count_records(i, content_type) for i in ids)
-    if output is OutputFormat.json:
-        print_view(page)
-        return
-    table = Table(title=f"Records ({len(page.items)} of {total})", title_justify="left")
-    for column in ("type", "code", "source", "flags", "updated", "data"):
-        table.add_column(column, overflow="fold")
-    for r in page.items:
-        flags = ",".join(f for f, on in (("partial", r.partial), ("deleted", r.deleted)) if on)
-        data = json.dumps(r.data, ensure_ascii=False)
-        table.add_row(
-            r.content_type, r.code, r.source, flags, r.updated_at, data[:120] + ("…" if len(data) > 120 else "")
-        )
-    console().print(table)
-    show_next(page)

@@ -29,7 +29,14 @@ from miniapp_sync.cli.app import (
     session,
     settings,
 )
-from miniapp_sync.cli.operations import ConfigOption, PrivateOption, RewriteOption, StoreOption, open_runtime
+from miniapp_sync.cli.operations import (
+    ConfigOption,
+    MaxRetryAfterOption,
+    PrivateOption,
+    RewriteOption,
+    StoreOption,
+    open_runtime,
+)
 from miniapp_sync.cli.serving import DefaultScheduleOption, schedule_option
 from miniapp_sync.errors import StoreError
 from miniapp_sync.listening import listen
@@ -64,6 +71,7 @@ def worker(
     rewrite: RewriteOption = None,
     allow_private_network: PrivateOption = False,
     functions: FunctionsOption = None,
+    max_retry_after: MaxRetryAfterOption = None,
 ) -> None:
     """Run jobs from the PostgreSQL queue: syncs, inbox drains, trigger deliveries, scheduled syncs."""
     from miniapp_sync.jobs import Work
@@ -80,7 +88,15 @@ def worker(
     miniapps = [load_miniapp(path, compute) for path in definition]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     name = name or f"{socket.gethostname()}:{os.getpid()}"
-    with open_runtime(store, rewrite, allow_private_network, config=config, miniapps=miniapps, create=True) as runtime:
+    with open_runtime(
+        store,
+        rewrite,
+        allow_private_network,
+        config=config,
+        miniapps=miniapps,
+        create=True,
+        max_retry_after=max_retry_after,
+    ) as runtime:
         # Drain jobs run this process's inbox processor, deliver jobs its trigger delivery (D33).
         webhooks = WebhookService(runtime)
         work = Work(

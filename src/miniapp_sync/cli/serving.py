@@ -12,6 +12,7 @@ import typer
 from miniapp_sync.cli.app import FunctionsOption, app, console, registry, session, settings
 from miniapp_sync.cli.operations import (
     ConfigOption,
+    MaxRetryAfterOption,
     PrivateOption,
     PublicUrlOption,
     RewriteOption,
@@ -71,6 +72,7 @@ def serve(
             help="Write each verified delivery's body as DIR/<event>.json (for the submission).", file_okay=False
         ),
     ] = None,
+    max_retry_after: MaxRetryAfterOption = None,
 ) -> None:
     """Serve webhooks, OAuth installs and the management API for one or several MiniApps."""
     from miniapp_sync.runtime import load_miniapp
@@ -81,7 +83,16 @@ def serve(
     miniapps = [load_miniapp(path, compute) for path in definition]
     token = settings().with_flags(admin_token=admin_token, environ=session().environ).admin_token
     public = public_url or settings().public_url or f"http://{host}:{port}"
-    runtime = open_runtime(store, rewrite, allow_private_network, public, config=config, miniapps=miniapps, create=True)
+    runtime = open_runtime(
+        store,
+        rewrite,
+        allow_private_network,
+        public,
+        config=config,
+        miniapps=miniapps,
+        create=True,
+        max_retry_after=max_retry_after,
+    )
     try:
         webhooks = WebhookSettings(
             max_body_bytes=max_body_bytes, record_samples=str(record_samples) if record_samples else None

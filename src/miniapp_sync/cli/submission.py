@@ -35,7 +35,13 @@ if TYPE_CHECKING:
     from miniapp_sync.submission.checks import Report
 
 SamplesOption = Annotated[
-    Path | None, typer.Option("--samples", help="A folder of <event>.json webhook samples.", file_okay=False)
+    Path | None,
+    typer.Option(
+        "--samples",
+        help="A folder of <event>.json webhook samples (in the name, any character but letters, digits, "
+        "'.', '_' and '-' is '_'); only regular files inside it are read.",
+        file_okay=False,
+    ),
 ]
 MetadataOption = Annotated[list[str] | None, typer.Option("--metadata", help="A metadata key=value (e.g. storeId=…).")]
 STYLE = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]fail[/]"}

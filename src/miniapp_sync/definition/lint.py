@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from miniapp_sync.definition import lint_mappings
 from miniapp_sync.definition.compatibility import Profile, lint_compatibility
+from miniapp_sync.definition.event_names import lint_event_names
 from miniapp_sync.definition.findings import (
     Findings,
     Loc,
@@ -280,6 +281,7 @@ def lint(
     _identity(document, findings)
     _triggers(document, findings)
     _handlers_vs_triggers(document, findings)
+    lint_event_names(document, findings)
     lint_mappings.resources(document, findings, vocabulary)
     _schedule(document, findings)
     lint_mappings.handlers(document, findings, vocabulary)

@@ -19,7 +19,9 @@ from miniapp_sync.errors import InstallationError, MiniAppSyncError
 from miniapp_sync.jobs.model import Job, Outcome
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.store import Inbox, Installation, Outbox
+from miniapp_sync.store.runs import RunLiveness
 from miniapp_sync.sync.engine import Progress, select_resources
+from miniapp_sync.sync.runs import RunOwner, abandon_dead_runs
 from miniapp_sync.webhooks.processor import purge
 from miniapp_sync.webhooks.settings import WebhookSettings
 
@@ -31,7 +33,7 @@ DrainHook = Callable[[str, str], Awaitable[float | None]]
 # () → when the next pending trigger delivery comes due, or None: TriggerDelivery.deliver_due.
 DeliverHook = Callable[[], Awaitable[float | None]]
 
-INTERRUPTED: Final = "interrupted: the worker running it stopped; a later run resumes from the checkpoint"
+ABANDONED: Final = "abandoned: the worker running it stopped; a later run resumes from the checkpoint"
 
 
 class Work:
@@ -162,11 +164,15 @@ class Work:
 
     def _interrupt_stale_runs(self, installation: Installation, resource: str) -> None:
         # The job's lock means no other queued sync of this pair runs now, so a run of it still
-        # marked running belonged to a worker that died (SIGKILL, lost machine): close it, so the
-        # runs table never shows two of them running at once.
+        # marked running belonged to a worker that died (SIGKILL, lost machine): close it as
+        # abandoned (D38), so the runs table never shows two of them running at once. Unless its
+        # owner is provably alive: another process's `miniapp-sync sync` (its own in-process queue) takes no lock.
+        liveness = RunLiveness(self.runtime.store)
+        processes = self.runtime.engine.processes
         for run in self.runtime.store.list_runs(installation.id, limit=50):
-            if run.status == "running" and run.resource == resource:
-                self.runtime.store.finish_run(run.id, status="interrupted", stats=run.stats, error=INTERRUPTED)
+            owner = RunOwner.parse(run.owner)
+            if run.status == "running" and run.resource == resource and not (owner and processes.alive(owner)):
+                liveness.end(run.id, "abandoned", ABANDONED)
 
     def adopt(self) -> int:
         """Put back the inbox rows a stopped process left 'processing'; only a store's one owner may (embedded)."""
@@ -178,6 +184,7 @@ class Work:
         The safety net under D33: a server that stored deliveries but could not enqueue their
         drain, a retry whose follow-up job was lost, an event emitted by a replay; run periodically.
         """
+        abandon_dead_runs(self.runtime.store, processes=self.runtime.engine.processes)  # D38
         now = self.runtime.clock.now()
         heads = Inbox(self.runtime.store).pending_heads()
         jobs = [Job("drain", ns, iid) for iid, ns, at in heads if at is None or at <= now]
@@ -187,9 +194,9 @@ class Work:
         return jobs
 
     def purge(self) -> str:
-        """Forget finished webhook deliveries and delivered trigger events past their retention."""
-        rows, events = purge(self.runtime.store, self.runtime.clock.now() - WebhookSettings().retention)
-        return f"purged {rows} finished inbox rows and {events} trigger events"
+        """Forget finished webhook deliveries, delivered trigger events and record history past their retention."""
+        rows, events, changes = purge(self.runtime.store, self.runtime.clock.now() - WebhookSettings().retention)
+        return f"purged {rows} finished inbox rows, {events} trigger events and {changes} record changes"
 
     async def _hook(self, job: Job, hook: Callable[..., Awaitable[float | None]] | None, what: str) -> Outcome:
         if hook is None:

@@ -1,6 +1,6 @@
 """The HTTP side of bulk sync: client, rate limiter, retry policy, paginators and details."""
 
-from miniapp_sync.provider.client import ProviderClient, Response, build_url, join_url
+from miniapp_sync.provider.client import ProviderClient, Refreshed, Response, build_url, join_url
 from miniapp_sync.provider.details import DetailResult, fetch_details
 from miniapp_sync.provider.errors import (
     PaginationLoopError,
@@ -24,6 +24,7 @@ __all__ = [
     "ProviderResponseError",
     "RateLimiter",
     "Redactor",
+    "Refreshed",
     "Response",
     "ResponseShapeError",
     "RetryPolicy",

@@ -4,7 +4,9 @@ Each attempt first takes a slot from the installation's limiter (D5), so retries
 detail calls all spend the one budget. Failures are retried per ``RetryPolicy`` with sleeps on
 the injected clock (D11); a 429 also pauses the limiter, so every caller of the installation
 waits, not just the one that was throttled. A 401 runs ``on_unauthorized`` (an OAuth refresh)
-once per request and retries with the headers it returns.
+once per request and retries with the headers it returns; the secrets it returns join the
+redaction set before those headers are sent (D31b), so an error that echoes a refreshed token
+never shows it.
 
 A request to an origin outside ``trusted`` (the origins the definition or the operator names) goes
 through the egress guard's session when one is given (D31): a tenant-built base URL, a pagination
@@ -36,10 +38,20 @@ from miniapp_sync.provider.ratelimit import RateLimiter
 from miniapp_sync.provider.redaction import Redactor
 from miniapp_sync.provider.retry import RetryPolicy, rate_limit_wait
 
-__all__ = ["ProviderClient", "RawResponse", "Response", "build_url", "join_url"]
+__all__ = ["ProviderClient", "RawResponse", "Refreshed", "Response", "build_url", "join_url"]
 
 Method = Literal["GET", "POST"]
-RefreshHook = Callable[[], Awaitable[Mapping[str, str] | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """What a refresh produced: the headers to send from now on, and every secret value it received."""
+
+    headers: Mapping[str, str]
+    secrets: tuple[str, ...] = ()
+
+
+RefreshHook = Callable[[], Awaitable[Refreshed | None]]
 
 _HINTS: Final = {
     401: "the provider rejected the credentials; reconnect the installation or refresh its token",
@@ -233,7 +245,7 @@ class ProviderClient:
                     raise ProviderError(f"{call.where}{method} {call.url} failed: {self._describe(exc)}") from exc
                 if failures >= self.retry.max_attempts:
                     raise call.connection_error(self._describe(exc), attempts) from exc
-                await self._back_off(failures, None)
+                await self._back_off(self.retry.delay(failures - 1, now=self.clock.now()))
                 continue
             if status == 401 and self._on_unauthorized is not None and not refreshed:
                 refreshed = True
@@ -247,7 +259,10 @@ class ProviderClient:
             if status == 429:
                 self.throttled += 1
             if self.retry.retryable(status) and failures < self.retry.max_attempts:
-                await self._back_off(failures, answer_headers, throttled=status == 429)
+                delay = self.retry.delay(failures - 1, response_headers=answer_headers, now=self.clock.now())
+                if delay > self.retry.max_retry_after:
+                    raise call.wait_refused(status, answer_headers, delay, self.retry.max_retry_after, attempts)
+                await self._back_off(delay, throttled=status == 429)
                 continue
             raise call.http_error(status, self.redactor.body(body), attempts)
 
@@ -270,8 +285,7 @@ class ProviderClient:
             body = await answer.read()
             return answer.status, answer.headers, body, str(answer.url), answer.content_type
 
-    async def _back_off(self, failures: int, headers: Mapping[str, str] | None, *, throttled: bool = False) -> None:
-        delay = self.retry.delay(failures - 1, response_headers=headers, now=self.clock.now())
+    async def _back_off(self, delay: float, *, throttled: bool = False) -> None:
         self.retries += 1
         if throttled:
             # The budget is the installation's: everyone waits, not only the caller that hit the 429.
@@ -283,7 +297,8 @@ class ProviderClient:
         # pauses the budget now, rather than after the 429 it announces.
         wait = rate_limit_wait(headers, now=self.clock.now())
         if wait:
-            self.limiter.pause_until(self.clock.monotonic() + wait)
+            # Capped as Retry-After is (D38): past the cap the next request asks, and fails if told to wait.
+            self.limiter.pause_until(self.clock.monotonic() + min(wait, self.retry.max_retry_after))
 
     async def _refresh(self, generation: int) -> None:
         assert self._on_unauthorized is not None
@@ -294,8 +309,9 @@ class ProviderClient:
                 return
             fresh = await self._on_unauthorized()
             self.unauthorized_refreshes += 1
-            if fresh:
-                self._headers.update({k: str(v) for k, v in fresh.items()})
+            if fresh is not None:
+                self.redactor.add(fresh.secrets)
+                self._headers.update({k: str(v) for k, v in fresh.headers.items()})
             self._auth_generation += 1
 
     def decode(self, raw: RawResponse) -> Response:
@@ -335,7 +351,7 @@ def _origin_key(url: URL) -> tuple[str, str | None, int | None]:
 class _Call:
     """One logical request (all its attempts): where it goes and how to word its errors."""
 
-    __slots__ = ("guarded", "method", "resource", "target", "url", "where")
+    __slots__ = ("client", "guarded", "method", "resource", "target", "where")
 
     def __init__(
         self, method: Method, target: URL, resource: str | None, what: str, client: ProviderClient, *, guarded: bool
@@ -344,8 +360,14 @@ class _Call:
         self.target = target
         self.guarded = guarded
         self.resource = resource
-        self.url = client.redact_url(target)
+        self.client = client
         self.where = f"{resource} {what}: " if resource else ""
+
+    @property
+    def url(self) -> str:
+        # Redacted when a message is written, not when the call began: a token refreshed since
+        # has joined the redaction set by then (D31b).
+        return self.client.redact_url(self.target)
 
     def connection_error(self, cause: str, attempts: int) -> ProviderConnectionError:
         return ProviderConnectionError(
@@ -354,6 +376,23 @@ class _Call:
             resource=self.resource,
             cause=cause,
             attempts=attempts,
+        )
+
+    def wait_refused(
+        self, status: int, headers: Mapping[str, str], delay: float, cap: float, attempts: int
+    ) -> ProviderHTTPError:
+        asked = "; ".join(
+            f"{name}: {headers[name]}"
+            for name in ("Retry-After", "X-RateLimit-Reset")
+            if name in headers  # a CIMultiDictProxy: any spelling of the name
+        )
+        message = (
+            f"{self.where}{self.method} {self.url} answered {status} and asked to wait {delay:.0f} s ({asked}), "
+            f"longer than the {cap:.0f} s this deployment waits (hint: retry later, or raise the cap with "
+            "--max-retry-after / MINIAPP_SYNC_MAX_RETRY_AFTER)"
+        )
+        return ProviderHTTPError(
+            message, status=status, url=self.url, resource=self.resource, body_preview="", attempts=attempts
         )
 
     def http_error(self, status: int, preview: str, attempts: int) -> ProviderHTTPError:

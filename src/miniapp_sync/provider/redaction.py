@@ -71,12 +71,24 @@ class Redactor:
     """Mask secret query parameters, credentials in URLs and known secret values in text."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        forms: set[str] = set()
+        self._forms: set[str] = set()
+        self._secrets: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Mask these values too from now on: secrets received at run time (a refreshed token, D31b)."""
+        before = len(self._forms)
         for secret in secrets:
             if secret:
-                forms.update((secret, quote(secret, safe=""), quote_plus(secret)))
-        # Longest first, so a secret that contains another is masked whole.
-        self._secrets = sorted(forms, key=len, reverse=True)
+                self._forms.update((secret, quote(secret, safe=""), quote_plus(secret)))
+        if len(self._forms) != before:
+            # Longest first, so a secret that contains another is masked whole.
+            self._secrets = sorted(self._forms, key=len, reverse=True)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every form of every known secret value (raw and URL-encoded), longest first."""
+        return tuple(self._secrets)
 
     def values(self, text: str) -> str:
         """Mask every known secret value in ``text``."""

@@ -6,7 +6,9 @@ Not retried: every other 4xx (the request itself is wrong; asking again changes 
 The wait is capped exponential backoff with full jitter (AWS, "Exponential Backoff and Jitter"):
 ``uniform(0, min(cap, base * 2**attempt))``. Full jitter spreads the retries of many workers that
 failed together. A provider that says how long to wait wins over the formula: ``Retry-After``
-(seconds or an HTTP date), then ``X-RateLimit-Remaining: 0`` with ``X-RateLimit-Reset``.
+(seconds or an HTTP date), then ``X-RateLimit-Remaining: 0`` with ``X-RateLimit-Reset``, up to
+``max_retry_after`` (D38): a provider asking for a day (``Retry-After: 86400``) would otherwise
+hold a sync, and its worker, for a day; past the cap the attempt fails, saying what was asked.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import random as _random
 from collections.abc import Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
+from typing import Final
 
 import aiohttp
 
-__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "rate_limit_wait", "retry_after"]
+__all__ = ["DEFAULT_MAX_RETRY_AFTER", "RETRYABLE_STATUSES", "RetryPolicy", "rate_limit_wait", "retry_after"]
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+DEFAULT_MAX_RETRY_AFTER: Final = 300.0  # seconds (D38)
 
 # X-RateLimit-Reset is epoch seconds for Salla and GitHub, but "seconds from now" for others;
 # no epoch time is below 10^9 (2001), and no sane wait is above it.
@@ -83,14 +87,23 @@ def rate_limit_wait(headers: Mapping[str, str] | None, *, now: float) -> float |
 
 
 class RetryPolicy:
-    """Bounded retries with capped, fully jittered exponential backoff; provider hints win."""
+    """Bounded retries with capped, fully jittered exponential backoff; provider hints win up to a cap."""
 
     def __init__(
-        self, max_attempts: int = 5, base: float = 0.5, cap: float = 30.0, random: _random.Random | None = None
+        self,
+        max_attempts: int = 5,
+        base: float = 0.5,
+        cap: float = 30.0,
+        random: _random.Random | None = None,
+        *,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        if not max_retry_after >= 0:  # also refuses NaN
+            raise ValueError(f"max_retry_after must be 0 or more seconds, got {max_retry_after}")
         self.max_attempts = max_attempts
+        self.max_retry_after = max_retry_after
         self.base = base
         self.cap = cap
         self.random = random if random is not None else _random.Random()
@@ -100,7 +113,11 @@ class RetryPolicy:
         return self.random.uniform(0.0, min(self.cap, self.base * 2.0 ** min(attempt, 64)))
 
     def delay(self, attempt: int, *, response_headers: Mapping[str, str] | None = None, now: float) -> float:
-        """Return how long to wait before retry number ``attempt`` (0-based); ``now`` is wall time."""
+        """Return how long to wait before retry number ``attempt`` (0-based); ``now`` is wall time.
+
+        The provider's hint is returned as asked, even past ``max_retry_after``: the caller
+        compares, and fails the attempt with the provider's value in its message.
+        """
         hinted = retry_after(response_headers, now=now)
         return hinted if hinted is not None else self.backoff(attempt)
 

@@ -26,7 +26,7 @@ HTML_PAGE: Final = (
 class Fault:
     """One armed fault: what happens to the next ``remaining`` requests that match."""
 
-    kind: Literal["fail", "html", "hang"]
+    kind: Literal["fail", "html", "hang", "echo"]
     remaining: int
     path_prefix: str | None = None
     status: int = 503
@@ -51,6 +51,11 @@ class Fault:
         content_type = "application/json" if is_json else "text/html"
         return web.Response(text=self.body, status=self.status, headers=headers, content_type=content_type)
 
+    def echo(self, request: web.Request) -> web.Response:
+        """Return an ``echo`` fault's answer: an error quoting the credentials it was sent, as careless APIs do."""
+        body = {"error": "forbidden", "message": "Injected fault", "received": request.headers.get("Authorization")}
+        return web.json_response(body, status=self.status)
+
 
 class Faults:
     """The armed faults of one sandbox."""
@@ -58,6 +63,7 @@ class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._queue: list[Fault] = []
+        self.echoing = False  # read without the lock: a hint that an echo fault may be armed
         self._missing: dict[str, set[int]] = {}
         self._repeating: set[str] = set()
 
@@ -68,12 +74,17 @@ class Faults:
         with self._lock:
             if fault.remaining:
                 self._queue.append(fault)
+                self.echoing |= fault.kind == "echo"
 
-    def take(self, path: str, api_path: str | None) -> Fault | None:
-        """Return the first armed fault that matches this request, using up one of its count."""
+    def take(self, path: str, api_path: str | None, *, echo: bool = False) -> Fault | None:
+        """Return the first armed fault that matches this request, using up one of its count.
+
+        ``echo`` faults answer only requests that carry valid credentials, so they are taken apart
+        (``echo=True``) once the credentials are checked; the others are taken before.
+        """
         with self._lock:
             for fault in self._queue:
-                if fault.matches(path, api_path):
+                if (fault.kind == "echo") == echo and fault.matches(path, api_path):
                     fault.remaining -= 1
                     if fault.remaining == 0:
                         self._queue.remove(fault)

@@ -138,6 +138,10 @@ class Sandbox:
         """Hold the next ``count`` matching requests ``seconds`` (real time) before answering."""
         self._faults.arm(Fault("hang", count, path_prefix, seconds=seconds))
 
+    def echo_credentials_next(self, count: int = 1, *, status: int = 403, path_prefix: str | None = None) -> None:
+        """Answer the next ``count`` matching requests with valid credentials ``status``, quoting their token."""
+        self._faults.arm(Fault("echo", count, path_prefix, status))
+
     def missing_details(self, resource: str, ids: Iterable[int]) -> None:
         """Make the detail endpoint answer 404 for these ids; lists still show them."""
         self._faults.hide(resource_key(resource), ids)
@@ -242,9 +246,13 @@ class Sandbox:
             if fault.kind != "hang":
                 return fault.response()
             await self._pause(fault.seconds)
+        token = bearer(request)
+        if self._faults.echoing and self._oauth.state(token) == "valid":
+            echo = self._faults.take(request.path, api_path, echo=True)
+            if echo is not None:
+                return echo.echo(request)
         if api_path is None:
             return await handler(request)
-        token = bearer(request)
         state = self._oauth.state(token)
         if token is None or state != "valid":
             message = (

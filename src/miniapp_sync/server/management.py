@@ -29,6 +29,7 @@ from miniapp_sync.views import (
     InstallationView,
     OAuthLinkView,
     ParameterError,
+    RecordChangeView,
     RecordView,
     RunView,
     TriggerEventView,
@@ -235,20 +236,45 @@ def management_routes(runtime: Runtime, *, installed: Callable[[Installation], A
         return ok(RunView.of(found))
 
     @operation(
-        "Records of an installation, by content type and code.",
+        "Records by content type and code: of one installation, or of all (to look a `code` up anywhere).",
         params=[
-            Param("installation", "The installation.", required=True),
+            Param("installation", "Only this installation's records."),
             Param("type", "Only this content type, e.g. core:product."),
+            Param("code", "Only the records of this code (the provider's id)."),
             LIMIT,
             CURSOR,
         ],
         responses={200: Reply("a page of records", RecordView, page=True)},
     )
     async def list_records(
-        request: Request, installation: str, type: str | None, limit: int, cursor: str | None
+        request: Request, installation: str | None, type: str | None, code: str | None, limit: int, cursor: str | None
     ) -> Response:
         window = Window.of(limit, cursor)
-        return ok(await asyncio.to_thread(queries.records, store, window, [installation], type))
+        ids = [installation] if installation else [i.id for i in await asyncio.to_thread(store.list_installations)]
+        return ok(await asyncio.to_thread(queries.records, store, window, ids, type, code))
+
+    @operation(
+        "One record by its id (the `id` of a listed record), soft-deleted ones included.",
+        params=[Param("id", "The record's id.", location="path")],
+        responses={200: Reply("the record", RecordView), 404: not_found},
+    )
+    async def get_record(request: Request, id: str) -> Response:
+        found = await asyncio.to_thread(queries.record, store, id)
+        if found is None:
+            return error(404, "not_found", f"no record {id[:60]!r}", field="id")
+        return ok(found)
+
+    @operation(
+        "A record's history (D39), newest first: each change with its source (bulk run or delivery) and fields.",
+        params=[Param("id", "The record's id.", location="path"), LIMIT, CURSOR],
+        responses={200: Reply("a page of changes", RecordChangeView, page=True), 404: not_found},
+    )
+    async def record_history(request: Request, id: str, limit: int, cursor: str | None) -> Response:
+        window = Window.of(limit, cursor)
+        found = await asyncio.to_thread(queries.record_history, store, window, id)
+        if found is None:
+            return error(404, "not_found", f"no record {id[:60]!r}", field="id")
+        return ok(found)
 
     @operation(
         "Received webhook deliveries and what became of them, oldest first (bodies are not shown).",
@@ -322,6 +348,8 @@ def management_routes(runtime: Runtime, *, installed: Callable[[Installation], A
         Route("/api/runs", list_runs, methods=["GET"]),
         Route("/api/runs/{id}", get_run, methods=["GET"]),
         Route("/api/records", list_records, methods=["GET"]),
+        Route("/api/records/{id}", get_record, methods=["GET"]),
+        Route("/api/records/{id}/history", record_history, methods=["GET"]),
         Route("/api/inbox", list_inbox, methods=["GET"]),
         Route("/api/deadletters", list_dead_letters, methods=["GET"]),
         Route("/api/deadletters/{id}", get_dead_letter, methods=["GET"]),

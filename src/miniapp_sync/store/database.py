@@ -10,6 +10,7 @@ PostgreSQL is reached through psycopg 3.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterator, Mapping
@@ -107,7 +108,7 @@ class Database:
         self.dialect = url.get_backend_name()
         self._write_lock: AbstractContextManager[object]
         if self.dialect == "sqlite":
-            Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(url.database or ""))
             self.engine = create_engine(
                 url,
                 connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
@@ -203,6 +204,30 @@ def head_revision(versions: Path = MIGRATIONS / "versions") -> str | None:
             parents.add(found["down_revision"])
     heads = revisions - parents
     return heads.pop() if len(heads) == 1 else None
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """Create the SQLite file 0600 before SQLite does, and make an existing store's files 0600 (D31c).
+
+    SQLite creates the ``-wal`` and ``-shm`` files with the database file's permissions, so a
+    private database file keeps them private too. The store holds webhook bodies, records and
+    encrypted credentials beside the key file: nobody else on the machine needs to read it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"cannot create the store file {path}: {exc.strerror}") from None
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            if name.stat().st_mode & 0o077:
+                name.chmod(0o600)
+        except FileNotFoundError:
+            continue
+        except PermissionError:  # another user's file: SQLite will say whether it can be opened
+            continue
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

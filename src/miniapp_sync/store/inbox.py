@@ -43,6 +43,7 @@ class Inbox:
     def __init__(self, store: Store) -> None:
         self._db = store.database
         self._clock = store.clock
+        self._history = store.history_retention is not None
 
     def add(self, entries: Sequence[InboxEntry]) -> list[bool]:
         """Store deliveries in one transaction; return, per entry, False when it was a duplicate."""
@@ -227,7 +228,7 @@ class Inbox:
     def transaction(self) -> Iterator[Processing]:
         """Yield one write transaction for processing rows; it commits when the block ends without error."""
         with self._db.write("process webhook deliveries") as conn:
-            tx = Processing(conn, self._clock.now())
+            tx = Processing(conn, self._clock.now(), history=self._history)
             yield tx
             tx.finish()
 

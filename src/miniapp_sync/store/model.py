@@ -7,7 +7,7 @@ from typing import Any, Final, Literal, get_args
 
 InstallationStatus = Literal["pending", "connected", "error", "uninstalled"]
 RecordSource = Literal["bulk", "webhook"]
-RunStatus = Literal["running", "succeeded", "failed", "partial", "interrupted"]
+RunStatus = Literal["running", "succeeded", "failed", "partial", "interrupted", "abandoned"]
 DeadLetterKind = Literal["record", "webhook"]
 
 INSTALLATION_STATUSES: Final = frozenset(get_args(InstallationStatus))
@@ -46,6 +46,7 @@ class RecordWrite:
     fetched_at: float | None = None
     partial: bool = False
     merge: bool = False
+    origin: str | None = None  # the inbox delivery that brought a webhook write: its history's source (D39)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ class Run:
     finished_at: float | None
     stats: dict[str, Any]
     error: str | None
+    owner: str | None = None  # the process running it (sync.runs.RunOwner)
+    heartbeat_at: float | None = None  # its last sign of progress
     job_id: str | None = None  # the job that ran it, when a queue did
 
 

@@ -46,30 +46,39 @@ class _Staging:
 @lru_cache(maxsize=16)  # an entry per statement and engine (whose dialect quotes and names types)
 def _staging(upsert: Insert, dialect: Dialect) -> _Staging:
     target = cast(Table, upsert.table)
-    names = [c.name for c in target.c]
+    # A generated key (record_history's id) is left to the INSERT: the staging table goes without it.
+    kept = [c for c in target.c if not (c.primary_key and c.autoincrement is True)]
+    names = [c.name for c in kept]
     staged = table(f"{target.name}_staging", *(column(n) for n in names), schema="pg_temp")
     preparer = dialect.identifier_preparer
     # Each batch asks for the table: after a rollback of the transaction that created it, or behind
     # a pooler that moves transactions between sessions, it may be gone. The check costs a little
     # (see _COPY_ROWS in records.py); remembering the table per connection would be wrong then.
-    create = (
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {preparer.format_table(staged)} "
-        f"(LIKE {preparer.format_table(target)}) ON COMMIT DELETE ROWS"
-    )
+    if len(kept) == len(target.c):
+        create = (
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {preparer.format_table(staged)} "
+            f"(LIKE {preparer.format_table(target)}) ON COMMIT DELETE ROWS"
+        )
+    else:  # LIKE would copy the key's NOT NULL; a table made from a query copies no constraint
+        create = (
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {preparer.format_table(staged)} ON COMMIT DELETE ROWS AS "
+            f"SELECT {', '.join(map(preparer.quote, names))} FROM {preparer.format_table(target)} WITH NO DATA"
+        )
     copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier("pg_temp", staged.name), sql.SQL(", ").join(map(sql.Identifier, names))
     )
     # Binary COPY needs each column's type on the client; they are the table's declared types.
-    types = [c.type.compile(dialect=dialect).split("(")[0].lower() for c in target.c]
+    types = [c.type.compile(dialect=dialect).split("(")[0].lower() for c in kept]
     moved = delete(staged).returning(*staged.c).cte("staged")
     return _Staging(create, copy, types, upsert.from_select(names, select(moved)).add_cte(moved))
 
 
 def copy_upsert(conn: Connection, upsert: Insert, rows: Iterable[Sequence[Any]]) -> None:
-    """Run ``upsert`` (an INSERT … ON CONFLICT given no values) for ``rows``, inside the caller's transaction.
+    """Run ``upsert`` (an INSERT, with ON CONFLICT or not, given no values) for ``rows``, in the caller's transaction.
 
-    A row holds a value for each column of the table, in the table's order; a jsonb column takes
-    the encoded JSON as bytes. The rows must not repeat a key: ON CONFLICT changes a row once.
+    A row holds a value for each column of the table, in the table's order, but a generated key
+    (an autoincrement primary key); a jsonb column takes the encoded JSON as bytes. The rows must
+    not repeat a key: ON CONFLICT changes a row once.
     """
     staging = _staging(upsert, conn.dialect)
     conn.exec_driver_sql(staging.create)

@@ -99,9 +99,10 @@ def add_dead_letter(conn: Connection, row: InboxRow | InboxEntry, inbox_id: int,
 class Processing:
     """Read and write records, emit trigger events and settle inbox rows, inside one transaction."""
 
-    def __init__(self, conn: Connection, now: float) -> None:
+    def __init__(self, conn: Connection, now: float, *, history: bool = False) -> None:
         self.conn = conn
         self.now = now
+        self.history = history  # append a change row per changed record (D39)
         self._subscribers: dict[tuple[str, str], list[str]] = {}
         self._done: list[int] = []
 
@@ -137,7 +138,7 @@ class Processing:
         return rec.to_record(min(rows, key=lambda row: row.code)) if rows else None
 
     def write(self, installation_id: str, content_type: str, writes: Sequence[RecordWrite]) -> WriteResult:
-        """Apply webhook writes (D20-D22) inside this transaction."""
+        """Apply webhook writes (D20-D22) inside this transaction; each write's ``origin`` is its delivery."""
         return rec.write_records(
             self.conn,
             installation_id,
@@ -147,6 +148,7 @@ class Processing:
             run_id=None,
             checkpoint=None,
             now=self.now,
+            history=self.history,
         )
 
     def emit(self, tenant: str, events: Sequence[tuple[InboxRow, dict[str, Any]]]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, lru_cache
@@ -37,12 +37,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql import ClauseElement
-from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
 
 from miniapp_sync.errors import StoreError, preview
+from miniapp_sync.store.driver import on_driver, on_sqlite
+from miniapp_sync.store.history import change_rows, deletion_rows, insert_changes
 from miniapp_sync.store.model import RECORD_SOURCES, RecordSource, RecordWrite, StoredRecord, WriteResult
 from miniapp_sync.store.tables import checkpoints, records
 
@@ -227,41 +226,13 @@ def _load(
         chunk = {**params, "p_codes": _codes_param(dialect, codes[start : start + _CHUNK])}
         rows: Iterable[Sequence[Any]]
         if dialect == "sqlite":  # the driver hands the data back as its JSON text
-            rows = ((*row[:6], orjson.loads(row[6])) if with_data else row for row in _on_sqlite(conn, query, chunk))
+            rows = ((*row[:6], orjson.loads(row[6])) if with_data else row for row in on_sqlite(conn, query, chunk))
         else:
             rows = conn.execute(query, chunk)
         for row in rows:
             data = row[6] if with_data else None
             found[row[0]] = _Current(data, row[1], row[2], bool(row[3]), bool(row[4]), row[5])
     return found
-
-
-@cache
-def _sqlite_sql(stmt: ClauseElement) -> tuple[str, tuple[str, ...]]:
-    compiled = stmt.compile(dialect=sqlite.dialect())
-    assert isinstance(compiled, SQLCompiler)
-    return str(compiled), tuple(compiled.positiontup or ())
-
-
-def _on_sqlite(conn: Connection, stmt: ClauseElement, params: Mapping[str, Any]) -> sqlite3.Cursor:
-    """Run a statement, compiled once, on the SQLite driver itself (see _on_driver)."""
-    sql, names = _sqlite_sql(stmt)
-    return _on_driver(conn, sql, tuple(params[name] for name in names))
-
-
-def _on_driver(conn: Connection, sql: str, values: tuple[Any, ...]) -> sqlite3.Cursor:
-    # SQLAlchemy's execution layer costs 10-20 µs a statement and ~1 µs a row read: bypassed, a
-    # 200-record batch costs ~4% less CPU when its records are new, ~8% less when unchanged.
-    # Errors are wrapped as SQLAlchemy wraps them, so callers still get a StoreError and its cause.
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    try:
-        cursor: sqlite3.Cursor = driver.execute(sql, values)
-    except sqlite3.Error as exc:
-        wrapped = DBAPIError.instance(sql, values, exc, sqlite3.Error, hide_parameters=True)
-        assert isinstance(wrapped, DBAPIError)
-        raise wrapped from exc
-    return cursor
 
 
 @cache
@@ -324,7 +295,7 @@ def _sqlite_upsert_records(conn: Connection, plan: _Plan) -> None:
         for row in chunk:
             row["data"] = plan.texts[row["code"]]
             values += columns(row)
-        _on_driver(conn, _sqlite_record_upsert(len(chunk)), tuple(values))
+        on_driver(conn, _sqlite_record_upsert(len(chunk)), tuple(values))
 
 
 @cache
@@ -348,7 +319,7 @@ def save_checkpoint(
     if conn.dialect.name == "sqlite":
         serialise = checkpoints.c.state.type.bind_processor(conn.dialect)  # the engine's json_serializer
         assert serialise is not None
-        _on_sqlite(conn, _checkpoint_upsert("sqlite"), {**row, "state": serialise(state)})
+        on_sqlite(conn, _checkpoint_upsert("sqlite"), {**row, "state": serialise(state)})
         return
     conn.execute(_checkpoint_upsert(conn.dialect.name), row)
 
@@ -393,7 +364,7 @@ def _mark_seen(conn: Connection, codes: Sequence[str], params: dict[str, Any], *
         chunk = _codes_param(dialect, codes[start : start + _CHUNK])
         values = {**params, "p_codes": chunk, "p_by_webhook": by_webhook}
         if dialect == "sqlite":
-            _on_sqlite(conn, stmt, values)
+            on_sqlite(conn, stmt, values)
         else:
             conn.execute(stmt, values)
 
@@ -417,8 +388,13 @@ def write_records(
     run_id: str | None,
     checkpoint: tuple[str, dict[str, Any]] | None,
     now: float,
+    history: bool = False,
 ) -> WriteResult:
-    """Apply a batch of writes inside the caller's transaction and return what each did."""
+    """Apply a batch of writes inside the caller's transaction and return what each did.
+
+    With ``history``, each created or changed record also gets its change row (D39), whose
+    source is the write's ``origin`` (a webhook delivery) or else ``run_id``.
+    """
     if source not in RECORD_SOURCES:
         raise StoreError(f"unknown record source {source!r}; expected one of {sorted(RECORD_SOURCES)}")
     _lock(conn, installation_id, content_type)
@@ -443,10 +419,13 @@ def write_records(
         now=now,
         repeats=len(codes) < len(writes),
     )
+    key = (installation_id, content_type)
+    changes = _changes(conn, key, stored, plan, writes, source=source, run_id=run_id, now=now) if history else []
     if plan.rows and conn.dialect.name == "sqlite":
         _sqlite_upsert_records(conn, plan)
     elif plan.rows:
         _postgres_upsert_records(conn, plan)
+    insert_changes(conn, changes, copy=len(changes) >= _COPY_ROWS)
     params = {"p_installation_id": installation_id, "p_content_type": content_type, "p_now": now, "p_run_id": run_id}
     for group, by_webhook in ((plan.seen, False), (plan.seen_by_webhook, True)):
         # A code rewritten later in the batch already gets seen_at (and webhook_at) from the upsert.
@@ -459,13 +438,51 @@ def write_records(
     return WriteResult(plan.created, plan.updated, plan.unchanged, plan.stale, list(plan.written))
 
 
+def _changes(
+    conn: Connection,
+    key: tuple[str, str],
+    stored: dict[str, _Current],
+    plan: _Plan,
+    writes: Sequence[RecordWrite],
+    *,
+    source: RecordSource,
+    run_id: str | None,
+    now: float,
+) -> list[tuple[Any, ...]]:
+    """Return the change rows of a decided batch (D39), before its rows are written."""
+    if not plan.written:
+        return []
+    # The stored data is read only for records whose content changed, and only when the batch
+    # did not read it already (a merge, a partial record): an unchanged re-sync reads none.
+    missing = [code for code in plan.written if code in stored and stored[code].data is None]
+    if missing:
+        stored.update(_load(conn, *key, missing, with_data=True))
+    before = {code: stored[code].data for code in plan.written if code in stored}
+    origins = (
+        {w.code: w.origin or run_id for w in writes} if source == "webhook" else dict.fromkeys(plan.written, run_id)
+    )
+    return change_rows(plan.written, before, plan.rows, plan.texts, source=source, source_ids=origins, now=now)
+
+
 def to_record(row: Row[Any]) -> StoredRecord:
     """Build a StoredRecord from a full ``records`` row (its columns are the dataclass's fields)."""
     return StoredRecord(**row._mapping)
 
 
-def soft_delete_unseen(conn: Connection, installation_id: str, content_type: str, *, since: float, now: float) -> int:
-    """Mark deleted the records neither seen nor written since ``since`` (D23); return how many."""
+def soft_delete_unseen(
+    conn: Connection,
+    installation_id: str,
+    content_type: str,
+    *,
+    since: float,
+    now: float,
+    run_id: str | None = None,
+    history: bool = False,
+) -> int:
+    """Mark deleted the records neither seen nor written since ``since`` (D23); return how many.
+
+    With ``history``, each gets a ``deleted`` change row whose source is ``run_id`` (D39).
+    """
     _lock(conn, installation_id, content_type)
     r = records.c
     stmt = (
@@ -479,4 +496,8 @@ def soft_delete_unseen(conn: Connection, installation_id: str, content_type: str
         )
         .values(deleted=True, updated_at=now)
     )
-    return conn.execute(stmt).rowcount
+    if not history:
+        return conn.execute(stmt).rowcount
+    codes = conn.execute(stmt.returning(r.code)).scalars().all()
+    insert_changes(conn, deletion_rows(installation_id, content_type, codes, run_id=run_id, now=now), copy=False)
+    return len(codes)

@@ -19,6 +19,7 @@ from miniapp_sync.clock import Clock, SystemClock
 from miniapp_sync.errors import StoreError, StoreMissing
 from miniapp_sync.store import records as rec
 from miniapp_sync.store.database import Database, resolve_url
+from miniapp_sync.store.history import DEFAULT_RETENTION_DAYS
 from miniapp_sync.store.model import (
     DEAD_LETTER_KINDS,
     INSTALLATION_STATUSES,
@@ -67,9 +68,14 @@ def _dead_letter(row: Row[Any]) -> DeadLetter:
 class Store:
     """Installations, records, runs, checkpoints, dead letters and OAuth states in one database."""
 
-    def __init__(self, database: Database, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, database: Database, *, clock: Clock | None = None, history_days: float = DEFAULT_RETENTION_DAYS
+    ) -> None:
+        if not history_days >= 0:  # NaN too
+            raise StoreError(f"history_days: expected 0 (no record history) or more days, found {history_days}")
         self._db = database
         self._clock = clock or SystemClock()
+        self._history_days = history_days
 
     @classmethod
     def open(
@@ -80,6 +86,7 @@ class Store:
         migrate: bool = True,
         environ: Mapping[str, str] | None = None,
         create: bool = True,
+        history_days: float = DEFAULT_RETENTION_DAYS,
     ) -> Self:
         """Open the store at ``url`` (default: $MINIAPP_SYNC_STORE, then ./.miniapp-sync/store.sqlite).
 
@@ -90,7 +97,7 @@ class Store:
         resolved = resolve_url(raw, os.environ if environ is None else environ)
         if not create and resolved.get_backend_name() == "sqlite" and not Path(resolved.database or "").is_file():
             raise StoreMissing(f"no store at {resolved.database}")
-        store = cls(Database(resolved), clock=clock)
+        store = cls(Database(resolved), clock=clock, history_days=history_days)
         if not create and not store.exists():
             store.close()
             raise StoreMissing(f"no store in {store.url} (the database has no miniapp-sync tables)")
@@ -101,6 +108,11 @@ class Store:
                 store.close()
                 raise
         return store
+
+    @property
+    def history_retention(self) -> float | None:
+        """How long record history is kept, in seconds; None: no history is written (D39)."""
+        return self._history_days * 86_400.0 if self._history_days else None
 
     @property
     def url(self) -> str:
@@ -255,6 +267,7 @@ class Store:
                 run_id=run_id,
                 checkpoint=checkpoint,
                 now=now,
+                history=self._history_days > 0,
             )
 
     def get_record(self, installation_id: str, content_type: str, code: str) -> StoredRecord | None:
@@ -275,12 +288,15 @@ class Store:
         limit: int = 100,
         offset: int = 0,
         include_deleted: bool = False,
+        code: str | None = None,
     ) -> list[StoredRecord]:
-        """Return a page of records ordered by content type and code."""
+        """Return a page of records ordered by content type and code (of one code when given)."""
         r = records.c
         query = select(records).where(r.installation_id == installation_id)
         if content_type is not None:
             query = query.where(r.content_type == content_type)
+        if code is not None:
+            query = query.where(r.code == code)
         if not include_deleted:
             query = query.where(r.deleted.is_(False))
         query = query.order_by(r.content_type, r.code).limit(limit).offset(offset)
@@ -288,37 +304,56 @@ class Store:
             return [rec.to_record(row) for row in conn.execute(query)]
 
     def count_records(
-        self, installation_id: str, content_type: str | None = None, *, include_deleted: bool = False
+        self,
+        installation_id: str,
+        content_type: str | None = None,
+        *,
+        include_deleted: bool = False,
+        code: str | None = None,
     ) -> int:
-        """Return how many records are stored (soft-deleted ones only when asked)."""
+        """Return how many records are stored (soft-deleted ones only when asked; of one code when given)."""
         r = records.c
         query = select(func.count()).select_from(records).where(r.installation_id == installation_id)
         if content_type is not None:
             query = query.where(r.content_type == content_type)
+        if code is not None:
+            query = query.where(r.code == code)
         if not include_deleted:
             query = query.where(r.deleted.is_(False))
         with self._db.read("count records") as conn:
             return int(conn.execute(query).scalar_one())
 
-    def soft_delete_unseen(self, installation_id: str, content_type: str, *, since: float) -> int:
+    def soft_delete_unseen(
+        self, installation_id: str, content_type: str, *, since: float, run_id: str | None = None
+    ) -> int:
         """Mark deleted the records neither seen nor written since ``since`` (D23); return how many."""
         now = self._clock.now()
         with self._db.write(f"detect deleted {content_type} records") as conn:
-            return rec.soft_delete_unseen(conn, installation_id, content_type, since=since, now=now)
+            return rec.soft_delete_unseen(
+                conn, installation_id, content_type, since=since, now=now, run_id=run_id, history=self._history_days > 0
+            )
 
     # -- runs and checkpoints ----------------------------------------------------------------------
 
-    def start_run(self, installation_id: str, resource: str | None, *, job_id: str | None = None) -> Run:
-        """Record the start of a sync run (by the job ``job_id``, if a queue runs it) and return it."""
-        run = Run(uuid.uuid4().hex, installation_id, resource, "running", self._clock.now(), None, {}, None, job_id)
+    def start_run(
+        self, installation_id: str, resource: str | None, *, owner: str | None = None, job_id: str | None = None
+    ) -> Run:
+        """Record the start of a sync run and return it.
+
+        ``owner`` is the process running it (D38); ``job_id`` the job that runs it, if a queue does (D36).
+        """
+        now = self._clock.now()
+        run = Run(uuid.uuid4().hex, installation_id, resource, "running", now, None, {}, None, owner, now, job_id)
         values = {
-            "job_id": job_id,
             "id": run.id,
             "installation_id": installation_id,
             "resource": resource,
             "status": run.status,
             "started_at": run.started_at,
             "stats": run.stats,
+            "owner": owner,
+            "heartbeat_at": now,
+            "job_id": job_id,
         }
         with self._db.write(f"start a run for installation {installation_id!r}") as conn:
             conn.execute(insert(sync_runs).values(values))

@@ -92,6 +92,31 @@ records = Table(
     CheckConstraint("source IN ('bulk', 'webhook')", name="source"),
 )
 
+# D39: one row per change of a record, appended in the transaction that changed it. ``old`` and
+# ``new`` hold only the changed fields' values (a field absent on one side is absent from it);
+# a creation's ``new`` is the whole record and its ``old`` null; a deletion has neither. The
+# key is an autoincrement id: a record's timeline is its rows by id, which the clock cannot tie.
+record_history = Table(
+    "record_history",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("installation_id", String(32), _installation_fk(), nullable=False),
+    Column("content_type", Text, nullable=False),
+    Column("code", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("version", Text),
+    Column("source", Text, nullable=False),
+    Column("source_id", Text),  # the bulk run's id, or the inbox delivery's id
+    Column("old", json_type()),
+    Column("new", json_type()),
+    _epoch("changed_at"),
+    CheckConstraint("kind IN ('created', 'updated', 'deleted')", name="kind"),
+    CheckConstraint("source IN ('bulk', 'webhook')", name="source"),
+    # No index on changed_at: ids grow with time, so the purge walks the oldest rows by id, and
+    # every record write would otherwise maintain one more index.
+    Index(None, "installation_id", "content_type", "code", "id"),
+)
+
 sync_runs = Table(
     "sync_runs",
     metadata,
@@ -103,9 +128,16 @@ sync_runs = Table(
     _epoch("finished_at", nullable=True),
     Column("stats", json_type(), nullable=False),
     Column("error", Text),
+    # Who runs it (host, boot, pid, process start: sync.runs.RunOwner) and when it last showed
+    # progress, so a run whose process died can be told from one still going (D38).
+    Column("owner", Text),
+    _epoch("heartbeat_at", nullable=True),
     Column("job_id", Text),  # the job that ran it (D36); None when started outside a queue
-    CheckConstraint("status IN ('running', 'succeeded', 'failed', 'partial', 'interrupted')", name="status"),
+    CheckConstraint(
+        "status IN ('running', 'succeeded', 'failed', 'partial', 'interrupted', 'abandoned')", name="status"
+    ),
     Index(None, "installation_id", "started_at"),
+    Index(None, "status"),
     Index(None, "job_id"),
 )
 

@@ -24,6 +24,7 @@ import orjson
 from miniapp_sync.clock import SystemClock
 from miniapp_sync.definition import LoadedDefinition
 from miniapp_sync.definition.compatibility import compatibility
+from miniapp_sync.definition.lint import SECRET_NAME
 from miniapp_sync.definition.model import Definition, Resource
 from miniapp_sync.errors import MiniAppSyncError, preview
 from miniapp_sync.installations.calls import call
@@ -33,6 +34,7 @@ from miniapp_sync.provider.client import ProviderClient
 from miniapp_sync.provider.pagination import Page, fetch_details, pages
 from miniapp_sync.provider.ratelimit import RateLimiter
 from miniapp_sync.provider.retry import RetryPolicy
+from miniapp_sync.submission.samples import read_sample
 from miniapp_sync.templating import Context, render_headers
 from miniapp_sync.webhooks.identify import Delivery, extract_event, transaction_id
 
@@ -113,6 +115,11 @@ class SandboxAccess:
         """Return the request policy: the rewrites, and the private-network guard on tenant URLs (D31)."""
         return Egress(self.rewrites, allow_private_network=self.allow_private_network)
 
+    def secrets(self) -> list[str]:
+        """Return the values the report must never show: every credential, and secret-named config (D30)."""
+        values = [str(v) for v in self.credentials.values() if isinstance(v, str | int) and str(v)]
+        return values + [str(v) for k, v in self.config.items() if v and k != "client_id" and SECRET_NAME.search(k)]
+
 
 def static_items(loaded: LoadedDefinition) -> tuple[Item, Item]:
     """Return the items lint decides: handler/trigger pairing and static required-field coverage."""
@@ -176,7 +183,9 @@ async def _context(
     if details is None:
         return context
     try:  # userDetails fills the metadata that [[storeId]]-style headers need
-        result = await call(session, details, context, where="auth.userDetails", egress=sandbox.egress)
+        result = await call(
+            session, details, context, where="auth.userDetails", egress=sandbox.egress, secrets=sandbox.secrets()
+        )
     except MiniAppSyncError as exc:
         item.note("fail", f"auth.userDetails: {exc}")
         return None
@@ -213,7 +222,7 @@ async def _resource(
             retry=RetryPolicy(max_attempts=2, random=random.Random(0)),
             clock=clock,
             session=session,
-            secrets=[str(v) for v in sandbox.credentials.values()],
+            secrets=sandbox.secrets(),
             egress=egress,
             trusted=written_origins(base, [resource.endpoints.list.url, *_details_url(resource)]),
         )
@@ -300,31 +309,35 @@ def _samples(definition: Definition, plan: MappingPlan, folder: Path | None) -> 
         item.note("fail", f"no --samples folder given: add <event>.json for {', '.join(handlers)}")
         return item
     for event in handlers:
-        path = folder / f"{event}.json"
-        if not path.is_file():
+        sample = read_sample(folder, event)
+        if sample.problem is not None:
+            item.note("fail", f"{event}: {sample.problem}")
+            continue
+        if sample.data is None:
+            path = folder / sample.name
             item.note("fail", f"{event}: no sample — add {path} (record one with serve --record-samples)")
             continue
-        raw = path.read_bytes()
+        raw = sample.data
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            item.note("fail", f"{event}: {path.name} is not JSON ({exc})")
+            item.note("fail", f"{event}: {sample.name} is not JSON ({exc})")
             continue
         delivery = Delivery(body=body, raw=raw)
         extracted = extract_event(definition.webhook, delivery)
         if extracted != event:
-            item.note("fail", f"{event}: eventExtraction reads {extracted!r} from {path.name}, not {event!r}")
+            item.note("fail", f"{event}: eventExtraction reads {extracted!r} from {sample.name}, not {event!r}")
             continue
         if (
             definition.webhook
             and definition.webhook.transaction_id
             and not transaction_id(definition.webhook, event, delivery)
         ):
-            item.note("fail", f"{event}: the transaction id of {path.name} is empty")
+            item.note("fail", f"{event}: the transaction id of {sample.name} is empty")
             continue
         mapped = plan.handlers[event].map(body)
         if mapped.rejected:
-            item.note("fail", f"{event}: {path.name} does not map to a valid record — {mapped.reason()}")
+            item.note("fail", f"{event}: {sample.name} does not map to a valid record — {mapped.reason()}")
             continue
-        item.note("pass", f"{event}: {path.name} → {plan.handlers[event].content_type} {mapped.code!r}")
+        item.note("pass", f"{event}: {sample.name} → {plan.handlers[event].content_type} {mapped.code!r}")
     return item

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from miniapp_sync.definition.lint import SECRET_NAME
 from miniapp_sync.definition.model import Definition
 from miniapp_sync.mapping.functions import FunctionRegistry
 from miniapp_sync.submission.checks import Report
+from miniapp_sync.submission.samples import read_sample
 
 
 def blank_secrets(document: dict[str, Any]) -> dict[str, Any]:
@@ -79,12 +79,14 @@ def write_package(
     lines = [f"# Subscribed webhook events — {definition.ns} {definition.version}", ""]
     lines += ["| Event | Handler | Trigger | Sample |", "|---|---|---|---|"]
     for event in events:
-        sample = samples / f"{event}.json" if samples else None
-        if sample is not None and sample.is_file():
+        sample = read_sample(samples, event) if samples else None
+        shown = "—"
+        if sample is not None and sample.data is not None:
+            # Written afresh from the bytes read inside --samples: never a copy of what a link points at.
             (out / "samples").mkdir(exist_ok=True)
-            shutil.copyfile(sample, out / "samples" / sample.name)
+            (out / "samples" / sample.name).write_bytes(sample.data)
             written.append(out / "samples" / sample.name)
-        shown = f"[samples/{event}.json](samples/{event}.json)" if sample is not None and sample.is_file() else "—"
+            shown = f"[samples/{sample.name}](samples/{sample.name})"
         handler = "✓" if event in definition.handlers() else "—"
         trigger = "✓" if event in definition.trigger_events() else "—"
         lines.append(f"| `{event}` | {handler} | {trigger} | {shown} |")

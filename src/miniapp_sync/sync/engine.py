@@ -32,14 +32,16 @@ from miniapp_sync.installations import Installations
 from miniapp_sync.mapping.plan import MappingPlan, ResourcePlan
 from miniapp_sync.mapping.records import MappedRecord
 from miniapp_sync.network import written_origins
-from miniapp_sync.provider.client import ProviderClient
+from miniapp_sync.provider.client import ProviderClient, Refreshed
 from miniapp_sync.provider.details import DetailResult, with_details, without_details
 from miniapp_sync.provider.fanout import DEFAULT_MAX_IN_FLIGHT, FanOut
 from miniapp_sync.provider.pagination import Page, pages
 from miniapp_sync.provider.ratelimit import RateLimiter, limiter_for
-from miniapp_sync.provider.retry import RetryPolicy
-from miniapp_sync.store import Installation, RecordWrite, RunStatus, Store, WriteResult
+from miniapp_sync.provider.redaction import Redactor
+from miniapp_sync.provider.retry import DEFAULT_MAX_RETRY_AFTER, RetryPolicy
+from miniapp_sync.store import Installation, RecordWrite, Run, RunStatus, Store, WriteResult
 from miniapp_sync.sync.resources import check_resource_names
+from miniapp_sync.sync.runs import INTERRUPTED, Heartbeat, Processes
 from miniapp_sync.templating import render_headers
 
 PAGE_CONCURRENCY = 4
@@ -121,9 +123,13 @@ class SyncEngine:
         session: aiohttp.ClientSession | None = None,
         limiters: LimiterFactory = limiter_for,
         inline_writes: bool = True,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        processes: Processes | None = None,
     ) -> None:
         self.store = store
         self.inline_writes = inline_writes
+        self.max_retry_after = max_retry_after
+        self.processes = processes or Processes()
         self.installations = installations
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
@@ -149,18 +155,46 @@ class SyncEngine:
         if max_in_flight < 1:
             raise MiniAppSyncError(f"max_in_flight must be at least 1, not {max_in_flight}")
         selected = select_resources(definition, resources)
-        sync = definition.sync
-        assert sync is not None  # select_resources checked it
         if installation.status != "connected":
             raise InstallationError(
                 f"installation {installation.id} ({installation.tenant}) is {installation.status}"
                 + (f": {installation.error}" if installation.error else "")
                 + "; reconnect it before syncing"
             )
-        run = self.store.start_run(
-            installation.id, resources[0] if resources and len(resources) == 1 else None, job_id=job_id
-        )
+        run = self.start_run(installation.id, resources, job_id=job_id)
         report = RunReport(run.id, installation.id)
+        try:
+            await self._run(definition, plan, installation, selected, report, progress, max_in_flight)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            # Ctrl-C, SIGTERM, a server shutting down: the run ends, resumable from its checkpoint (D38).
+            report.status = "interrupted"
+            stats = report.as_dict()["resources"]
+            self.store.finish_run(run.id, status="interrupted", stats=stats, error=INTERRUPTED)
+            raise
+        return report
+
+    def start_run(self, installation_id: str, resources: list[str] | None = None, *, job_id: str | None = None) -> Run:
+        """Record a run of ``resources`` (None: every enabled one) as started by this process (and job)."""
+        resource = resources[0] if resources and len(resources) == 1 else None
+        return self.store.start_run(installation_id, resource, owner=str(self.processes.current()), job_id=job_id)
+
+    async def _run(
+        self,
+        definition: Definition,
+        plan: MappingPlan,
+        installation: Installation,
+        selected: list[str],
+        report: RunReport,
+        progress: Progress | None,
+        max_in_flight: int,
+    ) -> None:
+        sync = definition.sync
+        assert sync is not None
+        run_id = report.run_id
+        beat = Heartbeat(self.store, run_id, self.clock, progress)
+        # The run's redaction set: the installation's secrets now, and every one received while it
+        # runs (a refreshed token joins it before it is sent, D31b). Nothing is stored unredacted.
+        redactor = Redactor(self.installations.secrets_of(definition, installation))
         session = self._session or aiohttp.ClientSession()
         try:
             with _GC.relaxed():
@@ -173,14 +207,15 @@ class SyncEngine:
                             definition,
                             plan.resources[key],
                             installation,
-                            run.id,
+                            run_id,
                             session,
                             resource_report,
-                            progress,
+                            beat,
                             max_in_flight,
+                            redactor,
                         )
                     except MiniAppSyncError as exc:
-                        resource_report.error = str(exc)
+                        resource_report.error = redactor.values(str(exc))
                     resource_report.seconds = time.perf_counter() - started
                     if progress:
                         progress(resource_report, None)
@@ -195,14 +230,19 @@ class SyncEngine:
             else "succeeded"
         )
         errors = "; ".join(f"{k}: {r.error}" for k, r in report.resources.items() if r.error) or None
-        self.store.finish_run(run.id, status=report.status, stats=report.as_dict()["resources"], error=errors)
-        return report
+        self.store.finish_run(run_id, status=report.status, stats=report.as_dict()["resources"], error=errors)
 
     async def _client(
-        self, definition: Definition, installation: Installation, session: aiohttp.ClientSession
+        self,
+        definition: Definition,
+        installation_id: str,
+        session: aiohttp.ClientSession,
+        redactor: Redactor,
     ) -> ProviderClient:
         sync = definition.sync
         assert sync is not None
+        # Read now, not when the run started: an earlier resource may have refreshed the token.
+        installation = self.installations.get(installation_id)
         context = self.installations.context(definition, installation)
         egress = self.installations.egress
         base = egress.target(sync.base_url or "", context, "sync.baseUrl")
@@ -212,12 +252,16 @@ class SyncEngine:
         config = sync.sync_configuration
         installations = self.installations
 
-        async def refreshed() -> dict[str, str] | None:
-            current = installations.get(installation.id)
-            seen = installations.credentials(current).get("accessToken")
-            await installations.refresh(definition, installation.id, seen_token=seen)
-            fresh = installations.context(definition, installations.get(installation.id))
-            return render_headers(sync.headers, fresh, "sync.headers")
+        sent = [installations.credentials(installation).get("accessToken")]  # the token this client sends
+
+        async def refreshed() -> Refreshed:
+            await installations.refresh(definition, installation_id, seen_token=sent[0])
+            fresh = installations.get(installation_id)
+            secrets = installations.secrets_of(definition, fresh)
+            redactor.add(secrets)  # before the new token is sent anywhere, or can be echoed back
+            sent[0] = installations.credentials(fresh).get("accessToken")
+            headers = render_headers(sync.headers, installations.context(definition, fresh), "sync.headers")
+            return Refreshed(headers, tuple(secrets))
 
         auth = definition.auth
         return ProviderClient(
@@ -225,10 +269,10 @@ class SyncEngine:
             headers=headers,
             timeout_ms=config.timeout,
             limiter=self.limiters(installation.id, config.rate_limit_per_second, self.clock),
-            retry=RetryPolicy(random=self.rng),
+            retry=RetryPolicy(random=self.rng, max_retry_after=self.max_retry_after),
             clock=self.clock,
             session=session,
-            secrets=self.installations.secrets_of(definition, installation),
+            secrets=redactor.secrets,
             on_unauthorized=refreshed if auth is not None and auth.auto_refresh and auth.refresh_token else None,
             egress=egress,
             trusted=written_origins(base, _endpoint_urls(definition)),
@@ -242,8 +286,9 @@ class SyncEngine:
         run_id: str,
         session: aiohttp.ClientSession,
         report: ResourceReport,
-        progress: Progress | None,
+        progress: Progress,
         max_in_flight: int,
+        redactor: Redactor,
     ) -> None:
         assert definition.sync is not None
         resource = definition.sync.resources[plan.key]
@@ -259,7 +304,7 @@ class SyncEngine:
             report.resumed_from = {k: v for k, v in state.items() if k != "began"}
         began = float(state.get("began", self.clock.now()))
         since = state.get("since")
-        client = await self._client(definition, installation, session)
+        client = await self._client(definition, installation.id, session, redactor)
         writer = _Writer(self.store, installation.id, plan, run_id, report, inline=self.inline_writes)
         buffer: list[RecordWrite] = []
         errors_seen = False
@@ -306,8 +351,7 @@ class SyncEngine:
                     await writer.write(buffer, batch_size, checkpoint)
                     buffer = []
                 self._count(client, report)
-                if progress:
-                    progress(report, total)
+                progress(report, total)  # also the run's heartbeat
             # The rest, with the "done" checkpoint: the next run starts over (from `since` if incremental).
             done = {"done": True, **({"since": since} if since else {})}
             await writer.write(buffer, batch_size, done)
@@ -318,7 +362,7 @@ class SyncEngine:
         if resource.detect_deletes and not errors_seen and not params:
             # Only a full, clean listing proves absence (D23).
             report.deleted = await asyncio.to_thread(
-                self.store.soft_delete_unseen, installation.id, plan.content_type, since=began
+                self.store.soft_delete_unseen, installation.id, plan.content_type, since=began, run_id=run_id
             )
         self._count(client, report)
 

@@ -29,7 +29,9 @@ from miniapp_sync.store import (
     RunStatus,
     StoredRecord,
 )
+from miniapp_sync.store.history import ChangeKind, RecordChange
 from miniapp_sync.store.outbox import Subscription, TriggerEvent
+from miniapp_sync.views.ids import record_id
 from miniapp_sync.views.schema import Timestamp, camel
 from miniapp_sync.webhooks.triggers import event_body, iso
 
@@ -137,8 +139,9 @@ class JobRunView:
 
 @dataclass(frozen=True, slots=True)
 class RecordView:
-    """A stored record: its content type, code, mapped data and where it last came from."""
+    """A stored record: its id, content type, code, mapped data and where it last came from."""
 
+    id: str
     installation_id: str
     content_type: str
     code: str
@@ -155,8 +158,42 @@ class RecordView:
     def of(cls, r: StoredRecord) -> RecordView:
         """Return the view of a record."""
         return cls(
-            r.installation_id, r.content_type, r.code, r.data, r.version, r.source, r.partial, r.deleted,
+            record_id(r.installation_id, r.content_type, r.code), r.installation_id, r.content_type, r.code, r.data,
+            r.version, r.source, r.partial, r.deleted,
             timestamp(r.created_at), timestamp(r.updated_at), r.run_id,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChangeView:
+    """One field a change touched: its value before and after (null where the field was absent)."""
+
+    field: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RecordChangeView:
+    """A change of a record: created, updated or deleted, by which bulk run or webhook delivery, which fields."""
+
+    id: str
+    record_id: str
+    kind: ChangeKind
+    version: str | None
+    source: RecordSource
+    source_id: str | None  # the bulk run's id, or the inbox delivery's id
+    changed_at: Timestamp
+    fields: list[FieldChangeView]
+
+    @classmethod
+    def of(cls, c: RecordChange) -> RecordChangeView:
+        """Return the view of a change: its fields by name (a creation's are the whole record)."""
+        old, new = c.old or {}, c.new or {}
+        fields = [FieldChangeView(name, old.get(name), new.get(name)) for name in sorted(old.keys() | new.keys())]
+        return cls(
+            str(c.id), record_id(c.installation_id, c.content_type, c.code), c.kind, c.version, c.source,
+            c.source_id, timestamp(c.changed_at), fields,
         )  # fmt: skip
 
 

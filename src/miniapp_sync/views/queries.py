@@ -7,10 +7,13 @@ from typing import Final, get_args
 
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.store import DeadLetter, DeadLetterKind, Inbox, InboxStatus, Outbox, Store
+from miniapp_sync.store.history import History
+from miniapp_sync.views.ids import record_key
 from miniapp_sync.views.models import (
     DeadLetterView,
     InboxDeliveryView,
     InstallationView,
+    RecordChangeView,
     RecordView,
     RunView,
     SubscriptionView,
@@ -36,20 +39,38 @@ def runs(store: Store, window: Window, *, installation_ids: Sequence[str] | None
 
 
 def records(
-    store: Store, window: Window, installation_ids: Sequence[str], content_type: str | None
+    store: Store, window: Window, installation_ids: Sequence[str], content_type: str | None, code: str | None = None
 ) -> Page[RecordView]:
-    """Return a page of the records of some installations (of one content type when given)."""
+    """Return a page of the records of some installations (of one content type, of one code, when given)."""
     if len(installation_ids) == 1:  # the common case: the store seeks to the page
-        found = store.list_records(installation_ids[0], content_type, limit=window.fetch, offset=window.offset)
+        found = store.list_records(
+            installation_ids[0], content_type, limit=window.fetch, offset=window.offset, code=code
+        )
         return window.page([RecordView.of(r) for r in found])
     # A tenant with several MiniApps: the page is cut from the installations' merged order.
     merged = [
         r
         for installation_id in installation_ids
-        for r in store.list_records(installation_id, content_type, limit=window.offset + window.fetch)
+        for r in store.list_records(installation_id, content_type, limit=window.offset + window.fetch, code=code)
     ]
     merged.sort(key=lambda r: (r.content_type, r.code, r.installation_id))
     return window.page([RecordView.of(r) for r in merged[window.offset : window.offset + window.fetch]])
+
+
+def record(store: Store, id: str) -> RecordView | None:
+    """Return one record's view by its id (soft-deleted ones included), or None when there is no such record."""
+    key = record_key(id)
+    found = None if key is None else store.get_record(*key)
+    return None if found is None else RecordView.of(found)
+
+
+def record_history(store: Store, window: Window, id: str) -> Page[RecordChangeView] | None:
+    """Return a page of a record's changes, newest first (D39), or None when there is no such record."""
+    key = record_key(id)
+    if key is None or store.get_record(*key) is None:
+        return None
+    found = History(store).timeline(*key, limit=window.fetch, offset=window.offset)
+    return window.page([RecordChangeView.of(c) for c in found])
 
 
 def deliveries(store: Store, window: Window, *, status: InboxStatus | None = None) -> Page[InboxDeliveryView]:

@@ -48,15 +48,20 @@ def version_of(data: dict[str, Any]) -> str | None:
     return version if isinstance(version, str) else None
 
 
-def completing(stored: StoredRecord | None, code: str, data: dict[str, Any]) -> RecordWrite:
-    """Return the write of a full record over what is stored, completing a partial one (D22)."""
+def completing(
+    stored: StoredRecord | None, code: str, data: dict[str, Any], *, origin: str | None = None
+) -> RecordWrite:
+    """Return the write of a full record over what is stored, completing a partial one (D22).
+
+    ``origin`` is the delivery the write comes from, the source of its history row (D39).
+    """
     version = version_of(data)
     if stored is None or not stored.partial or stored.deleted:
-        return RecordWrite(code, data, version=version)
+        return RecordWrite(code, data, version=version, origin=origin)
     if version is not None and stored.version is not None and normalise_version(version) > stored.version:
-        return RecordWrite(code, data, version=version)  # a newer full record supersedes the early updates
+        return RecordWrite(code, data, version=version, origin=origin)  # a newer full record supersedes the updates
     # The updates arrived first but happened later: their fields win, and their version stays.
-    return RecordWrite(code, {**data, **stored.data}, version=stored.version or version)
+    return RecordWrite(code, {**data, **stored.data}, version=stored.version or version, origin=origin)
 
 
 def apply_rows(tx: Processing, tenant: str, rows: Sequence[Prepared]) -> None:
@@ -134,9 +139,10 @@ def _writes(
     partial = [code for code, state in states.items() if state.partial and not state.deleted]
     stored = tx.records(installation_id, content_type, partial) if partial else {}
     writes = []
-    for merge, code, data in zip(merges, codes, datas, strict=True):
+    for item, merge, code, data in zip(items, merges, codes, datas, strict=True):
+        origin = str(item.row.id)
         if merge:
-            writes.append(RecordWrite(code, data, version=version_of(data), merge=True))
+            writes.append(RecordWrite(code, data, version=version_of(data), merge=True, origin=origin))
         else:
-            writes.append(completing(stored.get(code), code, data))
+            writes.append(completing(stored.get(code), code, data, origin=origin))
     return writes

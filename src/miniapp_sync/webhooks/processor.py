@@ -23,6 +23,7 @@ from miniapp_sync.clock import Clock
 from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.store import Inbox, InboxRow, Outbox, Store
+from miniapp_sync.store.history import History
 from miniapp_sync.webhooks.concurrency import Call, caller
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.operations import Prepared, apply_rows
@@ -33,9 +34,10 @@ YIELD_STEP = 0.005  # seconds between looks at the receiver's backlog while step
 YIELD_TURNS = 3  # loop turns from a socket's data to its delivery in the group commit
 
 
-def purge(store: Store, before: float) -> tuple[int, int]:
-    """Forget finished inbox rows and delivered trigger events older than ``before``; return how many of each."""
-    return Inbox(store).purge(before), Outbox(store).purge(before)
+def purge(store: Store, before: float) -> tuple[int, int, int]:
+    """Forget finished inbox rows and delivered trigger events older than ``before``, and record changes
+    past the history's own retention (D39); return how many of each."""
+    return Inbox(store).purge(before), Outbox(store).purge(before), History(store).purge()
 
 
 def describe(exc: BaseException) -> str:

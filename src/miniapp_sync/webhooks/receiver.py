@@ -162,8 +162,6 @@ class Receiver:
             await self.commit.add(InboxEntry(ns, installation.id, None, None, "failed", raw, reason))
             return self._ack(app, "invalid")
         event = extract_event(webhook, delivery)
-        if self.samples is not None and event is not None:
-            self.samples.record(event, body)  # verified and identified: a real sample (issue 7)
         key = transaction_id(webhook, event, delivery)
         status: InboxStatus = "pending"
         why: str | None = None
@@ -172,6 +170,9 @@ class Receiver:
         elif not self._wanted(app, event):
             status, why = "ignored", f"no handler or trigger for {event!r}"
         fresh = await self.commit.add(InboxEntry(ns, installation.id, event, key, status, raw, why))
+        if self.samples is not None and event is not None:
+            # Verified, identified and stored first: recording can skip a body, never lose a delivery.
+            self.samples.record(event, body)
         return self._ack(app, "accepted" if fresh and status == "pending" else "ignored" if fresh else "duplicate")
 
     async def _tenant(
