@@ -80,7 +80,11 @@ class WebhookEndpoint:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         declared = headers.get("content-length", "")
         try:
-            raw = None if declared.isdigit() and int(declared) > self.limit else await _body(receive, self.limit)
+            raw = (
+                None
+                if declared.isascii() and declared.isdigit() and int(declared) > self.limit
+                else await _body(receive, self.limit)
+            )
         except _Disconnected:
             return  # half a body is not a delivery; the sender will resend it
         if raw is None:
