@@ -100,7 +100,6 @@ def metrics_endpoint(service: WebhookService) -> Any:
     """Return the handler of ``GET /metrics`` (Prometheus text format)."""
 
     async def metrics(request: Request) -> Response:
-        rows = await service.counts()
-        return Response(service.metrics.render(rows), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(await service.scrape(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return metrics
