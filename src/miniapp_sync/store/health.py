@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 
 from miniapp_sync.errors import StoreError
 from miniapp_sync.store.database import MIGRATIONS, Database
-from miniapp_sync.store.tables import dead_letters, installations
+from miniapp_sync.store.tables import VERSION_TABLE, dead_letters, installations
 from miniapp_sync.store.webhook_tables import webhook_inbox
 
 UNPROCESSED = ("pending", "processing")  # a delivery still owed its handlers
@@ -62,7 +62,7 @@ def not_ready(db: Database) -> str | None:
     try:
         with db.read("check the store") as conn:
             conn.execute(text("SELECT 1"))
-            current = MigrationContext.configure(conn).get_current_revision()
+            current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
     except StoreError as exc:
         return f"the store is not reachable: {exc}"
     head = head_revision()

@@ -8,6 +8,7 @@ its registry, so its scrape never shows another process's figures as zeros.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -17,6 +18,7 @@ from miniapp_sync.store.webhook_tables import INBOX_STATUSES
 
 _SECONDS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _SIZES: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+DEAD_LETTER_KINDS: Final = ("record", "webhook")
 # The receiver's refusals (outcome → reason); the receiver's rejection trail adds its reasons here.
 REJECTIONS: Final = {"unauthorized": "bad_signature", "too_large": "too_large", "unknown_miniapp": "unknown_miniapp"}
 
@@ -127,22 +129,20 @@ class WebhookMetrics:
         """Count one trigger POST."""
         self._triggers.labels(ns, outcome).inc()
 
-    def render(self, gauges: Gauges | None, now: float) -> bytes:
-        """Return the Prometheus text exposition, with the store's figures read for this scrape (at ``now``)."""
+    def render(self, gauges: Gauges | None, now: float, namespaces: Iterable[str] = ()) -> bytes:
+        """Return the Prometheus text exposition, with the store's figures read for this scrape (at ``now``).
+
+        Every MiniApp in ``namespaces`` (those served) reads 0 where the store has nothing, so a
+        backlog that empties drops to 0 rather than keeping its last value or vanishing.
+        """
         if gauges is not None:
             for status in INBOX_STATUSES:
                 self._rows.labels(status).set(gauges.rows.get(status, 0))
-            # A MiniApp whose backlog emptied reads 0, rather than keeping its last value.
-            for ns in {*(ns for ns, _ in _children(self._backlog)), *gauges.backlog}:
+            for ns in {*namespaces, *gauges.backlog}:
                 self._backlog.labels(ns).set(gauges.backlog.get(ns, 0))
                 oldest = gauges.oldest.get(ns)
                 self._oldest.labels(ns).set(max(0.0, now - oldest) if oldest is not None else 0.0)
-            for labels in {*_children(self._dead), *gauges.dead_letters}:
+            kinds = {(ns, kind) for ns in namespaces for kind in DEAD_LETTER_KINDS}
+            for labels in {*kinds, *gauges.dead_letters}:
                 self._dead.labels(*labels).set(gauges.dead_letters.get(labels, 0))
         return generate_latest(self.registry)
-
-
-def _children(metric: Gauge) -> list[tuple[str, str]]:
-    """Return the label values a gauge labelled by one or two names has children for (padded to two)."""
-    values = (tuple(sample.labels.values()) for family in metric.collect() for sample in family.samples)
-    return [(v[0], v[1] if len(v) > 1 else "") for v in values]

@@ -172,4 +172,4 @@ class WebhookService:
         """Return this process's metrics in the Prometheus text format, the store's gauges read now."""
         owned = self.metrics.owns_gauges
         figures = await asyncio.to_thread(gauges, self.runtime.store.database) if owned else None
-        return self.metrics.render(figures, self.clock.now())
+        return self.metrics.render(figures, self.clock.now(), self.runtime.apps)
