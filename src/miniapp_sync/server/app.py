@@ -103,8 +103,20 @@ class Server(Starlette):
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)
         started = time.perf_counter()
+        if scope["method"] == "POST":
+            params = webhook_params(scope)
+            if params is not None:
+                scope["app"] = self
+                scope["path_params"] = params
+                status = await self.webhook(scope, receive, send)
+                # An accepted delivery is in the inbox, which is its record: its line is debug, so
+                # the hot path does not format one per delivery; a refusal is logged at info.
+                level = logging.DEBUG if status is not None and status < 400 else logging.INFO
+                if access.isEnabledFor(level):
+                    template = "/miniapps/{ns}/webhooks" + ("/{installation}" if "installation" in params else "")
+                    _access(level, scope, template, status, started, ns=params["ns"])
+                return None
         status = 500  # what the client sees when the app fails before it answers
-        params = webhook_params(scope) if scope["method"] == "POST" else None
 
         async def sending(message: Any) -> None:
             nonlocal status
@@ -113,28 +125,22 @@ class Server(Starlette):
             await send(message)
 
         try:
-            if params is not None:
-                scope["app"] = self
-                scope["path_params"] = params
-                await self.webhook(scope, receive, sending)
-            else:
-                await super().__call__(scope, receive, sending)
+            await super().__call__(scope, receive, sending)
         finally:
             if access.isEnabledFor(logging.INFO):
-                self._log(scope, params, status, time.perf_counter() - started)
+                _access(logging.INFO, scope, self._template(scope), status, started)
 
-    def _log(self, scope: Scope, params: dict[str, str] | None, status: int, seconds: float) -> None:
-        """Log one request by its route template: a path's ids and the query string stay out of the log."""
-        if params is not None:
-            route: str | None = "/miniapps/{ns}/webhooks" + ("/{installation}" if "installation" in params else "")
-        else:
-            # A partial match is the route with another method (405): still the route asked for.
-            routes = (r for r in self.router.routes if isinstance(r, Route) and r.matches(scope)[0] is not Match.NONE)
-            route = next((r.path for r in routes), None)
-        fields = {"method": scope["method"], "route": route, "status": status, "ms": round(seconds * 1000, 2)}
-        if params is not None:
-            fields["ns"] = params["ns"]
-        access.info("request", extra=fields)
+    def _template(self, scope: Scope) -> str | None:
+        """Return the route template a request matched (a partial match: the route, another method)."""
+        routes = (r for r in self.router.routes if isinstance(r, Route) and r.matches(scope)[0] is not Match.NONE)
+        return next((r.path for r in routes), None)
+
+
+def _access(level: int, scope: Scope, route: str | None, status: int | None, started: float, **fields: str) -> None:
+    """Log one request by its route template: the ids in its path and its query string stay out of the log."""
+    ms = round((time.perf_counter() - started) * 1000, 2)
+    extra = {"method": scope["method"], "route": route, "status": status, "ms": ms, **fields}
+    access.log(level, "request", extra=extra)
 
 
 def create_app(

@@ -71,7 +71,8 @@ class WebhookEndpoint:
         self.service = service
         self.limit = service.settings.max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> int | None:
+        """Answer one delivery; return the status answered (None: the sender went away first)."""
         clock = self.service.clock
         started = clock.monotonic()
         params = scope["path_params"]
@@ -82,7 +83,7 @@ class WebhookEndpoint:
         try:
             raw = None if declared.isdigit() and int(declared) > self.limit else await _body(receive, self.limit)
         except _Disconnected:
-            return  # half a body is not a delivery; the sender will resend it
+            return None  # half a body is not a delivery; the sender will resend it
         if raw is None:
             reply = TOO_LARGE
         else:
@@ -94,6 +95,7 @@ class WebhookEndpoint:
                 reply = UNAVAILABLE
         await _send(send, reply)
         self.service.metrics.answered(ns, reply.outcome, clock.monotonic() - started)
+        return reply.status
 
 
 def metrics_endpoint(service: WebhookService) -> Any:
