@@ -172,8 +172,10 @@ class ProcrastinateQueue(JobQueue):
         try:
             await self.app.connector.execute_query_one_async("SELECT count(*) FROM procrastinate_jobs WHERE false")
         except Exception as exc:  # whatever the driver raises, the answer is "not ready, because"
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            return f"the job queue is not reachable: {type(exc).__name__}: {first[:200]}".rstrip(": ")
+            cause = exc.__cause__ or exc  # Procrastinate wraps the driver's error, which says what is wrong
+            first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+            because = f"{type(cause).__name__}: {first[:200]}".rstrip(": ")
+            return f"the job queue is not reachable: {because} (hint: is `miniapp-sync db upgrade` done?)"
         return None
 
     async def status(self) -> QueueStatus:
