@@ -190,3 +190,30 @@ def test_retry_after_of_a_day_fails_the_sync_instead_of_sleeping(
     sandbox[0].fail_next(1, status=429, retry_after="20", path_prefix="/customers")
     code, out, _ = run("sync", example, "-t", "acme", "--resource", "customers", rewrite=True)  # type: ignore[operator]
     assert "longer than the 7 s this deployment waits" in " ".join(out.split())
+
+
+def test_sync_logs_one_json_object_a_line_with_its_run_context_and_no_secret(
+    cli: object, monkeypatch: pytest.MonkeyPatch, example: str
+) -> None:
+    run = cli  # type: ignore[assignment]
+    credentials = ["--credential", f"accessToken={TOKEN}", "--credential", f"refreshToken={REFRESH}"]
+    assert run("install", example, "--tenant", "acme", *credentials, rewrite=True)[0] == 0  # type: ignore[operator]
+    monkeypatch.setenv("MINIAPP_SYNC_LOG_LEVEL", "info")  # the variable, and the flag anywhere on the line
+    code, _, err = run("sync", example, "--tenant", "acme", "--log-format", "json", rewrite=True)  # type: ignore[operator]
+    assert code == 0
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    (finished,) = [line for line in lines if line["event"] == "sync run finished"]
+    assert finished["level"] == "info"
+    assert finished["logger"] == "miniapp_sync.sync"
+    assert finished["tenant"] == "acme"
+    assert finished["status"] == "succeeded"
+    assert finished["time"].endswith("Z")
+    assert {"run_id", "installation"} <= set(finished)
+    # The fixture checks that no token reached stdout or stderr.
+
+
+def test_a_bad_log_format_is_bad_usage_naming_the_flag(cli: object) -> None:
+    run = cli  # type: ignore[assignment]
+    code, _, err = run("runs", "--log-format", "xml")  # type: ignore[operator]
+    assert code == 2
+    assert '--log-format: expected one of console, json, found "xml"' in err

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -73,6 +72,8 @@ def worker(
     """Run jobs from the PostgreSQL queue: syncs, inbox drains, trigger deliveries, scheduled syncs."""
     from miniapp_sync.jobs import Liveness, ProcrastinateQueue, Work
     from miniapp_sync.runtime import load_miniapp
+    from miniapp_sync.sync.metrics import SyncMetrics
+    from miniapp_sync.webhooks.metrics import WebhookMetrics
     from miniapp_sync.webhooks.service import WebhookService
 
     try:
@@ -81,7 +82,6 @@ def worker(
         raise typer.BadParameter(str(exc), param_hint="--heartbeat/--stalled-after") from None
     compute = registry(functions)
     miniapps = [load_miniapp(path, compute) for path in definition]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     name = name or f"{socket.gethostname()}:{os.getpid()}"
     with open_runtime(
         store,
@@ -93,7 +93,10 @@ def worker(
         max_retry_after=max_retry_after,
     ) as runtime:
         # Drain jobs run this process's inbox processor, deliver jobs its trigger delivery (D33).
-        webhooks = WebhookService(runtime)
+        # A worker exports what it owns: syncs, inbox processing, trigger deliveries; not receiving.
+        metrics = WebhookMetrics(receiving=False)
+        runtime.engine.metrics = SyncMetrics(metrics.registry)
+        webhooks = WebhookService(runtime, metrics=metrics)
         work = Work(runtime, drain=webhooks.processor.drain_installation, deliver=webhooks.delivery.deliver_due)
         queue = ProcrastinateQueue(work, liveness=liveness, pool_size=concurrency + 6)
         console().print(
@@ -119,7 +122,7 @@ async def _metrics(service: WebhookService, host: str, port: int | None) -> Asyn
     from aiohttp import web
 
     async def metrics(request: web.Request) -> web.Response:
-        body = service.metrics.render(await service.counts())
+        body = await service.scrape()
         return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
     sock = listen(host, port, option="--metrics-port")

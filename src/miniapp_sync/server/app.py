@@ -3,11 +3,13 @@
 Public routes (what providers and browsers reach): ``POST /miniapps/{ns}/webhooks`` and
 ``/miniapps/{ns}/webhooks/{installation}`` (D24), ``/miniapps/{ns}/oauth2`` (started only from a
 signed link that ``POST /api/oauth-links`` or ``miniapp-sync oauth-link`` issues, D31a), ``/healthz``
-and ``/metrics``. The management API under ``/api`` (``server/management.py``, trigger events
-included) needs ``Authorization: Bearer <admin token>``; without a configured token it is
-closed. Its OpenAPI document, ``/api/openapi.json``, is served to anyone: it holds no data. Bind
-to 127.0.0.1 unless told otherwise. While the app lives it runs the scheduler, the inbox
-processor and trigger delivery.
+(the process is up), ``/readyz`` (the store and, on PostgreSQL, the queue can serve) and
+``/metrics``. Every request leaves one access log line (``miniapp_sync.access``): method, route
+template, status, duration; never the query string or a header. The management API under ``/api``
+(``server/management.py``, trigger events included) needs ``Authorization: Bearer <admin
+token>``; without a configured token it is closed. Its OpenAPI document, ``/api/openapi.json``,
+is served to anyone: it holds no data. Bind to 127.0.0.1 unless told otherwise. While the app
+lives it runs the scheduler, the inbox processor and trigger delivery.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import asyncio
 import contextlib
 import hmac
 import html
+import logging
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from miniapp_sync.errors import InstallationConflict, InstallationError, MiniAppSyncError, SealError
@@ -31,8 +35,11 @@ from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.server.management import management_routes
 from miniapp_sync.server.openapi import Param, Reply, document, error, operation
 from miniapp_sync.server.webhooks import WebhookEndpoint, metrics_endpoint, webhook_params
+from miniapp_sync.store.health import not_ready
+from miniapp_sync.sync.metrics import SyncMetrics
 from miniapp_sync.sync.schedule import Scheduler
 from miniapp_sync.views import ErrorView
+from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.service import WebhookService
 from miniapp_sync.webhooks.settings import WebhookSettings
 
@@ -40,6 +47,8 @@ if TYPE_CHECKING:
     from miniapp_sync.jobs import JobQueue  # imported for its type only: Procrastinate loads slowly
 
 OPENAPI_PATH = "/api/openapi.json"  # served without the token: it holds no data, and clients need it to start
+log = logging.getLogger("miniapp_sync.server")
+access = logging.getLogger("miniapp_sync.access")
 
 
 class AdminGuard:
@@ -57,6 +66,12 @@ class AdminGuard:
                 return await response(scope, receive, send)
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, f"Bearer {self.token}".encode()):
+                # Who knocked, not what they sent: the header may hold a mistyped real token.
+                client = scope.get("client")
+                log.warning(
+                    "management API refused: missing or wrong admin token",
+                    extra={"method": scope["method"], "path": scope["path"], "client": client[0] if client else None},
+                )
                 hint = "send Authorization: Bearer <admin token>"
                 response = error(401, "unauthorized", "missing or wrong admin token", hint=hint)
                 return await response(scope, receive, send)
@@ -85,13 +100,47 @@ class Server(Starlette):
         self.webhook = webhook
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] != "http":
+            return await super().__call__(scope, receive, send)
+        started = time.perf_counter()
+        if scope["method"] == "POST":
             params = webhook_params(scope)
             if params is not None:
                 scope["app"] = self
                 scope["path_params"] = params
-                return await self.webhook(scope, receive, send)
-        await super().__call__(scope, receive, send)
+                status = await self.webhook(scope, receive, send)
+                # An accepted delivery is in the inbox, which is its record: its line is debug, so
+                # the hot path does not format one per delivery; a refusal is logged at info.
+                level = logging.DEBUG if status is not None and status < 400 else logging.INFO
+                if access.isEnabledFor(level):
+                    template = "/miniapps/{ns}/webhooks" + ("/{installation}" if "installation" in params else "")
+                    _access(level, scope, template, status, started, ns=params["ns"])
+                return None
+        status = 500  # what the client sees when the app fails before it answers
+
+        async def sending(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, sending)
+        finally:
+            if access.isEnabledFor(logging.INFO):
+                _access(logging.INFO, scope, self._template(scope), status, started)
+
+    def _template(self, scope: Scope) -> str | None:
+        """Return the route template a request matched (a partial match: the route, another method)."""
+        routes = (r for r in self.router.routes if isinstance(r, Route) and r.matches(scope)[0] is not Match.NONE)
+        return next((r.path for r in routes), None)
+
+
+def _access(level: int, scope: Scope, route: str | None, status: int | None, started: float, **fields: str) -> None:
+    """Log one request by its route template: the ids in its path and its query string stay out of the log."""
+    ms = round((time.perf_counter() - started) * 1000, 2)
+    extra = {"method": scope["method"], "route": route, "status": status, "ms": ms, **fields}
+    access.log(level, "request", extra=extra)
 
 
 def create_app(
@@ -111,9 +160,14 @@ def create_app(
     workers: this process only enqueues them (a service the caller built needs the same queue).
     """
     tasks: set[asyncio.Task[Any]] = set()
-    service = (
-        webhooks if isinstance(webhooks, WebhookService) else WebhookService(runtime, settings=webhooks, queue=queue)
-    )
+    if isinstance(webhooks, WebhookService):
+        service = webhooks
+    else:
+        # On a queue the workers process and sync: this process exports only what it receives.
+        metrics = WebhookMetrics(processing=queue is None)
+        service = WebhookService(runtime, settings=webhooks, queue=queue, metrics=metrics)
+    if queue is None and runtime.engine.metrics is None:
+        runtime.engine.metrics = SyncMetrics(service.metrics.registry)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -180,6 +234,16 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True, "miniapps": sorted(runtime.apps)})
 
+    async def readyz(request: Request) -> Response:
+        """Ready when the store answers at this code's schema revision and, on PostgreSQL, the queue answers."""
+        reason = await asyncio.to_thread(not_ready, runtime.store.database)
+        if reason is None and queue is not None:
+            reason = await queue.not_ready()
+        if reason is not None:
+            log.warning("not ready: %s", reason)
+            return JSONResponse({"ready": False, "reason": reason}, 503)
+        return JSONResponse({"ready": True})
+
     known_resources = sorted(
         {key for a in runtime.apps.values() if a.definition.sync for key in a.definition.sync.resources}
     )
@@ -212,8 +276,17 @@ def create_app(
                 receipts = [r for key in keys for r in await queue.sync(app.ns, installation.id, key)]
             except MiniAppSyncError as exc:
                 return error(400, "bad_request", str(exc))
+            log.info(
+                "sync queued through the API",
+                extra={"installation": installation.id, "tenant": installation.tenant, "resources": resources or "all"},
+            )
             return JSONResponse({"jobs": [r.as_dict() for r in receipts]}, 202)
         run = runtime.engine.start_run(installation.id, resources)
+        log.info(
+            "sync started through the API",
+            extra={"run_id": run.id, "installation": installation.id, "tenant": installation.tenant,
+                   "resources": resources or "all"},
+        )  # fmt: skip
         task = asyncio.create_task(
             runtime.engine.run(app.definition, app.plan, installation, resources=resources, run=run)
         )
@@ -224,6 +297,7 @@ def create_app(
     receive = WebhookEndpoint(service)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
+        Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint(service), include_in_schema=False),
         Route("/miniapps/{ns}/webhooks", receive, methods=["POST"], include_in_schema=False),
         Route("/miniapps/{ns}/webhooks/{installation}", receive, methods=["POST"], include_in_schema=False),

@@ -71,7 +71,8 @@ class WebhookEndpoint:
         self.service = service
         self.limit = service.settings.max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> int | None:
+        """Answer one delivery; return the status answered (None: the sender went away first)."""
         clock = self.service.clock
         started = clock.monotonic()
         params = scope["path_params"]
@@ -86,7 +87,7 @@ class WebhookEndpoint:
                 else await _body(receive, self.limit)
             )
         except _Disconnected:
-            return  # half a body is not a delivery; the sender will resend it
+            return None  # half a body is not a delivery; the sender will resend it
         if raw is None:
             reply = TOO_LARGE
         else:
@@ -98,13 +99,13 @@ class WebhookEndpoint:
                 reply = UNAVAILABLE
         await _send(send, reply)
         self.service.metrics.answered(ns, reply.outcome, clock.monotonic() - started)
+        return reply.status
 
 
 def metrics_endpoint(service: WebhookService) -> Any:
     """Return the handler of ``GET /metrics`` (Prometheus text format)."""
 
     async def metrics(request: Request) -> Response:
-        rows = await service.counts()
-        return Response(service.metrics.render(rows), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(await service.scrape(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return metrics

@@ -218,7 +218,10 @@ class Processor:
         failed = sum(1 for p in prepared if p.problem is not None)
         for item in prepared:
             if item.problem is not None:
-                log.warning("dead-lettered %s delivery %d: %s", ns, item.row.id, item.problem)
+                log.warning(
+                    "dead-lettered %s delivery %d: %s", ns, item.row.id, item.problem,
+                    extra={"delivery_id": item.row.id, "installation": item.row.installation_id},
+                )  # fmt: skip
         if self.metrics is not None:
             now = self.clock.now()
             lags = tuple(now - p.row.received_at for p in prepared if p.problem is None)
@@ -233,13 +236,19 @@ class Processor:
         if row.attempts >= self.settings.max_attempts:
             text = f"failed {row.attempts} times; last: {reason}"
             await self._call(self._dead_letter, row, text)
-            log.warning("dead-lettered %s delivery %d: %s", row.ns, row.id, text)
+            log.warning(
+                "dead-lettered %s delivery %d: %s", row.ns, row.id, text,
+                extra={"delivery_id": row.id, "installation": row.installation_id},
+            )  # fmt: skip
             if self.metrics is not None:
                 self.metrics.processed(row.ns, "dead_lettered")
             return None
         when = self.clock.now() + self.settings.delay(row.attempts)
         await self._call(self.inbox.retry_at, row.id, when, reason)
-        log.warning("%s delivery %d failed (attempt %d), retrying later: %s", row.ns, row.id, row.attempts, reason)
+        log.warning(
+            "%s delivery %d failed (attempt %d), retrying later: %s", row.ns, row.id, row.attempts, reason,
+            extra={"delivery_id": row.id, "installation": row.installation_id},
+        )  # fmt: skip
         if self.metrics is not None:
             self.metrics.processed(row.ns, "retried")
         return when

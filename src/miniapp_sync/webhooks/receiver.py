@@ -142,7 +142,10 @@ class Receiver:
         if position is None and (installation is not None or secrets):
             if not secrets:
                 self._warn_no_secret(app, installation)
-            log.info("refused a %s delivery: it does not verify", ns)
+            log.warning(
+                "refused a %s delivery: it does not verify", ns,
+                extra={"status": 401, "installation": installation.id if installation else None},
+            )  # fmt: skip
             return UNAUTHORIZED
         if installation is None or mismatch is not None:
             reason = mismatch or "no installation matches this delivery"

@@ -21,6 +21,7 @@ from miniapp_sync.clock import Clock
 from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.store import Inbox, InboxEntry, Outbox
+from miniapp_sync.store.health import gauges
 from miniapp_sync.webhooks.commit import GroupCommit
 from miniapp_sync.webhooks.concurrency import caller
 from miniapp_sync.webhooks.delivery import TriggerDelivery
@@ -167,6 +168,8 @@ class WebhookService:
         self._workers.clear()
         await self.delivery.close()
 
-    async def counts(self) -> dict[str, int]:
-        """Return the inbox's row counts by state."""
-        return await asyncio.to_thread(self.inbox.counts)
+    async def scrape(self) -> bytes:
+        """Return this process's metrics in the Prometheus text format, the store's gauges read now."""
+        owned = self.metrics.owns_gauges
+        figures = await asyncio.to_thread(gauges, self.runtime.store.database) if owned else None
+        return self.metrics.render(figures, self.clock.now(), self.runtime.apps)
