@@ -17,13 +17,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 
-import orjson
-
+from miniapp_sync import exactjson
 from miniapp_sync.clock import Clock
 from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.store import Inbox, InboxRow, Outbox, Store
 from miniapp_sync.store.history import History
+from miniapp_sync.store.rejections import Rejections
 from miniapp_sync.webhooks.concurrency import Call, caller, run_until_stopped
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.operations import Prepared, apply_rows
@@ -37,7 +37,11 @@ YIELD_TURNS = 3  # loop turns from a socket's data to its delivery in the group 
 
 def purge(store: Store, before: float) -> tuple[int, int, int]:
     """Forget finished inbox rows and delivered trigger events older than ``before``, and record changes
-    past the history's own retention (D39); return how many of each."""
+    past the history's own retention (D39); return how many of each.
+
+    The rejection trail (D24a) goes with the inbox rows: metadata of refused deliveries, kept as long.
+    """
+    Rejections(store).purge(before)
     return Inbox(store).purge(before), Outbox(store).purge(before), History(store).purge()
 
 
@@ -193,8 +197,8 @@ class Processor:
             last = row.error or "the process stopped while processing it"
             return Prepared(row, problem=f"gave up after {row.attempts - 1} attempts; last: {last}")
         try:
-            body = orjson.loads(row.body)
-        except orjson.JSONDecodeError:
+            body = exactjson.loads(row.body)
+        except exactjson.JSONDecodeError:
             return Prepared(row, problem="the body is not JSON, so no handler can read it")
         handler = app.plan.handlers.get(event)
         customer = app.plan.customer.extract(event, body) if app.plan.customer is not None else None

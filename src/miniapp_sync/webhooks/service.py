@@ -28,6 +28,7 @@ from miniapp_sync.webhooks.delivery import TriggerDelivery
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.processor import Processor
 from miniapp_sync.webhooks.receiver import Receiver
+from miniapp_sync.webhooks.rejections import RejectionTrail
 from miniapp_sync.webhooks.samples import SampleRecorder
 from miniapp_sync.webhooks.settings import WebhookSettings
 from miniapp_sync.webhooks.tenancy import Directory
@@ -133,7 +134,10 @@ class WebhookService:
         )
         self.directory = Directory(runtime.store, runtime.installations, self.clock)
         samples = SampleRecorder(Path(self.settings.record_samples)) if self.settings.record_samples else None
-        self.receiver = Receiver(runtime, self.directory, self.commit, self.metrics, samples)
+        self.rejections = RejectionTrail(runtime.store, self.clock, call, per_hour=self.settings.rejections_per_hour)
+        self.receiver = Receiver(
+            runtime, self.directory, self.commit, self.metrics, samples, rejections=self.rejections, clock=self.clock
+        )
         self._stop = asyncio.Event()
         self._workers: list[asyncio.Task[Any]] = []
 
