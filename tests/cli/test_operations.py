@@ -217,3 +217,27 @@ def test_a_bad_log_format_is_bad_usage_naming_the_flag(cli: object) -> None:
     code, _, err = run("runs", "--log-format", "xml")  # type: ignore[operator]
     assert code == 2
     assert '--log-format: expected one of console, json, found "xml"' in err
+
+
+def test_installing_a_tenant_with_another_tenant_s_store_id_is_refused_naming_the_first(
+    cli: object, sandbox: tuple[Sandbox, str], example: str
+) -> None:
+    run = cli  # type: ignore[assignment]
+    credentials = ["--credential", f"accessToken={TOKEN}", "--credential", f"refreshToken={REFRESH}"]
+    code, out, _ = run("install", example, "--tenant", "acme", *credentials, "--format", "json", rewrite=True)  # type: ignore[operator]
+    assert code == 0, out
+    first = json.loads(out)
+    store_id = str(sandbox[0].config.merchant_id)
+    assert str(first["metadata"]["storeId"]) == store_id
+    # userDetails gives tenant C the same storeId (the same Salla store): refused, naming acme's installation.
+    code, out, err = run("install", example, "--tenant", "capture", *credentials, rewrite=True)  # type: ignore[operator]
+    assert code == 1
+    assert f"storeId '{store_id}' already belongs to installation {first['id']} of tenant 'acme'" in out + err
+    code, out, _ = run("installations", "--format", "json")  # type: ignore[operator]
+    rows = {row["tenant"]: row for row in json.loads(out)}
+    assert rows["acme"]["status"] == "connected"
+    assert rows["capture"]["status"] == "error"
+    assert "storeId" not in rows["capture"]["metadata"]  # it can never be routed acme's deliveries
+    # The same store explicitly named with --metadata is refused too.
+    code, out, err = run("install", example, "--tenant", "other", "--metadata", f"storeId={store_id}", *credentials)  # type: ignore[operator]
+    assert code == 1

@@ -69,3 +69,12 @@ def fold(text: str) -> str:
     for scheme in ("https://", "http://"):
         folded = folded.removeprefix(scheme)
     return folded.rstrip("/")
+
+
+def match_keys(definition: Definition) -> tuple[str, ...]:
+    """Return the installation metadata keys deliveries on the shared URL are matched on (D24)."""
+    webhook = definition.webhook
+    if webhook is not None and webhook.tenant_extraction is not None:
+        return (webhook.tenant_extraction.match_key,)
+    place = well_known_place(definition)
+    return place.match_keys if place is not None else ()
