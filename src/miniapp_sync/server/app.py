@@ -34,7 +34,7 @@ from miniapp_sync.errors import InstallationConflict, InstallationError, MiniApp
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.server.management import management_routes
 from miniapp_sync.server.openapi import Param, Reply, document, error, operation
-from miniapp_sync.server.webhooks import WebhookEndpoint, metrics_endpoint, webhook_params
+from miniapp_sync.server.webhooks import WebhookEndpoint, assign_endpoint, metrics_endpoint, webhook_params
 from miniapp_sync.store.health import not_ready
 from miniapp_sync.sync.metrics import SyncMetrics
 from miniapp_sync.sync.schedule import Scheduler
@@ -304,6 +304,7 @@ def create_app(
         Route("/miniapps/{ns}/oauth2", oauth),
         *management_routes(runtime, installed=service.directory.forget),
         Route("/api/installations/{id}/sync", start_sync, methods=["POST"]),
+        Route("/api/inbox/{id}/assign", assign_endpoint(service), methods=["POST"]),
     ]
 
     async def openapi(request: Request) -> Response:

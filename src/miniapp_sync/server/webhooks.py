@@ -9,15 +9,21 @@ the project machine that stack cost as much as everything else a delivery needs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from miniapp_sync.errors import MiniAppSyncError
+from miniapp_sync.server.openapi import Param, error, ok, operation
+from miniapp_sync.server.openapi import Reply as Documented
+from miniapp_sync.views import ErrorView, InboxDeliveryView
+from miniapp_sync.webhooks.assign import assign
 from miniapp_sync.webhooks.receiver import TOO_LARGE, UNAVAILABLE, Reply
 from miniapp_sync.webhooks.service import WebhookService
 
@@ -118,3 +124,44 @@ def metrics_endpoint(service: WebhookService) -> Any:
         return Response(await service.scrape(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return metrics
+
+
+def assign_endpoint(service: WebhookService) -> Any:
+    """Return the handler of ``POST /api/inbox/{id}/assign`` (D24a)."""
+
+    @operation(
+        "Give an unmatched webhook delivery to an installation; it is then processed (D24a).",
+        params=[Param("id", "The unmatched inbox row's id.", kind="integer", location="path", minimum=1)],
+        body={
+            "type": "object",
+            "required": ["installation"],
+            "additionalProperties": False,
+            "properties": {"installation": {"type": "string", "description": "The installation it is for."}},
+        },
+        responses={
+            202: Documented("the delivery, queued (or ignored as a resend of one stored)", InboxDeliveryView),
+            404: Documented("no such inbox row", ErrorView),
+            409: Documented(
+                "the row is not unmatched, or the installation cannot take it (the message says why)", ErrorView
+            ),
+        },
+    )
+    async def assign_delivery(request: Request, id: int) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return error(400, "bad_request", "the body is not JSON", hint='send {"installation": "<id>"}')
+        if not isinstance(body, dict) or set(body) != {"installation"} or not isinstance(body["installation"], str):
+            return error(400, "bad_request", 'expected {"installation": "<installation id>"}', field="installation")
+        if await asyncio.to_thread(service.inbox.get, id) is None:
+            return error(404, "not_found", f"no inbox row {id}", field="id")
+        try:
+            assignment = await assign(service.runtime, service.inbox, id, body["installation"])
+        except MiniAppSyncError as exc:
+            return error(409, "conflict", str(exc))
+        row = assignment.row
+        if row.status == "pending" and row.installation_id is not None:
+            service.queue_processing(row.ns, row.installation_id)
+        return ok(InboxDeliveryView.of(row), 202)
+
+    return assign_delivery

@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache, lru_cache
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 from sqlalchemy import Connection, Row, delete, func, insert, select, update
@@ -28,6 +28,7 @@ from miniapp_sync.store.tables import dead_letters
 from miniapp_sync.store.webhook_model import Added, InboxEntry, InboxRow, InboxStatus
 from miniapp_sync.store.webhook_tables import webhook_inbox
 
+Assigned = Literal["assigned", "duplicate", "not_unmatched"]
 FINISHED: Final = ("done", "ignored", "ping", "unmatched")  # what purge() may forget
 _CHUNK: Final = 500  # values per IN (...) list
 
@@ -97,22 +98,27 @@ class Inbox:
                     add_dead_letter(conn, entry, int(new_id), entry.error or "", now)
         return added
 
-    def assign(self, id: int, installation_id: str, event: str | None, transaction_id: str | None) -> bool:
-        """Give an unmatched row its installation, event and key, and queue it (D24a); False when not unmatched."""
-        stmt = (
-            update(webhook_inbox)
-            .where(i.id == id, i.status == "unmatched")
-            .values(
-                installation_id=installation_id,
-                event=event,
-                transaction_id=transaction_id,
-                status="pending",
-                processed_at=None,
-                error=None,
-            )
-        )
+    def assign(self, id: int, installation_id: str, event: str | None, transaction_id: str | None) -> Assigned:
+        """Give an unmatched row its installation, event and key (D24a), queued to be processed.
+
+        A row whose key and body an installation's inbox holds already is a resend: it is kept as
+        ``ignored``, naming the first. Returns what became of it (``not_unmatched``: left alone).
+        """
         with self._db.write(f"assign webhook delivery {id}") as conn:
-            return bool(conn.execute(stmt).rowcount)
+            row = conn.execute(select(i.status, i.digest).where(i.id == id)).first()
+            if row is None or row.status != "unmatched":
+                return "not_unmatched"
+            first = None
+            if transaction_id is not None and event is not None:
+                same = (i.installation_id == installation_id, i.transaction_id == transaction_id, i.event == event)
+                first = conn.execute(select(i.id).where(*same, i.digest == row.digest)).scalar()
+            values: dict[str, Any] = {"installation_id": installation_id, "event": event, "processed_at": None}
+            if first is not None:
+                values.update(status="ignored", error=f"a resend of delivery {first}, already stored")
+            else:
+                values.update(transaction_id=transaction_id, status="pending", error=None)
+            conn.execute(update(webhook_inbox).where(i.id == id).values(values))
+        return "duplicate" if first is not None else "assigned"
 
     def pending_heads(self) -> list[tuple[str, str, float | None]]:
         """Return (installation id, ns, when the head may run) of every installation with pending rows."""

@@ -51,9 +51,9 @@ class Rejections:
         with self._db.write("record a refused webhook delivery") as conn:
             return int(conn.execute(insert(webhook_rejections).values(values).returning(w.id)).scalar_one())
 
-    def list(self, *, ns: str | None = None, limit: int = 100) -> list[Rejection]:
+    def list(self, *, ns: str | None = None, limit: int = 100, offset: int = 0) -> list[Rejection]:
         """Return rejections oldest first."""
-        query = select(webhook_rejections).order_by(w.id).limit(limit)
+        query = select(webhook_rejections).order_by(w.id).limit(limit).offset(offset)
         if ns is not None:
             query = query.where(w.ns == ns)
         with self._db.read("list refused webhook deliveries") as conn:

@@ -142,12 +142,15 @@ class WebhookService:
         self._workers: list[asyncio.Task[Any]] = []
 
     def _committed(self, entries: Sequence[InboxEntry]) -> None:
-        if self.drains is None:
-            if any(entry.status == "pending" for entry in entries):
-                self.processor.wake()
-            return
         wanted = {(e.ns, e.installation_id) for e in entries if e.status == "pending" and e.installation_id}
         for ns, installation_id in wanted:
+            self.queue_processing(ns, installation_id)
+
+    def queue_processing(self, ns: str, installation_id: str) -> None:
+        """See that an installation's pending rows get processed: wake the processor, or defer a drain job."""
+        if self.drains is None:
+            self.processor.wake()
+        else:
             self.drains.request(ns, installation_id)
 
     async def start(self, *, process: bool = True, deliver: bool = True) -> None:
