@@ -108,3 +108,41 @@ def test_guide_definition_has_the_documented_shapes_the_issue_names() -> None:
     assert document["webhook"]["transactionId"] == {"path": "$.data.id"}
     assert document["webhook"]["customerExtraction"]["mapping"]["primaryPhone"] == "mobile"
     assert set(document["sync"]["webhooks"]["handlers"]) == {"order.created", "order.status.updated"}
+
+
+def order_from(harness: Harness, customer_id: int, mobile: object, email: str) -> tuple[bytes, dict[str, str]]:
+    """An order.created whose customer has this id, mobile and email (the guide maps mobile as is)."""
+    (order,) = harness.sandbox.add("orders")
+    raw, _ = harness.sandbox.webhook("order.created", order)
+    body = orjson.loads(raw)
+    body["data"]["customer"].update(id=customer_id, mobile=mobile, email=email)
+    signed = orjson.dumps(body)
+    return signed, {"Content-Type": "application/json", "X-Salla-Signature": _sign(signed)}
+
+
+async def test_customers_are_matched_by_phone_in_e164_with_the_installation_s_default_country(
+    harness: Harness,
+) -> None:
+    serve_guide(harness)
+    installation = harness.install(metadata=GUIDE_METADATA)  # a Salla store: Saudi numbers by default
+    # Salla sends the national number as an integer; the docs map it as is (primaryPhone: 'mobile').
+    assert (await harness.post(*order_from(harness, 1001, 551234567, "first@example.com")))[0] == 200
+    # The same person, checked out as a guest under another id and email, typing the local form.
+    assert (await harness.post(*order_from(harness, 2002, "0551234567", "second@example.com")))[0] == 200
+    await harness.process()
+    first = harness.record(installation, "core:customer", 1001)
+    assert first is not None
+    assert first.data["primaryPhone"] == "+966551234567"  # stored normalised, so the index serves the lookup
+    assert harness.record(installation, "core:customer", 2002) is None  # matched, not created
+    orders = harness.runtime.store.list_records(installation.id, "ecommerce:orders")
+    assert {o.data.get("customerCode") for o in orders} == {"1001"}
+
+
+async def test_an_installation_s_default_country_reads_national_numbers(harness: Harness) -> None:
+    serve_guide(harness)
+    installation = harness.install(metadata={**GUIDE_METADATA, "defaultCountry": "AE"})
+    assert (await harness.post(*order_from(harness, 1001, "050 123 4567", "a@example.com")))[0] == 200
+    await harness.process()
+    customer = harness.record(installation, "core:customer", 1001)
+    assert customer is not None
+    assert customer.data["primaryPhone"] == "+971501234567"

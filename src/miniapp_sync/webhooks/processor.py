@@ -25,8 +25,10 @@ from miniapp_sync.store import Inbox, InboxRow, Outbox, Store
 from miniapp_sync.store.history import History
 from miniapp_sync.store.rejections import Rejections
 from miniapp_sync.webhooks.concurrency import Call, caller, run_until_stopped
+from miniapp_sync.webhooks.customers import UNKNOWN_REGION, default_country, with_normal_phone
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.operations import Prepared, apply_rows
+from miniapp_sync.webhooks.providers import provider_of
 from miniapp_sync.webhooks.settings import WebhookSettings
 
 log = logging.getLogger("miniapp_sync.webhooks")
@@ -75,7 +77,7 @@ class Processor:
         self._call = call or caller(runtime.store)
         self._wake = asyncio.Event()
         self._locks: dict[str, asyncio.Lock] = {}
-        self._tenants: dict[str, str] = {}
+        self._owners: dict[str, tuple[str, str]] = {}
         self._trigger_events: dict[str, tuple[MiniApp, frozenset[str]]] = {}
 
     def wake(self) -> None:
@@ -167,8 +169,8 @@ class Processor:
     async def _process(self, app: MiniApp, rows: list[InboxRow]) -> float | None:
         """Process claimed rows in one transaction (one by one if it fails); return a retry time that holds the rest."""
         await self._call(self.inbox.claim, [r.id for r in rows])
-        prepared = [self._prepare(app, replace(r, status="processing", attempts=r.attempts + 1)) for r in rows]
-        tenant = await self._tenant(rows[0].installation_id or "")
+        tenant, country = await self._owner(app, rows[0].installation_id or "")
+        prepared = [self._prepare(app, replace(r, status="processing", attempts=r.attempts + 1), country) for r in rows]
         try:
             await self._call(self._commit, tenant, prepared)
         except Exception:  # find the row that spoils the transaction: the ones before it still commit
@@ -184,14 +186,14 @@ class Processor:
         self._done(app.ns, prepared)
         return None
 
-    def _prepare(self, app: MiniApp, row: InboxRow, *, replaying: bool = False) -> Prepared:
+    def _prepare(self, app: MiniApp, row: InboxRow, country: str, *, replaying: bool = False) -> Prepared:
         """Map a row's body: the customer and the handler's record (pure, so done before the transaction)."""
         try:
-            return self._map(app, row, replaying)
+            return self._map(app, row, country, replaying)
         except Exception as exc:  # a bug in a mapping function must not leave the row claimed forever
             return Prepared(row, problem=f"mapping failed: {describe(exc)}")
 
-    def _map(self, app: MiniApp, row: InboxRow, replaying: bool) -> Prepared:
+    def _map(self, app: MiniApp, row: InboxRow, country: str, replaying: bool) -> Prepared:
         event = row.event or ""
         if row.attempts > self.settings.max_attempts and not replaying:  # it crashed the process every time
             last = row.error or "the process stopped while processing it"
@@ -202,6 +204,7 @@ class Processor:
             return Prepared(row, problem="the body is not JSON, so no handler can read it")
         handler = app.plan.handlers.get(event)
         customer = app.plan.customer.extract(event, body) if app.plan.customer is not None else None
+        customer = with_normal_phone(customer, country)  # matched and stored in E.164 (D28)
         mapped = handler.map(body) if handler is not None else None
         if mapped is not None and mapped.rejected:
             return Prepared(row, problem=f"handler {event!r} rejected the record: {mapped.reason()}")
@@ -267,11 +270,12 @@ class Processor:
 
     async def replay(self, app: MiniApp, row: InboxRow) -> str | None:
         """Process one claimed row once, as a replay: return why it failed (it stays failed), or None."""
-        item = self._prepare(app, row, replaying=True)
+        tenant, country = await self._owner(app, row.installation_id or "")
+        item = self._prepare(app, row, country, replaying=True)
         reason = item.problem
         if reason is None:
             try:
-                await self._call(self._commit, await self._tenant(row.installation_id or ""), [item])
+                await self._call(self._commit, tenant, [item])
             except Exception as exc:
                 reason = describe(exc)
         if reason is not None:
@@ -280,9 +284,13 @@ class Processor:
             self.on_event()
         return reason
 
-    async def _tenant(self, installation_id: str) -> str:
-        tenant = self._tenants.get(installation_id)
-        if tenant is None:
-            installation = await self._call(self.runtime.store.get_installation, installation_id)
-            tenant = self._tenants[installation_id] = installation.tenant if installation else ""
-        return tenant
+    async def _owner(self, app: MiniApp, installation_id: str) -> tuple[str, str]:
+        """Return an installation's tenant and default phone country (cached: neither changes while it lives)."""
+        owner = self._owners.get(installation_id)
+        if owner is None:
+            found = await self._call(self.runtime.store.get_installation, installation_id)
+            if found is None:
+                return "", UNKNOWN_REGION
+            country = default_country(found.metadata, found.user_input, provider_of(app.definition))
+            owner = self._owners[installation_id] = (found.tenant, country)
+        return owner
