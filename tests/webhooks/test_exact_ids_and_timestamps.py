@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from miniapp_sync import exactjson
+from miniapp_sync.cli import main
 from miniapp_sync.sandbox.webhooks import sign
 from miniapp_sync.store.rejections import Rejections
 
-from .conftest import SECRET, Harness
+from .conftest import EXAMPLE, SECRET, Harness
 
 BIG = 123456789012345678901234567890  # 30 digits: past 64 bits, and past a float's 17 digits
 
@@ -88,3 +90,14 @@ async def test_timestamp_header_outside_300_seconds_is_refused_as_stale(
     assert rejection.status == 401
     assert rejection.reason.startswith("stale: header X-Salla-Timestamp")
     assert reason in rejection.reason
+
+
+def test_map_shows_a_30_digit_order_id_exactly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body: dict[str, Any] = orjson.loads((EXAMPLE.parent / "samples" / "order.created.json").read_bytes())
+    body["data"]["id"] = BIG
+    sample = tmp_path / "order.created.json"
+    sample.write_bytes(exactjson.dumps(body))
+    assert main(["map", str(EXAMPLE), "--input", str(sample), "--format", "json"]) == 0
+    shown = capsys.readouterr().out
+    assert str(BIG) in shown
+    assert "e+29" not in shown

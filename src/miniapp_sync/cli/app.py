@@ -7,6 +7,7 @@ tables, …) is imported inside the command that uses it. ``tests/cli/test_impor
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -157,7 +158,11 @@ def print_json(data: object) -> None:
     import orjson
 
     option = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
-    typer.echo(orjson.dumps(data, option=option, default=_jsonable).decode())
+    try:
+        text = orjson.dumps(data, option=option, default=_jsonable).decode()
+    except orjson.JSONEncodeError:  # an integer past 64 bits (an id, D26): the standard library writes it exactly
+        text = json.dumps(data, indent=2, ensure_ascii=False, default=_jsonable)
+    typer.echo(text)
 
 
 def print_view(view: object) -> None:

@@ -26,10 +26,10 @@ from types import TracebackType
 from typing import Any, Final, Literal, Self
 
 import aiohttp
-import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from miniapp_sync import exactjson
 from miniapp_sync.clock import Clock
 from miniapp_sync.errors import ProviderError
 from miniapp_sync.network import REFUSAL, Egress, refused
@@ -335,8 +335,8 @@ class ProviderClient:
         if not body.strip():
             return None
         try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
+            return exactjson.loads(body)  # record ids of any size stay exact (D26)
+        except exactjson.JSONDecodeError:
             start = self.redactor.body(body, limit=40)
             raise ProviderResponseError(
                 f"{call.where}{call.method} {call.url} answered {raw.status} with {raw.content_type}, "
