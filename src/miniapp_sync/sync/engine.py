@@ -31,6 +31,7 @@ from miniapp_sync.clock import Clock, SystemClock
 from miniapp_sync.definition.model import Definition, Resource
 from miniapp_sync.errors import InstallationError, MiniAppSyncError
 from miniapp_sync.installations import Installations
+from miniapp_sync.mapping.phones import default_country, with_normal_phone
 from miniapp_sync.mapping.plan import MappingPlan, ResourcePlan
 from miniapp_sync.mapping.records import MappedRecord
 from miniapp_sync.network import written_origins
@@ -45,6 +46,7 @@ from miniapp_sync.store import Installation, RecordWrite, Run, RunStatus, Store,
 from miniapp_sync.sync.resources import check_resource_names
 from miniapp_sync.sync.runs import INTERRUPTED, Heartbeat, Processes
 from miniapp_sync.templating import render_headers
+from miniapp_sync.webhooks.providers import provider_of
 
 if TYPE_CHECKING:
     from miniapp_sync.sync.metrics import SyncMetrics  # prometheus_client: only processes that export load it
@@ -334,6 +336,9 @@ class SyncEngine:
         errors_seen = False
         total: int | None = None
         mapper = plan.mapper
+        # Customers' phones are stored in E.164, as webhook customer matching looks them up (D28).
+        customers = plan.content_type == "core:customer"
+        country = default_country(installation.metadata, installation.user_input, provider_of(definition))
         cursor_field = resource.incremental.cursor_field if resource.incremental else None
         listing = pages(
             client,
@@ -367,6 +372,8 @@ class SyncEngine:
                         report.rejected += 1
                         errors_seen = True
                         continue
+                    if customers:
+                        mapped = with_normal_phone(mapped, country) or mapped
                     buffer.append(_write(mapped, fetched_at))
                     if cursor_field is not None:
                         since = _later(since, record.get(cursor_field))

@@ -4,29 +4,23 @@ The customer a delivery carries is mapped by ``webhook.customerExtraction`` befo
 runs; the order or cart the handler writes is then linked to it through ``customerCode``.
 Matching by email ignores case; phones are compared in E.164, the form ``normalizePhone`` gives:
 the delivery's phone is normalised with the installation's default country before the lookup and
-stored so (``with_normal_phone``), so the docs' own ``primaryPhone: 'mobile'`` — a national
+stored so (``mapping.phones.with_normal_phone``), so the docs' own ``primaryPhone: 'mobile'`` — a national
 number such as Salla's ``501234567`` — finds the customer stored as ``+966501234567``, and the
 indexed lookup of migration 0005 keeps serving the query.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
-
-import phonenumbers
+from collections.abc import Sequence
+from typing import Final
 
 from miniapp_sync.mapping.records import MappedRecord
-from miniapp_sync.mapping.transforms import normalize_phone
 from miniapp_sync.store import RecordWrite, StoredRecord
 from miniapp_sync.store.processing import Processing
 from miniapp_sync.webhooks.identify import as_text
 from miniapp_sync.webhooks.triggers import View, record_view
 
 CUSTOMER: Final = "core:customer"
-UNKNOWN_REGION: Final = "ZZ"  # phonenumbers' "no default": only international numbers parse
-# Where a provider's stores are when an installation does not say (both are Saudi platforms).
-_HOME: Final = {"salla": "SA", "zid": "SA"}
 LINKED: Final = frozenset({"ecommerce:orders", "ecommerce:abandonedCarts"})  # records that carry customerCode
 
 
@@ -63,25 +57,3 @@ def _by_email_or_phone(tx: Processing, installation_id: str, customer: MappedRec
     if isinstance(phone, str | int) and not isinstance(phone, bool):
         return tx.find_by_field(installation_id, CUSTOMER, "primaryPhone", str(phone))
     return None
-
-
-def default_country(metadata: Mapping[str, Any], user_input: Mapping[str, Any], provider: str | None) -> str:
-    """Return an installation's default phone country: its ``defaultCountry``, else its provider's home."""
-    for bag in (metadata, user_input):
-        value = bag.get("defaultCountry")
-        if isinstance(value, str) and value.upper() in phonenumbers.SUPPORTED_REGIONS:
-            return value.upper()
-    return _HOME.get(provider or "", UNKNOWN_REGION)
-
-
-def with_normal_phone(customer: MappedRecord | None, country: str) -> MappedRecord | None:
-    """Return the customer with ``primaryPhone`` in E.164 when it is a usable number (else as mapped)."""
-    if customer is None:
-        return None
-    phone = customer.data.get("primaryPhone")
-    if phone is None or isinstance(phone, bool):
-        return customer
-    normal = normalize_phone(phone, country)
-    if normal is None or normal == phone:
-        return customer
-    return customer._replace(data={**customer.data, "primaryPhone": normal})

@@ -20,12 +20,12 @@ from dataclasses import replace
 from miniapp_sync import exactjson
 from miniapp_sync.clock import Clock
 from miniapp_sync.errors import MiniAppSyncError
+from miniapp_sync.mapping.phones import UNKNOWN_REGION, default_country, with_normal_phone
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.store import Inbox, InboxRow, Outbox, Store
 from miniapp_sync.store.history import History
 from miniapp_sync.store.rejections import Rejections
 from miniapp_sync.webhooks.concurrency import Call, caller, run_until_stopped
-from miniapp_sync.webhooks.customers import UNKNOWN_REGION, default_country, with_normal_phone
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.operations import Prepared, apply_rows
 from miniapp_sync.webhooks.providers import provider_of
