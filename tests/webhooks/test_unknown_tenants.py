@@ -127,3 +127,12 @@ async def test_the_rejection_trail_is_capped_per_ns_and_hour(harness: Harness) -
     clock.advance(3600)
     assert await refuse("salla")  # a new hour
     assert len(Rejections(harness.runtime.store).list()) == 5
+
+
+async def test_an_unknown_installation_in_the_url_is_refused_without_storing_the_url_text(harness: Harness) -> None:
+    raw, headers = harness.sandbox.webhook("order.created")
+    headers = {**headers, "X-Salla-Signature": "0" * 64}  # nobody can verify it
+    assert (await harness.post(raw, headers, installation="x" * 200))[0] == 404
+    (rejection,) = Rejections(harness.runtime.store).list()
+    assert (rejection.installation_id, rejection.route) == (None, "/miniapps/salla/webhooks/<not an installation id>")
+    assert "no installation" in rejection.reason

@@ -95,16 +95,14 @@ class WebhookEndpoint:
         except _Disconnected:
             return None  # half a body is not a delivery; the sender will resend it
         if raw is None:
-            size = int(declared) if declared.isdigit() else self.limit + 1  # at least: reading stopped there
-            reason = f"the body is over {self.limit} bytes"
-            receiver = self.service.receiver
-            try:
-                reply = await receiver.refuse(
+            reply = TOO_LARGE
+            # Recorded for a MiniApp served here only: any other path segment would be a new cap.
+            if ns in self.service.runtime.apps:
+                size = int(declared) if declared.isdigit() else self.limit + 1  # at least: reading stopped there
+                reason = f"the body is over {self.limit} bytes"
+                await self.service.receiver.refuse(
                     TOO_LARGE, ns, params.get("installation"), reason, size=size, body=None, headers=headers
                 )
-            except MiniAppSyncError as exc:  # the trail is best effort: the answer is 413 all the same
-                log.error("could not record a refused %s delivery: %s", ns, exc)
-                reply = TOO_LARGE
         else:
             query = dict(parse_qsl(scope["query_string"].decode("latin-1"))) if scope["query_string"] else {}
             try:

@@ -39,6 +39,7 @@ from miniapp_sync import exactjson
 from miniapp_sync.clock import Clock
 from miniapp_sync.definition.model import Verification, Webhook
 from miniapp_sync.definition.rules import MISSING
+from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.mapping.paths import compile_path
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.store import InboxEntry, InboxStatus, Installation
@@ -164,9 +165,12 @@ class Receiver:
             extra={"status": reply.status, "installation": installation_id},
         )  # fmt: skip
         if self.rejections is not None:
-            await self.rejections.record(
-                ns, installation_id, reply.status, reason, size=size, body=body, headers=headers
-            )
+            try:
+                await self.rejections.record(
+                    ns, installation_id, reply.status, reason, size=size, body=body, headers=headers
+                )
+            except MiniAppSyncError as exc:  # the trail is best effort: the refusal stands all the same
+                log.error("could not record a refused %s delivery: %s", ns, exc)
         return reply
 
     async def receive(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Mapping
 from typing import Final
 
@@ -25,6 +26,7 @@ log = logging.getLogger("miniapp_sync.webhooks")
 # Header values shown as received; every other value may be a signature, token or cookie (D30).
 _SHOWN: Final = frozenset({"content-type", "content-length", "user-agent", "x-forwarded-for", "x-real-ip"})
 MASK: Final = "[redacted]"
+_INSTALLATION_ID: Final = re.compile(r"[0-9a-f]{1,32}")
 
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -66,7 +68,11 @@ class RejectionTrail:
                     "more than %d refused %s deliveries this hour: the rest are not recorded", self._per_hour, ns
                 )
             return False
-        route = f"/miniapps/{ns}/webhooks" + (f"/{installation_id}" if installation_id else "")
+        if installation_id is not None and not _INSTALLATION_ID.fullmatch(installation_id):
+            installation_id, shown = None, "/<not an installation id>"  # URL text: never stored as given
+        else:
+            shown = f"/{installation_id}" if installation_id else ""
+        route = f"/miniapps/{ns}/webhooks{shown}"
         digest = hashlib.sha256(body).hexdigest() if body is not None else None
         rejection = Rejection(ns, route, installation_id, status, reason, size, digest, redact_headers(headers), now)
         await self._call(self._rejections.add, rejection)
