@@ -53,8 +53,11 @@ async def test_an_unmatched_delivery_verified_by_the_app_secret_is_assigned_over
     order_id = orjson.loads(raw)["data"]["id"]
     assert harness.record(late, "ecommerce:orders", order_id) is not None
     async with harness.http.post(url, json={"installation": late.id}, headers=ADMIN_HEADERS) as response:
-        assert response.status == 400  # only unmatched rows are assigned
-        assert "not unmatched" in (await response.json())["error"]
+        assert response.status == 409  # only unmatched rows are assigned
+        assert "not unmatched" in (await response.json())["error"]["message"]
+    async with harness.http.post(url, json={"tenant": "x"}, headers=ADMIN_HEADERS) as response:
+        assert response.status == 400
+        assert (await response.json())["error"]["field"] == "installation"
 
 
 async def test_inbox_assign_on_the_command_line_processes_the_delivery(
@@ -104,8 +107,8 @@ async def test_bad_signatures_and_oversized_bodies_leave_rejection_rows_listed_b
     args = ["inbox", "--status", "rejected", "--store", str(tmp_path / "store.sqlite"), "--format", "json"]
     code = await asyncio.to_thread(main, args)
     assert code == 0
-    shown = json.loads(capsys.readouterr().out)
-    assert [(r["answer"], r["route"]) for r in shown] == [
+    shown = json.loads(capsys.readouterr().out)["items"]
+    assert [(r["status"], r["route"]) for r in shown] == [
         (401, "/miniapps/salla/webhooks"),
         (413, f"/miniapps/salla/webhooks/{installation.id}"),
     ]
