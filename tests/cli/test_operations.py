@@ -234,7 +234,7 @@ def test_installing_a_tenant_with_another_tenant_s_store_id_is_refused_naming_th
     assert code == 1
     assert f"storeId '{store_id}' already belongs to installation {first['id']} of tenant 'acme'" in out + err
     code, out, _ = run("installations", "--format", "json")  # type: ignore[operator]
-    rows = {row["tenant"]: row for row in json.loads(out)}
+    rows = {row["tenant"]: row for row in json.loads(out)["items"]}
     assert rows["acme"]["status"] == "connected"
     assert rows["capture"]["status"] == "error"
     assert "storeId" not in rows["capture"]["metadata"]  # it can never be routed acme's deliveries
