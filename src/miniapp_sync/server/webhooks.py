@@ -23,6 +23,7 @@ from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.server.openapi import Param, error, ok, operation
 from miniapp_sync.server.openapi import Reply as Documented
 from miniapp_sync.views import ErrorView, InboxDeliveryView
+from miniapp_sync.views.queries import MAX_EVENT_ID as MAX_ID  # ids JSON and every database here hold exactly
 from miniapp_sync.webhooks.assign import assign
 from miniapp_sync.webhooks.receiver import TOO_LARGE, UNAVAILABLE, Reply
 from miniapp_sync.webhooks.service import WebhookService
@@ -129,7 +130,9 @@ def assign_endpoint(service: WebhookService) -> Any:
 
     @operation(
         "Give an unmatched webhook delivery to an installation; it is then processed (D24a).",
-        params=[Param("id", "The unmatched inbox row's id.", kind="integer", location="path", minimum=1)],
+        params=[
+            Param("id", "The unmatched inbox row's id.", kind="integer", location="path", minimum=1, maximum=MAX_ID)
+        ],
         body={
             "type": "object",
             "required": ["installation"],
