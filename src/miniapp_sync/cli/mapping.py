@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 def read_json(path: Path) -> tuple[Any, bytes]:
     """Read a JSON input file; a syntax error names file:line:col (exit 2)."""
-    import orjson
 
     try:
         raw = path.read_bytes()
