@@ -62,7 +62,7 @@ webhook_inbox = Table(
     _epoch("next_attempt_at", nullable=True),
     _epoch("processed_at", nullable=True),
     Column("error", Text),
-    # SHA-256 of the body: a resend is the same key with the same body (D26, migration 0008).
+    # SHA-256 of the body: a resend is the same key with the same body (D26, migration 0009).
     Column("digest", LargeBinary),
     # The key was seen before with another body (a status update naming only the order id): processed.
     Column("reused", Boolean, nullable=False, server_default=false()),
