@@ -197,3 +197,22 @@ def test_a_history_retention_that_is_not_days_is_reported_at_its_line(tmp_path: 
         load_settings({}, cwd=tmp_path)
     with pytest.raises(SettingsError, match="MINIAPP_SYNC_HISTORY_DAYS: expected a number of days"):
         load_settings({"MINIAPP_SYNC_HISTORY_DAYS": "soon"}, cwd=tmp_path / "elsewhere")
+
+
+def test_log_format_and_level_come_from_flag_then_environment_then_file(tmp_path: Path) -> None:
+    assert (Settings().log_format, Settings().log_level) == ("console", "info")
+    write(tmp_path, 'log_format = "json"\nlog_level = "warning"\n')
+    from_file = load_settings({}, cwd=tmp_path)
+    assert (from_file.log_format, from_file.log_level) == ("json", "warning")
+    from_env = load_settings({"MINIAPP_SYNC_LOG_LEVEL": "DEBUG"}, cwd=tmp_path)
+    assert (from_env.log_format, from_env.log_level) == ("json", "debug")
+    flagged = from_env.with_flags(log_format="console", environ={})
+    assert (flagged.log_format, flagged.log_level) == ("console", "debug")
+
+
+def test_a_log_level_that_is_not_one_of_the_levels_is_reported_where_it_was_set(tmp_path: Path) -> None:
+    path = write(tmp_path, 'store = "a.sqlite"\nlog_level = "loud"\n')
+    with pytest.raises(SettingsError, match=rf"^{path}:2: log_level: expected one of debug, info, warning, error"):
+        load_settings({}, cwd=tmp_path)
+    with pytest.raises(SettingsError, match=r"^MINIAPP_SYNC_LOG_FORMAT: expected one of console, json"):
+        load_settings({"MINIAPP_SYNC_LOG_FORMAT": "xml"}, cwd=tmp_path / "elsewhere")

@@ -4,6 +4,10 @@ It starts the sandbox provider on 127.0.0.1, then runs the real `miniapp-sync` c
 would type — validate, install (API-key flow with pasted tokens, then the initial sync), records —
 against a fresh store in .demo/, printing each command before its output. Then it starts `serve`, sends
 it signed Salla webhooks, and shows the records change and the trigger events fire.
+
+Last, the guide-only definition (examples/salla-guide: what a developer writes from the docs
+alone, without tenantExtraction and with transactionId { path: '$.data.id' }) is installed in a
+store of its own and sent an order and three status updates through the shared URL.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
@@ -26,6 +32,8 @@ from miniapp_sync.testing import sandbox_thread
 ROOT = Path(__file__).resolve().parents[2]
 DEFINITION = "examples/salla/definition.json5"
 STORE = ".demo/store.sqlite"
+GUIDE = "examples/salla-guide/definition.json5"
+GUIDE_STORE = ".demo/guide.sqlite"
 
 
 def run(*args: str) -> None:
@@ -62,6 +70,7 @@ def demo(sandbox: Sandbox, url: str, config: SandboxConfig) -> None:
     run("records", "--tenant", "demo-store", "--type", "ecommerce:orders", "--limit", "3", "--store", STORE)
     print(f"\nThe sandbox answered {sandbox.stats.responses.get(429, 0)} requests with 429 (rate limit held).")
     webhooks(sandbox, config, rewrites)
+    guide(sandbox, config, rewrites)
 
 
 def free_port() -> int:
@@ -80,10 +89,10 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> int:
         return exc.code
 
 
-def order_status(code: object) -> str:
+def order_status(code: object, tenant: str = "demo-store", store: str = STORE) -> str:
     """Return an order's stored status and customer link, as `records --format json` shows them."""
     exe = Path(sys.executable).with_name("miniapp-sync")
-    args = ["records", "--tenant", "demo-store", "--type", "ecommerce:orders", "--limit", "1000", "--store", STORE]
+    args = ["records", "--tenant", tenant, "--type", "ecommerce:orders", "--limit", "1000", "--store", store]
     done = subprocess.run([str(exe), *args, "--format", "json"], cwd=ROOT, check=True, capture_output=True, text=True)
     record = next((r for r in json.loads(done.stdout)["items"] if r["code"] == str(code)), None)
     if record is None:
@@ -91,13 +100,14 @@ def order_status(code: object) -> str:
     return f"status {record['data'].get('status')!r}, customerCode {record['data'].get('customerCode')!r}"
 
 
-def webhooks(sandbox: Sandbox, config: SandboxConfig, rewrites: list[str]) -> None:
-    """Serve the MiniApp, send it signed deliveries, and show what they changed."""
+@contextmanager
+def serving(definition: str, store: str, config: SandboxConfig, rewrites: list[str]) -> Iterator[Callable[..., None]]:
+    """Run `serve` for ``definition``; yield a function that POSTs a delivery to the shared URL and waits."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     # Salla's app-wide signing secret is operator config; env: keeps it off the command line (D30).
     environ = {**os.environ, "SALLA_WEBHOOK_SECRET": config.webhook_secret}
-    args = ["serve", "-d", DEFINITION, "--store", STORE, "--port", str(port), *rewrites]
+    args = ["serve", "-d", definition, "--store", store, "--port", str(port), *rewrites]
     args += ["--config", "webhookSecret=env:SALLA_WEBHOOK_SECRET"]
     print(f"\n$ miniapp-sync {shlex.join(args)} &", flush=True)
     exe = Path(sys.executable).with_name("miniapp-sync")
@@ -120,6 +130,15 @@ def webhooks(sandbox: Sandbox, config: SandboxConfig, rewrites: list[str]) -> No
                     break
                 time.sleep(0.05)
 
+        yield send
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def webhooks(sandbox: Sandbox, config: SandboxConfig, rewrites: list[str]) -> None:
+    """Serve the MiniApp, send it signed deliveries, and show what they changed."""
+    with serving(DEFINITION, STORE, config, rewrites) as send:
         print("\nSalla sends signed webhooks (X-Salla-Signature: hex HMAC-SHA256 of the raw body):")
         (placed,) = sandbox.add("orders")  # a new order after the sync
         created = sandbox.webhook("order.created", sandbox.mutate("orders", placed["id"], status="under_review"))
@@ -130,12 +149,32 @@ def webhooks(sandbox: Sandbox, config: SandboxConfig, rewrites: list[str]) -> No
         print(f"    order {placed['id']}: {order_status(placed['id'])}")
         (person,) = sandbox.add("customers")
         send("customer.created", *sandbox.webhook("customer.created", person))
-        send("order.created (resent)", *created, "  (same transaction id: not processed again)")
+        send("order.created (resent)", *created, "  (same transaction id and body: not processed again)")
         send("order.created (forged)", created[0], {**created[1], "X-Salla-Signature": "0" * 64})
         run("events", "--tenant", "demo-store", "--store", STORE)
-    finally:
-        server.terminate()
-        server.wait(10)
+        run("inbox", "--status", "rejected", "--store", STORE)  # the forged one: why it was refused
+
+
+def guide(sandbox: Sandbox, config: SandboxConfig, rewrites: list[str]) -> None:
+    """The guide-only definition: an order and three status updates through the shared URL."""
+    print("\nThe same store, with a definition written from the MiniApps guide alone (no tenantExtraction,")
+    print("transactionId { path: '$.data.id' }):")
+    run("validate", GUIDE)
+    run(
+        "install", GUIDE, "--tenant", "guide-store", "--store", GUIDE_STORE, *rewrites,
+        "--credential", "accessToken=env:SANDBOX_ACCESS_TOKEN",
+        "--credential", "refreshToken=env:SANDBOX_REFRESH_TOKEN",
+    )  # fmt: skip
+    with serving(GUIDE, GUIDE_STORE, config, rewrites) as send:
+        (placed,) = sandbox.add("orders")
+        created = sandbox.webhook("order.created", sandbox.mutate("orders", placed["id"], status="under_review"))
+        send("order.created", *created)
+        for slug in ("in_progress", "shipped", "delivered"):
+            updated = sandbox.webhook("order.status.updated", sandbox.mutate("orders", placed["id"], status=slug))
+            send("order.status.updated", *updated, f"  ({slug}: same data.id, another body)")
+        send("order.status.updated (resent)", *updated, "  (same key, same body: a resend)")
+        print(f"    order {placed['id']}: {order_status(placed['id'], 'guide-store', GUIDE_STORE)}")
+        run("events", "--tenant", "guide-store", "--store", GUIDE_STORE)
 
 
 if __name__ == "__main__":

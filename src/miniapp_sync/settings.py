@@ -11,6 +11,8 @@ and keeps the rest. The file is ``--config-file PATH`` (an error when missing), 
     public_url = "https://sync.example.com"
     default_schedule = "6h"               # sync MiniApps without a schedule of their own this often
     history_days = 30                     # record history kept this long (D39); 0: none written
+    log_format = "json"                   # or "console" (the default)
+    log_level = "info"                    # debug, info, warning, error
 
     [rewrites]                            # origin = origin
     "https://api.salla.dev" = "http://127.0.0.1:8765"
@@ -21,6 +23,7 @@ and keeps the rest. The file is ``--config-file PATH`` (an error when missing), 
 The variables: ``MINIAPP_SYNC_STORE``, ``MINIAPP_SYNC_SECRET_KEY``, ``MINIAPP_SYNC_ADMIN_TOKEN``,
 ``MINIAPP_SYNC_PUBLIC_URL``, ``MINIAPP_SYNC_DEFAULT_SCHEDULE``, ``MINIAPP_SYNC_HISTORY_DAYS``,
 ``MINIAPP_SYNC_MAX_RETRY_AFTER`` (seconds; ``max_retry_after = 300`` in the file),
+``MINIAPP_SYNC_LOG_FORMAT``, ``MINIAPP_SYNC_LOG_LEVEL``,
 ``MINIAPP_SYNC_REWRITES`` (``FROM=TO`` pairs separated by spaces or commas),
 ``MINIAPP_SYNC_CONFIG__<ns>__<key>`` (one ``auth.config`` value) and
 ``MINIAPP_SYNC_CONFIG_FILE``. Bad input is a ``SettingsError`` that says where (``file:line``,
@@ -54,6 +57,8 @@ PUBLIC_URL_VARIABLE = PREFIX + "PUBLIC_URL"
 DEFAULT_SCHEDULE_VARIABLE = PREFIX + "DEFAULT_SCHEDULE"
 REWRITES_VARIABLE = PREFIX + "REWRITES"
 HISTORY_DAYS_VARIABLE = PREFIX + "HISTORY_DAYS"
+LOG_FORMAT_VARIABLE = PREFIX + "LOG_FORMAT"
+LOG_LEVEL_VARIABLE = PREFIX + "LOG_LEVEL"
 CONFIG_VARIABLE = PREFIX + "CONFIG__"  # + <ns>__<key>
 MAX_RETRY_AFTER_VARIABLE = PREFIX + "MAX_RETRY_AFTER"
 
@@ -63,7 +68,11 @@ _SCALARS = {
     "admin_token": ADMIN_TOKEN_VARIABLE,
     "public_url": PUBLIC_URL_VARIABLE,
     "default_schedule": DEFAULT_SCHEDULE_VARIABLE,
+    "log_format": LOG_FORMAT_VARIABLE,
+    "log_level": LOG_LEVEL_VARIABLE,
 }
+# Spelt out as in miniapp_sync.logs (which this module does not import: it stays cheap).
+_CHOICES = {"log_format": ("console", "json"), "log_level": ("debug", "info", "warning", "error")}
 _SECRETS = frozenset({"secret_key", "admin_token"})  # never quoted back in an error
 _NUMBERS = {  # setting → (its variable, its unit)
     "max_retry_after": (MAX_RETRY_AFTER_VARIABLE, "seconds"),
@@ -86,6 +95,8 @@ class Settings:
     public_url: str | None = None
     default_schedule: str | None = None  # serve/worker --default-schedule: 30m, 6h, 1d or cron
     history_days: float | None = None  # None: the store's default (30 days)
+    log_format: str = "console"
+    log_level: str = "info"
     rewrites: Mapping[str, str] = field(default_factory=dict)  # origin → origin
     config: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # ns → auth.config values
     config_flags: Mapping[str, str] = field(default_factory=dict)  # --config: every MiniApp of the command
@@ -101,6 +112,8 @@ class Settings:
         public_url: str | None = None,
         default_schedule: str | None = None,
         max_retry_after: float | None = None,
+        log_format: str | None = None,
+        log_level: str | None = None,
         environ: Mapping[str, str],
     ) -> Settings:
         """Return these settings with a command's flags on top (flags win)."""
@@ -112,6 +125,9 @@ class Settings:
             ("max_retry_after", max_retry_after),
         )
         changes: dict[str, Any] = {name: value for name, value in flags if value is not None}
+        for name, value in (("log_format", log_format), ("log_level", log_level)):
+            if value is not None:
+                changes[name] = _choice(name, value, f"--{name.replace('_', '-')}")
         if rewrite:
             changes["rewrites"] = {**self.rewrites, **_rewrites(rewrite, "--rewrite")}
         if config:
@@ -184,11 +200,22 @@ def _rewrites(values: Iterable[str], where: str) -> dict[str, str]:
         raise SettingsError(f"{where}: {exc}") from None
 
 
+def _choice(name: str, value: str, where: str) -> str:
+    """Return a setting that takes one of a few values, lowercased, or raise naming ``where``."""
+    choices = _CHOICES[name]
+    if value.lower() not in choices:
+        raise SettingsError(f"{where}: expected one of {', '.join(choices)}, found {preview(value)}")
+    return value.lower()
+
+
 def _from_environment(settings: Settings, environ: Mapping[str, str]) -> Settings:
     changes: dict[str, Any] = {name: environ[variable] for name, variable in _SCALARS.items() if environ.get(variable)}
     for name, (variable, unit) in _NUMBERS.items():
         if environ.get(variable):
             changes[name] = _number(environ[variable], variable, unit)
+    for name in _CHOICES:
+        if name in changes:
+            changes[name] = _choice(name, changes[name], _SCALARS[name])
     if environ.get(REWRITES_VARIABLE):
         given = [p for p in re.split(r"[\s,]+", environ[REWRITES_VARIABLE]) if p]
         changes["rewrites"] = {**settings.rewrites, **_rewrites(given, REWRITES_VARIABLE)}
@@ -231,6 +258,8 @@ def _from_file(path: Path, environ: Mapping[str, str]) -> Settings:
                 shown = "a value" if name in _SECRETS else preview(value)
                 raise SettingsError(f"{lines.at(name)}: {name}: expected a non-empty string, found {shown}")
             values[name] = resolve(value, f"{lines.at(name)}: {name}", environ)
+            if name in _CHOICES:
+                values[name] = _choice(name, values[name], f"{lines.at(name)}: {name}")
     for name, (_, unit) in _NUMBERS.items():
         if name in data:
             values[name] = _number(data[name], f"{lines.at(name)}: {name}", unit)

@@ -268,7 +268,8 @@ def test_install_hands_the_provider_the_public_url_as_webhook_url(
     code, out, err = cli("install", path, "--tenant", "acme", *credentials, *hooks, rewrite=True)  # type: ignore[operator]
     assert code == 0, out + err
     assert received == [{"event": "order.created", "url": "https://sync.example.com/miniapps/salla/webhooks"}]
-    # --public-url wins over the environment.
+    # --public-url wins over the environment (another tenant: the store moved, D24).
+    assert cli("uninstall", "--tenant", "acme", "--ns", "salla")[0] == 0  # type: ignore[operator]
     more = ["--public-url", "https://other.example.com/"]
     code, out, err = cli("install", path, "--tenant", "globex", *credentials, *hooks, *more, rewrite=True)  # type: ignore[operator]
     assert code == 0, out + err
@@ -339,3 +340,56 @@ def test_retry_after_of_a_day_fails_the_sync_instead_of_sleeping(
     sandbox[0].fail_next(1, status=429, retry_after="20", path_prefix="/customers")
     code, out, _ = run("sync", example, "-t", "acme", "--resource", "customers", rewrite=True)  # type: ignore[operator]
     assert "longer than the 7 s this deployment waits" in " ".join(out.split())
+
+
+def test_sync_logs_one_json_object_a_line_with_its_run_context_and_no_secret(
+    cli: object, monkeypatch: pytest.MonkeyPatch, example: str
+) -> None:
+    run = cli  # type: ignore[assignment]
+    credentials = ["--credential", f"accessToken={TOKEN}", "--credential", f"refreshToken={REFRESH}", "--no-sync"]
+    assert run("install", example, "--tenant", "acme", *credentials, rewrite=True)[0] == 0  # type: ignore[operator]
+    monkeypatch.setenv("MINIAPP_SYNC_LOG_LEVEL", "info")  # the variable, and the flag anywhere on the line
+    code, _, err = run("sync", example, "--tenant", "acme", "--log-format", "json", rewrite=True)  # type: ignore[operator]
+    assert code == 0
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    finished_lines = [line for line in lines if line["event"] == "sync run finished"]
+    assert len(finished_lines) == len(json.loads(run("runs", "--format", "json")[1])["items"]) > 0  # type: ignore[operator]
+    for finished in finished_lines:  # one run per resource: the sync's jobs (D36)
+        assert finished["level"] == "info"
+        assert finished["logger"] == "miniapp_sync.sync"
+        assert finished["tenant"] == "acme"
+        assert finished["status"] == "succeeded"
+        assert finished["time"].endswith("Z")
+        assert {"run_id", "installation"} <= set(finished)
+    # The fixture checks that no token reached stdout or stderr.
+
+
+def test_a_bad_log_format_is_bad_usage_naming_the_flag(cli: object) -> None:
+    run = cli  # type: ignore[assignment]
+    code, _, err = run("runs", "--log-format", "xml")  # type: ignore[operator]
+    assert code == 2
+    assert '--log-format: expected one of console, json, found "xml"' in err
+
+
+def test_installing_a_tenant_with_another_tenant_s_store_id_is_refused_naming_the_first(
+    cli: object, sandbox: tuple[Sandbox, str], example: str
+) -> None:
+    run = cli  # type: ignore[assignment]
+    credentials = ["--credential", f"accessToken={TOKEN}", "--credential", f"refreshToken={REFRESH}"]
+    code, out, _ = run("install", example, "--tenant", "acme", *credentials, "--format", "json", rewrite=True)  # type: ignore[operator]
+    assert code == 0, out
+    first = json.loads(out)
+    store_id = str(sandbox[0].config.merchant_id)
+    assert str(first["metadata"]["storeId"]) == store_id
+    # userDetails gives tenant C the same storeId (the same Salla store): refused, naming acme's installation.
+    code, out, err = run("install", example, "--tenant", "capture", *credentials, rewrite=True)  # type: ignore[operator]
+    assert code == 1
+    assert f"storeId '{store_id}' already belongs to installation {first['id']} of tenant 'acme'" in out + err
+    code, out, _ = run("installations", "--format", "json")  # type: ignore[operator]
+    rows = {row["tenant"]: row for row in json.loads(out)["items"]}
+    assert rows["acme"]["status"] == "connected"
+    assert rows["capture"]["status"] == "error"
+    assert "storeId" not in rows["capture"]["metadata"]  # it can never be routed acme's deliveries
+    # The same store explicitly named with --metadata is refused too.
+    code, out, err = run("install", example, "--tenant", "other", "--metadata", f"storeId={store_id}", *credentials)  # type: ignore[operator]
+    assert code == 1

@@ -159,6 +159,11 @@ def definition(folder: Path) -> Path:
         resource["enabled"] = key in ("products", "customers")
         resource["expandDetails"] = False
         resource["pagination"].update(defaultLimit=20, maxLimit=20)
+    # The three tenants stand for three stores but share the sandbox's one merchant: without this,
+    # the second install would be refused for holding the first one's storeId (D24). Their
+    # deliveries go to per-installation URLs, so nothing needs the store id.
+    del document["auth"]["userDetails"]["mapping"]["storeId"]
+    del document["webhook"]["tenantExtraction"]
     path = folder / "salla.json"
     path.write_text(json.dumps(document))
     return path

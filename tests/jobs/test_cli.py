@@ -102,7 +102,7 @@ def test_a_heartbeat_slower_than_the_stall_timeout_is_bad_usage(cli: Cli, tmp_pa
     assert "shorter than stalled_after" in " ".join(err.split())
 
 
-def test_a_worker_serves_its_metrics_when_asked(cli: Cli, tmp_path: Path, pg_url: str) -> None:
+def test_a_worker_serves_the_metrics_it_owns_when_asked(cli: Cli, tmp_path: Path, pg_url: str) -> None:
     assert cli("db", "upgrade", "--store", pg_url)[0] == 0
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -124,6 +124,12 @@ def test_a_worker_serves_its_metrics_when_asked(cli: Cli, tmp_path: Path, pg_url
                 time.sleep(0.05)
         assert 'miniapp_sync_inbox_rows{status="pending"} 0.0' in text  # read from the store
         assert "miniapp_sync_inbox_processed" in text
+        # What a worker does (syncs, processing, trigger deliveries) and not what only serve does (receiving).
+        assert "# TYPE miniapp_sync_sync_runs_total counter" in text
+        assert "# TYPE miniapp_sync_trigger_deliveries_total counter" in text
+        assert "miniapp_sync_inbox_backlog" in text
+        assert "miniapp_sync_webhook_deliveries" not in text
+        assert "miniapp_sync_webhook_rejections" not in text
         with psycopg.connect(pg_url) as conn:  # SIGTERM is the worker's to handle once it has registered
             while not conn.execute("SELECT count(*) FROM procrastinate_workers").fetchone()[0]:  # type: ignore[index]
                 assert time.monotonic() < deadline, "the worker never registered"

@@ -95,3 +95,10 @@ async def test_openapi_document_is_valid_declares_bearer_and_is_served_without_t
     async with api.http.get(f"{api.url}/api/runs") as response:
         assert response.status == 401  # the operations stay guarded
         assert (await response.json())["error"]["type"] == "unauthorized"
+
+
+async def test_an_id_of_unicode_digits_is_not_found_not_a_server_error(api: Api) -> None:
+    # '¹'.isdigit() is true but int('¹') raises: found by the schemathesis run.
+    status, body = await api.get("/api/deadletters/%C2%B9")
+    assert status == 404
+    assert body["error"]["field"] == "id"

@@ -207,7 +207,9 @@ def thresholds() -> Iterator[tuple[int, int, int]]:
 async def test_runs_collect_young_objects_less_often_and_put_the_thresholds_back(
     world: World, thresholds: tuple[int, int, int]
 ) -> None:
-    app = derive()
+    # Two tenants of the sandbox's one merchant: without the storeId the second install is not
+    # refused as capturing the first one's deliveries (D24).
+    app = derive(lambda d: d["auth"]["userDetails"]["mapping"].pop("storeId"))
     first, second = await world.install(app, "acme"), await world.install(app, "globex")
     seen: list[tuple[int, int, int]] = []
 
@@ -241,3 +243,16 @@ async def test_a_run_leaves_automatic_collection_off_when_it_is_off(
     assert seen
     assert set(seen) == {0}
     assert gc.get_threshold()[0] == 0
+
+
+async def test_bulk_customers_are_stored_with_phones_in_e164_as_webhook_matching_looks_them_up(world: World) -> None:
+    # The docs' own mapping: primaryPhone straight from Salla's national `mobile` (an integer).
+    app = derive(lambda d: d["sync"]["resources"]["customers"]["apiMapping"].update(primaryPhone="mobile"))
+    installation = await world.install(app)
+    report = await world.runtime.engine.run(app.definition, app.plan, installation, resources=["customers"])
+    assert report.status == "succeeded"
+    stored = world.runtime.store.list_records(installation.id, "core:customer")
+    assert stored
+    for customer in stored:
+        source = next(c for c in world.sandbox.data["customers"] if str(c["id"]) == customer.code)
+        assert customer.data["primaryPhone"] == f"+966{source['mobile']}"

@@ -46,7 +46,7 @@ async def test_concurrent_deliveries_share_few_transactions(store: Store) -> Non
     commit = GroupCommit(inbox, FakeClock(), max_batch=64, max_delay=0.002, metrics=metrics)
     results = await asyncio.gather(*(commit.add(entry(installation, f"k{i}")) for i in range(200)))
     await commit.close()
-    assert results == [True] * 200
+    assert results == ["new"] * 200
     assert sum(inbox.batches) == 200
     assert len(inbox.batches) <= 5  # 200 waiters, batches of at most 64
     assert max(inbox.batches) == 64
@@ -59,8 +59,8 @@ async def test_duplicates_are_reported_within_a_batch_and_across_batches(store: 
     first = await asyncio.gather(*(commit.add(entry(installation, k)) for k in ("a", "b", "a", None, None)))
     second = await commit.add(entry(installation, "b"))
     await commit.close()
-    assert first == [True, True, False, True, True]  # no key: never a duplicate
-    assert second is False
+    assert first == ["new", "new", "duplicate", "new", "new"]  # no key: never a duplicate
+    assert second == "duplicate"
 
 
 async def test_a_failed_commit_fails_every_waiter_and_stores_nothing(store: Store) -> None:
@@ -77,7 +77,7 @@ async def test_close_commits_what_waits_then_refuses_more(store: Store) -> None:
     waiting = [asyncio.create_task(commit.add(entry(installation, str(i)))) for i in range(3)]
     await asyncio.sleep(0)
     await commit.close()
-    assert [await w for w in waiting] == [True, True, True]
+    assert [await w for w in waiting] == ["new"] * 3
     with pytest.raises(RuntimeError, match="closing"):
         await commit.add(entry(installation, "late"))
 

@@ -7,6 +7,7 @@ skip, unless CI=true, where they fail.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -43,21 +44,42 @@ def installation(store: Store, tenant: str = "acme") -> str:
     return store.save_installation(tenant, "salla", credentials=b"", metadata={}, user_input={}).id
 
 
-def entry(installation_id: str | None, key: str | None, body: bytes = b"{}") -> InboxEntry:
-    return InboxEntry("salla", installation_id, "order.created", key, "pending", body)
+def entry(
+    installation_id: str | None, key: str | None, body: bytes = b"{}", event: str = "order.created"
+) -> InboxEntry:
+    return InboxEntry("salla", installation_id, event, key, "pending", body)
 
 
-def test_duplicates_are_left_out_per_installation(store: Store) -> None:
+def test_resends_are_left_out_per_installation(store: Store) -> None:
     first, second = installation(store, "acme"), installation(store, "globex")
     inbox = Inbox(store)
     assert inbox.add([entry(first, "k1"), entry(first, "k1"), entry(second, "k1"), entry(first, None)]) == [
-        True,
-        False,
-        True,
-        True,
+        "new",
+        "duplicate",
+        "new",
+        "new",
     ]
-    assert inbox.add([entry(first, "k1"), entry(first, None), entry(None, "k1")]) == [False, True, True]
+    assert inbox.add([entry(first, "k1"), entry(first, None), entry(None, "k1")]) == ["duplicate", "new", "new"]
     assert len(inbox.list()) == 5
+
+
+def test_a_key_reused_with_another_body_or_event_is_stored_and_flagged(store: Store) -> None:
+    owner = installation(store)
+    inbox = Inbox(store)
+    created = entry(owner, "42", b'{"status": "new"}')
+    shipped = entry(owner, "42", b'{"status": "shipped"}', "order.status.updated")
+    delivered = entry(owner, "42", b'{"status": "delivered"}', "order.status.updated")
+    customer = entry(owner, "42", b'{"status": "new"}', "customer.created")
+    assert inbox.add([created, shipped]) == ["new", "new"]  # another event: another key (D26)
+    assert inbox.add([delivered, customer, shipped]) == ["reused", "new", "duplicate"]
+    assert inbox.add([delivered]) == ["duplicate"]  # the same body again: a resend
+    rows = inbox.list()
+    assert [(r.event, r.reused) for r in rows] == [
+        ("order.created", False),
+        ("order.status.updated", False),
+        ("order.status.updated", True),
+        ("customer.created", False),
+    ]
 
 
 def test_an_unprocessable_delivery_is_kept_failed_with_its_dead_letter(store: Store) -> None:
@@ -142,8 +164,8 @@ def test_a_resend_another_server_stores_meanwhile_does_not_fail_the_commit(store
     with psycopg.connect(url) as other, ThreadPoolExecutor(1) as pool:  # another server, mid-commit
         other.execute(
             "INSERT INTO webhook_inbox (ns, installation_id, event, transaction_id, status, body, attempts, "
-            "received_at) VALUES ('salla', %s, 'order.created', 'tx-1', 'pending', '{}', 0, 0)",
-            (acme,),
+            "received_at, digest) VALUES ('salla', %s, 'order.created', 'tx-1', 'pending', '{}', 0, 0, %s)",
+            (acme, hashlib.sha256(b"{}").digest()),
         )
         ours = pool.submit(Inbox(store).add, entries)  # finds no tx-1, then waits on the other's insert
         with psycopg.connect(url, autocommit=True) as watch:

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from miniapp_sync.sandbox.webhooks import sign
+from miniapp_sync.store.rejections import Rejections
 
 from .conftest import LIMIT, SECRET, Harness
 
@@ -157,10 +158,16 @@ async def test_an_unknown_store_gets_2xx_and_is_kept_as_unmatched(harness: Harne
     assert "storeId '999'" in row.error
 
 
-async def test_an_unknown_store_must_still_verify_against_the_global_secret(harness: Harness) -> None:
+async def test_an_unknown_store_that_does_not_verify_gets_404_and_leaves_only_a_rejection_row(
+    harness: Harness,
+) -> None:
     raw, headers = signed({"event": "order.created", "merchant": 999, "data": {"id": 1}}, secret="forged")
-    assert await harness.post(raw, headers) == UNAUTHORIZED
+    assert (await harness.post(raw, headers))[0] == 404
     assert harness.rows() == []
+    (rejection,) = Rejections(harness.runtime.store).list()
+    assert (rejection.status, rejection.size, rejection.route) == (404, len(raw), "/miniapps/salla/webhooks")
+    assert "storeId '999'" in rejection.reason
+    assert rejection.headers["x-salla-signature"] == "[redacted]"
 
 
 async def test_an_event_with_neither_handler_nor_trigger_is_acknowledged_and_ignored(harness: Harness) -> None:

@@ -25,9 +25,11 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     debug = "--debug" in args
     if debug:
         args = ["--debug", *(a for a in args if a != "--debug")]
+    args = _hoisted(args, ("--log-format", "--log-level"))
     as_json = _json_wanted(args)
     try:
         session = Session() if environ is None else Session(environ)
+        session.help = "--help" in args
         result = app(args=args, prog_name="miniapp-sync", standalone_mode=False, obj=session)
     except typer.Exit as exc:
         return int(exc.exit_code)
@@ -73,6 +75,21 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
             err.print(hint[0].upper() + hint[1:] + ".")
         return 1
     return int(result) if isinstance(result, int) else 0
+
+
+def _hoisted(args: list[str], options: tuple[str, ...]) -> list[str]:
+    """Move ``--option value`` (or ``--option=value``) of the root's ``options`` to the front, wherever given."""
+    front: list[str] = []
+    rest: list[str] = []
+    items = iter(args)
+    for arg in items:
+        if arg in options:
+            front += [arg, next(items, "")]
+        elif arg.partition("=")[0] in options:
+            front.append(arg)
+        else:
+            rest.append(arg)
+    return [*front, *rest]
 
 
 def _json_wanted(args: list[str]) -> bool:

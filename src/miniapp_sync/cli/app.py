@@ -7,6 +7,7 @@ tables, …) is imported inside the command that uses it. ``tests/cli/test_impor
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -61,6 +62,7 @@ class Session:
 
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     config_file: Path | None = None
+    help: bool = False  # the command line asks for --help: read no settings, set up nothing
     _settings: Settings | None = None
 
     def settings(self) -> Settings:
@@ -111,12 +113,27 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", help="Show the version and exit.", callback=_version, is_eager=True)
     ] = False,
+    log_format: Annotated[
+        str | None,
+        typer.Option("--log-format", help="Logs on stderr: console (default) or json; also MINIAPP_SYNC_LOG_FORMAT."),
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option("--log-level", help="debug, info (default), warning or error; also MINIAPP_SYNC_LOG_LEVEL."),
+    ] = None,
 ) -> None:
     """Run the MiniApps sync block, and check definitions before submission."""
     if not isinstance(ctx.obj, Session):
         ctx.obj = Session()  # run without main() (e.g. Typer's test runner): the process environment
     ctx.obj.config_file = config_file
     _current.set(ctx.obj)
+    if ctx.obj.help:
+        return
+    # Logging is set once, here, for every command (structlog loads with the first line logged).
+    from miniapp_sync import logs
+
+    chosen = ctx.obj.settings().with_flags(log_format=log_format, log_level=log_level, environ=ctx.obj.environ)
+    logs.configure(chosen.log_format, chosen.log_level)
 
 
 def warn(message: str) -> None:
@@ -141,7 +158,11 @@ def print_json(data: object) -> None:
     import orjson
 
     option = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
-    typer.echo(orjson.dumps(data, option=option, default=_jsonable).decode())
+    try:
+        text = orjson.dumps(data, option=option, default=_jsonable).decode()
+    except orjson.JSONEncodeError:  # an integer past 64 bits (an id, D26): the standard library writes it exactly
+        text = json.dumps(data, indent=2, ensure_ascii=False, default=_jsonable)
+    typer.echo(text)
 
 
 def print_view(view: object) -> None:

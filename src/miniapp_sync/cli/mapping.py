@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from miniapp_sync import exactjson
 from miniapp_sync.cli.app import (
     DefinitionArgument,
     FormatOption,
@@ -27,15 +28,14 @@ if TYPE_CHECKING:
 
 def read_json(path: Path) -> tuple[Any, bytes]:
     """Read a JSON input file; a syntax error names file:line:col (exit 2)."""
-    import orjson
 
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise typer.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--input") from None
     try:
-        return orjson.loads(raw), raw
-    except orjson.JSONDecodeError:
+        return exactjson.loads(raw), raw  # as the receiver reads it: ids of any size exact
+    except exactjson.JSONDecodeError:
         try:  # the stdlib parser says where
             json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:

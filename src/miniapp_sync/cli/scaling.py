@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -77,6 +76,8 @@ def worker(
     from miniapp_sync.jobs import Work
     from miniapp_sync.jobs.procrastinate_queue import Liveness, ProcrastinateQueue
     from miniapp_sync.runtime import load_miniapp
+    from miniapp_sync.sync.metrics import SyncMetrics
+    from miniapp_sync.webhooks.metrics import WebhookMetrics
     from miniapp_sync.webhooks.service import WebhookService
 
     cron = schedule_option(default_schedule)
@@ -86,7 +87,6 @@ def worker(
         raise typer.BadParameter(str(exc), param_hint="--heartbeat/--stalled-after") from None
     compute = registry(functions)
     miniapps = [load_miniapp(path, compute) for path in definition]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     name = name or f"{socket.gethostname()}:{os.getpid()}"
     with open_runtime(
         store,
@@ -98,7 +98,10 @@ def worker(
         max_retry_after=max_retry_after,
     ) as runtime:
         # Drain jobs run this process's inbox processor, deliver jobs its trigger delivery (D33).
-        webhooks = WebhookService(runtime)
+        # A worker exports what it owns: syncs, inbox processing, trigger deliveries; not receiving.
+        metrics = WebhookMetrics(receiving=False)
+        runtime.engine.metrics = SyncMetrics(metrics.registry)
+        webhooks = WebhookService(runtime, metrics=metrics)
         work = Work(
             runtime,
             drain=webhooks.processor.drain_installation,
@@ -129,7 +132,7 @@ async def _metrics(service: WebhookService, host: str, port: int | None) -> Asyn
     from aiohttp import web
 
     async def metrics(request: web.Request) -> web.Response:
-        body = service.metrics.render(await service.counts())
+        body = await service.scrape()
         return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
     sock = listen(host, port, option="--metrics-port")

@@ -104,7 +104,7 @@ def serve(
         gc.freeze()
         sock = listen(host, port)
         announce = f"serving {', '.join(runtime.apps)} on http://{host}:{sock.getsockname()[1]}"
-        serve_on(app, sock, on_started=lambda: console().print(announce), log_level="warning")
+        serve_on(app, sock, on_started=lambda: console().print(announce), log_level="warning", log_config=None)
     finally:
         runtime.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
@@ -156,10 +156,21 @@ def events(
     console().print(f"next cursor: {page.next}")
 
 
-@app.command()
-def inbox(
+inbox = typer.Typer(
+    name="inbox",
+    help="Received webhook deliveries and what became of them; refused ones with --status rejected.",
+    invoke_without_command=True,
+)
+app.add_typer(inbox)
+REJECTED: Final = "rejected"  # not an inbox state: the rejection trail (D24a), listed by the same command
+
+
+@inbox.callback()
+def list_inbox(
+    context: typer.Context,
     status: Annotated[
-        str | None, typer.Option(help="Only rows in this state (pending, unmatched, ignored, …).")
+        str | None,
+        typer.Option(help="Only rows in this state (pending, unmatched, ignored, …; rejected: what was refused)."),
     ] = None,
     limit: LimitOption = 50,
     cursor: CursorOption = None,
@@ -167,15 +178,31 @@ def inbox(
     output: FormatOption = OutputFormat.text,
 ) -> None:
     """List received webhook deliveries and what became of them, oldest first (bodies are not shown)."""
+    if context.invoked_subcommand is not None:
+        return
     from rich.text import Text
 
     from miniapp_sync.views import queries
     from miniapp_sync.views.queries import INBOX_STATES
 
-    if status is not None and status not in INBOX_STATES:
-        raise typer.BadParameter(f"expected one of {', '.join(INBOX_STATES)}", param_hint="--status")
-    chosen: InboxStatus | None = status  # type: ignore[assignment]  # checked just above
+    states = (*INBOX_STATES, REJECTED)
+    if status is not None and status not in states:
+        raise typer.BadParameter(f"expected one of {', '.join(states)}", param_hint="--status")
     page_of = window(limit, cursor)
+    if status == REJECTED:
+        with open_runtime(store) as runtime:
+            refused = queries.rejections(runtime.store, page_of)
+        if output is OutputFormat.json:
+            print_view(refused)
+            return
+        table = _table("Refused webhook deliveries", ("id", "route", "answer", "size", "received", "reason"))
+        for refusal in refused.items:
+            shown = (refusal.route, str(refusal.status), str(refusal.size), refusal.received_at)
+            table.add_row(refusal.id, *shown, Text(refusal.reason))  # Text: a reason's brackets are not markup
+        console().print(table)
+        show_next(refused)
+        return
+    chosen: InboxStatus | None = status  # type: ignore[assignment]  # checked just above
     with open_runtime(store) as runtime:
         page = queries.deliveries(runtime.store, page_of, status=chosen)
     if output is OutputFormat.json:
@@ -187,6 +214,47 @@ def inbox(
         table.add_row(r.id, r.ns, *cells, Text(r.error or ""))  # errors may quote [[key]]
     console().print(table)
     show_next(page)
+
+
+@inbox.command("assign")
+def assign_inbox_row(
+    id: Annotated[int, typer.Argument(metavar="ID", help="The unmatched inbox row's id.", show_default=False)],
+    installation: Annotated[str, typer.Option("--installation", help="The installation it is for.")],
+    definition: Annotated[Path, typer.Option("--definition", "-d", help="The MiniApp definition to process it with.")],
+    store: StoreOption = None,
+    functions: FunctionsOption = None,
+    output: FormatOption = OutputFormat.text,
+) -> int:
+    """Give an unmatched delivery to an installation and process it (exit 1 when processing fails)."""
+    from miniapp_sync.errors import WebhookError
+    from miniapp_sync.runtime import load_miniapp
+    from miniapp_sync.store import Inbox
+    from miniapp_sync.views import InboxDeliveryView
+    from miniapp_sync.webhooks.assign import assign
+    from miniapp_sync.webhooks.processor import Processor
+
+    miniapp = load_miniapp(definition, registry(functions))
+    with open_runtime(store, miniapps=[miniapp]) as runtime:
+        inbox_table = Inbox(runtime.store)
+        try:
+            assignment = asyncio.run(assign(runtime, inbox_table, id, installation))
+        except WebhookError as exc:
+            raise typer.BadParameter(str(exc), param_hint="ID") from None
+        if not assignment.duplicate:
+            asyncio.run(Processor(runtime, inbox_table).drain_installation(miniapp.ns, installation))
+        row = inbox_table.get(id)
+    if row is None:
+        raise typer.BadParameter(f"inbox row {id} was purged meanwhile", param_hint="ID")
+    if output is OutputFormat.json:
+        print_view(InboxDeliveryView.of(row))
+    elif assignment.duplicate:
+        console().print(f"inbox row {id} is a resend of a delivery already stored: ", end="")
+        console().print(row.error or "", markup=False)
+    else:
+        console().print(f"assigned inbox row {id} ({row.event or 'no event'}) to {installation}: {row.status}")
+        if row.error:
+            console().print(row.error, markup=False)
+    return 0 if row.status in ("done", "ignored") else 1
 
 
 deadletters = typer.Typer(

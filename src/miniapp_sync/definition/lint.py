@@ -31,6 +31,7 @@ from miniapp_sync.definition.findings import (
 )
 from miniapp_sync.definition.model import Definition
 from miniapp_sync.definition.placeholders import lint_placeholders
+from miniapp_sync.definition.webhook_lint import webhook_findings
 from miniapp_sync.errors import Finding, preview
 
 __all__ = ["SECRET_NAME", "Vocabulary", "lint"]
@@ -290,6 +291,8 @@ def lint(
     lint_placeholders(document, findings)
     if profile is Profile.karzoun:
         lint_compatibility(document, findings)
+    if definition is not None:
+        findings.items.extend(webhook_findings(definition, locate or (lambda loc: None)))
     return definition, _unique(findings.items)
 
 

@@ -21,6 +21,7 @@ from miniapp_sync.definition.lint import SECRET_NAME
 from miniapp_sync.definition.model import Definition, Request
 from miniapp_sync.errors import InstallationError
 from miniapp_sync.installations.calls import CallResult, call
+from miniapp_sync.installations.claims import refuse_capture, without_claims
 from miniapp_sync.installations.oauth import OAuthInstalls
 from miniapp_sync.installations.vault import Vault
 from miniapp_sync.network import Egress, is_loopback_url
@@ -151,7 +152,9 @@ class Installations:
         try:
             ready = await self.prepare(definition, installation)
         except InstallationError as exc:
-            self.store.update_installation(installation.id, status="error", error=str(exc))
+            # A refused install keeps no store id it could be routed deliveries by (D24).
+            metadata = without_claims(definition, installation.metadata)
+            self.store.update_installation(installation.id, status="error", error=str(exc), metadata=metadata)
             raise
         return self.store.update_installation(
             installation.id, credentials=ready.credentials, metadata=ready.metadata, status="connected", error=None
@@ -166,6 +169,9 @@ class Installations:
         another provider account than that installation's metadata does (D31a).
         """
         auth = definition.auth
+        # One store, one installation (D24): checked on what the install names, then on what the
+        # provider says, before any registration request.
+        refuse_capture(self.store, definition, draft, draft.metadata)
         if auth is not None and auth.test_token is not None:
             await self.send(definition, draft, auth.test_token, "auth.test_token")
         if auth is not None and auth.user_details is not None:
@@ -173,6 +179,7 @@ class Installations:
             if same_account_as is not None:
                 _same_account(definition, same_account_as, result)
             draft = dataclasses.replace(draft, metadata={**draft.metadata, **result.persisted})
+            refuse_capture(self.store, definition, draft, draft.metadata)
         for index, request in enumerate(auth.registration_requests if auth else []):
             where = f"auth.registrationRequests[{index}]"
             self._refuse_unreachable_webhook_url(definition, draft, request, where)

@@ -176,6 +176,17 @@ class ProcrastinateQueue(JobQueue):
                 log.warning("job %s (%s) of a dead worker is covered by a queued twin", stalled.id, stalled.lock)
         return retried, covered
 
+    async def not_ready(self) -> str | None:
+        """Return why the queue's database cannot take jobs (unreachable, or its schema missing), or None."""
+        try:
+            await self.app.connector.execute_query_one_async("SELECT count(*) FROM procrastinate_jobs WHERE false")
+        except Exception as exc:  # whatever the driver raises, the answer is "not ready, because"
+            cause = exc.__cause__ or exc  # Procrastinate wraps the driver's error, which says what is wrong
+            first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+            because = f"{type(cause).__name__}: {first[:200]}".rstrip(": ")
+            return f"the job queue is not reachable: {because} (hint: is `miniapp-sync db upgrade` done?)"
+        return None
+
     async def status(self) -> QueueStatus:
         """Return a snapshot of the queue, for operators."""
         query = self.app.connector.execute_query_all_async

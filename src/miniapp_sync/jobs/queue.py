@@ -46,6 +46,10 @@ class JobQueue(ABC):
         """Enqueue delivery of the trigger events due to subscribers."""
         return await self.enqueue(Job("deliver"))
 
+    async def not_ready(self) -> str | None:
+        """Return why jobs cannot be queued now, or None (``/readyz``); an in-process queue always can."""
+        return None
+
     @abstractmethod
     async def enqueue(self, job: Job, *, delay: float = 0.0) -> Enqueued:
         """Queue ``job`` to run after ``delay`` seconds, unless a job with its key is queued already."""

@@ -253,7 +253,7 @@ def pick(value: Any, key: str) -> Any:
     for part in key.split("."):
         if isinstance(value, Mapping):
             value = value.get(part)
-        elif isinstance(value, (list, tuple)) and part.isdigit() and int(part) < len(value):
+        elif isinstance(value, (list, tuple)) and part.isascii() and part.isdigit() and int(part) < len(value):
             value = value[int(part)]
         else:
             return None

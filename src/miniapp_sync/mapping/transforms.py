@@ -221,7 +221,7 @@ def _parse_date(text: str, fmt: str | None) -> datetime | date | None:
             return datetime.strptime(text, fmt)
         except ValueError:
             pass  # fall through to the formats recognised without help
-    if _DATE_ONLY.fullmatch(text) or (len(text) == 8 and text.isdigit()):
+    if _DATE_ONLY.fullmatch(text) or (len(text) == 8 and text.isascii() and text.isdigit()):
         return date.fromisoformat(text)
     if _EPOCH_TEXT.fullmatch(text):
         return _from_epoch(float(text))

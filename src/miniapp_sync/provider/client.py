@@ -26,10 +26,10 @@ from types import TracebackType
 from typing import Any, Final, Literal, Self
 
 import aiohttp
-import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from miniapp_sync import exactjson
 from miniapp_sync.clock import Clock
 from miniapp_sync.errors import ProviderError
 from miniapp_sync.network import REFUSAL, Egress, refused
@@ -51,6 +51,7 @@ class Refreshed:
     secrets: tuple[str, ...] = ()
 
 
+_STATUS_CLASSES: Final = ("", "1xx", "2xx", "3xx", "4xx", "5xx")
 RefreshHook = Callable[[], Awaitable[Refreshed | None]]
 
 _HINTS: Final = {
@@ -144,6 +145,10 @@ class ProviderClient:
         self.unauthorized_refreshes = 0
         # Seconds a request takes once the budget granted it (moving average; None before the first answer).
         self.latency: float | None = None
+        # Answers by status class ("2xx", "4xx", …, "error" for no answer) and seconds spent
+        # waiting for the rate budget: the sync metrics read them once a resource is done.
+        self.statuses: dict[str, int] = {}
+        self.waited = 0.0
         # Case-insensitive, so a refreshed "authorization" replaces "Authorization" instead of joining it.
         self._headers: CIMultiDict[str] = CIMultiDict({"Accept": "application/json"})
         self._headers.update({k: str(v) for k, v in headers.items()})
@@ -229,7 +234,9 @@ class ProviderClient:
         attempts = failures = 0
         refreshed = False
         while True:
+            waiting = self.clock.monotonic()
             await self.limiter.acquire()
+            self.waited += self.clock.monotonic() - waiting
             attempts += 1
             self.requests += 1
             generation, headers = self._auth_generation, CIMultiDict(self._headers)
@@ -238,6 +245,7 @@ class ProviderClient:
                 status, answer_headers, body, final_url, content_type = await self._send(call, headers)
                 self._observe(self.clock.monotonic() - sent)
             except (aiohttp.ClientError, TimeoutError) as exc:
+                self._answered("error")
                 failures += 1
                 if refused(exc):  # the guard's answer will not change on a retry
                     raise ProviderError(f"{call.where}{method} {call.url} {self._describe(exc)}") from None
@@ -247,6 +255,7 @@ class ProviderClient:
                     raise call.connection_error(self._describe(exc), attempts) from exc
                 await self._back_off(self.retry.delay(failures - 1, now=self.clock.now()))
                 continue
+            self._answered(_STATUS_CLASSES[status // 100] if 1 <= status // 100 <= 5 else "other")
             if status == 401 and self._on_unauthorized is not None and not refreshed:
                 refreshed = True
                 await self._refresh(generation)
@@ -270,6 +279,9 @@ class ProviderClient:
         # A fifth of each new answer: follows a provider that slows down within a few requests,
         # and one slow answer moves it by a fifth only.
         self.latency = seconds if self.latency is None else self.latency + 0.2 * (seconds - self.latency)
+
+    def _answered(self, status_class: str) -> None:
+        self.statuses[status_class] = self.statuses.get(status_class, 0) + 1
 
     async def _send(self, call: _Call, headers: CIMultiDict[str]) -> tuple[int, CIMultiDictProxy[str], bytes, str, str]:
         if call.guarded:
@@ -323,8 +335,8 @@ class ProviderClient:
         if not body.strip():
             return None
         try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
+            return exactjson.loads(body)  # record ids of any size stay exact (D26)
+        except exactjson.JSONDecodeError:
             start = self.redactor.body(body, limit=40)
             raise ProviderResponseError(
                 f"{call.where}{call.method} {call.url} answered {raw.status} with {raw.content_type}, "

@@ -3,21 +3,25 @@
 Public routes (what providers and browsers reach): ``POST /miniapps/{ns}/webhooks`` and
 ``/miniapps/{ns}/webhooks/{installation}`` (D24), ``/miniapps/{ns}/oauth2`` (started only from a
 signed link that ``POST /api/oauth-links`` or ``miniapp-sync oauth-link`` issues, D31a), ``/healthz``
-and ``/metrics``. The management API under ``/api`` (``server/management.py``, trigger events
-included) needs ``Authorization: Bearer <admin token>``; without a configured token it is
-closed. Its OpenAPI document, ``/api/openapi.json``, is served to anyone: it holds no data. Bind
-to 127.0.0.1 unless told otherwise. Everything that is not an answer is a job of the deployment's
-queue (D36): a sync started through the API, the initial import after an install, the drain of
-the inbox after deliveries. While the app lives, the embedded queue runs those jobs and the
-schedules in this process; on PostgreSQL, workers do.
+(the process is up), ``/readyz`` (the store and, on PostgreSQL, the queue can serve) and
+``/metrics``. Every request leaves one access log line (``miniapp_sync.access``): method, route
+template, status, duration; never the query string or a header. The management API under ``/api``
+(``server/management.py``, trigger events included) needs ``Authorization: Bearer <admin
+token>``; without a configured token it is closed. Its OpenAPI document, ``/api/openapi.json``,
+is served to anyone: it holds no data. Bind to 127.0.0.1 unless told otherwise. Everything that
+is not an answer is a job of the deployment's queue (D36): a sync started through the API, the
+initial import after an install, the drain of the inbox after deliveries. While the app lives,
+the embedded queue runs those jobs and the schedules in this process; on PostgreSQL, workers do.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import html
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,7 +29,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from miniapp_sync.errors import InstallationConflict, InstallationError, MiniAppSyncError, SealError
@@ -33,15 +37,18 @@ from miniapp_sync.jobs import Enqueued, JobQueue, Work, deployment_queue
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.server.management import management_routes
 from miniapp_sync.server.openapi import Param, Reply, document, error, ok, operation
-from miniapp_sync.server.webhooks import WebhookEndpoint, metrics_endpoint, webhook_params
+from miniapp_sync.server.webhooks import WebhookEndpoint, assign_endpoint, metrics_endpoint, webhook_params
 from miniapp_sync.store import Installation
+from miniapp_sync.store.health import not_ready
+from miniapp_sync.sync.metrics import SyncMetrics
 from miniapp_sync.views import ErrorView, JobRunView, JobView, Page, RunView
+from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.service import WebhookService
 from miniapp_sync.webhooks.settings import WebhookSettings
 
-log = logging.getLogger("miniapp_sync.server")
-
 OPENAPI_PATH = "/api/openapi.json"  # served without the token: it holds no data, and clients need it to start
+log = logging.getLogger("miniapp_sync.server")
+access = logging.getLogger("miniapp_sync.access")
 
 
 class AdminGuard:
@@ -59,6 +66,12 @@ class AdminGuard:
                 return await response(scope, receive, send)
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, f"Bearer {self.token}".encode()):
+                # Who knocked, not what they sent: the header may hold a mistyped real token.
+                client = scope.get("client")
+                log.warning(
+                    "management API refused: missing or wrong admin token",
+                    extra={"method": scope["method"], "path": scope["path"], "client": client[0] if client else None},
+                )
                 hint = "send Authorization: Bearer <admin token>"
                 response = error(401, "unauthorized", "missing or wrong admin token", hint=hint)
                 return await response(scope, receive, send)
@@ -92,13 +105,47 @@ class Server(Starlette):
         self.webhook = webhook
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] != "http":
+            return await super().__call__(scope, receive, send)
+        started = time.perf_counter()
+        if scope["method"] == "POST":
             params = webhook_params(scope)
             if params is not None:
                 scope["app"] = self
                 scope["path_params"] = params
-                return await self.webhook(scope, receive, send)
-        await super().__call__(scope, receive, send)
+                status = await self.webhook(scope, receive, send)
+                # An accepted delivery is in the inbox, which is its record: its line is debug, so
+                # the hot path does not format one per delivery; a refusal is logged at info.
+                level = logging.DEBUG if status is not None and status < 400 else logging.INFO
+                if access.isEnabledFor(level):
+                    template = "/miniapps/{ns}/webhooks" + ("/{installation}" if "installation" in params else "")
+                    _access(level, scope, template, status, started, ns=params["ns"])
+                return None
+        status = 500  # what the client sees when the app fails before it answers
+
+        async def sending(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, sending)
+        finally:
+            if access.isEnabledFor(logging.INFO):
+                _access(logging.INFO, scope, self._template(scope), status, started)
+
+    def _template(self, scope: Scope) -> str | None:
+        """Return the route template a request matched (a partial match: the route, another method)."""
+        routes = (r for r in self.router.routes if isinstance(r, Route) and r.matches(scope)[0] is not Match.NONE)
+        return next((r.path for r in routes), None)
+
+
+def _access(level: int, scope: Scope, route: str | None, status: int | None, started: float, **fields: str) -> None:
+    """Log one request by its route template: the ids in its path and its query string stay out of the log."""
+    ms = round((time.perf_counter() - started) * 1000, 2)
+    extra = {"method": scope["method"], "route": route, "status": status, "ms": ms, **fields}
+    access.log(level, "request", extra=extra)
 
 
 def create_app(
@@ -117,7 +164,15 @@ def create_app(
     this app's webhook processor and delivery; ``default_schedule`` (cron) schedules the MiniApps
     without a schedule of their own; ``concurrency`` is how many jobs the embedded queue runs at once.
     """
-    service = webhooks if isinstance(webhooks, WebhookService) else WebhookService(runtime, settings=webhooks)
+    # Embedded, this process's queue processes and syncs; scaled out the workers do, and this
+    # process exports only what it receives.
+    runs_jobs = not runtime.backend.shared_queue
+    if isinstance(webhooks, WebhookService):
+        service = webhooks
+    else:
+        service = WebhookService(runtime, settings=webhooks, metrics=WebhookMetrics(processing=runs_jobs))
+    if runs_jobs and runtime.engine.metrics is None:
+        runtime.engine.metrics = SyncMetrics(service.metrics.registry)
     jobs = queue or deployment_queue(
         Work(
             runtime,
@@ -189,6 +244,16 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True, "miniapps": sorted(runtime.apps)})
 
+    async def readyz(request: Request) -> Response:
+        """Ready when the store answers at this code's schema revision and, on PostgreSQL, the queue answers."""
+        reason = await asyncio.to_thread(not_ready, runtime.store.database)
+        if reason is None:
+            reason = await jobs.not_ready()  # the in-process queue always can
+        if reason is not None:
+            log.warning("not ready: %s", reason)
+            return JSONResponse({"ready": False, "reason": reason}, 503)
+        return JSONResponse({"ready": True})
+
     known_resources = sorted(
         {key for a in runtime.apps.values() if a.definition.sync for key in a.definition.sync.resources}
     )
@@ -222,6 +287,11 @@ def create_app(
             receipts = [r for key in keys for r in await jobs.sync(app.ns, installation.id, key)]
         except MiniAppSyncError as exc:
             return error(400, "bad_request", str(exc))
+        log.info(
+            "sync queued through the API",
+            extra={"installation": installation.id, "tenant": installation.tenant, "resources": resource or "all",
+                   "jobs": [r.id for r in receipts]},
+        )  # fmt: skip
         return ok(_jobs(receipts), 202)
 
     @operation(
@@ -236,6 +306,7 @@ def create_app(
     receive = WebhookEndpoint(service)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
+        Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint(service), include_in_schema=False),
         Route("/miniapps/{ns}/webhooks", receive, methods=["POST"], include_in_schema=False),
         Route("/miniapps/{ns}/webhooks/{installation}", receive, methods=["POST"], include_in_schema=False),
@@ -243,6 +314,7 @@ def create_app(
         *management_routes(runtime, installed=installed),
         Route("/api/installations/{id}/sync", start_sync, methods=["POST"]),
         Route("/api/jobs/{id}", get_job, methods=["GET"]),
+        Route("/api/inbox/{id}/assign", assign_endpoint(service), methods=["POST"]),
     ]
 
     async def openapi(request: Request) -> Response:

@@ -318,7 +318,9 @@ def management_routes(runtime: Runtime, *, installed: Callable[[Installation], A
     )
     async def get_dead_letter(request: Request, id: str) -> Response:
         found = (
-            await asyncio.to_thread(queries.dead_letter, runtime, int(id)) if id.isdigit() and len(id) < 16 else None
+            await asyncio.to_thread(queries.dead_letter, runtime, int(id))
+            if id.isascii() and id.isdigit() and len(id) < 16
+            else None
         )
         if found is None:
             return error(404, "not_found", f"no dead letter {id[:60]!r}", field="id")

@@ -9,15 +9,22 @@ the project machine that stack cost as much as everything else a delivery needs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from miniapp_sync.errors import MiniAppSyncError
+from miniapp_sync.server.openapi import Param, error, ok, operation
+from miniapp_sync.server.openapi import Reply as Documented
+from miniapp_sync.views import ErrorView, InboxDeliveryView
+from miniapp_sync.views.queries import MAX_EVENT_ID as MAX_ID  # ids JSON and every database here hold exactly
+from miniapp_sync.webhooks.assign import assign
 from miniapp_sync.webhooks.receiver import TOO_LARGE, UNAVAILABLE, Reply
 from miniapp_sync.webhooks.service import WebhookService
 
@@ -71,7 +78,8 @@ class WebhookEndpoint:
         self.service = service
         self.limit = service.settings.max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> int | None:
+        """Answer one delivery; return the status answered (None: the sender went away first)."""
         clock = self.service.clock
         started = clock.monotonic()
         params = scope["path_params"]
@@ -80,11 +88,22 @@ class WebhookEndpoint:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         declared = headers.get("content-length", "")
         try:
-            raw = None if declared.isdigit() and int(declared) > self.limit else await _body(receive, self.limit)
+            raw = (
+                None
+                if declared.isascii() and declared.isdigit() and int(declared) > self.limit
+                else await _body(receive, self.limit)
+            )
         except _Disconnected:
-            return  # half a body is not a delivery; the sender will resend it
+            return None  # half a body is not a delivery; the sender will resend it
         if raw is None:
             reply = TOO_LARGE
+            # Recorded for a MiniApp served here only: any other path segment would be a new cap.
+            if ns in self.service.runtime.apps:
+                size = int(declared) if declared.isdigit() else self.limit + 1  # at least: reading stopped there
+                reason = f"the body is over {self.limit} bytes"
+                await self.service.receiver.refuse(
+                    TOO_LARGE, ns, params.get("installation"), reason, size=size, body=None, headers=headers
+                )
         else:
             query = dict(parse_qsl(scope["query_string"].decode("latin-1"))) if scope["query_string"] else {}
             try:
@@ -94,13 +113,56 @@ class WebhookEndpoint:
                 reply = UNAVAILABLE
         await _send(send, reply)
         self.service.metrics.answered(ns, reply.outcome, clock.monotonic() - started)
+        return reply.status
 
 
 def metrics_endpoint(service: WebhookService) -> Any:
     """Return the handler of ``GET /metrics`` (Prometheus text format)."""
 
     async def metrics(request: Request) -> Response:
-        rows = await service.counts()
-        return Response(service.metrics.render(rows), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(await service.scrape(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return metrics
+
+
+def assign_endpoint(service: WebhookService) -> Any:
+    """Return the handler of ``POST /api/inbox/{id}/assign`` (D24a)."""
+
+    @operation(
+        "Give an unmatched webhook delivery to an installation; it is then processed (D24a).",
+        params=[
+            Param("id", "The unmatched inbox row's id.", kind="integer", location="path", minimum=1, maximum=MAX_ID)
+        ],
+        body={
+            "type": "object",
+            "required": ["installation"],
+            "additionalProperties": False,
+            "properties": {"installation": {"type": "string", "description": "The installation it is for."}},
+        },
+        responses={
+            202: Documented("the delivery, queued (or ignored as a resend of one stored)", InboxDeliveryView),
+            404: Documented("no such inbox row", ErrorView),
+            409: Documented(
+                "the row is not unmatched, or the installation cannot take it (the message says why)", ErrorView
+            ),
+        },
+    )
+    async def assign_delivery(request: Request, id: int) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return error(400, "bad_request", "the body is not JSON", hint='send {"installation": "<id>"}')
+        if not isinstance(body, dict) or set(body) != {"installation"} or not isinstance(body["installation"], str):
+            return error(400, "bad_request", 'expected {"installation": "<installation id>"}', field="installation")
+        if await asyncio.to_thread(service.inbox.get, id) is None:
+            return error(404, "not_found", f"no inbox row {id}", field="id")
+        try:
+            assignment = await assign(service.runtime, service.inbox, id, body["installation"])
+        except MiniAppSyncError as exc:
+            return error(409, "conflict", str(exc))
+        row = assignment.row
+        if row.status == "pending" and row.installation_id is not None:
+            service.queue_processing(row.ns, row.installation_id)
+        return ok(InboxDeliveryView.of(row), 202)
+
+    return assign_delivery

@@ -17,9 +17,10 @@ from miniapp_sync.store.model import (
 from miniapp_sync.store.outbox import DeliveryState, DueDelivery, Outbox, Subscription, TriggerEvent
 from miniapp_sync.store.records import content_hash, normalise_version
 from miniapp_sync.store.store import Store
-from miniapp_sync.store.webhook_model import InboxEntry, InboxRow, InboxStatus
+from miniapp_sync.store.webhook_model import Added, InboxEntry, InboxRow, InboxStatus
 
 __all__ = [
+    "Added",
     "DeadLetter",
     "DeadLetterKind",
     "DeliveryState",

@@ -18,11 +18,11 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
 from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from miniapp_sync import exactjson
 from miniapp_sync.errors import StoreError
 from miniapp_sync.store.tables import VERSION_TABLE
 
@@ -78,8 +78,8 @@ def _dumps(value: Any) -> str:
     # psycopg calls this while sending the query, where SQLAlchemy does not wrap what is raised;
     # a StoreError subclass is recognisable on both paths (see translated()).
     try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError as exc:
+        return exactjson.dumps(value).decode()
+    except (TypeError, ValueError) as exc:  # orjson's JSONEncodeError is a TypeError; json's a ValueError too
         raise _NotJSON(f"a value is not JSON-serialisable ({exc})") from None
 
 
@@ -115,7 +115,7 @@ class Database:
                 pool_size=8,
                 max_overflow=24,
                 json_serializer=_dumps,
-                json_deserializer=orjson.loads,
+                json_deserializer=exactjson.loads,
                 hide_parameters=True,  # parameters may hold credentials; keep them out of errors
             )
             event.listen(self.engine, "connect", _sqlite_connect)
@@ -126,7 +126,7 @@ class Database:
                 url,
                 pool_pre_ping=True,  # survive a database restart between calls
                 json_serializer=_dumps,
-                json_deserializer=orjson.loads,
+                json_deserializer=exactjson.loads,
                 hide_parameters=True,
             )
             # PostgreSQL handles concurrent writers itself (row locks, advisory locks).

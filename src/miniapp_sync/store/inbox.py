@@ -3,18 +3,19 @@
 A row is ``pending`` until the processor claims it (``processing``, one more attempt counted),
 then ``done``, or ``failed`` once dead-lettered. Deliveries that need no processing are kept as
 ``ignored`` (no handler, no trigger), ``unmatched`` (no installation, or an uninstalled one) or
-``ping``. ``add`` is the
-receiver's group commit: many deliveries in one transaction, duplicates (same installation and
-transaction id, D26) left out. ``transaction()`` is the processor's: record writes, the outbox
+``ping``. ``add`` is the receiver's group commit: many deliveries in one transaction, resends
+(same installation, event, transaction id and body, D26) left out. ``transaction()`` is the
+processor's: record writes, the outbox
 event and the row's new state commit together, so reprocessing after a crash cannot double up.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache, lru_cache
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 from sqlalchemy import Connection, Row, delete, func, insert, select, update
@@ -24,9 +25,10 @@ from sqlalchemy.sql.dml import Insert
 from miniapp_sync.store.processing import Processing, add_dead_letter
 from miniapp_sync.store.store import Store
 from miniapp_sync.store.tables import dead_letters
-from miniapp_sync.store.webhook_model import InboxEntry, InboxRow, InboxStatus
+from miniapp_sync.store.webhook_model import Added, InboxEntry, InboxRow, InboxStatus
 from miniapp_sync.store.webhook_tables import webhook_inbox
 
+Assigned = Literal["assigned", "duplicate", "not_unmatched"]
 FINISHED: Final = ("done", "ignored", "ping", "unmatched")  # what purge() may forget
 _CHUNK: Final = 500  # values per IN (...) list
 
@@ -45,12 +47,12 @@ class Inbox:
         self._clock = store.clock
         self._history = store.history_retention is not None
 
-    def add(self, entries: Sequence[InboxEntry]) -> list[bool]:
-        """Store deliveries in one transaction; return, per entry, False when it was a duplicate."""
+    def add(self, entries: Sequence[InboxEntry]) -> list[Added]:
+        """Store deliveries in one transaction; return, per entry, whether it was new, a resend or a reused key."""
         now = self._clock.now()
-        stored = [True] * len(entries)
+        added: list[Added] = ["new"] * len(entries)
         rows: list[tuple[Any, ...]] = []
-        keyed: list[tuple[int, tuple[str, str]]] = []  # (position, key) of each keyed row inserted
+        keyed: list[tuple[int, _Key]] = []  # (position, key with digest) of each keyed row inserted
         dead: list[int] = []
         with self._db.write(f"store {len(entries)} webhook deliveries") as conn:
             dialect = conn.dialect.name
@@ -58,37 +60,65 @@ class Inbox:
             # PostgreSQL: the insert says which keys were new (RETURNING), which also settles a race
             # with another receiver storing the same resend; one round trip, and no lookup for a
             # planner misled by a young table's statistics to turn into a scan of the inbox.
-            seen = set() if dialect == "postgresql" else _existing(conn, entries)
+            known = {} if dialect == "postgresql" else _existing(conn, entries)
             for position, entry in enumerate(entries):
-                if entry.installation_id and entry.transaction_id:
-                    key = (entry.installation_id, entry.transaction_id)
-                    if key in seen:
-                        stored[position] = False
+                digest = hashlib.sha256(entry.body).digest()
+                reused = False
+                if entry.installation_id and entry.transaction_id and entry.event is not None:
+                    bodies = known.setdefault((entry.installation_id, entry.transaction_id, entry.event), set())
+                    if digest in bodies:
+                        added[position] = "duplicate"
                         continue
-                    seen.add(key)
+                    if bodies:
+                        reused, added[position] = True, "reused"
+                    bodies.add(digest)
                     if entry.status != "failed":
-                        keyed.append((position, key))
+                        keyed.append((position, (entry.installation_id, entry.transaction_id, entry.event, digest)))
                 if entry.status == "failed":
                     dead.append(position)
                 else:
-                    rows.append(_values(entry, now))
+                    rows.append(_values(entry, now, digest, reused))
             if rows and dialect == "postgresql":
                 new = _insert_returning_keys(conn, rows)
+                again = _mark_reused(conn, [key for _, key in keyed if key in new])
                 for position, key in keyed:
-                    stored[position] = key in new
+                    added[position] = "duplicate" if key not in new else "reused" if key in again else added[position]
             elif rows:
                 # The receiver's hot path on SQLite: positional rows straight to the driver's executemany.
                 conn.exec_driver_sql(_SQLITE_INSERT, rows)
             for position in dead:
                 # A delivery that can never be processed: kept, and dead-lettered in the same transaction.
                 entry = entries[position]
-                row = dict(zip(_INSERTED, _values(entry, now), strict=True))
+                values = _values(entry, now, hashlib.sha256(entry.body).digest(), False)
+                row = dict(zip(_INSERTED, values, strict=True))
                 new_id = conn.execute(_insert_one(dialect).values(row)).scalar_one_or_none()
                 if new_id is None:
-                    stored[position] = False
+                    added[position] = "duplicate"
                 else:
                     add_dead_letter(conn, entry, int(new_id), entry.error or "", now)
-        return stored
+        return added
+
+    def assign(self, id: int, installation_id: str, event: str | None, transaction_id: str | None) -> Assigned:
+        """Give an unmatched row its installation, event and key (D24a), queued to be processed.
+
+        A row whose key and body an installation's inbox holds already is a resend: it is kept as
+        ``ignored``, naming the first. Returns what became of it (``not_unmatched``: left alone).
+        """
+        with self._db.write(f"assign webhook delivery {id}") as conn:
+            row = conn.execute(select(i.status, i.digest).where(i.id == id)).first()
+            if row is None or row.status != "unmatched":
+                return "not_unmatched"
+            first = None
+            if transaction_id is not None and event is not None:
+                same = (i.installation_id == installation_id, i.transaction_id == transaction_id, i.event == event)
+                first = conn.execute(select(i.id).where(*same, i.digest == row.digest)).scalar()
+            values: dict[str, Any] = {"installation_id": installation_id, "event": event, "processed_at": None}
+            if first is not None:
+                values.update(status="ignored", error=f"a resend of delivery {first}, already stored")
+            else:
+                values.update(transaction_id=transaction_id, status="pending", error=None)
+            conn.execute(update(webhook_inbox).where(i.id == id).values(values))
+        return "duplicate" if first is not None else "assigned"
 
     def pending_heads(self) -> list[tuple[str, str, float | None]]:
         """Return (installation id, ns, when the head may run) of every installation with pending rows."""
@@ -235,14 +265,16 @@ class Inbox:
 
 _INSERTED: Final = (
     "ns", "installation_id", "event", "transaction_id", "status",
-    "body", "attempts", "received_at", "processed_at", "error",
+    "body", "attempts", "received_at", "processed_at", "error", "digest", "reused",
 )  # fmt: skip
+_KEY: Final = ("installation_id", "transaction_id", "event", "digest")  # the de-duplication key (D26)
+_Key = tuple[str, str, str, bytes]
 
 
-def _values(entry: InboxEntry, now: float) -> tuple[Any, ...]:
+def _values(entry: InboxEntry, now: float, digest: bytes, reused: bool) -> tuple[Any, ...]:
     processed = None if entry.status == "pending" else now
     return (entry.ns, entry.installation_id, entry.event, entry.transaction_id, entry.status, entry.body, 0, now,
-            processed, entry.error)  # fmt: skip
+            processed, entry.error, digest, reused)  # fmt: skip
 
 
 def _marks(paramstyle: str, count: int) -> str:
@@ -258,24 +290,48 @@ def _pg_insert(count: int) -> str:
     row = f"({_marks('format', len(_INSERTED))})"
     return (
         f"INSERT INTO webhook_inbox ({', '.join(_INSERTED)}) VALUES {', '.join([row] * count)} "
-        "ON CONFLICT (installation_id, transaction_id) DO NOTHING RETURNING installation_id, transaction_id"
+        f"ON CONFLICT ({', '.join(_KEY)}) DO NOTHING RETURNING {', '.join(_KEY)}"
     )
 
 
-def _insert_returning_keys(conn: Connection, rows: list[tuple[Any, ...]]) -> set[tuple[str, str]]:
-    """Insert rows on PostgreSQL, skipping stored keys; return the (installation, transaction id) keys inserted."""
-    inserted: set[tuple[str, str]] = set()
+def _insert_returning_keys(conn: Connection, rows: list[tuple[Any, ...]]) -> set[_Key]:
+    """Insert rows on PostgreSQL, skipping stored keys; return the keys (with digest) inserted."""
+    inserted: set[_Key] = set()
     for start in range(0, len(rows), _PG_ROWS):
         chunk = rows[start : start + _PG_ROWS]
         result = conn.exec_driver_sql(_pg_insert(len(chunk)), tuple(value for row in chunk for value in row))
-        inserted.update((r[0], r[1]) for r in result if r[1] is not None)
+        inserted.update((r[0], r[1], r[2], bytes(r[3])) for r in result if r[1] is not None and r[2] is not None)
     return inserted
+
+
+# Rows just inserted whose (installation, transaction id, event) another row holds with another
+# body: all but the first of each key are flagged reused, in one statement (PostgreSQL).
+_MARK_REUSED: Final = """
+UPDATE webhook_inbox w SET reused = true
+FROM (
+    SELECT installation_id, transaction_id, event, min(id) AS first FROM webhook_inbox
+    WHERE (installation_id, transaction_id, event) IN (
+        SELECT DISTINCT * FROM unnest(%s::text[], %s::text[], %s::text[])
+    )
+    GROUP BY 1, 2, 3 HAVING count(*) > 1
+) d
+WHERE w.installation_id = d.installation_id AND w.transaction_id = d.transaction_id AND w.event = d.event
+  AND w.id <> d.first AND NOT w.reused
+RETURNING w.installation_id, w.transaction_id, w.event, w.digest
+"""
+
+
+def _mark_reused(conn: Connection, keys: Sequence[_Key]) -> set[_Key]:
+    if not keys:
+        return set()
+    columns = ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
+    return {(r[0], r[1], r[2], bytes(r[3])) for r in conn.exec_driver_sql(_MARK_REUSED, columns)}
 
 
 @cache
 def _insert_one(dialect: str) -> Insert:
     stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(webhook_inbox)
-    return stmt.on_conflict_do_nothing(index_elements=["installation_id", "transaction_id"]).returning(i.id)
+    return stmt.on_conflict_do_nothing(index_elements=list(_KEY)).returning(i.id)
 
 
 def _turn_away_uninstalled(conn: Connection, entries: Sequence[InboxEntry]) -> Sequence[InboxEntry]:
@@ -315,13 +371,13 @@ def _turn_away_uninstalled(conn: Connection, entries: Sequence[InboxEntry]) -> S
     ]
 
 
-def _existing(conn: Connection, entries: Sequence[InboxEntry]) -> set[tuple[str, str]]:
-    """Return the (installation, transaction id) keys of ``entries`` that are stored already (SQLite)."""
+def _existing(conn: Connection, entries: Sequence[InboxEntry]) -> dict[tuple[str, str, str], set[bytes]]:
+    """Return, by (installation, transaction id, event), the body digests stored already for ``entries`` (SQLite)."""
     wanted: dict[str, set[str]] = {}
     for e in entries:
-        if e.installation_id is not None and e.transaction_id:
+        if e.installation_id is not None and e.transaction_id and e.event is not None:
             wanted.setdefault(e.installation_id, set()).add(e.transaction_id)
-    found: set[tuple[str, str]] = set()
+    found: dict[tuple[str, str, str], set[bytes]] = {}
     paramstyle = conn.dialect.paramstyle
     for installation_id, keys in wanted.items():
         ordered = sorted(keys)
@@ -329,8 +385,10 @@ def _existing(conn: Connection, entries: Sequence[InboxEntry]) -> set[tuple[str,
             chunk = ordered[start : start + _CHUNK]
             # Both columns, so that the unique index answers (a scan would grow with the inbox).
             sql = (
-                "SELECT transaction_id FROM webhook_inbox WHERE installation_id = "
+                "SELECT transaction_id, event, digest FROM webhook_inbox WHERE installation_id = "
                 f"{_marks(paramstyle, 1)} AND transaction_id IN ({_marks(paramstyle, len(chunk))})"
             )
-            found.update((installation_id, row[0]) for row in conn.exec_driver_sql(sql, (installation_id, *chunk)))
+            for txid, event, digest in conn.exec_driver_sql(sql, (installation_id, *chunk)):
+                if event is not None:
+                    found.setdefault((installation_id, txid, event), set()).add(digest)
     return found

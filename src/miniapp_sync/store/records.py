@@ -39,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
+from miniapp_sync import exactjson
 from miniapp_sync.errors import StoreError, preview
 from miniapp_sync.store.driver import on_driver, on_sqlite
 from miniapp_sync.store.history import change_rows, deletion_rows, insert_changes
@@ -58,7 +59,7 @@ def content_hash(data: dict[str, Any]) -> str:
 
 
 def _canonical(data: dict[str, Any]) -> bytes:
-    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    return exactjson.dumps(data, sort_keys=True)  # exact: ids past 64 bits stay themselves (D26)
 
 
 def normalise_version(version: str) -> str:
@@ -145,7 +146,7 @@ def _plan(
             partial = write.partial
         try:
             text = _canonical(data)
-        except TypeError as exc:  # orjson.JSONEncodeError
+        except (TypeError, ValueError) as exc:  # not JSON: an object, or NaN
             raise StoreError(
                 f"cannot write {content_type} record {code!r}: its data is not JSON-serialisable ({exc})"
             ) from None
@@ -226,7 +227,7 @@ def _load(
         chunk = {**params, "p_codes": _codes_param(dialect, codes[start : start + _CHUNK])}
         rows: Iterable[Sequence[Any]]
         if dialect == "sqlite":  # the driver hands the data back as its JSON text
-            rows = ((*row[:6], orjson.loads(row[6])) if with_data else row for row in on_sqlite(conn, query, chunk))
+            rows = ((*row[:6], exactjson.loads(row[6])) if with_data else row for row in on_sqlite(conn, query, chunk))
         else:
             rows = conn.execute(query, chunk)
         for row in rows:

@@ -8,6 +8,9 @@ from typing import Any, Literal
 import orjson
 
 InboxStatus = Literal["pending", "processing", "done", "failed", "ignored", "unmatched", "ping"]
+# What storing a delivery came to (D26): a new key, a resend (same key, same body: left out), or a
+# key seen before with another body (stored and processed, counted as reused).
+Added = Literal["new", "duplicate", "reused"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,8 @@ class InboxRow:
     next_attempt_at: float | None
     processed_at: float | None
     error: str | None
+    digest: bytes | None = None
+    reused: bool = False
 
 
 def dead_letter_payload(row: InboxRow | InboxEntry, inbox_id: int, received_at: float) -> dict[str, Any]:

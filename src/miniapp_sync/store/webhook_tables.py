@@ -12,6 +12,7 @@ from typing import Final
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Double,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.sql import false
 
 from miniapp_sync.store.tables import json_type, metadata
 
@@ -60,8 +62,13 @@ webhook_inbox = Table(
     _epoch("next_attempt_at", nullable=True),
     _epoch("processed_at", nullable=True),
     Column("error", Text),
-    # The de-duplication key (D26); NULLs never collide, so undeduplicable deliveries all stay.
-    UniqueConstraint("installation_id", "transaction_id"),
+    # SHA-256 of the body: a resend is the same key with the same body (D26, migration 0009).
+    Column("digest", LargeBinary),
+    # The key was seen before with another body (a status update naming only the order id): processed.
+    Column("reused", Boolean, nullable=False, server_default=false()),
+    # The de-duplication key (D26) with the body's digest; NULLs never collide, so undeduplicable
+    # deliveries all stay. transaction_id before event: the receiver's lookup gives both columns.
+    UniqueConstraint("installation_id", "transaction_id", "event", "digest"),
     CheckConstraint(f"status IN ({_in(INBOX_STATUSES)})", name="status"),
     Index(None, "status", "installation_id", "id"),
     sqlite_autoincrement=True,
@@ -109,4 +116,23 @@ trigger_deliveries = Table(
     Column("error", Text),
     CheckConstraint(f"status IN ({_in(DELIVERY_STATUSES)})", name="status"),
     Index(None, "status", "next_attempt_at"),
+)
+
+# What was refused at the door (D24a): metadata only, never the body. Capped per ns and hour by
+# the receiver, so a flood of unverifiable deliveries costs a bounded number of small rows.
+webhook_rejections = Table(
+    "webhook_rejections",
+    metadata,
+    _id(),
+    Column("ns", Text, nullable=False),
+    Column("route", Text, nullable=False),
+    Column("installation_id", String(32)),  # the installation named by the URL, if any; no FK: kept after it goes
+    Column("status", Integer, nullable=False),  # the HTTP status answered: 401, 404, 413
+    Column("reason", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("digest", Text),  # hex SHA-256 of the body, when it was read
+    Column("headers", json_type(), nullable=False),  # redacted
+    _epoch("received_at"),
+    Index(None, "received_at"),
+    sqlite_autoincrement=True,
 )

@@ -16,19 +16,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import random
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 
+from miniapp_sync import logs
 from miniapp_sync.clock import Clock, SystemClock
 from miniapp_sync.definition.model import Definition
 from miniapp_sync.errors import InstallationError, MiniAppSyncError
 from miniapp_sync.installations import Installations
+from miniapp_sync.mapping.phones import default_country, with_normal_phone
 from miniapp_sync.mapping.plan import MappingPlan, ResourcePlan
 from miniapp_sync.mapping.records import MappedRecord
 from miniapp_sync.network import written_origins
@@ -43,6 +46,12 @@ from miniapp_sync.store import Installation, RecordWrite, Run, RunStatus, Store,
 from miniapp_sync.sync.resources import check_resource_names
 from miniapp_sync.sync.runs import INTERRUPTED, Heartbeat, Processes
 from miniapp_sync.templating import render_headers
+from miniapp_sync.webhooks.providers import provider_of
+
+if TYPE_CHECKING:
+    from miniapp_sync.sync.metrics import SyncMetrics  # prometheus_client: only processes that export load it
+
+log = logging.getLogger("miniapp_sync.sync")
 
 PAGE_CONCURRENCY = 4
 # CPython collects its youngest generation every 700 net new container objects, and one decoded
@@ -71,6 +80,8 @@ class ResourceReport:
     requests: int = 0
     retries: int = 0
     throttled: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)  # provider answers by status class
+    rate_wait_seconds: float = 0.0
     seconds: float = 0.0
     resumed_from: dict[str, Any] | None = None
     error: str | None = None
@@ -125,11 +136,14 @@ class SyncEngine:
         inline_writes: bool = True,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         processes: Processes | None = None,
+        metrics: SyncMetrics | None = None,
     ) -> None:
         self.store = store
         self.inline_writes = inline_writes
         self.max_retry_after = max_retry_after
         self.processes = processes or Processes()
+        # Set by the process that exports them (serve, worker); a one-off `sync` counts nothing.
+        self.metrics = metrics
         self.installations = installations
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
@@ -170,6 +184,8 @@ class SyncEngine:
             report.status = "interrupted"
             stats = report.as_dict()["resources"]
             self.store.finish_run(run.id, status="interrupted", stats=stats, error=INTERRUPTED)
+            if self.metrics is not None:
+                self.metrics.run_done(definition.ns or "", "interrupted")
             raise
         return report
 
@@ -197,7 +213,7 @@ class SyncEngine:
         redactor = Redactor(self.installations.secrets_of(definition, installation))
         session = self._session or aiohttp.ClientSession()
         try:
-            with _GC.relaxed():
+            with _GC.relaxed(), logs.bound(run_id=run_id, installation=installation.id, tenant=installation.tenant):
                 for key in selected:
                     resource_report = ResourceReport(key, sync.resources[key].content_type)
                     report.resources[key] = resource_report
@@ -217,6 +233,8 @@ class SyncEngine:
                     except MiniAppSyncError as exc:
                         resource_report.error = redactor.values(str(exc))
                     resource_report.seconds = time.perf_counter() - started
+                    if self.metrics is not None:
+                        self.metrics.resource_done(definition.ns or "", resource_report)
                     if progress:
                         progress(resource_report, None)
         finally:
@@ -231,6 +249,13 @@ class SyncEngine:
         )
         errors = "; ".join(f"{k}: {r.error}" for k, r in report.resources.items() if r.error) or None
         self.store.finish_run(run_id, status=report.status, stats=report.as_dict()["resources"], error=errors)
+        if self.metrics is not None:
+            self.metrics.run_done(definition.ns or "", report.status)
+        log.info(
+            "sync run finished",
+            extra={"run_id": run_id, "installation": installation.id, "tenant": installation.tenant,
+                   "status": report.status, "error": errors},
+        )  # fmt: skip
 
     async def _client(
         self,
@@ -310,6 +335,9 @@ class SyncEngine:
         errors_seen = False
         total: int | None = None
         mapper = plan.mapper
+        # Customers' phones are stored in E.164, as webhook customer matching looks them up (D28).
+        customers = plan.content_type == "core:customer"
+        country = default_country(installation.metadata, installation.user_input, provider_of(definition))
         cursor_field = resource.incremental.cursor_field if resource.incremental else None
         listing = pages(
             client,
@@ -343,6 +371,8 @@ class SyncEngine:
                         report.rejected += 1
                         errors_seen = True
                         continue
+                    if customers:
+                        mapped = with_normal_phone(mapped, country) or mapped
                     buffer.append(_write(mapped, fetched_at))
                     if cursor_field is not None:
                         since = _later(since, record.get(cursor_field))
@@ -405,6 +435,7 @@ class SyncEngine:
     @staticmethod
     def _count(client: ProviderClient, report: ResourceReport) -> None:
         report.requests, report.retries, report.throttled = client.requests, client.retries, client.throttled
+        report.statuses, report.rate_wait_seconds = dict(client.statuses), client.waited
 
 
 class _Writer:

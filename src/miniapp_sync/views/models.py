@@ -31,6 +31,7 @@ from miniapp_sync.store import (
 )
 from miniapp_sync.store.history import ChangeKind, RecordChange
 from miniapp_sync.store.outbox import Subscription, TriggerEvent
+from miniapp_sync.store.rejections import Rejection
 from miniapp_sync.views.ids import record_id
 from miniapp_sync.views.schema import Timestamp, camel
 from miniapp_sync.webhooks.triggers import event_body, iso
@@ -212,6 +213,7 @@ class InboxDeliveryView:
     next_attempt_at: Timestamp | None
     processed_at: Timestamp | None
     error: str | None
+    reused_id: bool  # its key was seen before with another body: processed, not a resend (D26)
 
     @classmethod
     def of(cls, r: InboxRow) -> InboxDeliveryView:
@@ -219,6 +221,31 @@ class InboxDeliveryView:
         return cls(
             str(r.id), r.ns, r.installation_id, r.event, r.transaction_id, r.status, r.attempts,
             timestamp(r.received_at), maybe_timestamp(r.next_attempt_at), maybe_timestamp(r.processed_at), r.error,
+            bool(r.reused),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class RejectionView:
+    """A refused webhook delivery (D24a): where, the answer and why; its body was never kept."""
+
+    id: str
+    ns: str
+    route: str
+    installation_id: str | None
+    status: int  # the HTTP status answered: 401, 404 or 413
+    reason: str
+    size: int
+    digest: str | None  # hex SHA-256 of the body, when it was read whole
+    headers: dict[str, str]  # values masked but for a few harmless ones
+    received_at: Timestamp
+
+    @classmethod
+    def of(cls, r: Rejection) -> RejectionView:
+        """Return the view of a rejection row."""
+        return cls(
+            str(r.id), r.ns, r.route, r.installation_id, r.status, r.reason, r.size, r.digest, dict(r.headers),
+            timestamp(r.received_at),
         )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from typing import Final, get_args
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.store import DeadLetter, DeadLetterKind, Inbox, InboxStatus, Outbox, Store
 from miniapp_sync.store.history import History
+from miniapp_sync.store.rejections import Rejections
 from miniapp_sync.views.ids import record_key
 from miniapp_sync.views.models import (
     DeadLetterView,
@@ -15,6 +16,7 @@ from miniapp_sync.views.models import (
     InstallationView,
     RecordChangeView,
     RecordView,
+    RejectionView,
     RunView,
     SubscriptionView,
     TriggerEventView,
@@ -77,6 +79,12 @@ def deliveries(store: Store, window: Window, *, status: InboxStatus | None = Non
     """Return a page of the webhook inbox, oldest first."""
     found = Inbox(store).list(status=status, limit=window.fetch, offset=window.offset)
     return window.page([InboxDeliveryView.of(r) for r in found])
+
+
+def rejections(store: Store, window: Window) -> Page[RejectionView]:
+    """Return a page of the rejection trail (D24a), oldest first."""
+    found = Rejections(store).list(limit=window.fetch, offset=window.offset)
+    return window.page([RejectionView.of(r) for r in found])
 
 
 def dead_letters(

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from miniapp_sync.clock import Clock
-from miniapp_sync.store import Inbox, InboxEntry
+from miniapp_sync.store import Added, Inbox, InboxEntry
 from miniapp_sync.webhooks.concurrency import Call
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 
@@ -46,7 +46,7 @@ class GroupCommit:
         self._metrics = metrics
         self._on_commit = on_commit
         self._call = call
-        self._waiting: list[tuple[InboxEntry, asyncio.Future[bool]]] = []
+        self._waiting: list[tuple[InboxEntry, asyncio.Future[Added]]] = []
         self._arrived = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._closing = False
@@ -75,11 +75,14 @@ class GroupCommit:
         )
         return crowded and self.rate() > self._crowd_rate
 
-    async def add(self, entry: InboxEntry) -> bool:
-        """Store one delivery; return False when it was a duplicate (D26). Raises StoreError when the commit fails."""
+    async def add(self, entry: InboxEntry) -> Added:
+        """Store one delivery; return whether it was new, a resend or a reused key (D26).
+
+        Raises StoreError when the commit fails.
+        """
         if self._closing:
             raise RuntimeError("the inbox is closing: no more deliveries are accepted")
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Added] = asyncio.get_running_loop().create_future()
         self._waiting.append((entry, future))
         if self._flusher is None or self._flusher.done():
             # Started on first use, so an app served without a lifespan still stores deliveries.

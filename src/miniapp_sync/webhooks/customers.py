@@ -2,7 +2,11 @@
 
 The customer a delivery carries is mapped by ``webhook.customerExtraction`` before the handler
 runs; the order or cart the handler writes is then linked to it through ``customerCode``.
-Matching by email ignores case; phones are compared in E.164, the form ``normalizePhone`` gives.
+Matching by email ignores case; phones are compared in E.164, the form ``normalizePhone`` gives:
+the delivery's phone is normalised with the installation's default country before the lookup and
+stored so (``mapping.phones.with_normal_phone``), so the docs' own ``primaryPhone: 'mobile'`` — a national
+number such as Salla's ``501234567`` — finds the customer stored as ``+966501234567``, and the
+indexed lookup of migration 0005 keeps serving the query.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from collections.abc import Sequence
 from typing import Final
 
 from miniapp_sync.mapping.records import MappedRecord
-from miniapp_sync.mapping.transforms import normalize_phone
 from miniapp_sync.store import RecordWrite, StoredRecord
 from miniapp_sync.store.processing import Processing
 from miniapp_sync.webhooks.identify import as_text
@@ -50,7 +53,7 @@ def _by_email_or_phone(tx: Processing, installation_id: str, customer: MappedRec
         found = tx.find_by_field(installation_id, CUSTOMER, "primaryEmail", email.strip())
         if found is not None:
             return found
-    phone = data.get("primaryPhone")
+    phone = data.get("primaryPhone")  # in E.164 already when it is a number (with_normal_phone)
     if isinstance(phone, str | int) and not isinstance(phone, bool):
-        return tx.find_by_field(installation_id, CUSTOMER, "primaryPhone", normalize_phone(phone) or str(phone))
+        return tx.find_by_field(installation_id, CUSTOMER, "primaryPhone", str(phone))
     return None

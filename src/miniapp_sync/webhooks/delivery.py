@@ -119,7 +119,7 @@ class TriggerDelivery:
                 self.outbox.settle, event.id, subscription.id, status="pending", error=error, retry_at=retry_at
             )
         if self.metrics is not None:
-            self.metrics.trigger(outcome)
+            self.metrics.trigger(event.ns, outcome)
 
     def _secret(self, subscription: Subscription) -> bytes:
         # Keyed by the ciphertext: subscribing the same URL again with a new secret changes it.

@@ -17,16 +17,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 
-import orjson
-
+from miniapp_sync import exactjson
 from miniapp_sync.clock import Clock
 from miniapp_sync.errors import MiniAppSyncError
+from miniapp_sync.mapping.phones import UNKNOWN_REGION, default_country, with_normal_phone
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.store import Inbox, InboxRow, Outbox, Store
 from miniapp_sync.store.history import History
+from miniapp_sync.store.rejections import Rejections
 from miniapp_sync.webhooks.concurrency import Call, caller
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.operations import Prepared, apply_rows
+from miniapp_sync.webhooks.providers import provider_of
 from miniapp_sync.webhooks.settings import WebhookSettings
 
 log = logging.getLogger("miniapp_sync.webhooks")
@@ -36,7 +38,11 @@ YIELD_TURNS = 3  # loop turns from a socket's data to its delivery in the group 
 
 def purge(store: Store, before: float) -> tuple[int, int, int]:
     """Forget finished inbox rows and delivered trigger events older than ``before``, and record changes
-    past the history's own retention (D39); return how many of each."""
+    past the history's own retention (D39); return how many of each.
+
+    The rejection trail (D24a) goes with the inbox rows: metadata of refused deliveries, kept as long.
+    """
+    Rejections(store).purge(before)
     return Inbox(store).purge(before), Outbox(store).purge(before), History(store).purge()
 
 
@@ -67,7 +73,7 @@ class Processor:
         self.busy = busy  # whether the receiver is crowded, when it says
         self._call = call or caller(runtime.backend.inline_store_calls)
         self._locks: dict[str, asyncio.Lock] = {}
-        self._tenants: dict[str, str] = {}
+        self._owners: dict[str, tuple[str, str]] = {}
         self._trigger_events: dict[str, tuple[MiniApp, frozenset[str]]] = {}
 
     async def settle(self) -> None:
@@ -136,8 +142,8 @@ class Processor:
     async def _process(self, app: MiniApp, rows: list[InboxRow]) -> float | None:
         """Process claimed rows in one transaction (one by one if it fails); return a retry time that holds the rest."""
         await self._call(self.inbox.claim, [r.id for r in rows])
-        prepared = [self._prepare(app, replace(r, status="processing", attempts=r.attempts + 1)) for r in rows]
-        tenant = await self._tenant(rows[0].installation_id or "")
+        tenant, country = await self._owner(app, rows[0].installation_id or "")
+        prepared = [self._prepare(app, replace(r, status="processing", attempts=r.attempts + 1), country) for r in rows]
         try:
             await self._call(self._commit, tenant, prepared)
         except Exception:  # find the row that spoils the transaction: the ones before it still commit
@@ -153,24 +159,25 @@ class Processor:
         self._done(app.ns, prepared)
         return None
 
-    def _prepare(self, app: MiniApp, row: InboxRow, *, replaying: bool = False) -> Prepared:
+    def _prepare(self, app: MiniApp, row: InboxRow, country: str, *, replaying: bool = False) -> Prepared:
         """Map a row's body: the customer and the handler's record (pure, so done before the transaction)."""
         try:
-            return self._map(app, row, replaying)
+            return self._map(app, row, country, replaying)
         except Exception as exc:  # a bug in a mapping function must not leave the row claimed forever
             return Prepared(row, problem=f"mapping failed: {describe(exc)}")
 
-    def _map(self, app: MiniApp, row: InboxRow, replaying: bool) -> Prepared:
+    def _map(self, app: MiniApp, row: InboxRow, country: str, replaying: bool) -> Prepared:
         event = row.event or ""
         if row.attempts > self.settings.max_attempts and not replaying:  # it crashed the process every time
             last = row.error or "the process stopped while processing it"
             return Prepared(row, problem=f"gave up after {row.attempts - 1} attempts; last: {last}")
         try:
-            body = orjson.loads(row.body)
-        except orjson.JSONDecodeError:
+            body = exactjson.loads(row.body)
+        except exactjson.JSONDecodeError:
             return Prepared(row, problem="the body is not JSON, so no handler can read it")
         handler = app.plan.handlers.get(event)
         customer = app.plan.customer.extract(event, body) if app.plan.customer is not None else None
+        customer = with_normal_phone(customer, country)  # matched and stored in E.164 (D28)
         mapped = handler.map(body) if handler is not None else None
         if mapped is not None and mapped.rejected:
             return Prepared(row, problem=f"handler {event!r} rejected the record: {mapped.reason()}")
@@ -191,7 +198,10 @@ class Processor:
         failed = sum(1 for p in prepared if p.problem is not None)
         for item in prepared:
             if item.problem is not None:
-                log.warning("dead-lettered %s delivery %d: %s", ns, item.row.id, item.problem)
+                log.warning(
+                    "dead-lettered %s delivery %d: %s", ns, item.row.id, item.problem,
+                    extra={"delivery_id": item.row.id, "installation": item.row.installation_id},
+                )  # fmt: skip
         if self.metrics is not None:
             now = self.clock.now()
             lags = tuple(now - p.row.received_at for p in prepared if p.problem is None)
@@ -204,13 +214,19 @@ class Processor:
         if row.attempts >= self.settings.max_attempts:
             text = f"failed {row.attempts} times; last: {reason}"
             await self._call(self._dead_letter, row, text)
-            log.warning("dead-lettered %s delivery %d: %s", row.ns, row.id, text)
+            log.warning(
+                "dead-lettered %s delivery %d: %s", row.ns, row.id, text,
+                extra={"delivery_id": row.id, "installation": row.installation_id},
+            )  # fmt: skip
             if self.metrics is not None:
                 self.metrics.processed(row.ns, "dead_lettered")
             return None
         when = self.clock.now() + self.settings.delay(row.attempts)
         await self._call(self.inbox.retry_at, row.id, when, reason)
-        log.warning("%s delivery %d failed (attempt %d), retrying later: %s", row.ns, row.id, row.attempts, reason)
+        log.warning(
+            "%s delivery %d failed (attempt %d), retrying later: %s", row.ns, row.id, row.attempts, reason,
+            extra={"delivery_id": row.id, "installation": row.installation_id},
+        )  # fmt: skip
         if self.metrics is not None:
             self.metrics.processed(row.ns, "retried")
         return when
@@ -225,20 +241,25 @@ class Processor:
 
     async def replay(self, app: MiniApp, row: InboxRow) -> str | None:
         """Process one claimed row once, as a replay: return why it failed (it stays failed), or None."""
-        item = self._prepare(app, row, replaying=True)
+        tenant, country = await self._owner(app, row.installation_id or "")
+        item = self._prepare(app, row, country, replaying=True)
         reason = item.problem
         if reason is None:
             try:
-                await self._call(self._commit, await self._tenant(row.installation_id or ""), [item])
+                await self._call(self._commit, tenant, [item])
             except Exception as exc:
                 reason = describe(exc)
         if reason is not None:
             await self._call(self._settle_failed, row, reason)
         return reason  # the trigger events it emitted go out with the next delivery job (the sweep finds them)
 
-    async def _tenant(self, installation_id: str) -> str:
-        tenant = self._tenants.get(installation_id)
-        if tenant is None:
-            installation = await self._call(self.runtime.store.get_installation, installation_id)
-            tenant = self._tenants[installation_id] = installation.tenant if installation else ""
-        return tenant
+    async def _owner(self, app: MiniApp, installation_id: str) -> tuple[str, str]:
+        """Return an installation's tenant and default phone country (cached: neither changes while it lives)."""
+        owner = self._owners.get(installation_id)
+        if owner is None:
+            found = await self._call(self.runtime.store.get_installation, installation_id)
+            if found is None:
+                return "", UNKNOWN_REGION
+            country = default_country(found.metadata, found.user_input, provider_of(app.definition))
+            owner = self._owners[installation_id] = (found.tenant, country)
+        return owner

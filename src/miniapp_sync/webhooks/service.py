@@ -21,12 +21,14 @@ from miniapp_sync.clock import Clock
 from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.store import Inbox, InboxEntry, Outbox
+from miniapp_sync.store.health import gauges
 from miniapp_sync.webhooks.commit import GroupCommit
 from miniapp_sync.webhooks.concurrency import caller
 from miniapp_sync.webhooks.delivery import TriggerDelivery
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.processor import Processor
 from miniapp_sync.webhooks.receiver import Receiver
+from miniapp_sync.webhooks.rejections import RejectionTrail
 from miniapp_sync.webhooks.samples import SampleRecorder
 from miniapp_sync.webhooks.settings import WebhookSettings
 from miniapp_sync.webhooks.tenancy import Directory
@@ -131,17 +133,23 @@ class WebhookService:
         )
         self.directory = Directory(runtime.store, runtime.installations, self.clock)
         samples = SampleRecorder(Path(self.settings.record_samples)) if self.settings.record_samples else None
-        self.receiver = Receiver(runtime, self.directory, self.commit, self.metrics, samples)
+        self.rejections = RejectionTrail(runtime.store, self.clock, call, per_hour=self.settings.rejections_per_hour)
+        self.receiver = Receiver(
+            runtime, self.directory, self.commit, self.metrics, samples, rejections=self.rejections, clock=self.clock
+        )
 
     def connect(self, queue: JobQueue) -> None:
         """Defer the drains of committed deliveries through ``queue`` from now on."""
         self.drains = DrainRequests(queue)
 
     def _committed(self, entries: Sequence[InboxEntry]) -> None:
-        if self.drains is None:
-            return
         wanted = {(e.ns, e.installation_id) for e in entries if e.status == "pending" and e.installation_id}
         for ns, installation_id in wanted:
+            self.queue_processing(ns, installation_id)
+
+    def queue_processing(self, ns: str, installation_id: str) -> None:
+        """See that an installation's pending rows get processed: defer a drain job (D36; unconnected: by hand)."""
+        if self.drains is not None:
             self.drains.request(ns, installation_id)
 
     async def stop(self) -> None:
@@ -151,6 +159,8 @@ class WebhookService:
             await self.drains.close()
         await self.delivery.close()
 
-    async def counts(self) -> dict[str, int]:
-        """Return the inbox's row counts by state."""
-        return await asyncio.to_thread(self.inbox.counts)
+    async def scrape(self) -> bytes:
+        """Return this process's metrics in the Prometheus text format, the store's gauges read now."""
+        owned = self.metrics.owns_gauges
+        figures = await asyncio.to_thread(gauges, self.runtime.store.database) if owned else None
+        return self.metrics.render(figures, self.clock.now(), self.runtime.apps)

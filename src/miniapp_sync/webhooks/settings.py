@@ -27,6 +27,7 @@ class WebhookSettings:
     delivery_timeout: float = 10.0  # seconds per trigger POST
     delivery_concurrency: int = 8
     retention: float = 7 * 86_400.0  # finished inbox rows (and their dedupe keys, D26) are kept this long
+    rejections_per_hour: int = 1000  # rejection-trail rows per ns and clock hour at most (D24a)
     record_samples: str | None = None  # a folder: write each verified event's body as <event>.json
 
     def delay(self, attempt: int) -> float:

@@ -3,8 +3,9 @@
 The receiver must not query the store for every delivery: installations and their decrypted
 webhook secrets are held in memory, reloaded every ``reload_every`` seconds, and on a miss at
 most once per ``miss_every`` seconds, so a flood of deliveries for unknown stores cannot become
-a flood of queries. Metadata values are compared as text: Salla's integer ``merchant`` matches a
-``storeId`` stored as a string.
+a flood of queries. Metadata values are compared as text, folded (``providers.fold``): Salla's
+integer ``merchant`` matches a ``storeId`` stored as a string, a WooCommerce site URL matches with
+or without its scheme and trailing slash.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from miniapp_sync.installations import Installations
 from miniapp_sync.runtime import MiniApp
 from miniapp_sync.store import Installation, Store
 from miniapp_sync.webhooks.identify import as_text
+from miniapp_sync.webhooks.providers import fold
 from miniapp_sync.webhooks.verification import resolve_secrets
 
 
@@ -40,6 +42,7 @@ class Directory:
         self._loaded_at: float | None = None
         self._by_id: dict[str, Installation] = {}
         self._by_value: dict[tuple[str, str, str], Installation] = {}
+        self._by_ns: dict[str, list[Installation]] = {}
         self._secrets: dict[tuple[str, float], tuple[bytes, ...]] = {}
         self._global: dict[tuple[str, str], tuple[bytes, ...]] = {}  # (ns, configured value) -> secrets
         self._lock = asyncio.Lock()
@@ -59,30 +62,50 @@ class Directory:
 
     async def match(self, ns: str, key: str, value: Any) -> Installation | None:
         """Return the live installation of ``ns`` whose ``metadata[key]`` equals ``value`` as text."""
+        return await self.match_any(ns, (key,), value)
+
+    async def match_any(self, ns: str, keys: tuple[str, ...], value: Any) -> Installation | None:
+        """Return the live installation of ``ns`` whose metadata holds ``value`` under one of ``keys``."""
         text = as_text(value)
         if text is None:
             return None
+        folded = fold(text)
         for miss in (False, True):
             await self._refresh(miss=miss)
-            found = self._by_value.get((ns, key, text))
+            found = next((i for key in keys if (i := self._by_value.get((ns, key, folded))) is not None), None)
             if found is not None:
                 return found
         return None
 
+    async def of_ns(self, ns: str) -> list[Installation]:
+        """Return the live installations of ``ns``."""
+        await self._refresh(miss=True)
+        return self._by_ns.get(ns, [])
+
     def secrets(self, app: MiniApp, installation: Installation | None) -> tuple[bytes, ...]:
         """Return the secrets a delivery for ``installation`` (None: unknown) may be signed with."""
+        own = self.own_secrets(app, installation) if installation is not None else ()
+        return own or self.app_secrets(app)
+
+    def own_secrets(self, app: MiniApp, installation: Installation) -> tuple[bytes, ...]:
+        """Return the secrets in the installation's own credentials (none: it uses the MiniApp's)."""
         webhook = app.definition.webhook
         verification = webhook.verification if webhook else None
         if verification is None or verification.type == "none":
             return ()
-        if installation is not None:
-            key = (installation.id, installation.updated_at)
-            own = self._secrets.get(key)
-            if own is None:
-                own = resolve_secrets(verification, self._installations.credentials(installation), {})
-                self._secrets[key] = own
-            if own:
-                return own
+        key = (installation.id, installation.updated_at)
+        own = self._secrets.get(key)
+        if own is None:
+            own = resolve_secrets(verification, self._installations.credentials(installation), {})
+            self._secrets[key] = own
+        return own
+
+    def app_secrets(self, app: MiniApp) -> tuple[bytes, ...]:
+        """Return the MiniApp-wide secrets (``auth.config``), which verify a delivery for any tenant."""
+        webhook = app.definition.webhook
+        verification = webhook.verification if webhook else None
+        if verification is None or verification.type == "none":
+            return ()
         # The MiniApp-wide value can be reconfigured at any time: it is the cache key.
         value = self._installations.config(app.definition).get(verification.secret_key or "")
         cached = self._global.get((app.ns, repr(value)))
@@ -103,10 +126,13 @@ class Directory:
         live = [i for i in found if i.status != "uninstalled"]
         self._by_id = {i.id: i for i in live}
         self._by_value = {
-            (i.ns, key, text): i
+            (i.ns, key, fold(text)): i
             for i in live
             for key, value in i.metadata.items()
             if (text := as_text(value)) is not None
         }
+        self._by_ns = {}
+        for i in live:
+            self._by_ns.setdefault(i.ns, []).append(i)
         current = {(i.id, i.updated_at) for i in live}
         self._secrets = {k: v for k, v in self._secrets.items() if k in current}
