@@ -1,4 +1,4 @@
-"""Public test kit: a clock that tests move by hand, and the sandbox provider on a thread."""
+"""Public test kit: a clock that tests move by hand, the sandbox provider on a thread, a POST endpoint."""
 
 from __future__ import annotations
 
@@ -6,13 +6,35 @@ import asyncio
 import contextlib
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+
+@contextlib.asynccontextmanager
+async def post_endpoint(
+    handle: Callable[[web.Request], Awaitable[web.StreamResponse]], path: str = "/hooks"
+) -> AsyncIterator[str]:
+    """Serve ``handle`` for POSTs to ``path`` on 127.0.0.1 (a trigger subscriber, say); yield its URL."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_post(path, handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}{path}"
+    finally:
+        await runner.cleanup()
 
 
 class FakeClock:

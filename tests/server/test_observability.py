@@ -32,7 +32,7 @@ from miniapp_sync.server import create_app
 from miniapp_sync.store.database import MIGRATIONS
 from miniapp_sync.store.health import head_revision
 from miniapp_sync.store.outbox import Outbox
-from miniapp_sync.testing import FakeClock
+from miniapp_sync.testing import FakeClock, post_endpoint
 from miniapp_sync.webhooks.delivery import seal
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "salla" / "definition.json5"
@@ -98,15 +98,8 @@ async def subscriber() -> AsyncIterator[tuple[str, list[bytes]]]:
         received.append(await request.read())
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/hooks", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hooks", received
-    finally:
-        await runner.cleanup()
+    async with post_endpoint(handle) as url:
+        yield url, received
 
 
 @pytest.fixture

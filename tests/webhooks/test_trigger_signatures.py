@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from miniapp_sync.testing import FakeClock
+from miniapp_sync.testing import FakeClock, post_endpoint
 from miniapp_sync.webhooks.delivery import seal
 from miniapp_sync.webhooks.signing import SecretError, new_secret, signing_key, verification_secret
 
@@ -46,17 +46,8 @@ class VerifyingSubscriber:
 @pytest.fixture
 async def subscriber() -> AsyncIterator[VerifyingSubscriber]:
     found = VerifyingSubscriber()
-    app = web.Application()
-    app.router.add_post("/hooks", found.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    found.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hooks"
-    try:
+    async with post_endpoint(found.handle) as found.url:
         yield found
-    finally:
-        await runner.cleanup()
 
 
 async def deliver_one(harness: Harness, subscriber: VerifyingSubscriber, secret: str) -> None:

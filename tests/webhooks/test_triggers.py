@@ -9,6 +9,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from miniapp_sync.testing import post_endpoint
 from miniapp_sync.webhooks.delivery import seal
 from miniapp_sync.webhooks.settings import WebhookSettings
 
@@ -33,17 +34,8 @@ class Subscriber:
 @pytest.fixture
 async def subscriber() -> AsyncIterator[Subscriber]:
     found = Subscriber()
-    app = web.Application()
-    app.router.add_post("/hooks", found.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    found.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hooks"
-    try:
+    async with post_endpoint(found.handle) as found.url:
         yield found
-    finally:
-        await runner.cleanup()
 
 
 def subscribe(harness: Harness, url: str, tenant: str = "acme") -> str:
