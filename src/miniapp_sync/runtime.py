@@ -5,9 +5,11 @@ The CLI and the server both build one ``Runtime`` and only pass requests to it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,12 @@ class MiniApp:
     def ns(self) -> str:
         """Return the MiniApp's namespace."""
         return self.definition.ns or ""
+
+    @cached_property
+    def digest(self) -> str:
+        """Return a short digest of the loaded definition: two loads of one document agree, any change shows."""
+        document = self.definition.model_dump_json(by_alias=True).encode()
+        return hashlib.sha256(document).hexdigest()[:12]
 
 
 def load_miniapp(path: str | os.PathLike[str], functions: FunctionRegistry | None = None) -> MiniApp:

@@ -16,7 +16,7 @@ READING = [
     ["records", "--tenant", "acme"],
     ["runs"],
     ["installations"],
-    ["inbox"],
+    ["deliveries"],
     ["deadletters", "list"],
     ["deadletters", "show", "1"],
     ["events", "--tenant", "acme"],

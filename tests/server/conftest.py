@@ -43,6 +43,7 @@ def seed(runtime: Runtime) -> str:
     with inbox.transaction() as tx:
         tx.emit("acme", [(row, {"record": {"contentType": "core:order", "code": "o1"}, "customer": None})])
         tx.done(row)
+    store.add_dead_letter(installation.id, kind="record", source="products", payload={"id": 9}, reason="name missing")
     return installation.id
 
 

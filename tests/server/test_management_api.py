@@ -67,8 +67,11 @@ async def test_views_are_camel_case_with_utc_times_and_string_ids(api: Api, seed
     assert run["installationId"] == installation_id
     assert run["startedAt"] == "2026-01-01T00:00:00.000Z"
     assert run["status"] == "succeeded"
-    _, inbox = await api.get("/api/inbox")
-    assert [d["id"] for d in inbox["items"]] == ["1", "2"]
+    _, inbox = await api.get("/api/deliveries")
+    assert [(d["id"], d["status"], d["tenant"]) for d in inbox["items"]] == [
+        ("2", "dead", "acme"),
+        ("1", "processed", "acme"),
+    ]
     assert inbox["items"][0]["receivedAt"].endswith("Z")
     _, events = await api.get("/api/events", tenant="acme")
     (event,) = events["items"]

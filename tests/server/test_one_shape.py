@@ -32,8 +32,8 @@ async def test_cli_json_and_api_json_of_the_same_objects_are_equal(
             ("records", "--tenant", "acme", "--limit", "2"),
             ("/api/records", {"installation": installation_id, "limit": "2"}),
         ),
-        (("inbox",), ("/api/inbox", {})),
-        (("deadletters", "list"), ("/api/deadletters", {})),
+        (("deliveries",), ("/api/deliveries", {})),
+        (("deadletters", "list"), ("/api/deadletters", {"kind": "record"})),
         (("events", "--tenant", "acme"), ("/api/events", {"tenant": "acme"})),
     ]
     for cli_args, (path, query) in pairs:

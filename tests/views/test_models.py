@@ -12,7 +12,6 @@ from miniapp_sync.store import Run
 from miniapp_sync.views import (
     DeadLetterView,
     ErrorView,
-    InboxDeliveryView,
     InstallationView,
     RecordView,
     RunView,
@@ -25,7 +24,7 @@ from miniapp_sync.views import (
 )
 from miniapp_sync.views.schema import REF_ROOT
 
-VIEWS = [DeadLetterView, ErrorView, InboxDeliveryView, InstallationView, RecordView, RunView, SubscriptionView]
+VIEWS = [DeadLetterView, ErrorView, InstallationView, RecordView, RunView, SubscriptionView]
 
 
 def test_times_are_iso_8601_utc_with_milliseconds_and_z() -> None:

@@ -109,13 +109,13 @@ def test_events_pages_with_the_printed_cursor(capsys: pytest.CaptureFixture[str]
     assert "next cursor: 2" in out
 
 
-def test_inbox_lists_what_became_of_each_delivery(capsys: pytest.CaptureFixture[str], store: str) -> None:
+def test_deliveries_lists_what_became_of_each_delivery(capsys: pytest.CaptureFixture[str], store: str) -> None:
     receive(store, EXAMPLE, "order.created")
-    code, out, _ = run(capsys, "inbox", "--store", store, "--format", "json")
+    code, out, _ = run(capsys, "deliveries", "--store", store, "--format", "json")
     assert code == 0
     (row,) = json.loads(out)["items"]
-    assert (row["event"], row["status"], row["attempts"]) == ("order.created", "done", 1)
-    assert run(capsys, "inbox", "--status", "nonsense", "--store", store)[0] == 2
+    assert (row["event"], row["status"], row["attempts"], row["tenant"]) == ("order.created", "processed", 1, "acme")
+    assert run(capsys, "deliveries", "--status", "nonsense", "--store", store)[0] == 2
 
 
 def test_a_record_dead_letter_is_replayed_through_the_current_definition(
@@ -163,17 +163,22 @@ def test_a_webhook_dead_letter_is_processed_again_with_the_fixed_definition(
     broken = example()
     broken["sync"]["webhooks"]["handlers"]["order.created"]["mapping"]["code"] = "$.data.nope"
     receive(store, write_definition(tmp_path, broken, "broken.json"), "order.created")
-    code, out, _ = run(capsys, "deadletters", "list", "--kind", "webhook", "--store", store, "--format", "json")
-    (letter,) = json.loads(out)["items"]
-    assert letter["source"] == "order.created"
-    code, out, _ = run(capsys, "deadletters", "replay", letter["id"], "-d", EXAMPLE, "--store", store,
+    code, out, _ = run(capsys, "deliveries", "--status", "dead", "--store", store, "--format", "json")
+    (dead,) = json.loads(out)["items"]
+    assert dead["event"] == "order.created"
+    with Runtime.open(store) as runtime:
+        (letter,) = runtime.store.list_dead_letters()
+    code, _, err = run(capsys, "deadletters", "replay", letter.id, "-d", EXAMPLE, "--store", store)
+    assert code == 2
+    assert f"deliveries replay {dead['id']}" in err  # one way to replay a delivery
+    code, out, _ = run(capsys, "deliveries", "replay", dead["id"], "-d", EXAMPLE, "--yes", "--store", store,
                        "--format", "json")  # fmt: skip
-    assert code == 0
-    assert json.loads(out)["ok"] is True
+    assert code == 0, out
+    assert json.loads(out)["report"]["processed"] == 1
     code, out, _ = run(capsys, "events", "-t", "acme", "--store", store, "--format", "json")
     assert [e["event"] for e in json.loads(out)["items"]] == ["order.created"]
-    code, out, _ = run(capsys, "inbox", "--store", store, "--format", "json")
-    assert [r["status"] for r in json.loads(out)["items"]] == ["done"]
+    code, out, _ = run(capsys, "deliveries", "--store", store, "--format", "json")
+    assert [r["status"] for r in json.loads(out)["items"]] == ["processed"]
 
 
 def test_dead_letters_never_show_credential_values(capsys: pytest.CaptureFixture[str], store: str) -> None:

@@ -74,7 +74,7 @@ async def test_inbox_assign_on_the_command_line_processes_the_delivery(
     code = await asyncio.to_thread(main, [*args, "--format", "json"])
     shown = json.loads(capsys.readouterr().out)
     assert code == 0
-    assert (shown["status"], shown["installationId"], shown["event"]) == ("done", late.id, "order.created")
+    assert (shown["status"], shown["installationId"], shown["event"]) == ("processed", late.id, "order.created")
     assert harness.record(late, "ecommerce:orders", orjson.loads(raw)["data"]["id"]) is not None
     code = await asyncio.to_thread(main, args)
     assert code == 2
@@ -95,27 +95,36 @@ async def test_unsigned_bodies_for_unknown_shops_are_not_stored_but_leave_a_reje
     assert "not verified, so not kept" in rejections[0].reason
 
 
-async def test_bad_signatures_and_oversized_bodies_leave_rejection_rows_listed_by_inbox_status_rejected(
+async def test_bad_signatures_and_oversized_bodies_leave_rejection_rows_listed_by_deliveries_status_rejected(
     harness: Harness, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MINIAPP_SYNC_SECRET_KEY", KEY["MINIAPP_SYNC_SECRET_KEY"])
     installation = harness.install()
     raw, headers = harness.sandbox.webhook("order.created")
     assert (await harness.post(raw, {**headers, "X-Salla-Signature": "0" * 64}))[0] == 401
+    harness.clock.advance(1)
     assert (await harness.post(b"x" * (LIMIT + 1), {}, installation=installation.id))[0] == 413
     assert harness.rows() == []
-    args = ["inbox", "--status", "rejected", "--store", str(tmp_path / "store.sqlite"), "--format", "json"]
-    code = await asyncio.to_thread(main, args)
+    store = ["--store", str(tmp_path / "store.sqlite"), "--format", "json"]
+    code = await asyncio.to_thread(main, ["deliveries", "--status", "rejected", *store])
     assert code == 0
-    shown = json.loads(capsys.readouterr().out)["items"]
-    assert [(r["status"], r["route"]) for r in shown] == [
-        (401, "/miniapps/salla/webhooks"),
-        (413, f"/miniapps/salla/webhooks/{installation.id}"),
+    shown = json.loads(capsys.readouterr().out)["items"]  # newest first
+    assert [(r["status"], r["reason"], r["tenant"]) for r in shown] == [
+        ("rejected", "too_large", "acme"),
+        ("rejected", "bad_signature", None),
     ]
-    assert "signature does not verify" in shown[0]["reason"]
-    assert shown[0]["headers"]["x-salla-signature"] == "[redacted]"  # never a signature (D30)
-    assert shown[0]["digest"] is not None
-    assert shown[1]["digest"] is None  # a 413 body is never read whole
+    assert "signature does not verify" in shown[1]["error"]
+    details = []
+    for refused in shown:
+        assert await asyncio.to_thread(main, ["deliveries", "show", refused["id"], *store]) == 0
+        details.append(json.loads(capsys.readouterr().out))
+    assert [d["route"] for d in details] == [
+        f"/miniapps/salla/webhooks/{installation.id}",
+        "/miniapps/salla/webhooks",
+    ]
+    assert details[1]["headers"]["x-salla-signature"] == "[redacted]"  # never a signature (D30)
+    assert details[1]["digest"] is not None and details[1]["body"] is None
+    assert details[0]["digest"] is None  # a 413 body is never read whole
 
 
 async def test_the_rejection_trail_is_capped_per_ns_and_hour(harness: Harness) -> None:

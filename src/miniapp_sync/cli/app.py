@@ -216,6 +216,7 @@ def registry(modules: list[Path] | None) -> FunctionRegistry:
 # Commands register themselves on ``app`` when their modules are imported.
 from miniapp_sync.cli import (  # noqa: E402, F401
     definitions,
+    deliveries,
     mapping,
     operations,
     records,

@@ -1,10 +1,10 @@
-"""Webhook commands: subscribe, subscriptions, unsubscribe, events, inbox and deadletters."""
+"""Webhook commands: subscribe, subscriptions, unsubscribe, events, inbox assign and deadletters (of records)."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Final
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from miniapp_sync.runtime import Runtime
-    from miniapp_sync.store import DeadLetter, DeadLetterKind, InboxStatus
+    from miniapp_sync.store import DeadLetter
 
 NsOption = Annotated[str | None, typer.Option("--ns", help="Only this MiniApp.")]
 
@@ -158,62 +158,10 @@ def events(
 
 inbox = typer.Typer(
     name="inbox",
-    help="Received webhook deliveries and what became of them; refused ones with --status rejected.",
-    invoke_without_command=True,
+    help="Unmatched webhook deliveries: give one to an installation (list them with `deliveries --status unmatched`).",
+    no_args_is_help=True,
 )
 app.add_typer(inbox)
-REJECTED: Final = "rejected"  # not an inbox state: the rejection trail (D24a), listed by the same command
-
-
-@inbox.callback()
-def list_inbox(
-    context: typer.Context,
-    status: Annotated[
-        str | None,
-        typer.Option(help="Only rows in this state (pending, unmatched, ignored, …; rejected: what was refused)."),
-    ] = None,
-    limit: LimitOption = 50,
-    cursor: CursorOption = None,
-    store: StoreOption = None,
-    output: FormatOption = OutputFormat.text,
-) -> None:
-    """List received webhook deliveries and what became of them, oldest first (bodies are not shown)."""
-    if context.invoked_subcommand is not None:
-        return
-    from rich.text import Text
-
-    from miniapp_sync.views import queries
-    from miniapp_sync.views.queries import INBOX_STATES
-
-    states = (*INBOX_STATES, REJECTED)
-    if status is not None and status not in states:
-        raise typer.BadParameter(f"expected one of {', '.join(states)}", param_hint="--status")
-    page_of = window(limit, cursor)
-    if status == REJECTED:
-        with open_runtime(store) as runtime:
-            refused = queries.rejections(runtime.store, page_of)
-        if output is OutputFormat.json:
-            print_view(refused)
-            return
-        table = _table("Refused webhook deliveries", ("id", "route", "answer", "size", "received", "reason"))
-        for refusal in refused.items:
-            shown = (refusal.route, str(refusal.status), str(refusal.size), refusal.received_at)
-            table.add_row(refusal.id, *shown, Text(refusal.reason))  # Text: a reason's brackets are not markup
-        console().print(table)
-        show_next(refused)
-        return
-    chosen: InboxStatus | None = status  # type: ignore[assignment]  # checked just above
-    with open_runtime(store) as runtime:
-        page = queries.deliveries(runtime.store, page_of, status=chosen)
-    if output is OutputFormat.json:
-        print_view(page)
-        return
-    table = _table("Webhook inbox", ("id", "ns", "installation", "event", "status", "attempts", "received", "error"))
-    for r in page.items:
-        cells = (r.installation_id or "—", r.event or "—", r.status, str(r.attempts), r.received_at)
-        table.add_row(r.id, r.ns, *cells, Text(r.error or ""))  # errors may quote [[key]]
-    console().print(table)
-    show_next(page)
 
 
 @inbox.command("assign")
@@ -229,7 +177,7 @@ def assign_inbox_row(
     from miniapp_sync.errors import WebhookError
     from miniapp_sync.runtime import load_miniapp
     from miniapp_sync.store import Inbox
-    from miniapp_sync.views import InboxDeliveryView
+    from miniapp_sync.views.deliveries import delivery
     from miniapp_sync.webhooks.assign import assign
     from miniapp_sync.webhooks.processor import Processor
 
@@ -243,10 +191,11 @@ def assign_inbox_row(
         if not assignment.duplicate:
             asyncio.run(Processor(runtime, inbox_table).drain_installation(miniapp.ns, installation))
         row = inbox_table.get(id)
-    if row is None:
+        shown = delivery(runtime, str(id))
+    if row is None or shown is None:
         raise typer.BadParameter(f"inbox row {id} was purged meanwhile", param_hint="ID")
     if output is OutputFormat.json:
-        print_view(InboxDeliveryView.of(row))
+        print_view(shown.delivery)
     elif assignment.duplicate:
         console().print(f"inbox row {id} is a resend of a delivery already stored: ", end="")
         console().print(row.error or "", markup=False)
@@ -258,7 +207,9 @@ def assign_inbox_row(
 
 
 deadletters = typer.Typer(
-    name="deadletters", help="Rejected records and failed webhook deliveries.", no_args_is_help=True
+    name="deadletters",
+    help="Records a bulk sync rejected (D19): list, show, replay. Webhook deliveries: `deliveries`.",
+    no_args_is_help=True,
 )
 app.add_typer(deadletters)
 
@@ -273,23 +224,19 @@ def _letter(runtime: Runtime, id: int) -> DeadLetter:
 @deadletters.command("list")
 def list_dead_letters(
     tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant.")] = None,
-    kind: Annotated[str | None, typer.Option(help="record or webhook.")] = None,
     replayed: Annotated[bool, typer.Option("--all", help="Include those already replayed.")] = False,
     limit: LimitOption = 50,
     cursor: CursorOption = None,
     store: StoreOption = None,
     output: FormatOption = OutputFormat.text,
 ) -> None:
-    """List dead letters, oldest first (the order to replay them in)."""
+    """List the records a bulk sync rejected, oldest first (the order to replay them in)."""
     from miniapp_sync.views import queries
 
-    if kind not in (None, "record", "webhook"):
-        raise typer.BadParameter("expected record or webhook", param_hint="--kind")
-    chosen: DeadLetterKind | None = kind  # type: ignore[assignment]  # checked just above
     page_of = window(limit, cursor)
     with open_runtime(store) as runtime:
         ids = [i.id for i in runtime.store.list_installations() if i.tenant == tenant] if tenant else None
-        page = queries.dead_letters(runtime, page_of, installation_ids=ids, kind=chosen, include_replayed=replayed)
+        page = queries.dead_letters(runtime, page_of, installation_ids=ids, kind="record", include_replayed=replayed)
     if output is OutputFormat.json:
         print_view(page)
         return
@@ -327,7 +274,7 @@ def replay_dead_letter(
     functions: FunctionsOption = None,
     output: FormatOption = OutputFormat.text,
 ) -> int:
-    """Run a dead letter again through the current definition (exit 1 when it fails again)."""
+    """Map and write a rejected record again through the current definition (exit 1 when it fails again)."""
     from miniapp_sync.runtime import load_miniapp
     from miniapp_sync.views import ReplayView, timestamp
     from miniapp_sync.webhooks.replay import replay
@@ -335,6 +282,12 @@ def replay_dead_letter(
     miniapp = load_miniapp(definition, registry(functions))
     with open_runtime(store) as runtime:
         letter = _letter(runtime, id)
+        if letter.kind == "webhook":  # one way to replay a delivery: as a job, with a preview
+            inbox_id = letter.payload.get("inboxId") if isinstance(letter.payload, dict) else None
+            hint = f"`miniapp-sync deliveries replay {inbox_id} -d DEF`"
+            raise typer.BadParameter(
+                f"dead letter {id} is a webhook delivery's: replay it with {hint}", param_hint="ID"
+            )
         if letter.replayed_at is not None:
             when = timestamp(letter.replayed_at)
             raise typer.BadParameter(f"dead letter {id} was replayed at {when}", param_hint="ID")

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-JobKind = Literal["sync", "drain", "deliver"]
+JobKind = Literal["sync", "drain", "deliver", "replay"]
 OutcomeStatus = Literal["done", "failed", "dropped"]
 
 
@@ -15,7 +15,8 @@ class Job:
     """One unit of work, named by ids only, so any worker that serves the MiniApp can run it.
 
     ``sync``: one resource of one installation. ``drain``: an installation's webhook inbox (D33).
-    ``deliver``: the trigger events due to subscribers. ``attempt`` counts earlier failed tries.
+    ``deliver``: the trigger events due to subscribers. ``replay``: a recorded bulk replay of
+    webhook deliveries of ``ns`` (``replay``: its id). ``attempt`` counts earlier failed tries.
     """
 
     kind: JobKind
@@ -23,6 +24,7 @@ class Job:
     installation_id: str = ""
     resource: str = ""
     attempt: int = 0
+    replay: str = ""
 
     @property
     def key(self) -> str:
@@ -31,23 +33,28 @@ class Job:
             return f"sync:{self.installation_id}:{self.resource}"
         if self.kind == "drain":
             return f"drain:{self.installation_id}"
+        if self.kind == "replay":
+            return f"replay:{self.replay}"
         return "deliver"
 
     def args(self) -> dict[str, Any]:
         """Return the job's arguments as a queue stores them (JSON: ids, names and the attempt)."""
-        return {
+        args: dict[str, Any] = {
             "ns": self.ns,
             "installation_id": self.installation_id,
             "resource": self.resource,
             "attempt": self.attempt,
         }
+        if self.replay:
+            args["replay"] = self.replay
+        return args
 
     def again(self, *, failed: bool) -> Job:
         """Return the same job for its next run: one attempt further after a failure, else from scratch."""
         return dataclasses.replace(self, attempt=self.attempt + 1 if failed else 0)
 
     def __str__(self) -> str:
-        where = " ".join(part for part in (self.ns, self.installation_id, self.resource) if part)
+        where = " ".join(part for part in (self.ns, self.installation_id, self.resource, self.replay) if part)
         return f"{self.kind} {where}".rstrip() + (f" (attempt {self.attempt + 1})" if self.attempt else "")
 
 

@@ -2,7 +2,7 @@
 
 A job's key is both its ``queueing_lock`` (a second enqueue while one waits raises
 ``AlreadyEnqueued``: reported, not an error) and its ``lock`` (a job waits while another with its
-key runs). Sync and drain jobs go to a queue named after their MiniApp, so only workers started
+key runs). Sync, drain and replay jobs go to a queue named after their MiniApp, so only workers started
 with that definition take them; periodic jobs and trigger deliveries go to a common queue.
 
 Periodic tasks, each deferred once per tick whichever worker gets there first:
@@ -44,6 +44,7 @@ TASKS: Final[dict[JobKind, str]] = {
     "sync": "miniapp_sync.sync",
     "drain": "miniapp_sync.drain_inbox",
     "deliver": "miniapp_sync.deliver_triggers",
+    "replay": "miniapp_sync.replay_deliveries",
 }
 SCHEDULE_TASK: Final = "miniapp_sync.scheduled_syncs"
 STALLED_TASK: Final = "miniapp_sync.retry_stalled_jobs"
@@ -135,7 +136,7 @@ class ProcrastinateQueue(JobQueue):
 
     async def enqueue(self, job: Job, *, delay: float = 0.0) -> Enqueued:
         """Queue ``job`` to run after ``delay`` seconds, unless a job with its key is queued already."""
-        queue = job.ns if job.kind in ("sync", "drain") else COMMON_QUEUE
+        queue = job.ns if job.kind in ("sync", "drain", "replay") else COMMON_QUEUE
         options: dict[str, Any] = {"lock": job.key, "queueing_lock": job.key, "queue": queue}
         if delay > 0:
             options["schedule_in"] = {"seconds": delay}
@@ -245,9 +246,11 @@ class ProcrastinateQueue(JobQueue):
         fresh = sum(not r.duplicate for r in receipts)
         return f"{fresh} enqueued, {len(receipts) - fresh} already queued"
 
-    def _runner(self, kind: JobKind) -> Callable[[JobContext, str, str, str, int], Awaitable[str]]:
-        async def run(context: JobContext, ns: str, installation_id: str, resource: str, attempt: int) -> str:
-            job = Job(kind, ns, installation_id, resource, attempt)
+    def _runner(self, kind: JobKind) -> Callable[..., Awaitable[str]]:
+        async def run(
+            context: JobContext, ns: str, installation_id: str, resource: str, attempt: int, replay: str = ""
+        ) -> str:
+            job = Job(kind, ns, installation_id, resource, attempt, replay)
             outcome = await self.work.run(job, None if context.job.id is None else str(context.job.id))
             await self.settle(job, outcome)
             return str(outcome)  # Procrastinate logs it with the job's end

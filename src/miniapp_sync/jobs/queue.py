@@ -46,6 +46,10 @@ class JobQueue(ABC):
         """Enqueue delivery of the trigger events due to subscribers."""
         return await self.enqueue(Job("deliver"))
 
+    async def replay_deliveries(self, ns: str, replay_id: str) -> Enqueued:
+        """Enqueue a recorded bulk replay of ``ns``'s webhook deliveries (its report: ``GET /api/jobs/{id}``)."""
+        return await self.enqueue(Job("replay", ns, replay=replay_id))
+
     async def not_ready(self) -> str | None:
         """Return why jobs cannot be queued now, or None (``/readyz``); an in-process queue always can."""
         return None

@@ -130,6 +130,8 @@ class Work:
                 return await self.sync(job, job_id)
             if job.kind == "drain":
                 return await self._hook(job, self.drain, "inbox processor")
+            if job.kind == "replay":
+                return await self.replay(job, job_id)
             return await self._hook(job, self.deliver, "trigger deliverer")
         except MiniAppSyncError as exc:
             return Outcome("failed", str(exc))
@@ -161,6 +163,30 @@ class Work:
             return Outcome("failed", f"run {report.run_id}: {resource.error}", run_id=report.run_id)
         counts = f"{resource.fetched} fetched, {resource.created} created, {resource.updated} updated"
         return Outcome("done", f"run {report.run_id} {report.status}: {counts}", run_id=report.run_id)
+
+    async def replay(self, job: Job, job_id: str | None = None) -> Outcome:
+        """Run a recorded bulk replay of webhook deliveries; its report goes to the replay row.
+
+        Then the trigger events it emitted are delivered, and the inboxes it touched drained (a
+        row that waited for its retry held the installation's later rows).
+        """
+        from miniapp_sync.store.replays import Replays
+        from miniapp_sync.webhooks.bulk_replay import run
+
+        self.miniapp(job.ns)  # a clear failure when this worker lacks the definition
+        replays = Replays(self.runtime.store)
+        replay = await asyncio.to_thread(replays.get, job.replay)
+        if replay is None:
+            return Outcome("dropped", f"no replay {job.replay}")
+        if replay.status in ("done", "failed"):
+            return Outcome("dropped", f"replay {replay.id} ran already ({replay.status})")
+        if job_id is not None and replay.job_id is None:
+            await asyncio.to_thread(replays.queued, replay.id, job_id)
+        report = await run(self.runtime, replay)
+        drains = [Job("drain", job.ns, iid) for iid in report["installations"]] if self.drain else []
+        follow = (*drains, *([Job("deliver")] if self.deliver else []))  # a process without them: the sweep's
+        counts = ", ".join(f"{report[k]} {k}" for k in ("processed", "failed", "refused", "skipped"))
+        return Outcome("done", f"replay {replay.id}: {counts}", follow=follow)
 
     def _interrupt_stale_runs(self, installation: Installation, resource: str) -> None:
         # The job's lock means no other queued sync of this pair runs now, so a run of it still

@@ -35,13 +35,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from miniapp_sync.errors import InstallationConflict, InstallationError, MiniAppSyncError, SealError
 from miniapp_sync.jobs import Enqueued, JobQueue, Work, deployment_queue
 from miniapp_sync.runtime import MiniApp, Runtime
+from miniapp_sync.server.deliveries import delivery_routes
 from miniapp_sync.server.management import management_routes
 from miniapp_sync.server.openapi import Param, Reply, document, error, ok, operation
 from miniapp_sync.server.webhooks import WebhookEndpoint, assign_endpoint, metrics_endpoint, webhook_params
 from miniapp_sync.store import Installation
 from miniapp_sync.store.health import not_ready
+from miniapp_sync.store.replays import Replays
 from miniapp_sync.sync.metrics import SyncMetrics
-from miniapp_sync.views import ErrorView, JobRunView, JobView, Page, RunView
+from miniapp_sync.views import DeliveryReplayView, ErrorView, JobRunView, JobView, Page, RunView
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.service import WebhookService
 from miniapp_sync.webhooks.settings import WebhookSettings
@@ -295,13 +297,20 @@ def create_app(
         return ok(_jobs(receipts), 202)
 
     @operation(
-        "A sync job and the run it started (null while it waits for a worker).",
+        "A job and what it came to: a sync's run, or a delivery replay and its report (null while it waits).",
         params=[Param("id", "The job's id, from the answer that queued it.", location="path")],
-        responses={200: Reply("the job and its run", JobRunView)},
+        responses={200: Reply("the job and its run or replay", JobRunView)},
     )
     async def get_job(request: Request, id: str) -> Response:
-        runs = runtime.store.runs_of_job(id)
-        return ok(JobRunView(id, RunView.of(runs[0]) if runs else None))
+        runs = await asyncio.to_thread(runtime.store.runs_of_job, id)
+        replay = None if runs else await asyncio.to_thread(Replays(runtime.store).of_job, id)
+        return ok(
+            JobRunView(
+                id,
+                RunView.of(runs[0]) if runs else None,
+                DeliveryReplayView.of(replay) if replay is not None else None,
+            )
+        )
 
     receive = WebhookEndpoint(service)
     routes: list[BaseRoute] = [
@@ -312,6 +321,7 @@ def create_app(
         Route("/miniapps/{ns}/webhooks/{installation}", receive, methods=["POST"], include_in_schema=False),
         Route("/miniapps/{ns}/oauth2", oauth),
         *management_routes(runtime, installed=installed),
+        *delivery_routes(runtime, jobs),
         Route("/api/installations/{id}/sync", start_sync, methods=["POST"]),
         Route("/api/jobs/{id}", get_job, methods=["GET"]),
         Route("/api/inbox/{id}/assign", assign_endpoint(service), methods=["POST"]),

@@ -1,4 +1,4 @@
-"""The management API under ``/api`` (D31, D37): installations, OAuth links, runs, records, inbox, dead letters, events.
+"""The management API under ``/api`` (D31, D37): installations, OAuth links, runs, records, dead letters, events.
 
 Every handler is declared with ``openapi.operation``: its parameters are checked before it runs
 and the OpenAPI document is written from the same declarations. Answers are view models, lists
@@ -21,11 +21,10 @@ from starlette.routing import BaseRoute, Route
 from miniapp_sync.errors import InstallationConflict, MiniAppSyncError
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.server.openapi import CURSOR, LIMIT, Param, Reply, bad_request, error, ok, operation
-from miniapp_sync.store import DeadLetterKind, InboxStatus, Installation
+from miniapp_sync.store import DeadLetterKind, Installation
 from miniapp_sync.views import (
     DeadLetterView,
     ErrorView,
-    InboxDeliveryView,
     InstallationView,
     OAuthLinkView,
     ParameterError,
@@ -36,7 +35,7 @@ from miniapp_sync.views import (
     Window,
     queries,
 )
-from miniapp_sync.views.queries import INBOX_STATES, MAX_EVENT_ID, MAX_EVENTS
+from miniapp_sync.views.queries import MAX_EVENT_ID, MAX_EVENTS
 
 MAX_BODY: Final = 64 * 1024  # an install request is a few credentials: anything bigger is a mistake
 _SCALAR: Final = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
@@ -277,15 +276,6 @@ def management_routes(runtime: Runtime, *, installed: Callable[[Installation], A
         return ok(found)
 
     @operation(
-        "Received webhook deliveries and what became of them, oldest first (bodies are not shown).",
-        params=[Param("status", "Only deliveries in this state.", enum=INBOX_STATES), LIMIT, CURSOR],
-        responses={200: Reply("a page of deliveries", InboxDeliveryView, page=True)},
-    )
-    async def list_inbox(request: Request, status: InboxStatus | None, limit: int, cursor: str | None) -> Response:
-        window = Window.of(limit, cursor)
-        return ok(await asyncio.to_thread(queries.deliveries, store, window, status=status))
-
-    @operation(
         "Dead letters (rejected records, failed deliveries), oldest first: the order to replay them in.",
         params=[
             Param("installation", "Only this installation's."),
@@ -352,7 +342,6 @@ def management_routes(runtime: Runtime, *, installed: Callable[[Installation], A
         Route("/api/records", list_records, methods=["GET"]),
         Route("/api/records/{id}", get_record, methods=["GET"]),
         Route("/api/records/{id}/history", record_history, methods=["GET"]),
-        Route("/api/inbox", list_inbox, methods=["GET"]),
         Route("/api/deadletters", list_dead_letters, methods=["GET"]),
         Route("/api/deadletters/{id}", get_dead_letter, methods=["GET"]),
         Route("/api/events", list_events, methods=["GET"]),

@@ -22,7 +22,8 @@ from starlette.types import Receive, Scope, Send
 from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.server.openapi import Param, error, ok, operation
 from miniapp_sync.server.openapi import Reply as Documented
-from miniapp_sync.views import ErrorView, InboxDeliveryView
+from miniapp_sync.views import DeliveryView, ErrorView
+from miniapp_sync.views.deliveries import delivery
 from miniapp_sync.views.queries import MAX_EVENT_ID as MAX_ID  # ids JSON and every database here hold exactly
 from miniapp_sync.webhooks.assign import assign
 from miniapp_sync.webhooks.receiver import TOO_LARGE, UNAVAILABLE, Reply
@@ -140,7 +141,7 @@ def assign_endpoint(service: WebhookService) -> Any:
             "properties": {"installation": {"type": "string", "description": "The installation it is for."}},
         },
         responses={
-            202: Documented("the delivery, queued (or ignored as a resend of one stored)", InboxDeliveryView),
+            202: Documented("the delivery, queued (or ignored as a resend of one stored)", DeliveryView),
             404: Documented("no such inbox row", ErrorView),
             409: Documented(
                 "the row is not unmatched, or the installation cannot take it (the message says why)", ErrorView
@@ -163,6 +164,9 @@ def assign_endpoint(service: WebhookService) -> Any:
         row = assignment.row
         if row.status == "pending" and row.installation_id is not None:
             service.queue_processing(row.ns, row.installation_id)
-        return ok(InboxDeliveryView.of(row), 202)
+        shown = await asyncio.to_thread(delivery, service.runtime, str(row.id))
+        if shown is None:
+            return error(404, "not_found", f"inbox row {id} was purged meanwhile", field="id")
+        return ok(shown.delivery, 202)
 
     return assign_delivery

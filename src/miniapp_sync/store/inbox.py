@@ -189,9 +189,13 @@ class Inbox:
 
     def reopen(self, id: int) -> bool:
         """Claim a failed row again (a replay); False when it is not failed."""
+        return self.reclaim(id, "failed")
+
+    def reclaim(self, id: int, status: InboxStatus) -> bool:
+        """Claim a row in ``status`` for a replay (failed, or pending its retry); False when it is not in it."""
         stmt = (
             update(webhook_inbox)
-            .where(i.id == id, i.status == "failed")
+            .where(i.id == id, i.status == status)
             .values(status="processing", attempts=i.attempts + 1, next_attempt_at=None)
         )
         with self._db.write("reopen a webhook delivery") as conn:

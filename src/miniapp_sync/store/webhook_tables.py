@@ -136,3 +136,22 @@ webhook_rejections = Table(
     Index(None, "received_at"),
     sqlite_autoincrement=True,
 )
+
+REPLAY_STATUSES: Final = ("queued", "running", "done", "failed")
+
+# A bulk replay of deliveries (issue 15): what was asked (ids or a filter), and, once its job ran,
+# the report (processed / failed again / refused, item by item). The job carries only the id.
+delivery_replays = Table(
+    "delivery_replays",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("ns", Text, nullable=False),
+    Column("selection", json_type(), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("report", json_type()),
+    Column("job_id", Text),
+    _epoch("created_at"),
+    _epoch("finished_at", nullable=True),
+    CheckConstraint(f"status IN ({_in(REPLAY_STATUSES)})", name="status"),
+    Index(None, "job_id"),
+)

@@ -4,23 +4,21 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
+    from miniapp_sync.views.deliveries import DeliveryDetailView, DeliveryReplayView, DeliveryView, ReplayPreviewView
     from miniapp_sync.views.ids import record_id, record_key
+    from miniapp_sync.views.jobs import JobRunView, JobView
     from miniapp_sync.views.models import (
         DeadLetterView,
         ErrorDetail,
         ErrorView,
         FieldChangeView,
-        InboxDeliveryView,
         InstallationView,
-        JobRunView,
-        JobView,
         NewSubscriptionView,
         NotesView,
         OAuthLinkView,
         PackageView,
         RecordChangeView,
         RecordView,
-        RejectionView,
         RemovedView,
         ReplayView,
         RunView,
@@ -44,10 +42,12 @@ if _typing.TYPE_CHECKING:
 __all__ = [
     "MAX_LIMIT",
     "DeadLetterView",
+    "DeliveryDetailView",
+    "DeliveryReplayView",
+    "DeliveryView",
     "ErrorDetail",
     "ErrorView",
     "FieldChangeView",
-    "InboxDeliveryView",
     "InstallationView",
     "JobRunView",
     "JobView",
@@ -59,8 +59,8 @@ __all__ = [
     "ParameterError",
     "RecordChangeView",
     "RecordView",
-    "RejectionView",
     "RemovedView",
+    "ReplayPreviewView",
     "ReplayView",
     "RunView",
     "SubscriptionView",
@@ -84,21 +84,23 @@ __all__ = [
 # The CLI imports this package for its lightest parts (Window, to_json) and its command modules
 # must not load the store with it (``--help``): each name is imported from its module on first use.
 _LAZY = {
+    "ReplayPreviewView": "miniapp_sync.views.deliveries",
+    "DeliveryReplayView": "miniapp_sync.views.deliveries",
+    "DeliveryDetailView": "miniapp_sync.views.deliveries",
+    "DeliveryView": "miniapp_sync.views.deliveries",
     "DeadLetterView": "miniapp_sync.views.models",
     "ErrorDetail": "miniapp_sync.views.models",
     "ErrorView": "miniapp_sync.views.models",
     "FieldChangeView": "miniapp_sync.views.models",
-    "InboxDeliveryView": "miniapp_sync.views.models",
     "InstallationView": "miniapp_sync.views.models",
-    "JobRunView": "miniapp_sync.views.models",
-    "JobView": "miniapp_sync.views.models",
+    "JobRunView": "miniapp_sync.views.jobs",
+    "JobView": "miniapp_sync.views.jobs",
     "NewSubscriptionView": "miniapp_sync.views.models",
     "NotesView": "miniapp_sync.views.models",
     "OAuthLinkView": "miniapp_sync.views.models",
     "PackageView": "miniapp_sync.views.models",
     "RecordChangeView": "miniapp_sync.views.models",
     "RecordView": "miniapp_sync.views.models",
-    "RejectionView": "miniapp_sync.views.models",
     "RemovedView": "miniapp_sync.views.models",
     "ReplayView": "miniapp_sync.views.models",
     "RunView": "miniapp_sync.views.models",

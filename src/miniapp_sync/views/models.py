@@ -20,8 +20,6 @@ from miniapp_sync.provider.redaction import Redactor
 from miniapp_sync.store import (
     DeadLetter,
     DeadLetterKind,
-    InboxRow,
-    InboxStatus,
     Installation,
     InstallationStatus,
     RecordSource,
@@ -31,7 +29,6 @@ from miniapp_sync.store import (
 )
 from miniapp_sync.store.history import ChangeKind, RecordChange
 from miniapp_sync.store.outbox import Subscription, TriggerEvent
-from miniapp_sync.store.rejections import Rejection
 from miniapp_sync.views.ids import record_id
 from miniapp_sync.views.schema import Timestamp, camel
 from miniapp_sync.webhooks.triggers import event_body, iso
@@ -117,28 +114,6 @@ class RunView:
 
 
 @dataclass(frozen=True, slots=True)
-class JobView:
-    """A sync job as its enqueue answered: its id (null when a waiting twin covers it), what it syncs, its run.
-
-    The run is null until a worker starts the job; ``GET /api/jobs/{id}`` leads to it (D36).
-    """
-
-    job_id: str | None
-    kind: str
-    resource: str | None
-    duplicate: bool
-    run_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class JobRunView:
-    """A job and the run it started (null while it waits for a worker)."""
-
-    job_id: str
-    run: RunView | None
-
-
-@dataclass(frozen=True, slots=True)
 class RecordView:
     """A stored record: its id, content type, code, mapped data and where it last came from."""
 
@@ -195,57 +170,6 @@ class RecordChangeView:
         return cls(
             str(c.id), record_id(c.installation_id, c.content_type, c.code), c.kind, c.version, c.source,
             c.source_id, timestamp(c.changed_at), fields,
-        )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class InboxDeliveryView:
-    """A received webhook delivery and what became of it (its body is not shown)."""
-
-    id: str
-    ns: str
-    installation_id: str | None
-    event: str | None
-    transaction_id: str | None
-    status: InboxStatus
-    attempts: int
-    received_at: Timestamp
-    next_attempt_at: Timestamp | None
-    processed_at: Timestamp | None
-    error: str | None
-    reused_id: bool  # its key was seen before with another body: processed, not a resend (D26)
-
-    @classmethod
-    def of(cls, r: InboxRow) -> InboxDeliveryView:
-        """Return the view of an inbox row."""
-        return cls(
-            str(r.id), r.ns, r.installation_id, r.event, r.transaction_id, r.status, r.attempts,
-            timestamp(r.received_at), maybe_timestamp(r.next_attempt_at), maybe_timestamp(r.processed_at), r.error,
-            bool(r.reused),
-        )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class RejectionView:
-    """A refused webhook delivery (D24a): where, the answer and why; its body was never kept."""
-
-    id: str
-    ns: str
-    route: str
-    installation_id: str | None
-    status: int  # the HTTP status answered: 401, 404 or 413
-    reason: str
-    size: int
-    digest: str | None  # hex SHA-256 of the body, when it was read whole
-    headers: dict[str, str]  # values masked but for a few harmless ones
-    received_at: Timestamp
-
-    @classmethod
-    def of(cls, r: Rejection) -> RejectionView:
-        """Return the view of a rejection row."""
-        return cls(
-            str(r.id), r.ns, r.route, r.installation_id, r.status, r.reason, r.size, r.digest, dict(r.headers),
-            timestamp(r.received_at),
         )  # fmt: skip
 
 

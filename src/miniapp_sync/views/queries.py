@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final, get_args
 
 from miniapp_sync.runtime import Runtime
-from miniapp_sync.store import DeadLetter, DeadLetterKind, Inbox, InboxStatus, Outbox, Store
+from miniapp_sync.store import DeadLetter, DeadLetterKind, Outbox, Store
 from miniapp_sync.store.history import History
-from miniapp_sync.store.rejections import Rejections
 from miniapp_sync.views.ids import record_key
 from miniapp_sync.views.models import (
     DeadLetterView,
-    InboxDeliveryView,
     InstallationView,
     RecordChangeView,
     RecordView,
-    RejectionView,
     RunView,
     SubscriptionView,
     TriggerEventView,
@@ -24,8 +20,6 @@ from miniapp_sync.views.models import (
 from miniapp_sync.views.pages import MAX_EVENT_ID as MAX_EVENT_ID  # re-exported: the API names them from here
 from miniapp_sync.views.pages import MAX_EVENTS as MAX_EVENTS
 from miniapp_sync.views.pages import Page, Window
-
-INBOX_STATES: Final[tuple[str, ...]] = get_args(InboxStatus)
 
 
 def installations(store: Store, window: Window, *, ns: str | None = None) -> Page[InstallationView]:
@@ -73,18 +67,6 @@ def record_history(store: Store, window: Window, id: str) -> Page[RecordChangeVi
         return None
     found = History(store).timeline(*key, limit=window.fetch, offset=window.offset)
     return window.page([RecordChangeView.of(c) for c in found])
-
-
-def deliveries(store: Store, window: Window, *, status: InboxStatus | None = None) -> Page[InboxDeliveryView]:
-    """Return a page of the webhook inbox, oldest first."""
-    found = Inbox(store).list(status=status, limit=window.fetch, offset=window.offset)
-    return window.page([InboxDeliveryView.of(r) for r in found])
-
-
-def rejections(store: Store, window: Window) -> Page[RejectionView]:
-    """Return a page of the rejection trail (D24a), oldest first."""
-    found = Rejections(store).list(limit=window.fetch, offset=window.offset)
-    return window.page([RejectionView.of(r) for r in found])
 
 
 def dead_letters(
