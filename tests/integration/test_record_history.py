@@ -149,6 +149,16 @@ async def test_a_bulk_run_a_webhook_update_and_a_bulk_run_again_show_three_chang
     status, record = await stack.api(f"/api/records/{found['id']}")
     assert (status, record) == (200, found)
 
+    # "What changed it?" The webhook change names its delivery: one CLI command and one API call
+    # show that delivery whole, the body it carried and the record change it made.
+    delivery = cli_json(capsys, "deliveries", "show", changes[1]["sourceId"], "--store", stack.store)
+    status, answered = await stack.api(f"/api/deliveries/{changes[1]['sourceId']}")
+    assert (status, answered) == (200, delivery)
+    assert (delivery["delivery"]["event"], delivery["delivery"]["status"]) == ("order.status.updated", "processed")
+    assert delivery["body"]["data"]["id"] == order["id"]
+    assert [c["id"] for c in delivery["records"]] == [changes[1]["id"]]
+    assert [f["event"]["event"] for f in delivery["events"]] == ["order.status.updated"]
+
 
 async def test_an_unknown_record_id_is_a_404_in_the_api_and_a_usage_error_in_the_cli(
     stack: Stack, capsys: pytest.CaptureFixture[str]
