@@ -25,7 +25,6 @@ from miniapp_sync.cli import main
 from miniapp_sync.definition.loader import load_file
 from miniapp_sync.runtime import MiniApp, Runtime, load_miniapp
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
-from miniapp_sync.sandbox.webhooks import sign
 from miniapp_sync.server import create_app
 from miniapp_sync.store import Inbox, Installation, Outbox
 from miniapp_sync.testing import post_endpoint
@@ -160,7 +159,8 @@ async def test_which_webhooks_were_refused_or_parked_and_why(stack: Stack, capsy
         ("rejected", "bad_signature", None, None),
     ]
     errors = [d["error"] for d in answer["items"]]
-    assert "rejected the record" in errors[1] and "nope" in errors[1]
+    assert "rejected the record" in errors[1]
+    assert "nope" in errors[1]
     assert "424242" in errors[2]
     assert "signature does not verify" in errors[3]
 
@@ -175,7 +175,8 @@ async def test_which_webhooks_were_refused_or_parked_and_why(stack: Stack, capsy
     status, later = await stack.api("GET", "/api/deliveries", since="2999-01-01T00:00:00Z")
     assert later["items"] == []
     status, earlier = await stack.api("GET", "/api/deliveries", until="2999-01-01T00:00:00Z", limit="3")
-    assert len(earlier["items"]) == 3 and earlier["next"] is not None
+    assert len(earlier["items"]) == 3
+    assert earlier["next"] is not None
     status, rest = await stack.api("GET", "/api/deliveries", until="2999-01-01T00:00:00Z", cursor=earlier["next"])
     assert [d["id"] for d in earlier["items"] + rest["items"]] == [d["id"] for d in answer["items"]]
     status, bad = await stack.api("GET", "/api/deliveries", since="yesterday")
@@ -200,7 +201,8 @@ async def test_which_webhooks_were_refused_or_parked_and_why(stack: Stack, capsy
     await until(lambda: len(stack.posts) == 1)
     status, done = await stack.api("GET", f"/api/deliveries/{answer['items'][0]['id']}")
     (change,) = done["records"]
-    assert change["source"] == "webhook" and change["sourceId"] == answer["items"][0]["id"]
+    assert change["source"] == "webhook"
+    assert change["sourceId"] == answer["items"][0]["id"]
     (fired,) = done["events"]
     assert fired["event"]["event"] == "order.status.updated"
     await until(lambda: [d.status for d in Outbox(stack.runtime.store).deliveries()] == ["delivered"])
@@ -228,16 +230,20 @@ async def test_a_dead_letter_replayed_after_the_fix_is_processed_once_and_fires_
     assert (preview["count"], preview["byEvent"]) == (1, {"order.created": 1})
     assert preview["byInstallation"] == [{"installationId": stack.installation.id, "tenant": "acme", "count": 1}]
     assert preview["definitions"] == [{"ns": "salla", "version": "1.0.0", "digest": fixed.digest}]
+    unasked = await stack.cli(capsys, "deliveries", "replay", "--status", "dead", "-d", str(EXAMPLE), code=2)
+    assert "--preview or --yes" in unasked["error"]["message"]  # under --format json there is nobody to ask
     previewed = await stack.cli(capsys, "deliveries", "replay", "--status", "dead", "-d", str(EXAMPLE), "--preview")
     assert previewed["count"] == 1
     status, still = await stack.api("GET", f"/api/deliveries/{dead['id']}")
-    assert still["delivery"]["status"] == "dead" and still["deadLetterId"] is not None
+    assert still["delivery"]["status"] == "dead"
+    assert still["deadLetterId"] is not None
     assert Outbox(stack.runtime.store).count_events("acme") == 1
 
     # Replay all matching: a job, whose report GET /api/jobs/{id} shows.
     status, queued = await stack.api("POST", "/api/deliveries/replay", {"filter": {"status": "dead"}})
     assert status == 202, queued
-    assert queued["jobId"] is not None and queued["status"] == "queued"
+    assert queued["jobId"] is not None
+    assert queued["status"] == "queued"
 
     async def job() -> dict[str, Any]:
         return (await stack.api("GET", f"/api/jobs/{queued['jobId']}"))[1]
@@ -257,13 +263,15 @@ async def test_a_dead_letter_replayed_after_the_fix_is_processed_once_and_fires_
     await until(lambda: len(stack.posts) == posts_before + 1)  # its trigger event, once
     assert stack.posts[-1]["event"] == "order.created"
     status, now = await stack.api("GET", f"/api/deliveries/{dead['id']}")
-    assert now["delivery"]["status"] == "processed" and now["deadLetterId"] is None
+    assert now["delivery"]["status"] == "processed"
+    assert now["deadLetterId"] is None
     assert [f["event"]["event"] for f in now["events"]] == ["order.created"]
     assert len(now["records"]) == 1
 
     # A second replay changes nothing: nothing matches, and the id itself is skipped.
     status, again = await stack.api("POST", "/api/deliveries/replay", {"filter": {"status": "dead"}})
-    assert status == 409 and "nothing to replay" in again["error"]["message"]
+    assert status == 409
+    assert "nothing to replay" in again["error"]["message"]
     status, by_id = await stack.api("POST", "/api/deliveries/replay", {"ids": [dead["id"]], "preview": True})
     assert (by_id["count"], by_id["skipped"]) == (0, 1)
     assert "processed already" in by_id["items"][0]["detail"]

@@ -26,14 +26,17 @@ async def test_a_replay_job_processes_a_dead_delivery_once_on_either_queue(stack
     await stack.settled()
 
     replay = Replays(runtime.store).get(queued.id)
-    assert replay is not None and replay.report is not None
+    assert replay is not None
+    assert replay.report is not None
     assert (replay.status, replay.report["processed"], replay.report["failed"]) == ("done", 1, 0)
     assert Replays(runtime.store).of_job(queued.job_id) == replay  # what GET /api/jobs/{id} shows
     done = inbox.get(row.id)
-    assert done is not None and done.status == "done"
+    assert done is not None
+    assert done.status == "done"
     assert runtime.store.list_dead_letters() == []  # replayed
     replayed = runtime.store.get_dead_letter(letter.id)
-    assert replayed is not None and replayed.replayed_at is not None
+    assert replayed is not None
+    assert replayed.replayed_at is not None
     assert Outbox(runtime.store).count_events("acme") == 1
     assert runtime.store.get_record(stack.installation.id, "ecommerce:orders", str(sandbox.data["orders"][0]["id"]))
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Final, Literal, get_args
 
-from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select, text
+from sqlalchemy import ColumnElement, Select, Table, and_, func, not_, or_, select, text
 
 from miniapp_sync.store.history import RecordChange
 from miniapp_sync.store.outbox import DeliveryState, TriggerEvent
@@ -188,20 +188,34 @@ def _tenant_ids(tenant: str) -> Select[Any]:
     return select(installations.c.id).where(installations.c.tenant == tenant)
 
 
-def _inbox_conditions(f: DeliveryFilter) -> list[ColumnElement[bool]]:
+def _conditions(f: DeliveryFilter, table: Table) -> list[ColumnElement[bool]]:
+    """Return the conditions both tables share: tenant, MiniApp, arrival time."""
+    c = table.c
     found: list[ColumnElement[bool]] = []
     if f.tenant is not None:
-        found.append(i.installation_id.in_(_tenant_ids(f.tenant)))
+        found.append(c.installation_id.in_(_tenant_ids(f.tenant)))
     if f.ns is not None:
-        found.append(i.ns == f.ns)
+        found.append(c.ns == f.ns)
+    if f.since is not None:
+        found.append(c.received_at >= f.since)
+    if f.until is not None:
+        found.append(c.received_at < f.until)
+    return found
+
+
+def _inbox_conditions(f: DeliveryFilter) -> list[ColumnElement[bool]]:
+    found = _conditions(f, webhook_inbox)
     if f.event is not None:
         found.append(i.event == f.event)
     if f.status is not None:
         found.append(_state_condition(f.status))
-    if f.since is not None:
-        found.append(i.received_at >= f.since)
-    if f.until is not None:
-        found.append(i.received_at < f.until)
+    return found
+
+
+def _rejection_conditions(f: DeliveryFilter) -> list[ColumnElement[bool]]:
+    found = _conditions(f, webhook_rejections)
+    if f.reason is not None:
+        found.append(_reason_condition(f.reason))
     return found
 
 
@@ -255,7 +269,7 @@ class Deliveries:
                 query = self._inbox_query(f, conn.dialect.name).order_by(i.id.desc()).limit(wanted)
                 found += [_inbox_entry(row) for row in conn.execute(query)]
             if f.rejections:
-                query = select(webhook_rejections).where(*self._rejection_conditions(f))
+                query = select(webhook_rejections).where(*_rejection_conditions(f))
                 found += [_rejection_entry(row) for row in conn.execute(query.order_by(w.id.desc()).limit(wanted))]
         found.sort(key=lambda d: (d.received_at, d.kind == "inbox", int(d.id.lstrip("r"))), reverse=True)
         return found[offset:wanted]
@@ -299,20 +313,6 @@ class Deliveries:
                 events=self._events(conn, number),
                 dead_letter_id=self._dead_letter(conn, row.installation_id, number),
             )
-
-    def _rejection_conditions(self, f: DeliveryFilter) -> list[ColumnElement[bool]]:
-        found: list[ColumnElement[bool]] = []
-        if f.tenant is not None:
-            found.append(w.installation_id.in_(_tenant_ids(f.tenant)))
-        if f.ns is not None:
-            found.append(w.ns == f.ns)
-        if f.reason is not None:
-            found.append(_reason_condition(f.reason))
-        if f.since is not None:
-            found.append(w.received_at >= f.since)
-        if f.until is not None:
-            found.append(w.received_at < f.until)
-        return found
 
     @staticmethod
     def _changes(conn: Any, inbox_id: int) -> list[RecordChange]:
