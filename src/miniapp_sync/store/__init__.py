@@ -14,13 +14,14 @@ from miniapp_sync.store.model import (
     StoredRecord,
     WriteResult,
 )
-from miniapp_sync.store.outbox import DeliveryState, DueDelivery, Outbox, Subscription, TriggerEvent
+from miniapp_sync.store.outbox import Attempt, DeliveryState, DueDelivery, Outbox, Subscription, TriggerEvent
 from miniapp_sync.store.records import content_hash, normalise_version
 from miniapp_sync.store.store import Store
 from miniapp_sync.store.webhook_model import Added, InboxEntry, InboxRow, InboxStatus
 
 __all__ = [
     "Added",
+    "Attempt",
     "DeadLetter",
     "DeadLetterKind",
     "DeliveryState",

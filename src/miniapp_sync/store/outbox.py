@@ -26,6 +26,17 @@ DeliveryStatus = Literal["pending", "delivered", "failed"]
 o = trigger_outbox.c
 s = subscriptions.c
 d = trigger_deliveries.c
+_SETTLE = (
+    update(trigger_deliveries)
+    .where(d.event_id == bindparam("p_event"), d.subscription_id == bindparam("p_subscription"))
+    .values(
+        status=bindparam("p_status"),
+        attempts=d.attempts + 1,
+        error=bindparam("p_error"),
+        delivered_at=func.coalesce(bindparam("p_delivered"), d.delivered_at),
+        next_attempt_at=bindparam("p_next"),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +49,17 @@ class Subscription:
     url: str
     secret: bytes = field(repr=False)  # encrypted
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """The outcome of one POST of an event to a subscription, to record."""
+
+    event_id: int
+    subscription_id: str
+    status: DeliveryStatus
+    error: str | None = None
+    retry_at: float | None = None  # when it is pending again
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,14 +268,26 @@ class Outbox:
         retry_at: float | None = None,
     ) -> None:
         """Record an attempt: delivered, failed for good, or pending again until ``retry_at``."""
+        self.settle_all([Attempt(event_id, subscription_id, status, error, retry_at)])
+
+    def settle_all(self, attempts: Sequence[Attempt]) -> None:
+        """Record attempts in one transaction (one commit for a batch of POSTs, not one each)."""
+        if not attempts:
+            return
         now = self._clock.now()
-        values: dict[str, Any] = {"status": status, "attempts": d.attempts + 1, "error": error}
-        if status == "delivered":
-            values["delivered_at"] = now
-        values["next_attempt_at"] = retry_at if status == "pending" else None
-        stmt = update(trigger_deliveries).where(d.event_id == event_id, d.subscription_id == subscription_id)
-        with self._db.write("record a trigger delivery") as conn:
-            conn.execute(stmt.values(values))
+        params = [
+            {
+                "p_event": a.event_id,
+                "p_subscription": a.subscription_id,
+                "p_status": a.status,
+                "p_error": a.error,
+                "p_delivered": now if a.status == "delivered" else None,
+                "p_next": a.retry_at if a.status == "pending" else None,
+            }
+            for a in attempts
+        ]
+        with self._db.write("record trigger deliveries") as conn:
+            conn.execute(_SETTLE, params)
 
     def deliveries(self, event_id: int | None = None) -> list[DeliveryState]:
         """Return delivery states (of one event when given)."""

@@ -18,7 +18,7 @@ import orjson
 
 from miniapp_sync.clock import Clock
 from miniapp_sync.installations import Vault
-from miniapp_sync.store import DueDelivery, Outbox, Subscription
+from miniapp_sync.store import Attempt, DueDelivery, Outbox, Subscription
 from miniapp_sync.webhooks.concurrency import Call
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.settings import WebhookSettings
@@ -73,18 +73,23 @@ class TriggerDelivery:
         """Attempt every delivery that is due; return when the next pending one comes due (None: none)."""
         slots = asyncio.Semaphore(self.settings.delivery_concurrency)
 
-        async def one(delivery: DueDelivery) -> None:
+        async def one(delivery: DueDelivery) -> Attempt:
             async with slots:
-                await self._attempt(delivery)
+                return await self._attempt(delivery)
 
         while True:
             due = await self._call(self.outbox.due, BATCH)
-            await asyncio.gather(*(one(d) for d in due))
+            attempts = await asyncio.gather(*(one(d) for d in due))
+            # One transaction for the batch: a commit (an fsync on SQLite) per POST cost more than the POST.
+            # A crash before it only means those events are POSTed again, which subscribers dedupe by id.
+            await self._call(self.outbox.settle_all, attempts)
+            self._count(due, attempts)
             await asyncio.sleep(0)  # store calls may run inline: let waiting requests in between batches
             if len(due) < BATCH:
                 return await self._call(self.outbox.next_due)
 
-    async def _attempt(self, delivery: DueDelivery) -> None:
+    async def _attempt(self, delivery: DueDelivery) -> Attempt:
+        """POST one delivery; return its outcome, to record."""
         event, subscription = delivery.event, delivery.subscription
         raw = orjson.dumps(event_body(event))
         headers = {
@@ -105,21 +110,19 @@ class TriggerDelivery:
             error = f"the POST failed: {type(exc).__name__}"
         attempts = delivery.attempts + 1
         if error is None:
-            outcome = "delivered"
-            await self._call(self.outbox.settle, event.id, subscription.id, status="delivered")
-        elif attempts >= self.settings.delivery_attempts:
-            outcome = "failed"
+            return Attempt(event.id, subscription.id, "delivered")
+        if attempts >= self.settings.delivery_attempts:
             text = f"gave up after {attempts} attempts; last: {error}"
-            await self._call(self.outbox.settle, event.id, subscription.id, status="failed", error=text)
             log.warning("trigger event %d to subscription %s: %s", event.id, subscription.id, text)
-        else:
-            outcome = "retried"
-            retry_at = self.clock.now() + self.settings.delay(attempts)
-            await self._call(
-                self.outbox.settle, event.id, subscription.id, status="pending", error=error, retry_at=retry_at
-            )
+            return Attempt(event.id, subscription.id, "failed", text)
+        retry_at = self.clock.now() + self.settings.delay(attempts)
+        return Attempt(event.id, subscription.id, "pending", error, retry_at)
+
+    def _count(self, due: list[DueDelivery], attempts: list[Attempt]) -> None:
         if self.metrics is not None:
-            self.metrics.trigger(event.ns, outcome)
+            names = {"delivered": "delivered", "failed": "failed", "pending": "retried"}
+            for delivery, attempt in zip(due, attempts, strict=True):
+                self.metrics.trigger(delivery.event.ns, names[attempt.status])
 
     def _secret(self, subscription: Subscription) -> bytes:
         # Keyed by the ciphertext: subscribing the same URL again with a new secret changes it.
