@@ -55,7 +55,7 @@ _FALLBACKS: Final[tuple[tuple[str, tuple[tuple[str, ...], ...], Callable[[Any], 
 def _dig(item: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
     value: Any = item
     for key in keys:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):  # the ABC check alone costs ~0.1 µs
             return MISSING
         value = value.get(key, MISSING)
     return value
