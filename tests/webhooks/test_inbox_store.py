@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from miniapp_sync.store import Inbox, InboxEntry, Outbox, RecordWrite, Store
+from miniapp_sync.store import Attempt, Inbox, InboxEntry, Outbox, RecordWrite, Store
 from miniapp_sync.store.processing import Processing, _by_field
 from miniapp_sync.store.tables import metadata
 from miniapp_sync.testing import FakeClock, temporary_database
@@ -107,6 +107,55 @@ def test_claims_count_attempts_and_recovery_puts_rows_back(store: Store) -> None
     inbox.retry_at(first.id, 123.0, "later")
     assert inbox.pending_heads() == [(owner, "salla", 123.0)]
     assert [r.id for r in inbox.pending(owner, 10)] == [first.id, second.id, third.id]
+
+
+def test_claim_due_claims_in_arrival_order_up_to_a_row_that_waits(store: Store) -> None:
+    owner = installation(store)
+    inbox = Inbox(store)
+    inbox.add([entry(owner, f"k{i}") for i in range(4)])
+    first, second, third, fourth = inbox.list()
+    inbox.retry_at(third.id, store.clock.now() + 60, "later")
+    claimed, waiting = inbox.claim_due(owner, 10)
+    assert [(r.id, r.status, r.attempts) for r in claimed] == [
+        (first.id, "processing", 1),
+        (second.id, "processing", 1),
+    ]
+    assert waiting is None
+    assert [(r.status, r.attempts) for r in inbox.list()] == [
+        ("processing", 1), ("processing", 1), ("pending", 0), ("pending", 0)
+    ]  # fmt: skip
+    assert inbox.claim_due(owner, 10) == ([], store.clock.now() + 60)  # nothing passes the waiting row
+    assert inbox.claim_due(installation(store, "globex"), 10) == ([], None)
+    store.clock.advance(60)  # type: ignore[attr-defined]
+    claimed, _ = inbox.claim_due(owner, 1)
+    assert [r.id for r in claimed] == [third.id]
+    assert [r.id for r in inbox.list() if r.status == "pending"] == [fourth.id]
+
+
+def test_a_batch_of_attempts_is_recorded_at_once(store: Store) -> None:
+    owner = installation(store)
+    inbox, outbox = Inbox(store), Outbox(store)
+    subscription = outbox.subscribe("acme", "salla", "https://a.example/hook", b"sealed")
+    inbox.add([entry(owner, f"k{i}") for i in range(3)])
+    with inbox.transaction() as tx:
+        tx.emit("acme", [(row, {"record": None, "customer": None}) for row in inbox.list()])
+    one, two, three = (event.id for event in outbox.events("acme"))
+    later = store.clock.now() + 60
+    outbox.settle_all(
+        [
+            Attempt(one, subscription.id, "delivered"),
+            Attempt(two, subscription.id, "pending", "the subscriber answered 503", retry_at=later),
+            Attempt(three, subscription.id, "failed", "gave up after 8 attempts"),
+        ]
+    )
+    states = {d.event_id: d for d in outbox.deliveries()}
+    assert [(states[e].status, states[e].attempts, states[e].error) for e in (one, two, three)] == [
+        ("delivered", 1, None), ("pending", 1, "the subscriber answered 503"), ("failed", 1, "gave up after 8 attempts")
+    ]  # fmt: skip
+    assert [states[e].delivered_at for e in (one, two, three)] == [store.clock.now(), None, None]
+    assert [states[e].next_attempt_at for e in (one, two, three)] == [None, later, None]
+    assert [d.event.id for d in outbox.due()] == []  # the retry is not due yet
+    outbox.settle_all([])  # nothing to record: no transaction
 
 
 def test_a_row_emits_its_event_once_with_a_delivery_per_subscriber(store: Store) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 
 from miniapp_sync import exactjson
 from miniapp_sync.clock import Clock
@@ -112,15 +111,9 @@ class Processor:
     async def _drain_installation(self, installation_id: str, app: MiniApp) -> float | None:
         async with self._locks.setdefault(installation_id, asyncio.Lock()):
             while True:
-                rows = await self._call(self.inbox.pending, installation_id, self.settings.batch)
-                now = self.clock.now()
-                due: list[InboxRow] = []
-                for row in rows:
-                    if row.next_attempt_at is not None and row.next_attempt_at > now:
-                        break  # arrival order: nothing passes a row that waits for its retry
-                    due.append(row)
+                due, waiting = await self._call(self.inbox.claim_due, installation_id, self.settings.batch)
                 if not due:
-                    return rows[0].next_attempt_at if rows else None
+                    return waiting
                 held_until = await self._process(app, due)
                 if held_until is not None:
                     return held_until
@@ -141,9 +134,8 @@ class Processor:
 
     async def _process(self, app: MiniApp, rows: list[InboxRow]) -> float | None:
         """Process claimed rows in one transaction (one by one if it fails); return a retry time that holds the rest."""
-        await self._call(self.inbox.claim, [r.id for r in rows])
         tenant, country = await self._owner(app, rows[0].installation_id or "")
-        prepared = [self._prepare(app, replace(r, status="processing", attempts=r.attempts + 1), country) for r in rows]
+        prepared = [self._prepare(app, r, country) for r in rows]
         try:
             await self._call(self._commit, tenant, prepared)
         except Exception:  # find the row that spoils the transaction: the ones before it still commit
