@@ -44,6 +44,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from miniapp_sync.runtime import Runtime
+from miniapp_sync.sandbox import Sandbox, SandboxConfig
+from miniapp_sync.store import Outbox
+from miniapp_sync.webhooks.delivery import seal
 from webhooks import (
     Delivery,
     deliveries,
@@ -58,11 +62,6 @@ from webhooks import (
     serve_args,
     server,
 )
-
-from miniapp_sync.runtime import Runtime
-from miniapp_sync.sandbox import Sandbox, SandboxConfig
-from miniapp_sync.store import Outbox
-from miniapp_sync.webhooks.delivery import seal
 
 BENCH = Path(__file__).resolve().parent
 ACK_P99 = 0.050  # seconds
@@ -83,7 +82,7 @@ class Outcome:
     backlog_max: int
     processed: int
     delivered: int
-    cpu: float  # serve's CPU seconds over the phase and the drain
+    cpu: tuple[float, float]  # serve's user and system CPU seconds over the phase and the drain
     generator_cpu: float
 
     @property
@@ -96,10 +95,10 @@ class Outcome:
         )
 
 
-def cpu_seconds(pid: int) -> float:
-    """Return a process's user + system CPU seconds so far (Linux /proc)."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """Return a process's user and system CPU seconds so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14 and 15 of stat)
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS  # utime, stime (fields 14 and 15 of stat)
 
 
 def own_cpu() -> float:
@@ -143,9 +142,10 @@ def phase_rate(
             time.sleep(0.05)
         processed = len(lags(store))
         wait_delivered(store, processed, args.drain_seconds)
-        cpu = cpu_seconds(process.pid) - cpu
+        (user, system), (user0, system0) = cpu_seconds(process.pid), cpu
+        used = (user - user0, system - system0)
     return Outcome(
-        rate, len(items), failed, latencies, lags(store), left, max(backlog), processed, delivered(store), cpu, mine
+        rate, len(items), failed, latencies, lags(store), left, max(backlog), processed, delivered(store), used, mine
     )
 
 
@@ -158,7 +158,8 @@ def report(outcome: Outcome) -> None:
     print(f"           {outcome.sent:,} sent, {outcome.failed} non-2xx; backlog {outcome.backlog_end} rows when "
           f"sending stopped (max sampled {outcome.backlog_max}); {outcome.processed:,} processed, "
           f"{outcome.delivered:,} trigger POSTs delivered")  # fmt: skip
-    print(f"           CPU per delivery: serve {outcome.cpu / outcome.sent * 1e6:,.0f} µs, "
+    user, system = (x / outcome.sent * 1e6 for x in outcome.cpu)
+    print(f"           CPU per delivery: serve {user + system:,.0f} µs ({user:,.0f} user + {system:,.0f} system), "
           f"generator {outcome.generator_cpu / outcome.sent * 1e6:,.0f} µs; "
           f"load average {os.getloadavg()[0]:.2f} after")  # fmt: skip
 
