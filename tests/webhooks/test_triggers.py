@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from miniapp_sync.testing import post_endpoint
-from miniapp_sync.webhooks.delivery import seal
+from miniapp_sync.webhooks.delivery import TriggerDelivery, seal
 from miniapp_sync.webhooks.settings import WebhookSettings
 
 from .conftest import ADMIN, Harness
@@ -108,6 +108,37 @@ async def test_an_unreachable_subscriber_is_retried(harness: Harness, subscriber
     assert state.status == "failed"
     assert state.error is not None
     assert "ClientConnectorError" in state.error
+
+
+class Breaking:
+    """An HTTP session that fails in an unforeseen way for one URL and POSTs for real to the others."""
+
+    def __init__(self, session: Any, broken: str) -> None:
+        self.session, self.broken = session, broken
+
+    def post(self, url: str, **options: Any) -> Any:
+        if url == self.broken:
+            raise RuntimeError("Session is closed")
+        return self.session.post(url, **options)
+
+
+async def test_an_unforeseen_failure_fails_the_job_but_the_batch_s_other_posts_are_recorded(
+    harness: Harness, subscriber: Subscriber
+) -> None:
+    harness.install()
+    broken = "http://127.0.0.1:9/hooks"
+    good, bad = subscribe(harness, subscriber.url), subscribe(harness, broken)
+    await harness.send("order.created")
+    await harness.process()
+    service = harness.service
+    delivery = TriggerDelivery(
+        service.outbox, harness.runtime.installations.vault, harness.clock, session=Breaking(harness.http, broken)
+    )  # type: ignore[arg-type]  # a stand-in for aiohttp's session
+    with pytest.raises(RuntimeError, match="Session is closed"):
+        await delivery.deliver_due()
+    assert len(subscriber.received) == 1
+    states = {state.subscription_id: (state.status, state.attempts) for state in service.outbox.deliveries()}
+    assert states == {good: ("delivered", 1), bad: ("pending", 0)}  # POSTed once, never again
 
 
 async def test_each_tenant_s_subscribers_get_only_its_events(harness: Harness, subscriber: Subscriber) -> None:

@@ -79,11 +79,15 @@ class TriggerDelivery:
 
         while True:
             due = await self._call(self.outbox.due, BATCH)
-            attempts = await asyncio.gather(*(one(d) for d in due))
+            outcomes = await asyncio.gather(*(one(d) for d in due), return_exceptions=True)
+            attempts = [(d, a) for d, a in zip(due, outcomes, strict=True) if isinstance(a, Attempt)]
             # One transaction for the batch: a commit (an fsync on SQLite) per POST cost more than the POST.
             # A crash before it only means those events are POSTed again, which subscribers dedupe by id.
-            await self._call(self.outbox.settle_all, attempts)
-            self._count(due, attempts)
+            await self._call(self.outbox.settle_all, [a for _, a in attempts])
+            self._count(attempts)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):  # unforeseen (the session closed under it): the job fails
+                    raise outcome
             await asyncio.sleep(0)  # store calls may run inline: let waiting requests in between batches
             if len(due) < BATCH:
                 return await self._call(self.outbox.next_due)
@@ -118,10 +122,10 @@ class TriggerDelivery:
         retry_at = self.clock.now() + self.settings.delay(attempts)
         return Attempt(event.id, subscription.id, "pending", error, retry_at)
 
-    def _count(self, due: list[DueDelivery], attempts: list[Attempt]) -> None:
+    def _count(self, attempts: list[tuple[DueDelivery, Attempt]]) -> None:
         if self.metrics is not None:
             names = {"delivered": "delivered", "failed": "failed", "pending": "retried"}
-            for delivery, attempt in zip(due, attempts, strict=True):
+            for delivery, attempt in attempts:
                 self.metrics.trigger(delivery.event.ns, names[attempt.status])
 
     def _secret(self, subscription: Subscription) -> bytes:
