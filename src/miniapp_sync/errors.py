@@ -173,7 +173,11 @@ class RecordRejected(MappingError):
 
 
 class ProviderError(MiniAppSyncError):
-    """A provider HTTP call failed."""
+    """A provider HTTP call failed; where, when known: the resource, the redacted URL, the list page."""
+
+    resource: str | None = None
+    url: str | None = None
+    page: int | None = None  # set by the list walk (provider.pagination) when a page failed
 
 
 class StoreError(MiniAppSyncError):

@@ -39,22 +39,42 @@ def test_names_are_camel_case() -> None:
 
 def test_a_run_renders_to_what_its_schema_describes() -> None:
     run = Run("r1", "i1", None, "succeeded", 1_767_225_600.0, 1_767_225_601.0, {"products": {"fetched": 3}}, None)
-    shown = to_json(RunView.of(run))
+    checkpoint = {("i1", "products"): {"page": 4, "seen": 300, "began": 1.0}}
+    shown = to_json(RunView.of(run, tenant="acme", ns="salla", checkpoints=checkpoint))
+    counts = dict.fromkeys(("created", "updated", "unchanged", "stale", "rejected", "deleted", "pages"), 0)
     assert shown == {
         "id": "r1",
         "installationId": "i1",
+        "tenant": "acme",
+        "ns": "salla",
         "resource": None,
         "status": "succeeded",
         "startedAt": "2026-01-01T00:00:00.000Z",
         "finishedAt": "2026-01-01T00:00:01.000Z",
-        "stats": {"products": {"fetched": 3}},
+        "durationSeconds": 1.0,
+        "resources": [  # figures a run of an older version did not record are 0
+            {
+                "resource": "products",
+                "fetched": 3,
+                **counts,
+                "requests": 0,
+                "retries": 0,
+                "throttled": 0,
+                "seconds": 0.0,
+                "resumedFrom": None,
+                "resumesFrom": {"page": 4, "seen": 300},
+            },
+        ],
+        "errors": [],
+        "progress": {"resource": None, "records": 0, "pages": 0, "rate": None, "throttled": 0, "updatedAt": None},
         "error": None,
+        "stats": {"products": {"fetched": 3}},
         "jobId": None,  # run outside a queue; a job's run names it (D36)
     }
-    schemas = components([RunView])
-    OAS30Validator(schemas["RunView"]).validate(shown)  # the OpenAPI 3.0 dialect: `nullable`
+    document = {"$ref": REF_ROOT + "RunView", "components": {"schemas": components([RunView])}}  # nested views
+    OAS30Validator(document).validate(shown)  # the OpenAPI 3.0 dialect: `nullable`
     with pytest.raises(jsonschema.ValidationError):
-        OAS30Validator(schemas["RunView"]).validate({**shown, "status": "lost"})
+        OAS30Validator(document).validate({**shown, "status": "lost"})
 
 
 @pytest.mark.parametrize("view", [*VIEWS, TriggerEventView], ids=lambda v: v.__name__)

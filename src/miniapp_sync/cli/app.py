@@ -220,6 +220,7 @@ from miniapp_sync.cli import (  # noqa: E402, F401
     mapping,
     operations,
     records,
+    runs,
     scaling,
     serving,
     submission,

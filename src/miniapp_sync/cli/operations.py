@@ -1,4 +1,4 @@
-"""Operator commands: install, installations, uninstall, sync, runs (records: cli/records.py)."""
+"""Operator commands: install, installations, uninstall, sync (runs, pause: cli/runs.py; records: cli/records.py)."""
 
 from __future__ import annotations
 
@@ -178,8 +178,9 @@ def install(
             return 0
         # The lifecycle (install → initial sync → realtime): the first import runs now, with progress.
         runs = foreground_sync(runtime, installation, None, output, initial=True)
-    if output is OutputFormat.json:
-        print_json({**to_json(InstallationView.of(installation)), "initialSync": _runs_view(runs)})
+        shown = _runs_view(runtime, runs) if output is OutputFormat.json else None
+    if shown is not None:
+        print_json({**to_json(InstallationView.of(installation)), "initialSync": shown})
         return 1 if _failed(runs) else 0
     return _print_runs(runs)
 
@@ -321,11 +322,13 @@ def foreground_sync(
     *,
     initial: bool,
     max_in_flight: int | None = None,
+    full: bool = False,
 ) -> list[Run]:
     """Run a sync of an installation here and now: the in-process queue running its jobs (D36), with progress.
 
     One job per resource, one at a time, each tried once (the operator is watching: exit 1 says
-    what failed). ``initial``: the import after an install, which is nothing when bulk sync is off.
+    what failed). ``initial``: the import after an install, which is nothing when bulk sync is off;
+    ``full``: ignore the checkpoints.
     """
     from miniapp_sync.jobs import JobRetry, LocalQueue, Work
 
@@ -339,7 +342,7 @@ def foreground_sync(
         else:
             keys: list[str | None] = list(resources) if resources else [None]
             for key in keys:
-                await queue.sync(ns, installation.id, key)
+                await queue.sync(ns, installation.id, key, full=full)
         return await queue.run_until_idle()
 
     with bars.progress:
@@ -362,11 +365,11 @@ def _report(run: Run) -> ResourceReport:
     return ResourceReport(**{k: v for k, v in stats.items() if k in known})
 
 
-def _runs_view(runs: list[Run]) -> dict[str, Any]:
-    from miniapp_sync.views import RunView, to_json
+def _runs_view(runtime: Runtime, runs: list[Run]) -> dict[str, Any]:
+    from miniapp_sync.views import queries, to_json
 
     status = "failed" if _failed(runs) else "partial" if any(r.status == "partial" for r in runs) else "succeeded"
-    return {"status": status, "items": [to_json(RunView.of(r)) for r in runs]}
+    return {"status": status, "items": [to_json(v) for v in queries.runs_by_id(runtime.store, [r.id for r in runs])]}
 
 
 def _print_runs(runs: list[Run]) -> int:
@@ -407,6 +410,9 @@ def sync(
             help="Detail requests in flight at most; below it, as many as fill rateLimitPerSecond (default 64).",
         ),
     ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Ignore the checkpoints: list every resource again from its first page.")
+    ] = False,
 ) -> int:
     """Run a bulk sync of a tenant's installation now (exit 1 when a resource failed), or queue it."""
     from miniapp_sync.runtime import load_miniapp
@@ -417,15 +423,18 @@ def sync(
     if enqueue:
         from miniapp_sync.cli.scaling import enqueue_syncs
 
-        enqueue_syncs(miniapp, tenant, resource, store, output)
+        enqueue_syncs(miniapp, tenant, resource, store, output, full=full)
         return 0
     with open_runtime(
         store, rewrite, allow_private_network, config=config, miniapps=[miniapp], max_retry_after=max_retry_after
     ) as runtime:
         installation = runtime.installations.find(tenant, miniapp.ns)
-        runs = foreground_sync(runtime, installation, resource, output, initial=False, max_in_flight=max_in_flight)
-    if output is OutputFormat.json:
-        print_json(_runs_view(runs))
+        runs = foreground_sync(
+            runtime, installation, resource, output, initial=False, max_in_flight=max_in_flight, full=full
+        )
+        shown = _runs_view(runtime, runs) if output is OutputFormat.json else None
+    if shown is not None:
+        print_json(shown)
         return 1 if _failed(runs) else 0
     return _print_runs(runs)
 
@@ -451,46 +460,8 @@ def _until_stopped(run: Coroutine[Any, Any, T]) -> T:
         raise typer.Exit(130 if isinstance(exc, KeyboardInterrupt) else 128 + signal.SIGTERM) from None
 
 
-@app.command()
-def runs(
-    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant's runs.")] = None,
-    ns: Annotated[str | None, typer.Option(help="With --tenant: the MiniApp.")] = None,
-    limit: LimitOption = 20,
-    cursor: CursorOption = None,
-    store: StoreOption = None,
-    output: FormatOption = OutputFormat.text,
-) -> None:
-    """List recent sync runs, newest first."""
-    from rich.table import Table
-    from rich.text import Text
-
-    from miniapp_sync.views import queries
-
-    page_of = window(limit, cursor)
-    with open_runtime(store) as runtime:
-        ids = installation_ids(runtime, tenant, ns) if tenant else None
-        page = queries.runs(runtime.store, page_of, installation_ids=ids)
-    if output is OutputFormat.json:
-        print_view(page)
-        return
-    table = Table(title="Runs", title_justify="left")
-    for column in ("id", "installation", "resource", "status", "started", "finished", "error"):
-        table.add_column(column)
-    for r in page.items:
-        table.add_row(
-            r.id,
-            r.installation_id,
-            r.resource or "all",
-            r.status,
-            r.started_at,
-            r.finished_at or "—",
-            Text(r.error or ""),  # Text: an error quoting [[storeId]] is no Rich markup
-        )
-    console().print(table)
-    show_next(page)
-
-
 def installation_ids(runtime: Runtime, tenant: str | None, ns: str | None) -> list[str]:
+    """Return the ids of a tenant's installations (of ``ns`` when given); raise when it has none."""
     if tenant is None:
         return []
     found = [i.id for i in runtime.store.list_installations(ns) if i.tenant == tenant]

@@ -149,7 +149,13 @@ async def _metrics(service: WebhookService, host: str, port: int | None) -> Asyn
 
 
 def enqueue_syncs(
-    miniapp: MiniApp, tenant: str, resources: list[str] | None, store: str | None, output: OutputFormat
+    miniapp: MiniApp,
+    tenant: str,
+    resources: list[str] | None,
+    store: str | None,
+    output: OutputFormat,
+    *,
+    full: bool = False,
 ) -> None:
     """``sync --enqueue``: queue a sync of a tenant's installation for the workers, one job per resource."""
     from miniapp_sync.jobs import Work, deployment_queue
@@ -168,8 +174,8 @@ def enqueue_syncs(
         async def send() -> list[Enqueued]:
             async with queue:
                 if not resources:
-                    return await queue.sync(miniapp.ns, installation.id)
-                return [r for key in resources for r in await queue.sync(miniapp.ns, installation.id, key)]
+                    return await queue.sync(miniapp.ns, installation.id, full=full)
+                return [r for key in resources for r in await queue.sync(miniapp.ns, installation.id, key, full=full)]
 
         receipts = asyncio.run(send())
     if output is OutputFormat.json:

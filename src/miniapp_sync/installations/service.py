@@ -277,6 +277,18 @@ class Installations:
             installation_id, status="uninstalled", credentials=self.vault.encrypt({}), error=None
         )
 
+    def pause(self, installation_id: str) -> Installation:
+        """Pause an installation's schedules: the scheduler skips it; webhooks and syncs asked for go on."""
+        found = self.get(installation_id)
+        if found.paused:
+            return found  # paused since then: the first pause's time stays
+        return self.store.update_installation(installation_id, paused_at=self.store.clock.now())
+
+    def resume(self, installation_id: str) -> Installation:
+        """Resume a paused installation's schedules (from their next tick)."""
+        self.get(installation_id)
+        return self.store.update_installation(installation_id, paused_at=None)
+
     @staticmethod
     def _ns(definition: Definition) -> str:
         if not definition.ns:

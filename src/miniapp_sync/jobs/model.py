@@ -17,6 +17,7 @@ class Job:
     ``sync``: one resource of one installation. ``drain``: an installation's webhook inbox (D33).
     ``deliver``: the trigger events due to subscribers. ``replay``: a recorded bulk replay of
     webhook deliveries of ``ns`` (``replay``: its id). ``attempt`` counts earlier failed tries.
+    A ``full`` sync ignores the resource's checkpoint (its key is the same: one sync of a pair at a time).
     """
 
     kind: JobKind
@@ -25,6 +26,7 @@ class Job:
     resource: str = ""
     attempt: int = 0
     replay: str = ""
+    full: bool = False
 
     @property
     def key(self) -> str:
@@ -47,6 +49,8 @@ class Job:
         }
         if self.replay:
             args["replay"] = self.replay
+        if self.full:  # only when set: a worker of an earlier version takes no such argument
+            args["full"] = True
         return args
 
     def again(self, *, failed: bool) -> Job:
@@ -55,7 +59,8 @@ class Job:
 
     def __str__(self) -> str:
         where = " ".join(part for part in (self.ns, self.installation_id, self.resource, self.replay) if part)
-        return f"{self.kind} {where}".rstrip() + (f" (attempt {self.attempt + 1})" if self.attempt else "")
+        shown = f"{self.kind}{' (full)' if self.full else ''} {where}".rstrip()
+        return shown + (f" (attempt {self.attempt + 1})" if self.attempt else "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -248,9 +248,16 @@ class ProcrastinateQueue(JobQueue):
 
     def _runner(self, kind: JobKind) -> Callable[..., Awaitable[str]]:
         async def run(
-            context: JobContext, ns: str, installation_id: str, resource: str, attempt: int, replay: str = ""
+            context: JobContext,
+            ns: str,
+            installation_id: str,
+            resource: str,
+            attempt: int,
+            replay: str = "",
+            full: bool = False,
         ) -> str:
-            job = Job(kind, ns, installation_id, resource, attempt, replay)
+            # Defaults: a job's args carry ``replay`` and ``full`` only when they are set.
+            job = Job(kind, ns, installation_id, resource, attempt, replay, full)
             outcome = await self.work.run(job, None if context.job.id is None else str(context.job.id))
             await self.settle(job, outcome)
             return str(outcome)  # Procrastinate logs it with the job's end

@@ -28,9 +28,15 @@ class JobQueue(ABC):
         self.work = work
         self.retry = retry or JobRetry()
 
-    async def sync(self, ns: str, installation_id: str, resource: str | None = None) -> list[Enqueued]:
-        """Enqueue a sync of one resource of an installation, or of each enabled resource (one job each)."""
-        return [await self.enqueue(Job("sync", ns, installation_id, key)) for key in self.work.resources(ns, resource)]
+    async def sync(
+        self, ns: str, installation_id: str, resource: str | None = None, *, full: bool = False
+    ) -> list[Enqueued]:
+        """Enqueue a sync of one resource of an installation, or of each enabled resource (one job each).
+
+        ``full`` ignores the checkpoints: each resource is listed again from its first page.
+        """
+        keys = self.work.resources(ns, resource)
+        return [await self.enqueue(Job("sync", ns, installation_id, key, full=full)) for key in keys]
 
     async def initial_sync(self, ns: str, installation_id: str) -> list[Enqueued]:
         """Enqueue the first import after an install: each enabled resource, none when bulk sync is off."""

@@ -86,14 +86,14 @@ class Work:
         )
 
     def scheduled_jobs(self, ns: str) -> list[Job]:
-        """Return a sync job per enabled resource of each connected installation of ``ns``."""
+        """Return a sync job per enabled resource of each connected installation of ``ns`` not paused."""
         if not self.syncs_anything(ns):
             return []
         keys = self.resources(ns, None)
         return [
             Job("sync", ns, installation.id, key)
             for installation in self.runtime.store.list_installations(ns)
-            if installation.status == "connected"
+            if installation.status == "connected" and not installation.paused
             for key in keys
         ]
 
@@ -115,6 +115,13 @@ class Work:
             if croniter(cron, after).get_next(float) <= until
             for job in self.scheduled_jobs(ns)
         ]
+
+    def next_sync_at(self, installation: Installation) -> float | None:
+        """Return when the schedule next syncs ``installation`` (None: no schedule applies, or it is paused)."""
+        cron = self.schedules().get(installation.ns)
+        if cron is None or installation.paused or installation.status != "connected":
+            return None
+        return float(croniter(cron, self.runtime.clock.now()).get_next(float))
 
     def next_schedule(self, after: float) -> float | None:
         """Return the earliest cron time after ``after`` among the served MiniApps (None: nothing is scheduled)."""
@@ -154,6 +161,7 @@ class Work:
                 resources=[job.resource],
                 progress=self.progress,
                 job_id=job_id,
+                full=job.full,
                 **({} if self.max_in_flight is None else {"max_in_flight": self.max_in_flight}),
             )
         except InstallationError as exc:  # disconnected, uninstalled, resource gone: retrying will not help

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -100,6 +100,16 @@ class _Walk:
         self._previous_ids = ids
         return records
 
+    @contextlib.contextmanager
+    def at(self, number: int) -> Iterator[None]:
+        """Name page ``number`` in a provider error raised in the block that has no page yet (run forensics)."""
+        try:
+            yield
+        except ProviderError as exc:
+            if exc.page is None:
+                exc.page = number
+            raise
+
     def finished(self, records: list[dict[str, Any]], ordinal: int, seen: int, *, sized: bool) -> bool:
         """Return whether the walk ends after this page (``ordinal`` counts pages from 1)."""
         if not records:
@@ -165,8 +175,9 @@ async def _by_page_number(walk: _Walk, start: dict[str, Any], concurrency: int) 
                     if n not in scheduled:
                         scheduled[n] = fetch(n)
             task = scheduled.pop(number, None) or fetch(number)
-            response = walk.client.decode(await task)
-            records = walk.read(response, number)
+            with walk.at(number):
+                response = walk.client.decode(await task)
+                records = walk.read(response, number)
             ordinal = number - first + 1
             if seen is None:
                 # A resumed walk counts the pages before it as full: every page that did not end
@@ -194,8 +205,9 @@ async def _by_offset(walk: _Walk, start: dict[str, Any]) -> AsyncGenerator[Page,
     offset = int(start.get("offset", 0))
     number = int(start.get("page", offset // walk.size + 1))
     while True:
-        response = await walk.fetch(walk.url, {**walk.params, walk.pagination.offset_param: offset})
-        records = walk.read(response, number)
+        with walk.at(number):
+            response = await walk.fetch(walk.url, {**walk.params, walk.pagination.offset_param: offset})
+            records = walk.read(response, number)
         # Advance by what came back, not by the size asked, so a provider's silent cap loses nothing.
         offset += len(records)
         done = walk.finished(records, number, offset, sized=True)
@@ -216,15 +228,16 @@ async def _by_link(walk: _Walk, start: dict[str, Any], *, follow_urls: bool) -> 
     else:
         used = {current} if current else set()
     while True:
-        if follow_urls:
-            # A next URL is used verbatim: Shopify rejects page_info combined with other filters.
-            response = await (walk.fetch(current, None) if current else walk.fetch(walk.url, walk.params))
-        else:
-            cursor = {walk.pagination.cursor_param: current} if current else {}
-            response = await walk.fetch(walk.url, {**walk.params, **cursor})
-        records = walk.read(response, number)
+        with walk.at(number):
+            if follow_urls:
+                # A next URL is used verbatim: Shopify rejects page_info combined with other filters.
+                response = await (walk.fetch(current, None) if current else walk.fetch(walk.url, walk.params))
+            else:
+                cursor = {walk.pagination.cursor_param: current} if current else {}
+                response = await walk.fetch(walk.url, {**walk.params, **cursor})
+            records = walk.read(response, number)
+            following = walk.reader.next_value(response, number, as_url=follow_urls)
         seen += len(records)
-        following = walk.reader.next_value(response, number, as_url=follow_urls)
         if following is not None and following in used:
             raise walk.loop(number, what, following)
         done = following is None or walk.finished(records, number, seen, sized=False)

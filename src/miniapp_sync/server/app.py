@@ -33,17 +33,18 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from miniapp_sync.errors import InstallationConflict, InstallationError, MiniAppSyncError, SealError
-from miniapp_sync.jobs import Enqueued, JobQueue, Work, deployment_queue
+from miniapp_sync.jobs import JobQueue, Work, deployment_queue
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.server.deliveries import delivery_routes
 from miniapp_sync.server.management import management_routes
 from miniapp_sync.server.openapi import Param, Reply, document, error, ok, operation
+from miniapp_sync.server.steering import steering_routes
 from miniapp_sync.server.webhooks import WebhookEndpoint, assign_endpoint, metrics_endpoint, webhook_params
 from miniapp_sync.store import Installation
 from miniapp_sync.store.health import not_ready
 from miniapp_sync.store.replays import Replays
 from miniapp_sync.sync.metrics import SyncMetrics
-from miniapp_sync.views import DeliveryReplayView, ErrorView, JobRunView, JobView, Page, RunView
+from miniapp_sync.views import DeliveryReplayView, JobRunView, queries
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.service import WebhookService
 from miniapp_sync.webhooks.settings import WebhookSettings
@@ -92,11 +93,6 @@ def _page(title: str, message: str, *, status: int, script: str = "") -> HTMLRes
         f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>{script}"
     )
     return HTMLResponse(body, status)
-
-
-def _jobs(receipts: list[Enqueued]) -> Page[JobView]:
-    # A job has no run until a worker starts it: its id leads there (GET /api/jobs/{id}).
-    return Page([JobView(r.id, r.job.kind, r.job.resource or None, r.duplicate, None) for r in receipts], None)
 
 
 class Server(Starlette):
@@ -256,46 +252,6 @@ def create_app(
             return JSONResponse({"ready": False, "reason": reason}, 503)
         return JSONResponse({"ready": True})
 
-    known_resources = sorted(
-        {key for a in runtime.apps.values() if a.definition.sync for key in a.definition.sync.resources}
-    )
-
-    @operation(
-        "Queue a bulk sync of an installation: a job per resource, whose id leads to its run (GET /api/jobs/{id}).",
-        params=[
-            Param("id", "The installation's id.", location="path"),
-            Param("resource", "Only these resources (repeatable).", enum=tuple(known_resources), repeated=True),
-        ],
-        responses={
-            202: Reply("the jobs, one per resource (a duplicate: a waiting twin covers it)", JobView, page=True),
-            404: Reply("no such installation", ErrorView),
-        },
-    )
-    async def start_sync(request: Request, id: str, resource: list[str]) -> Response:
-        installation = runtime.store.get_installation(id)
-        if installation is None:
-            return error(404, "not_found", f"no installation {id[:60]!r}", field="id")
-        try:
-            app = miniapp(installation.ns)
-        except MiniAppSyncError as exc:
-            return error(400, "bad_request", str(exc), field="id")
-        own = app.definition.sync.resources if app.definition.sync else {}
-        unknown = [r for r in resource if r not in own]
-        if unknown:  # checked here: a job would otherwise fail with nobody to tell
-            message = f"no resource {unknown[0]!r} in {app.ns}'s sync.resources"
-            return error(400, "bad_request", message, hint=f"known: {', '.join(own) or 'none'}", field="resource")
-        keys: list[str | None] = list(resource) if resource else [None]
-        try:
-            receipts = [r for key in keys for r in await jobs.sync(app.ns, installation.id, key)]
-        except MiniAppSyncError as exc:
-            return error(400, "bad_request", str(exc))
-        log.info(
-            "sync queued through the API",
-            extra={"installation": installation.id, "tenant": installation.tenant, "resources": resource or "all",
-                   "jobs": [r.id for r in receipts]},
-        )  # fmt: skip
-        return ok(_jobs(receipts), 202)
-
     @operation(
         "A job and what it came to: a sync's run, or a delivery replay and its report (null while it waits).",
         params=[Param("id", "The job's id, from the answer that queued it.", location="path")],
@@ -303,14 +259,9 @@ def create_app(
     )
     async def get_job(request: Request, id: str) -> Response:
         runs = await asyncio.to_thread(runtime.store.runs_of_job, id)
+        run = (await asyncio.to_thread(queries.runs_by_id, runtime.store, [runs[0].id]))[0] if runs else None
         replay = None if runs else await asyncio.to_thread(Replays(runtime.store).of_job, id)
-        return ok(
-            JobRunView(
-                id,
-                RunView.of(runs[0]) if runs else None,
-                DeliveryReplayView.of(replay) if replay is not None else None,
-            )
-        )
+        return ok(JobRunView(id, run, DeliveryReplayView.of(replay) if replay is not None else None))
 
     receive = WebhookEndpoint(service)
     routes: list[BaseRoute] = [
@@ -320,9 +271,9 @@ def create_app(
         Route("/miniapps/{ns}/webhooks", receive, methods=["POST"], include_in_schema=False),
         Route("/miniapps/{ns}/webhooks/{installation}", receive, methods=["POST"], include_in_schema=False),
         Route("/miniapps/{ns}/oauth2", oauth),
-        *management_routes(runtime, installed=installed),
+        *management_routes(runtime, installed=installed, next_sync=jobs.work.next_sync_at),
+        *steering_routes(runtime, jobs, changed=service.directory.forget),
         *delivery_routes(runtime, jobs),
-        Route("/api/installations/{id}/sync", start_sync, methods=["POST"]),
         Route("/api/jobs/{id}", get_job, methods=["GET"]),
         Route("/api/inbox/{id}/assign", assign_endpoint(service), methods=["POST"]),
     ]

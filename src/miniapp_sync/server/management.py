@@ -21,7 +21,9 @@ from starlette.routing import BaseRoute, Route
 from miniapp_sync.errors import InstallationConflict, MiniAppSyncError
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.server.openapi import CURSOR, LIMIT, Param, Reply, bad_request, error, ok, operation
-from miniapp_sync.store import DeadLetterKind, Installation
+from miniapp_sync.store import DeadLetterKind, Installation, RunStatus
+from miniapp_sync.store.model import RUN_STATUSES
+from miniapp_sync.store.run_search import RunFilter
 from miniapp_sync.views import (
     DeadLetterView,
     ErrorView,
@@ -33,15 +35,18 @@ from miniapp_sync.views import (
     RunView,
     TriggerEventView,
     Window,
+    moment,
     queries,
 )
 from miniapp_sync.views.queries import MAX_EVENT_ID, MAX_EVENTS
+from miniapp_sync.views.runs import MOMENT_HINT, MOMENT_PATTERN
 
 MAX_BODY: Final = 64 * 1024  # an install request is a few credentials: anything bigger is a mistake
 _SCALAR: Final = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
 _BAG: Final = {"type": "object", "additionalProperties": _SCALAR}
 _TENANT: Final = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f]+$"}
 _CONTROL: Final = re.compile("[\x00-\x1f\x7f]")  # what _TENANT's pattern refuses
+RUN_STATES: Final = tuple(sorted(RUN_STATUSES))
 
 
 def _scalars(value: Any, field: str) -> dict[str, Any]:
@@ -103,8 +108,16 @@ def link_body(raw: bytes, served: list[str]) -> dict[str, Any]:
     }
 
 
-def management_routes(runtime: Runtime, *, installed: Callable[[Installation], Awaitable[None]]) -> list[BaseRoute]:
-    """Return the /api routes over ``runtime``; ``installed`` is told when an installation was added."""
+def management_routes(
+    runtime: Runtime,
+    *,
+    installed: Callable[[Installation], Awaitable[None]],
+    next_sync: queries.NextSync | None = None,
+) -> list[BaseRoute]:
+    """Return the /api routes over ``runtime``; ``installed`` is told when an installation was added.
+
+    ``next_sync`` says when the schedule next syncs an installation (the queue's ``Work.next_sync_at``).
+    """
     store = runtime.store
     served = sorted(runtime.apps)
     not_found = Reply("no such thing (`error.field` names the path parameter)", ErrorView)
@@ -116,7 +129,7 @@ def management_routes(runtime: Runtime, *, installed: Callable[[Installation], A
     )
     async def list_installations(request: Request, ns: str | None, limit: int, cursor: str | None) -> Response:
         window = Window.of(limit, cursor)
-        return ok(await asyncio.to_thread(queries.installations, store, window, ns=ns))
+        return ok(await asyncio.to_thread(queries.installations, store, window, ns=ns, next_sync=next_sync))
 
     @operation(
         "Install a MiniApp for a tenant with API keys (the API-key flow).",
@@ -208,31 +221,57 @@ def management_routes(runtime: Runtime, *, installed: Callable[[Installation], A
         responses={200: Reply("the installation", InstallationView), 404: not_found},
     )
     async def get_installation(request: Request, id: str) -> Response:
-        found = await asyncio.to_thread(store.get_installation, id)
+        found = await asyncio.to_thread(queries.installation, store, id, next_sync=next_sync)
         if found is None:
             return error(404, "not_found", f"no installation {id[:60]!r}", field="id")
-        return ok(InstallationView.of(found))
+        return ok(found)
 
     @operation(
-        "Sync runs, newest first.",
-        params=[Param("installation", "Only this installation's runs."), LIMIT, CURSOR],
+        "Sync runs, newest first, with tenant, MiniApp, per-resource figures and errors; every filter set must match.",
+        params=[
+            Param("installation", "Only this installation's runs."),
+            Param("tenant", "Only this tenant's runs."),
+            Param("ns", "Only this MiniApp's runs."),
+            Param("resource", "Only the runs of this resource."),
+            Param("status", "Only runs in these states (repeatable).", enum=RUN_STATES, repeated=True),
+            Param("since", f"Only runs started at or after: {MOMENT_HINT}.", pattern=MOMENT_PATTERN),
+            Param("until", f"Only runs started before: {MOMENT_HINT}.", pattern=MOMENT_PATTERN),
+            LIMIT,
+            CURSOR,
+        ],
         responses={200: Reply("a page of runs", RunView, page=True)},
     )
-    async def list_runs(request: Request, installation: str | None, limit: int, cursor: str | None) -> Response:
+    async def list_runs(
+        request: Request,
+        installation: str | None,
+        tenant: str | None,
+        ns: str | None,
+        resource: str | None,
+        status: list[RunStatus],
+        since: str | None,
+        until: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Response:
         window = Window.of(limit, cursor)
-        ids = [installation] if installation else None
-        return ok(await asyncio.to_thread(queries.runs, store, window, installation_ids=ids))
+        now = store.clock.now()
+        where = RunFilter(
+            (installation,) if installation else None, tenant, ns, resource, tuple(status),
+            None if since is None else moment(since, now, field="since"),
+            None if until is None else moment(until, now, field="until"),
+        )  # fmt: skip
+        return ok(await asyncio.to_thread(queries.runs, store, window, where))
 
     @operation(
-        "A sync run with its per-resource stats.",
+        "A sync run: per-resource figures, errors (page, redacted URL), live progress, checkpoints it resumes from.",
         params=[Param("id", "The run's id.", location="path")],
         responses={200: Reply("the run", RunView), 404: not_found},
     )
     async def get_run(request: Request, id: str) -> Response:
-        found = await asyncio.to_thread(store.get_run, id)
+        found = await asyncio.to_thread(queries.run, store, id)
         if found is None:
             return error(404, "not_found", f"no run {id[:60]!r}", field="id")
-        return ok(RunView.of(found))
+        return ok(found)
 
     @operation(
         "Records by content type and code: of one installation, or of all (to look a `code` up anywhere).",

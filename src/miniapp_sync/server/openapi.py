@@ -11,6 +11,7 @@ declares the bearer scheme on every operation, and is served without the token.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -43,6 +44,7 @@ class Param:
     maximum: int | None = None
     enum: tuple[str, ...] | None = None
     repeated: bool = False
+    pattern: str | None = None  # a string's regular expression: what every value must match
 
     def schema(self) -> dict[str, Any]:
         """Return the parameter's JSON schema."""
@@ -58,6 +60,8 @@ class Param:
             one = {"type": "string", "format": "date-time"}
         else:
             one = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
+            if self.pattern is not None:
+                one["pattern"] = self.pattern
         return {"type": "array", "items": one} if self.repeated else one
 
     def document(self) -> dict[str, Any]:
@@ -96,6 +100,8 @@ class Param:
             raise ParameterError(self.name, f"expected one of {', '.join(self.enum)}, found {value[:40]!r}")
         if not value or len(value) > MAX_TEXT:
             raise ParameterError(self.name, f"expected 1 to {MAX_TEXT} characters, found {len(value)}")
+        if self.pattern is not None and not re.search(self.pattern, value):
+            raise ParameterError(self.name, f"expected {self.description.rstrip('.')}, found {value[:40]!r}")
         return value
 
 

@@ -30,6 +30,12 @@ class Installation:
     error: str | None
     created_at: float
     updated_at: float
+    paused_at: float | None = None  # when its schedules were paused (None: they run)
+
+    @property
+    def paused(self) -> bool:
+        """Return whether the scheduler skips this installation."""
+        return self.paused_at is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +101,7 @@ class Run:
     owner: str | None = None  # the process running it (sync.runs.RunOwner)
     heartbeat_at: float | None = None  # its last sign of progress
     job_id: str | None = None  # the job that ran it, when a queue did
+    progress: dict[str, Any] | None = None  # figures so far, written while it runs (sync.runs.Heartbeat)
 
 
 @dataclass(frozen=True, slots=True)

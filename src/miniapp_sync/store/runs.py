@@ -1,4 +1,4 @@
-"""Run liveness in the store: who owns a running run, its heartbeat, and closing it when its owner is gone (D38).
+"""Run liveness in the store: a running run's owner, heartbeat and progress; closing it when its owner is gone (D38).
 
 The policy (whose owner is provably gone) lives in ``sync.runs``; this module only reads and
 writes rows, each change conditional on the run still being ``running``, so a run that finished
@@ -6,6 +6,8 @@ meanwhile is never overwritten.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import or_, select, update
 
@@ -34,6 +36,13 @@ class RunLiveness:
         stmt = update(sync_runs).where(sync_runs.c.id == run_id, sync_runs.c.status == "running")
         with self._db.write(f"heartbeat run {run_id!r}") as conn:
             conn.execute(stmt.values(heartbeat_at=self._clock.now()))
+
+    def progress(self, run_id: str, stats: dict[str, Any], progress: dict[str, Any]) -> None:
+        """Record a running run's figures so far: its stats, its progress, and a heartbeat."""
+        stmt = update(sync_runs).where(sync_runs.c.id == run_id, sync_runs.c.status == "running")
+        values = {"stats": stats, "progress": progress, "heartbeat_at": self._clock.now()}
+        with self._db.write(f"record the progress of run {run_id!r}") as conn:
+            conn.execute(stmt.values(values))
 
     def end(self, run_id: str, status: RunStatus, reason: str, *, quiet_since: float | None = None) -> bool:
         """Close a running run as ``status`` with ``reason``; return False if it was no longer running.

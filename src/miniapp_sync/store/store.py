@@ -225,14 +225,17 @@ class Store:
         credentials: bytes | None = None,
         metadata: dict[str, Any] | None = None,
         user_input: dict[str, Any] | None = None,
+        paused_at: float | EllipsisType | None = ...,
     ) -> Installation:
-        """Change the given fields of an installation (``error=None`` clears it) and return it."""
+        """Change the given fields of an installation (``error=None`` clears it, ``paused_at=None`` resumes it)."""
         values: dict[str, Any] = {"updated_at": self._clock.now()}
         if status is not None:
             _check(status, INSTALLATION_STATUSES, "installation status")
             values["status"] = status
         if error is not ...:
             values["error"] = error
+        if paused_at is not ...:
+            values["paused_at"] = paused_at
         for name, value in (("credentials", credentials), ("metadata", metadata), ("user_input", user_input)):
             if value is not None:
                 values[name] = value
@@ -359,10 +362,20 @@ class Store:
             conn.execute(insert(sync_runs).values(values))
         return run
 
-    def finish_run(self, run_id: str, *, status: RunStatus, stats: dict[str, Any], error: str | None = None) -> Run:
-        """Record how a run ended and return it."""
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus,
+        stats: dict[str, Any],
+        error: str | None = None,
+        progress: dict[str, Any] | None = None,
+    ) -> Run:
+        """Record how a run ended (and its last progress figures, when given) and return it."""
         _check(status, RUN_STATUSES - {"running"}, "final run status")
         values = {"status": status, "stats": stats, "error": error, "finished_at": self._clock.now()}
+        if progress is not None:
+            values["progress"] = progress
         with self._db.write(f"finish run {run_id!r}") as conn:
             conn.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(values))
             row = conn.execute(select(sync_runs).where(sync_runs.c.id == run_id)).first()

@@ -67,6 +67,8 @@ installations = Table(
     Column("error", Text),
     _epoch("created_at"),
     _epoch("updated_at"),
+    # When an operator paused its schedules (null: not paused); webhooks and manual syncs go on.
+    _epoch("paused_at", nullable=True),
     UniqueConstraint("tenant", "ns"),
     CheckConstraint("status IN ('pending', 'connected', 'error', 'uninstalled')", name="status"),
     Index(None, "ns"),
@@ -142,12 +144,16 @@ sync_runs = Table(
     Column("owner", Text),
     _epoch("heartbeat_at", nullable=True),
     Column("job_id", Text),  # the job that ran it (D36); None when started outside a queue
+    # A running run's figures so far (records, pages, rate, 429s), written at most once a second,
+    # so another process (the API of serve, the CLI) can watch it; the last ones stay after it ends.
+    Column("progress", json_type()),
     CheckConstraint(
         "status IN ('running', 'succeeded', 'failed', 'partial', 'interrupted', 'abandoned')", name="status"
     ),
     Index(None, "installation_id", "started_at"),
     Index(None, "status"),
     Index(None, "job_id"),
+    Index(None, "started_at"),  # "what failed since …" across every installation, newest first
 )
 
 checkpoints = Table(

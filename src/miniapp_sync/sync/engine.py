@@ -85,6 +85,8 @@ class ResourceReport:
     seconds: float = 0.0
     resumed_from: dict[str, Any] | None = None
     error: str | None = None
+    # The error as data: the list page and redacted URL it failed at, the status, the message.
+    failure: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
@@ -160,11 +162,13 @@ class SyncEngine:
         progress: Progress | None = None,
         job_id: str | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        full: bool = False,
     ) -> RunReport:
         """Sync the enabled resources (or those named) of one installation; never raise for a resource.
 
         Detail requests in flight follow the budget and the provider's latency, up to ``max_in_flight``.
         ``job_id`` names the queue's job that runs it: the run records it, so the job leads to its run.
+        ``full`` ignores the checkpoints: every resource is listed from its first page, whole.
         """
         if max_in_flight < 1:
             raise MiniAppSyncError(f"max_in_flight must be at least 1, not {max_in_flight}")
@@ -178,7 +182,7 @@ class SyncEngine:
         run = self.start_run(installation.id, resources, job_id=job_id)
         report = RunReport(run.id, installation.id)
         try:
-            await self._run(definition, plan, installation, selected, report, progress, max_in_flight)
+            await self._run(definition, plan, installation, selected, report, progress, max_in_flight, full)
         except (asyncio.CancelledError, KeyboardInterrupt):
             # Ctrl-C, SIGTERM, a server shutting down: the run ends, resumable from its checkpoint (D38).
             report.status = "interrupted"
@@ -203,11 +207,16 @@ class SyncEngine:
         report: RunReport,
         progress: Progress | None,
         max_in_flight: int,
+        full: bool,
     ) -> None:
         sync = definition.sync
         assert sync is not None
         run_id = report.run_id
-        beat = Heartbeat(self.store, run_id, self.clock, progress)
+
+        def stats() -> dict[str, dict[str, Any]]:
+            return {k: r.as_dict() for k, r in report.resources.items()}
+
+        beat = Heartbeat(self.store, run_id, self.clock, progress, stats)
         # The run's redaction set: the installation's secrets now, and every one received while it
         # runs (a refreshed token joins it before it is sent, D31b). Nothing is stored unredacted.
         redactor = Redactor(self.installations.secrets_of(definition, installation))
@@ -229,9 +238,11 @@ class SyncEngine:
                             beat,
                             max_in_flight,
                             redactor,
+                            full,
                         )
                     except MiniAppSyncError as exc:
                         resource_report.error = redactor.values(str(exc))
+                        resource_report.failure = _failure(exc, resource_report.error, redactor)
                     resource_report.seconds = time.perf_counter() - started
                     if self.metrics is not None:
                         self.metrics.resource_done(definition.ns or "", resource_report)
@@ -248,7 +259,9 @@ class SyncEngine:
             else "succeeded"
         )
         errors = "; ".join(f"{k}: {r.error}" for k, r in report.resources.items() if r.error) or None
-        self.store.finish_run(run_id, status=report.status, stats=report.as_dict()["resources"], error=errors)
+        done = stats()
+        last = beat.figures(done, None)
+        self.store.finish_run(run_id, status=report.status, stats=done, error=errors, progress=last)
         if self.metrics is not None:
             self.metrics.run_done(definition.ns or "", report.status)
         log.info(
@@ -314,11 +327,12 @@ class SyncEngine:
         progress: Progress,
         max_in_flight: int,
         redactor: Redactor,
+        full: bool = False,
     ) -> None:
         assert definition.sync is not None
         resource = definition.sync.resources[plan.key]
         batch_size = definition.sync.sync_configuration.batch_size
-        state = self.store.get_checkpoint(installation.id, plan.key) or {}
+        state = {} if full else self.store.get_checkpoint(installation.id, plan.key) or {}
         params: dict[str, Any] = {}
         if state.get("done"):
             # The last run finished: start over, asking only for what changed when incremental.
@@ -561,6 +575,17 @@ def select_resources(definition: Definition, names: list[str] | None) -> list[st
             f"bulk sync of {ns!r} is disabled (syncConfiguration.enabled is false); name a resource to run it anyway"
         )
     return [key for key, resource in sync.resources.items() if resource.enabled]
+
+
+def _failure(exc: MiniAppSyncError, message: str, redactor: Redactor) -> dict[str, Any]:
+    """Return what a resource failed on as data: the list page, the redacted URL and status when known."""
+    url = getattr(exc, "url", None)
+    return {
+        "page": getattr(exc, "page", None),
+        "url": redactor.url(url) if isinstance(url, str) else None,  # redacted by the client, and again here
+        "status": getattr(exc, "status", None),
+        "message": message,
+    }
 
 
 def _paging_state(state: dict[str, Any]) -> dict[str, Any] | None:

@@ -37,6 +37,7 @@ __all__ = [
     "ABANDONED",
     "HEARTBEAT_EVERY",
     "INTERRUPTED",
+    "PROGRESS_EVERY",
     "STALE_AFTER",
     "Heartbeat",
     "Processes",
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 HEARTBEAT_EVERY: Final = 30.0  # seconds between a live run's heartbeats (at most; progress triggers them)
+PROGRESS_EVERY: Final = 1.0  # seconds between writes of a live run's progress (each one also a heartbeat)
 STALE_AFTER: Final = 3600.0  # seconds without a heartbeat before another host's run counts as dead
 INTERRUPTED: Final = "interrupted (Ctrl-C or SIGTERM); the next run resumes from the checkpoint"
 ABANDONED: Final = "abandoned: {why}; the next run resumes from the checkpoint"
@@ -146,20 +148,54 @@ def abandon_dead_runs(
 
 
 class Heartbeat:
-    """The progress callback of a run: the caller's, and the run's heartbeat at most every HEARTBEAT_EVERY s."""
+    """The progress callback of a run: the caller's, and the run's figures so far in the store.
+
+    The figures (``progress``: records, pages, records/s since the last write, 429s, the resource
+    at work) and the stats so far are written at most every ``PROGRESS_EVERY`` seconds of the
+    injected clock, from the first page on, so another process (the API, the CLI) can watch the
+    run; each write is also its heartbeat (D38). ``figures`` gives the last ones for its end.
+    """
 
     def __init__(
-        self, store: Store, run_id: str, clock: Clock, progress: Callable[[Any, int | None], None] | None
+        self,
+        store: Store,
+        run_id: str,
+        clock: Clock,
+        progress: Callable[[Any, int | None], None] | None,
+        stats: Callable[[], dict[str, dict[str, Any]]] = dict,
     ) -> None:
         self.store = store
         self.run_id = run_id
         self.clock = clock
         self.progress = progress
-        self._next = clock.monotonic() + HEARTBEAT_EVERY
+        self.stats = stats  # the run's per-resource reports so far, as stored
+        self._next = clock.monotonic()  # the first page is shown at once
+        self._last: tuple[float, int] | None = None  # (monotonic time, records) of the last write
 
     def __call__(self, report: Any, total: int | None) -> None:
-        if self.clock.monotonic() >= self._next:
-            self._next = self.clock.monotonic() + HEARTBEAT_EVERY
-            RunLiveness(self.store).heartbeat(self.run_id)
+        now = self.clock.monotonic()
+        if now >= self._next:
+            self._next = now + PROGRESS_EVERY
+            stats = self.stats()
+            RunLiveness(self.store).progress(self.run_id, stats, self.figures(stats, report.resource, now))
         if self.progress is not None:
             self.progress(report, total)
+
+    def figures(
+        self, stats: dict[str, dict[str, Any]], resource: str | None, now: float | None = None
+    ) -> dict[str, Any]:
+        """Return the progress figures of ``stats``, and remember them as the last written."""
+        now = self.clock.monotonic() if now is None else now
+        records = sum(int(r.get("fetched", 0)) for r in stats.values())
+        rate = None
+        if self._last is not None and now > self._last[0]:
+            rate = round((records - self._last[1]) / (now - self._last[0]), 2)
+        self._last = (now, records)
+        return {
+            "resource": resource,
+            "records": records,
+            "pages": sum(int(r.get("pages", 0)) for r in stats.values()),
+            "rate": rate,
+            "throttled": sum(int(r.get("throttled", 0)) for r in stats.values()),
+            "at": self.clock.now(),
+        }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from miniapp_sync.views.deliveries import DeliveryReplayView
-from miniapp_sync.views.models import RunView
+from miniapp_sync.views.runs import RunView
 
 
 @dataclass(frozen=True, slots=True)

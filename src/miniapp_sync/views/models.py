@@ -54,8 +54,25 @@ def to_json(value: Any) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class LastRunView:
+    """The last run of one resource of an installation: what the console's installation list shows."""
+
+    resource: str
+    run_id: str
+    status: RunStatus
+    started_at: Timestamp
+    finished_at: Timestamp | None
+    error: str | None
+
+    @classmethod
+    def of(cls, r: Run) -> LastRunView:
+        """Return the view of a run of one resource."""
+        return cls(r.resource or "", r.id, r.status, timestamp(r.started_at), maybe_timestamp(r.finished_at), r.error)
+
+
+@dataclass(frozen=True, slots=True)
 class InstallationView:
-    """A MiniApp installed for a tenant (credentials are never shown)."""
+    """A MiniApp installed for a tenant (credentials are never shown), its last runs and its next scheduled one."""
 
     id: str
     tenant: str
@@ -65,13 +82,21 @@ class InstallationView:
     metadata: dict[str, Any]
     created_at: Timestamp
     updated_at: Timestamp
+    paused: bool  # its schedules are paused: the scheduler skips it; webhooks and asked-for syncs go on
+    paused_at: Timestamp | None
+    last_runs: list[LastRunView]  # per resource, by resource name
+    next_sync_at: Timestamp | None  # null: no schedule applies, it is paused, or this process knows no schedule
 
     @classmethod
-    def of(cls, i: Installation) -> InstallationView:
-        """Return the view of an installation."""
+    def of(
+        cls, i: Installation, last_runs: list[Run] | None = None, next_sync_at: float | None = None
+    ) -> InstallationView:
+        """Return the view of an installation (with its last run per resource and next scheduled sync, if known)."""
         return cls(
-            i.id, i.tenant, i.ns, i.status, i.error, i.metadata, timestamp(i.created_at), timestamp(i.updated_at)
-        )
+            i.id, i.tenant, i.ns, i.status, i.error, i.metadata, timestamp(i.created_at), timestamp(i.updated_at),
+            i.paused, maybe_timestamp(i.paused_at), [LastRunView.of(r) for r in last_runs or ()],
+            maybe_timestamp(next_sync_at),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,29 +113,6 @@ class OAuthLinkView:
     def of(cls, link: StartLink) -> OAuthLinkView:
         """Return the view of a start link."""
         return cls(link.url, link.tenant, link.ns, link.reconnect, timestamp(link.expires_at))
-
-
-@dataclass(frozen=True, slots=True)
-class RunView:
-    """A bulk sync run of one resource (or of all: ``resource`` null) with its per-resource stats."""
-
-    id: str
-    installation_id: str
-    resource: str | None
-    status: RunStatus
-    started_at: Timestamp
-    finished_at: Timestamp | None
-    stats: dict[str, Any]
-    error: str | None
-    job_id: str | None  # the job that ran it (D36), when a queue did
-
-    @classmethod
-    def of(cls, r: Run) -> RunView:
-        """Return the view of a run."""
-        return cls(
-            r.id, r.installation_id, r.resource, r.status, timestamp(r.started_at), maybe_timestamp(r.finished_at),
-            r.stats, r.error, r.job_id,
-        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,36 +2,74 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from miniapp_sync.runtime import Runtime
-from miniapp_sync.store import DeadLetter, DeadLetterKind, Outbox, Store
+from miniapp_sync.store import DeadLetter, DeadLetterKind, Installation, Outbox, Store
 from miniapp_sync.store.history import History
+from miniapp_sync.store.run_search import FoundRun, RunFilter, RunSearch
 from miniapp_sync.views.ids import record_key
 from miniapp_sync.views.models import (
     DeadLetterView,
     InstallationView,
     RecordChangeView,
     RecordView,
-    RunView,
     SubscriptionView,
     TriggerEventView,
 )
 from miniapp_sync.views.pages import MAX_EVENT_ID as MAX_EVENT_ID  # re-exported: the API names them from here
 from miniapp_sync.views.pages import MAX_EVENTS as MAX_EVENTS
 from miniapp_sync.views.pages import Page, Window
+from miniapp_sync.views.runs import RunView
+
+# When the schedule next syncs an installation (None: never); only a process that serves the
+# MiniApps knows their schedules (jobs.Work.next_sync_at), the others pass none.
+NextSync = Callable[[Installation], float | None]
 
 
-def installations(store: Store, window: Window, *, ns: str | None = None) -> Page[InstallationView]:
-    """Return a page of installations (of ``ns`` when given), by tenant and ns."""
+def _installation_views(store: Store, found: list[Installation], next_sync: NextSync | None) -> list[InstallationView]:
+    latest = RunSearch(store).latest([i.id for i in found])  # one query for the page
+    return [
+        InstallationView.of(i, latest.get(i.id, []), next_sync(i) if next_sync is not None else None) for i in found
+    ]
+
+
+def installations(
+    store: Store, window: Window, *, ns: str | None = None, next_sync: NextSync | None = None
+) -> Page[InstallationView]:
+    """Return a page of installations (of ``ns`` when given), by tenant and ns, with their last runs."""
     found = store.list_installations(ns)  # one row per tenant and MiniApp: small enough to slice here
-    return window.page([InstallationView.of(i) for i in found[window.offset : window.offset + window.fetch]])
+    return window.page(_installation_views(store, found[window.offset : window.offset + window.fetch], next_sync))
 
 
-def runs(store: Store, window: Window, *, installation_ids: Sequence[str] | None = None) -> Page[RunView]:
-    """Return a page of runs, newest first (of these installations when given)."""
-    found = store.list_runs(installation_ids=installation_ids, limit=window.fetch, offset=window.offset)
-    return window.page([RunView.of(r) for r in found])
+def installation(store: Store, id: str, *, next_sync: NextSync | None = None) -> InstallationView | None:
+    """Return one installation's view with its last runs, or None when there is no such installation."""
+    found = store.get_installation(id)
+    return None if found is None else _installation_views(store, [found], next_sync)[0]
+
+
+def _run_views(store: Store, found: list[FoundRun]) -> list[RunView]:
+    saved = RunSearch(store).checkpoints(sorted({f.run.installation_id for f in found}))
+    now = store.clock.now()
+    return [RunView.of(f.run, tenant=f.tenant, ns=f.ns, checkpoints=saved, now=now) for f in found]
+
+
+def runs(store: Store, window: Window, where: RunFilter | None = None) -> Page[RunView]:
+    """Return a page of the runs ``where`` selects (all when None), newest first, with tenant and MiniApp."""
+    found = RunSearch(store).find(where or RunFilter(), limit=window.fetch, offset=window.offset)
+    return window.page(_run_views(store, found))
+
+
+def run(store: Store, id: str) -> RunView | None:
+    """Return one run's view (its figures, errors, progress, checkpoints), or None when there is no such run."""
+    found = RunSearch(store).one(id)
+    return None if found is None else _run_views(store, [found])[0]
+
+
+def runs_by_id(store: Store, ids: Sequence[str]) -> list[RunView]:
+    """Return the views of these runs, in this order (those that exist)."""
+    search = RunSearch(store)
+    return _run_views(store, [f for id in ids if (f := search.one(id)) is not None])
 
 
 def records(

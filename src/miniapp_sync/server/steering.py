@@ -1,0 +1,157 @@
+"""The management API's steering routes: start, retry and follow syncs; pause, resume and uninstall installations.
+
+What the operator console's buttons call (issue #16). Every sync is a job of the deployment's
+queue (D36) and answers the same way: ``{"items": [{"jobId", "resource", "duplicate", "runId"}]}``
+with 202, each job's id leading to its run (``GET /api/jobs/{id}``, in ``app``). A retry of a run that is
+still running is refused (409): a second run of the pair would only wait for the first's lock.
+Pausing stops the schedules only (the scheduler skips the installation on every backend);
+webhooks keep flowing and syncs asked for run. ``DELETE`` uninstalls as ``miniapp-sync
+uninstall`` does: the credentials are forgotten, the records kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from miniapp_sync.errors import MiniAppSyncError
+from miniapp_sync.jobs import Enqueued, JobQueue
+from miniapp_sync.runtime import Runtime
+from miniapp_sync.server.openapi import Handler, Param, Reply, error, ok, operation
+from miniapp_sync.store import Installation
+from miniapp_sync.store.run_search import RunSearch
+from miniapp_sync.views import ErrorView, InstallationView, JobView, Page, queries
+
+log = logging.getLogger("miniapp_sync.server")
+
+_FULL: Final = Param(
+    "full", "Ignore the checkpoints: list each resource again from its first page.", enum=("true", "false")
+)
+_ID: Final = Param("id", "The installation's id.", location="path")
+
+
+def _jobs(receipts: list[Enqueued]) -> Page[JobView]:
+    # A job has no run until a worker starts it: its id leads there (GET /api/jobs/{id}).
+    return Page([JobView(r.id, r.job.kind, r.job.resource or None, r.duplicate, None) for r in receipts], None)
+
+
+def steering_routes(runtime: Runtime, jobs: JobQueue, *, changed: Callable[[], None]) -> list[BaseRoute]:
+    """Return the steering routes over ``runtime`` and its queue; ``changed`` is told when an installation changed."""
+    store = runtime.store
+    known_resources = sorted(
+        {key for a in runtime.apps.values() if a.definition.sync for key in a.definition.sync.resources}
+    )
+    missing = Reply("no such installation", ErrorView)
+
+    def installation_of(id: str) -> Installation | Response:
+        found = store.get_installation(id)
+        return error(404, "not_found", f"no installation {id[:60]!r}", field="id") if found is None else found
+
+    async def queue(installation: Installation, resources: list[str], *, full: bool, why: str) -> Response:
+        """Queue a sync of ``resources`` (none: every enabled one) of an installation; answer its jobs."""
+        app = runtime.apps.get(installation.ns)
+        if app is None:
+            return error(400, "bad_request", f"this server does not serve the MiniApp {installation.ns!r}", field="id")
+        own = app.definition.sync.resources if app.definition.sync else {}
+        unknown = [r for r in resources if r not in own]
+        if unknown:  # checked here: a job would otherwise fail with nobody to tell
+            message = f"no resource {unknown[0]!r} in {app.ns}'s sync.resources"
+            return error(400, "bad_request", message, hint=f"known: {', '.join(own) or 'none'}", field="resource")
+        keys: list[str | None] = list(resources) if resources else [None]
+        try:
+            receipts = [r for key in keys for r in await jobs.sync(app.ns, installation.id, key, full=full)]
+        except MiniAppSyncError as exc:
+            return error(400, "bad_request", str(exc))
+        log.info(
+            why,
+            extra={"installation": installation.id, "tenant": installation.tenant, "resources": resources or "all",
+                   "full": full, "jobs": [r.id for r in receipts]},
+        )  # fmt: skip
+        return ok(_jobs(receipts), 202)
+
+    @operation(
+        "Queue a bulk sync of an installation: a job per resource, whose id leads to its run (GET /api/jobs/{id}).",
+        params=[
+            _ID,
+            Param("resource", "Only these resources (repeatable).", enum=tuple(known_resources), repeated=True),
+            _FULL,
+        ],
+        responses={
+            202: Reply("the jobs, one per resource (a duplicate: a waiting twin covers it)", JobView, page=True),
+            404: missing,
+        },
+    )
+    async def start_sync(request: Request, id: str, resource: list[str], full: str | None) -> Response:
+        found = installation_of(id)
+        if isinstance(found, Response):
+            return found
+        return await queue(found, resource, full=full == "true", why="sync queued through the API")
+
+    @operation(
+        "Queue a run's sync again: its installation and resource (all, for a run of all), from the checkpoint.",
+        params=[Param("id", "The run's id.", location="path"), _FULL],
+        responses={
+            202: Reply("the jobs, as POST /api/installations/{id}/sync answers", JobView, page=True),
+            404: Reply("no such run", ErrorView),
+            409: Reply("that resource of that installation is running now: wait for its run to end", ErrorView),
+        },
+    )
+    async def retry_run(request: Request, id: str, full: str | None) -> Response:
+        search = RunSearch(store)
+        found = await asyncio.to_thread(search.one, id)
+        if found is None:
+            return error(404, "not_found", f"no run {id[:60]!r}", field="id")
+        run = found.run
+        running = await asyncio.to_thread(search.running, run.installation_id, run.resource)
+        if running is not None:
+            what = run.resource or "every resource"
+            message = f"{what} of {found.tenant}'s {found.ns} is running now (run {running.id})"
+            return error(409, "running", message, hint=f"follow it with GET /api/runs/{running.id}")
+        installation = installation_of(run.installation_id)
+        if isinstance(installation, Response):
+            return installation
+        resources = [run.resource] if run.resource else []
+        return await queue(installation, resources, full=full == "true", why="run retried through the API")
+
+    def steer(name: str, summary: str, act: Callable[[str], Installation], done: str) -> Handler:
+        async def endpoint(request: Request, id: str) -> Response:
+            if await asyncio.to_thread(store.get_installation, id) is None:
+                return error(404, "not_found", f"no installation {id[:60]!r}", field="id")
+            changed_one = await asyncio.to_thread(act, id)
+            changed()
+            log.info(done, extra={"installation": changed_one.id, "tenant": changed_one.tenant})
+            view = await asyncio.to_thread(queries.installation, store, id, next_sync=jobs.work.next_sync_at)
+            return ok(view)
+
+        endpoint.__name__ = name  # the route's name: the document's operationId
+        return operation(summary, params=[_ID], responses={200: Reply(done, InstallationView), 404: missing})(endpoint)
+
+    service = runtime.installations
+    pause = steer(
+        "pause_installation",
+        "Pause an installation's schedules: the scheduler skips it; webhooks and syncs asked for go on.",
+        service.pause,
+        "the installation, paused",
+    )
+    resume = steer(
+        "resume_installation", "Resume an installation's schedules.", service.resume, "the installation, resumed"
+    )
+    uninstall = steer(
+        "uninstall",
+        "Uninstall: forget the credentials, stop syncing and receiving webhooks (records are kept).",
+        service.uninstall,
+        "the installation, uninstalled",
+    )
+    return [
+        Route("/api/installations/{id}/sync", start_sync, methods=["POST"]),
+        Route("/api/installations/{id}/pause", pause, methods=["POST"]),
+        Route("/api/installations/{id}/resume", resume, methods=["POST"]),
+        Route("/api/installations/{id}", uninstall, methods=["DELETE"]),
+        Route("/api/runs/{id}/retry", retry_run, methods=["POST"]),
+    ]
