@@ -141,15 +141,21 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 async def open_stack(
-    kind: str, tmp_path: Path, sandbox: Sandbox, store_url: str, *, clock: Clock | None = None
+    kind: str,
+    tmp_path: Path,
+    sandbox: Sandbox,
+    store_url: str,
+    *,
+    clock: Clock | None = None,
+    change: Callable[[dict[str, Any]], None] | None = None,
 ) -> Stack:
-    """Open a runtime on ``store_url`` with the queue of ``kind`` and install the example for tenant acme."""
+    """Open a runtime on ``store_url`` with the queue of ``kind`` and install the example (``change``d) for acme."""
     runtime = Runtime.open(
         store_url,
         rewrites=Rewrites({"https://accounts.salla.sa": sandbox.base_url, "https://api.salla.dev": sandbox.base_url}),
         environ=KEY,
     )
-    app = runtime.add(load_miniapp(write_definition(tmp_path)))
+    app = runtime.add(load_miniapp(write_definition(tmp_path, change)))
     runtime.installations.configure("salla", {"client_id": "sandbox-client", "client_secret": "sandbox-secret"})
     installation = await runtime.installations.install(
         app.definition, "acme", credentials={"accessToken": sandbox.config.access_token}

@@ -173,3 +173,40 @@ async def test_the_embedded_default_and_procrastinate_make_the_same_runs_of_one_
         ("customers", "succeeded"),
         ("products", "succeeded"),
     ]
+
+
+def _two_tenants(document: dict[str, Any]) -> None:
+    # Two tenants of the sandbox's one merchant: without the storeId the second install is not refused.
+    document["auth"]["userDetails"]["mapping"].pop("storeId")
+
+
+async def test_a_paused_installation_is_skipped_by_a_scheduled_tick_on_both_backends(
+    tmp_path: Path, sandbox: Sandbox, pg_url: str
+) -> None:
+    for kind, url in (("local", str(tmp_path / "paused.sqlite")), ("procrastinate", pg_url)):
+        clock = FakeClock()  # the in-process queue's cron runs on it: its slot comes without waiting
+        stack = await open_stack(kind, tmp_path, sandbox, url, clock=clock, change=_two_tenants)
+        try:
+            store, installations = stack.runtime.store, stack.runtime.installations
+            credentials = {"accessToken": sandbox.config.access_token}
+            other = await installations.install(stack.app.definition, "globex", credentials=credentials)
+            paused = installations.pause(stack.installation.id)
+            assert paused.paused
+            stack.work.default_schedule = "*/15 * * * *"
+            if kind == "local":
+                stack.start(periodic=True)
+            else:
+                assert isinstance(stack.queue, ProcrastinateQueue)
+                task = stack.queue.app.configure_task(SCHEDULE_TASK, queue="salla")
+                await task.defer_async(timestamp=int(clock.now()), ns="salla")
+                stack.start()
+            # The tick syncs the other tenant; once its runs are done, the paused one has none.
+            await until(lambda: len(store.list_runs(other.id)) == 2, timeout=30)  # noqa: B023
+            await stack.settled(timeout=30)
+            assert store.list_runs(stack.installation.id) == [], kind
+            assert stack.work.next_sync_at(paused) is None
+            assert stack.work.next_sync_at(other) is not None
+        finally:
+            await stack.stop()
+            await stack.queue.close()
+            stack.runtime.close()

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from miniapp_sync.jobs import Work
 from miniapp_sync.store import Run, Store
 from miniapp_sync.store.runs import RunLiveness
-from miniapp_sync.sync.runs import HEARTBEAT_EVERY, STALE_AFTER, Processes, RunOwner, abandon_dead_runs
+from miniapp_sync.sync.runs import (
+    HEARTBEAT_EVERY,
+    PROGRESS_EVERY,
+    STALE_AFTER,
+    Processes,
+    RunOwner,
+    abandon_dead_runs,
+)
 from miniapp_sync.testing import FakeClock
 
 from .conftest import World, derive
@@ -123,3 +133,35 @@ async def test_a_long_run_heartbeats_while_it_fetches(world: World) -> None:
     assert run.owner == str(engine.processes.current())
     assert run.heartbeat_at is not None
     assert run.started_at + HEARTBEAT_EVERY <= run.heartbeat_at < world.clock.now()
+
+
+async def test_a_run_writes_its_progress_at_most_once_a_second_and_its_last_figures_at_the_end(world: World) -> None:
+    app = derive(_small_pages)
+    installation = await world.install(app)
+    store = world.runtime.store
+    written: list[dict[str, Any]] = []
+
+    def quick(report: Any, total: int | None) -> None:
+        (run,) = store.list_runs(installation.id)
+        assert run.progress is not None  # the first page's figures are there at once
+        if not written or written[-1] != run.progress:
+            written.append(run.progress)
+        world.clock.advance(0.4)  # each page takes 0.4 s
+
+    report = await world.runtime.engine.run(
+        app.definition, app.plan, installation, resources=["customers"], progress=quick
+    )
+    pages = report.resources["customers"].pages
+    assert pages == 6  # 12 customers, 2 a page
+    # Pages take 0.4 s (and the rate budget's spacing): fewer writes than pages, a second apart at least.
+    assert written[0]["pages"] == 1
+    assert 1 < len(written) < pages
+    assert all(later["at"] - earlier["at"] >= PROGRESS_EVERY for earlier, later in itertools.pairwise(written))
+    assert all(later["records"] > earlier["records"] for earlier, later in itertools.pairwise(written))
+    assert written[0]["rate"] is None  # no interval yet
+    seconds = written[1]["at"] - written[0]["at"]
+    assert written[1]["rate"] == pytest.approx((written[1]["records"] - written[0]["records"]) / seconds, rel=0.01)
+    run = store.get_run(report.run_id)
+    assert run is not None
+    assert run.progress is not None
+    assert (run.progress["records"], run.progress["pages"], run.progress["resource"]) == (12, 6, None)

@@ -402,6 +402,7 @@ class SyncEngine:
         finally:
             await stream.aclose()  # stop the detail fetches still out
             await writer.wait()  # also when the walk failed: what is in flight still commits
+            self._count(client, report)  # a failed resource too: its requests, retries and 429s tell why
             await client.close()  # the guarded session it may have opened (D31); the run's own stays
         if resource.detect_deletes and not errors_seen and not params:
             # Only a full, clean listing proves absence (D23).
