@@ -244,10 +244,12 @@ def installations(
         print_view(page)
         return
     table = Table(title="Installations", title_justify="left")
-    for column in ("id", "tenant", "ns", "status", "updated", "error"):
+    for column in ("id", "tenant", "ns", "status", "paused", "updated", "last runs", "error"):
         table.add_column(column)
     for i in page.items:
-        table.add_row(i.id, i.tenant, i.ns, i.status, i.updated_at, Text(i.error or ""))  # errors quote [[key]]
+        last = ", ".join(f"{r.resource} {r.status}" for r in i.last_runs)
+        paused = "paused" if i.paused else ""
+        table.add_row(i.id, i.tenant, i.ns, i.status, paused, i.updated_at, last, Text(i.error or ""))  # [[key]]
     console().print(table)
     show_next(page)
 
