@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from miniapp_sync.definition.model import Resource
 from miniapp_sync.errors import ProviderError
 from miniapp_sync.provider import Page, PaginationLoopError, ProviderClient, ResponseShapeError, pages
+from miniapp_sync.provider.errors import ProviderHTTPError
 
 from .conftest import Catalog, json_response
 
@@ -345,3 +346,20 @@ async def test_next_style_defaults_to_the_link_header(provider: Any, make_client
 async def test_cursor_style_without_a_next_property_is_refused(make_client: MakeClient) -> None:
     with pytest.raises(ProviderError, match=r"products: pagination.style 'cursor' needs pagination.nextProperty"):
         await collect(make_client(), resource("cursor"))
+
+
+@pytest.mark.parametrize("style", sorted(STYLES))
+async def test_a_failed_list_request_names_its_page_in_every_style(
+    provider: Any, make_client: MakeClient, style: str
+) -> None:
+    listing = serve(provider, catalog(12), style)
+
+    async def answer(request: web.Request) -> web.Response:
+        if len(provider.requests) >= 3:  # the third page is gone
+            return json_response({"error": "gone"}, status=404)
+        return listing.serve(request, provider.url)
+
+    provider.handler = answer
+    with pytest.raises(ProviderHTTPError) as caught:
+        await collect(make_client(), styled(style))
+    assert (caught.value.resource, caught.value.page, caught.value.status) == ("products", 3, 404)  # run forensics
