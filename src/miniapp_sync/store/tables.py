@@ -119,7 +119,7 @@ record_history = Table(
     # every record write would otherwise maintain one more index.
     Index(None, "installation_id", "content_type", "code", "id"),
     # "Which records did delivery 42 write?" (a delivery's detail). Partial: bulk writes, the
-    # bulk of the rows, maintain nothing more (migration 0012).
+    # bulk of the rows, maintain nothing more (migration 0011).
     Index(
         "ix_record_history_webhook_source_id",
         "source_id",

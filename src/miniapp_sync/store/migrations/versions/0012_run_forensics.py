@@ -1,7 +1,7 @@
 """Installations can be paused; runs show live progress; runs are searched by start time.
 
-Revision ID: 0011
-Revises: 0012 (the head on main; renumbered at merge)
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-03
 
 ``installations.paused_at`` (null: not paused) makes the scheduler skip an installation while
@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision: str = "0011"
-down_revision: str | None = "0012"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
