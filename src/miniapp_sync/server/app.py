@@ -4,8 +4,10 @@ Public routes (what providers and browsers reach): ``POST /miniapps/{ns}/webhook
 ``/miniapps/{ns}/webhooks/{installation}`` (D24), ``/miniapps/{ns}/oauth2`` (started only from a
 signed link that ``POST /api/oauth-links`` or ``miniapp-sync oauth-link`` issues, D31a), ``/healthz``
 (the process is up), ``/readyz`` (the store and, on PostgreSQL, the queue can serve) and
-``/metrics``. Every request leaves one access log line (``miniapp_sync.access``): method, route
-template, status, duration; never the query string or a header. The management API under ``/api``
+``/metrics``, and the operator console under ``/console`` (``miniapp_sync.console``, D40) when
+an admin or a viewer token is set. Every request leaves one access log line
+(``miniapp_sync.access``): method, route template, status, duration; never the query string or a
+header. The management API under ``/api``
 (``server/management.py``, trigger events included) needs ``Authorization: Bearer <admin
 token>``; without a configured token it is closed. Its OpenAPI document, ``/api/openapi.json``,
 is served to anyone: it holds no data. Bind to 127.0.0.1 unless told otherwise. Everything that
@@ -34,6 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from miniapp_sync.errors import InstallationConflict, InstallationError, MiniAppSyncError, SealError
 from miniapp_sync.jobs import Enqueued, JobQueue, Work, deployment_queue
+from miniapp_sync.jobs.start import SyncRefused, start_sync
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.server.deliveries import delivery_routes
 from miniapp_sync.server.management import management_routes
@@ -95,8 +98,7 @@ def _page(title: str, message: str, *, status: int, script: str = "") -> HTMLRes
 
 
 def _jobs(receipts: list[Enqueued]) -> Page[JobView]:
-    # A job has no run until a worker starts it: its id leads there (GET /api/jobs/{id}).
-    return Page([JobView(r.id, r.job.kind, r.job.resource or None, r.duplicate, None) for r in receipts], None)
+    return Page([JobView.of(r) for r in receipts], None)
 
 
 class Server(Starlette):
@@ -154,6 +156,7 @@ def create_app(
     runtime: Runtime,
     *,
     admin_token: str | None = None,
+    viewer_token: str | None = None,
     webhooks: WebhookSettings | WebhookService | None = None,
     queue: JobQueue | None = None,
     default_schedule: str | None = None,
@@ -165,6 +168,7 @@ def create_app(
     deployment's (``deployment_queue`` of the store's backend unless given), whose ``Work`` runs
     this app's webhook processor and delivery; ``default_schedule`` (cron) schedules the MiniApps
     without a schedule of their own; ``concurrency`` is how many jobs the embedded queue runs at once.
+    The operator console (``/console``) is on when an admin or a viewer token is given (D40).
     """
     # Embedded, this process's queue processes and syncs; scaled out the workers do, and this
     # process exports only what it receives.
@@ -271,24 +275,12 @@ def create_app(
             404: Reply("no such installation", ErrorView),
         },
     )
-    async def start_sync(request: Request, id: str, resource: list[str]) -> Response:
-        installation = runtime.store.get_installation(id)
-        if installation is None:
-            return error(404, "not_found", f"no installation {id[:60]!r}", field="id")
+    async def start_sync_endpoint(request: Request, id: str, resource: list[str]) -> Response:
         try:
-            app = miniapp(installation.ns)
-        except MiniAppSyncError as exc:
-            return error(400, "bad_request", str(exc), field="id")
-        own = app.definition.sync.resources if app.definition.sync else {}
-        unknown = [r for r in resource if r not in own]
-        if unknown:  # checked here: a job would otherwise fail with nobody to tell
-            message = f"no resource {unknown[0]!r} in {app.ns}'s sync.resources"
-            return error(400, "bad_request", message, hint=f"known: {', '.join(own) or 'none'}", field="resource")
-        keys: list[str | None] = list(resource) if resource else [None]
-        try:
-            receipts = [r for key in keys for r in await jobs.sync(app.ns, installation.id, key)]
-        except MiniAppSyncError as exc:
-            return error(400, "bad_request", str(exc))
+            installation, receipts = await start_sync(runtime, jobs, id, resource)
+        except SyncRefused as exc:
+            kind = "not_found" if exc.missing else "bad_request"
+            return error(404 if exc.missing else 400, kind, str(exc), hint=exc.hint, field=exc.field)
         log.info(
             "sync queued through the API",
             extra={"installation": installation.id, "tenant": installation.tenant, "resources": resource or "all",
@@ -322,7 +314,7 @@ def create_app(
         Route("/miniapps/{ns}/oauth2", oauth),
         *management_routes(runtime, installed=installed),
         *delivery_routes(runtime, jobs),
-        Route("/api/installations/{id}/sync", start_sync, methods=["POST"]),
+        Route("/api/installations/{id}/sync", start_sync_endpoint, methods=["POST"]),
         Route("/api/jobs/{id}", get_job, methods=["GET"]),
         Route("/api/inbox/{id}/assign", assign_endpoint(service), methods=["POST"]),
     ]
@@ -331,5 +323,9 @@ def create_app(
         return JSONResponse(document(routes, title="miniapp-sync management API", version="1"))
 
     routes.append(Route(OPENAPI_PATH, openapi, include_in_schema=False))
+    if admin_token or viewer_token:
+        from miniapp_sync.console import console_routes  # jinja2, itsdangerous: only with the console on
+
+        routes.extend(console_routes(runtime, jobs, admin_token=admin_token, viewer_token=viewer_token))
     middleware = [Middleware(AdminGuard, token=admin_token)]
     return Server(routes=routes, middleware=middleware, lifespan=lifespan, webhook=receive)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from miniapp_sync.runtime import Runtime
-from miniapp_sync.store import DeadLetter, DeadLetterKind, Outbox, Store
+from miniapp_sync.store import DeadLetter, DeadLetterKind, InstallationStatus, Outbox, Store
 from miniapp_sync.store.history import History
 from miniapp_sync.views.ids import record_key
 from miniapp_sync.views.models import (
@@ -22,9 +22,13 @@ from miniapp_sync.views.pages import MAX_EVENTS as MAX_EVENTS
 from miniapp_sync.views.pages import Page, Window
 
 
-def installations(store: Store, window: Window, *, ns: str | None = None) -> Page[InstallationView]:
-    """Return a page of installations (of ``ns`` when given), by tenant and ns."""
+def installations(
+    store: Store, window: Window, *, ns: str | None = None, status: InstallationStatus | None = None
+) -> Page[InstallationView]:
+    """Return a page of installations (of ``ns``, in ``status``, when given), by tenant and ns."""
     found = store.list_installations(ns)  # one row per tenant and MiniApp: small enough to slice here
+    if status is not None:
+        found = [i for i in found if i.status == status]
     return window.page([InstallationView.of(i) for i in found[window.offset : window.offset + window.fetch]])
 
 
