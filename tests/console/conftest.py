@@ -90,11 +90,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         args = [
             str(exe), "serve", "-d", str(EXAMPLE), "--store", str(home / "store.sqlite"), "--port", "0",
             "--rewrite", f"https://api.salla.dev={sandbox_url}", "--rewrite", f"https://accounts.salla.sa={sandbox_url}",
-            "--config", "webhookSecret=env:SALLA_WEBHOOK_SECRET",
+            "--config", "webhookSecret=env:SALLA_WEBHOOK_SECRET", "--config", f"client_id={config.client_id}",
+            "--config", "client_secret=env:SALLA_CLIENT_SECRET",
         ]  # fmt: skip
         environ = {
             **os.environ, "MINIAPP_SYNC_SECRET_KEY": KEY, "MINIAPP_SYNC_ADMIN_TOKEN": ADMIN,
-            "MINIAPP_SYNC_VIEWER_TOKEN": VIEWER, "SALLA_WEBHOOK_SECRET": config.webhook_secret, "COLUMNS": "200",
+            "MINIAPP_SYNC_VIEWER_TOKEN": VIEWER, "SALLA_WEBHOOK_SECRET": config.webhook_secret,
+            "SALLA_CLIENT_SECRET": config.client_secret, "COLUMNS": "200",
         }  # fmt: skip
         log = home / "serve.log"
         with log.open("wb") as out:

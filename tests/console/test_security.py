@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from miniapp_sync.network import Rewrites
@@ -10,6 +12,23 @@ from miniapp_sync.runtime import Runtime, load_miniapp
 from miniapp_sync.server import create_app
 
 from .conftest import ADMIN, EXAMPLE, VIEWER, Client, Served
+
+
+def test_a_server_without_the_console_loads_neither_jinja2_nor_itsdangerous(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from miniapp_sync.runtime import Runtime\n"
+        "from miniapp_sync.server import create_app\n"
+        f"runtime = Runtime.open({str(tmp_path / 's.sqlite')!r}, environ={{'MINIAPP_SYNC_SECRET_KEY': 'k'}})\n"
+        "create_app(runtime, admin_token='a')\n"
+        "print(sorted({'jinja2', 'itsdangerous'} & set(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "['itsdangerous', 'jinja2']"  # the admin token turns the console on
+    done = subprocess.run(
+        [sys.executable, "-c", script.replace("admin_token='a'", "")], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]", done.stderr
 
 
 def test_the_console_is_off_without_a_token(tmp_path: Path) -> None:
@@ -142,3 +161,13 @@ def test_the_overview_page_shows_the_api_overview_figures(served: Served) -> Non
     page = client.request("GET", "/console/").text
     assert 'href="/console/installations?ns=salla&amp;status=error"' in page
     assert "bad_signature" in page
+
+
+def test_reconnect_issues_a_signed_start_link_to_copy(served: Served) -> None:
+    client = Client(served.url)
+    client.login(ADMIN)
+    answer = client.request("POST", f"/console/installations/{served.installation}/reconnect", {"csrf": client.csrf()})
+    assert answer.status == 201, answer.text
+    link = re.search(r'id="link" class="copy" type="text" readonly value="([^"]+)"', answer.text)
+    assert link
+    assert link[1].startswith(f"{served.url}/miniapps/salla/oauth2?start=")

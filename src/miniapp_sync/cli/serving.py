@@ -90,17 +90,24 @@ def serve(
     miniapps = [load_miniapp(path, compute) for path in definition]
     chosen = settings().with_flags(admin_token=admin_token, viewer_token=viewer_token, environ=session().environ)
     token, viewer = chosen.admin_token, chosen.viewer_token
-    public = public_url or settings().public_url or f"http://{host}:{port}"
-    runtime = open_runtime(
-        store,
-        rewrite,
-        allow_private_network,
-        public,
-        config=config,
-        miniapps=miniapps,
-        create=True,
-        max_retry_after=max_retry_after,
-    )
+    # Bound first, so that with --port 0 the links this server issues name the port it got.
+    sock = listen(host, port)
+    origin = f"http://{host}:{sock.getsockname()[1]}"
+    public = public_url or settings().public_url or origin
+    try:
+        runtime = open_runtime(
+            store,
+            rewrite,
+            allow_private_network,
+            public,
+            config=config,
+            miniapps=miniapps,
+            create=True,
+            max_retry_after=max_retry_after,
+        )
+    except BaseException:
+        sock.close()
+        raise
     try:
         webhooks = WebhookSettings(
             max_body_bytes=max_body_bytes, record_samples=str(record_samples) if record_samples else None
@@ -110,8 +117,6 @@ def serve(
         # it on every full collection (~120k objects; 50-150 ms pauses of the event loop otherwise).
         gc.collect()
         gc.freeze()
-        sock = listen(host, port)
-        origin = f"http://{host}:{sock.getsockname()[1]}"
         announce = f"serving {', '.join(runtime.apps)} on {origin}"
         if token or viewer:
             announce += f"; the console is at {origin}/console/"
