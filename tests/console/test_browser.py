@@ -24,6 +24,32 @@ expect = playwright_sync.expect
 Page = playwright_sync.Page
 
 
+# pytest-playwright's playwright, browser type and browser live for the whole session, and the sync
+# API leaves its event loop set on this thread for as long: later async tests could not start theirs.
+# Here they live for this module only (one browser for all its tests).
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser_type(playwright: Any, browser_name: str) -> Any:
+    return getattr(playwright, browser_name)
+
+
+@pytest.fixture(scope="module")
+def browser(browser_type: Any, browser_type_launch_args: dict[str, Any]) -> Iterator[Any]:
+    launched = browser_type.launch(**browser_type_launch_args)
+    yield launched
+    launched.close()
+
+
+@pytest.fixture(scope="module")
+def browser_context_args() -> dict[str, Any]:
+    return {"viewport": {"width": 1280, "height": 800}}  # the desktop width the console is laid out for
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
     """Launch Debian's Chromium (Playwright cannot download its own here); as root, without its sandbox."""

@@ -48,6 +48,8 @@ def test_a_page_without_a_session_leads_to_the_login_and_back(served: Served) ->
     answer = client.request("GET", f"/console/installations/{served.installation}")
     assert answer.status == 303
     assert answer.headers["Location"] == f"/console/login?next=%2Fconsole%2Finstallations%2F{served.installation}"
+    poll = client.request("GET", "/console/installations", **{"HX-Request": "true"})
+    assert (poll.status, poll.headers["HX-Redirect"]) == (204, "/console/login?next=%2Fconsole%2Finstallations")
 
 
 def test_login_sets_a_strict_http_only_cookie_and_a_wrong_token_sets_none(served: Served) -> None:
@@ -65,6 +67,10 @@ def test_login_sets_a_strict_http_only_cookie_and_a_wrong_token_sets_none(served
     assert "Path=/console" in cookie
     assert "Max-Age=" in cookie
     assert ADMIN not in cookie  # the cookie is a signed session, not the token
+    log = served.log.read_text()
+    assert "console login refused: wrong token" in log
+    assert "not-the-token" not in log
+    assert ADMIN not in log
 
 
 def test_a_login_post_without_the_form_token_is_refused(served: Served) -> None:

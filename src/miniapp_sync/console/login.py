@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from miniapp_sync.console.auth import COOKIE, SESSION_TTL
 from miniapp_sync.console.site import PREFIX, Console, FormError, first, read_form, secured
+
+log = logging.getLogger("miniapp_sync.console")
 
 
 def _next(target: str | None) -> str:
@@ -35,6 +39,7 @@ def routes(console: Console) -> list[BaseRoute]:
     async def login(request: Request) -> Response:
         client = request.client.host if request.client else "-"
         if gate.throttled(client):
+            log.warning("console login refused: too many wrong tokens", extra={"client": client})
             return _form(request, message="Too many wrong tokens: wait a few minutes, then try again.", status=429)
         try:
             form = await read_form(request)
@@ -44,7 +49,10 @@ def routes(console: Console) -> list[BaseRoute]:
             return _form(request, message="The login form had expired: try again.", status=403)
         cookie = gate.login(first(form, "token") or "", client)
         if cookie is None:
+            # Who knocked, not what they sent: a mistyped token may be close to the real one.
+            log.warning("console login refused: wrong token", extra={"client": client})
             return _form(request, message="That token is not the admin or the viewer token.", status=401)
+        log.info("console login", extra={"client": client})
         response = RedirectResponse(_next(first(form, "next")), 303)
         response.set_cookie(
             COOKIE, cookie, max_age=SESSION_TTL, path=PREFIX, httponly=True, samesite="strict",

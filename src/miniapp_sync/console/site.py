@@ -115,7 +115,10 @@ class Console:
             session = self.gate.session(request.cookies.get(COOKIE))
             if session is None:
                 back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                return secured(RedirectResponse(f"{PREFIX}/login?{urlencode({'next': back})}", 303))
+                login = f"{PREFIX}/login?{urlencode({'next': back})}"
+                if request.headers.get("hx-request"):  # a poll: send the whole page there, not into the region
+                    return secured(Response(status_code=204, headers={"HX-Redirect": login}))
+                return secured(RedirectResponse(login, 303))
             return await handler(request, session)
 
         endpoint.__name__ = handler.__name__
