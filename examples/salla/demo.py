@@ -143,11 +143,14 @@ def serving(
     exe = Path(sys.executable).with_name("miniapp-sync")
     server = subprocess.Popen([str(exe), *args], cwd=ROOT, env=environ)
     try:
-        for _ in range(200):  # wait for the server to listen
+        deadline = time.monotonic() + 60  # a busy machine can take a while to start it
+        while True:  # wait for the server to listen
             try:
                 urllib.request.urlopen(f"{base}/healthz", timeout=1).close()
                 break
             except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"serve did not start (exit status {server.poll()})") from None
                 time.sleep(0.05)
 
         def send(label: str, body: bytes, headers: dict[str, str], note: str = "") -> None:
