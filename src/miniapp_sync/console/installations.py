@@ -15,8 +15,9 @@ from miniapp_sync.console.site import PREFIX, Console, list_window, secured
 from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.jobs.start import SyncRefused, start_sync
 from miniapp_sync.store import InstallationStatus
-from miniapp_sync.views import JobRunView, OAuthLinkView, RunView, Window, queries
+from miniapp_sync.views import OAuthLinkView, Window, queries
 from miniapp_sync.views.details import installation_detail
+from miniapp_sync.views.jobs import job_run
 
 STATUSES: Final = get_args(InstallationStatus)
 MAX_JOBS: Final = 20  # jobs a page follows after "sync now" (one per resource)
@@ -48,10 +49,7 @@ def routes(console: Console) -> list[BaseRoute]:
         if detail is None:
             return console.refuse(request, session, f"There is no installation {id[:60]!r}.", 404)
         job_ids = [j[:64] for j in request.query_params.getlist("job")[:MAX_JOBS]]
-        jobs = []
-        for job_id in job_ids:
-            found = await console.call(store.runs_of_job, job_id)
-            jobs.append(JobRunView(job_id, RunView.of(found[0]) if found else None))
+        jobs = [await console.call(job_run, store, job_id) for job_id in job_ids]
         runs = await console.call(queries.runs, store, Window(0, RECENT), installation_ids=[id])
         return console.render(request, "installation.html", session, detail=detail, jobs=jobs, runs=runs)
 

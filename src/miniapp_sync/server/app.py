@@ -44,9 +44,9 @@ from miniapp_sync.server.openapi import Param, Reply, document, error, ok, opera
 from miniapp_sync.server.webhooks import WebhookEndpoint, assign_endpoint, metrics_endpoint, webhook_params
 from miniapp_sync.store import Installation
 from miniapp_sync.store.health import not_ready
-from miniapp_sync.store.replays import Replays
 from miniapp_sync.sync.metrics import SyncMetrics
-from miniapp_sync.views import DeliveryReplayView, ErrorView, JobRunView, JobView, Page, RunView
+from miniapp_sync.views import ErrorView, JobRunView, JobView, Page
+from miniapp_sync.views.jobs import job_run
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.service import WebhookService
 from miniapp_sync.webhooks.settings import WebhookSettings
@@ -294,15 +294,7 @@ def create_app(
         responses={200: Reply("the job and its run or replay", JobRunView)},
     )
     async def get_job(request: Request, id: str) -> Response:
-        runs = await asyncio.to_thread(runtime.store.runs_of_job, id)
-        replay = None if runs else await asyncio.to_thread(Replays(runtime.store).of_job, id)
-        return ok(
-            JobRunView(
-                id,
-                RunView.of(runs[0]) if runs else None,
-                DeliveryReplayView.of(replay) if replay is not None else None,
-            )
-        )
+        return ok(await asyncio.to_thread(job_run, runtime.store, id))
 
     receive = WebhookEndpoint(service)
     routes: list[BaseRoute] = [

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from miniapp_sync.store import Store
+from miniapp_sync.store.replays import Replays
 from miniapp_sync.views.deliveries import DeliveryReplayView
 from miniapp_sync.views.models import RunView
 
@@ -38,3 +40,12 @@ class JobRunView:
     job_id: str
     run: RunView | None
     replay: DeliveryReplayView | None
+
+
+def job_run(store: Store, id: str) -> JobRunView:
+    """Return what a job came to: the sync run it started, or the delivery replay it runs (both null while it waits)."""
+    runs = store.runs_of_job(id)
+    replay = None if runs else Replays(store).of_job(id)
+    return JobRunView(
+        id, RunView.of(runs[0]) if runs else None, DeliveryReplayView.of(replay) if replay is not None else None
+    )
