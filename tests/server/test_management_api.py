@@ -116,6 +116,6 @@ async def test_overview_counts_per_miniapp_what_the_store_holds(api: Api) -> Non
     assert salla["runsLast24h"] == {"succeeded": 1}
     assert salla["inboxBacklog"] == 0
     assert salla["oldestUnprocessedAt"] is None
-    assert salla["deadLetters"] == 1
+    assert salla["deadLetters"] == 2  # the failed delivery and the rejected record
     assert salla["rejections"] == {}
     assert body["generatedAt"] == "2026-01-01T00:00:00.000Z"
