@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo console test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ typecheck: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python examples/salla/demo.py
+
+# The demo, then `serve` with the console on: prints its URL and a login token, runs until Ctrl-C.
+console: $(STAMP)
+	$(BIN)/python examples/salla/demo.py --console
 
 bench: $(STAMP)
 	$(BIN)/python bench/mapping.py

@@ -216,3 +216,14 @@ def test_a_log_level_that_is_not_one_of_the_levels_is_reported_where_it_was_set(
         load_settings({}, cwd=tmp_path)
     with pytest.raises(SettingsError, match=r"^MINIAPP_SYNC_LOG_FORMAT: expected one of console, json"):
         load_settings({"MINIAPP_SYNC_LOG_FORMAT": "xml"}, cwd=tmp_path / "elsewhere")
+
+
+def test_the_viewer_token_is_read_like_the_admin_token(tmp_path: Path) -> None:
+    assert load_settings({"MINIAPP_SYNC_VIEWER_TOKEN": "look"}, cwd=tmp_path).viewer_token == "look"
+    write(tmp_path, 'viewer_token = "env:VIEWER"\n')
+    from_file = load_settings({"VIEWER": "from-env-name"}, cwd=tmp_path)
+    assert from_file.viewer_token == "from-env-name"
+    assert from_file.with_flags(viewer_token="flag", environ={}).viewer_token == "flag"
+    write(tmp_path, "viewer_token = 42\n")
+    with pytest.raises(SettingsError, match=r"viewer_token: expected a non-empty string, found a value$"):
+        load_settings({}, cwd=tmp_path)

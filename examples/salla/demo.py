@@ -8,14 +8,19 @@ it signed Salla webhooks, and shows the records change and the trigger events fi
 Last, the guide-only definition (examples/salla-guide: what a developer writes from the docs
 alone, without tenantExtraction and with transactionId { path: '$.data.id' }) is installed in a
 store of its own and sent an order and three status updates through the shared URL.
+
+With ``--console`` (``make console``) it then serves the demo store with the operator console on,
+prints the console's URL and a login token, and runs until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -45,12 +50,35 @@ def run(*args: str) -> None:
         raise SystemExit(code)
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
     shutil.rmtree(ROOT / ".demo", ignore_errors=True)
     # The sandbox enforces the definition's own rateLimitPerSecond (10/s), as Salla's budget would.
     config = SandboxConfig(products=60, customers=90, orders=60, carts=20, rate_limit=10)
     with sandbox_thread(config) as (sandbox, url):
         demo(sandbox, url, config)
+        if "--console" in argv:
+            console(config, url)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def console(config: SandboxConfig, url: str) -> None:
+    """Serve the demo store with the console on, until Ctrl-C (the sandbox stays up, so "sync now" works)."""
+    token = secrets.token_urlsafe(18)
+    os.environ["MINIAPP_SYNC_ADMIN_TOKEN"] = token  # through the environment: ps shows no token (D30)
+    rewrites = ["--rewrite", f"https://api.salla.dev={url}", "--rewrite", f"https://accounts.salla.sa={url}"]
+    with serving(DEFINITION, STORE, config, rewrites) as (_, base):
+        print(f"\nThe operator console: {base}/console/")
+        print(f"Log in with the admin token: {token}")
+        print("Press Ctrl-C to stop.", flush=True)
+        signal.signal(signal.SIGTERM, _interrupt)  # stopped by a supervisor: stop serve too, as Ctrl-C does
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("\nstopped")
 
 
 def demo(sandbox: Sandbox, url: str, config: SandboxConfig) -> None:
@@ -101,8 +129,10 @@ def order_status(code: object, tenant: str = "demo-store", store: str = STORE) -
 
 
 @contextmanager
-def serving(definition: str, store: str, config: SandboxConfig, rewrites: list[str]) -> Iterator[Callable[..., None]]:
-    """Run `serve` for ``definition``; yield a function that POSTs a delivery to the shared URL and waits."""
+def serving(
+    definition: str, store: str, config: SandboxConfig, rewrites: list[str]
+) -> Iterator[tuple[Callable[..., None], str]]:
+    """Run `serve` for ``definition``; yield a function that POSTs a delivery to the shared URL and waits, and its URL."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     # Salla's app-wide signing secret is operator config; env: keeps it off the command line (D30).
@@ -113,11 +143,14 @@ def serving(definition: str, store: str, config: SandboxConfig, rewrites: list[s
     exe = Path(sys.executable).with_name("miniapp-sync")
     server = subprocess.Popen([str(exe), *args], cwd=ROOT, env=environ)
     try:
-        for _ in range(200):  # wait for the server to listen
+        deadline = time.monotonic() + 60  # a busy machine can take a while to start it
+        while True:  # wait for the server to listen
             try:
                 urllib.request.urlopen(f"{base}/healthz", timeout=1).close()
                 break
             except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"serve did not start (exit status {server.poll()})") from None
                 time.sleep(0.05)
 
         def send(label: str, body: bytes, headers: dict[str, str], note: str = "") -> None:
@@ -130,7 +163,7 @@ def serving(definition: str, store: str, config: SandboxConfig, rewrites: list[s
                     break
                 time.sleep(0.05)
 
-        yield send
+        yield send, base
     finally:
         server.terminate()
         server.wait(10)
@@ -138,7 +171,7 @@ def serving(definition: str, store: str, config: SandboxConfig, rewrites: list[s
 
 def webhooks(sandbox: Sandbox, config: SandboxConfig, rewrites: list[str]) -> None:
     """Serve the MiniApp, send it signed deliveries, and show what they changed."""
-    with serving(DEFINITION, STORE, config, rewrites) as send:
+    with serving(DEFINITION, STORE, config, rewrites) as (send, _):
         print("\nSalla sends signed webhooks (X-Salla-Signature: hex HMAC-SHA256 of the raw body):")
         (placed,) = sandbox.add("orders")  # a new order after the sync
         created = sandbox.webhook("order.created", sandbox.mutate("orders", placed["id"], status="under_review"))
@@ -165,7 +198,7 @@ def guide(sandbox: Sandbox, config: SandboxConfig, rewrites: list[str]) -> None:
         "--credential", "accessToken=env:SANDBOX_ACCESS_TOKEN",
         "--credential", "refreshToken=env:SANDBOX_REFRESH_TOKEN",
     )  # fmt: skip
-    with serving(GUIDE, GUIDE_STORE, config, rewrites) as send:
+    with serving(GUIDE, GUIDE_STORE, config, rewrites) as (send, _):
         (placed,) = sandbox.add("orders")
         created = sandbox.webhook("order.created", sandbox.mutate("orders", placed["id"], status="under_review"))
         send("order.created", *created)
@@ -178,4 +211,4 @@ def guide(sandbox: Sandbox, config: SandboxConfig, rewrites: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -8,6 +8,7 @@ and keeps the rest. The file is ``--config-file PATH`` (an error when missing), 
     store = "postgresql://postgres@127.0.0.1:5432/miniapp_sync"   # or a SQLite path
     secret_key = "env:MINIAPP_KEY"        # env:NAME reads a variable: keep secrets out of the file
     admin_token = "env:ADMIN_TOKEN"
+    viewer_token = "env:VIEWER_TOKEN"     # the console's read-only login (D40)
     public_url = "https://sync.example.com"
     default_schedule = "6h"               # sync MiniApps without a schedule of their own this often
     history_days = 30                     # record history kept this long (D39); 0: none written
@@ -21,6 +22,7 @@ and keeps the rest. The file is ``--config-file PATH`` (an error when missing), 
     webhookSecret = "env:SALLA_WEBHOOK_SECRET"
 
 The variables: ``MINIAPP_SYNC_STORE``, ``MINIAPP_SYNC_SECRET_KEY``, ``MINIAPP_SYNC_ADMIN_TOKEN``,
+``MINIAPP_SYNC_VIEWER_TOKEN``,
 ``MINIAPP_SYNC_PUBLIC_URL``, ``MINIAPP_SYNC_DEFAULT_SCHEDULE``, ``MINIAPP_SYNC_HISTORY_DAYS``,
 ``MINIAPP_SYNC_MAX_RETRY_AFTER`` (seconds; ``max_retry_after = 300`` in the file),
 ``MINIAPP_SYNC_LOG_FORMAT``, ``MINIAPP_SYNC_LOG_LEVEL``,
@@ -53,6 +55,7 @@ STORE_VARIABLE = PREFIX + "STORE"
 KEY_VARIABLE = PREFIX + "SECRET_KEY"
 CONFIG_FILE_VARIABLE = PREFIX + "CONFIG_FILE"
 ADMIN_TOKEN_VARIABLE = PREFIX + "ADMIN_TOKEN"
+VIEWER_TOKEN_VARIABLE = PREFIX + "VIEWER_TOKEN"
 PUBLIC_URL_VARIABLE = PREFIX + "PUBLIC_URL"
 DEFAULT_SCHEDULE_VARIABLE = PREFIX + "DEFAULT_SCHEDULE"
 REWRITES_VARIABLE = PREFIX + "REWRITES"
@@ -66,6 +69,7 @@ _SCALARS = {
     "store": STORE_VARIABLE,
     "secret_key": KEY_VARIABLE,
     "admin_token": ADMIN_TOKEN_VARIABLE,
+    "viewer_token": VIEWER_TOKEN_VARIABLE,
     "public_url": PUBLIC_URL_VARIABLE,
     "default_schedule": DEFAULT_SCHEDULE_VARIABLE,
     "log_format": LOG_FORMAT_VARIABLE,
@@ -73,7 +77,7 @@ _SCALARS = {
 }
 # Spelt out as in miniapp_sync.logs (which this module does not import: it stays cheap).
 _CHOICES = {"log_format": ("console", "json"), "log_level": ("debug", "info", "warning", "error")}
-_SECRETS = frozenset({"secret_key", "admin_token"})  # never quoted back in an error
+_SECRETS = frozenset({"secret_key", "admin_token", "viewer_token"})  # never quoted back in an error
 _NUMBERS = {  # setting → (its variable, its unit)
     "max_retry_after": (MAX_RETRY_AFTER_VARIABLE, "seconds"),
     "history_days": (HISTORY_DAYS_VARIABLE, "days"),
@@ -92,6 +96,7 @@ class Settings:
     store: str | None = None
     secret_key: str | None = None
     admin_token: str | None = None
+    viewer_token: str | None = None  # the console's read-only login: sees everything, changes nothing
     public_url: str | None = None
     default_schedule: str | None = None  # serve/worker --default-schedule: 30m, 6h, 1d or cron
     history_days: float | None = None  # None: the store's default (30 days)
@@ -109,6 +114,7 @@ class Settings:
         rewrite: Iterable[str] | None = None,
         config: Iterable[str] | None = None,
         admin_token: str | None = None,
+        viewer_token: str | None = None,
         public_url: str | None = None,
         default_schedule: str | None = None,
         max_retry_after: float | None = None,
@@ -120,6 +126,7 @@ class Settings:
         flags = (
             ("store", store),
             ("admin_token", admin_token),
+            ("viewer_token", viewer_token),
             ("public_url", public_url),
             ("default_schedule", default_schedule),
             ("max_retry_after", max_retry_after),

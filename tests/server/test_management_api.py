@@ -105,3 +105,17 @@ async def test_an_id_of_unicode_digits_is_not_found_not_a_server_error(api: Api)
     status, body = await api.get("/api/deadletters/%C2%B9")
     assert status == 404
     assert body["error"]["field"] == "id"
+
+
+async def test_overview_counts_per_miniapp_what_the_store_holds(api: Api) -> None:
+    status, body = await api.get("/api/overview")
+    assert status == 200
+    (salla,) = body["miniapps"]
+    assert salla["ns"] == "salla"
+    assert salla["installations"] == {"connected": 1}
+    assert salla["runsLast24h"] == {"succeeded": 1}
+    assert salla["inboxBacklog"] == 0
+    assert salla["oldestUnprocessedAt"] is None
+    assert salla["deadLetters"] == 2  # the failed delivery and the rejected record
+    assert salla["rejections"] == {}
+    assert body["generatedAt"] == "2026-01-01T00:00:00.000Z"

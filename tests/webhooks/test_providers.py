@@ -13,7 +13,7 @@ from .conftest import Harness
 
 
 @pytest.mark.parametrize(
-    ("ns", "base_url", "provider"),
+    ("ns", "api_base", "provider"),  # not base_url: pytest-base-url has a fixture of that name
     [
         ("salla", None, "salla"),
         ("mystore", "https://api.salla.dev/admin/v2", "salla"),
@@ -24,8 +24,8 @@ from .conftest import Harness
         ("acme", "https://api.acme.example", None),
     ],
 )
-def test_the_provider_is_known_from_the_ns_or_the_base_url(ns: str, base_url: str | None, provider: str | None) -> None:
-    document: dict[str, Any] = {"ns": ns, "sync": {"baseUrl": base_url} if base_url else {}}
+def test_the_provider_is_known_from_the_ns_or_the_base_url(ns: str, api_base: str | None, provider: str | None) -> None:
+    document: dict[str, Any] = {"ns": ns, "sync": {"baseUrl": api_base} if api_base else {}}
     assert provider_of(Definition.model_validate(document)) == provider
 
 

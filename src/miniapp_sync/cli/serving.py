@@ -58,6 +58,13 @@ def serve(
             " which ps does not show)."
         ),
     ] = None,
+    viewer_token: Annotated[
+        str | None,
+        typer.Option(
+            help="Read-only login of the console at /console (better: MINIAPP_SYNC_VIEWER_TOKEN or the settings"
+            " file). The console is on when an admin or a viewer token is set.",
+        ),
+    ] = None,
     config: ConfigOption = None,
     rewrite: RewriteOption = None,
     allow_private_network: PrivateOption = False,
@@ -74,36 +81,45 @@ def serve(
     ] = None,
     max_retry_after: MaxRetryAfterOption = None,
 ) -> None:
-    """Serve webhooks, OAuth installs and the management API for one or several MiniApps."""
+    """Serve webhooks, OAuth installs, the management API and the console for one or several MiniApps."""
     from miniapp_sync.runtime import load_miniapp
     from miniapp_sync.server import create_app
 
     cron = schedule_option(default_schedule)
     compute = registry(functions)
     miniapps = [load_miniapp(path, compute) for path in definition]
-    token = settings().with_flags(admin_token=admin_token, environ=session().environ).admin_token
-    public = public_url or settings().public_url or f"http://{host}:{port}"
-    runtime = open_runtime(
-        store,
-        rewrite,
-        allow_private_network,
-        public,
-        config=config,
-        miniapps=miniapps,
-        create=True,
-        max_retry_after=max_retry_after,
-    )
+    chosen = settings().with_flags(admin_token=admin_token, viewer_token=viewer_token, environ=session().environ)
+    token, viewer = chosen.admin_token, chosen.viewer_token
+    # Bound first, so that with --port 0 the links this server issues name the port it got.
+    sock = listen(host, port)
+    origin = f"http://{host}:{sock.getsockname()[1]}"
+    public = public_url or settings().public_url or origin
+    try:
+        runtime = open_runtime(
+            store,
+            rewrite,
+            allow_private_network,
+            public,
+            config=config,
+            miniapps=miniapps,
+            create=True,
+            max_retry_after=max_retry_after,
+        )
+    except BaseException:
+        sock.close()
+        raise
     try:
         webhooks = WebhookSettings(
             max_body_bytes=max_body_bytes, record_samples=str(record_samples) if record_samples else None
         )
-        app = create_app(runtime, admin_token=token, webhooks=webhooks, default_schedule=cron)
+        app = create_app(runtime, admin_token=token, viewer_token=viewer, webhooks=webhooks, default_schedule=cron)
         # What is loaded now lives as long as the server: keep the cyclic collector from walking
         # it on every full collection (~120k objects; 50-150 ms pauses of the event loop otherwise).
         gc.collect()
         gc.freeze()
-        sock = listen(host, port)
-        announce = f"serving {', '.join(runtime.apps)} on http://{host}:{sock.getsockname()[1]}"
+        announce = f"serving {', '.join(runtime.apps)} on {origin}"
+        if token or viewer:
+            announce += f"; the console is at {origin}/console/"
         serve_on(app, sock, on_started=lambda: console().print(announce), log_level="warning", log_config=None)
     finally:
         runtime.close()

@@ -45,13 +45,16 @@ class Vault:
             raise InstallationError(self._missing)
         return self._key
 
-    def _sealer(self, purpose: str) -> Fernet:
-        # A key of its own per purpose, derived from the one secret: a token sealed for one use
-        # (an OAuth start link) can never be opened as another (a credential bag), nor vice versa.
+    def derive(self, purpose: str) -> bytes:
+        """Return a key of its own for ``purpose``, derived from the one secret (32 bytes)."""
+        # A token sealed or signed for one use (an OAuth start link, a console session) can never
+        # be opened as another (a credential bag), nor vice versa.
         if self._raw is None:
             raise InstallationError(self._missing)
-        derived = hmac.new(base64.urlsafe_b64decode(self._raw), purpose.encode(), hashlib.sha256).digest()
-        return Fernet(base64.urlsafe_b64encode(derived))
+        return hmac.new(base64.urlsafe_b64decode(self._raw), purpose.encode(), hashlib.sha256).digest()
+
+    def _sealer(self, purpose: str) -> Fernet:
+        return Fernet(base64.urlsafe_b64encode(self.derive(purpose)))
 
     def seal(self, purpose: str, data: Mapping[str, Any], *, now: float) -> str:
         """Return ``data`` encrypted and signed as a URL-safe token for ``purpose``, stamped ``now``."""

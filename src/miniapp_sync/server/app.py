@@ -4,8 +4,10 @@ Public routes (what providers and browsers reach): ``POST /miniapps/{ns}/webhook
 ``/miniapps/{ns}/webhooks/{installation}`` (D24), ``/miniapps/{ns}/oauth2`` (started only from a
 signed link that ``POST /api/oauth-links`` or ``miniapp-sync oauth-link`` issues, D31a), ``/healthz``
 (the process is up), ``/readyz`` (the store and, on PostgreSQL, the queue can serve) and
-``/metrics``. Every request leaves one access log line (``miniapp_sync.access``): method, route
-template, status, duration; never the query string or a header. The management API under ``/api``
+``/metrics``, and the operator console under ``/console`` (``miniapp_sync.console``, D40) when
+an admin or a viewer token is set. Every request leaves one access log line
+(``miniapp_sync.access``): method, route template, status, duration; never the query string or a
+header. The management API under ``/api``
 (``server/management.py``, trigger events included) needs ``Authorization: Bearer <admin
 token>``; without a configured token it is closed. Its OpenAPI document, ``/api/openapi.json``,
 is served to anyone: it holds no data. Bind to 127.0.0.1 unless told otherwise. Everything that
@@ -42,9 +44,8 @@ from miniapp_sync.server.steering import steering_routes
 from miniapp_sync.server.webhooks import WebhookEndpoint, assign_endpoint, metrics_endpoint, webhook_params
 from miniapp_sync.store import Installation
 from miniapp_sync.store.health import not_ready
-from miniapp_sync.store.replays import Replays
 from miniapp_sync.sync.metrics import SyncMetrics
-from miniapp_sync.views import DeliveryReplayView, JobRunView, queries
+from miniapp_sync.views import JobRunView, queries
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.service import WebhookService
 from miniapp_sync.webhooks.settings import WebhookSettings
@@ -150,6 +151,7 @@ def create_app(
     runtime: Runtime,
     *,
     admin_token: str | None = None,
+    viewer_token: str | None = None,
     webhooks: WebhookSettings | WebhookService | None = None,
     queue: JobQueue | None = None,
     default_schedule: str | None = None,
@@ -161,6 +163,7 @@ def create_app(
     deployment's (``deployment_queue`` of the store's backend unless given), whose ``Work`` runs
     this app's webhook processor and delivery; ``default_schedule`` (cron) schedules the MiniApps
     without a schedule of their own; ``concurrency`` is how many jobs the embedded queue runs at once.
+    The operator console (``/console``) is on when an admin or a viewer token is given (D40).
     """
     # Embedded, this process's queue processes and syncs; scaled out the workers do, and this
     # process exports only what it receives.
@@ -258,10 +261,7 @@ def create_app(
         responses={200: Reply("the job and its run or replay", JobRunView)},
     )
     async def get_job(request: Request, id: str) -> Response:
-        runs = await asyncio.to_thread(runtime.store.runs_of_job, id)
-        run = (await asyncio.to_thread(queries.runs_by_id, runtime.store, [runs[0].id]))[0] if runs else None
-        replay = None if runs else await asyncio.to_thread(Replays(runtime.store).of_job, id)
-        return ok(JobRunView(id, run, DeliveryReplayView.of(replay) if replay is not None else None))
+        return ok(await asyncio.to_thread(queries.job_run, runtime.store, id))
 
     receive = WebhookEndpoint(service)
     routes: list[BaseRoute] = [
@@ -282,5 +282,9 @@ def create_app(
         return JSONResponse(document(routes, title="miniapp-sync management API", version="1"))
 
     routes.append(Route(OPENAPI_PATH, openapi, include_in_schema=False))
+    if admin_token or viewer_token:
+        from miniapp_sync.console import console_routes  # jinja2, itsdangerous: only with the console on
+
+        routes.extend(console_routes(runtime, jobs, admin_token=admin_token, viewer_token=viewer_token))
     middleware = [Middleware(AdminGuard, token=admin_token)]
     return Server(routes=routes, middleware=middleware, lifespan=lifespan, webhook=receive)

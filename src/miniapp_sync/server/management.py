@@ -1,4 +1,4 @@
-"""The management API under ``/api`` (D31, D37): installations, OAuth links, runs, records, dead letters, events.
+"""The management API under ``/api`` (D31, D37): overview, installations, OAuth links, runs, records, events, ….
 
 Every handler is declared with ``openapi.operation``: its parameters are checked before it runs
 and the OpenAPI document is written from the same declarations. Answers are view models, lists
@@ -29,6 +29,7 @@ from miniapp_sync.views import (
     ErrorView,
     InstallationView,
     OAuthLinkView,
+    OverviewView,
     ParameterError,
     RecordChangeView,
     RecordView,
@@ -38,6 +39,7 @@ from miniapp_sync.views import (
     moment,
     queries,
 )
+from miniapp_sync.views.overview import overview
 from miniapp_sync.views.queries import MAX_EVENT_ID, MAX_EVENTS
 from miniapp_sync.views.runs import MOMENT_HINT, MOMENT_PATTERN
 
@@ -121,6 +123,13 @@ def management_routes(
     store = runtime.store
     served = sorted(runtime.apps)
     not_found = Reply("no such thing (`error.field` names the path parameter)", ErrorView)
+
+    @operation(
+        "Per MiniApp: installations and 24 h of runs by status, inbox backlog, dead letters, rejections by reason.",
+        responses={200: Reply("the figures (the console's front page shows the same)", OverviewView)},
+    )
+    async def get_overview(request: Request) -> Response:
+        return ok(await asyncio.to_thread(overview, store, served))
 
     @operation(
         "List installations (credentials are never returned).",
@@ -372,6 +381,7 @@ def management_routes(
         return ok(page)
 
     return [
+        Route("/api/overview", get_overview, methods=["GET"]),
         Route("/api/installations", list_installations, methods=["GET"]),
         Route("/api/installations", create_installation, methods=["POST"]),
         Route("/api/installations/{id}", get_installation, methods=["GET"]),

@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.jobs import Enqueued, JobQueue
+from miniapp_sync.jobs.start import SyncRefused, start_sync
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.server.openapi import Handler, Param, Reply, error, ok, operation
 from miniapp_sync.store import Installation
@@ -38,7 +38,7 @@ _ID: Final = Param("id", "The installation's id.", location="path")
 
 def _jobs(receipts: list[Enqueued]) -> Page[JobView]:
     # A job has no run until a worker starts it: its id leads there (GET /api/jobs/{id}).
-    return Page([JobView(r.id, r.job.kind, r.job.resource or None, r.duplicate, None) for r in receipts], None)
+    return Page([JobView.of(r) for r in receipts], None)
 
 
 def steering_routes(runtime: Runtime, jobs: JobQueue, *, changed: Callable[[], None]) -> list[BaseRoute]:
@@ -49,25 +49,13 @@ def steering_routes(runtime: Runtime, jobs: JobQueue, *, changed: Callable[[], N
     )
     missing = Reply("no such installation", ErrorView)
 
-    def installation_of(id: str) -> Installation | Response:
-        found = store.get_installation(id)
-        return error(404, "not_found", f"no installation {id[:60]!r}", field="id") if found is None else found
-
-    async def queue(installation: Installation, resources: list[str], *, full: bool, why: str) -> Response:
+    async def queue(installation_id: str, resources: list[str], *, full: bool, why: str) -> Response:
         """Queue a sync of ``resources`` (none: every enabled one) of an installation; answer its jobs."""
-        app = runtime.apps.get(installation.ns)
-        if app is None:
-            return error(400, "bad_request", f"this server does not serve the MiniApp {installation.ns!r}", field="id")
-        own = app.definition.sync.resources if app.definition.sync else {}
-        unknown = [r for r in resources if r not in own]
-        if unknown:  # checked here: a job would otherwise fail with nobody to tell
-            message = f"no resource {unknown[0]!r} in {app.ns}'s sync.resources"
-            return error(400, "bad_request", message, hint=f"known: {', '.join(own) or 'none'}", field="resource")
-        keys: list[str | None] = list(resources) if resources else [None]
         try:
-            receipts = [r for key in keys for r in await jobs.sync(app.ns, installation.id, key, full=full)]
-        except MiniAppSyncError as exc:
-            return error(400, "bad_request", str(exc))
+            installation, receipts = await start_sync(runtime, jobs, installation_id, resources, full=full)
+        except SyncRefused as exc:
+            kind = "not_found" if exc.missing else "bad_request"
+            return error(404 if exc.missing else 400, kind, str(exc), hint=exc.hint, field=exc.field)
         log.info(
             why,
             extra={"installation": installation.id, "tenant": installation.tenant, "resources": resources or "all",
@@ -87,11 +75,8 @@ def steering_routes(runtime: Runtime, jobs: JobQueue, *, changed: Callable[[], N
             404: missing,
         },
     )
-    async def start_sync(request: Request, id: str, resource: list[str], full: str | None) -> Response:
-        found = installation_of(id)
-        if isinstance(found, Response):
-            return found
-        return await queue(found, resource, full=full == "true", why="sync queued through the API")
+    async def sync_installation(request: Request, id: str, resource: list[str], full: str | None) -> Response:
+        return await queue(id, resource, full=full == "true", why="sync queued through the API")
 
     @operation(
         "Queue a run's sync again: its installation and resource (all, for a run of all), from the checkpoint.",
@@ -113,11 +98,8 @@ def steering_routes(runtime: Runtime, jobs: JobQueue, *, changed: Callable[[], N
             what = run.resource or "every resource"
             message = f"{what} of {found.tenant}'s {found.ns} is running now (run {running.id})"
             return error(409, "running", message, hint=f"follow it with GET /api/runs/{running.id}")
-        installation = installation_of(run.installation_id)
-        if isinstance(installation, Response):
-            return installation
         resources = [run.resource] if run.resource else []
-        return await queue(installation, resources, full=full == "true", why="run retried through the API")
+        return await queue(run.installation_id, resources, full=full == "true", why="run retried through the API")
 
     def steer(name: str, summary: str, act: Callable[[str], Installation], done: str) -> Handler:
         async def endpoint(request: Request, id: str) -> Response:
@@ -149,7 +131,7 @@ def steering_routes(runtime: Runtime, jobs: JobQueue, *, changed: Callable[[], N
         "the installation, uninstalled",
     )
     return [
-        Route("/api/installations/{id}/sync", start_sync, methods=["POST"]),
+        Route("/api/installations/{id}/sync", sync_installation, methods=["POST"]),
         Route("/api/installations/{id}/pause", pause, methods=["POST"]),
         Route("/api/installations/{id}/resume", resume, methods=["POST"]),
         Route("/api/installations/{id}", uninstall, methods=["DELETE"]),

@@ -28,6 +28,7 @@ if _typing.TYPE_CHECKING:
         timestamp,
         to_json,
     )
+    from miniapp_sync.views.overview import MiniAppOverview, OverviewView
     from miniapp_sync.views.pages import (
         MAX_LIMIT,
         Page,
@@ -59,9 +60,11 @@ __all__ = [
     "JobRunView",
     "JobView",
     "LastRunView",
+    "MiniAppOverview",
     "NewSubscriptionView",
     "NotesView",
     "OAuthLinkView",
+    "OverviewView",
     "PackageView",
     "Page",
     "ParameterError",
@@ -126,6 +129,8 @@ _LAZY = {
     "maybe_timestamp": "miniapp_sync.views.models",
     "timestamp": "miniapp_sync.views.models",
     "to_json": "miniapp_sync.views.models",
+    "MiniAppOverview": "miniapp_sync.views.overview",
+    "OverviewView": "miniapp_sync.views.overview",
     "record_id": "miniapp_sync.views.ids",
     "record_key": "miniapp_sync.views.ids",
     "MAX_LIMIT": "miniapp_sync.views.pages",

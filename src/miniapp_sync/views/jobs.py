@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from miniapp_sync.views.deliveries import DeliveryReplayView
 from miniapp_sync.views.runs import RunView
+
+if TYPE_CHECKING:
+    from miniapp_sync.jobs import Enqueued
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +24,11 @@ class JobView:
     resource: str | None
     duplicate: bool
     run_id: str | None
+
+    @classmethod
+    def of(cls, receipt: Enqueued) -> JobView:
+        """Return the view of an enqueue's receipt: a job has no run until a worker starts it."""
+        return cls(receipt.id, receipt.job.kind, receipt.job.resource or None, receipt.duplicate, None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from miniapp_sync.runtime import Runtime
-from miniapp_sync.store import DeadLetter, DeadLetterKind, Installation, Outbox, Store
+from miniapp_sync.store import DeadLetter, DeadLetterKind, Installation, InstallationStatus, Outbox, Store
 from miniapp_sync.store.history import History
+from miniapp_sync.store.replays import Replays
 from miniapp_sync.store.run_search import FoundRun, RunFilter, RunSearch
+from miniapp_sync.views.deliveries import DeliveryReplayView
 from miniapp_sync.views.ids import record_key
+from miniapp_sync.views.jobs import JobRunView
 from miniapp_sync.views.models import (
     DeadLetterView,
     InstallationView,
@@ -35,10 +38,17 @@ def _installation_views(store: Store, found: list[Installation], next_sync: Next
 
 
 def installations(
-    store: Store, window: Window, *, ns: str | None = None, next_sync: NextSync | None = None
+    store: Store,
+    window: Window,
+    *,
+    ns: str | None = None,
+    status: InstallationStatus | None = None,
+    next_sync: NextSync | None = None,
 ) -> Page[InstallationView]:
-    """Return a page of installations (of ``ns`` when given), by tenant and ns, with their last runs."""
+    """Return a page of installations (of ``ns``, in ``status``, when given), by tenant and ns, with their last runs."""
     found = store.list_installations(ns)  # one row per tenant and MiniApp: small enough to slice here
+    if status is not None:
+        found = [i for i in found if i.status == status]
     return window.page(_installation_views(store, found[window.offset : window.offset + window.fetch], next_sync))
 
 
@@ -151,3 +161,12 @@ def events(store: Store, *, tenant: str, ns: str | None, after: int, limit: int)
 def subscriptions(store: Store, *, tenant: str | None = None, ns: str | None = None) -> Page[SubscriptionView]:
     """Return every subscription (of a tenant and MiniApp when given): a short list, in one page."""
     return Page([SubscriptionView.of(s) for s in Outbox(store).subscriptions(tenant, ns)], None)
+
+
+def job_run(store: Store, id: str) -> JobRunView:
+    """Return what a job came to: the sync run it started, or the delivery replay it runs (both null while it waits)."""
+    runs = store.runs_of_job(id)
+    replay = None if runs else Replays(store).of_job(id)
+    return JobRunView(
+        id, runs_by_id(store, [runs[0].id])[0] if runs else None, DeliveryReplayView.of(replay) if replay else None
+    )

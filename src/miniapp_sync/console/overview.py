@@ -1,0 +1,30 @@
+"""The front page: the overview view (D37), the same figures ``GET /api/overview`` answers."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from miniapp_sync.console.auth import Session
+from miniapp_sync.console.site import PREFIX, Console
+from miniapp_sync.views.overview import overview
+
+
+def installations_url(ns: str, status: str) -> str:
+    """Return the installations list filtered to one MiniApp and status (where an overview figure leads)."""
+    return f"{PREFIX}/installations?{urlencode({'ns': ns, 'status': status})}"
+
+
+def routes(console: Console) -> list[BaseRoute]:
+    """Return the overview's route."""
+    served = sorted(console.runtime.apps)
+
+    @console.page
+    async def overview_page(request: Request, session: Session) -> Response:
+        view = await console.call(overview, console.runtime.store, served)
+        return console.render(request, "overview.html", session, view=view, installations_url=installations_url)
+
+    return [Route(f"{PREFIX}/", overview_page, methods=["GET"])]
