@@ -3,8 +3,8 @@
 - ``provider(**SandboxConfig fields)``: the bundled sandbox served from a child process (its CPU
   is not the measured process's), driven by a line protocol on its stdin: ``reset`` forgets what
   it counted, ``stats`` answers requests, responses by status, first and last API request
-  (monotonic: one clock for every process on Linux), the busiest second, and requests and 429s
-  per store (``tenants``).
+  (monotonic: one clock for every process on Linux), the busiest second, requests by route, and
+  requests and 429s per store (``tenants``).
 - ``server(args, port)``: a server process (``serve``, a bare endpoint, a sandbox) until the block
   ends, waited for until it listens and stopped with SIGTERM (graceful) at the end.
 - ``cpu_seconds`` and ``peak_rss_kb`` of a process from /proc; ``percentile``; ``machine`` (the
@@ -119,6 +119,7 @@ def serve_child(raw: str) -> None:
                     "last": stats.timeline[-1] if stats.timeline else None,
                     "maxPerSecond": stats.max_per_second,
                     "rateLimited": stats.rate_limited,
+                    "byRoute": dict(stats.by_route),
                     "byTenant": {str(k): v for k, v in stats.by_tenant.items()},
                     "limitedByTenant": {str(k): v for k, v in stats.limited_by_tenant.items()},
                 }

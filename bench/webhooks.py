@@ -110,9 +110,12 @@ def prepare_store(store: Path | str, sandbox: Sandbox, credentials: dict[str, st
 
 
 def deliveries(sandbox: Sandbox, count: int, start: int) -> list[Delivery]:
-    """Build ``count`` signed order.created deliveries with unique order ids from ``start``."""
-    orders = sandbox.data["orders"]
-    return [sandbox.webhook("order.created", {**orders[i % len(orders)], "id": start + i}) for i in range(count)]
+    """Build ``count`` signed order.created deliveries with unique order ids from ``start``, from its stores in turn."""
+    orders, stores = sandbox.data["orders"], sandbox.config.tenants
+    return [
+        sandbox.webhook("order.created", {**orders[i % len(orders)], "id": start + i}, tenant=i % stores)
+        for i in range(count)
+    ]
 
 
 async def closed_loop(
@@ -153,8 +156,13 @@ async def closed_loop(
     return ok, elapsed, other
 
 
-async def open_loop(url: str, items: list[Delivery], rate: float, store: Path) -> tuple[list[float], list[int], int]:
-    """Send ``rate`` deliveries/s on a schedule; return latencies (s), backlog samples and non-2xx count."""
+async def open_loop(
+    url: str, items: list[Delivery], rate: float, store: Path | None
+) -> tuple[list[float], list[int], int]:
+    """Send ``rate`` deliveries/s on a schedule; return latencies (s), backlog samples and non-2xx count.
+
+    The backlog is sampled from a SQLite ``store``; without one, nothing is sampled.
+    """
     latencies: list[float] = []
     backlog: list[int] = []
     failed = 0
@@ -170,7 +178,7 @@ async def open_loop(url: str, items: list[Delivery], rate: float, store: Path) -
             latencies.append(time.perf_counter() - started)
 
         async def sample() -> None:
-            while True:
+            while store is not None:
                 backlog.append(pending(store))
                 await asyncio.sleep(0.25)
 
