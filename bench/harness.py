@@ -89,12 +89,13 @@ def provider(**config: Any) -> Iterator[Provider]:
         yield Provider(base_url, child)
     finally:
         with contextlib.suppress(OSError):
-            child.stdin.close()
+            child.stdin.close()  # the child's cue to stop
         try:
             child.wait(timeout=30)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+        child.stdout.close()
 
 
 def serve_child(raw: str) -> None:

@@ -247,21 +247,27 @@ def run_case(setup: Setup) -> Result:
         fresh_store(setup, Path(scratch)) as store,
     ):
         folder = Path(scratch)
-        set_up = time.time()
+        started = time.time()
         asyncio.run(install(store, sandbox.base_url, write_definition(folder, "0 0 1 1 *"), config))
-        tick = math.ceil(time.time() + setup.lead)
-        definition = write_definition(folder, tick_cron(datetime.fromtimestamp(tick, UTC)))
-        with (
-            (folder / "processes.log").open("wb") as log,
-            processes(setup, store, definition, sandbox.base_url, log) as running,
-        ):
-            if time.time() > tick - 1:
-                raise SystemExit(f"the processes were not up 1 s before the tick: raise --lead ({setup.lead:.0f} s)")
-            print(f"  set up in {tick - set_up - setup.lead:.1f} s; the tick in {tick - time.time():.1f} s", flush=True)
-            result = asyncio.run(measure(setup, store, sandbox, running, paced, tick))
-        if min(result.shares) == 0:
-            print("  log tail:", (folder / "processes.log").read_text(errors="replace")[-1500:], sep="\n")
-        return result
+        print(f"  {setup.n} installations in {time.time() - started:.1f} s", flush=True)
+        lead = setup.lead
+        for _ in range(3):  # a machine too busy to start the processes within the lead: again with twice the lead
+            tick = math.ceil(time.time() + lead)
+            definition = write_definition(folder, tick_cron(datetime.fromtimestamp(tick, UTC)))
+            with (
+                (folder / "processes.log").open("wb") as log,
+                processes(setup, store, definition, sandbox.base_url, log) as running,
+            ):
+                if time.time() > tick - 1:
+                    print(f"  the processes were not up 1 s before the tick: again with a lead of {2 * lead:.0f} s")
+                    lead *= 2
+                    continue
+                print(f"  processes up; the tick in {tick - time.time():.1f} s", flush=True)
+                result = asyncio.run(measure(setup, store, sandbox, running, paced, tick))
+            if min(result.shares) == 0:
+                print("  log tail:", (folder / "processes.log").read_text(errors="replace")[-1500:], sep="\n")
+            return result
+        raise SystemExit(f"the processes did not start within {lead / 2:.0f} s")
 
 
 async def measure(
@@ -275,7 +281,8 @@ async def measure(
     url = f"http://127.0.0.1:{running['port']}/miniapps/salla/webhooks"
     pids = {label: p.pid for label, p in running.items() if label != "port"} | {"sandbox": sandbox.pid}
     await sleep_until(tick)
-    sending = asyncio.create_task(open_loop(url, paced, setup.webhook_rate, None))
+    # Answers missing 5 s after the last send count as failed: the case ends on time.
+    sending = asyncio.create_task(open_loop(url, paced, setup.webhook_rate, None, grace=5.0))
     await sleep_until(tick + setup.warmup)
     before, synced, cpu = await asyncio.gather(
         asyncio.to_thread(sandbox.stats),

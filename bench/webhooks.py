@@ -157,11 +157,13 @@ async def closed_loop(
 
 
 async def open_loop(
-    url: str, items: list[Delivery], rate: float, store: Path | None
+    url: str, items: list[Delivery], rate: float, store: Path | None, *, grace: float | None = None
 ) -> tuple[list[float], list[int], int]:
     """Send ``rate`` deliveries/s on a schedule; return latencies (s), backlog samples and non-2xx count.
 
-    The backlog is sampled from a SQLite ``store``; without one, nothing is sampled.
+    The backlog is sampled from a SQLite ``store``; without one, nothing is sampled. With ``grace``,
+    answers still missing that many seconds after the last send are given up and counted as
+    non-2xx (so is a failed connection): the phase ends on time however slow the server.
     """
     latencies: list[float] = []
     backlog: list[int] = []
@@ -191,7 +193,14 @@ async def open_loop(
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(send(raw, headers)))
-        await asyncio.gather(*tasks)
+        if grace is None:
+            await asyncio.gather(*tasks)
+        elif tasks:
+            answered, late = await asyncio.wait(tasks, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+            failed += len(late) + sum(task.exception() is not None for task in answered)
         sampler.cancel()
     return latencies, backlog, failed
 
