@@ -29,7 +29,7 @@ async def test_each_store_has_its_own_token_and_merchant_and_a_refresh_stays_wit
         cfg = sandbox.config
         assert cfg.tokens(0) == (cfg.access_token, cfg.refresh_token)  # store 0: the single store's tokens
         for tenant in range(3):
-            access, refresh = cfg.tokens(tenant)
+            access, _ = cfg.tokens(tenant)
             assert (await get(session, sandbox, access)).status == 200
             assert await merchant_of(session, sandbox, access) == cfg.merchant_id + tenant
         status, fresh = await token(session, sandbox, grant_type="refresh_token", refresh_token=cfg.tokens(2)[1])
