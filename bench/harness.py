@@ -164,11 +164,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def server(
-    args: Sequence[str], port: int, env: dict[str, str] | None = None, *, stderr: int | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
+def server(args: Sequence[str], port: int, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server process until the block ends, once it listens on ``port``."""
-    process = subprocess.Popen(list(args), env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    process = subprocess.Popen(list(args), env=env, stdout=subprocess.DEVNULL)
     try:
         wait_listening(port, process)
         yield process
