@@ -32,8 +32,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import startup
-from startup import Provider, Ran, derived_definition, install, provider, run, timed_sync
+from harness import Provider, command, provider
+from startup import Ran, derived_definition, install, run, timed_sync
 
 TOKEN = "sandbox-access-token"
 PAGE_FLIGHT = 4  # pages in flight, as the engine's PAGE_CONCURRENCY
@@ -178,7 +178,7 @@ def main() -> None:
         floor_child(args.floor)
         return
     cases = set(args.only.split(","))
-    print(f"Whole processes ({' '.join(startup.command())} …), best of {args.repeat}, interleaved with the floor")
+    print(f"Whole processes ({' '.join(command())} …), best of {args.repeat}, interleaved with the floor")
     if "1" in cases:
         case_bulk(args, f"(1) {args.records:,} products, 100 a page, no latency", "products", 2.0)
     if "2" in cases:

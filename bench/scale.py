@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
+from harness import EXAMPLE, cpu_seconds, provider
 from sqlalchemy import text
 
 from miniapp_sync.definition.loader import load_file
@@ -47,10 +48,9 @@ from miniapp_sync.jobs.procrastinate_queue import ProcrastinateQueue
 from miniapp_sync.jobs.schema import upgrade_database
 from miniapp_sync.network import Rewrites
 from miniapp_sync.runtime import Runtime, load_miniapp
-from miniapp_sync.sandbox import Sandbox, SandboxConfig
+from miniapp_sync.sandbox import SandboxConfig
 from miniapp_sync.testing import temporary_database
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "salla" / "definition.json5"
 CLI = str(Path(sys.executable).with_name("miniapp-sync"))
 ENV = {**os.environ, "MINIAPP_SYNC_SECRET_KEY": "bench-key-not-a-secret"}
 TENANTS, PER_TENANT, PAGE, LATENCY = 8, 2_500, 20, 0.020
@@ -63,31 +63,8 @@ LEFT = "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'miniapp_sync.
 def sandbox_process() -> Iterator[str]:
     """Serve the sandbox from a child process (its CPU is not ours) until the block ends; yield its URL."""
     config = SandboxConfig(products=PER_TENANT, customers=0, orders=0, carts=0, latency=LATENCY, per_page_max=PAGE)
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", json.dumps(asdict(config))],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdin is not None
-    assert child.stdout is not None
-    try:
-        yield child.stdout.readline().strip()
-    finally:
-        child.stdin.close()
-        child.wait(timeout=30)
-
-
-def serve_child(raw: str) -> None:
-    """The body of the sandbox child: print the base URL, serve until stdin closes."""
-
-    async def main() -> None:
-        sandbox = Sandbox(SandboxConfig(**json.loads(raw)))
-        print(await sandbox.start(), flush=True)
-        await asyncio.to_thread(sys.stdin.read)
-        await sandbox.stop()
-
-    asyncio.run(main())
+    with provider(**asdict(config)) as serving:
+        yield serving.base_url
 
 
 def write_definition(folder: Path) -> Path:
@@ -161,12 +138,6 @@ def start_workers(count: int, store: str, definition: Path, base: str) -> list[s
         )
         for _ in range(count)
     ]
-
-
-def cpu_seconds(pid: int) -> float:
-    """Return the CPU time a process has used so far (Linux: utime + stime of /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def count(runtime: Runtime, query: str) -> int:
@@ -250,11 +221,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test", help="a server to use")
     parser.add_argument("--repeat", type=int, default=2, help="runs per case (the best counts)")
-    parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        serve_child(args.serve)
-        return
     asyncio.run(bench(args))
 
 

@@ -22,7 +22,6 @@ Run: ``.venv/bin/python bench/startup.py [--repeat 7] [--profile]`` (about half 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -38,101 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "salla" / "definition.json5"
+from harness import EXAMPLE, Provider, command, provider
+
 KEY = "bench-key-not-a-secret"
 PAGE_SIZE = 100
 
 
-# ----------------------------------------------------------------------------- the sandbox child
-
-
-@dataclass
-class Provider:
-    """A sandbox in a child process: its URL, and a line protocol on its stdin (reset, stats)."""
-
-    base_url: str
-    child: subprocess.Popen[str]
-
-    def ask(self, command: str) -> Any:
-        """Send one command; return the child's JSON answer."""
-        assert self.child.stdin is not None
-        assert self.child.stdout is not None
-        self.child.stdin.write(command + "\n")
-        self.child.stdin.flush()
-        return json.loads(self.child.stdout.readline())
-
-    def reset(self) -> None:
-        """Forget the requests counted so far."""
-        self.ask("reset")
-
-    def stats(self) -> dict[str, Any]:
-        """Return requests, responses by status, first and last API request (monotonic), the busiest second."""
-        answer: dict[str, Any] = self.ask("stats")
-        return answer
-
-
-@contextlib.contextmanager
-def provider(**config: Any) -> Iterator[Provider]:
-    """Serve a sandbox with these SandboxConfig fields from a child process until the block ends."""
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", json.dumps(config)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None
-    assert child.stdin is not None
-    try:
-        base_url = child.stdout.readline().strip()
-        if not base_url:
-            raise RuntimeError("the sandbox child did not start")
-        yield Provider(base_url, child)
-    finally:
-        with contextlib.suppress(OSError):
-            child.stdin.close()
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-
-
-def serve_child(raw: str) -> None:
-    """The sandbox child: print the base URL, then answer commands on stdin until it closes."""
-    from miniapp_sync.clock import SystemClock
-    from miniapp_sync.sandbox import Sandbox, SandboxConfig
-
-    async def main() -> None:
-        sandbox = Sandbox(SandboxConfig(**json.loads(raw)), clock=SystemClock())
-        print(await sandbox.start(), flush=True)
-        while command := (await asyncio.to_thread(sys.stdin.readline)).strip():
-            stats = sandbox.stats
-            if command == "reset":
-                stats.reset()
-                answer: Any = True
-            else:
-                answer = {
-                    "requests": stats.requests,
-                    "apiRequests": len(stats.timeline),
-                    "responses": {str(k): v for k, v in stats.responses.items()},
-                    "first": stats.timeline[0] if stats.timeline else None,
-                    "last": stats.timeline[-1] if stats.timeline else None,
-                    "maxPerSecond": stats.max_per_second,
-                }
-            print(json.dumps(answer), flush=True)
-        await sandbox.stop()
-
-    asyncio.run(main())
-    os._exit(0)  # freeing the generated records one by one takes longer than the run
-
-
 # ----------------------------------------------------------------------------- processes
-
-
-def command() -> list[str]:
-    """Return how to start ``miniapp-sync``: the console script beside this interpreter, as users do."""
-    script = Path(sys.executable).with_name("miniapp-sync")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "miniapp_sync"]
 
 
 @dataclass(frozen=True)
@@ -275,11 +186,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7, help="runs of each process (best and median are printed)")
     parser.add_argument("--records", type=int, default=2_000, help="products synced")
     parser.add_argument("--profile", action="store_true", help="also profile one sync with cProfile")
-    parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        serve_child(args.serve)
-        return
     n = args.records
     figures: dict[str, list[float]] = {"pass": [], "help": [], "validate": [], "sync": [], "startup": []}
     cpu: dict[str, list[float]] = {"pass": [], "help": [], "validate": [], "sync": []}

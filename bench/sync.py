@@ -63,6 +63,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from harness import EXAMPLE, provider
 
 from miniapp_sync.definition.model import Definition
 from miniapp_sync.network import Rewrites
@@ -70,7 +71,6 @@ from miniapp_sync.runtime import MiniApp, Runtime, load_miniapp
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
 from miniapp_sync.sync.engine import PAGE_CONCURRENCY, RunReport
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "salla" / "definition.json5"
 PAGE_SIZE = 100
 KEY = "bench-key-not-a-secret"
 
@@ -100,41 +100,23 @@ def _sandbox_config(products: int, *, latency: float = 0.0, rate_limit: float | 
 
 
 def _stats(sandbox: Sandbox) -> dict[str, Any]:
+    # The keys of harness.provider's stats, so both set-ups report alike.
     s = sandbox.stats
     return {
         "requests": s.requests,
         "responses": {str(k): v for k, v in s.responses.items()},
-        "rate_limited": s.rate_limited,
-        "max_per_second": s.max_per_second,
+        "rateLimited": s.rate_limited,
+        "maxPerSecond": s.max_per_second,
     }
 
 
 @contextlib.contextmanager
 def sandbox_process(config: SandboxConfig) -> Iterator[Serving]:
     """Serve a sandbox from a child process until the block ends (its stats are read on the way out)."""
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", json.dumps(asdict(config))],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdin is not None
-    assert child.stdout is not None
-    try:
-        serving = Serving(child.stdout.readline().strip(), config)
-        if not serving.base_url:
-            raise RuntimeError("the sandbox child did not start")
+    with provider(**asdict(config)) as child:
+        serving = Serving(child.base_url, config)
         yield serving
-        child.stdin.close()  # the child's cue to stop and print its stats
-        serving.stats = json.loads(child.stdout.readline() or "null")
-    finally:
-        with contextlib.suppress(OSError):
-            child.stdin.close()
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        serving.stats = child.stats()
 
 
 @contextlib.contextmanager
@@ -165,21 +147,6 @@ def sandbox_thread(config: SandboxConfig) -> Iterator[Serving]:
         thread.join()
         loop.close()
         serving.stats = _stats(sandbox)
-
-
-def serve_child(raw: str) -> None:
-    """The body of the sandbox child: print the base URL, serve until stdin closes, print the stats."""
-    config = SandboxConfig(**json.loads(raw))
-
-    async def main() -> None:
-        sandbox = Sandbox(config)
-        print(await sandbox.start(), flush=True)
-        await asyncio.to_thread(sys.stdin.read)
-        await sandbox.stop()
-        print(json.dumps(_stats(sandbox)), flush=True)
-
-    asyncio.run(main())
-    os._exit(0)  # freeing half a million generated records one by one takes longer than the run
 
 
 @dataclass(frozen=True)
@@ -342,7 +309,7 @@ async def part_details(args: argparse.Namespace, app: MiniApp) -> None:
         f"{r.requests:,} requests in {seconds:.1f} s{_check(report, n)}"
     )
     print(f"    achieved rate:                  {achieved:9.2f} req/s  ({achieved / budget:.1%} of the budget)")
-    print(f"    sandbox: most in any 1 s window {stats.get('max_per_second')}, 429s sent {answered_429}")
+    print(f"    sandbox: most in any 1 s window {stats.get('maxPerSecond')}, 429s sent {answered_429}")
     print(f"    target ≥ 95% of the budget:        {_met(achieved >= 0.95 * budget)}")
     print(f"    target zero 429s:                  {_met(answered_429 == 0 and r.throttled == 0)} ({answered_429})")
 
@@ -418,11 +385,8 @@ def main() -> None:
     parser.add_argument(
         "--compare", action="store_true", help="run (a) and (b) with the sandbox in a thread, then a process"
     )
-    parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        return serve_child(args.serve)
     if args.memory_child:
         return memory_child(args.memory_child[0], int(args.memory_child[1]))
     if args.quick:

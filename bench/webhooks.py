@@ -49,8 +49,6 @@ import contextlib
 import gc
 import json
 import os
-import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -58,11 +56,12 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import harness
 import uvicorn
+from harness import free_port, machine, percentile
 
 from miniapp_sync.definition.loader import load_file
 from miniapp_sync.runtime import Runtime
@@ -88,38 +87,9 @@ async def bare(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-d
     await send({"type": "http.response.body", "body": b'{"ok":true}'})
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with {process.returncode}")
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        time.sleep(0.05)
-    raise SystemExit("the server did not start listening within 30 s")
-
-
-@contextlib.contextmanager
-def server(args: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(args, env={**os.environ, **KEY}, stdout=subprocess.DEVNULL)
-    try:
-        wait_listening(port, process)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # graceful: uvicorn finishes in-flight requests
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+def server(args: list[str], port: int) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """A server process with the benchmark's key (see harness.server)."""
+    return harness.server(args, port, {**os.environ, **KEY})
 
 
 def serve_args(store: Path | str, port: int, sandbox: Sandbox, definition: Path = DEFINITION) -> list[str]:
@@ -140,9 +110,12 @@ def prepare_store(store: Path | str, sandbox: Sandbox, credentials: dict[str, st
 
 
 def deliveries(sandbox: Sandbox, count: int, start: int) -> list[Delivery]:
-    """Build ``count`` signed order.created deliveries with unique order ids from ``start``."""
-    orders = sandbox.data["orders"]
-    return [sandbox.webhook("order.created", {**orders[i % len(orders)], "id": start + i}) for i in range(count)]
+    """Build ``count`` signed order.created deliveries with unique order ids from ``start``, from its stores in turn."""
+    orders, stores = sandbox.data["orders"], sandbox.config.tenants
+    return [
+        sandbox.webhook("order.created", {**orders[i % len(orders)], "id": start + i}, tenant=i % stores)
+        for i in range(count)
+    ]
 
 
 async def closed_loop(
@@ -183,8 +156,15 @@ async def closed_loop(
     return ok, elapsed, other
 
 
-async def open_loop(url: str, items: list[Delivery], rate: float, store: Path) -> tuple[list[float], list[int], int]:
-    """Send ``rate`` deliveries/s on a schedule; return latencies (s), backlog samples and non-2xx count."""
+async def open_loop(
+    url: str, items: list[Delivery], rate: float, store: Path | None, *, grace: float | None = None
+) -> tuple[list[float], list[int], int]:
+    """Send ``rate`` deliveries/s on a schedule; return latencies (s), backlog samples and non-2xx count.
+
+    The backlog is sampled from a SQLite ``store``; without one, nothing is sampled. With ``grace``,
+    answers still missing that many seconds after the last send are given up and counted as
+    non-2xx (so is a failed connection): the phase ends on time however slow the server.
+    """
     latencies: list[float] = []
     backlog: list[int] = []
     failed = 0
@@ -200,7 +180,7 @@ async def open_loop(url: str, items: list[Delivery], rate: float, store: Path) -
             latencies.append(time.perf_counter() - started)
 
         async def sample() -> None:
-            while True:
+            while store is not None:
                 backlog.append(pending(store))
                 await asyncio.sleep(0.25)
 
@@ -213,7 +193,14 @@ async def open_loop(url: str, items: list[Delivery], rate: float, store: Path) -
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(send(raw, headers)))
-        await asyncio.gather(*tasks)
+        if grace is None:
+            await asyncio.gather(*tasks)
+        elif tasks:
+            answered, late = await asyncio.wait(tasks, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+            failed += len(late) + sum(task.exception() is not None for task in answered)
         sampler.cancel()
     return latencies, backlog, failed
 
@@ -236,11 +223,6 @@ def lags(store: Path) -> list[float]:
         return [float(row[0]) for row in conn.execute(query)]
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def served_quantile(metrics: str, q: float) -> float:
     """Return the upper bound (ms) of the ack-latency bucket that holds quantile ``q``, from /metrics."""
     buckets = []
@@ -250,12 +232,6 @@ def served_quantile(metrics: str, q: float) -> float:
             buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
     total = buckets[-1][1]
     return next(bound for bound, count in buckets if count >= q * total) * 1000
-
-
-def machine() -> str:
-    load = os.getloadavg()[0]
-    warning = "  (the machine is busy: figures will be low)" if load > 1.0 else ""
-    return f"{os.cpu_count()} CPUs, load average {load:.2f} before the run{warning}"
 
 
 def phase_ceiling(load: list[Delivery], args: argparse.Namespace) -> float:

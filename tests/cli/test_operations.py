@@ -300,6 +300,12 @@ def test_serve_refuses_a_default_schedule_off_the_cron_ticks(cli: object, exampl
     assert "does not fall on cron ticks" in " ".join(err.split())
 
 
+def test_serve_refuses_a_concurrency_below_one(cli: object, example: str) -> None:
+    code, _, err = cli("serve", "-d", example, "--concurrency", "0")  # type: ignore[operator]
+    assert code == 2
+    assert "--concurrency" in err
+
+
 def test_sync_enqueue_on_sqlite_says_that_serve_runs_the_jobs(cli: object, example: str) -> None:
     credentials = ["--credential", f"accessToken={TOKEN}", "--no-sync"]
     assert cli("install", example, "--tenant", "acme", *credentials, rewrite=True)[0] == 0  # type: ignore[operator]

@@ -44,3 +44,24 @@ def test_the_module_entry_point_documents_its_options(capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "--rate-limit" in out
     assert "--latency" in out
+    assert "--tenants" in out
+
+
+async def test_a_sandbox_of_several_stores_announces_how_to_reach_each() -> None:
+    lines: list[str] = []
+    config = SandboxConfig(products=3, customers=2, orders=2, carts=1, access_token="tok", tenants=3)
+    task = asyncio.create_task(serve_forever(config, "127.0.0.1", 0, echo=lines.append))
+
+    async def announced() -> None:
+        while not any("stores:" in line for line in lines):
+            await asyncio.sleep(0.001)
+
+    try:
+        await asyncio.wait_for(announced(), timeout=5)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    (stores,) = [line for line in lines if "stores:" in line]
+    assert "3 (store k: merchant 1305146709+k, token tok-k" in stores
+    assert "the last: tok-2" in stores

@@ -80,6 +80,15 @@ def serve(
         ),
     ] = None,
     max_retry_after: MaxRetryAfterOption = None,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Jobs this process runs at the same time on SQLite (syncs, inbox drains); a sync waiting on"
+            " its rate budget holds one, so give at least one per installation and resource synced at once."
+            " On PostgreSQL `worker` processes run the jobs (their own --concurrency).",
+        ),
+    ] = 4,
 ) -> None:
     """Serve webhooks, OAuth installs, the management API and the console for one or several MiniApps."""
     from miniapp_sync.runtime import load_miniapp
@@ -112,7 +121,14 @@ def serve(
         webhooks = WebhookSettings(
             max_body_bytes=max_body_bytes, record_samples=str(record_samples) if record_samples else None
         )
-        app = create_app(runtime, admin_token=token, viewer_token=viewer, webhooks=webhooks, default_schedule=cron)
+        app = create_app(
+            runtime,
+            admin_token=token,
+            viewer_token=viewer,
+            webhooks=webhooks,
+            default_schedule=cron,
+            concurrency=concurrency,
+        )
         # What is loaded now lives as long as the server: keep the cyclic collector from walking
         # it on every full collection (~120k objects; 50-150 ms pauses of the event loop otherwise).
         gc.collect()
@@ -134,12 +150,21 @@ def sandbox(
     orders: int = 150,
     carts: int = 30,
     latency: Annotated[float, typer.Option(help="Seconds added to every API response.")] = 0.0,
-    rate_limit: Annotated[float | None, typer.Option(help="Requests/second before 429.")] = None,
+    rate_limit: Annotated[float | None, typer.Option(help="Requests/second per store before 429.")] = None,
+    tenants: Annotated[
+        int, typer.Option(min=1, help="Stores served, each with its own merchant id, tokens and rate budget.")
+    ] = 1,
 ) -> None:
     """Run the bundled Salla-shaped sandbox provider (API under /admin/v2, OAuth under /oauth2)."""
     from miniapp_sync.sandbox import SandboxConfig, serve_forever
 
     config = SandboxConfig(
-        products=products, customers=customers, orders=orders, carts=carts, latency=latency, rate_limit=rate_limit
+        products=products,
+        customers=customers,
+        orders=orders,
+        carts=carts,
+        latency=latency,
+        rate_limit=rate_limit,
+        tenants=tenants,
     )
     asyncio.run(serve_forever(config, host, port))

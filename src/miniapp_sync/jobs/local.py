@@ -32,6 +32,11 @@ MAX_NAP: Final = 60.0  # the scheduler re-reads installations at least this ofte
 SWEEP_EVERY: Final = 10.0  # seconds between sweeps: the safety net under enqueue-on-commit (as a worker's heartbeat)
 PURGE_EVERY: Final = 3600.0
 HISTORY: Final = 1000  # finished jobs kept for inspection
+# Workers beside the ``concurrency`` ones that take only inbox drains and trigger deliveries: a
+# sync holds its worker for minutes to hours (a rate budget of 4 requests/s syncs ~14,000 records
+# an hour), so with every worker syncing, webhooks would wait for a sync to end to be processed.
+SHORT_LANE: Final = 1
+SHORT_KINDS: Final = frozenset({"drain", "deliver"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +128,8 @@ class LocalQueue(JobQueue):
     async def run_worker(self, *, concurrency: int = 4, schedule: bool = True) -> None:
         """Run ``concurrency`` jobs at a time until cancelled; with ``schedule``, also the periodic work.
 
+        ``SHORT_LANE`` more workers run only inbox drains and trigger deliveries, so syncs never starve them.
+
         Only the store's owner (``serve`` on SQLite) may ``schedule``: it adopts the inbox rows a
         stopped process left claimed, which would steal them from a server that is running.
         """
@@ -133,6 +140,8 @@ class LocalQueue(JobQueue):
             if adopted:
                 log.warning("retrying %d webhook deliveries a stopped process left unfinished", adopted)
         tasks = [asyncio.create_task(self._work_loop(), name=f"job worker {n}") for n in range(concurrency)]
+        short = (self._work_loop(short_only=True) for _ in range(SHORT_LANE))
+        tasks += [asyncio.create_task(loop, name=f"drain worker {n}") for n, loop in enumerate(short)]
         if schedule:
             tasks.append(asyncio.create_task(self._periodic_loop(), name="job scheduler"))
         try:
@@ -142,22 +151,28 @@ class LocalQueue(JobQueue):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _take(self) -> tuple[_Queued | None, float | None]:
-        """Return the oldest runnable job, else (None, seconds until one is due; None if nothing is queued)."""
+    def _take(self, short_only: bool) -> tuple[_Queued | None, float | None]:
+        """Return the oldest runnable job, else (None, seconds until one this worker waits for is due, or None).
+
+        A ``short_only`` worker takes drains and deliveries only, and waits for their delays; the
+        others take any job and wait for the syncs' delays, so one delay never has two sleepers.
+        """
         now = self.clock.monotonic()
         wait: float | None = None
         for key, entry in self._queued.items():
-            if key in self._running:
-                continue  # the job's lock: the same key is running
+            short = entry.job.kind in SHORT_KINDS
+            if key in self._running or (short_only and not short):
+                continue  # the job's lock: the same key is running; or not this worker's kind
             if entry.not_before <= now:
                 del self._queued[key]
                 return entry, None
-            wait = entry.not_before - now if wait is None else min(wait, entry.not_before - now)
+            if short == short_only:
+                wait = entry.not_before - now if wait is None else min(wait, entry.not_before - now)
         return None, wait
 
-    async def _work_loop(self) -> None:
+    async def _work_loop(self, *, short_only: bool = False) -> None:
         while True:
-            entry, wait = self._take()
+            entry, wait = self._take(short_only)
             if entry is None:
                 self._changed.clear()
                 await self._wait(wait)

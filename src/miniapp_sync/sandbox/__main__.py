@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every API response")
     parser.add_argument("--rate-limit", type=float, default=None, help="requests per second per access token")
+    parser.add_argument("--tenants", type=int, default=1, help="stores served, each with its own tokens and budget")
     for name, default in (("products", 120), ("customers", 80), ("orders", 150), ("carts", 30)):
         parser.add_argument(f"--{name}", type=int, default=default, help=f"how many {name} (default {default})")
     args = vars(parser.parse_args(argv))

@@ -43,6 +43,7 @@ class _Pair:
     refresh: str
     scope: str
     expires_at: float  # monotonic
+    tenant: int = 0  # the store the pair was issued for (SandboxConfig.tenants)
 
 
 def bearer(request: web.Request) -> str | None:
@@ -70,7 +71,9 @@ class OAuthServer:
         self._by_refresh: dict[str, _Pair] = {}
         self._expired: set[str] = set()
         self._rotated: dict[str, str] = {}  # used refresh token → the one issued in its place
-        self._keep(_Pair(config.access_token, config.refresh_token, DEFAULT_SCOPE, clock.monotonic() + EXPIRES_IN))
+        for tenant in range(config.tenants):
+            access, refresh = config.tokens(tenant)
+            self._keep(_Pair(access, refresh, DEFAULT_SCOPE, clock.monotonic() + EXPIRES_IN, tenant))
 
     def _keep(self, pair: _Pair) -> None:
         self._by_access[pair.access] = pair
@@ -79,8 +82,9 @@ class OAuthServer:
     def _new_token(self, kind: str) -> str:
         return f"ory_{kind}_sandbox-{self._rng.getrandbits(96):024x}"
 
-    def _issue(self, scope: str) -> _Pair:
-        pair = _Pair(self._new_token("at"), self._new_token("rt"), scope, self._clock.monotonic() + EXPIRES_IN)
+    def _issue(self, scope: str, tenant: int = 0) -> _Pair:
+        expires = self._clock.monotonic() + EXPIRES_IN
+        pair = _Pair(self._new_token("at"), self._new_token("rt"), scope, expires, tenant)
         self._keep(pair)
         return pair
 
@@ -95,6 +99,12 @@ class OAuthServer:
             if pair is None:
                 return "invalid"
             return "valid" if self._clock.monotonic() < pair.expires_at else "expired"
+
+    def tenant(self, token: str | None) -> int | None:
+        """Return the store an access token was issued for (valid or not), or None for an unknown token."""
+        with self._lock:
+            pair = self._by_access.get(token or "")
+            return None if pair is None else pair.tenant
 
     def expire_all(self) -> None:
         """Make every live access token answer 401 as expired; their refresh tokens still work."""
@@ -172,7 +182,7 @@ class OAuthServer:
             return "the refresh token is unknown"
         self._by_access.pop(pair.access, None)
         self._expired.discard(pair.access)
-        fresh = self._issue(pair.scope)
+        fresh = self._issue(pair.scope, pair.tenant)  # a refresh stays with its store
         self._rotated[pair.refresh] = fresh.refresh
         return fresh
 
@@ -185,11 +195,12 @@ class OAuthServer:
             self._by_access.pop(pair.access, None)
 
     async def user_info(self, request: web.Request) -> web.Response:
-        """Return the merchant user of a valid access token."""
-        state = self.state(bearer(request))
+        """Return the merchant user of a valid access token (its store's merchant)."""
+        token = bearer(request)
+        state = self.state(token)
         if state != "valid":
             return unauthorized("The access token is expired." if state == "expired" else "Invalid access token.")
-        merchant = {"id": self._config.merchant_id, **catalog.MERCHANT}
+        merchant = {"id": self._config.merchant(self.tenant(token) or 0), **catalog.MERCHANT}
         return json_response({"status": 200, "success": True, "data": {**catalog.USER, "merchant": merchant}})
 
 

@@ -29,6 +29,12 @@ async def serve_forever(
         echo(f"  OAuth:          {sandbox.base_url}/oauth2/auth, /oauth2/token, /oauth2/user/info")
         echo(f"  client:         {cfg.client_id} / {cfg.client_secret}")
         echo(f"  webhook secret: {cfg.webhook_secret}")
+        if cfg.tenants > 1:
+            last_access, _ = cfg.tokens(cfg.tenants - 1)
+            echo(
+                f"  stores:         {cfg.tenants} (store k: merchant {cfg.merchant_id}+k, token {cfg.access_token}-k;"
+                f" store 0 the plain token; the last: {last_access})"
+            )
         await asyncio.Event().wait()
     finally:
         await sandbox.stop()

@@ -172,14 +172,16 @@ class Sandbox:
         """Return the X-Salla-Signature of ``body``: hex HMAC-SHA256 keyed with the webhook secret."""
         return sign(self.config.webhook_secret, body)
 
-    def webhook(self, event: str, record: Record | None = None) -> tuple[bytes, dict[str, str]]:
-        """Return a signed delivery (raw body, headers) of ``record``, or of the newest record the event concerns."""
+    def webhook(self, event: str, record: Record | None = None, *, tenant: int = 0) -> tuple[bytes, dict[str, str]]:
+        """Return a signed delivery (raw body, headers) of ``record``, or of the newest record the event concerns.
+
+        ``tenant``: the store that sends it (its merchant id is the delivery's ``merchant``).
+        """
+        merchant = self.config.merchant(tenant)
         if record is None:
             record = self.webhook_record(event_resource(event))
         with self._store.lock:
-            return delivery(
-                event, record, merchant=self.config.merchant_id, secret=self.config.webhook_secret, now=self.clock.now()
-            )
+            return delivery(event, record, merchant=merchant, secret=self.config.webhook_secret, now=self.clock.now())
 
     async def _send_webhook(self, request: web.Request) -> web.Response:
         """POST /sandbox/webhooks {event, to, id?, changes?}: send a signed delivery, as the store would.
@@ -259,11 +261,13 @@ class Sandbox:
                 "The access token is expired." if state == "expired" else "The access token should be a valid token."
             )
             return unauthorized(message)
+        tenant = self._oauth.tenant(token) or 0
         if self._limiter is None:
+            self.stats.authorised(tenant, limited=False)
             return await handler(request)
         decision = self._limiter.check(token)
+        self.stats.authorised(tenant, limited=not decision.allowed)
         if not decision.allowed:
-            self.stats.rate_limited += 1
             message = "Too many requests, please slow down."
             return error_response(429, "too_many_requests", message, headers=decision.headers())
         response = await handler(request)

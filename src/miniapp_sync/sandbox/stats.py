@@ -20,6 +20,8 @@ class SandboxStats:
     rate_limited: int = 0  # 429s from the rate limiter (injected 429s count only in responses)
     max_per_second: int = 0  # most API requests that arrived within any one second
     timeline: list[float] = field(default_factory=list)  # clock.monotonic() of each API request
+    by_tenant: Counter[int] = field(default_factory=Counter)  # authorised API requests per store
+    limited_by_tenant: Counter[int] = field(default_factory=Counter)  # the limiter's 429s per store
     _window: deque[float] = field(default_factory=deque, repr=False, compare=False)
 
     def record(self, route: str, at: float, *, api: bool) -> None:
@@ -35,6 +37,13 @@ class SandboxStats:
             window.popleft()
         self.max_per_second = max(self.max_per_second, len(window))
 
+    def authorised(self, tenant: int, *, limited: bool) -> None:
+        """Count an API request that store ``tenant``'s token authorised (``limited``: refused with 429)."""
+        self.by_tenant[tenant] += 1
+        if limited:
+            self.rate_limited += 1
+            self.limited_by_tenant[tenant] += 1
+
     def answered(self, status: int) -> None:
         """Count a response."""
         self.responses[status] += 1
@@ -48,6 +57,8 @@ class SandboxStats:
         """Forget everything counted so far."""
         self.requests = self.rate_limited = self.max_per_second = 0
         self.by_route.clear()
+        self.by_tenant.clear()
+        self.limited_by_tenant.clear()
         self.responses.clear()
         self.timeline.clear()
         self._window.clear()

@@ -1,0 +1,423 @@
+"""Benchmark: many installations syncing at once, each under its own rate budget, while webhooks arrive.
+
+Issue #17 item 5: an operator's real load. Setup, per backend and N:
+
+- one sandbox child process (bench/harness.py) serving N stores (``SandboxConfig.tenants``): each
+  store its own token pair, merchant id and rate limit of ``RATE`` requests/s (429 above it),
+  50 ms of latency on every API request, and the same catalogue of ``--products`` products and
+  ``--orders`` orders (1,000 each by default; customers and carts exist but are not synced);
+- the example definition (examples/salla) with ``rateLimitPerSecond`` 4, only ``products`` and
+  ``orders`` enabled (both with a detail call per record, as the example has them) and a
+  ``syncConfiguration.schedule`` that fires once, at one whole second ``--lead`` seconds after
+  the set-up: the processes' own schedulers start every sync at that tick (the in-process
+  queue's loop on SQLite; Procrastinate's periodic task on PostgreSQL, deferred once by
+  whichever worker is first), exactly as a cron tick does in production;
+- N installations (``tenant-0`` … ``tenant-N-1``), installed in-process through the runtime with
+  their store's tokens (userDetails gives each its storeId), into a fresh store: a SQLite file
+  in a temporary folder, or a fresh PostgreSQL database on ``--postgres``'s server (dropped);
+- **sqlite**: one ``miniapp-sync serve`` (the embedded default) running the jobs itself with
+  ``--concurrency 2N+4`` (one job per installation and resource, plus room for inbox drains);
+  **postgres**: ``serve`` receiving webhooks plus 2 ``miniapp-sync worker`` processes with
+  ``--concurrency N+4`` each;
+- from the tick on, signed ``order.created`` deliveries for new orders, from the N stores in
+  turn, sent open-loop at ``--webhook-rate`` (200/s) to the shared route
+  ``/miniapps/salla/webhooks`` for ``--warmup`` + ``--seconds`` seconds (bounded: the deliveries
+  are built before the tick; a late answer never delays the next send).
+
+Measured over the window [tick + ``--warmup``, tick + ``--warmup`` + ``--seconds``] (the warm-up
+is the schedulers' fan-out and the first requests; a full sync of 2,000 records at 4 requests/s
+takes ~8.5 minutes, so the window sees syncs in their steady state):
+- budget share per installation: its requests the sandbox authorised in the window / (4 × window);
+  min and median over the installations, and how many reach 90%;
+- records/s overall: records written by the syncs in the window (rows with a run id) / window;
+- 429s the sandbox sent during the whole run; peak RSS (VmHWM) of serve and of each worker;
+- webhook ack p99 as the sender sees it, and the inbox rows still waiting at the end;
+- CPU of each process in the window (cores), which says what limits a run on this machine.
+
+Targets: every installation ≥ 90% of its budget with zero 429s, webhook ack p99 ≤ 50 ms, and
+peak RSS growing sub-linearly in N (checked between the N values of one run). The verdict names
+the largest N that met them per backend. Wall-clock figures: mind the load average printed.
+
+Run: ``.venv/bin/python bench/tenants.py --n 50,200,500 --backend sqlite,postgres`` (each case
+takes about --lead + --warmup + --seconds plus the installs: ~1.5 minutes at N=50, more at 500).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import harness
+from harness import EXAMPLE, command, cpu_seconds, free_port, peak_rss_kb, percentile, provider
+from sqlalchemy import create_engine, text
+
+from miniapp_sync.definition.loader import load_file
+from miniapp_sync.network import Rewrites
+from miniapp_sync.runtime import Runtime, load_miniapp
+from miniapp_sync.sandbox import Sandbox, SandboxConfig
+from miniapp_sync.testing import temporary_database
+from webhooks import deliveries, open_loop
+
+RATE = 4.0  # rateLimitPerSecond of every installation, and the sandbox's limit per store
+LATENCY = 0.050
+ENV = {**os.environ, "MINIAPP_SYNC_SECRET_KEY": "bench-key-not-a-secret"}
+WEBHOOK_IDS = 90_000_000  # order ids of the deliveries: far above the catalogue's, so each is a new order
+SYNCED = "SELECT count(*) FROM records WHERE run_id IS NOT NULL"
+WAITING = "SELECT count(*) FROM webhook_inbox WHERE status IN ('pending', 'processing')"
+WORKERS = "SELECT count(*) FROM procrastinate_workers"
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One case: a backend, N installations, and the sizes and times of the run."""
+
+    backend: str  # sqlite | postgres
+    n: int
+    seconds: float = 60.0
+    warmup: float = 10.0
+    lead: float = 15.0  # seconds from the set-up to the tick: the processes must be up by then
+    products: int = 1_000
+    orders: int = 1_000
+    webhook_rate: float = 200.0
+    workers: int = 2
+    postgres: str = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@dataclass
+class Result:
+    """What one case measured (see the module docstring)."""
+
+    setup: Setup
+    shares: list[float]
+    fetched: int  # records fetched in the window (their detail calls)
+    records: int  # records the syncs wrote in the window (batchSize 200 a transaction: lumpier)
+    throttled: int
+    rss_kb: dict[str, int]
+    cpu: dict[str, float]  # process → cores used in the window
+    acks_ms: list[float]
+    ack_failed: int
+    waiting: int
+    started: int  # installations that had made a request by the window's start
+    load: float = field(default_factory=lambda: os.getloadavg()[0])
+
+    @property
+    def records_per_second(self) -> float:
+        return self.fetched / self.setup.seconds
+
+    @property
+    def ack_p99(self) -> float:
+        return percentile(self.acks_ms, 0.99) if self.acks_ms else math.inf
+
+    def verdicts(self) -> dict[str, bool]:
+        """Return each per-case target and whether it was met."""
+        return {
+            "every installation ≥ 90% of its budget": min(self.shares) >= 0.9,
+            "zero 429s": self.throttled == 0,
+            "webhook ack p99 ≤ 50 ms, every delivery 2xx": self.ack_p99 <= 50 and self.ack_failed == 0,
+        }
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+def tick_cron(at: datetime) -> str:
+    """Return a cron expression (seconds in a sixth field) that fires at ``at`` (UTC, whole second) and only then."""
+    return f"{at.minute} {at.hour} {at.day} {at.month} * {at.second}"
+
+
+def write_definition(folder: Path, cron: str) -> Path:
+    """Write the example with the budget, the synced resources and the schedule of the benchmark."""
+    document, _ = load_file(EXAMPLE)
+    sync = document["sync"]
+    sync["syncConfiguration"].update(rateLimitPerSecond=RATE, schedule=cron)
+    for key, resource in sync["resources"].items():
+        resource["enabled"] = key in ("products", "orders")
+    path = folder / "salla.json"
+    path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def rewrites(base_url: str) -> list[str]:
+    return ["--rewrite", f"https://api.salla.dev={base_url}", "--rewrite", f"https://accounts.salla.sa={base_url}"]
+
+
+async def install(store: str, base_url: str, definition: Path, config: SandboxConfig) -> None:
+    """Install one tenant per sandbox store, with that store's tokens (userDetails gives its storeId)."""
+    origins = Rewrites({"https://api.salla.dev": base_url, "https://accounts.salla.sa": base_url})
+    with Runtime.open(store, rewrites=origins, environ=ENV) as runtime:
+        app = runtime.add(load_miniapp(definition))
+        for tenant in range(config.tenants):
+            access, refresh = config.tokens(tenant)
+            credentials = {"accessToken": access, "refreshToken": refresh}
+            await runtime.installations.install(app.definition, f"tenant-{tenant}", credentials=credentials)
+
+
+@contextlib.contextmanager
+def fresh_store(setup: Setup, folder: Path) -> Iterator[str]:
+    """Yield a new store's URL: a SQLite file in ``folder``, or a fresh database (dropped afterwards), migrated."""
+    if setup.backend == "sqlite":
+        yield str(folder / "store.sqlite")
+        return
+    from miniapp_sync.jobs.schema import upgrade_database
+
+    with temporary_database(setup.postgres, "miniapp_sync_bench_tenants") as url:
+        for _ in upgrade_database(url, environ=ENV):
+            pass  # migrated and the job queue's schema installed
+        yield url
+
+
+def count(store: str, query: str) -> int:
+    url = f"sqlite:///{store}" if "://" not in store else store.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(query)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def processes(setup: Setup, store: str, definition: Path, base_url: str, log: IO[bytes]) -> Iterator[dict[str, Any]]:
+    """Run serve (and the workers) until the block ends; yield {label: Popen} with serve's ``port``."""
+    port = free_port()
+    secret = f"webhookSecret={SandboxConfig().webhook_secret}"
+    common = ["-d", str(definition), "--store", store, "--config", secret, *rewrites(base_url)]
+    jobs = ["--concurrency", str(2 * setup.n + 4)] if setup.backend == "sqlite" else []
+    started: dict[str, Any] = {}
+    try:
+        args = [*command(), "serve", *common, "--port", str(port), *jobs]
+        serve = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=log)
+        started["serve"] = serve
+        if setup.backend == "postgres":
+            each = -(-2 * setup.n // setup.workers) + 4
+            for k in range(setup.workers):
+                args = [*command(), "worker", *common, "--concurrency", str(each), "--name", f"bench-{k}"]
+                started[f"worker {k}"] = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=log)
+        harness.wait_listening(port, serve)
+        if setup.backend == "postgres":
+            deadline = time.monotonic() + 30
+            while count(store, WORKERS) < setup.workers:
+                if time.monotonic() > deadline or any(p.poll() is not None for p in started.values()):
+                    raise SystemExit("the workers did not start")
+                time.sleep(0.1)
+        yield started | {"port": port}
+    finally:
+        for process in started.values():
+            harness.stop(process)
+
+
+# ----------------------------------------------------------------------------- a case
+
+
+async def sleep_until(moment: float) -> None:
+    await asyncio.sleep(max(0.0, moment - time.time()))
+
+
+def run_case(setup: Setup) -> Result:
+    """Set up, wait for the tick, measure the window, clean up; return what was measured."""
+    config = SandboxConfig(
+        products=setup.products,
+        customers=min(200, setup.orders),
+        orders=setup.orders,
+        carts=0,
+        latency=LATENCY,
+        rate_limit=RATE,
+        tenants=setup.n,
+    )
+    stores = Sandbox(SandboxConfig(products=5, customers=5, orders=20, carts=0, tenants=setup.n))
+    paced = deliveries(stores, int(setup.webhook_rate * (setup.warmup + setup.seconds)), WEBHOOK_IDS)
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        provider(**asdict(config)) as sandbox,
+        fresh_store(setup, Path(scratch)) as store,
+    ):
+        folder = Path(scratch)
+        started = time.time()
+        asyncio.run(install(store, sandbox.base_url, write_definition(folder, "0 0 1 1 *"), config))
+        print(f"  {setup.n} installations in {time.time() - started:.1f} s", flush=True)
+        lead = setup.lead
+        for _ in range(3):  # a machine too busy to start the processes within the lead: again with twice the lead
+            tick = math.ceil(time.time() + lead)
+            definition = write_definition(folder, tick_cron(datetime.fromtimestamp(tick, UTC)))
+            with (
+                (folder / "processes.log").open("wb") as log,
+                processes(setup, store, definition, sandbox.base_url, log) as running,
+            ):
+                if time.time() > tick - 1:
+                    print(f"  the processes were not up 1 s before the tick: again with a lead of {2 * lead:.0f} s")
+                    lead *= 2
+                    continue
+                print(f"  processes up; the tick in {tick - time.time():.1f} s", flush=True)
+                result = asyncio.run(measure(setup, store, sandbox, running, paced, tick))
+            if min(result.shares) == 0:
+                print("  log tail:", (folder / "processes.log").read_text(errors="replace")[-1500:], sep="\n")
+            return result
+        raise SystemExit(f"the processes did not start within {lead / 2:.0f} s")
+
+
+async def measure(
+    setup: Setup,
+    store: str,
+    sandbox: harness.Provider,
+    running: dict[str, Any],
+    paced: list[tuple[bytes, dict[str, str]]],
+    tick: float,
+) -> Result:
+    url = f"http://127.0.0.1:{running['port']}/miniapps/salla/webhooks"
+    pids = {label: p.pid for label, p in running.items() if label != "port"} | {"sandbox": sandbox.pid}
+    await sleep_until(tick)
+    # Answers missing 5 s after the last send count as failed: the case ends on time.
+    sending = asyncio.create_task(open_loop(url, paced, setup.webhook_rate, None, grace=5.0))
+    await sleep_until(tick + setup.warmup)
+    before, synced, cpu = await asyncio.gather(
+        asyncio.to_thread(sandbox.stats),
+        asyncio.to_thread(count, store, SYNCED),
+        asyncio.to_thread(lambda: {label: cpu_seconds(pid) for label, pid in pids.items()}),
+    )
+    await sleep_until(tick + setup.warmup + setup.seconds)
+    after, synced_after, cpu_after = await asyncio.gather(
+        asyncio.to_thread(sandbox.stats),
+        asyncio.to_thread(count, store, SYNCED),
+        asyncio.to_thread(lambda: {label: cpu_seconds(pid) for label, pid in pids.items()}),
+    )
+    rss = {label: peak_rss_kb(pid) for label, pid in pids.items() if label != "sandbox"}
+    latencies, _, failed = await sending
+    waiting = await asyncio.to_thread(count, store, WAITING)
+    budget = RATE * setup.seconds
+    shares = [_delta(before, after, "byTenant", str(k)) / budget for k in range(setup.n)]
+    return Result(
+        setup=setup,
+        shares=shares,
+        fetched=sum(_delta(before, after, "byRoute", f"GET /admin/v2/{r}/{{id}}") for r in ("products", "orders")),
+        records=synced_after - synced,
+        throttled=int(after["responses"].get("429", 0)),
+        rss_kb=rss,
+        cpu={label: (cpu_after[label] - cpu[label]) / setup.seconds for label in pids},
+        acks_ms=[x * 1000 for x in latencies],
+        ack_failed=failed,
+        waiting=waiting,
+        started=len(before["byTenant"]),
+    )
+
+
+def _delta(before: dict[str, Any], after: dict[str, Any], counter: str, key: str) -> int:
+    return int(after[counter].get(key, 0)) - int(before[counter].get(key, 0))
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def report(result: Result) -> None:
+    s = result.setup
+    shares = result.shares
+    full = sum(share >= 0.9 for share in shares)
+    rss = ", ".join(f"{label} {kb / 1024:.0f} MiB" for label, kb in result.rss_kb.items())
+    cpu = ", ".join(f"{label} {cores:.2f}" for label, cores in result.cpu.items())
+    print(f"{s.backend} N={s.n}: load average {result.load:.2f} at the end")
+    print(
+        f"  budget used per installation: min {min(shares):.1%}, median {statistics.median(shares):.1%}, "
+        f"max {max(shares):.1%}; {full} of {s.n} ≥ 90%; {result.started} syncing by the window's start"
+    )
+    print(
+        f"  records/s overall: {result.records_per_second:,.0f} fetched with their details "
+        f"({result.fetched:,} in {s.seconds:.0f} s; {result.records:,} written meanwhile, in batches of 200)"
+    )
+    print(f"  429s: {result.throttled}")
+    print(f"  peak RSS: {rss}")
+    print(
+        f"  webhook ack at {s.webhook_rate:.0f}/s: p50 {percentile(result.acks_ms, 0.5):.1f} ms, "
+        f"p99 {result.ack_p99:.1f} ms, {result.ack_failed} non-2xx; inbox rows waiting at the end {result.waiting:,}"
+    )
+    print(f"  CPU in the window (cores): {cpu}")
+    for target, ok in result.verdicts().items():
+        print(f"  target {target}: {_met(ok)}")
+
+
+def sublinear(results: list[Result]) -> dict[tuple[int, int], bool]:
+    """Return, between consecutive N of one backend, whether the largest peak RSS grew less than N did."""
+    ordered = sorted(results, key=lambda r: r.setup.n)
+    return {
+        (a.setup.n, b.setup.n): max(b.rss_kb.values()) / max(a.rss_kb.values()) < b.setup.n / a.setup.n
+        for a, b in itertools.pairwise(ordered)
+    }
+
+
+def conclude(results: list[Result]) -> None:
+    for backend in sorted({r.setup.backend for r in results}):
+        mine = sorted((r for r in results if r.setup.backend == backend), key=lambda r: r.setup.n)
+        growth = sublinear(mine)
+        for (small, large), ok in growth.items():
+            print(f"{backend}: peak RSS from N={small} to N={large} grows sub-linearly: {_met(ok)}")
+        passing = [
+            r.setup.n
+            for r in mine
+            if all(r.verdicts().values()) and all(ok for (_, large), ok in growth.items() if large == r.setup.n)
+        ]
+        largest = f"N={max(passing)}" if passing else "none of the N run"
+        print(f"{backend}: the largest N that met every target: {largest}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", default="50", help="installations, comma-separated (e.g. 50,200,500)")
+    parser.add_argument("--backend", default="sqlite,postgres", help="sqlite, postgres or both")
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of the measured window")
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds from the tick to the window")
+    parser.add_argument("--lead", type=float, default=15.0, help="seconds from the set-up to the tick")
+    parser.add_argument("--products", type=int, default=1_000)
+    parser.add_argument("--orders", type=int, default=1_000)
+    parser.add_argument("--webhook-rate", type=float, default=200.0)
+    parser.add_argument("--postgres", default=Setup.postgres, help="a server to create the database on")
+    args = parser.parse_args()
+    ns = [int(n) for n in args.n.split(",")]
+    backends = [b.strip() for b in args.backend.split(",")]
+    if unknown := set(backends) - {"sqlite", "postgres"}:
+        parser.error(f"unknown backend {', '.join(sorted(unknown))}: expected sqlite, postgres")
+    print(harness.machine())
+    print(
+        f"each installation: {args.products:,} products + {args.orders:,} orders with details, "
+        f"{RATE:.0f} requests/s, {LATENCY * 1000:.0f} ms latency; webhooks {args.webhook_rate:.0f}/s; "
+        f"window {args.seconds:.0f} s after {args.warmup:.0f} s of warm-up",
+        flush=True,
+    )
+    results = []
+    for backend in backends:
+        for n in ns:
+            setup = Setup(
+                backend,
+                n,
+                seconds=args.seconds,
+                warmup=args.warmup,
+                lead=args.lead,
+                products=args.products,
+                orders=args.orders,
+                webhook_rate=args.webhook_rate,
+                postgres=args.postgres,
+            )
+            print(f"{backend} N={n}: setting up", flush=True)
+            results.append(run_case(setup))
+            report(results[-1])
+    conclude(results)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

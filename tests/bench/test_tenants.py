@@ -1,0 +1,52 @@
+"""bench/tenants.py at a tiny scale (2 installations, a few records, seconds), so the benchmark cannot rot."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from croniter import croniter
+from tenants import Result, Setup, run_case, sublinear, tick_cron
+
+
+def test_the_tick_cron_fires_at_the_tick_and_only_then() -> None:
+    tick = datetime(2026, 12, 3, 13, 45, 7, tzinfo=UTC)
+    cron = tick_cron(tick)
+    assert croniter.is_valid(cron)
+    assert croniter(cron, tick.timestamp() - 30).get_next(float) == tick.timestamp()
+    assert croniter(cron, tick.timestamp()).get_next(float) - tick.timestamp() > 300 * 86400  # a year on
+
+
+def result(n: int, rss_kb: int) -> Result:
+    return Result(Setup("sqlite", n), [1.0] * n, 0, 0, 0, {"serve": rss_kb}, {}, [1.0], 0, 0, n)
+
+
+def test_rss_growth_is_judged_between_consecutive_n() -> None:
+    growth = sublinear([result(200, 300_000), result(50, 100_000), result(500, 900_000)])
+    assert growth == {(50, 200): True, (200, 500): False}  # 3× for 4× N; then 3× for 2.5× N
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(backend, PostgreSQL server URL); the PostgreSQL case skips (fails under CI=true) without a server."""
+    if request.param == "postgres":
+        return "postgres", str(request.getfixturevalue("postgres_admin_url"))
+    return "sqlite", Setup.postgres
+
+
+def test_a_tiny_run_syncs_every_installation_from_the_tick_within_its_budget(backend: tuple[str, str]) -> None:
+    kind, server = backend
+    setup = Setup(kind, 2, seconds=3, warmup=2, lead=10, products=20, orders=20, webhook_rate=20, postgres=server)
+    found = run_case(setup)
+    assert len(found.shares) == 2
+    # 4 requests/s each, 50 ms latency: nothing but the budget holds a sync back at this size.
+    assert all(0.7 <= share <= 1.1 for share in found.shares), found.shares
+    assert found.started == 2  # both started by the tick's scheduler, before the window
+    assert found.throttled == 0
+    assert found.fetched > 0
+    assert len(found.acks_ms) == 20 * 5
+    assert found.ack_failed == 0
+    expected = {"serve"} if kind == "sqlite" else {"serve", "worker 0", "worker 1"}
+    assert set(found.rss_kb) == expected
+    assert all(kb > 10_000 for kb in found.rss_kb.values())
+    assert set(found.cpu) == expected | {"sandbox"}
