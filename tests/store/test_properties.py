@@ -59,18 +59,20 @@ def _apply(model: dict[str, Known], op: Op, source: str, now: float) -> None:
     write = op.write(now)
     version = None if write.version is None else normalise_version(write.version)
     known = model.get(op.code)
-    stale = False
+    stale = newer = False
     if known is not None:
         if version is not None and known.version is not None:
-            stale = known.version > version
-        else:
-            stale = source == "bulk" and write.fetched_at is not None and (known.webhook_at or 0) > write.fetched_at
-    if stale:
+            stale, newer = known.version > version, version > known.version
+        elif source == "bulk" and write.fetched_at is not None:
+            stale = (known.webhook_at or 0) > write.fetched_at
+            newer = known.webhook_at is not None and write.fetched_at > known.webhook_at
+    completes = known is not None and known.partial and not write.merge
+    if stale and not completes:
+        return
+    if completes and not newer:
         assert known is not None
-        if write.merge or not known.partial:
-            return
-        # A full record completes a partial one even when older: the updates' fields and version win.
-        data, partial, version = {**write.data, **known.data}, False, known.version
+        # A full record not known to be newer completes a partial one: the updates' fields and version win.
+        data, partial, version = {**write.data, **known.data}, False, known.version or version
     elif write.merge:
         data = write.data if known is None else {**known.data, **write.data}
         partial = True if known is None else known.partial

@@ -150,6 +150,75 @@ def test_an_older_full_record_still_completes_a_partial_one(store: Store, instal
     assert _write(store, installation_id, older).stale == 1  # complete now: an older record is stale again
 
 
+def test_a_full_record_of_unknown_age_completes_a_partial_one_keeping_the_updates(
+    store: Store, installation_id: str
+) -> None:
+    # D22, one rule for webhooks and bulk: nothing says the full record is newer, so the fields
+    # the updates brought are kept over it (the webhook path's rule; the store used to replace).
+    _write(store, installation_id, RecordWrite("a", {"status": "shipped"}, merge=True), source="webhook")
+    result = _write(store, installation_id, RecordWrite("a", {"name": "A", "status": "new"}), source="webhook")
+    assert result.written == ["a"]
+    assert result.records["a"] == ({"name": "A", "status": "shipped"}, False)  # what was written, not re-read
+    record = store.get_record(installation_id, PRODUCT, "a")
+    assert record is not None
+    assert (record.data, record.partial) == ({"name": "A", "status": "shipped"}, False)
+
+
+def test_a_full_record_of_the_same_version_completes_a_partial_one_keeping_the_updates(
+    store: Store, installation_id: str
+) -> None:
+    version = "2024-05-01T10:00:00Z"
+    _write(store, installation_id, RecordWrite("a", {"status": "shipped"}, version=version, merge=True))
+    _write(store, installation_id, RecordWrite("a", {"name": "A", "status": "new"}, version=version))
+    record = store.get_record(installation_id, PRODUCT, "a")
+    assert record is not None
+    assert (record.data, record.partial) == ({"name": "A", "status": "shipped"}, False)
+
+
+def test_a_newer_full_record_supersedes_a_partial_one(store: Store, installation_id: str) -> None:
+    update = RecordWrite("a", {"status": "shipped"}, version="2024-05-01T10:00:00Z", merge=True)
+    _write(store, installation_id, update, source="webhook")
+    newer = RecordWrite("a", {"name": "A", "status": "delivered"}, version="2024-05-02T10:00:00Z")
+    _write(store, installation_id, newer, source="webhook")
+    record = store.get_record(installation_id, PRODUCT, "a")
+    assert record is not None
+    assert (record.data, record.partial, record.version) == (
+        {"name": "A", "status": "delivered"},
+        False,
+        "2024-05-02T10:00:00.000000Z",
+    )
+
+
+def test_a_bulk_page_fetched_after_the_partial_write_supersedes_it(
+    store: Store, clock: FakeClock, installation_id: str
+) -> None:
+    # Without versions, D21's fetch time says which is newer: a page fetched after the update.
+    _write(store, installation_id, RecordWrite("a", {"status": "shipped"}, merge=True), source="webhook")
+    clock.advance(1)
+    page = RecordWrite("a", {"name": "A", "status": "delivered"}, fetched_at=clock.now())
+    _write(store, installation_id, page)
+    assert _data(store, installation_id, "a") == {"name": "A", "status": "delivered"}
+
+
+def test_the_records_a_write_returns_are_what_it_stored(store: Store, installation_id: str) -> None:
+    _write(store, installation_id, RecordWrite("a", {"name": "A", "total": 1}))
+    result = _write(
+        store,
+        installation_id,
+        RecordWrite("a", {"total": 2}, merge=True),
+        RecordWrite("b", {"total": 3}, merge=True),
+        RecordWrite("c", {"name": "C"}),
+        source="webhook",
+    )
+    assert result.records == {
+        "a": ({"name": "A", "total": 2}, False),
+        "b": ({"total": 3}, True),
+        "c": ({"name": "C"}, False),
+    }
+    unchanged = _write(store, installation_id, RecordWrite("c", {"name": "C"}))
+    assert unchanged.records == {}
+
+
 def test_later_writes_of_a_code_in_one_batch_win(store: Store, installation_id: str) -> None:
     result = _write(
         store,
@@ -315,7 +384,9 @@ def test_data_and_every_column_round_trip_exactly(store: Store, installation_id:
     for i, write in enumerate(changed):
         record = store.get_record(installation_id, PRODUCT, f"c{i}")
         assert record is not None
-        assert (record.data, record.source, record.partial, record.run_id) == (write.data, "webhook", False, run.id)
+        # c3 was partial: the full write completes it, and the updates' fields win (D22).
+        expected = data[i] if i == 3 else write.data
+        assert (record.data, record.source, record.partial, record.run_id) == (expected, "webhook", False, run.id)
         assert (record.created_at, record.updated_at, record.webhook_at) == (now, now + 1.5, now + 1.5)
         assert record.version == (None if i % 2 else "2024-05-01T09:00:00.000000Z")
 

@@ -13,6 +13,8 @@ from miniapp_sync.store.model import (
     RunStatus,
     StoredRecord,
     WriteResult,
+    Written,
+    version_of,
 )
 from miniapp_sync.store.outbox import Attempt, DeliveryState, DueDelivery, Outbox, Subscription, TriggerEvent
 from miniapp_sync.store.records import content_hash, normalise_version
@@ -43,6 +45,8 @@ __all__ = [
     "Subscription",
     "TriggerEvent",
     "WriteResult",
+    "Written",
     "content_hash",
     "normalise_version",
+    "version_of",
 ]

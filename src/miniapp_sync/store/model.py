@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, NamedTuple, get_args
 
 InstallationStatus = Literal["pending", "connected", "error", "uninstalled"]
 RecordSource = Literal["bulk", "webhook"]
@@ -55,15 +55,33 @@ class RecordWrite:
     origin: str | None = None  # the inbox delivery that brought a webhook write: its history's source (D39)
 
 
+def version_of(data: dict[str, Any]) -> str | None:
+    """Return a mapped record's version (D21): its ``updatedAt`` when that is text."""
+    version = data.get("updatedAt")
+    return version if isinstance(version, str) else None
+
+
+class Written(NamedTuple):
+    """A record as a write left it: its data and whether it is still partial (D22)."""
+
+    data: dict[str, Any]
+    partial: bool
+
+
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """What a batch of writes did; ``written`` lists each created or updated code once, in input order."""
+    """What a batch of writes did; ``written`` lists each created or updated code once, in input order.
+
+    ``records`` holds, by code, what each of those was written as (a merge or a completed partial
+    record included), so a caller needs no read back.
+    """
 
     created: int
     updated: int
     unchanged: int
     stale: int
     written: list[str]
+    records: dict[str, Written] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

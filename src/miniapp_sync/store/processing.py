@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterator, Sequence
 from functools import cache
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from sqlalchemy import Connection, Select, Update, bindparam, insert, select, text, update
 
@@ -31,7 +31,6 @@ _SAME_RECORD = (
 _RECORD = select(records).where(*_SAME_RECORD, r.code == bindparam("p_code"))
 _CODES = r.code.in_(bindparam("p_codes", expanding=True))
 _RECORDS = select(records).where(*_SAME_RECORD, _CODES)
-_STATES = select(r.code, r.partial, r.version, r.deleted).where(*_SAME_RECORD, _CODES)
 _CHUNK = 500  # codes per IN (...) list
 _NAME: Final = re.compile(r"[A-Za-z_][\w:.-]*")  # content types and field names spliced into SQL
 _DONE = (
@@ -50,14 +49,6 @@ def _chunks(codes: Collection[str]) -> Iterator[list[str]]:
     ordered = sorted(codes)
     for start in range(0, len(ordered), _CHUNK):
         yield ordered[start : start + _CHUNK]
-
-
-class RecordState(NamedTuple):
-    """What decides how a full record is written over a stored one (without reading its data)."""
-
-    partial: bool
-    version: str | None
-    deleted: bool
 
 
 def lookup_key(dialect: str, field: str) -> str:
@@ -118,15 +109,6 @@ class Processing:
         for chunk in _chunks(codes):
             params = {"p_installation_id": installation_id, "p_content_type": content_type, "p_codes": chunk}
             found.update((row.code, rec.to_record(row)) for row in self.conn.execute(_RECORDS, params))
-        return found
-
-    def states(self, installation_id: str, content_type: str, codes: Collection[str]) -> dict[str, RecordState]:
-        """Return, by code, the partial flag, version and deletion of the stored records among ``codes``."""
-        found: dict[str, RecordState] = {}
-        for chunk in _chunks(codes):
-            params = {"p_installation_id": installation_id, "p_content_type": content_type, "p_codes": chunk}
-            for row in self.conn.execute(_STATES, params):
-                found[row[0]] = RecordState(bool(row[1]), row[2], bool(row[3]))
         return found
 
     def find_by_field(self, installation_id: str, content_type: str, field: str, value: str) -> StoredRecord | None:

@@ -43,7 +43,7 @@ from miniapp_sync import exactjson
 from miniapp_sync.errors import StoreError, preview
 from miniapp_sync.store.driver import on_driver, on_sqlite
 from miniapp_sync.store.history import change_rows, deletion_rows, insert_changes
-from miniapp_sync.store.model import RECORD_SOURCES, RecordSource, RecordWrite, StoredRecord, WriteResult
+from miniapp_sync.store.model import RECORD_SOURCES, RecordSource, RecordWrite, StoredRecord, WriteResult, Written
 from miniapp_sync.store.tables import checkpoints, records
 
 _CHUNK: Final = 500  # codes per lookup, a bounded statement whatever the batch size
@@ -96,7 +96,7 @@ class _Plan:
     updated: int = 0
     unchanged: int = 0
     stale: int = 0
-    written: dict[str, None] = field(default_factory=dict)  # an ordered set
+    written: dict[str, Written] = field(default_factory=dict)  # in first-write order, each code's last state
 
 
 def _is_stale(current: _Current, write: RecordWrite, version: str | None, source: RecordSource) -> bool:
@@ -109,6 +109,18 @@ def _is_stale(current: _Current, write: RecordWrite, version: str | None, source
         and write.fetched_at is not None
         and current.webhook_at is not None
         and current.webhook_at > write.fetched_at
+    )
+
+
+def _is_newer(current: _Current, write: RecordWrite, version: str | None, source: RecordSource) -> bool:
+    # D21 the other way round: the write is known to be newer than what is stored.
+    if version is not None and current.version is not None:
+        return version > current.version
+    return (
+        source == "bulk"
+        and write.fetched_at is not None
+        and current.webhook_at is not None
+        and write.fetched_at > current.webhook_at
     )
 
 
@@ -130,15 +142,17 @@ def _plan(
         version = None if write.version is None else normalise_version(write.version)
         known = current.get(code)
         data = write.data
-        if known is not None and _is_stale(known, write, version, source):
-            if write.merge or not known.partial or known.deleted or known.data is None:
-                plan.stale += 1
-                if code not in plan.rows:
-                    plan.seen.append(code)
-                continue
-            # D22: a full record completes a partial one even when it is the older version: the
-            # fields the updates brought happened later, so they win, and their version stays.
-            data, version = {**write.data, **known.data}, known.version
+        # D22: a full write over a partial record completes it. Unless the write is known to be
+        # newer (D21), the fields the updates brought happened later: they win, their version stays.
+        if known is not None and known.partial and not known.deleted and not write.merge:
+            if not _is_newer(known, write, version, source):
+                assert known.data is not None  # write_records loads a partial record's data
+                data, version = {**write.data, **known.data}, known.version or version
+        elif known is not None and _is_stale(known, write, version, source):
+            plan.stale += 1
+            if code not in plan.rows:
+                plan.seen.append(code)
+            continue
         if write.merge:
             data = write.data if known is None else {**(known.data or {}), **write.data}
             partial = True if known is None else known.partial or write.partial
@@ -167,7 +181,7 @@ def _plan(
         webhook_at = now if source == "webhook" else (None if known is None else known.webhook_at)
         if repeats:  # only a later write of the same code reads what this one leaves
             current[code] = _Current(data, digest, version, partial, False, webhook_at)
-        plan.written[code] = None
+        plan.written[code] = Written(data, partial)
         plan.texts[code] = text
         plan.rows[code] = {
             "installation_id": installation_id,
@@ -436,7 +450,7 @@ def write_records(
     if checkpoint is not None:
         resource, state = checkpoint
         save_checkpoint(conn, installation_id, resource, state, run_id=run_id, now=now)
-    return WriteResult(plan.created, plan.updated, plan.unchanged, plan.stale, list(plan.written))
+    return WriteResult(plan.created, plan.updated, plan.unchanged, plan.stale, list(plan.written), plan.written)
 
 
 def _changes(

@@ -42,7 +42,7 @@ from miniapp_sync.provider.pagination import Page, pages
 from miniapp_sync.provider.ratelimit import RateLimiter, limiter_for
 from miniapp_sync.provider.redaction import Redactor
 from miniapp_sync.provider.retry import DEFAULT_MAX_RETRY_AFTER, RetryPolicy
-from miniapp_sync.store import Installation, RecordWrite, Run, RunStatus, Store, WriteResult
+from miniapp_sync.store import Installation, RecordWrite, Run, RunStatus, Store, WriteResult, version_of
 from miniapp_sync.sync.resources import check_resource_names
 from miniapp_sync.sync.runs import INTERRUPTED, Heartbeat, Processes
 from miniapp_sync.templating import render_headers
@@ -596,9 +596,8 @@ def _paging_state(state: dict[str, Any]) -> dict[str, Any] | None:
 
 def _write(mapped: MappedRecord, fetched_at: float) -> RecordWrite:
     data = mapped.data
-    version = data.get("updatedAt")
     # Positional: keyword arguments cost a frozen dataclass a fifth more, once per record.
-    return RecordWrite(str(data["code"]), data, version if isinstance(version, str) else None, fetched_at)
+    return RecordWrite(str(data["code"]), data, version_of(data), fetched_at)
 
 
 def _later(current: Any, candidate: Any) -> Any:

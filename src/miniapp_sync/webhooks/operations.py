@@ -3,7 +3,8 @@
 Handler operations: ``create`` and ``upsert`` write the whole record, ``update`` merges into it.
 An ``update`` for a record never seen is stored flagged partial; when the full record arrives
 later (its ``create``, resent, or a bulk page), the fields the updates brought are kept over it
-unless the full record is the newer version (D21), and the record stops being partial.
+unless the full record is the newer version (D21), and the record stops being partial. The store
+owns that rule (``store/records.py``) and returns what it wrote, so nothing is read back here.
 
 A batch is applied set-wise (a query per content type, not per row): rows are cut into chunks
 in which no record repeats, so each write's outcome is known, and a row fires its trigger only
@@ -14,14 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from miniapp_sync.mapping.plan import HandlerPlan
 from miniapp_sync.mapping.records import MappedRecord
-from miniapp_sync.store import InboxRow, RecordWrite, StoredRecord, normalise_version
+from miniapp_sync.store import InboxRow, RecordWrite, version_of
 from miniapp_sync.store.processing import Processing
 from miniapp_sync.webhooks.customers import LINKED, link
-from miniapp_sync.webhooks.triggers import View, payload, record_view
+from miniapp_sync.webhooks.triggers import View, payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,28 +40,6 @@ class Prepared:
         if self.handler is None or self.mapped is None:
             return None
         return self.handler.content_type, str(self.mapped.data["code"])
-
-
-def version_of(data: dict[str, Any]) -> str | None:
-    """Return a mapped record's version: its ``updatedAt`` when that is text."""
-    version = data.get("updatedAt")
-    return version if isinstance(version, str) else None
-
-
-def completing(
-    stored: StoredRecord | None, code: str, data: dict[str, Any], *, origin: str | None = None
-) -> RecordWrite:
-    """Return the write of a full record over what is stored, completing a partial one (D22).
-
-    ``origin`` is the delivery the write comes from, the source of its history row (D39).
-    """
-    version = version_of(data)
-    if stored is None or not stored.partial or stored.deleted:
-        return RecordWrite(code, data, version=version, origin=origin)
-    if version is not None and stored.version is not None and normalise_version(version) > stored.version:
-        return RecordWrite(code, data, version=version, origin=origin)  # a newer full record supersedes the updates
-    # The updates arrived first but happened later: their fields win, and their version stays.
-    return RecordWrite(code, {**data, **stored.data}, version=stored.version or version, origin=origin)
 
 
 def apply_rows(tx: Processing, tenant: str, rows: Sequence[Prepared]) -> None:
@@ -98,24 +76,15 @@ def _apply(tx: Processing, tenant: str, chunk: list[Prepared]) -> None:
         if item.handler is not None and item.mapped is not None:
             by_type.setdefault(item.handler.content_type, []).append(index)
     for content_type, indexes in by_type.items():
-        datas = []
-        for index in indexes:
-            data = dict(chunk[index].mapped.data)  # type: ignore[union-attr]  # by_type holds mapped rows only
-            customer = customers[index]
-            if customer is not None and content_type in LINKED:
-                data["customerCode"] = customer["code"]
-            datas.append(data)
-        writes = _writes(tx, installation_id, content_type, [chunk[i] for i in indexes], datas)
-        written = set(tx.write(installation_id, content_type, writes).written)
-        merged = [w.code for i, w in zip(indexes, writes, strict=True) if w.merge and chunk[i].trigger]
-        read_back = tx.records(installation_id, content_type, [c for c in merged if c in written]) if merged else {}
+        # The store decides merges and partial-record completion (D22) and returns what it wrote.
+        writes = [_write(chunk[index], customers[index], content_type) for index in indexes]
+        wrote = tx.write(installation_id, content_type, writes).records
         for index, write in zip(indexes, writes, strict=True):
-            if write.code not in written:
+            record = wrote.get(write.code)
+            if record is None:
                 outcomes[index] = (False, None)  # unchanged or stale: nothing happened, nothing fires (D20)
-            elif write.merge:  # the merged record is only known once written
-                outcomes[index] = (True, record_view(read_back.get(write.code)))
             else:
-                view = {"contentType": content_type, "code": write.code, "partial": write.partial, "data": write.data}
+                view = {"contentType": content_type, "code": write.code, "partial": record.partial, "data": record.data}
                 outcomes[index] = (True, view)
     fired = [
         (item.row, payload(outcomes[index][1], customers[index]))
@@ -127,22 +96,12 @@ def _apply(tx: Processing, tenant: str, chunk: list[Prepared]) -> None:
         tx.done(item.row)
 
 
-def _writes(
-    tx: Processing, installation_id: str, content_type: str, items: list[Prepared], datas: list[dict[str, Any]]
-) -> list[RecordWrite]:
-    """Return each row's write: a merge for ``update``, else the whole record, completing a partial one."""
-    codes = [str(data["code"]) for data in datas]
-    merges = [item.handler is not None and item.handler.operation == "update" for item in items]
-    full = [code for code, merge in zip(codes, merges, strict=True) if not merge]
-    # Only a partial record's data matters, and reading data costs: the flags first, then those.
-    states = tx.states(installation_id, content_type, full) if full else {}
-    partial = [code for code, state in states.items() if state.partial and not state.deleted]
-    stored = tx.records(installation_id, content_type, partial) if partial else {}
-    writes = []
-    for item, merge, code, data in zip(items, merges, codes, datas, strict=True):
-        origin = str(item.row.id)
-        if merge:
-            writes.append(RecordWrite(code, data, version=version_of(data), merge=True, origin=origin))
-        else:
-            writes.append(completing(stored.get(code), code, data, origin=origin))
-    return writes
+def _write(item: Prepared, customer: View | None, content_type: str) -> RecordWrite:
+    """Return a mapped row's write: the whole record, or a merge for ``update`` (D22)."""
+    assert item.handler is not None  # _apply groups mapped rows only
+    assert item.mapped is not None
+    data = dict(item.mapped.data)
+    if customer is not None and content_type in LINKED:
+        data["customerCode"] = customer["code"]
+    merge = item.handler.operation == "update"
+    return RecordWrite(str(data["code"]), data, version=version_of(data), merge=merge, origin=str(item.row.id))

@@ -13,8 +13,7 @@ import asyncio
 from dataclasses import dataclass
 
 from miniapp_sync.runtime import MiniApp, Runtime
-from miniapp_sync.store import DeadLetter, Inbox, RecordWrite
-from miniapp_sync.webhooks.operations import version_of
+from miniapp_sync.store import DeadLetter, Inbox, RecordWrite, version_of
 from miniapp_sync.webhooks.processor import Processor
 
 
