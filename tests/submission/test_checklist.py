@@ -28,7 +28,7 @@ from miniapp_sync.submission.checks import (
     SandboxAccess,
     run_checklist,
 )
-from miniapp_sync.testing import sandbox_thread
+from miniapp_sync.testing import FakeClock, sandbox_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "salla" / "definition.json5"
@@ -47,10 +47,15 @@ async def sandbox() -> AsyncIterator[Sandbox]:
 
 
 async def checklist(
-    sandbox: Sandbox, change: Callable[[dict[str, Any]], None] | None = None, samples: Path | None = SAMPLE_DIR
+    sandbox: Sandbox,
+    change: Callable[[dict[str, Any]], None] | None = None,
+    samples: Path | None = SAMPLE_DIR,
+    *,
+    rate: float = 1000,
+    clock: FakeClock | None = None,
 ) -> Report:
     document, _ = load_file(EXAMPLE)
-    document["sync"]["syncConfiguration"]["rateLimitPerSecond"] = 1000
+    document["sync"]["syncConfiguration"]["rateLimitPerSecond"] = rate
     if change is not None:
         change(document)
     loaded = inspect_definition(text=json.dumps(document), filename="definition.json", vocabulary=vocabulary())
@@ -59,7 +64,27 @@ async def checklist(
         credentials={"accessToken": CONFIG.access_token},
         rewrites=Rewrites({"https://api.salla.dev": sandbox.base_url, "https://accounts.salla.sa": sandbox.base_url}),
     )
-    return await run_checklist(loaded, compile_plan(loaded.definition), access, samples)
+    return await run_checklist(loaded, compile_plan(loaded.definition), access, samples, clock=clock)
+
+
+async def test_the_checklist_waits_for_its_rate_budget_on_the_injected_clock(sandbox: Sandbox) -> None:
+    clock = FakeClock()
+    report = await checklist(sandbox, rate=2, clock=clock)
+    assert report.passed, report.markdown()
+    assert clock.sleeps  # two requests a second: the limiter waited, on the fake clock, not for real
+    assert all(0 < wait <= 0.5 for wait in clock.sleeps)
+
+
+def test_the_checklist_redacts_what_an_installation_redacts() -> None:
+    document, _ = load_file(EXAMPLE)
+    document["auth"]["sensitiveKeys"] = ["merchantKey"]
+    definition = inspect_definition(text=json.dumps(document), filename="d.json", vocabulary=vocabulary()).definition
+    assert definition is not None
+    access = SandboxAccess(
+        credentials={"accessToken": "tok-1234", "storeId": 42},
+        config={"client_id": "public-id", "client_secret": "shh-1234", "merchantKey": "mk-1234", "label": "x"},
+    )
+    assert sorted(access.secrets(definition)) == ["42", "mk-1234", "shh-1234", "tok-1234"]
 
 
 def verdicts(report: Report) -> dict[str, str]:

@@ -17,12 +17,12 @@ import aiohttp
 import orjson
 
 from miniapp_sync.clock import Clock, SystemClock
-from miniapp_sync.definition.lint import SECRET_NAME
 from miniapp_sync.definition.model import Definition, Request
 from miniapp_sync.errors import InstallationError
 from miniapp_sync.installations.calls import CallResult, call
 from miniapp_sync.installations.claims import refuse_capture, without_claims
 from miniapp_sync.installations.oauth import OAuthInstalls
+from miniapp_sync.installations.provider import secret_values
 from miniapp_sync.installations.vault import Vault
 from miniapp_sync.network import Egress, is_loopback_url
 from miniapp_sync.store import Installation, Store
@@ -87,15 +87,7 @@ class Installations:
 
     def secrets_of(self, definition: Definition, installation: Installation) -> list[str]:
         """Return every secret value of an installation, for redaction (D30)."""
-        bag = self.credentials(installation)
-        values = [str(v) for v in bag.values() if isinstance(v, str | int) and v != ""]
-        sensitive = set(definition.auth.sensitive_keys) if definition.auth else set()
-        values += [
-            v
-            for k, v in self.config(definition).items()
-            if isinstance(v, str) and v and (k in sensitive or SECRET_NAME.search(k)) and k != "client_id"
-        ]
-        return values
+        return secret_values(definition, self.credentials(installation), self.config(definition))
 
     def context(self, definition: Definition, installation: Installation, **system: Any) -> Context:
         """Return the placeholder context of an installation (D29)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,21 +20,21 @@ from typing import Any, Literal, cast
 import aiohttp
 import orjson
 
-from miniapp_sync.clock import SystemClock
+from miniapp_sync.clock import Clock, SystemClock
 from miniapp_sync.definition import LoadedDefinition
 from miniapp_sync.definition.compatibility import compatibility
-from miniapp_sync.definition.lint import SECRET_NAME
 from miniapp_sync.definition.model import Definition, Resource
 from miniapp_sync.errors import MiniAppSyncError, preview
 from miniapp_sync.installations.calls import call
+from miniapp_sync.installations.provider import provider_client, secret_values
 from miniapp_sync.mapping.plan import MappingPlan
-from miniapp_sync.network import Egress, Rewrites, written_origins
+from miniapp_sync.network import Egress, Rewrites
 from miniapp_sync.provider.client import ProviderClient
 from miniapp_sync.provider.pagination import Page, fetch_details, pages
 from miniapp_sync.provider.ratelimit import RateLimiter
 from miniapp_sync.provider.retry import RetryPolicy
 from miniapp_sync.submission.samples import read_sample
-from miniapp_sync.templating import Context, render_headers
+from miniapp_sync.templating import Context
 from miniapp_sync.webhooks.identify import Delivery, extract_event, transaction_id
 
 Status = Literal["pass", "warn", "fail"]
@@ -115,10 +114,9 @@ class SandboxAccess:
         """Return the request policy: the rewrites, and the private-network guard on tenant URLs (D31)."""
         return Egress(self.rewrites, allow_private_network=self.allow_private_network)
 
-    def secrets(self) -> list[str]:
-        """Return the values the report must never show: every credential, and secret-named config (D30)."""
-        values = [str(v) for v in self.credentials.values() if isinstance(v, str | int) and str(v)]
-        return values + [str(v) for k, v in self.config.items() if v and k != "client_id" and SECRET_NAME.search(k)]
+    def secrets(self, definition: Definition) -> list[str]:
+        """Return the values the report must never show, as an installation's (D30)."""
+        return secret_values(definition, self.credentials, self.config)
 
 
 def static_items(loaded: LoadedDefinition) -> tuple[Item, Item]:
@@ -139,9 +137,15 @@ def static_items(loaded: LoadedDefinition) -> tuple[Item, Item]:
 
 
 async def run_checklist(
-    loaded: LoadedDefinition, plan: MappingPlan, sandbox: SandboxAccess, samples: Path | None
+    loaded: LoadedDefinition,
+    plan: MappingPlan,
+    sandbox: SandboxAccess,
+    samples: Path | None,
+    *,
+    clock: Clock | None = None,
 ) -> Report:
     """Run every checklist item; network problems become failed items, never exceptions."""
+    clock = clock or SystemClock()
     definition = loaded.definition
     assert definition is not None  # callers check validity first
     events, coverage = static_items(loaded)
@@ -152,7 +156,7 @@ async def run_checklist(
             for key, resource in definition.sync.resources.items():
                 if resource.enabled:
                     await _resource(
-                        definition, plan, key, resource, context, sandbox, session, endpoints, shape, coverage
+                        definition, plan, key, resource, context, sandbox, session, clock, endpoints, shape, coverage
                     )
     if definition.sync is None or not definition.sync.resources:
         endpoints.note("warn", "no sync.resources: nothing to fetch")
@@ -184,7 +188,12 @@ async def _context(
         return context
     try:  # userDetails fills the metadata that [[storeId]]-style headers need
         result = await call(
-            session, details, context, where="auth.userDetails", egress=sandbox.egress, secrets=sandbox.secrets()
+            session,
+            details,
+            context,
+            where="auth.userDetails",
+            egress=sandbox.egress,
+            secrets=sandbox.secrets(definition),
         )
     except MiniAppSyncError as exc:
         item.note("fail", f"auth.userDetails: {exc}")
@@ -201,32 +210,25 @@ async def _resource(
     context: Context,
     sandbox: SandboxAccess,
     session: aiohttp.ClientSession,
+    clock: Clock,
     endpoints: Item,
     shape: Item,
     coverage: Item,
 ) -> None:
-    sync = definition.sync
-    assert sync is not None
-    clock = SystemClock()
-    egress = sandbox.egress
+    assert definition.sync is not None
     client: ProviderClient | None = None
     try:
-        base = egress.target(sync.base_url or "", context, "sync.baseUrl")
-        if egress.guards(base):
-            await egress.check(base.url, what="sync.baseUrl")
-        client = ProviderClient(
-            base_url=base.url or None,
-            headers=render_headers(sync.headers, context, "sync.headers"),
-            timeout_ms=sync.sync_configuration.timeout,
-            limiter=RateLimiter(sync.sync_configuration.rate_limit_per_second, clock=clock),
-            retry=RetryPolicy(max_attempts=2, random=random.Random(0)),
-            clock=clock,
+        client = await provider_client(
+            definition,
+            context,
+            egress=sandbox.egress,
             session=session,
-            secrets=sandbox.secrets(),
-            egress=egress,
-            trusted=written_origins(base, [resource.endpoints.list.url, *_details_url(resource)]),
+            clock=clock,
+            limiter=RateLimiter(definition.sync.sync_configuration.rate_limit_per_second, clock=clock),
+            retry=RetryPolicy(max_attempts=2, random=random.Random(0)),
+            secrets=sandbox.secrets(definition),
         )
-        started = time.perf_counter()
+        started = clock.monotonic()
         fetched: list[Page] = []
         walker = cast(AsyncGenerator[Page, None], pages(client, resource, resource_key=key))
         async with contextlib.aclosing(walker) as walk:
@@ -234,7 +236,7 @@ async def _resource(
                 fetched.append(page)
                 if len(fetched) == 2:
                     break
-        elapsed = (time.perf_counter() - started) * 1000 / max(1, len(fetched))
+        elapsed = (clock.monotonic() - started) * 1000 / max(1, len(fetched))
     except MiniAppSyncError as exc:
         endpoints.note("fail", f"{key}: list {resource.endpoints.list.url} failed: {exc}")
         shape.note("fail", f"{key}: {exc}")
@@ -263,10 +265,6 @@ async def _resource(
             records[0] = detail.record
     await client.close()  # the guarded session it may have opened (D31)
     _coverage(key, plan, records, coverage)
-
-
-def _details_url(resource: Resource) -> list[str]:
-    return [resource.endpoints.details.url] if resource.endpoints.details is not None else []
 
 
 def _totals(key: str, resource: Resource, fetched: list[Page], shape: Item) -> None:

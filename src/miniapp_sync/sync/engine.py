@@ -31,10 +31,10 @@ from miniapp_sync.clock import Clock, SystemClock
 from miniapp_sync.definition.model import Definition
 from miniapp_sync.errors import InstallationError, MiniAppSyncError
 from miniapp_sync.installations import Installations
+from miniapp_sync.installations.provider import provider_client
 from miniapp_sync.mapping.phones import default_country, with_normal_phone
 from miniapp_sync.mapping.plan import MappingPlan, ResourcePlan
 from miniapp_sync.mapping.records import MappedRecord
-from miniapp_sync.network import written_origins
 from miniapp_sync.provider.client import ProviderClient, Refreshed
 from miniapp_sync.provider.details import DetailResult, with_details, without_details
 from miniapp_sync.provider.fanout import DEFAULT_MAX_IN_FLIGHT, FanOut
@@ -281,15 +281,7 @@ class SyncEngine:
         assert sync is not None
         # Read now, not when the run started: an earlier resource may have refreshed the token.
         installation = self.installations.get(installation_id)
-        context = self.installations.context(definition, installation)
-        egress = self.installations.egress
-        base = egress.target(sync.base_url or "", context, "sync.baseUrl")
-        if egress.guards(base):
-            await egress.check(base.url, what="sync.baseUrl")  # built from tenant input (D31)
-        headers = render_headers(sync.headers, context, "sync.headers")
-        config = sync.sync_configuration
         installations = self.installations
-
         sent = [installations.credentials(installation).get("accessToken")]  # the token this client sends
 
         async def refreshed() -> Refreshed:
@@ -302,18 +294,16 @@ class SyncEngine:
             return Refreshed(headers, tuple(secrets))
 
         auth = definition.auth
-        return ProviderClient(
-            base_url=base.url or None,
-            headers=headers,
-            timeout_ms=config.timeout,
-            limiter=self.limiters(installation.id, config.rate_limit_per_second, self.clock),
-            retry=RetryPolicy(random=self.rng, max_retry_after=self.max_retry_after),
-            clock=self.clock,
+        return await provider_client(
+            definition,
+            installations.context(definition, installation),
+            egress=installations.egress,
             session=session,
+            clock=self.clock,
+            limiter=self.limiters(installation.id, sync.sync_configuration.rate_limit_per_second, self.clock),
+            retry=RetryPolicy(random=self.rng, max_retry_after=self.max_retry_after),
             secrets=redactor.secrets,
             on_unauthorized=refreshed if auth is not None and auth.auto_refresh and auth.refresh_token else None,
-            egress=egress,
-            trusted=written_origins(base, _endpoint_urls(definition)),
         )
 
     async def _resource(
@@ -555,12 +545,6 @@ class _Collector:
 
 
 _GC = _Collector()
-
-
-def _endpoint_urls(definition: Definition) -> list[str]:
-    assert definition.sync is not None
-    endpoints = [(r.endpoints.list, r.endpoints.details) for r in definition.sync.resources.values()]
-    return [e.url for pair in endpoints for e in pair if e is not None]
 
 
 def select_resources(definition: Definition, names: list[str] | None) -> list[str]:
