@@ -12,11 +12,12 @@ decided; nothing else reads ``store.dialect`` to guess the deployment.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from miniapp_sync.provider.ratelimit import limiter_for
-from miniapp_sync.provider.shared_budget import LimiterFactory, shared_limiters
-from miniapp_sync.store import Store
+if TYPE_CHECKING:
+    from miniapp_sync.provider.shared_budget import LimiterFactory
+    from miniapp_sync.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,11 +27,23 @@ class Backend:
     name: str  # "embedded" or "scale-out", for messages
     shared_queue: bool  # jobs go through Procrastinate to worker processes (else: this process runs them)
     inline_store_calls: bool  # call the store from the event loop itself (else: in a thread)
-    limiters: LimiterFactory
+    store: Store = field(repr=False, compare=False)
 
     @classmethod
     def of(cls, store: Store) -> Backend:
         """Return the backend of ``store``: the embedded default on SQLite, the scale-out on PostgreSQL."""
         if store.dialect == "postgresql":
-            return cls("scale-out", True, False, shared_limiters(store.database.engine))
-        return cls("embedded", False, True, limiter_for)
+            return cls("scale-out", True, False, store)
+        return cls("embedded", False, True, store)
+
+    @property
+    def limiters(self) -> LimiterFactory:
+        """Return where each installation's rate budget lives: this process, or the database (D34)."""
+        # Imported here: only a sync needs a limiter, and the provider package brings aiohttp.
+        if self.shared_queue:
+            from miniapp_sync.provider.shared_budget import shared_limiters
+
+            return shared_limiters(self.store.database.engine)
+        from miniapp_sync.provider.ratelimit import limiter_for
+
+        return limiter_for

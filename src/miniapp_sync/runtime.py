@@ -1,6 +1,9 @@
 """The runtime's parts wired together once: store, vault, installations, sync engine.
 
-The CLI and the server both build one ``Runtime`` and only pass requests to it.
+The CLI and the server both build one ``Runtime`` and only pass requests to it. Only the store
+is opened up front: the installations (the vault, aiohttp) and the sync engine are built the
+first time something asks for them, so a command that only reads the store (``records``,
+``runs``, ``inbox``) imports neither the network stack nor the job queue.
 """
 
 from __future__ import annotations
@@ -8,23 +11,24 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from miniapp_sync.backend import Backend
 from miniapp_sync.clock import Clock, SystemClock
-from miniapp_sync.definition import Definition, load_definition
-from miniapp_sync.installations import Installations, Vault
-from miniapp_sync.mapping.functions import FunctionRegistry
-from miniapp_sync.mapping.plan import MappingPlan, compile_plan, vocabulary
 from miniapp_sync.network import Egress, Rewrites
-from miniapp_sync.provider.retry import DEFAULT_MAX_RETRY_AFTER
 from miniapp_sync.store import Store
 from miniapp_sync.store.history import DEFAULT_RETENTION_DAYS
-from miniapp_sync.sync.engine import SyncEngine
-from miniapp_sync.sync.runs import abandon_dead_runs
+from miniapp_sync.sync.runs import Processes, abandon_dead_runs
+
+if TYPE_CHECKING:
+    from miniapp_sync.definition import Definition
+    from miniapp_sync.installations import Installations, Vault
+    from miniapp_sync.mapping.functions import FunctionRegistry
+    from miniapp_sync.mapping.plan import MappingPlan
+    from miniapp_sync.sync.engine import SyncEngine
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,10 @@ class MiniApp:
 
 def load_miniapp(path: str | os.PathLike[str], functions: FunctionRegistry | None = None) -> MiniApp:
     """Load, validate and compile a definition file (raises DefinitionInvalid listing every error)."""
+    from miniapp_sync.definition import load_definition
+    from miniapp_sync.mapping.functions import FunctionRegistry
+    from miniapp_sync.mapping.plan import compile_plan, vocabulary
+
     functions = functions or FunctionRegistry.default()
     definition = load_definition(path, vocabulary=vocabulary(functions))
     return MiniApp(definition, compile_plan(definition, functions), Path(path))
@@ -60,16 +68,37 @@ def key_file_for(store: Store) -> Path | None:
     return None if database is None else database.parent / "secret.key"
 
 
-@dataclass
-class Runtime:
-    """Everything a command or a request needs, built once per process."""
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """What the lazily built parts need, kept from ``Runtime.open``."""
 
-    store: Store
-    installations: Installations
-    engine: SyncEngine
-    clock: Clock
-    backend: Backend
-    apps: dict[str, MiniApp] = field(default_factory=dict)
+    environ: Mapping[str, str]
+    create: bool
+    egress: Egress
+    public_url: str
+    max_retry_after: float | None
+
+
+class Runtime:
+    """Everything a command or a request needs, built once per process (the heavy parts on first use)."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        backend: Backend,
+        parts: _Parts,
+        *,
+        processes: Processes | None = None,
+        vault: Vault | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.backend = backend
+        self.apps: dict[str, MiniApp] = {}
+        self.processes = processes or Processes()
+        self._parts = parts
+        self._vault = vault
 
     @classmethod
     def open(
@@ -85,34 +114,52 @@ class Runtime:
         max_retry_after: float | None = None,
         history_days: float | None = None,
     ) -> Runtime:
-        """Open the store (migrating it) and build the parts around it; ``create=False``: only an existing one.
+        """Open the store (migrating it); ``create=False``: only an existing one, and no key file is made.
 
         ``history_days``: how long record history is kept (D39; 0: none is written; None: 30 days).
         """
         clock = clock or SystemClock()
         days = DEFAULT_RETENTION_DAYS if history_days is None else history_days
         store = Store.open(store_url, clock=clock, create=create, environ=environ, history_days=days)
-        vault = Vault.from_environment(key_file_for(store), environ, create=create)
-        installations = Installations(
-            store,
-            vault,
-            clock=clock,
-            egress=Egress(rewrites or Rewrites(), allow_private_network=allow_private_network),
-            public_url=public_url,
-        )
-        backend = Backend.of(store)
-        cap = DEFAULT_MAX_RETRY_AFTER if max_retry_after is None else max_retry_after
-        engine = SyncEngine(
-            store,
-            installations,
-            clock=clock,
-            limiters=backend.limiters,
-            inline_writes=backend.inline_store_calls,
-            max_retry_after=cap,
-        )
+        egress = Egress(rewrites or Rewrites(), allow_private_network=allow_private_network)
+        parts = _Parts(environ, create, egress, public_url, max_retry_after)
+        runtime = cls(store, clock, Backend.of(store), parts)
+        if create:  # a command that makes a store makes its key file with it (D29)
+            runtime._vault = runtime._open_vault()
         # Runs left "running" by a process that died end as abandoned, here rather than never (D38).
-        abandon_dead_runs(store, processes=engine.processes)
-        return cls(store, installations, engine, clock, backend)
+        abandon_dead_runs(store, processes=runtime.processes)
+        return runtime
+
+    def _open_vault(self) -> Vault:
+        from miniapp_sync.installations import Vault
+
+        return Vault.from_environment(key_file_for(self.store), self._parts.environ, create=self._parts.create)
+
+    @cached_property
+    def installations(self) -> Installations:
+        """Return the tenants' installations (opening the credentials vault)."""
+        from miniapp_sync.installations import Installations
+
+        parts = self._parts
+        vault = self._vault or self._open_vault()
+        return Installations(self.store, vault, clock=self.clock, egress=parts.egress, public_url=parts.public_url)
+
+    @cached_property
+    def engine(self) -> SyncEngine:
+        """Return the bulk sync engine, with the backend's rate budgets and store calls."""
+        from miniapp_sync.provider.retry import DEFAULT_MAX_RETRY_AFTER
+        from miniapp_sync.sync.engine import SyncEngine
+
+        cap = self._parts.max_retry_after
+        return SyncEngine(
+            self.store,
+            self.installations,
+            clock=self.clock,
+            limiters=self.backend.limiters,
+            inline_writes=self.backend.inline_store_calls,
+            max_retry_after=DEFAULT_MAX_RETRY_AFTER if cap is None else cap,
+            processes=self.processes,
+        )
 
     def add(self, app: MiniApp) -> MiniApp:
         """Serve a MiniApp (keyed by its ns)."""

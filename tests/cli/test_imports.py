@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from miniapp_sync.store import Store
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "salla" / "definition.json5"
 
@@ -18,7 +22,7 @@ MODELS = {"pydantic", "jsonpath", "rich.table", "rich.progress"}
 CONSOLE = {"jinja2", "itsdangerous"}  # only a server with the console on
 
 
-def imported_by(*args: str) -> set[str]:
+def imported_by(*args: str, cwd: Path | None = None) -> set[str]:
     """Run the CLI with ``args`` in a fresh interpreter and return the top-level modules it imported."""
     script = (
         "import sys\n"
@@ -27,7 +31,8 @@ def imported_by(*args: str) -> set[str]:
         "print('\\n'.join(sys.modules), file=sys.stderr)\n"
         "raise SystemExit(code)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=60)
+    command = [sys.executable, "-c", script, *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=cwd)
     assert done.returncode == 0, done.stderr
     return set(done.stderr.splitlines())
 
@@ -56,3 +61,13 @@ def test_validate_loads_the_definition_model_but_no_store_network_or_server() ->
     # The example's JSONPaths are all plain ($.data.id): the JSONPath library is not needed, nor
     # croniter without a schedule.
     assert not loaded & {"jsonpath", "croniter"}
+
+
+@pytest.mark.parametrize("command", [["records", "--tenant", "acme"], ["runs"], ["inbox"], ["deadletters", "list"]])
+def test_read_only_commands_load_neither_the_network_nor_the_job_queue(tmp_path: Path, command: list[str]) -> None:
+    store = Store.open(str(tmp_path / "store.db"))
+    store.save_installation("acme", "salla", credentials=b"", metadata={}, user_input={})
+    store.close()
+    loaded = imported_by(*command, "--store", str(tmp_path / "store.db"), cwd=tmp_path)
+    assert "sqlalchemy" in loaded  # it did read the store
+    assert not loaded & (QUEUE | NETWORK | SERVER | {"cryptography"})  # no vault either: nothing is decrypted

@@ -1,18 +1,46 @@
-"""The HTTP side of bulk sync: client, rate limiter, retry policy, paginators and details."""
+"""The HTTP side of bulk sync: client, rate limiter, retry policy, paginators and details.
 
-from miniapp_sync.provider.client import ProviderClient, Refreshed, Response, build_url, join_url
-from miniapp_sync.provider.details import DetailResult, fetch_details
-from miniapp_sync.provider.errors import (
-    PaginationLoopError,
-    ProviderConnectionError,
-    ProviderHTTPError,
-    ProviderResponseError,
-    ResponseShapeError,
+Names load on first use (``miniapp_sync/exports.py``): ``provider.redaction`` or
+``provider.ratelimit`` alone do not bring aiohttp.
+"""
+
+from typing import TYPE_CHECKING
+
+from miniapp_sync.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from miniapp_sync.provider.client import ProviderClient, Refreshed, Response, build_url, join_url
+    from miniapp_sync.provider.details import DetailResult, fetch_details
+    from miniapp_sync.provider.errors import (
+        PaginationLoopError,
+        ProviderConnectionError,
+        ProviderHTTPError,
+        ProviderResponseError,
+        ResponseShapeError,
+    )
+    from miniapp_sync.provider.pagination import Page, pages
+    from miniapp_sync.provider.ratelimit import RateLimiter, limiter_for
+    from miniapp_sync.provider.redaction import Redactor
+    from miniapp_sync.provider.retry import RetryPolicy
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "client": ("ProviderClient", "Refreshed", "Response", "build_url", "join_url"),
+        "details": ("DetailResult", "fetch_details"),
+        "errors": (
+            "PaginationLoopError",
+            "ProviderConnectionError",
+            "ProviderHTTPError",
+            "ProviderResponseError",
+            "ResponseShapeError",
+        ),
+        "pagination": ("Page", "pages"),
+        "ratelimit": ("RateLimiter", "limiter_for"),
+        "redaction": ("Redactor",),
+        "retry": ("RetryPolicy",),
+    },
 )
-from miniapp_sync.provider.pagination import Page, pages
-from miniapp_sync.provider.ratelimit import RateLimiter, limiter_for
-from miniapp_sync.provider.redaction import Redactor
-from miniapp_sync.provider.retry import RetryPolicy
 
 __all__ = [
     "DetailResult",
