@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from miniapp_sync.errors import InstallationError
 from miniapp_sync.store import RecordWrite, Store
 from miniapp_sync.testing import FakeClock
 from miniapp_sync.views import Window, queries
@@ -30,3 +31,15 @@ def test_records_of_a_tenant_with_two_miniapps_page_in_one_merged_order(tmp_path
             if cursor is None:
                 break
         assert seen == ["a", "b", "c", "d"]
+
+
+def test_a_tenants_installations_are_gathered_and_an_unknown_tenant_is_named(tmp_path: Path) -> None:
+    with Store.open(str(tmp_path / "store.sqlite"), clock=FakeClock()) as store:
+        salla = store.save_installation("acme", "salla", credentials=b"", metadata={}, user_input={}).id
+        zid = store.save_installation("acme", "zid", credentials=b"", metadata={}, user_input={}).id
+        other = store.save_installation("globex", "salla", credentials=b"", metadata={}, user_input={}).id
+        assert sorted(queries.installation_ids(store, "acme")) == sorted([salla, zid])
+        assert queries.installation_ids(store, "acme", "zid") == [zid]
+        assert sorted(queries.installation_ids(store, None, "salla")) == sorted([salla, other])
+        with pytest.raises(InstallationError, match="tenant 'acmee' has no installation of 'salla'"):
+            queries.installation_ids(store, "acmee", "salla")

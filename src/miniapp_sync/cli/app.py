@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from miniapp_sync.settings import CONFIG_FILE_VARIABLE, FILE_NAME, Settings, load_settings
+from miniapp_sync.settings import pairs as parse_pairs
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from miniapp_sync.mapping.functions import FunctionRegistry
+    from miniapp_sync.runtime import MiniApp, Runtime
     from miniapp_sync.views import Page, Window
 
 app = typer.Typer(
@@ -64,6 +66,7 @@ class Session:
     config_file: Path | None = None
     help: bool = False  # the command line asks for --help: read no settings, set up nothing
     _settings: Settings | None = None
+    _consoles: dict[bool, Console] = field(default_factory=dict)  # by stderr: one each per command
 
     def settings(self) -> Settings:
         """Return the settings of the file and the environment, read on first use (so --help never reads them)."""
@@ -142,10 +145,13 @@ def warn(message: str) -> None:
 
 
 def console(*, stderr: bool = False) -> Console:
-    """Return the console for results (stdout), or for errors and warnings (stderr, soft-wrapped)."""
-    from rich.console import Console
+    """Return the command's console for results (stdout), or for errors and warnings (stderr, soft-wrapped)."""
+    consoles = session()._consoles
+    if stderr not in consoles:
+        from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=stderr)
+        consoles[stderr] = Console(stderr=stderr, highlight=False, soft_wrap=stderr)
+    return consoles[stderr]
 
 
 def _jsonable(value: Any) -> Any:
@@ -211,6 +217,94 @@ def registry(modules: list[Path] | None) -> FunctionRegistry:
     for module in modules or ():
         functions.load_module(module)
     return functions
+
+
+# ----------------------------------------------------------------- options shared by commands
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option("--store", help="Store URL: a SQLite path (default) or postgresql://… (also MINIAPP_SYNC_STORE)."),
+]
+RewriteOption = Annotated[
+    list[str] | None,
+    typer.Option("--rewrite", help="Send requests for an origin elsewhere: FROM=TO (e.g. a sandbox)."),
+]
+PrivateOption = Annotated[
+    bool, typer.Option("--allow-private-network", help="Allow tenant-supplied URLs on private addresses.")
+]
+ConfigOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--config", help="An operator-held auth.config value (client_secret, webhookSecret): key=value or key=env:VAR."
+    ),
+]
+TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="The tenant (workspace) id.")]
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+PublicUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--public-url",
+        help="The URL providers and browsers reach the server at: {{webhookUrl}} and the OAuth redirect_uri"
+        " (also MINIAPP_SYNC_PUBLIC_URL, or public_url in the settings file).",
+    ),
+]
+MaxRetryAfterOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-retry-after",
+        min=0,
+        help="The longest Retry-After (seconds) a provider call waits, 300 unless set (also "
+        "MINIAPP_SYNC_MAX_RETRY_AFTER); a longer one fails the attempt.",
+        show_default=False,
+    ),
+]
+
+
+def open_runtime(
+    store: str | None,
+    rewrite: list[str] | None = None,
+    private: bool = False,
+    public_url: str | None = None,
+    *,
+    config: list[str] | None = None,
+    miniapps: Iterable[MiniApp] = (),
+    create: bool = False,
+    max_retry_after: float | None = None,
+) -> Runtime:
+    """Open the runtime for one command: the settings with its flags on top, its MiniApps added and configured.
+
+    Only commands that make a store (install, serve, worker) pass ``create``; the others fail
+    with a hint when there is none, instead of leaving an empty store and a key file behind.
+    """
+    given = settings().with_flags(
+        store=store,
+        rewrite=rewrite,
+        config=config,
+        public_url=public_url,
+        max_retry_after=max_retry_after,
+        environ=session().environ,
+    )
+    from miniapp_sync.runtime import Runtime
+
+    runtime = Runtime.open(
+        given.store,
+        rewrites=given.rewrite_rules(),
+        allow_private_network=private,
+        public_url=given.public_url or DEFAULT_PUBLIC_URL,
+        environ=given.vault_environ(),
+        create=create,
+        max_retry_after=given.max_retry_after,
+        history_days=given.history_days,
+    )
+    for miniapp in miniapps:
+        runtime.add(miniapp)
+        runtime.installations.configure(miniapp.ns, given.config_for(miniapp.ns))
+    return runtime
+
+
+def pairs(values: list[str] | None, option: str) -> dict[str, Any]:
+    """Parse key=value options; ``key=env:NAME`` reads the environment so secrets stay off the command line."""
+    return dict(parse_pairs(values, option, session().environ))
 
 
 # Commands register themselves on ``app`` when their modules are imported.

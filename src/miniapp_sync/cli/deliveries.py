@@ -15,14 +15,15 @@ from miniapp_sync.cli.app import (
     FunctionsOption,
     LimitOption,
     OutputFormat,
+    StoreOption,
     app,
     console,
+    open_runtime,
     print_view,
     registry,
     show_next,
     window,
 )
-from miniapp_sync.cli.operations import StoreOption, open_runtime
 
 if TYPE_CHECKING:
     from miniapp_sync.store.deliveries import DeliveryFilter

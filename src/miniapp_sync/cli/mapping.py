@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -19,11 +19,6 @@ from miniapp_sync.cli.app import (
     print_json,
     registry,
 )
-
-if TYPE_CHECKING:
-    from miniapp_sync.definition import Definition
-    from miniapp_sync.mapping.plan import MappingPlan
-    from miniapp_sync.mapping.records import MappedRecord
 
 
 def read_json(path: Path) -> tuple[Any, bytes]:
@@ -44,30 +39,6 @@ def read_json(path: Path) -> tuple[Any, bytes]:
                 f"{where}: not valid JSON: {getattr(exc, 'msg', exc)}", param_hint="--input"
             ) from None
         raise
-
-
-def records_of(document: Any, data_property: str) -> list[Any]:
-    """Find the records of a list page (D8): the dataProperty list, a bare list, or one record."""
-    from miniapp_sync.mapping.paths import compile_path
-
-    if isinstance(document, list):
-        return document
-    if data_property not in ("", "$"):
-        found = compile_path(data_property).get(document)
-        if isinstance(found, list):
-            return found
-        if isinstance(found, dict):
-            return [found]  # a detail response unwrapped by the same dataProperty
-    return [document]
-
-
-def _result(index: int, mapped: MappedRecord) -> dict[str, Any]:
-    return {
-        "index": index,
-        "rejected": mapped.rejected,
-        "data": mapped.data,
-        "problems": list(mapped.problems),
-    }
 
 
 def _print_records(results: list[dict[str, Any]], limit: int) -> None:
@@ -92,45 +63,6 @@ def _print_records(results: list[dict[str, Any]], limit: int) -> None:
         out.print(f"… {len(results) - limit} more records (use --limit or --format json)")
     rejected = sum(r["rejected"] for r in results)
     out.print(f"\n{len(results)} records mapped, {len(results) - rejected} ok, {rejected} would be rejected")
-
-
-def _map_resource(plan: MappingPlan, definition: Definition, resource: str, document: Any) -> dict[str, Any]:
-    from miniapp_sync.sync.resources import check_resource_names
-
-    check_resource_names(plan.resources, [resource], ns=definition.ns)
-    assert definition.sync is not None
-    data_property = definition.sync.resources[resource].response_mapping.data_property
-    mapper = plan.resources[resource].mapper
-    results = [_result(i, mapper(record)) for i, record in enumerate(records_of(document, data_property))]
-    return {"resource": resource, "contentType": plan.resources[resource].content_type, "records": results}
-
-
-def _map_event(
-    plan: MappingPlan, definition: Definition, event: str | None, body: Any, raw: bytes, headers: dict[str, str]
-) -> dict[str, Any]:
-    from miniapp_sync.webhooks.identify import Delivery, extract_event, transaction_id
-
-    delivery = Delivery(body=body, raw=raw, headers=headers)
-    extracted = extract_event(definition.webhook, delivery)
-    chosen = event or extracted
-    if chosen is None:
-        where = "webhook.eventExtraction found nothing" if definition.webhook else "there is no webhook.eventExtraction"
-        events = ", ".join(sorted(definition.handlers())) or "—"
-        raise typer.BadParameter(
-            f"the payload names no event ({where}); pass --event (handled events: {events})", param_hint="--event"
-        )
-    handler = plan.handlers.get(chosen)
-    customer = plan.customer.extract(chosen, body) if plan.customer else None
-    return {
-        "event": chosen,
-        "extractedEvent": extracted,
-        "eventMatches": extracted == chosen,
-        "transactionId": transaction_id(definition.webhook, chosen, delivery),
-        "handler": None if handler is None else {"contentType": handler.content_type, "operation": handler.operation},
-        "customer": None if customer is None else _result(0, customer),
-        "records": [] if handler is None else [_result(0, handler.map(body))],
-        "triggerFires": chosen in definition.trigger_events(),
-    }
 
 
 def _print_event(report: dict[str, Any], limit: int) -> None:
@@ -176,16 +108,17 @@ def map_command(
         raise typer.BadParameter("give --resource or --event, not both", param_hint="--event")
     from miniapp_sync.definition import load_definition
     from miniapp_sync.mapping.plan import compile_plan, vocabulary
+    from miniapp_sync.submission.dry_run import map_event, map_resource
 
     compute = registry(functions)
     definition = load_definition(definition_path, vocabulary=vocabulary(compute))
     plan = compile_plan(definition, compute)
     document, raw = read_json(input_path)
     if resource is not None:
-        report = _map_resource(plan, definition, resource, document)
+        report = map_resource(plan, definition, resource, document)
     else:
         headers = dict(_header(h) for h in header or ())
-        report = _map_event(plan, definition, event, document, raw, headers)
+        report = map_event(plan, definition, event, document, raw, headers)
     rejected = any(r["rejected"] for r in report["records"])
     if output is OutputFormat.json:
         print_json(report)

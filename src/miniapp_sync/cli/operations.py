@@ -7,126 +7,47 @@ import dataclasses
 import signal
 import threading
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from miniapp_sync.cli.app import (
+    ConfigOption,
     CursorOption,
     DefinitionArgument,
     FormatOption,
     FunctionsOption,
     LimitOption,
+    MaxRetryAfterOption,
     OutputFormat,
+    PrivateOption,
+    PublicUrlOption,
+    RewriteOption,
+    StoreOption,
+    TenantOption,
     app,
     console,
+    open_runtime,
+    pairs,
     print_json,
     print_view,
     registry,
-    session,
-    settings,
     show_next,
     window,
 )
 from miniapp_sync.cli.credentials import CredentialOption, CredentialsFileOption, gather_credentials
 from miniapp_sync.errors import InstallationError
-from miniapp_sync.settings import pairs as parse_pairs
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from miniapp_sync.jobs import Finished
-    from miniapp_sync.runtime import MiniApp, Runtime
+    from miniapp_sync.runtime import Runtime
     from miniapp_sync.store import Installation, Run
     from miniapp_sync.sync.engine import ResourceReport
 
 T = TypeVar("T")
-
-StoreOption = Annotated[
-    str | None,
-    typer.Option("--store", help="Store URL: a SQLite path (default) or postgresql://… (also MINIAPP_SYNC_STORE)."),
-]
-RewriteOption = Annotated[
-    list[str] | None,
-    typer.Option("--rewrite", help="Send requests for an origin elsewhere: FROM=TO (e.g. a sandbox)."),
-]
-PrivateOption = Annotated[
-    bool, typer.Option("--allow-private-network", help="Allow tenant-supplied URLs on private addresses.")
-]
-ConfigOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--config", help="An operator-held auth.config value (client_secret, webhookSecret): key=value or key=env:VAR."
-    ),
-]
-TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="The tenant (workspace) id.")]
-DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
-PublicUrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--public-url",
-        help="The URL providers and browsers reach the server at: {{webhookUrl}} and the OAuth redirect_uri"
-        " (also MINIAPP_SYNC_PUBLIC_URL, or public_url in the settings file).",
-    ),
-]
-MaxRetryAfterOption = Annotated[
-    float | None,
-    typer.Option(
-        "--max-retry-after",
-        min=0,
-        help="The longest Retry-After (seconds) a provider call waits, 300 unless set (also "
-        "MINIAPP_SYNC_MAX_RETRY_AFTER); a longer one fails the attempt.",
-        show_default=False,
-    ),
-]
-
-
-def open_runtime(
-    store: str | None,
-    rewrite: list[str] | None = None,
-    private: bool = False,
-    public_url: str | None = None,
-    *,
-    config: list[str] | None = None,
-    miniapps: Iterable[MiniApp] = (),
-    create: bool = False,
-    max_retry_after: float | None = None,
-) -> Runtime:
-    """Open the runtime for one command: the settings with its flags on top, its MiniApps added and configured.
-
-    Only commands that make a store (install, serve, worker) pass ``create``; the others fail
-    with a hint when there is none, instead of leaving an empty store and a key file behind.
-    """
-    given = settings().with_flags(
-        store=store,
-        rewrite=rewrite,
-        config=config,
-        public_url=public_url,
-        max_retry_after=max_retry_after,
-        environ=session().environ,
-    )
-    from miniapp_sync.runtime import Runtime
-
-    runtime = Runtime.open(
-        given.store,
-        rewrites=given.rewrite_rules(),
-        allow_private_network=private,
-        public_url=given.public_url or DEFAULT_PUBLIC_URL,
-        environ=given.vault_environ(),
-        create=create,
-        max_retry_after=given.max_retry_after,
-        history_days=given.history_days,
-    )
-    for miniapp in miniapps:
-        runtime.add(miniapp)
-        runtime.installations.configure(miniapp.ns, given.config_for(miniapp.ns))
-    return runtime
-
-
-def pairs(values: list[str] | None, option: str) -> dict[str, Any]:
-    """Parse key=value options; ``key=env:NAME`` reads the environment so secrets stay off the command line."""
-    return dict(parse_pairs(values, option, session().environ))
 
 
 @app.command()
@@ -460,13 +381,3 @@ def _until_stopped(run: Coroutine[Any, Any, T]) -> T:
             "sync interrupted: its run is marked interrupted; sync again to resume from the checkpoint", err=True
         )
         raise typer.Exit(130 if isinstance(exc, KeyboardInterrupt) else 128 + signal.SIGTERM) from None
-
-
-def installation_ids(runtime: Runtime, tenant: str | None, ns: str | None) -> list[str]:
-    """Return the ids of a tenant's installations (of ``ns`` when given); raise when it has none."""
-    if tenant is None:
-        return []
-    found = [i.id for i in runtime.store.list_installations(ns) if i.tenant == tenant]
-    if not found:
-        raise InstallationError(f"tenant {tenant!r} has no installation" + (f" of {ns!r}" if ns else ""))
-    return found

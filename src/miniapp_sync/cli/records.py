@@ -11,13 +11,14 @@ from miniapp_sync.cli.app import (
     FormatOption,
     LimitOption,
     OutputFormat,
+    StoreOption,
     app,
     console,
+    open_runtime,
     print_view,
     show_next,
     window,
 )
-from miniapp_sync.cli.operations import StoreOption, installation_ids, open_runtime
 
 if TYPE_CHECKING:
     from miniapp_sync.views import RecordView
@@ -63,10 +64,7 @@ def records(
         raise typer.BadParameter("give the tenant whose records to show, or a --code to look up", param_hint="--tenant")
     page_of = window(limit, cursor)
     with open_runtime(store) as runtime:
-        if tenant is None:
-            ids = [i.id for i in runtime.store.list_installations(ns)]
-        else:
-            ids = installation_ids(runtime, tenant, ns)
+        ids = queries.installation_ids(runtime.store, tenant, ns)
         page = queries.records(runtime.store, page_of, ids, content_type, code)
         total = sum(runtime.store.count_records(i, content_type, code=code) for i in ids)
     if output is OutputFormat.json:

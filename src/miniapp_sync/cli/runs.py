@@ -12,13 +12,15 @@ from miniapp_sync.cli.app import (
     FormatOption,
     LimitOption,
     OutputFormat,
+    StoreOption,
+    TenantOption,
     app,
     console,
+    open_runtime,
     print_view,
     show_next,
     window,
 )
-from miniapp_sync.cli.operations import StoreOption, TenantOption, installation_ids, open_runtime
 
 if TYPE_CHECKING:
     from miniapp_sync.runtime import Runtime
@@ -46,7 +48,7 @@ def _filter(
     """Return the run filter of the options; a bad status or time is bad usage naming the option."""
     from miniapp_sync.store.model import RUN_STATUSES
     from miniapp_sync.store.run_search import RunFilter
-    from miniapp_sync.views import ParameterError, moment
+    from miniapp_sync.views import ParameterError, moment, queries
 
     unknown = [s for s in status or () if s not in RUN_STATUSES]
     if unknown:
@@ -59,7 +61,9 @@ def _filter(
         end = None if until is None else moment(until, now, field="until")
     except ParameterError as exc:
         raise typer.BadParameter(exc.message, param_hint=f"--{exc.field}") from None
-    ids = tuple(installation_ids(runtime, tenant, ns)) if tenant else None  # an unknown tenant is an error
+    ids = (
+        tuple(queries.installation_ids(runtime.store, tenant, ns)) if tenant else None
+    )  # an unknown tenant is an error
     return RunFilter(ids, None, ns, resource, tuple(status or ()), start, end)  # type: ignore[arg-type]
 
 

@@ -17,24 +17,22 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from miniapp_sync.cli.app import (
+    ConfigOption,
     FormatOption,
     FunctionsOption,
+    MaxRetryAfterOption,
     OutputFormat,
+    PrivateOption,
+    RewriteOption,
+    StoreOption,
     app,
     console,
+    open_runtime,
     print_json,
     print_view,
     registry,
     session,
     settings,
-)
-from miniapp_sync.cli.operations import (
-    ConfigOption,
-    MaxRetryAfterOption,
-    PrivateOption,
-    RewriteOption,
-    StoreOption,
-    open_runtime,
 )
 from miniapp_sync.cli.serving import DefaultScheduleOption, schedule_option
 from miniapp_sync.errors import StoreError

@@ -9,15 +9,20 @@ from typing import Annotated
 
 import typer
 
-from miniapp_sync.cli.app import FunctionsOption, app, console, registry, session, settings
-from miniapp_sync.cli.operations import (
+from miniapp_sync.cli.app import (
     ConfigOption,
+    FunctionsOption,
     MaxRetryAfterOption,
     PrivateOption,
     PublicUrlOption,
     RewriteOption,
     StoreOption,
+    app,
+    console,
     open_runtime,
+    registry,
+    session,
+    settings,
 )
 from miniapp_sync.listening import listen
 from miniapp_sync.listening import serve as serve_on

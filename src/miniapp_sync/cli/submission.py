@@ -9,12 +9,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from miniapp_sync.cli.app import (
+    ConfigOption,
     DefinitionArgument,
     FormatOption,
     FunctionsOption,
     OutputFormat,
+    PrivateOption,
+    RewriteOption,
     app,
     console,
+    pairs,
     print_error,
     print_json,
     print_view,
@@ -28,7 +32,6 @@ from miniapp_sync.cli.credentials import (
     DeprecatedCredentialsOption,
     gather_credentials,
 )
-from miniapp_sync.cli.operations import ConfigOption, PrivateOption, RewriteOption, pairs
 
 if TYPE_CHECKING:
     from miniapp_sync.definition import LoadedDefinition

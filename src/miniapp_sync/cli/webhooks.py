@@ -14,15 +14,17 @@ from miniapp_sync.cli.app import (
     FunctionsOption,
     LimitOption,
     OutputFormat,
+    StoreOption,
+    TenantOption,
     app,
     console,
+    open_runtime,
     print_view,
     registry,
     session,
     show_next,
     window,
 )
-from miniapp_sync.cli.operations import StoreOption, TenantOption, open_runtime
 from miniapp_sync.settings import resolve
 from miniapp_sync.views.pages import MAX_EVENT_ID, MAX_EVENTS
 
@@ -235,7 +237,7 @@ def list_dead_letters(
 
     page_of = window(limit, cursor)
     with open_runtime(store) as runtime:
-        ids = [i.id for i in runtime.store.list_installations() if i.tenant == tenant] if tenant else None
+        ids = queries.installation_ids(runtime.store, tenant) if tenant else None
         page = queries.dead_letters(runtime, page_of, installation_ids=ids, kind="record", include_replayed=replayed)
     if output is OutputFormat.json:
         print_view(page)

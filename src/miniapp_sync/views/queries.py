@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from miniapp_sync.errors import InstallationError
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.store import DeadLetter, DeadLetterKind, Installation, InstallationStatus, Outbox, Store
 from miniapp_sync.store.history import History
@@ -28,6 +29,17 @@ from miniapp_sync.views.runs import RunView
 # When the schedule next syncs an installation (None: never); only a process that serves the
 # MiniApps knows their schedules (jobs.Work.next_sync_at), the others pass none.
 NextSync = Callable[[Installation], float | None]
+
+
+def installation_ids(store: Store, tenant: str | None, ns: str | None = None) -> list[str]:
+    """Return the ids of a tenant's installations (of ``ns`` when given; every tenant's without one).
+
+    A tenant with none is an error naming it, so a typo never reads as "nothing to show".
+    """
+    found = [i.id for i in store.list_installations(ns) if tenant is None or i.tenant == tenant]
+    if not found and tenant is not None:
+        raise InstallationError(f"tenant {tenant!r} has no installation" + (f" of {ns!r}" if ns else ""))
+    return found
 
 
 def _installation_views(store: Store, found: list[Installation], next_sync: NextSync | None) -> list[InstallationView]:
