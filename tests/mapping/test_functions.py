@@ -15,7 +15,8 @@ import pytest
 
 from miniapp_sync.definition.rules import MISSING, TransformStep
 from miniapp_sync.errors import TransformError
-from miniapp_sync.mapping.functions import BUILTIN_FUNCTIONS, ENTRY_POINT_GROUP, FunctionRegistry
+from miniapp_sync.mapping.compute import BUILTIN_FUNCTIONS
+from miniapp_sync.mapping.functions import ENTRY_POINT_GROUP, FunctionRegistry
 from miniapp_sync.mapping.transforms import build_transform
 
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from miniapp_sync.definition.rules import MISSING, TransformStep, parse_rule
 from miniapp_sync.errors import TransformError
-from miniapp_sync.mapping.functions import BUILTIN_FUNCTIONS, FunctionRegistry
+from miniapp_sync.mapping.compute import BUILTIN_FUNCTIONS
+from miniapp_sync.mapping.functions import FunctionRegistry
 from miniapp_sync.mapping.transforms import TRANSFORM_NAMES, Transform, build_transform
 
 

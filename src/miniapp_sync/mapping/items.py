@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from miniapp_sync.definition.rules import MISSING
 from miniapp_sync.errors import MappingError, TransformError, preview
-from miniapp_sync.mapping.functions import to_number, to_text
+from miniapp_sync.mapping.coercions import to_number, to_text
 
 LINE_ITEM_FIELDS: Final = ("code", "productCode", "name", "sku", "quantity", "unitPrice", "totalAmount", "currency")
 

@@ -22,7 +22,8 @@ import phonenumbers
 
 from miniapp_sync.definition.rules import MISSING, TransformStep, thaw
 from miniapp_sync.errors import MiniAppSyncError, TransformError, preview
-from miniapp_sync.mapping.functions import normalize_digits, to_number, to_string, unknown_name_error
+from miniapp_sync.mapping.coercions import normalize_digits, to_number, to_string
+from miniapp_sync.mapping.functions import unknown_name_error
 from miniapp_sync.mapping.items import map_items
 
 if TYPE_CHECKING:
