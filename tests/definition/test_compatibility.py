@@ -16,8 +16,9 @@ from miniapp_sync.cli import main
 from miniapp_sync.definition import Profile, inspect_definition
 from miniapp_sync.definition.compatibility import DOCUMENTED_FIELDS, DOCUMENTED_TRANSFORMS, EXTENSIONS, compatibility
 from miniapp_sync.definition.lint import lint
-from miniapp_sync.definition.model import Sync, Webhook
+from miniapp_sync.definition.model import Sync
 from miniapp_sync.definition.rules import Rule
+from miniapp_sync.definition.webhook_model import Webhook
 from miniapp_sync.mapping.plan import vocabulary
 from miniapp_sync.mapping.transforms import TRANSFORM_NAMES
 

@@ -8,7 +8,7 @@ import hmac
 
 import pytest
 
-from miniapp_sync.definition.model import Verification
+from miniapp_sync.definition.webhook_model import Verification
 from miniapp_sync.webhooks.verification import resolve_secrets, secret_values, verify
 
 BODY = b'{"event":"order.created","data":{"id":1}}'

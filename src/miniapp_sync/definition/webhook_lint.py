@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from miniapp_sync.definition.model import Definition, Handler, TransactionPaths
+from miniapp_sync.definition.model import Definition, Handler
 from miniapp_sync.definition.rules import Rule, RuleError, parse_rule
+from miniapp_sync.definition.webhook_model import TransactionPaths
 from miniapp_sync.errors import Finding
 from miniapp_sync.webhooks.providers import well_known_place
 

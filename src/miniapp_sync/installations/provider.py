@@ -19,7 +19,8 @@ from miniapp_sync.clock import Clock
 from miniapp_sync.definition.lint import SECRET_NAME
 from miniapp_sync.definition.model import Definition
 from miniapp_sync.network import Egress, written_origins
-from miniapp_sync.provider.client import ProviderClient, Refreshed
+from miniapp_sync.provider.client import ProviderClient
+from miniapp_sync.provider.messages import Refreshed
 from miniapp_sync.provider.ratelimit import RateLimiter
 from miniapp_sync.provider.retry import RetryPolicy
 from miniapp_sync.templating import Context, render_headers

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from miniapp_sync.exports import lazy_exports
 
 if TYPE_CHECKING:
-    from miniapp_sync.provider.client import ProviderClient, Refreshed, Response, build_url, join_url
+    from miniapp_sync.provider.client import ProviderClient
     from miniapp_sync.provider.details import DetailResult, fetch_details
     from miniapp_sync.provider.errors import (
         PaginationLoopError,
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         ProviderResponseError,
         ResponseShapeError,
     )
+    from miniapp_sync.provider.messages import Refreshed, Response, build_url, join_url
     from miniapp_sync.provider.pagination import Page, pages
     from miniapp_sync.provider.ratelimit import RateLimiter, limiter_for
     from miniapp_sync.provider.redaction import Redactor
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 __getattr__ = lazy_exports(
     __name__,
     {
-        "client": ("ProviderClient", "Refreshed", "Response", "build_url", "join_url"),
+        "client": ("ProviderClient",),
+        "messages": ("Refreshed", "Response", "build_url", "join_url"),
         "details": ("DetailResult", "fetch_details"),
         "errors": (
             "PaginationLoopError",

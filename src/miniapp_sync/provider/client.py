@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Self
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -33,86 +32,16 @@ from miniapp_sync import exactjson
 from miniapp_sync.clock import Clock
 from miniapp_sync.errors import ProviderError
 from miniapp_sync.network import REFUSAL, Egress, refused
-from miniapp_sync.provider.errors import ProviderConnectionError, ProviderHTTPError, ProviderResponseError
+from miniapp_sync.provider.errors import ProviderResponseError
+from miniapp_sync.provider.messages import Call, Method, RawResponse, Refreshed, Response, build_url, origin_key
 from miniapp_sync.provider.ratelimit import RateLimiter
 from miniapp_sync.provider.redaction import Redactor
 from miniapp_sync.provider.retry import RetryPolicy, rate_limit_wait
 
-__all__ = ["ProviderClient", "RawResponse", "Refreshed", "Response", "build_url", "join_url"]
-
-Method = Literal["GET", "POST"]
-
-
-@dataclass(frozen=True, slots=True)
-class Refreshed:
-    """What a refresh produced: the headers to send from now on, and every secret value it received."""
-
-    headers: Mapping[str, str]
-    secrets: tuple[str, ...] = ()
-
+__all__ = ["ProviderClient"]
 
 _STATUS_CLASSES: Final = ("", "1xx", "2xx", "3xx", "4xx", "5xx")
 RefreshHook = Callable[[], Awaitable[Refreshed | None]]
-
-_HINTS: Final = {
-    401: "the provider rejected the credentials; reconnect the installation or refresh its token",
-    403: "the token lacks a scope for this endpoint, or the provider blocked the store",
-    404: "check the endpoint URL and sync.baseUrl",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """A decoded provider answer. ``url`` is the real URL: redact it before showing it."""
-
-    status: int
-    headers: CIMultiDictProxy[str]
-    data: Any
-    url: str
-    elapsed: float
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class RawResponse:
-    """A successful answer whose body is not decoded yet; ``ProviderClient.decode`` turns it into a Response."""
-
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
-    url: str
-    content_type: str
-    elapsed: float
-    attempts: int
-    call: _Call
-
-
-def join_url(base_url: str | None, url: str) -> str:
-    """Join an endpoint URL to the base URL with exactly one slash; absolute URLs stay as they are."""
-    if url.startswith(("http://", "https://")):
-        return url
-    if not base_url:
-        raise ProviderError(f"endpoint URL {url!r} is relative, but sync.baseUrl is not set")
-    return f"{base_url.rstrip('/')}/{url.lstrip('/')}" if url else base_url
-
-
-def _query_value(value: Any) -> str | list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):  # yarl refuses bools; providers expect JSON spelling
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        return [str(v) for v in value]
-    return str(value)
-
-
-def build_url(base_url: str | None, url: str, params: Mapping[str, Any] | None = None) -> URL:
-    """Return the request URL: joined to the base, its own query kept, ``params`` merged over it."""
-    target = URL(join_url(base_url, url))
-    if params:
-        merged = {k: v for k, v in ((k, _query_value(v)) for k, v in params.items()) if v is not None}
-        target = target.update_query(merged)
-    return target
 
 
 class ProviderClient:
@@ -160,10 +89,10 @@ class ProviderClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
         # Without a guard (none given, or --allow-private-network) every request takes the fast path.
         self._egress = egress if egress is not None and not egress.allow_private_network else None
-        self._trusted = frozenset(_origin_key(URL(origin)) for origin in trusted)
+        self._trusted = frozenset(origin_key(URL(origin)) for origin in trusted)
         # Relative URLs share the base's origin: decided once here, not per request (the hot path).
         self._base_guarded = self._egress is not None and (
-            base_url is None or _origin_key(URL(base_url)) not in self._trusted
+            base_url is None or origin_key(URL(base_url)) not in self._trusted
         )
         self._guarded: aiohttp.ClientSession | None = None
 
@@ -190,7 +119,7 @@ class ProviderClient:
             return False
         if not url.startswith(("http://", "https://")):
             return self._base_guarded
-        return _origin_key(target) not in self._trusted
+        return origin_key(target) not in self._trusted
 
     def redact_url(self, url: str | URL) -> str:
         """Return a URL fit for a message (D30)."""
@@ -229,7 +158,7 @@ class ProviderClient:
         objects that the garbage collector walks again and again while it waits.
         """
         target = build_url(self.base_url, url, params)
-        call = _Call(method, target, resource, what, self, guarded=self.guarded(url, target))
+        call = Call(method, target, resource, what, self, guarded=self.guarded(url, target))
         started = self.clock.monotonic()
         attempts = failures = 0
         refreshed = False
@@ -283,7 +212,7 @@ class ProviderClient:
     def _answered(self, status_class: str) -> None:
         self.statuses[status_class] = self.statuses.get(status_class, 0) + 1
 
-    async def _send(self, call: _Call, headers: CIMultiDict[str]) -> tuple[int, CIMultiDictProxy[str], bytes, str, str]:
+    async def _send(self, call: Call, headers: CIMultiDict[str]) -> tuple[int, CIMultiDictProxy[str], bytes, str, str]:
         if call.guarded:
             assert self._egress is not None
             if self._guarded is None:
@@ -354,67 +283,3 @@ class ProviderClient:
             return f"timed out after {self.timeout_ms} ms"
         text = self.redactor.text(str(exc))
         return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _origin_key(url: URL) -> tuple[str, str | None, int | None]:
-    return url.scheme, url.raw_host, url.port
-
-
-class _Call:
-    """One logical request (all its attempts): where it goes and how to word its errors."""
-
-    __slots__ = ("client", "guarded", "method", "resource", "target", "where")
-
-    def __init__(
-        self, method: Method, target: URL, resource: str | None, what: str, client: ProviderClient, *, guarded: bool
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.guarded = guarded
-        self.resource = resource
-        self.client = client
-        self.where = f"{resource} {what}: " if resource else ""
-
-    @property
-    def url(self) -> str:
-        # Redacted when a message is written, not when the call began: a token refreshed since
-        # has joined the redaction set by then (D31b).
-        return self.client.redact_url(self.target)
-
-    def connection_error(self, cause: str, attempts: int) -> ProviderConnectionError:
-        return ProviderConnectionError(
-            f"{self.where}{self.method} {self.url} failed after {attempts} attempt{'s' * (attempts != 1)}: {cause}",
-            url=self.url,
-            resource=self.resource,
-            cause=cause,
-            attempts=attempts,
-        )
-
-    def wait_refused(
-        self, status: int, headers: Mapping[str, str], delay: float, cap: float, attempts: int
-    ) -> ProviderHTTPError:
-        asked = "; ".join(
-            f"{name}: {headers[name]}"
-            for name in ("Retry-After", "X-RateLimit-Reset")
-            if name in headers  # a CIMultiDictProxy: any spelling of the name
-        )
-        message = (
-            f"{self.where}{self.method} {self.url} answered {status} and asked to wait {delay:.0f} s ({asked}), "
-            f"longer than the {cap:.0f} s this deployment waits (hint: retry later, or raise the cap with "
-            "--max-retry-after / MINIAPP_SYNC_MAX_RETRY_AFTER)"
-        )
-        return ProviderHTTPError(
-            message, status=status, url=self.url, resource=self.resource, body_preview="", attempts=attempts
-        )
-
-    def http_error(self, status: int, preview: str, attempts: int) -> ProviderHTTPError:
-        message = f"{self.where}{self.method} {self.url} answered {status}"
-        if attempts > 1:
-            message += f" after {attempts} attempts"
-        if preview:
-            message += f"; body: {preview}"
-        if status in _HINTS:
-            message += f" (hint: {_HINTS[status]})"
-        return ProviderHTTPError(
-            message, status=status, url=self.url, resource=self.resource, body_preview=preview, attempts=attempts
-        )

@@ -26,9 +26,10 @@ from typing import Any
 
 from miniapp_sync.definition.model import Resource
 from miniapp_sync.errors import ProviderError, preview
-from miniapp_sync.provider.client import ProviderClient, RawResponse, Response, build_url
+from miniapp_sync.provider.client import ProviderClient
 from miniapp_sync.provider.details import DetailResult, fetch_details
 from miniapp_sync.provider.errors import PaginationLoopError
+from miniapp_sync.provider.messages import RawResponse, Response, build_url
 from miniapp_sync.provider.responses import ResponseReader
 
 # fetch_details lives in details.py; it is re-exported here, beside the list walk it follows.

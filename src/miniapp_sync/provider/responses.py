@@ -19,8 +19,8 @@ from miniapp_sync.definition.model import Resource
 from miniapp_sync.definition.rules import MISSING
 from miniapp_sync.errors import preview
 from miniapp_sync.mapping.paths import CompiledPath, compile_path
-from miniapp_sync.provider.client import Response
 from miniapp_sync.provider.errors import ResponseShapeError
+from miniapp_sync.provider.messages import Response
 
 __all__ = ["ResponseReader", "describe", "next_link"]
 

@@ -35,9 +35,10 @@ from miniapp_sync.installations.provider import provider_client
 from miniapp_sync.mapping.phones import default_country, with_normal_phone
 from miniapp_sync.mapping.plan import MappingPlan, ResourcePlan
 from miniapp_sync.mapping.records import MappedRecord
-from miniapp_sync.provider.client import ProviderClient, Refreshed
+from miniapp_sync.provider.client import ProviderClient
 from miniapp_sync.provider.details import DetailResult, with_details, without_details
 from miniapp_sync.provider.fanout import DEFAULT_MAX_IN_FLIGHT, FanOut
+from miniapp_sync.provider.messages import Refreshed
 from miniapp_sync.provider.pagination import Page, pages
 from miniapp_sync.provider.ratelimit import RateLimiter, limiter_for
 from miniapp_sync.provider.redaction import Redactor

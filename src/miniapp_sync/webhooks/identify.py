@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from miniapp_sync.definition.model import TransactionId, ValueSource, Webhook
 from miniapp_sync.definition.rules import MISSING
+from miniapp_sync.definition.webhook_model import TransactionId, ValueSource, Webhook
 from miniapp_sync.mapping.paths import compile_path
 
 

@@ -37,8 +37,8 @@ import orjson
 
 from miniapp_sync import exactjson
 from miniapp_sync.clock import Clock
-from miniapp_sync.definition.model import Verification, Webhook
 from miniapp_sync.definition.rules import MISSING
+from miniapp_sync.definition.webhook_model import Verification, Webhook
 from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.mapping.paths import compile_path
 from miniapp_sync.runtime import MiniApp, Runtime

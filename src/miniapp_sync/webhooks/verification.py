@@ -13,7 +13,7 @@ import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from miniapp_sync.definition.model import Verification
+from miniapp_sync.definition.webhook_model import Verification
 
 _DIGESTS: Final = {"hmac-sha256": ("sha256", 32), "hmac-sha1": ("sha1", 20)}
 
