@@ -63,7 +63,9 @@ def test_validate_loads_the_definition_model_but_no_store_network_or_server() ->
     assert not loaded & {"jsonpath", "croniter"}
 
 
-@pytest.mark.parametrize("command", [["records", "--tenant", "acme"], ["runs"], ["deliveries"], ["deadletters", "list"]])
+@pytest.mark.parametrize(
+    "command", [["records", "--tenant", "acme"], ["runs"], ["deliveries"], ["deadletters", "list"]]
+)
 def test_read_only_commands_load_neither_the_network_nor_the_job_queue(tmp_path: Path, command: list[str]) -> None:
     store = Store.open(str(tmp_path / "store.db"))
     store.save_installation("acme", "salla", credentials=b"", metadata={}, user_input={})
