@@ -44,3 +44,20 @@ def test_the_overview_counts_each_miniapp_apart_and_only_a_day_of_runs(tmp_path:
         "ns": "woo", "installations": {}, "runsLast24h": {}, "inboxBacklog": 0, "oldestUnprocessedAt": None,
         "oldestUnprocessedAgeSeconds": None, "deadLetters": 0, "rejections": {},
     }  # fmt: skip
+
+
+def test_rejections_are_counted_by_the_reason_codes_the_deliveries_list_filters_by(tmp_path: Path) -> None:
+    with Store.open(str(tmp_path / "store.sqlite"), clock=FakeClock()) as store:
+        refused = [
+            (401, "the X-Salla-Signature signature does not verify"),
+            (401, "the X-Salla-Signature signature does not verify over 120 bytes"),
+            (401, "stale: the delivery's time is 900 s from now, outside ±300 s"),
+            (404, "no installation of salla has merchant 424242"),
+            (404, "no installation of salla has merchant 525252"),
+            (413, "the body is over 1048576 bytes"),
+        ]
+        for status, reason in refused:
+            Rejections(store).add(Rejection("salla", "/miniapps/salla/webhooks", None, status, reason, 2, None, {}, 0))
+        view = to_json(overview(store, ["salla"]))
+    (salla,) = view["miniapps"]
+    assert salla["rejections"] == {"bad_signature": 2, "stale": 1, "too_large": 1, "unknown_tenant": 2}

@@ -12,6 +12,7 @@ from typing import Final
 
 from sqlalchemy import func, select
 
+from miniapp_sync.store.deliveries import REASON_CODE
 from miniapp_sync.store.store import Store
 from miniapp_sync.store.tables import dead_letters, installations, sync_runs
 from miniapp_sync.store.webhook_tables import webhook_inbox, webhook_rejections
@@ -28,7 +29,7 @@ class Figures:
     backlog: int = 0
     oldest_unprocessed: float | None = None  # when the oldest unprocessed delivery was received
     dead_letters: int = 0  # not yet replayed
-    rejections: dict[str, int] = field(default_factory=dict)
+    rejections: dict[str, int] = field(default_factory=dict)  # by reason code, as the deliveries list filters
 
 
 def figures(store: Store, *, runs_since: float) -> dict[str, Figures]:
@@ -62,7 +63,7 @@ def figures(store: Store, *, runs_since: float) -> dict[str, Figures]:
         )
         for ns, count in conn.execute(letters):
             out[ns].dead_letters = int(count)
-        reasons = select(rejected.ns, rejected.reason, func.count()).group_by(rejected.ns, rejected.reason)
+        reasons = select(rejected.ns, REASON_CODE, func.count()).group_by(rejected.ns, REASON_CODE)
         for ns, reason, count in conn.execute(reasons):
             out[ns].rejections[reason] = int(count)
     return dict(out)

@@ -30,7 +30,7 @@ class MiniAppOverview:
     oldest_unprocessed_at: Timestamp | None
     oldest_unprocessed_age_seconds: float | None
     dead_letters: int  # not yet replayed
-    rejections: dict[str, int]  # refused deliveries by reason (bad_signature, unknown_installation, …)
+    rejections: dict[str, int]  # refused deliveries by reason code (bad_signature, stale, too_large, unknown_tenant)
 
     @classmethod
     def of(cls, ns: str, f: Figures, now: float) -> MiniAppOverview:
