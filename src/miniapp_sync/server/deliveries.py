@@ -2,7 +2,8 @@
 
 ``GET /api/deliveries`` and ``GET /api/deliveries/{id}`` read; ``POST /api/deliveries/replay``
 previews (``"preview": true``, changing nothing) or queues a replay job (D36) whose report
-``GET /api/jobs/{id}`` shows, like a sync's run.
+``GET /api/jobs/{id}`` shows, like a sync's run. Deliveries out, too: ``POST
+/api/events/{id}/redeliver`` sends a trigger event a subscriber never took once more.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ from miniapp_sync.views.deliveries import (
     delivery,
     delivery_filter,
 )
+from miniapp_sync.views.details import RedeliveryView, TriggerDeliveryView
+from miniapp_sync.views.pages import MAX_EVENT_ID
 from miniapp_sync.webhooks import bulk_replay
+from miniapp_sync.webhooks.redelivery import RedeliveryRefused, redeliver
 
 MAX_BODY: Final = 256 * 1024  # a replay names at most 1,000 ids
 _TEXT: Final = {"type": "string", "minLength": 1, "maxLength": 200}
@@ -172,7 +176,39 @@ def delivery_routes(runtime: Runtime, jobs: JobQueue) -> list[BaseRoute]:
         except MiniAppSyncError as exc:
             return error(409, "conflict", str(exc))
 
+    @operation(
+        "Send a trigger event once more to a subscription that gave up on it (failed): the deliver job makes "
+        "the attempt (D36); a pending or delivered one is left alone.",
+        params=[
+            Param("id", "The trigger event's id.", kind="integer", location="path", minimum=1, maximum=MAX_EVENT_ID)
+        ],
+        body={
+            "type": "object",
+            "required": ["subscription"],
+            "additionalProperties": False,
+            "properties": {"subscription": {"type": "string", "minLength": 1, "maxLength": 64}},
+        },
+        responses={
+            202: Reply("the delivery as it stood, made due; the deliver job sends it", RedeliveryView),
+            404: Reply("the event has no delivery to that subscription", ErrorView),
+            409: Reply("the delivery is pending or delivered: only a failed one is sent again", ErrorView),
+        },
+    )
+    async def redeliver_event(request: Request, id: int) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return error(400, "bad_request", "the body is not JSON", hint='send {"subscription": "<id>"}')
+        if not isinstance(body, dict) or not isinstance(body.get("subscription"), str):
+            return error(400, "bad_request", 'expected {"subscription": "<subscription id>"}', field="subscription")
+        try:
+            before, receipt = await redeliver(runtime.store, jobs, id, body["subscription"])
+        except RedeliveryRefused as exc:
+            return error(404 if exc.missing else 409, "not_found" if exc.missing else "conflict", str(exc))
+        return ok(RedeliveryView(str(id), TriggerDeliveryView.of(before), receipt.id), 202)
+
     return [
+        Route("/api/events/{id}/redeliver", redeliver_event, methods=["POST"]),
         Route("/api/deliveries", list_deliveries, methods=["GET"]),
         Route("/api/deliveries/replay", replay_deliveries, methods=["POST"]),
         Route("/api/deliveries/{id}", get_delivery, methods=["GET"]),

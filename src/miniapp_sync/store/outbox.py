@@ -289,6 +289,21 @@ class Outbox:
         with self._db.write("record trigger deliveries") as conn:
             conn.execute(_SETTLE, params)
 
+    def redeliver(self, event_id: int, subscription_id: str) -> DeliveryState | None:
+        """Make a failed delivery due now (one more attempt); return its state before, or None when there is none.
+
+        Only a ``failed`` one changes: a pending one is on its way already and a delivered one is done.
+        """
+        where = (d.event_id == event_id, d.subscription_id == subscription_id)
+        with self._db.write(f"redeliver trigger event {event_id} to {subscription_id!r}") as conn:
+            row = conn.execute(select(trigger_deliveries).where(*where)).first()
+            if row is not None and row.status == "failed":
+                again = (
+                    update(trigger_deliveries).where(*where).values(status="pending", next_attempt_at=self._clock.now())
+                )
+                conn.execute(again)
+        return None if row is None else DeliveryState(**row._mapping)
+
     def deliveries(self, event_id: int | None = None) -> list[DeliveryState]:
         """Return delivery states (of one event when given)."""
         query = select(trigger_deliveries).order_by(d.event_id, d.subscription_id)

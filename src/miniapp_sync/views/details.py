@@ -64,6 +64,15 @@ class TriggerDeliveryView:
 
 
 @dataclass(frozen=True, slots=True)
+class RedeliveryView:
+    """A failed trigger delivery made due again: how it stood before, and the deliver job that sends it (D36)."""
+
+    event_id: str
+    delivery: TriggerDeliveryView
+    job_id: str | None  # null: a deliver job already waiting sends it
+
+
+@dataclass(frozen=True, slots=True)
 class TriggerEventDetailView:
     """A trigger event and its delivery to each subscription."""
 
