@@ -1,7 +1,11 @@
-"""A real ``miniapp-sync serve`` with the console on, over a seeded SQLite store, against the bundled sandbox."""
+"""A real ``miniapp-sync serve`` with the console on, over a seeded SQLite store, against the bundled sandbox.
+
+Also the browser's fixtures (Playwright driving Debian's Chromium), for every browser test module here.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -26,6 +30,8 @@ from miniapp_sync.testing import sandbox_thread
 from miniapp_sync.views import record_id
 
 ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("MINIAPP_SYNC_CHROMIUM", "/usr/lib/chromium/chromium"))
+REQUIRED = os.environ.get("MINIAPP_SYNC_BROWSER_TESTS") == "required"
 EXAMPLE = ROOT / "examples" / "salla" / "definition.json5"
 ADMIN = "console-admin-token-for-tests"
 VIEWER = "console-viewer-token-for-tests"
@@ -79,6 +85,37 @@ def seed(store_path: Path, sandbox_url: str, config: SandboxConfig) -> tuple[str
         runtime.close()
 
 
+@contextlib.contextmanager
+def serving(home: Path, definition: Path, sandbox_url: str, config: SandboxConfig, log: Path) -> Iterator[str]:
+    """Run ``miniapp-sync serve`` of ``definition`` over ``home``'s store (both tokens set); yield its URL."""
+    exe = Path(sys.executable).with_name("miniapp-sync")
+    args = [
+        str(exe), "serve", "-d", str(definition), "--store", str(home / "store.sqlite"), "--port", "0",
+        "--rewrite", f"https://api.salla.dev={sandbox_url}", "--rewrite", f"https://accounts.salla.sa={sandbox_url}",
+        "--config", "webhookSecret=env:SALLA_WEBHOOK_SECRET", "--config", f"client_id={config.client_id}",
+        "--config", "client_secret=env:SALLA_CLIENT_SECRET",
+    ]  # fmt: skip
+    environ = {
+        **os.environ, "MINIAPP_SYNC_SECRET_KEY": KEY, "MINIAPP_SYNC_ADMIN_TOKEN": ADMIN,
+        "MINIAPP_SYNC_VIEWER_TOKEN": VIEWER, "SALLA_WEBHOOK_SECRET": config.webhook_secret,
+        "SALLA_CLIENT_SECRET": config.client_secret, "COLUMNS": "200",
+    }  # fmt: skip
+    with log.open("wb") as out:
+        server = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=home)
+    try:
+        yield _announced(server, log)
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
+def artifacts() -> Path:
+    """Return the folder screenshots go to."""
+    folder = ROOT / "test-artifacts" / "console"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """Run ``miniapp-sync serve`` (admin and viewer tokens set) until the module's tests are done."""
@@ -86,29 +123,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     config = SandboxConfig(products=12, customers=5, orders=5, carts=2)
     with sandbox_thread(config) as (_, sandbox_url):
         installation, broken, record = seed(home / "store.sqlite", sandbox_url, config)
-        exe = Path(sys.executable).with_name("miniapp-sync")
-        args = [
-            str(exe), "serve", "-d", str(EXAMPLE), "--store", str(home / "store.sqlite"), "--port", "0",
-            "--rewrite", f"https://api.salla.dev={sandbox_url}", "--rewrite", f"https://accounts.salla.sa={sandbox_url}",
-            "--config", "webhookSecret=env:SALLA_WEBHOOK_SECRET", "--config", f"client_id={config.client_id}",
-            "--config", "client_secret=env:SALLA_CLIENT_SECRET",
-        ]  # fmt: skip
-        environ = {
-            **os.environ, "MINIAPP_SYNC_SECRET_KEY": KEY, "MINIAPP_SYNC_ADMIN_TOKEN": ADMIN,
-            "MINIAPP_SYNC_VIEWER_TOKEN": VIEWER, "SALLA_WEBHOOK_SECRET": config.webhook_secret,
-            "SALLA_CLIENT_SECRET": config.client_secret, "COLUMNS": "200",
-        }  # fmt: skip
         log = home / "serve.log"
-        with log.open("wb") as out:
-            server = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=home)
-        try:
-            url = _announced(server, log)
-            artifacts = ROOT / "test-artifacts" / "console"
-            artifacts.mkdir(parents=True, exist_ok=True)
-            yield Served(url, installation, broken, record, artifacts, log)
-        finally:
-            server.terminate()
-            server.wait(20)
+        with serving(home, EXAMPLE, sandbox_url, config, log) as url:
+            yield Served(url, installation, broken, record, artifacts(), log)
 
 
 def _announced(server: subprocess.Popen[bytes], log: Path) -> str:
@@ -185,3 +202,67 @@ class Client:
         found = re.search(r'name="csrf" value="([^"]+)"', self.request("GET", path).text)
         assert found
         return found[1]
+
+
+# -- the browser ---------------------------------------------------------------------------------
+
+
+# pytest-playwright's playwright, browser type and browser live for the whole session, and the sync
+# API leaves its event loop set on this thread for as long: later async tests could not start theirs.
+# Here they live for one module only (one browser for all its tests).
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    with pytest.importorskip("playwright.sync_api").sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser_type(playwright: Any, browser_name: str) -> Any:
+    return getattr(playwright, browser_name)
+
+
+@pytest.fixture(scope="module")
+def browser(browser_type: Any, browser_type_launch_args: dict[str, Any]) -> Iterator[Any]:
+    launched = browser_type.launch(**browser_type_launch_args)
+    yield launched
+    launched.close()
+
+
+@pytest.fixture(scope="module")
+def browser_context_args() -> dict[str, Any]:
+    return {"viewport": {"width": 1280, "height": 800}}  # the desktop width the console is laid out for
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """Launch Debian's Chromium (Playwright cannot download its own here); as root, without its sandbox."""
+    if not CHROMIUM.is_file():
+        reason = (
+            f"no Chromium at {CHROMIUM} (apt-get install chromium; or set MINIAPP_SYNC_CHROMIUM to the binary"
+            " that `dpkg -L chromium` lists)"
+        )
+        if REQUIRED:
+            pytest.fail(f"{reason}; browser tests are required (MINIAPP_SYNC_BROWSER_TESTS=required)")
+        pytest.skip(f"{reason}; set MINIAPP_SYNC_BROWSER_TESTS=required to make this a failure")
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "chromium_sandbox": not root}
+
+
+@pytest.fixture
+def console_page(page: Any, served: Served, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A page that collects console errors (a CSP violation is one) and saves a screenshot at the end."""
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    page.screenshot(path=str(served.artifacts / f"{request.node.name}.png"), full_page=True)
+    assert errors == [], "the page logged errors"
+
+
+def log_in(page: Any, served: Served, token: str, path: str = "/console/") -> None:
+    """Open ``path``, be sent to the login form, log in with ``token`` and come back."""
+    expect = pytest.importorskip("playwright.sync_api").expect
+    page.goto(served.url + path)
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    page.get_by_label("Token").fill(token)
+    page.get_by_role("button", name="Log in").click()

@@ -6,81 +6,15 @@ turns the skip into a failure. Each test saves a full-page screenshot under test
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .conftest import ADMIN, ERROR_TENANT, VIEWER, Served
-
-CHROMIUM = Path(os.environ.get("MINIAPP_SYNC_CHROMIUM", "/usr/lib/chromium/chromium"))
-REQUIRED = os.environ.get("MINIAPP_SYNC_BROWSER_TESTS") == "required"
+from .conftest import ADMIN, ERROR_TENANT, VIEWER, Served, log_in
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
 Page = playwright_sync.Page
-
-
-# pytest-playwright's playwright, browser type and browser live for the whole session, and the sync
-# API leaves its event loop set on this thread for as long: later async tests could not start theirs.
-# Here they live for this module only (one browser for all its tests).
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="module")
-def browser_type(playwright: Any, browser_name: str) -> Any:
-    return getattr(playwright, browser_name)
-
-
-@pytest.fixture(scope="module")
-def browser(browser_type: Any, browser_type_launch_args: dict[str, Any]) -> Iterator[Any]:
-    launched = browser_type.launch(**browser_type_launch_args)
-    yield launched
-    launched.close()
-
-
-@pytest.fixture(scope="module")
-def browser_context_args() -> dict[str, Any]:
-    return {"viewport": {"width": 1280, "height": 800}}  # the desktop width the console is laid out for
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    """Launch Debian's Chromium (Playwright cannot download its own here); as root, without its sandbox."""
-    if not CHROMIUM.is_file():
-        reason = (
-            f"no Chromium at {CHROMIUM} (apt-get install chromium; or set MINIAPP_SYNC_CHROMIUM to the binary"
-            " that `dpkg -L chromium` lists)"
-        )
-        if REQUIRED:
-            pytest.fail(f"{reason}; browser tests are required (MINIAPP_SYNC_BROWSER_TESTS=required)")
-        pytest.skip(f"{reason}; set MINIAPP_SYNC_BROWSER_TESTS=required to make this a failure")
-    root = hasattr(os, "geteuid") and os.geteuid() == 0
-    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "chromium_sandbox": not root}
-
-
-@pytest.fixture
-def console_page(page: Page, served: Served, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A page that collects console errors (a CSP violation is one) and saves a screenshot at the end."""
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    page.screenshot(path=str(served.artifacts / f"{request.node.name}.png"), full_page=True)
-    assert errors == [], "the page logged errors"
-
-
-def log_in(page: Page, served: Served, token: str, path: str = "/console/") -> None:
-    page.goto(served.url + path)
-    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
-    page.get_by_label("Token").fill(token)
-    page.get_by_role("button", name="Log in").click()
 
 
 def test_log_in_and_the_overview_figures_lead_to_their_filtered_list(console_page: Page, served: Served) -> None:

@@ -1,18 +1,21 @@
-"""Trigger events of a tenant with their delivery attempts and outcomes, and the tenant's subscriptions."""
+"""Trigger events of a tenant with their delivery attempts and outcomes, the tenant's subscriptions; redeliver."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
+from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from miniapp_sync.console.auth import Session
-from miniapp_sync.console.site import PAGE_ROWS, PREFIX, Console
+from miniapp_sync.console.site import PAGE_ROWS, PREFIX, Console, first, secured
 from miniapp_sync.views import queries
 from miniapp_sync.views.details import events
 from miniapp_sync.views.pages import MAX_EVENT_ID
+from miniapp_sync.webhooks.redelivery import RedeliveryRefused, redeliver
 
 NOT_AFTER: Final = "after: expected a whole number (the last event id seen)"
 
@@ -41,4 +44,19 @@ def routes(console: Console) -> list[BaseRoute]:
             full=page is not None and len(page.items) == PAGE_ROWS,
         )  # fmt: skip
 
-    return [Route(f"{PREFIX}/events", events_page, methods=["GET"])]
+    @console.action
+    async def redeliver_event(request: Request, session: Session, form: Mapping[str, list[str]]) -> Response:
+        id = request.path_params["id"]
+        if not id.isascii() or not id.isdigit() or int(id) > MAX_EVENT_ID:
+            return console.refuse(request, session, f"There is no trigger event {id[:40]!r}.", 404)
+        try:
+            await redeliver(store, console.jobs, int(id), first(form, "subscription") or "")
+        except RedeliveryRefused as exc:
+            return console.refuse(request, session, f"Not sent again: {exc}.", 404 if exc.missing else 409)
+        back = {k: v for k in ("tenant", "ns", "after") if (v := first(form, k))}
+        return secured(RedirectResponse(f"{PREFIX}/events?{urlencode(back)}#event-{id}", 303))
+
+    return [
+        Route(f"{PREFIX}/events", events_page, methods=["GET"]),
+        Route(f"{PREFIX}/events/{{id}}/redeliver", redeliver_event, methods=["POST"]),
+    ]

@@ -18,6 +18,12 @@ def installations_url(ns: str, status: str) -> str:
     return f"{PREFIX}/installations?{urlencode({'ns': ns, 'status': status})}"
 
 
+def deliveries_url(ns: str, status: str, reason: str | None = None) -> str:
+    """Return the deliveries list filtered to one MiniApp, state and refusal reason (where an inbox figure leads)."""
+    filters = {"ns": ns, "status": status, **({"reason": reason} if reason else {})}
+    return f"{PREFIX}/deliveries?{urlencode(filters)}"
+
+
 def routes(console: Console) -> list[BaseRoute]:
     """Return the overview's route."""
     served = sorted(console.runtime.apps)
@@ -25,6 +31,9 @@ def routes(console: Console) -> list[BaseRoute]:
     @console.page
     async def overview_page(request: Request, session: Session) -> Response:
         view = await console.call(overview, console.runtime.store, served)
-        return console.render(request, "overview.html", session, view=view, installations_url=installations_url)
+        return console.render(
+            request, "overview.html", session,
+            view=view, installations_url=installations_url, deliveries_url=deliveries_url,
+        )  # fmt: skip
 
     return [Route(f"{PREFIX}/", overview_page, methods=["GET"])]

@@ -23,6 +23,7 @@ from miniapp_sync.console.auth import COOKIE, Gate, Session
 from miniapp_sync.jobs import JobQueue
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.views import ParameterError, Window
+from miniapp_sync.views.ids import record_key
 
 PREFIX: Final = "/console"
 MAX_FORM: Final = 16 * 1024  # bytes of a console form: a token, a CSRF token, a few choices
@@ -91,6 +92,7 @@ class Console:
             undefined=jinja2.StrictUndefined,
         )
         self.templates.filters["pretty"] = pretty
+        self.templates.filters["record_key"] = record_key  # a record id's (installation, content type, code)
         self.templates.globals.update(prefix=PREFIX, poll_seconds=POLL_SECONDS, served=sorted(runtime.apps))
 
     async def call(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -42,8 +42,10 @@
   });
 
   // A paused page keeps polling's timer but sends nothing: each poll is cancelled before it leaves.
+  // So is a poll of a region holding ticked boxes: a fresh copy would drop the operator's selection.
   document.addEventListener("htmx:beforeRequest", function (event) {
-    if (paused() && event.detail.elt && event.detail.elt.hasAttribute("data-poll")) {
+    var elt = event.detail.elt;
+    if (elt && elt.hasAttribute("data-poll") && (paused() || elt.querySelector("input[type=checkbox]:checked"))) {
       event.preventDefault();
     }
   });
