@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 import time
 import urllib.request
@@ -99,6 +100,19 @@ def _settled(store: Path) -> None:
     raise AssertionError("serve did not process its deliveries within 60 s")
 
 
+def _give_up_one(store: Path) -> int:
+    """Record the first trigger delivery as given up on (as eight refused POSTs would have); return its event id."""
+    runtime = Runtime.open(str(store), environ={"MINIAPP_SYNC_SECRET_KEY": KEY})
+    try:
+        outbox = Outbox(runtime.store)
+        first = outbox.deliveries()[0]
+        error = "gave up after 8 attempts; last: the subscriber answered 503"
+        outbox.settle(first.event_id, first.subscription_id, status="failed", error=error)
+        return first.event_id
+    finally:
+        runtime.close()
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     home = tmp_path_factory.mktemp("deliveries")
@@ -136,10 +150,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             for sku in ("SKU-BEFORE", "SKU-AFTER"):
                 _ask_sandbox(sandbox_url, event="product.updated", to=to, id=product["id"], changes={"sku": sku})
             _settled(home / "store.sqlite")
+        given_up = _give_up_one(home / "store.sqlite")
         record = record_id(acme.id, "core:product", str(product["id"]))
         log = home / "fixed.log"
         with serving(home, fixed, sandbox_url, config, log) as url:
-            extra = {"order": str(order["id"]), "product": str(product["id"]), "received": Subscriber.received}
+            extra = {
+                "order": str(order["id"]), "product": str(product["id"]), "received": Subscriber.received,
+                "given_up": given_up,
+            }  # fmt: skip
             yield Served(url, acme.id, "", record, artifacts(), log, extra)
     hooks.shutdown()
     hooks.server_close()
@@ -266,3 +284,20 @@ def test_markup_in_a_body_or_a_header_renders_as_text(console_page: Page, served
     html = page.content()
     assert "&lt;script&gt;" in html
     assert "script-src 'self'" in page.request.get(page.url).headers["content-security-policy"]
+
+
+def test_redeliver_a_trigger_event_the_subscriber_never_took(console_page: Page, served: Served) -> None:
+    page = console_page
+    received: list[dict[str, Any]] = served.extra["received"]
+    event = str(served.extra["given_up"])
+    before = [e["id"] for e in received].count(event)
+    log_in(page, served, ADMIN, "/console/events?tenant=acme")
+    row = page.locator(f"#event-{event}")
+    expect(row.locator(".status-failed")).to_be_visible()
+    expect(row).to_contain_text("gave up after 8 attempts")
+    expect(page.get_by_role("button", name="Redeliver")).to_have_count(1)  # only the failed one offers it
+    row.get_by_role("button", name="Redeliver").click()
+    expect(page).to_have_url(re.compile(rf"/console/events\?tenant=acme#event-{event}$"))
+    expect(page.locator(f"#event-{event} .status-delivered")).to_be_visible(timeout=60_000)  # the page polls
+    assert [e["id"] for e in received].count(event) == before + 1
+    expect(page.get_by_role("button", name="Redeliver")).to_have_count(0)

@@ -280,3 +280,34 @@ async def test_a_dead_letter_replayed_after_the_fix_is_processed_once_and_fires_
     assert Outbox(stack.runtime.store).count_events("acme") == 2
     await stack.settled()
     assert len(stack.posts) == posts_before + 1
+
+
+async def test_a_given_up_trigger_delivery_is_redelivered_once_through_the_api(stack: Stack) -> None:
+    await refuse_and_park(stack)
+    await until(lambda: len(stack.posts) == 1)  # the processed order.status.updated's event
+    outbox = Outbox(stack.runtime.store)
+    await until(lambda: [d.status for d in outbox.deliveries()] == ["delivered"])
+    (state,) = outbox.deliveries()
+    event, subscription = state.event_id, state.subscription_id
+    path = f"/api/events/{event}/redeliver"
+    status, refused = await stack.api("POST", path, {"subscription": subscription})
+    assert status == 409  # delivered: sending it again would reach the subscriber twice
+    assert "delivered already" in refused["error"]["message"]
+    outbox.settle(event, subscription, status="failed", error="gave up after 8 attempts; last: 503")
+
+    status, answer = await stack.api("POST", path, {"subscription": subscription})
+    assert status == 202, answer
+    assert answer["eventId"] == str(event)
+    assert (answer["delivery"]["status"], answer["delivery"]["attempts"]) == ("failed", 2)  # as it stood
+    assert answer["jobId"] is not None
+    await until(lambda: len(stack.posts) == 2)  # the deliver job sent it: once more
+    assert stack.posts[1]["id"] == str(event)
+    await until(lambda: [d.status for d in outbox.deliveries()] == ["delivered"])
+    assert [d.attempts for d in outbox.deliveries()] == [3]
+
+    assert (await stack.api("POST", path, {"subscription": "nobody"}))[0] == 404
+    status, bad = await stack.api("POST", path, {"subscriber": subscription})
+    assert (status, bad["error"]["field"]) == (400, "subscription")
+    assert (await stack.api("POST", "/api/events/0/redeliver", {"subscription": subscription}))[0] == 400
+    await stack.settled()
+    assert len(stack.posts) == 2
