@@ -32,7 +32,7 @@ from miniapp_sync.testing import sandbox_thread
 from miniapp_sync.views import record_id
 from miniapp_sync.webhooks.delivery import seal
 
-from .conftest import ADMIN, EXAMPLE, KEY, VIEWER, Served, artifacts, log_in, serving
+from .conftest import ADMIN, EXAMPLE, KEY, VIEWER, Client, Served, artifacts, log_in, serving
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
@@ -301,3 +301,20 @@ def test_redeliver_a_trigger_event_the_subscriber_never_took(console_page: Page,
     expect(page.locator(f"#event-{event} .status-delivered")).to_be_visible(timeout=60_000)  # the page polls
     assert [e["id"] for e in received].count(event) == before + 1
     expect(page.get_by_role("button", name="Redeliver")).to_have_count(0)
+
+
+def test_a_filter_or_a_selection_that_cannot_be_used_is_a_clear_400(served: Served) -> None:
+    client = Client(served.url)
+    client.login(ADMIN)
+    bad = client.request("GET", "/console/deliveries?since=last+tuesday")
+    assert bad.status == 400
+    assert "since: expected an ISO 8601 time" in bad.text
+    assert client.request("GET", "/console/deliveries?status=lost").status == 400
+    csrf = client.csrf("/console/deliveries")
+    nothing = client.request("POST", "/console/deliveries/replay", {"csrf": csrf, "scope": "ids"})
+    assert nothing.status == 400
+    assert "no delivery is ticked" in nothing.text
+    unknown = client.request("POST", "/console/deliveries/replay", {"csrf": csrf, "scope": "ids", "ids": "99999"})
+    assert unknown.status == 404
+    assert client.request("GET", "/console/deliveries/r99999").status == 404
+    assert client.request("GET", "/console/deliveries/replays/no-such-job").status == 404
