@@ -16,6 +16,7 @@
     │   └── SealError                 a sealed token (an OAuth start link) is forged, altered or expired
     ├── WebhookError              a delivery cannot be accepted
     ├── ListenError               a server cannot listen where asked (a busy port)
+    ├── ProcessorDied             serve's separate inbox processor ended while the server ran
     └── UsageError                a command or request names something that does not exist
                                   (a resource): the CLI exits 2, as for an invalid definition
 
@@ -218,6 +219,10 @@ class WebhookError(MiniAppSyncError):
 
 class ListenError(MiniAppSyncError):
     """A server cannot listen on the address it was asked to."""
+
+
+class ProcessorDied(MiniAppSyncError):
+    """``serve``'s separate inbox processor process ended while the server ran; the server stopped."""
 
 
 class UsageError(MiniAppSyncError):

@@ -53,7 +53,20 @@ def _why(exc: OSError, where: str, port: int, option: str) -> str:
     return f"cannot listen on {where}: {exc.strerror}"
 
 
-def serve(app: Any, sock: socket.socket, *, on_started: Callable[[], None], **config: Any) -> None:
+class Stop:
+    """Ask a running ``serve`` to shut down gracefully, as a SIGTERM would (from the app, on its loop)."""
+
+    def __init__(self) -> None:
+        self.server: Any = None
+
+    def __call__(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+
+
+def serve(
+    app: Any, sock: socket.socket, *, on_started: Callable[[], None], stop: Stop | None = None, **config: Any
+) -> None:
     """Serve an ASGI app on a listening socket until stopped; call ``on_started`` once it answers."""
     import uvicorn  # only the ASGI server needs it
 
@@ -65,8 +78,11 @@ def serve(app: Any, sock: socket.socket, *, on_started: Callable[[], None], **co
             if self.started:
                 on_started()
 
+    server = Server(uvicorn.Config(app, **config))
+    if stop is not None:
+        stop.server = server
     try:
-        Server(uvicorn.Config(app, **config)).run(sockets=[sock])
+        server.run(sockets=[sock])
     except SystemExit as exc:  # uvicorn exits when the app's start-up fails; it has logged why
         if exc.code:
             raise ListenError(f"the server did not start (its log above says why; exit status {exc.code})") from None

@@ -117,6 +117,7 @@ def worker(
                     await queue.run_worker(concurrency=concurrency, name=name)
             finally:
                 await webhooks.stop()
+                await webhooks.close()
 
         asyncio.run(run())
 

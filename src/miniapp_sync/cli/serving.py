@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import enum
+import functools
 import gc
+import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,9 +28,22 @@ from miniapp_sync.cli.app import (
     session,
     settings,
 )
-from miniapp_sync.listening import listen
+from miniapp_sync.errors import ProcessorDied
+from miniapp_sync.listening import Stop, listen
 from miniapp_sync.listening import serve as serve_on
 from miniapp_sync.webhooks.settings import WebhookSettings
+
+if TYPE_CHECKING:
+    from miniapp_sync.jobs.separate import ProcessorProcess
+    from miniapp_sync.runtime import Runtime
+
+
+class Processing(enum.StrEnum):
+    """Where ``serve`` runs the inbox processing on the embedded store (D36: the same jobs either way)."""
+
+    separate = "separate"
+    inline = "inline"
+
 
 DefaultScheduleOption = Annotated[
     str | None,
@@ -89,11 +106,19 @@ def serve(
         int,
         typer.Option(
             min=1,
-            help="Jobs this process runs at the same time on SQLite (syncs, inbox drains); a sync waiting on"
+            help="Jobs run at the same time on SQLite (syncs, inbox drains); a sync waiting on"
             " its rate budget holds one, so give at least one per installation and resource synced at once."
             " On PostgreSQL `worker` processes run the jobs (their own --concurrency).",
         ),
     ] = 4,
+    processor: Annotated[
+        Processing,
+        typer.Option(
+            help="On SQLite, run the jobs (inbox processing, trigger delivery, syncs, schedules) in a separate"
+            " child process, so acknowledgements never wait behind mapping, or inline in the server's process."
+            " On PostgreSQL `worker` processes run them.",
+        ),
+    ] = Processing.separate,
 ) -> None:
     """Serve webhooks, OAuth installs, the management API and the console for one or several MiniApps."""
     from miniapp_sync.runtime import load_miniapp
@@ -108,24 +133,40 @@ def serve(
     sock = listen(host, port)
     origin = f"http://{host}:{sock.getsockname()[1]}"
     public = public_url or settings().public_url or origin
+    opening = functools.partial(
+        open_runtime,
+        store,
+        rewrite,
+        allow_private_network,
+        public,
+        config=config,
+        miniapps=miniapps,
+        create=True,
+        max_retry_after=max_retry_after,
+    )
     try:
-        runtime = open_runtime(
-            store,
-            rewrite,
-            allow_private_network,
-            public,
-            config=config,
-            miniapps=miniapps,
-            create=True,
-            max_retry_after=max_retry_after,
-        )
+        runtime = opening()
     except BaseException:
         sock.close()
         raise
+    child: ProcessorProcess | None = None
     try:
         webhooks = WebhookSettings(
             max_body_bytes=max_body_bytes, record_samples=str(record_samples) if record_samples else None
         )
+        # What is loaded now lives as long as the server: keep the cyclic collector from walking
+        # it on every full collection (~120k objects; 50-150 ms pauses of the event loop otherwise).
+        # Before the fork, too: the child then shares these pages instead of copying them.
+        gc.collect()
+        gc.freeze()
+        queue = None
+        stop = Stop()
+        if processor is Processing.separate and not runtime.backend.shared_queue:
+            from miniapp_sync.jobs import Work
+            from miniapp_sync.jobs.separate import ForwardingQueue
+
+            child = _fork_processor(opening, runtime, sock, webhooks, cron, concurrency)
+            queue = ForwardingQueue(Work(runtime), child, on_death=stop)
         app = create_app(
             runtime,
             admin_token=token,
@@ -133,17 +174,40 @@ def serve(
             webhooks=webhooks,
             default_schedule=cron,
             concurrency=concurrency,
+            queue=queue,
         )
-        # What is loaded now lives as long as the server: keep the cyclic collector from walking
-        # it on every full collection (~120k objects; 50-150 ms pauses of the event loop otherwise).
-        gc.collect()
-        gc.freeze()
         announce = f"serving {', '.join(runtime.apps)} on {origin}"
         if token or viewer:
             announce += f"; the console is at {origin}/console/"
-        serve_on(app, sock, on_started=lambda: console().print(announce), log_level="warning", log_config=None)
+        if child is not None:
+            announce += f" (inbox processor: pid {child.pid})"
+        serve_on(
+            app, sock, on_started=lambda: console().print(announce), stop=stop, log_level="warning", log_config=None
+        )
     finally:
+        if child is not None:
+            child.stop()  # the server stopped without its lifespan (it did not start): the child goes too
         runtime.close()
+    if child is not None and child.died:
+        raise ProcessorDied(f"{child.died}; serve stopped (hint: its log above says why; start serve again)")
+
+
+def _fork_processor(
+    opening: Callable[[], Runtime],
+    runtime: Runtime,
+    sock: socket.socket,
+    webhooks: WebhookSettings,
+    cron: str | None,
+    concurrency: int,
+) -> ProcessorProcess:
+    """Fork the inbox processor; in the child, let go of the server's socket and store connections first."""
+    from miniapp_sync.jobs.separate import ProcessorPlan, ProcessorProcess
+
+    def inherited() -> None:
+        sock.close()
+        runtime.store.database.engine.dispose(close=False)  # the server's connections stay the server's
+
+    return ProcessorProcess.start(ProcessorPlan(opening, webhooks, cron, concurrency), inherited)
 
 
 @app.command()

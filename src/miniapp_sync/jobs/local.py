@@ -60,6 +60,8 @@ class Finished:
 class LocalQueue(JobQueue):
     """Run jobs in this process: at most one queued and one running per key, retries on the injected clock."""
 
+    runs_here = True
+
     def __init__(self, work: Work, *, retry: JobRetry | None = None, clock: Clock | None = None) -> None:
         super().__init__(work, retry=retry)
         self.clock = clock or work.runtime.clock

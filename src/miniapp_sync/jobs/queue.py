@@ -24,6 +24,8 @@ log = logging.getLogger("miniapp_sync.jobs")
 class JobQueue(ABC):
     """Enqueue syncs, inbox drains and trigger deliveries; run a worker that executes them."""
 
+    runs_here = False  # whether a server's jobs run in its own process (its metrics then cover processing)
+
     def __init__(self, work: Work, *, retry: JobRetry | None = None) -> None:
         self.work = work
         self.retry = retry or JobRetry()

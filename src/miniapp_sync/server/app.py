@@ -167,7 +167,7 @@ def create_app(
     """
     # Embedded, this process's queue processes and syncs; scaled out the workers do, and this
     # process exports only what it receives.
-    runs_jobs = not runtime.backend.shared_queue
+    runs_jobs = queue.runs_here if queue is not None else not runtime.backend.shared_queue
     if isinstance(webhooks, WebhookService):
         service = webhooks
     else:
@@ -186,11 +186,14 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with jobs.serving(concurrency=concurrency):
-            try:
-                yield
-            finally:
-                await service.stop()  # commit what was received, and ask for its drain, while the queue is open
+        try:
+            async with jobs.serving(concurrency=concurrency):
+                try:
+                    yield
+                finally:
+                    await service.stop()  # commit what was received, and ask for its drain, while the queue is open
+        finally:
+            await service.close()  # after the queue stopped: a deliver job running until then still had its session
 
     async def installed(installation: Installation) -> None:
         """A new installation: its deliveries may arrive at once, and its first import is queued (#13 item 8)."""

@@ -153,10 +153,13 @@ class WebhookService:
             self.drains.request(ns, installation_id)
 
     async def stop(self) -> None:
-        """Commit what the receiver holds and wait for the drain requests it made; close the HTTP session."""
+        """Commit what the receiver holds and wait for the drain requests it made (while the queue is open)."""
         await self.commit.close()
         if self.drains is not None:
             await self.drains.close()
+
+    async def close(self) -> None:
+        """Close the trigger delivery's HTTP session: only once the queue stopped, or a deliver job finds it closed."""
         await self.delivery.close()
 
     async def scrape(self) -> bytes:
