@@ -128,6 +128,10 @@ def test_under_load_both_processes_write_and_every_acknowledged_delivery_is_proc
             events = Outbox(store).events("acme", limit=10_000)
             assert sorted(e.inbox_id for e in events) == sorted(r.id for r in rows)  # one trigger event each
             assert store.count_records(installation.id, "ecommerce:orders") == DELIVERIES
+        metrics = asyncio.run(_get(f"{serve.url}/metrics"))  # the server's series and its processor's, in one
+        assert f'miniapp_sync_webhook_deliveries_total{{ns="salla",outcome="accepted"}} {DELIVERIES}.0' in metrics
+        assert f'miniapp_sync_inbox_processed_total{{ns="salla",outcome="done"}} {DELIVERIES}.0' in metrics
+        assert f'miniapp_sync_inbox_rows{{status="done"}} {DELIVERIES}.0' in metrics
     finally:
         status = serve.stop()
     assert status in (0, -signal.SIGTERM), serve.log.read_text()  # uvicorn re-raises the SIGTERM it handled
@@ -216,3 +220,9 @@ def _post(url: str, headers: dict[str, str]) -> dict[str, list[dict[str, str]]]:
             return body
 
     return asyncio.run(call())
+
+
+async def _get(url: str) -> str:
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        assert response.status == 200
+        return await response.text()

@@ -58,6 +58,10 @@ class JobQueue(ABC):
         """Enqueue a recorded bulk replay of ``ns``'s webhook deliveries (its report: ``GET /api/jobs/{id}``)."""
         return await self.enqueue(Job("replay", ns, replay=replay_id))
 
+    async def metrics(self) -> bytes:
+        """Return the Prometheus series of processes that run this server's jobs apart from it (none here)."""
+        return b""
+
     async def not_ready(self) -> str | None:
         """Return why jobs cannot be queued now, or None (``/readyz``); an in-process queue always can."""
         return None

@@ -32,7 +32,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
     from miniapp_sync.runtime import Runtime
+    from miniapp_sync.webhooks.service import WebhookService
     from miniapp_sync.webhooks.settings import WebhookSettings
 
 log = logging.getLogger("miniapp_sync.jobs")
@@ -139,18 +140,27 @@ class ForwardingQueue(JobQueue):
 
     async def enqueue(self, job: Job, *, delay: float = 0.0) -> Enqueued:
         """Hand ``job`` to the processor; return its id there, or a duplicate's receipt."""
+        answer = await self._ask({"kind": job.kind, "args": job.args(), "delay": delay}, f"enqueue {job}")
+        return Enqueued(job, answer["id"])
+
+    async def metrics(self) -> bytes:
+        """Return the processor's series (processing, syncs, trigger POSTs, the store's gauges) for ``/metrics``."""
+        answer = await self._ask({"scrape": True}, "read the inbox processor's metrics")
+        return str(answer["metrics"]).encode()
+
+    async def _ask(self, request: dict[str, Any], action: str) -> dict[str, Any]:
         reader, writer = await self._channel()
-        request = orjson.dumps({"kind": job.kind, "args": job.args(), "delay": delay}) + b"\n"
         async with self._turn:
             try:
-                writer.write(request)
+                writer.write(orjson.dumps(request) + b"\n")
                 await writer.drain()
                 line = await reader.readline()
             except (OSError, ConnectionError) as exc:
-                raise StoreError(f"cannot enqueue {job}: the inbox processor is gone ({exc})") from None
+                raise StoreError(f"cannot {action}: the inbox processor is gone ({exc})") from None
         if not line:
-            raise StoreError(f"cannot enqueue {job}: the inbox processor is gone")
-        return Enqueued(job, orjson.loads(line)["id"])
+            raise StoreError(f"cannot {action}: the inbox processor is gone")
+        answer: dict[str, Any] = orjson.loads(line)
+        return answer
 
     async def not_ready(self) -> str | None:
         """Return why jobs cannot run now: the processor process is not running."""
@@ -200,12 +210,16 @@ def _child_main(
 
 
 async def _run_processor(plan: ProcessorPlan, channel: socket.socket) -> None:
+    from miniapp_sync.sync.metrics import SyncMetrics
     from miniapp_sync.webhooks.metrics import WebhookMetrics
     from miniapp_sync.webhooks.service import WebhookService
 
     runtime = plan.open_runtime()
     try:
-        service = WebhookService(runtime, settings=plan.webhooks, metrics=WebhookMetrics(receiving=False))
+        # The series of what this process runs; the server's /metrics adds them to its own.
+        metrics = WebhookMetrics(receiving=False)
+        runtime.engine.metrics = SyncMetrics(metrics.registry)
+        service = WebhookService(runtime, settings=plan.webhooks, metrics=metrics)
         queue = LocalQueue(
             Work(
                 runtime,
@@ -218,7 +232,7 @@ async def _run_processor(plan: ProcessorPlan, channel: socket.socket) -> None:
         reader, writer = await asyncio.open_connection(sock=channel, limit=LINE_LIMIT)
         try:
             async with queue.serving(concurrency=plan.concurrency):
-                await _answer(reader, writer, queue)
+                await _answer(reader, writer, queue, service)
         finally:
             writer.close()
             await service.close()  # only now that the queue stopped: no deliver job can find it closed
@@ -226,11 +240,16 @@ async def _run_processor(plan: ProcessorPlan, channel: socket.socket) -> None:
         runtime.close()
 
 
-async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, queue: LocalQueue) -> None:
-    """Enqueue each job the server sends, answering its id, until the server closes the channel."""
+async def _answer(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, queue: LocalQueue, service: WebhookService
+) -> None:
+    """Enqueue each job the server sends, answering its id (or scrape the metrics), until it closes the channel."""
     while line := await reader.readline():
         request = orjson.loads(line)
-        job = Job(request["kind"], **request["args"])
-        receipt = await queue.enqueue(job, delay=float(request["delay"]))
-        writer.write(orjson.dumps({"id": receipt.id}) + b"\n")
+        if request.get("scrape"):
+            answer: dict[str, Any] = {"metrics": (await service.scrape()).decode()}
+        else:
+            job = Job(request["kind"], **request["args"])
+            answer = {"id": (await queue.enqueue(job, delay=float(request["delay"]))).id}
+        writer.write(orjson.dumps(answer) + b"\n")
         await writer.drain()

@@ -270,7 +270,7 @@ def create_app(
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Route("/metrics", metrics_endpoint(service), include_in_schema=False),
+        Route("/metrics", metrics_endpoint(service, jobs), include_in_schema=False),
         Route("/miniapps/{ns}/webhooks", receive, methods=["POST"], include_in_schema=False),
         Route("/miniapps/{ns}/webhooks/{installation}", receive, methods=["POST"], include_in_schema=False),
         Route("/miniapps/{ns}/oauth2", oauth),

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from miniapp_sync.errors import MiniAppSyncError
+from miniapp_sync.jobs import JobQueue
 from miniapp_sync.server.openapi import Param, error, ok, operation
 from miniapp_sync.server.openapi import Reply as Documented
 from miniapp_sync.views import DeliveryView, ErrorView
@@ -117,11 +118,17 @@ class WebhookEndpoint:
         return reply.status
 
 
-def metrics_endpoint(service: WebhookService) -> Any:
-    """Return the handler of ``GET /metrics`` (Prometheus text format)."""
+def metrics_endpoint(service: WebhookService, jobs: JobQueue) -> Any:
+    """Return the handler of ``GET /metrics`` (Prometheus text format): this process's series and its processor's."""
 
     async def metrics(request: Request) -> Response:
-        return Response(await service.scrape(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        try:
+            processor = await jobs.metrics()
+        except MiniAppSyncError as exc:  # this process's series still answer; /readyz says what is wrong
+            log.warning("metrics without the inbox processor's: %s", exc)
+            processor = b""
+        body = await service.scrape() + processor
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return metrics
 

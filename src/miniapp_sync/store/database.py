@@ -3,13 +3,15 @@
 SQLite (the embedded default) runs in WAL mode with ``synchronous=FULL``, foreign keys on and a
 busy timeout. Its connections come from a pool, one per thread at a time; write transactions
 start with ``BEGIN IMMEDIATE`` so a reader never has to upgrade to a writer half-way (which
-SQLite answers with "database is locked" instead of waiting), and writers in this process take
-a lock first, so they queue fairly instead of polling the busy handler.
+SQLite answers with "database is locked" instead of waiting), and writers take a lock first, so
+they queue fairly instead of polling the busy handler: a thread lock within this process, an
+``flock`` on ``<store>-writer`` between processes (``serve`` and its inbox processor, a CLI sync).
 PostgreSQL is reached through psycopg 3.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import threading
@@ -120,7 +122,7 @@ class Database:
             )
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
-            self._write_lock = threading.Lock()
+            self._write_lock = WriterLock(Path(f"{url.database}-writer"))
         else:
             self.engine = create_engine(
                 url,
@@ -182,6 +184,51 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+        if isinstance(self._write_lock, WriterLock):
+            self._write_lock.close()
+
+
+class WriterLock:
+    """One SQLite writer at a time: the threads of this process on a lock, processes on an ``flock``.
+
+    SQLite's busy handler polls with growing sleeps (up to 100 ms), so a writer waiting for another
+    process misses the short gaps between that process's transactions and can wait seconds behind
+    a busy one (measured: ``serve``'s group commit behind its inbox processor). The kernel wakes an
+    ``flock`` waiter as soon as the lock is released. Each instance opens the file itself: a lock
+    is shared by whoever shares the open file, so a forked child must not use its parent's.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._threads = threading.Lock()
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            self._threads.release()
+            raise StoreError(f"cannot lock the store for writing ({self.path}): {exc.strerror}") from None
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def close(self) -> None:
+        """Close the lock file (the lock goes with it)."""
+        with self._threads:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def head_revision(versions: Path = MIGRATIONS / "versions") -> str | None:
