@@ -226,3 +226,14 @@ async def _get(url: str) -> str:
     async with aiohttp.ClientSession() as http, http.get(url) as response:
         assert response.status == 200
         return await response.text()
+
+
+def test_a_server_killed_outright_leaves_no_orphan(tmp_path: Path) -> None:
+    store_path = tmp_path / "store.sqlite"
+    install(store_path)
+    serve = Serve(store_path, tmp_path)
+    assert serve.stop(signal.SIGKILL) == -signal.SIGKILL
+    deadline = time.monotonic() + 30
+    while alive(serve.child) and time.monotonic() < deadline:  # waiting for the child to see the end of its channel
+        time.sleep(0.05)
+    assert not alive(serve.child)
