@@ -166,7 +166,8 @@ def serve(
             from miniapp_sync.jobs.separate import ForwardingQueue
 
             child = _fork_processor(opening, runtime, sock, webhooks, cron, concurrency)
-            queue = ForwardingQueue(Work(runtime), child, on_death=stop)
+            # The server's Work runs nothing; it knows the schedules, to say when each next syncs (the API).
+            queue = ForwardingQueue(Work(runtime, default_schedule=cron), child, on_death=stop)
         app = create_app(
             runtime,
             admin_token=token,
