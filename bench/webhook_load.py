@@ -104,10 +104,19 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / TICKS, int(fields[12]) / TICKS  # utime, stime (fields 14 and 15 of stat)
 
 
-def serve_pids(pid: int) -> dict[str, int]:
-    """Return serve's processes by role: the server, and its inbox processor child when it has one."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return {"server": pid, **({"processor": int(children[0])} if children else {})}
+def serve_pids(pid: int, mode: str) -> dict[str, int]:
+    """Return serve's processes by role: the server, and with ``--processor separate`` its processor child.
+
+    serve listens before it forks: the child may come a moment after the port answers.
+    """
+    deadline = time.monotonic() + 30
+    while True:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if mode != "separate" or children:
+            return {"server": pid, **({"processor": int(children[0])} if children else {})}
+        if time.monotonic() > deadline:
+            raise SystemExit("serve --processor separate started no processor within 30 s")
+        time.sleep(0.05)
 
 
 def own_cpu() -> float:
@@ -148,7 +157,7 @@ def phase_rate(
     items = load[: int(rate * args.seconds)]
     with server([*serve_args(store, port, sandbox), "--processor", mode], port) as process:
         url = f"http://127.0.0.1:{port}/miniapps/salla/webhooks"
-        pids = serve_pids(process.pid)
+        pids = serve_pids(process.pid, mode)
         cpu, mine = {role: cpu_seconds(pid) for role, pid in pids.items()}, own_cpu()
         latencies, backlog, failed = asyncio.run(open_loop(url, items, rate, store))
         mine = own_cpu() - mine
