@@ -159,7 +159,7 @@ def phase_rate(
         url = f"http://127.0.0.1:{port}/miniapps/salla/webhooks"
         pids = serve_pids(process.pid, mode)
         cpu, mine = {role: cpu_seconds(pid) for role, pid in pids.items()}, own_cpu()
-        latencies, backlog, failed = asyncio.run(open_loop(url, items, rate, store))
+        latencies, backlog, failed = asyncio.run(open_loop(url, items, rate, store, grace=args.drain_seconds))
         mine = own_cpu() - mine
         left = pending(store)
         deadline = time.monotonic() + args.drain_seconds
