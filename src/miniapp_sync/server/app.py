@@ -13,7 +13,8 @@ token>``; without a configured token it is closed. Its OpenAPI document, ``/api/
 is served to anyone: it holds no data. Bind to 127.0.0.1 unless told otherwise. Everything that
 is not an answer is a job of the deployment's queue (D36): a sync started through the API, the
 initial import after an install, the drain of the inbox after deliveries. While the app lives,
-the embedded queue runs those jobs and the schedules in this process; on PostgreSQL, workers do.
+the embedded queue runs those jobs and the schedules in this process, or in the processor child
+that ``serve --processor separate`` forks (``jobs/separate.py``); on PostgreSQL, workers do.
 """
 
 from __future__ import annotations
