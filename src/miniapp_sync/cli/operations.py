@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from miniapp_sync.jobs import Finished
     from miniapp_sync.runtime import Runtime
     from miniapp_sync.store import Installation, Run
-    from miniapp_sync.sync.engine import ResourceReport
+    from miniapp_sync.sync.reports import ResourceReport
 
 T = TypeVar("T")
 
@@ -281,7 +281,7 @@ def _failed(runs: list[Run]) -> bool:
 
 
 def _report(run: Run) -> ResourceReport:
-    from miniapp_sync.sync.engine import ResourceReport
+    from miniapp_sync.sync.reports import ResourceReport
 
     stats = dict(run.stats.get(run.resource or "", {}))
     known = {f.name for f in dataclasses.fields(ResourceReport)}
