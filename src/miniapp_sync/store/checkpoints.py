@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from miniapp_sync.store.driver import on_sqlite
 from miniapp_sync.store.tables import checkpoints
+
+if TYPE_CHECKING:
+    from miniapp_sync.store.database import Database
 
 
 @cache
@@ -37,3 +40,23 @@ def save_checkpoint(
         on_sqlite(conn, _checkpoint_upsert("sqlite"), {**row, "state": serialise(state)})
         return
     conn.execute(_checkpoint_upsert(conn.dialect.name), row)
+
+
+class CheckpointRows:
+    """The Store's checkpoints: read and cleared; saved with the batch they cover (``records.write_records``)."""
+
+    _db: Database
+
+    def get_checkpoint(self, installation_id: str, resource: str) -> dict[str, Any] | None:
+        """Return the saved state of (installation, resource), or None."""
+        c = checkpoints.c
+        query = select(c.state).where(c.installation_id == installation_id, c.resource == resource)
+        with self._db.read("read a checkpoint") as conn:
+            state: dict[str, Any] | None = conn.execute(query).scalar_one_or_none()
+        return state
+
+    def clear_checkpoint(self, installation_id: str, resource: str) -> None:
+        """Forget the checkpoint of (installation, resource), so the next run starts from the beginning."""
+        c = checkpoints.c
+        with self._db.write(f"clear the checkpoint of {resource!r}") as conn:
+            conn.execute(delete(checkpoints).where(c.installation_id == installation_id, c.resource == resource))

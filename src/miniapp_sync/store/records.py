@@ -14,9 +14,9 @@ import sqlite3
 from collections.abc import Sequence
 from functools import cache, lru_cache
 from operator import itemgetter
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Connection, Row, func, update
+from sqlalchemy import Connection, Row, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -28,6 +28,10 @@ from miniapp_sync.store.model import RECORD_SOURCES, RecordSource, RecordWrite, 
 from miniapp_sync.store.record_plan import Current, Plan, plan_writes
 from miniapp_sync.store.record_rows import load, lock, mark_seen
 from miniapp_sync.store.tables import records
+
+if TYPE_CHECKING:
+    from miniapp_sync.clock import Clock
+    from miniapp_sync.store.database import Database
 
 _COLUMNS: Final = tuple(c.name for c in records.c)
 _KEEP_ON_UPDATE: Final = frozenset({"installation_id", "content_type", "code", "created_at"})
@@ -221,3 +225,99 @@ def soft_delete_unseen(
     codes = conn.execute(stmt.returning(r.code)).scalars().all()
     insert_changes(conn, deletion_rows(installation_id, content_type, codes, run_id=run_id, now=now), copy=False)
     return len(codes)
+
+
+class RecordRows:
+    """The Store's records: each method a transaction of its own around this module's functions."""
+
+    _db: Database
+    _clock: Clock
+    _history_days: float
+
+    def write_records(
+        self,
+        installation_id: str,
+        content_type: str,
+        writes: Sequence[RecordWrite],
+        *,
+        source: RecordSource,
+        run_id: str | None = None,
+        checkpoint: tuple[str, dict[str, Any]] | None = None,
+    ) -> WriteResult:
+        """Upsert a batch of records and save the resource checkpoint, all in one transaction (D6, D20-D22)."""
+        now = self._clock.now()
+        with self._db.write(f"write {content_type} records of installation {installation_id!r}") as conn:
+            return write_records(
+                conn,
+                installation_id,
+                content_type,
+                writes,
+                source=source,
+                run_id=run_id,
+                checkpoint=checkpoint,
+                now=now,
+                history=self._history_days > 0,
+            )
+
+    def get_record(self, installation_id: str, content_type: str, code: str) -> StoredRecord | None:
+        """Return one stored record (soft-deleted ones included), or None."""
+        r = records.c
+        query = select(records).where(
+            r.installation_id == installation_id, r.content_type == content_type, r.code == code
+        )
+        with self._db.read("read a record") as conn:
+            row = conn.execute(query).first()
+        return None if row is None else to_record(row)
+
+    def list_records(
+        self,
+        installation_id: str,
+        content_type: str | None = None,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        include_deleted: bool = False,
+        code: str | None = None,
+    ) -> list[StoredRecord]:
+        """Return a page of records ordered by content type and code (of one code when given)."""
+        r = records.c
+        query = select(records).where(r.installation_id == installation_id)
+        if content_type is not None:
+            query = query.where(r.content_type == content_type)
+        if code is not None:
+            query = query.where(r.code == code)
+        if not include_deleted:
+            query = query.where(r.deleted.is_(False))
+        query = query.order_by(r.content_type, r.code).limit(limit).offset(offset)
+        with self._db.read("list records") as conn:
+            return [to_record(row) for row in conn.execute(query)]
+
+    def count_records(
+        self,
+        installation_id: str,
+        content_type: str | None = None,
+        *,
+        include_deleted: bool = False,
+        code: str | None = None,
+    ) -> int:
+        """Return how many records are stored (soft-deleted ones only when asked; of one code when given)."""
+        r = records.c
+        query = select(func.count()).select_from(records).where(r.installation_id == installation_id)
+        if content_type is not None:
+            query = query.where(r.content_type == content_type)
+        if code is not None:
+            query = query.where(r.code == code)
+        if not include_deleted:
+            query = query.where(r.deleted.is_(False))
+        with self._db.read("count records") as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def soft_delete_unseen(
+        self, installation_id: str, content_type: str, *, since: float, run_id: str | None = None
+    ) -> int:
+        """Mark deleted the records neither seen nor written since ``since`` (D23); return how many."""
+        now = self._clock.now()
+        with self._db.write(f"detect deleted {content_type} records") as conn:
+            return soft_delete_unseen(
+                conn, installation_id, content_type, since=since, now=now, run_id=run_id, history=self._history_days > 0
+            )
