@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from miniapp_sync.store.driver import on_sqlite
+from miniapp_sync.store.rows import Rows
 from miniapp_sync.store.tables import checkpoints
-
-if TYPE_CHECKING:
-    from miniapp_sync.store.database import Database
 
 
 @cache
@@ -42,10 +40,8 @@ def save_checkpoint(
     conn.execute(_checkpoint_upsert(conn.dialect.name), row)
 
 
-class CheckpointRows:
+class CheckpointRows(Rows):
     """The Store's checkpoints: read and cleared; saved with the batch they cover (``records.write_records``)."""
-
-    _db: Database
 
     def get_checkpoint(self, installation_id: str, resource: str) -> dict[str, Any] | None:
         """Return the saved state of (installation, resource), or None."""

@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import insert, select, update
 
 from miniapp_sync.errors import StoreError
 from miniapp_sync.store.model import DEAD_LETTER_KINDS, DeadLetter, DeadLetterKind, check_allowed
+from miniapp_sync.store.rows import Rows, from_row
 from miniapp_sync.store.tables import dead_letters
 
-if TYPE_CHECKING:
-    from miniapp_sync.clock import Clock
-    from miniapp_sync.store.database import Database
 
-
-def to_dead_letter(row: Row[Any]) -> DeadLetter:
-    """Build a DeadLetter from a ``dead_letters`` row (its columns are the dataclass's fields)."""
-    return DeadLetter(**row._mapping)
-
-
-class DeadLetterRows:
+class DeadLetterRows(Rows):
     """The Store's dead letters."""
-
-    _db: Database
-    _clock: Clock
 
     def add_dead_letter(
         self,
@@ -74,13 +63,13 @@ class DeadLetterRows:
         if not include_replayed:
             query = query.where(d.replayed_at.is_(None))
         with self._db.read("list dead letters") as conn:
-            return [to_dead_letter(row) for row in conn.execute(query)]
+            return [from_row(DeadLetter, row) for row in conn.execute(query)]
 
     def get_dead_letter(self, id: int) -> DeadLetter | None:
         """Return the dead letter with this id, or None."""
         with self._db.read("read a dead letter") as conn:
             row = conn.execute(select(dead_letters).where(dead_letters.c.id == id)).first()
-        return None if row is None else to_dead_letter(row)
+        return None if row is None else from_row(DeadLetter, row)
 
     def mark_replayed(self, id: int) -> None:
         """Record that a dead letter was replayed, so it leaves the default listing."""

@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import uuid
 from types import EllipsisType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from miniapp_sync.errors import StoreError
 from miniapp_sync.store.model import INSTALLATION_STATUSES, Installation, InstallationStatus, check_allowed
+from miniapp_sync.store.rows import Rows, from_row
 from miniapp_sync.store.tables import installations
 
-if TYPE_CHECKING:
-    from miniapp_sync.clock import Clock
-    from miniapp_sync.store.database import Database
 
-
-def to_installation(row: Row[Any]) -> Installation:
-    """Build an Installation from an ``installations`` row (its columns are the dataclass's fields)."""
-    return Installation(**row._mapping)
-
-
-class InstallationRows:
+class InstallationRows(Rows):
     """The Store's installations."""
-
-    _db: Database
-    _clock: Clock
 
     def save_installation(
         self,
@@ -57,20 +45,20 @@ class InstallationRows:
             row = conn.execute(
                 select(installations).where(installations.c.tenant == tenant, installations.c.ns == ns)
             ).one()
-        return to_installation(row)
+        return from_row(Installation, row)
 
     def get_installation(self, id: str) -> Installation | None:
         """Return the installation with this id, or None."""
         with self._db.read("read an installation") as conn:
             row = conn.execute(select(installations).where(installations.c.id == id)).first()
-        return None if row is None else to_installation(row)
+        return None if row is None else from_row(Installation, row)
 
     def find_installation(self, tenant: str, ns: str) -> Installation | None:
         """Return the installation of ``ns`` for ``tenant``, or None."""
         query = select(installations).where(installations.c.tenant == tenant, installations.c.ns == ns)
         with self._db.read("find an installation") as conn:
             row = conn.execute(query).first()
-        return None if row is None else to_installation(row)
+        return None if row is None else from_row(Installation, row)
 
     def list_installations(self, ns: str | None = None) -> list[Installation]:
         """Return every installation (of ``ns`` when given), ordered by tenant and ns."""
@@ -78,7 +66,7 @@ class InstallationRows:
         if ns is not None:
             query = query.where(installations.c.ns == ns)
         with self._db.read("list installations") as conn:
-            return [to_installation(row) for row in conn.execute(query)]
+            return [from_row(Installation, row) for row in conn.execute(query)]
 
     def update_installation(
         self,
@@ -103,9 +91,5 @@ class InstallationRows:
         for name, value in (("credentials", credentials), ("metadata", metadata), ("user_input", user_input)):
             if value is not None:
                 values[name] = value
-        with self._db.write(f"update installation {id!r}") as conn:
-            conn.execute(update(installations).where(installations.c.id == id).values(values))
-            row = conn.execute(select(installations).where(installations.c.id == id)).first()
-        if row is None:
-            raise StoreError(f"cannot update installation {id!r}: no such installation")
-        return to_installation(row)
+        row = self._update_one(installations, id, values, f"update installation {id!r}", "installation")
+        return from_row(Installation, row)

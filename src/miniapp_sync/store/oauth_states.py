@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import and_, delete, insert, update
 
 from miniapp_sync.store.model import OAuthState
+from miniapp_sync.store.rows import Rows
 from miniapp_sync.store.tables import oauth_states
 
-if TYPE_CHECKING:
-    from miniapp_sync.clock import Clock
-    from miniapp_sync.store.database import Database
 
-
-class OAuthStateRows:
+class OAuthStateRows(Rows):
     """The Store's OAuth states."""
-
-    _db: Database
-    _clock: Clock
 
     def put_oauth_state(
         self,

@@ -14,9 +14,9 @@ import sqlite3
 from collections.abc import Sequence
 from functools import cache, lru_cache
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from sqlalchemy import Connection, Row, func, select, update
+from sqlalchemy import Connection, Row, Select, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -27,11 +27,8 @@ from miniapp_sync.store.history import change_rows, deletion_rows, insert_change
 from miniapp_sync.store.model import RECORD_SOURCES, RecordSource, RecordWrite, StoredRecord, WriteResult
 from miniapp_sync.store.record_plan import Current, Plan, plan_writes
 from miniapp_sync.store.record_rows import load, lock, mark_seen
+from miniapp_sync.store.rows import Rows
 from miniapp_sync.store.tables import records
-
-if TYPE_CHECKING:
-    from miniapp_sync.clock import Clock
-    from miniapp_sync.store.database import Database
 
 _COLUMNS: Final = tuple(c.name for c in records.c)
 _KEEP_ON_UPDATE: Final = frozenset({"installation_id", "content_type", "code", "created_at"})
@@ -227,12 +224,23 @@ def soft_delete_unseen(
     return len(codes)
 
 
-class RecordRows:
-    """The Store's records: each method a transaction of its own around this module's functions."""
+def _matching(
+    query: Select[Any], installation_id: str, content_type: str | None, code: str | None, include_deleted: bool
+) -> Select[Any]:
+    """Narrow a query of ``records`` to an installation's (content type's, code's) rows, deleted ones when asked."""
+    r = records.c
+    query = query.where(r.installation_id == installation_id)
+    if content_type is not None:
+        query = query.where(r.content_type == content_type)
+    if code is not None:
+        query = query.where(r.code == code)
+    if not include_deleted:
+        query = query.where(r.deleted.is_(False))
+    return query
 
-    _db: Database
-    _clock: Clock
-    _history_days: float
+
+class RecordRows(Rows):
+    """The Store's records: each method a transaction of its own around this module's functions."""
 
     def write_records(
         self,
@@ -281,13 +289,7 @@ class RecordRows:
     ) -> list[StoredRecord]:
         """Return a page of records ordered by content type and code (of one code when given)."""
         r = records.c
-        query = select(records).where(r.installation_id == installation_id)
-        if content_type is not None:
-            query = query.where(r.content_type == content_type)
-        if code is not None:
-            query = query.where(r.code == code)
-        if not include_deleted:
-            query = query.where(r.deleted.is_(False))
+        query = _matching(select(records), installation_id, content_type, code, include_deleted)
         query = query.order_by(r.content_type, r.code).limit(limit).offset(offset)
         with self._db.read("list records") as conn:
             return [to_record(row) for row in conn.execute(query)]
@@ -301,14 +303,9 @@ class RecordRows:
         code: str | None = None,
     ) -> int:
         """Return how many records are stored (soft-deleted ones only when asked; of one code when given)."""
-        r = records.c
-        query = select(func.count()).select_from(records).where(r.installation_id == installation_id)
-        if content_type is not None:
-            query = query.where(r.content_type == content_type)
-        if code is not None:
-            query = query.where(r.code == code)
-        if not include_deleted:
-            query = query.where(r.deleted.is_(False))
+        query = _matching(
+            select(func.count()).select_from(records), installation_id, content_type, code, include_deleted
+        )
         with self._db.read("count records") as conn:
             return int(conn.execute(query).scalar_one())
 

@@ -12,30 +12,20 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, insert, or_, select, update
+from sqlalchemy import insert, or_, select, update
 
-from miniapp_sync.errors import StoreError
 from miniapp_sync.store.model import RUN_STATUSES, Run, RunStatus, check_allowed
+from miniapp_sync.store.rows import Rows, from_row
 from miniapp_sync.store.tables import sync_runs
 
 if TYPE_CHECKING:
-    from miniapp_sync.clock import Clock
-    from miniapp_sync.store.database import Database
     from miniapp_sync.store.store import Store
 
-__all__ = ["RunLiveness", "RunRows", "to_run"]
+__all__ = ["RunLiveness", "RunRows"]
 
 
-def to_run(row: Row[Any]) -> Run:
-    """Build a Run from a ``sync_runs`` row (its columns are the dataclass's fields)."""
-    return Run(**row._mapping)
-
-
-class RunRows:
+class RunRows(Rows):
     """The Store's runs."""
-
-    _db: Database
-    _clock: Clock
 
     def start_run(
         self, installation_id: str, resource: str | None, *, owner: str | None = None, job_id: str | None = None
@@ -75,24 +65,19 @@ class RunRows:
         values = {"status": status, "stats": stats, "error": error, "finished_at": self._clock.now()}
         if progress is not None:
             values["progress"] = progress
-        with self._db.write(f"finish run {run_id!r}") as conn:
-            conn.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(values))
-            row = conn.execute(select(sync_runs).where(sync_runs.c.id == run_id)).first()
-        if row is None:
-            raise StoreError(f"cannot finish run {run_id!r}: no such run")
-        return to_run(row)
+        return from_row(Run, self._update_one(sync_runs, run_id, values, f"finish run {run_id!r}", "run"))
 
     def get_run(self, run_id: str) -> Run | None:
         """Return the run with this id, or None."""
         with self._db.read("read a run") as conn:
             row = conn.execute(select(sync_runs).where(sync_runs.c.id == run_id)).first()
-        return None if row is None else to_run(row)
+        return None if row is None else from_row(Run, row)
 
     def runs_of_job(self, job_id: str) -> list[Run]:
         """Return the runs the job ``job_id`` started (one, or none yet), newest first."""
         query = select(sync_runs).where(sync_runs.c.job_id == job_id).order_by(sync_runs.c.started_at.desc())
         with self._db.read("read a job's runs") as conn:
-            return [to_run(row) for row in conn.execute(query)]
+            return [from_row(Run, row) for row in conn.execute(query)]
 
     def list_runs(
         self,
@@ -110,7 +95,7 @@ class RunRows:
         if installation_ids is not None:
             query = query.where(sync_runs.c.installation_id.in_(installation_ids))
         with self._db.read("list runs") as conn:
-            return [to_run(row) for row in conn.execute(query)]
+            return [from_row(Run, row) for row in conn.execute(query)]
 
 
 class RunLiveness:
@@ -124,7 +109,7 @@ class RunLiveness:
         """Return every run marked running, oldest first."""
         query = select(sync_runs).where(sync_runs.c.status == "running").order_by(sync_runs.c.started_at)
         with self._db.read("list running runs") as conn:
-            return [to_run(row) for row in conn.execute(query)]
+            return [from_row(Run, row) for row in conn.execute(query)]
 
     def heartbeat(self, run_id: str) -> None:
         """Record that a run is making progress now."""
