@@ -69,7 +69,8 @@ from miniapp_sync.definition.model import Definition
 from miniapp_sync.network import Rewrites
 from miniapp_sync.runtime import MiniApp, Runtime, load_miniapp
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
-from miniapp_sync.sync.engine import PAGE_CONCURRENCY, RunReport
+from miniapp_sync.sync.engine import PAGE_CONCURRENCY
+from miniapp_sync.sync.reports import RunReport
 
 PAGE_SIZE = 100
 KEY = "bench-key-not-a-secret"

@@ -27,7 +27,7 @@ from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
 from miniapp_sync.server import create_app
 from miniapp_sync.store import Installation
-from miniapp_sync.sync.engine import ResourceReport
+from miniapp_sync.sync.reports import ResourceReport
 from miniapp_sync.testing import FakeClock
 
 ADMIN = "admin-token-for-forensics"

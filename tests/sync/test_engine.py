@@ -11,7 +11,8 @@ import pytest
 
 from miniapp_sync.errors import InstallationError
 from miniapp_sync.sandbox import SandboxConfig
-from miniapp_sync.sync.engine import RUN_GC_THRESHOLD, ResourceReport
+from miniapp_sync.sync.collector import RUN_GC_THRESHOLD
+from miniapp_sync.sync.reports import ResourceReport
 
 from .conftest import World, derive
 

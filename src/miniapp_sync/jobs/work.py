@@ -20,7 +20,8 @@ from miniapp_sync.jobs.model import Job, Outcome
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.store import Inbox, Installation, Outbox
 from miniapp_sync.store.runs import RunLiveness
-from miniapp_sync.sync.engine import Progress, select_resources
+from miniapp_sync.sync.reports import Progress
+from miniapp_sync.sync.resources import select_resources
 from miniapp_sync.sync.runs import RunOwner, abandon_dead_runs
 from miniapp_sync.webhooks.processor import purge
 from miniapp_sync.webhooks.settings import WebhookSettings

@@ -17,7 +17,7 @@ from miniapp_sync.store.model import (
     version_of,
 )
 from miniapp_sync.store.outbox import Attempt, DeliveryState, DueDelivery, Outbox, Subscription, TriggerEvent
-from miniapp_sync.store.records import content_hash, normalise_version
+from miniapp_sync.store.record_plan import content_hash, normalise_version
 from miniapp_sync.store.store import Store
 from miniapp_sync.store.webhook_model import Added, InboxEntry, InboxRow, InboxStatus
 

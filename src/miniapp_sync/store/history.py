@@ -1,6 +1,6 @@
 """Record history (D39): the change rows a write appends, and the timeline and purge that read them.
 
-A batch of record writes decides every code in memory first (``records._plan``); its history is
+A batch of record writes decides every code in memory first (``record_plan.plan_writes``); its history is
 taken from that plan, for the codes it writes only: an unchanged or stale record appends nothing.
 A change row holds the record's state before the batch against its state after it, so a code
 written twice in one batch gets one row. ``old`` and ``new`` hold only the fields that changed

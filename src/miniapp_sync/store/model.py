@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NamedTuple, get_args
 
+from miniapp_sync.errors import StoreError
+
 InstallationStatus = Literal["pending", "connected", "error", "uninstalled"]
 RecordSource = Literal["bulk", "webhook"]
 RunStatus = Literal["running", "succeeded", "failed", "partial", "interrupted", "abandoned"]
@@ -14,6 +16,12 @@ INSTALLATION_STATUSES: Final = frozenset(get_args(InstallationStatus))
 RECORD_SOURCES: Final = frozenset(get_args(RecordSource))
 RUN_STATUSES: Final = frozenset(get_args(RunStatus))
 DEAD_LETTER_KINDS: Final = frozenset(get_args(DeadLetterKind))
+
+
+def check_allowed(value: str, allowed: frozenset[str], what: str) -> None:
+    """Raise StoreError when ``value`` is not one of ``allowed`` (``what`` names it in the message)."""
+    if value not in allowed:
+        raise StoreError(f"unknown {what} {value!r}; expected one of {', '.join(sorted(allowed))}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,21 +8,17 @@ any moment resumes from the last committed page and converges on the records a c
 produces (writes are upserts by code, D20).
 
 Batches are written one at a time and in order, so a checkpoint never commits before the pages
-it covers: in the event loop on SQLite, in a worker thread on PostgreSQL (see ``_Writer``).
+it covers: in the event loop on SQLite, in a worker thread on PostgreSQL (see ``batches.BatchWriter``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import logging
 import random
-import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import AsyncGenerator, Callable
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -43,8 +39,11 @@ from miniapp_sync.provider.pagination import Page, pages
 from miniapp_sync.provider.ratelimit import RateLimiter, limiter_for
 from miniapp_sync.provider.redaction import Redactor
 from miniapp_sync.provider.retry import DEFAULT_MAX_RETRY_AFTER, RetryPolicy
-from miniapp_sync.store import Installation, RecordWrite, Run, RunStatus, Store, WriteResult, version_of
-from miniapp_sync.sync.resources import check_resource_names
+from miniapp_sync.store import Installation, RecordWrite, Run, Store
+from miniapp_sync.sync.batches import BatchWriter, record_write
+from miniapp_sync.sync.collector import GC
+from miniapp_sync.sync.reports import Progress, ResourceReport, RunReport, failure_of
+from miniapp_sync.sync.resources import select_resources
 from miniapp_sync.sync.runs import INTERRUPTED, Heartbeat, Processes
 from miniapp_sync.templating import render_headers
 from miniapp_sync.webhooks.providers import provider_of
@@ -55,70 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("miniapp_sync.sync")
 
 PAGE_CONCURRENCY = 4
-# CPython collects its youngest generation every 700 net new container objects, and one decoded
-# page of 100 records is ~1,600 of them: a run collected in the middle of nearly every page and
-# promoted the page in hand, and enough promotions trigger full collections, which walk every
-# object of the process (~110,000 after start-up, ~40 ms each). A threshold above a page's worth
-# lets each page be freed while still young: measured ~3 µs a record less, an eighth of the CPU.
-RUN_GC_THRESHOLD: Final = 10_000
 
-
-@dataclass
-class ResourceReport:
-    """What one resource's run did; the CLI's summary table and the run's stats."""
-
-    resource: str
-    content_type: str
-    fetched: int = 0
-    pages: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    stale: int = 0
-    rejected: int = 0
-    warnings: int = 0
-    deleted: int = 0
-    requests: int = 0
-    retries: int = 0
-    throttled: int = 0
-    statuses: dict[str, int] = field(default_factory=dict)  # provider answers by status class
-    rate_wait_seconds: float = 0.0
-    seconds: float = 0.0
-    resumed_from: dict[str, Any] | None = None
-    error: str | None = None
-    # The error as data: the list page and redacted URL it failed at, the status, the message.
-    failure: dict[str, Any] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the report as JSON-ready data."""
-        return dict(self.__dict__)
-
-
-@dataclass
-class RunReport:
-    """A whole run: its id and status, and one report per resource."""
-
-    run_id: str
-    installation_id: str
-    status: RunStatus = "running"
-    resources: dict[str, ResourceReport] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> bool:
-        """Return True when a resource failed."""
-        return any(r.error for r in self.resources.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the report as JSON-ready data."""
-        return {
-            "runId": self.run_id,
-            "installationId": self.installation_id,
-            "status": self.status,
-            "resources": {k: r.as_dict() for k, r in self.resources.items()},
-        }
-
-
-Progress = Callable[[ResourceReport, int | None], None]  # (report so far, total records if known)
 # (installation id, rate, clock) → that installation's limiter. The default keeps one per process;
 # a runtime on PostgreSQL passes one whose budget every worker shares (D34).
 LimiterFactory = Callable[[str, float, Clock], RateLimiter]
@@ -223,7 +159,7 @@ class SyncEngine:
         redactor = Redactor(self.installations.secrets_of(definition, installation))
         session = self._session or aiohttp.ClientSession()
         try:
-            with _GC.relaxed(), logs.bound(run_id=run_id, installation=installation.id, tenant=installation.tenant):
+            with GC.relaxed(), logs.bound(run_id=run_id, installation=installation.id, tenant=installation.tenant):
                 for key in selected:
                     resource_report = ResourceReport(key, sync.resources[key].content_type)
                     report.resources[key] = resource_report
@@ -243,7 +179,7 @@ class SyncEngine:
                         )
                     except MiniAppSyncError as exc:
                         resource_report.error = redactor.values(str(exc))
-                        resource_report.failure = _failure(exc, resource_report.error, redactor)
+                        resource_report.failure = failure_of(exc, resource_report.error, redactor)
                     resource_report.seconds = time.perf_counter() - started
                     if self.metrics is not None:
                         self.metrics.resource_done(definition.ns or "", resource_report)
@@ -335,7 +271,7 @@ class SyncEngine:
         began = float(state.get("began", self.clock.now()))
         since = state.get("since")
         client = await self._client(definition, installation.id, session, redactor)
-        writer = _Writer(self.store, installation.id, plan, run_id, report, inline=self.inline_writes)
+        writer = BatchWriter(self.store, installation.id, plan, run_id, report, inline=self.inline_writes)
         buffer: list[RecordWrite] = []
         errors_seen = False
         total: int | None = None
@@ -378,7 +314,7 @@ class SyncEngine:
                         continue
                     if customers:
                         mapped = with_normal_phone(mapped, country) or mapped
-                    buffer.append(_write(mapped, fetched_at))
+                    buffer.append(record_write(mapped, fetched_at))
                     if cursor_field is not None:
                         since = _later(since, record.get(cursor_field))
                 if len(buffer) >= batch_size:
@@ -444,145 +380,9 @@ class SyncEngine:
         report.statuses, report.rate_wait_seconds = dict(client.statuses), client.waited
 
 
-class _Writer:
-    """Writes a resource's batches one at a time and in order: in the event loop on SQLite, in a thread elsewhere.
-
-    A SQLite batch is CPU and one fsync, a few milliseconds. Handed to a thread it cost more than
-    it saved: the writer's Python work contends with the loop's for the GIL, and each record's
-    objects, built on one core, are read again on the other (measured ~15% fewer records/s, and
-    ~4 µs more CPU a record). So it runs inline, as the webhook workers' store calls do, while
-    the pages already requested arrive. A PostgreSQL batch waits on the network: it runs in a
-    thread, and the loop fetches and maps the next pages meanwhile.
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        installation_id: str,
-        plan: ResourcePlan,
-        run_id: str,
-        report: ResourceReport,
-        *,
-        inline: bool,
-    ):
-        self.store = store
-        self.installation_id = installation_id
-        self.plan = plan
-        self.run_id = run_id
-        self.report = report
-        self._inline = inline  # the backend's call (backend.py): SQLite inline, PostgreSQL in a thread
-        self._pending: asyncio.Future[list[WriteResult]] | None = None
-
-    async def write(self, buffer: list[RecordWrite], batch_size: int, checkpoint: dict[str, Any]) -> None:
-        """Write ``buffer`` in transactions of batchSize, the checkpoint with the last one.
-
-        The previous write is waited for first. Off SQLite this one is not, so the caller fetches
-        and maps the next pages while it commits.
-        """
-        await self.wait()
-        chunks = [buffer[i : i + batch_size] for i in range(0, len(buffer), batch_size)] or [[]]
-        if self._inline:
-            self._count(self._write(chunks, checkpoint))
-        else:
-            self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, chunks, checkpoint))
-
-    async def wait(self) -> None:
-        """Wait for the write in flight, if any, and count what it did (raising what it raised)."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            self._count(await pending)
-
-    def _count(self, results: list[WriteResult]) -> None:
-        for result in results:
-            self.report.created += result.created
-            self.report.updated += result.updated
-            self.report.unchanged += result.unchanged
-            self.report.stale += result.stale
-
-    def _write(self, chunks: list[list[RecordWrite]], checkpoint: dict[str, Any]) -> list[WriteResult]:
-        last = len(chunks) - 1
-        return [
-            self.store.write_records(
-                self.installation_id,
-                self.plan.content_type,
-                chunk,
-                source="bulk",
-                run_id=self.run_id,
-                checkpoint=(self.plan.key, checkpoint) if index == last else None,
-            )
-            for index, chunk in enumerate(chunks)
-        ]
-
-
-class _Collector:
-    """Raises the young generation's threshold to RUN_GC_THRESHOLD while any run is on.
-
-    The thresholds are the process's: the first run to start raises them, the last to finish
-    puts back what it found (runs overlap in a server, and may run in several threads).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._runs = 0
-        self._saved = gc.get_threshold()
-
-    @contextlib.contextmanager
-    def relaxed(self) -> Iterator[None]:
-        """Keep the threshold raised for the block."""
-        with self._lock:
-            if self._runs == 0:
-                self._saved = gc.get_threshold()
-                young, *older = self._saved
-                if young:  # 0 means automatic collection is off: leave it so
-                    gc.set_threshold(max(young, RUN_GC_THRESHOLD), *older)
-            self._runs += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._runs -= 1
-                if self._runs == 0:
-                    gc.set_threshold(*self._saved)
-
-
-_GC = _Collector()
-
-
-def select_resources(definition: Definition, names: list[str] | None) -> list[str]:
-    """Return the resources a sync covers: those named (even if disabled), or every enabled one."""
-    ns, sync = definition.ns, definition.sync
-    if sync is None or not sync.resources:
-        raise InstallationError(f"{ns!r} has no sync.resources to run")
-    if names:
-        check_resource_names(sync.resources, names, ns=ns)  # a usage error, with a "did you mean"
-        return list(names)
-    if not sync.sync_configuration.enabled:
-        raise InstallationError(
-            f"bulk sync of {ns!r} is disabled (syncConfiguration.enabled is false); name a resource to run it anyway"
-        )
-    return [key for key, resource in sync.resources.items() if resource.enabled]
-
-
-def _failure(exc: MiniAppSyncError, message: str, redactor: Redactor) -> dict[str, Any]:
-    """Return what a resource failed on as data: the list page, the redacted URL and status when known."""
-    url = getattr(exc, "url", None)
-    return {
-        "page": getattr(exc, "page", None),
-        "url": redactor.url(url) if isinstance(url, str) else None,  # redacted by the client, and again here
-        "status": getattr(exc, "status", None),
-        "message": message,
-    }
-
-
 def _paging_state(state: dict[str, Any]) -> dict[str, Any] | None:
     paging = {k: v for k, v in state.items() if k not in ("began", "since", "done")}
     return paging or None
-
-
-def _write(mapped: MappedRecord, fetched_at: float) -> RecordWrite:
-    data = mapped.data
-    # Positional: keyword arguments cost a frozen dataclass a fifth more, once per record.
-    return RecordWrite(str(data["code"]), data, version_of(data), fetched_at)
 
 
 def _later(current: Any, candidate: Any) -> Any:

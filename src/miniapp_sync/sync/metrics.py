@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Final
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 if TYPE_CHECKING:
-    from miniapp_sync.sync.engine import ResourceReport
+    from miniapp_sync.sync.reports import ResourceReport
 
 # A resource's run takes from a fraction of a second (a few pages) to hours (a large catalogue).
 _RUN_SECONDS: Final = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 12 * 3600.0)

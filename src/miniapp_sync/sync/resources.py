@@ -1,4 +1,4 @@
-"""Names of a definition's ``sync.resources`` as commands and requests give them."""
+"""Names of a definition's ``sync.resources`` as commands and requests give them, and which a sync covers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Collection, Iterable
 
 from miniapp_sync.definition.model import Definition
-from miniapp_sync.errors import UsageError
+from miniapp_sync.errors import InstallationError, UsageError
 
 
 def check_resource_names(known: Collection[str], names: Iterable[str] | None, *, ns: str | None = None) -> None:
@@ -24,3 +24,18 @@ def check_resource_names(known: Collection[str], names: Iterable[str] | None, *,
 def check_definition_resources(definition: Definition, names: Iterable[str] | None) -> None:
     """Check resource names given on a command line against a definition, before any work starts."""
     check_resource_names(definition.sync.resources if definition.sync else {}, names, ns=definition.ns)
+
+
+def select_resources(definition: Definition, names: list[str] | None) -> list[str]:
+    """Return the resources a sync covers: those named (even if disabled), or every enabled one."""
+    ns, sync = definition.ns, definition.sync
+    if sync is None or not sync.resources:
+        raise InstallationError(f"{ns!r} has no sync.resources to run")
+    if names:
+        check_resource_names(sync.resources, names, ns=ns)  # a usage error, with a "did you mean"
+        return list(names)
+    if not sync.sync_configuration.enabled:
+        raise InstallationError(
+            f"bulk sync of {ns!r} is disabled (syncConfiguration.enabled is false); name a resource to run it anyway"
+        )
+    return [key for key, resource in sync.resources.items() if resource.enabled]

@@ -1,0 +1,88 @@
+"""A resource's mapped records on their way to the store: batches written in order, each checkpoint with its last."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from miniapp_sync.mapping.plan import ResourcePlan
+from miniapp_sync.mapping.records import MappedRecord
+from miniapp_sync.store import RecordWrite, Store, WriteResult, version_of
+from miniapp_sync.sync.reports import ResourceReport
+
+
+class BatchWriter:
+    """Writes a resource's batches one at a time and in order: in the event loop on SQLite, in a thread elsewhere.
+
+    A SQLite batch is CPU and one fsync, a few milliseconds. Handed to a thread it cost more than
+    it saved: the writer's Python work contends with the loop's for the GIL, and each record's
+    objects, built on one core, are read again on the other (measured ~15% fewer records/s, and
+    ~4 µs more CPU a record). So it runs inline, as the webhook workers' store calls do, while
+    the pages already requested arrive. A PostgreSQL batch waits on the network: it runs in a
+    thread, and the loop fetches and maps the next pages meanwhile.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        installation_id: str,
+        plan: ResourcePlan,
+        run_id: str,
+        report: ResourceReport,
+        *,
+        inline: bool,
+    ):
+        self.store = store
+        self.installation_id = installation_id
+        self.plan = plan
+        self.run_id = run_id
+        self.report = report
+        self._inline = inline  # the backend's call (backend.py): SQLite inline, PostgreSQL in a thread
+        self._pending: asyncio.Future[list[WriteResult]] | None = None
+
+    async def write(self, buffer: list[RecordWrite], batch_size: int, checkpoint: dict[str, Any]) -> None:
+        """Write ``buffer`` in transactions of batchSize, the checkpoint with the last one.
+
+        The previous write is waited for first. Off SQLite this one is not, so the caller fetches
+        and maps the next pages while it commits.
+        """
+        await self.wait()
+        chunks = [buffer[i : i + batch_size] for i in range(0, len(buffer), batch_size)] or [[]]
+        if self._inline:
+            self._count(self._write(chunks, checkpoint))
+        else:
+            self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, chunks, checkpoint))
+
+    async def wait(self) -> None:
+        """Wait for the write in flight, if any, and count what it did (raising what it raised)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._count(await pending)
+
+    def _count(self, results: list[WriteResult]) -> None:
+        for result in results:
+            self.report.created += result.created
+            self.report.updated += result.updated
+            self.report.unchanged += result.unchanged
+            self.report.stale += result.stale
+
+    def _write(self, chunks: list[list[RecordWrite]], checkpoint: dict[str, Any]) -> list[WriteResult]:
+        last = len(chunks) - 1
+        return [
+            self.store.write_records(
+                self.installation_id,
+                self.plan.content_type,
+                chunk,
+                source="bulk",
+                run_id=self.run_id,
+                checkpoint=(self.plan.key, checkpoint) if index == last else None,
+            )
+            for index, chunk in enumerate(chunks)
+        ]
+
+
+def record_write(mapped: MappedRecord, fetched_at: float) -> RecordWrite:
+    """Return the store write of a mapped record: its code, data and version, and when its page was fetched."""
+    data = mapped.data
+    # Positional: keyword arguments cost a frozen dataclass a fifth more, once per record.
+    return RecordWrite(str(data["code"]), data, version_of(data), fetched_at)
