@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import signal
 import threading
@@ -70,6 +69,8 @@ def install(
     functions: FunctionsOption = None,
 ) -> int:
     """Install a MiniApp for a tenant with API keys or pasted tokens, then run its initial import."""
+    import asyncio
+
     from miniapp_sync.runtime import load_miniapp
     from miniapp_sync.views import InstallationView, to_json
 
@@ -364,6 +365,8 @@ def sync(
 
 def _until_stopped(run: Coroutine[Any, Any, T]) -> T:
     """Run a sync; Ctrl-C or SIGTERM cancel it, the engine marks the run interrupted, and the command exits 130/143."""
+
+    import asyncio
 
     async def cancellable() -> T:
         task = asyncio.current_task()

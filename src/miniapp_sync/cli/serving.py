@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from pathlib import Path
 from typing import Annotated
@@ -161,6 +160,8 @@ def sandbox(
     ] = 1,
 ) -> None:
     """Run the bundled Salla-shaped sandbox provider (API under /admin/v2, OAuth under /oauth2)."""
+    import asyncio
+
     from miniapp_sync.sandbox import SandboxConfig, serve_forever
 
     config = SandboxConfig(
