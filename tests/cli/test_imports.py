@@ -64,6 +64,7 @@ def test_validate_loads_the_definition_model_but_no_store_network_or_server() ->
     # The example's JSONPaths are all plain ($.data.id): the JSONPath library is not needed, nor
     # croniter without a schedule.
     assert not loaded & {"jsonpath", "croniter"}
+    assert "phonenumbers" not in loaded  # nor phone parsing without a normalizePhone transform
 
 
 def test_a_sync_process_loads_neither_migrations_nor_schedules() -> None:
