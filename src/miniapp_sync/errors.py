@@ -30,13 +30,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
-
 PREVIEW_LIMIT = 60
 
 
 def preview(value: Any, limit: int = PREVIEW_LIMIT) -> str:
     """Render a value for a message: JSON-ish, one line, truncated."""
+    import orjson  # here: every command imports this module, few render a value (and --help never does)
+
     try:
         text = orjson.dumps(value, default=repr).decode()
     except TypeError:

@@ -42,10 +42,12 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from miniapp_sync.errors import InstallationError, UsageError, preview
-from miniapp_sync.network import Rewrites
+
+if TYPE_CHECKING:  # network (sockets, addresses, templating) loads only when rewrites are used
+    from miniapp_sync.network import Rewrites
 
 FILE_NAME = "miniapp-sync.toml"
 PREFIX = "MINIAPP_SYNC_"
@@ -147,6 +149,8 @@ class Settings:
 
     def rewrite_rules(self) -> Rewrites:
         """Return the origin rewrites."""
+        from miniapp_sync.network import Rewrites
+
         return Rewrites(dict(self.rewrites))
 
     def vault_environ(self) -> dict[str, str]:
@@ -201,6 +205,8 @@ def _number(value: Any, where: str, unit: str) -> float:
 
 
 def _rewrites(values: Iterable[str], where: str) -> dict[str, str]:
+    from miniapp_sync.network import Rewrites
+
     try:
         return dict(Rewrites.parse(values).origins)
     except InstallationError as exc:

@@ -20,6 +20,8 @@ NETWORK = {"aiohttp"}
 SERVER = {"uvicorn", "starlette"}
 MODELS = {"pydantic", "jsonpath", "rich.table", "rich.progress"}
 CONSOLE = {"jinja2", "itsdangerous"}  # only a server with the console on
+# Loaded where used: the event loop by commands that run one, the network module by rewrites.
+LAZY = {"asyncio", "miniapp_sync.network"}
 
 
 def imported_by(*args: str, cwd: Path | None = None) -> set[str]:
@@ -51,16 +53,33 @@ def test_importing_the_cli_loads_no_store_queue_network_or_server_library() -> N
 
 def test_help_loads_no_store_queue_network_or_server_library() -> None:
     loaded = imported_by("--help")
-    assert not loaded & (STORE | QUEUE | NETWORK | SERVER | MODELS | CONSOLE)
+    assert not loaded & (STORE | QUEUE | NETWORK | SERVER | MODELS | CONSOLE | LAZY)
 
 
 def test_validate_loads_the_definition_model_but_no_store_network_or_server() -> None:
     loaded = imported_by("validate", str(EXAMPLE))
     assert "pydantic" in loaded  # it did validate
     assert not loaded & (STORE | QUEUE | NETWORK | SERVER)
+    assert not loaded & LAZY  # validating runs no event loop and sends nothing
     # The example's JSONPaths are all plain ($.data.id): the JSONPath library is not needed, nor
     # croniter without a schedule.
     assert not loaded & {"jsonpath", "croniter"}
+    assert "phonenumbers" not in loaded  # nor phone parsing without a normalizePhone transform
+
+
+def test_a_sync_process_loads_neither_migrations_nor_schedules() -> None:
+    # What `sync` imports to run: the store, the job path (Work), the engine. Migrations (alembic,
+    # mako, pygments) serve `db upgrade` and /readyz; croniter serves the schedulers.
+    script = (
+        "import sys\n"
+        "import miniapp_sync.jobs, miniapp_sync.runtime, miniapp_sync.store, miniapp_sync.sync.engine\n"
+        "print('\\n'.join(sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.splitlines())
+    assert "sqlalchemy" in loaded
+    assert not loaded & {"alembic", "mako", "croniter"}
 
 
 @pytest.mark.parametrize(

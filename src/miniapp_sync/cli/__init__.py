@@ -13,9 +13,12 @@ from collections.abc import Mapping, Sequence
 import typer
 
 from miniapp_sync.cli.app import Session, app, console, print_error
+from miniapp_sync.cli.tree import command_for
 from miniapp_sync.errors import DefinitionError, MiniAppSyncError, UsageError
 
 __all__ = ["app", "main"]
+
+PROG_NAME = "miniapp-sync"
 
 
 def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None) -> int:
@@ -30,7 +33,8 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     try:
         session = Session() if environ is None else Session(environ)
         session.help = "--help" in args
-        result = app(args=args, prog_name="miniapp-sync", standalone_mode=False, obj=session)
+        command = command_for(app, args, PROG_NAME, session.environ)
+        result = command.main(args=args, prog_name=PROG_NAME, standalone_mode=False, obj=session)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except SystemExit as exc:  # Typer's --show-completion / --install-completion and completion requests exit

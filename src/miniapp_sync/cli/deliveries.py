@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -206,6 +205,8 @@ def replay_deliveries(
     output: FormatOption = OutputFormat.text,
 ) -> int:
     """Replay dead or failed deliveries, by id or all matching the filters, as a job (exit 1 when one fails again)."""
+    import asyncio
+
     from miniapp_sync.runtime import load_miniapp
     from miniapp_sync.views.deliveries import ReplayPreviewView
     from miniapp_sync.webhooks import bulk_replay
@@ -241,6 +242,8 @@ def replay_deliveries(
 
 async def _run(runtime: Any, selection: dict[str, Any]) -> Any:
     """Run the replay as a job of the in-process queue (D36), tried once: the operator is watching."""
+    import asyncio
+
     from miniapp_sync.jobs import JobRetry, LocalQueue, Work
     from miniapp_sync.store.replays import Replays
     from miniapp_sync.views.deliveries import DeliveryReplayView

@@ -5,7 +5,6 @@ Ctrl-C and SIGTERM cancel it; the engine marks the run interrupted and the comma
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import signal
 import threading
@@ -152,6 +151,7 @@ def print_runs(runs: list[Run]) -> int:
 
 def until_stopped(run: Coroutine[Any, Any, T]) -> T:
     """Run a sync; Ctrl-C or SIGTERM cancel it, the engine marks the run interrupted, and the command exits 130/143."""
+    import asyncio
 
     async def cancellable() -> T:
         task = asyncio.current_task()

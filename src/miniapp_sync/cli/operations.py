@@ -5,7 +5,6 @@ A sync run in the foreground (progress, summary, Ctrl-C) is cli/foreground.py's.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 import typer
@@ -58,6 +57,8 @@ def install(
     functions: FunctionsOption = None,
 ) -> int:
     """Install a MiniApp for a tenant with API keys or pasted tokens, then run its initial import."""
+    import asyncio
+
     from miniapp_sync.runtime import load_miniapp
     from miniapp_sync.views import InstallationView, to_json
 

@@ -6,7 +6,6 @@ CLI a noticeable share of its start-up otherwise.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import socket
@@ -71,6 +70,8 @@ def worker(
     max_retry_after: MaxRetryAfterOption = None,
 ) -> None:
     """Run jobs from the PostgreSQL queue: syncs, inbox drains, trigger deliveries, scheduled syncs."""
+    import asyncio
+
     from miniapp_sync.jobs import Work
     from miniapp_sync.jobs.procrastinate_queue import Liveness, ProcrastinateQueue
     from miniapp_sync.runtime import load_miniapp
@@ -157,6 +158,8 @@ def enqueue_syncs(
     full: bool = False,
 ) -> None:
     """``sync --enqueue``: queue a sync of a tenant's installation for the workers, one job per resource."""
+    import asyncio
+
     from miniapp_sync.jobs import Work, deployment_queue
 
     with open_runtime(store) as runtime:
@@ -191,6 +194,8 @@ def enqueue_syncs(
 @app.command()
 def jobs(store: StoreOption = None, output: FormatOption = OutputFormat.text) -> None:
     """Show the job queue: jobs by state, what runs where, and the workers' heartbeats (PostgreSQL)."""
+    import asyncio
+
     from miniapp_sync.jobs import Work
     from miniapp_sync.jobs.procrastinate_queue import ProcrastinateQueue
 

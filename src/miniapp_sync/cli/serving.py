@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import functools
 import gc
@@ -226,6 +225,8 @@ def sandbox(
     ] = 1,
 ) -> None:
     """Run the bundled Salla-shaped sandbox provider (API under /admin/v2, OAuth under /oauth2)."""
+    import asyncio
+
     from miniapp_sync.sandbox import SandboxConfig, serve_forever
 
     config = SandboxConfig(

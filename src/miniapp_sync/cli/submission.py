@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -60,6 +59,8 @@ def _check(
     functions: list[Path] | None,
     allow_private_network: bool,
 ) -> tuple[Report, LoadedDefinition]:
+    import asyncio
+
     from miniapp_sync.definition import inspect_definition
     from miniapp_sync.errors import DefinitionInvalid
     from miniapp_sync.mapping.plan import compile_plan, vocabulary

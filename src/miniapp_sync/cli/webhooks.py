@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -176,6 +175,8 @@ def assign_inbox_row(
     output: FormatOption = OutputFormat.text,
 ) -> int:
     """Give an unmatched delivery to an installation and process it (exit 1 when processing fails)."""
+    import asyncio
+
     from miniapp_sync.errors import WebhookError
     from miniapp_sync.runtime import load_miniapp
     from miniapp_sync.store import Inbox
@@ -277,6 +278,8 @@ def replay_dead_letter(
     output: FormatOption = OutputFormat.text,
 ) -> int:
     """Map and write a rejected record again through the current definition (exit 1 when it fails again)."""
+    import asyncio
+
     from miniapp_sync.runtime import load_miniapp
     from miniapp_sync.views import ReplayView, timestamp
     from miniapp_sync.webhooks.replay import replay

@@ -13,8 +13,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from croniter import croniter
-
 from miniapp_sync.errors import InstallationError, MiniAppSyncError
 from miniapp_sync.jobs.model import Job, Outcome
 from miniapp_sync.runtime import MiniApp, Runtime
@@ -113,7 +111,7 @@ class Work:
         return [
             job
             for ns, cron in self.schedules().items()
-            if croniter(cron, after).get_next(float) <= until
+            if _next_fire(cron, after) <= until
             for job in self.scheduled_jobs(ns)
         ]
 
@@ -122,11 +120,11 @@ class Work:
         cron = self.schedules().get(installation.ns)
         if cron is None or installation.paused or installation.status != "connected":
             return None
-        return float(croniter(cron, self.runtime.clock.now()).get_next(float))
+        return _next_fire(cron, self.runtime.clock.now())
 
     def next_schedule(self, after: float) -> float | None:
         """Return the earliest cron time after ``after`` among the served MiniApps (None: nothing is scheduled)."""
-        return min((croniter(cron, after).get_next(float) for cron in self.schedules().values()), default=None)
+        return min((_next_fire(cron, after) for cron in self.schedules().values()), default=None)
 
     async def run(self, job: Job, job_id: str | None = None) -> Outcome:
         """Run one job (``job_id``: the queue's id of it) to its outcome; nothing it raises escapes.
@@ -243,3 +241,10 @@ class Work:
         # Processed deliveries may have emitted trigger events: send them (a queued delivery coalesces).
         follow = (Job("deliver"),) if job.kind == "drain" and self.deliver is not None else ()
         return Outcome("done", again_in=again_in, follow=follow)
+
+
+def _next_fire(cron: str, after: float) -> float:
+    """Return the first time after ``after`` that ``cron`` fires."""
+    from croniter import croniter  # here: a sync or an inbox drain runs Work and never reads a schedule
+
+    return float(croniter(cron, after).get_next(float))

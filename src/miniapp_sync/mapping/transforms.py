@@ -18,8 +18,6 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
-import phonenumbers
-
 from miniapp_sync.definition.rules import MISSING, TransformStep, thaw
 from miniapp_sync.errors import MiniAppSyncError, TransformError, preview
 from miniapp_sync.mapping.coercions import normalize_digits, to_number, to_string
@@ -123,6 +121,8 @@ def normalize_phone(value: Any, region: str = "SA") -> str | None:
         if len(dial) == 2 and dial.isalpha():  # an ISO country ({country_code: 'SA'})
             region = dial.upper()
         elif dial.isdigit() and dial.isascii() and len(dial) <= 4:
+            import phonenumbers  # see _e164
+
             # Parse in the dial code's region so a national trunk '0' is dropped properly.
             found = phonenumbers.region_code_for_country_code(int(dial))
             region, text = (found, text) if found != phonenumbers.UNKNOWN_REGION else (region, f"+{dial}{text}")
@@ -133,6 +133,9 @@ def normalize_phone(value: Any, region: str = "SA") -> str | None:
 def _e164(text: str, region: str) -> str | None:
     # Parsing costs ~0.2 ms, most of a webhook's customer mapping, and a store's customers order
     # again and again: remember the last few thousand numbers (pure: same text, same answer).
+    # phonenumbers loads here, with the first phone: validate and most mappings never need it.
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
@@ -271,6 +274,8 @@ def _join_codes(
 def _normalize_phone(
     step: TransformStep, functions: FunctionRegistry, item_mapper: Callable[[Any], Any] | None
 ) -> Transform:
+    import phonenumbers  # see _e164
+
     country: str = _option(step, "country", str, "SA", "an ISO 3166 alpha-2 country code such as 'SA'").upper()
     if country not in phonenumbers.SUPPORTED_REGIONS:
         raise TransformError(

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
 
 from miniapp_sync.errors import StoreError
@@ -51,6 +49,10 @@ def gauges(db: Database) -> Gauges:
 
 def head_revision() -> str:
     """Return the revision this code's migrations end at."""
+    # alembic (and mako, pygments under it) here, not at the top: every process that writes the
+    # inbox imports this module through the webhook metrics, and only a probe reads the revision.
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory(str(MIGRATIONS))
     head = script.get_current_head()
     assert head is not None, "the store's migrations have no head"
@@ -59,6 +61,8 @@ def head_revision() -> str:
 
 def not_ready(db: Database) -> str | None:
     """Return why the store cannot serve (unreachable, or its schema not at this code's revision), or None."""
+    from alembic.runtime.migration import MigrationContext
+
     try:
         with db.read("check the store") as conn:
             conn.execute(text("SELECT 1"))
