@@ -158,7 +158,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                 "order": str(order["id"]), "product": str(product["id"]), "received": Subscriber.received,
                 "given_up": given_up,
             }  # fmt: skip
-            yield Served(url, acme.id, "", record, artifacts(), log, extra)
+            yield Served(url, acme.id, "", record, artifacts(), log, sandbox, extra)
     hooks.shutdown()
     hooks.server_close()
 
