@@ -82,7 +82,7 @@ def test_install_sync_and_look_at_the_results(cli: object, sandbox: tuple[Sandbo
     report = json.loads(out)
     assert report["status"] == "succeeded"
     runs = {run["resource"]: run for run in report["items"]}  # one job, one run, per enabled resource
-    assert runs["products"]["stats"]["products"]["created"] == len(sandbox[0].data["products"])
+    assert runs["products"]["resources"][0]["created"] == len(sandbox[0].data["products"])
     assert all(run["jobId"] and run["status"] == "succeeded" for run in runs.values())
 
     code, out, _ = run("sync", example, "--tenant", "acme", rewrite=True)  # type: ignore[operator]
@@ -142,7 +142,7 @@ def test_sync_max_in_flight_caps_detail_requests_and_is_checked(
     )
     assert code == 0
     (orders,) = json.loads(out)["items"]
-    assert orders["stats"]["orders"]["created"] == 12
+    assert orders["resources"][0]["created"] == 12
 
 
 def test_sync_of_an_unknown_tenant_is_a_clear_error(cli: object, example: str) -> None:

@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import pytest
 
 from miniapp_sync.network import Rewrites
 from miniapp_sync.runtime import Runtime, load_miniapp
-from miniapp_sync.sandbox import SandboxConfig
+from miniapp_sync.sandbox import Sandbox, SandboxConfig
 from miniapp_sync.store import RecordWrite
 from miniapp_sync.store.rejections import Rejection, Rejections
 from miniapp_sync.testing import sandbox_thread
@@ -49,11 +49,17 @@ class Served:
     record: str  # the id of a product with a two-step history
     artifacts: Path
     log: Path
-    extra: dict[str, Any] = field(default_factory=dict)
+    sandbox: Sandbox  # to arm faults from a test (the provider fails, then recovers)
+    extra: dict[str, Any] = field(default_factory=dict)  # what the module's ``seed_more`` stored
 
 
-def seed(store_path: Path, sandbox_url: str, config: SandboxConfig) -> tuple[str, str, str]:
-    """Store two installations, a record changed twice, and a refused delivery."""
+SeedMore = Callable[[Runtime, SandboxConfig], dict[str, Any]]
+
+
+def seed(
+    store_path: Path, sandbox_url: str, config: SandboxConfig, more: SeedMore | None = None
+) -> tuple[str, str, str, dict[str, Any]]:
+    """Store two installations, a record changed twice, and a refused delivery (and what ``more`` adds)."""
     rewrites = Rewrites({"https://api.salla.dev": sandbox_url, "https://accounts.salla.sa": sandbox_url})
     runtime = Runtime.open(str(store_path), environ={"MINIAPP_SYNC_SECRET_KEY": KEY}, rewrites=rewrites)
     try:
@@ -80,7 +86,8 @@ def seed(store_path: Path, sandbox_url: str, config: SandboxConfig) -> tuple[str
         Rejections(store).add(
             Rejection("salla", "/miniapps/salla/webhooks", None, 401, "bad_signature", 10, None, {}, time.time())
         )
-        return acme.id, broken.id, record_id(acme.id, "core:product", "seed-1")
+        extra = more(runtime, config) if more is not None else {}
+        return acme.id, broken.id, record_id(acme.id, "core:product", "seed-1"), extra
     finally:
         runtime.close()
 
@@ -117,15 +124,21 @@ def artifacts() -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """Run ``miniapp-sync serve`` (admin and viewer tokens set) until the module's tests are done."""
+def served(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Served]:
+    """Run ``miniapp-sync serve`` (admin and viewer tokens set) until the module's tests are done.
+
+    A test module may set ``SANDBOX`` (its provider's config) and ``seed_more(runtime, config)``
+    (more to store before serve starts; what it returns is ``Served.extra``).
+    """
     home = tmp_path_factory.mktemp("console")
-    config = SandboxConfig(products=12, customers=5, orders=5, carts=2)
-    with sandbox_thread(config) as (_, sandbox_url):
-        installation, broken, record = seed(home / "store.sqlite", sandbox_url, config)
+    config = getattr(request.module, "SANDBOX", None) or SandboxConfig(products=12, customers=5, orders=5, carts=2)
+    with sandbox_thread(config) as (sandbox, sandbox_url):
+        installation, broken, record, extra = seed(
+            home / "store.sqlite", sandbox_url, config, getattr(request.module, "seed_more", None)
+        )
         log = home / "serve.log"
         with serving(home, EXAMPLE, sandbox_url, config, log) as url:
-            yield Served(url, installation, broken, record, artifacts(), log)
+            yield Served(url, installation, broken, record, artifacts(), log, sandbox, extra)
 
 
 def _announced(server: subprocess.Popen[bytes], log: Path) -> str:

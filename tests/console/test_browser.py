@@ -49,7 +49,9 @@ def test_sync_now_from_an_installation_and_watch_the_run_succeed(console_page: P
     page.locator("#jobs a").first.click()
     expect(page.get_by_role("heading", name=re.compile("^Run "))).to_be_visible()
     expect(page.locator(".facts")).to_contain_text("succeeded")
-    expect(page.locator("pre")).to_contain_text('"fetched"')
+    figures = page.locator("tr.resource")
+    expect(figures).to_have_count(1)
+    expect(figures.first.locator("td").nth(1)).to_have_text("12")  # fetched: every sandbox product
 
 
 def test_pause_stops_the_polling_and_resume_starts_it_again(console_page: Page, served: Served) -> None:

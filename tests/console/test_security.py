@@ -127,11 +127,18 @@ def test_a_viewer_sees_no_action_and_a_forged_post_is_refused(served: Served) ->
     assert "Sync now" not in page.text
     assert "Reconnect" not in page.text
     assert "viewer (read-only)" in page.text
+    for action in ("Pause schedules", "Resume schedules", "Uninstall", "Retry"):
+        assert action not in page.text
     csrf = client.csrf()
-    for action in ("sync", "reconnect"):
+    for action in ("sync", "reconnect", "pause", "resume", "uninstall"):
         answer = client.request("POST", f"/console/installations/{served.installation}/{action}", {"csrf": csrf})
         assert answer.status == 403
         assert "read-only" in answer.text
+    runs = client.request("GET", "/console/runs?tenant=acme&resource=products")
+    (run_id, *_) = re.findall(r'href="/console/runs/([0-9a-f]+)"', runs.text)
+    assert client.request("POST", f"/console/runs/{run_id}/retry", {"csrf": csrf}).status == 403
+    assert client.request("GET", f"/console/installations/{served.installation}/uninstall").status == 403
+    assert "connected" in client.request("GET", f"/console/installations/{served.installation}").text
 
 
 def test_logout_ends_the_session_even_for_a_kept_copy_of_the_cookie(served: Served) -> None:
@@ -177,3 +184,32 @@ def test_reconnect_issues_a_signed_start_link_to_copy(served: Served) -> None:
     link = re.search(r'id="link" class="copy" type="text" readonly value="([^"]+)"', answer.text)
     assert link
     assert link[1].startswith(f"{served.url}/miniapps/salla/oauth2?start=")
+
+
+def test_the_runs_list_reads_its_filters_from_the_query_and_refuses_bad_ones(served: Served) -> None:
+    client = Client(served.url)
+    client.login(VIEWER)
+    listed = client.request("GET", "/console/runs?tenant=acme&ns=salla&resource=products&status=succeeded&since=today")
+    assert listed.status == 200
+    assert len(re.findall(r'<tr class="run">', listed.text)) == 2  # the two seeded runs of acme's products
+    assert '<option value="succeeded" selected>' in listed.text  # the filter shows as chosen
+    assert client.request("GET", "/console/runs?tenant=nobody").text.count('<tr class="run">') == 0
+    for query, named in [("since=last+tuesday", "since"), ("status=lost", "status"), ("ns=shopify", "ns")]:
+        refused = client.request("GET", f"/console/runs?{query}")
+        assert refused.status == 400
+        assert f"The {named} filter" in refused.text
+    assert client.request("GET", "/console/runs?cursor=not-ours").status == 400
+    assert client.request("GET", "/console/runs/no-such-run").status == 404
+
+
+def test_an_uninstall_whose_confirmation_names_another_tenant_changes_nothing(served: Served) -> None:
+    client = Client(served.url)
+    client.login(ADMIN)
+    path = f"/console/installations/{served.installation}/uninstall"
+    confirm = client.request("GET", path)
+    assert confirm.status == 200
+    assert "Type the tenant's name" in confirm.text
+    wrong = client.request("POST", path, {"csrf": client.csrf(), "tenant": "ACME"})
+    assert "Not uninstalled" in wrong.text
+    assert client.request("POST", path, {"csrf": client.csrf()}).text.count("Not uninstalled") == 1
+    assert "uninstalled" not in client.request("GET", f"/console/installations/{served.installation}").text

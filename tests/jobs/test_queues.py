@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from miniapp_sync.errors import StoreError
+from miniapp_sync.jobs.model import Job
 from miniapp_sync.jobs.procrastinate_queue import SCHEDULE_TASK, ProcrastinateQueue
 from miniapp_sync.sandbox import Sandbox
 from miniapp_sync.testing import FakeClock
@@ -129,6 +130,22 @@ async def test_a_sync_through_the_queue_stores_every_record_once(stack: Stack) -
     assert store.count_records(installation_id, "core:customer") == 30
     runs = store.list_runs(installation_id)
     assert sorted((r.resource, r.status) for r in runs) == [("customers", "succeeded"), ("products", "succeeded")]
+
+
+async def test_a_sync_asked_now_brings_a_waiting_twin_forward_as_asked(stack: Stack) -> None:
+    installation_id = stack.installation.id
+    waiting = await stack.queue.enqueue(Job("sync", "salla", installation_id, "products", attempt=2), delay=3600)
+    assert waiting.id is not None  # a failed sync's retry, an hour away
+    (later,) = await stack.queue.sync("salla", installation_id, "products")
+    assert later.duplicate  # a schedule's tick: the waiting twin covers it
+    (asked,) = await stack.queue.sync("salla", installation_id, "products", full=True, now=True)
+    assert (asked.id, asked.duplicate) == (waiting.id, False)  # an operator's: that twin, now
+    stack.start()
+    await stack.settled(timeout=30)
+    (run,) = stack.runtime.store.list_runs(installation_id)
+    assert (run.resource, run.status, run.job_id) == ("products", "succeeded", waiting.id)
+    assert stack.runtime.store.count_records(installation_id, "core:product") == 75
+    assert await stack.queue.hasten(Job("sync", "salla", installation_id, "products")) is None  # nothing waits
 
 
 def summary(stack: Stack) -> list[tuple[Any, ...]]:

@@ -38,6 +38,16 @@ async def test_fail_next_answers_the_next_requests_with_the_status_then_recovers
     assert sandbox.stats.rate_limited == 0  # injected, not the limiter's
 
 
+async def test_clear_faults_ends_an_outage(sandbox: Sandbox, http: aiohttp.ClientSession) -> None:
+    sandbox.fail_next(100, status=503, path_prefix="/orders")
+    sandbox.html_next(100, path_prefix="/products")
+    assert await statuses(http, sandbox.api_url + "/orders", 2) == [503, 503]
+    sandbox.clear_faults()
+    assert await statuses(http, sandbox.api_url + "/orders", 1) == [200]
+    async with http.get(sandbox.api_url + "/products") as response:
+        assert response.content_type == "application/json"
+
+
 async def test_fail_next_sends_the_given_body_and_retry_after(sandbox: Sandbox, http: aiohttp.ClientSession) -> None:
     sandbox.fail_next(1, status=429, body="<html>slow down</html>", retry_after="Wed, 21 Oct 2015 07:28:00 GMT")
     sandbox.fail_next(1, status=500, body='{"message": "boom"}')

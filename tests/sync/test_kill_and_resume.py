@@ -126,8 +126,8 @@ def test_sigkill_mid_run_then_resume_equals_a_clean_run(tmp_path: Path, sandbox_
         url=sandbox_url, store=killed,
     )  # fmt: skip
     (run,) = json.loads(resumed.stdout)["items"]
-    report = run["stats"]["products"]
-    assert report["resumed_from"] is not None
+    (report,) = run["resources"]
+    assert report["resumedFrom"] is not None
     assert report["fetched"] < PRODUCTS  # it did not start over
     assert snapshot(killed) == snapshot(clean)
     assert len(snapshot(clean)) == PRODUCTS
@@ -158,7 +158,7 @@ def _resume(definition: Path, store: Path, url: str) -> dict[str, Any]:
         "sync", str(definition), "--tenant", "acme", "--resource", "products", "--format", "json", url=url, store=store
     )
     (run,) = json.loads(resumed.stdout)["items"]
-    report: dict[str, Any] = run["stats"]["products"]
+    report: dict[str, Any] = run["resources"][0]
     return report
 
 
@@ -180,7 +180,7 @@ def test_a_killed_sync_run_is_marked_abandoned_when_the_next_process_opens_the_s
     assert [(r["id"], r["status"]) for r in listed] == [(run.id, "abandoned")]
     assert f"the process running it (pid {process.pid} on " in listed[0]["error"]
     report = _resume(definition, store, sandbox_url)
-    assert report["resumed_from"] is not None
+    assert report["resumedFrom"] is not None
     assert report["fetched"] < PRODUCTS
 
 
@@ -198,5 +198,5 @@ def test_sigterm_or_ctrl_c_marks_the_run_interrupted_and_the_next_run_resumes(
         assert "resumes from the checkpoint" in (run.error or "")
         assert run.finished_at is not None
     report = _resume(definition, store, sandbox_url)
-    assert report["resumed_from"] is not None
+    assert report["resumedFrom"] is not None
     assert report["fetched"] < PRODUCTS

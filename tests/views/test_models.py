@@ -68,7 +68,6 @@ def test_a_run_renders_to_what_its_schema_describes() -> None:
         "errors": [],
         "progress": {"resource": None, "records": 0, "pages": 0, "rate": None, "throttled": 0, "updatedAt": None},
         "error": None,
-        "stats": {"products": {"fetched": 3}},
         "jobId": None,  # run outside a queue; a job's run names it (D36)
     }
     document = {"$ref": REF_ROOT + "RunView", "components": {"schemas": components([RunView])}}  # nested views

@@ -50,20 +50,20 @@ ReasonFilter = Annotated[
     typer.Option("--reason", help="Refusals for this reason: bad_signature, stale, too_large, unknown_tenant."),
 ]
 SinceFilter = Annotated[
-    str | None, typer.Option("--since", help="Received at or after (ISO 8601, e.g. 2026-12-03T10:00Z).")
+    str | None, typer.Option("--since", help="Received at or after: ISO 8601 (2026-12-03T10:00Z), 24h, 7d or today.")
 ]
-UntilFilter = Annotated[str | None, typer.Option("--until", help="Received before (ISO 8601).")]
+UntilFilter = Annotated[str | None, typer.Option("--until", help="Received before (as --since).")]
 SearchFilter = Annotated[
     str | None, typer.Option("--search", "-q", help="Text in the body (the 5,000 newest that pass the other filters).")
 ]
 
 
-def _filter(**given: str | None) -> DeliveryFilter:
+def _filter(now: float, **given: str | None) -> DeliveryFilter:
     from miniapp_sync.views import ParameterError
     from miniapp_sync.views.deliveries import delivery_filter
 
     try:
-        return delivery_filter(**given)
+        return delivery_filter(**given, now=now)
     except ParameterError as exc:
         option = "--search" if exc.field == "q" else f"--{exc.field}"
         raise typer.BadParameter(exc.message, param_hint=option) from None
@@ -101,13 +101,13 @@ def list_deliveries(
 
     from miniapp_sync.views.deliveries import deliveries
 
-    chosen = _filter(
-        tenant=tenant, ns=ns, event=event, status=status, reason=reason, since=since, until=until, q=search
-    )
     page_of = window(limit, cursor)
     with open_runtime(store) as runtime:
-        page = deliveries(runtime, page_of, chosen)
         now = runtime.clock.now()
+        chosen = _filter(
+            now, tenant=tenant, ns=ns, event=event, status=status, reason=reason, since=since, until=until, q=search
+        )
+        page = deliveries(runtime, page_of, chosen)
     if output is OutputFormat.json:
         print_view(page)
         return
@@ -219,10 +219,12 @@ def replay_deliveries(
         )
     if definition is None:
         raise typer.BadParameter("the definition to replay through is needed", param_hint="--definition")
-    chosen = _filter(tenant=tenant, ns=ns, event=event, status=status, since=since, until=until, q=search)
-    selection = _selection(ids, chosen)
     miniapp = load_miniapp(definition, registry(functions))
     with open_runtime(store, miniapps=[miniapp]) as runtime:
+        chosen = _filter(
+            runtime.clock.now(), tenant=tenant, ns=ns, event=event, status=status, since=since, until=until, q=search
+        )
+        selection = _selection(ids, chosen)
         planned = ReplayPreviewView.of(bulk_replay.preview(runtime, selection))
         if preview or not yes:
             if output is OutputFormat.json:

@@ -10,6 +10,7 @@ navigation of ``base.html``. jinja2 and itsdangerous are imported only when the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from starlette.requests import Request
@@ -28,16 +29,24 @@ STATIC = Path(__file__).parent / "static"
 
 
 def console_routes(
-    runtime: Runtime, jobs: JobQueue, *, admin_token: str | None, viewer_token: str | None
+    runtime: Runtime,
+    jobs: JobQueue,
+    *,
+    admin_token: str | None,
+    viewer_token: str | None,
+    changed: Callable[[], None],
 ) -> list[BaseRoute]:
-    """Return the console's routes (its pages and its static files); a session key derived from the secret key."""
+    """Return the console's routes (its pages and its static files); a session key derived from the secret key.
+
+    ``changed`` is told when an action changed an installation (the webhook receiver's directory forgets it).
+    """
     gate = Gate(
         runtime.installations.vault.derive("console session"),
         admin_token=admin_token,
         viewer_token=viewer_token,
         clock=runtime.clock,
     )
-    console = Console(runtime, jobs, gate)
+    console = Console(runtime, jobs, gate, changed=changed)
     routes: list[BaseRoute] = [Route(PREFIX, _to_front, methods=["GET"])]
     routes += [route for page in PAGES for route in page.routes(console)]
     routes.append(Mount(f"{PREFIX}/static", StaticFiles(directory=STATIC), name="console-static"))

@@ -34,11 +34,11 @@ def _given(values: Mapping[str, str | None]) -> dict[str, str]:
     return {name: text[:MAX_TEXT] for name in FILTER_FIELDS if (text := (values.get(name) or "").strip())}
 
 
-def _selection(form: Mapping[str, list[str]]) -> dict[str, object]:
+def _selection(form: Mapping[str, list[str]], now: float) -> dict[str, object]:
     """Return the replay a form names: the ticked ids, or every delivery matching its filter; raise ParameterError."""
     if first(form, "scope") == "filter":
         given = _given({name: first(form, name) for name in FILTER_FIELDS})
-        return {"filter": delivery_filter(**given).as_dict()}
+        return {"filter": delivery_filter(**given, now=now).as_dict()}
     ids = [i for i in form.get("ids", []) if i][: bulk_replay.MAX_REPLAY]
     if not ids:
         raise ParameterError("ids", "no delivery is ticked", "tick the deliveries to replay, or replay all matching")
@@ -57,7 +57,7 @@ def routes(console: Console) -> list[BaseRoute]:
         if window is None:
             return console.refuse(request, session, "That page link is not one this console made.", 400)
         try:
-            chosen = delivery_filter(**given)
+            chosen = delivery_filter(**given, now=store.clock.now())
         except ParameterError as exc:
             return console.refuse(request, session, f"The filter cannot be used: {exc}.", 400)
         page = await console.call(deliveries, runtime, window, chosen)
@@ -83,7 +83,7 @@ def routes(console: Console) -> list[BaseRoute]:
     @console.action
     async def replay(request: Request, session: Session, form: Mapping[str, list[str]]) -> Response:
         try:
-            selection = _selection(form)
+            selection = _selection(form, store.clock.now())
             if first(form, "confirm") != "yes":
                 found = await console.call(bulk_replay.preview, runtime, selection)
                 preview = ReplayPreviewView.of(found)

@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from miniapp_sync.console.auth import Session
+from miniapp_sync.console.runs import runs_url
 from miniapp_sync.console.site import PREFIX, Console
 from miniapp_sync.views.overview import overview
 
@@ -33,7 +34,7 @@ def routes(console: Console) -> list[BaseRoute]:
         view = await console.call(overview, console.runtime.store, served)
         return console.render(
             request, "overview.html", session,
-            view=view, installations_url=installations_url, deliveries_url=deliveries_url,
+            view=view, installations_url=installations_url, deliveries_url=deliveries_url, runs_url=runs_url,
         )  # fmt: skip
 
     return [Route(f"{PREFIX}/", overview_page, methods=["GET"])]

@@ -22,12 +22,13 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from miniapp_sync.console.auth import COOKIE, Gate, Session
 from miniapp_sync.jobs import JobQueue
 from miniapp_sync.runtime import Runtime
-from miniapp_sync.views import ParameterError, Window
+from miniapp_sync.views import JobRunView, ParameterError, Window, queries
 from miniapp_sync.views.ids import record_key
 
 PREFIX: Final = "/console"
 MAX_FORM: Final = 16 * 1024  # bytes of a console form: a token, a CSRF token, a few choices
 PAGE_ROWS: Final = 50  # rows a list shows: one page, then a link to the next
+MAX_JOBS: Final = 20  # jobs a page follows after "sync now" or "retry" (one per resource)
 POLL_SECONDS: Final = 3
 CSP: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -82,10 +83,11 @@ def pretty(value: Any) -> str:
 class Console:
     """What every page needs: the runtime, the job queue, the gate, the templates."""
 
-    def __init__(self, runtime: Runtime, jobs: JobQueue, gate: Gate) -> None:
+    def __init__(self, runtime: Runtime, jobs: JobQueue, gate: Gate, *, changed: Callable[[], None]) -> None:
         self.runtime = runtime
         self.jobs = jobs
         self.gate = gate
+        self.changed = changed  # told when an installation changed (pause, resume, uninstall)
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("miniapp_sync.console", "templates"),
             autoescape=True,
@@ -173,3 +175,9 @@ def list_window(request: Request) -> Window | None:
         return Window.of(PAGE_ROWS, request.query_params.get("cursor") or None)
     except ParameterError:
         return None
+
+
+async def followed_jobs(console: Console, request: Request) -> list[JobRunView]:
+    """Return what the jobs a page was sent back with (?job=…, after "sync now" or "retry") came to."""
+    ids = [j[:64] for j in request.query_params.getlist("job")[:MAX_JOBS]]
+    return [await console.call(queries.job_run, console.runtime.store, id) for id in ids]

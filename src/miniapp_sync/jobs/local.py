@@ -95,6 +95,15 @@ class LocalQueue(JobQueue):
         self._changed.set()
         return Enqueued(job, entry.id)
 
+    async def hasten(self, job: Job) -> str | None:
+        """Make the waiting job of ``job``'s key due now, as ``job`` asks (its attempts start over); return its id."""
+        entry = self._queued.get(job.key)
+        if entry is None:
+            return None
+        self._queued[job.key] = _Queued(entry.id, job, min(entry.not_before, self.clock.monotonic()))
+        self._changed.set()
+        return entry.id
+
     async def join(self) -> None:
         """Wait until nothing is queued or running."""
         while self._queued or self._running:

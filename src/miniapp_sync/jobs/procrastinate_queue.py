@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
 from procrastinate import App, JobContext, PsycopgConnector
 from procrastinate import exceptions as pq_exceptions
 from procrastinate import jobs as pq_jobs
@@ -147,6 +148,19 @@ class ProcrastinateQueue(JobQueue):
         except pq_exceptions.ConnectorException as exc:
             raise StoreError(f"cannot enqueue {job}: {exc.__cause__ or exc}") from exc
         return Enqueued(job, str(job_id))
+
+    async def hasten(self, job: Job) -> str | None:
+        """Make the waiting job of ``job``'s key due now, as ``job`` asks (its attempts start over); return its id."""
+        try:
+            rows = await self.app.connector.execute_query_all_async(
+                "UPDATE procrastinate_jobs SET scheduled_at = NULL, args = %(args)s::jsonb "
+                "WHERE queueing_lock = %(lock)s AND status = 'todo' RETURNING id",
+                args=orjson.dumps(job.args()).decode(),
+                lock=job.key,
+            )
+        except pq_exceptions.ConnectorException as exc:
+            raise StoreError(f"cannot hasten {job}: {exc.__cause__ or exc}") from exc
+        return str(rows[0]["id"]) if rows else None
 
     async def run_worker(self, *, concurrency: int = 4, name: str = "worker", signals: bool = True) -> None:
         """Run jobs of this process's queues, ``concurrency`` at a time, until SIGTERM/SIGINT (if ``signals``)."""

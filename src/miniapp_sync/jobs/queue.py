@@ -31,14 +31,22 @@ class JobQueue(ABC):
         self.retry = retry or JobRetry()
 
     async def sync(
-        self, ns: str, installation_id: str, resource: str | None = None, *, full: bool = False
+        self, ns: str, installation_id: str, resource: str | None = None, *, full: bool = False, now: bool = False
     ) -> list[Enqueued]:
         """Enqueue a sync of one resource of an installation, or of each enabled resource (one job each).
 
         ``full`` ignores the checkpoints: each resource is listed again from its first page.
+        ``now``: an operator asked (API, console), so a twin waiting for its time (a failed sync's
+        retry in its backoff, a scheduled sync) runs now, as asked, rather than refusing as a duplicate.
         """
-        keys = self.work.resources(ns, resource)
-        return [await self.enqueue(Job("sync", ns, installation_id, key, full=full)) for key in keys]
+        receipts = []
+        for key in self.work.resources(ns, resource):
+            job = Job("sync", ns, installation_id, key, full=full)
+            receipt = await self.enqueue(job)
+            if receipt.duplicate and now and (twin := await self.hasten(job)) is not None:
+                receipt = Enqueued(job, twin)
+            receipts.append(receipt)
+        return receipts
 
     async def initial_sync(self, ns: str, installation_id: str) -> list[Enqueued]:
         """Enqueue the first import after an install: each enabled resource, none when bulk sync is off."""
@@ -69,6 +77,13 @@ class JobQueue(ABC):
     @abstractmethod
     async def enqueue(self, job: Job, *, delay: float = 0.0) -> Enqueued:
         """Queue ``job`` to run after ``delay`` seconds, unless a job with its key is queued already."""
+
+    @abstractmethod
+    async def hasten(self, job: Job) -> str | None:
+        """Make the waiting job of ``job``'s key run as soon as a worker is free, as ``job`` asks; return its id.
+
+        None: no job of that key waits (none is queued, or it started meanwhile).
+        """
 
     @abstractmethod
     async def run_worker(self, *, concurrency: int = 4) -> None:

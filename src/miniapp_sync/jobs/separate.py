@@ -143,6 +143,12 @@ class ForwardingQueue(JobQueue):
         answer = await self._ask({"kind": job.kind, "args": job.args(), "delay": delay}, f"enqueue {job}")
         return Enqueued(job, answer["id"])
 
+    async def hasten(self, job: Job) -> str | None:
+        """Ask the processor to make the waiting job of ``job``'s key due now; return its id (None: none waits)."""
+        answer = await self._ask({"hasten": True, "kind": job.kind, "args": job.args()}, f"hasten {job}")
+        found: str | None = answer["id"]
+        return found
+
     async def metrics(self) -> bytes:
         """Return the processor's series (processing, syncs, trigger POSTs, the store's gauges) for ``/metrics``."""
         answer = await self._ask({"scrape": True}, "read the inbox processor's metrics")
@@ -248,6 +254,8 @@ async def _answer(
         request = orjson.loads(line)
         if request.get("scrape"):
             answer: dict[str, Any] = {"metrics": (await service.scrape()).decode()}
+        elif request.get("hasten"):
+            answer = {"id": await queue.hasten(Job(request["kind"], **request["args"]))}
         else:
             job = Job(request["kind"], **request["args"])
             answer = {"id": (await queue.enqueue(job, delay=float(request["delay"]))).id}

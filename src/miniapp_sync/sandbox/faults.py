@@ -91,6 +91,12 @@ class Faults:
                     return fault
         return None
 
+    def clear(self) -> None:
+        """Disarm every queued fault (failing, HTML, hanging, echoing responses): the provider answers again."""
+        with self._lock:
+            self._queue.clear()
+            self.echoing = False
+
     def pending(self) -> int:
         """Return how many faulty responses are still armed."""
         with self._lock:

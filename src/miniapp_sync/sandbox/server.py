@@ -130,6 +130,10 @@ class Sandbox:
         """Answer the next ``count`` matching requests with ``status`` (and ``body``, ``Retry-After``)."""
         self._faults.arm(Fault("fail", count, path_prefix, status, body, retry_after))
 
+    def clear_faults(self) -> None:
+        """Disarm the faults still queued (an outage that ends): later requests are answered normally."""
+        self._faults.clear()
+
     def html_next(self, count: int = 1, path_prefix: str | None = None) -> None:
         """Answer the next ``count`` matching requests 200 with an HTML page instead of JSON."""
         self._faults.arm(Fault("html", count, path_prefix))

@@ -289,6 +289,10 @@ def create_app(
     if admin_token or viewer_token:
         from miniapp_sync.console import console_routes  # jinja2, itsdangerous: only with the console on
 
-        routes.extend(console_routes(runtime, jobs, admin_token=admin_token, viewer_token=viewer_token))
+        routes.extend(
+            console_routes(
+                runtime, jobs, admin_token=admin_token, viewer_token=viewer_token, changed=service.directory.forget
+            )
+        )
     middleware = [Middleware(AdminGuard, token=admin_token)]
     return Server(routes=routes, middleware=middleware, lifespan=lifespan, webhook=receive)

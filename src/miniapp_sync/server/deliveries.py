@@ -33,12 +33,13 @@ from miniapp_sync.views.deliveries import (
 )
 from miniapp_sync.views.details import RedeliveryView, TriggerDeliveryView
 from miniapp_sync.views.pages import MAX_EVENT_ID
+from miniapp_sync.views.runs import MOMENT_HINT, MOMENT_PATTERN
 from miniapp_sync.webhooks import bulk_replay
 from miniapp_sync.webhooks.redelivery import RedeliveryRefused, redeliver
 
 MAX_BODY: Final = 256 * 1024  # a replay names at most 1,000 ids
 _TEXT: Final = {"type": "string", "minLength": 1, "maxLength": 200}
-_TIME: Final = {"type": "string", "format": "date-time"}
+_TIME: Final = {"type": "string", "pattern": MOMENT_PATTERN}
 FILTER_SCHEMA: Final = {
     "type": "object",
     "additionalProperties": False,
@@ -60,13 +61,13 @@ FILTERS: Final = (
     Param("event", "Only this event."),
     Param("status", "Only deliveries in this state.", enum=STATES),
     Param("reason", "Only refusals for this reason (status rejected).", enum=REASONS),
-    Param("since", "Received at or after this time (ISO 8601, e.g. 2026-12-03T10:00:00Z).", "time"),
-    Param("until", "Received before this time (ISO 8601).", "time"),
+    Param("since", f"Received at or after: {MOMENT_HINT}.", pattern=MOMENT_PATTERN),
+    Param("until", f"Received before: {MOMENT_HINT}.", pattern=MOMENT_PATTERN),
     Param("q", "Text in the body (exact bytes; the 5,000 newest deliveries that pass the other filters)."),
 )
 
 
-def replay_request(raw: bytes) -> tuple[dict[str, Any], bool]:
+def replay_request(raw: bytes, now: float) -> tuple[dict[str, Any], bool]:
     """Return a replay request's selection (``{"ids"}`` or ``{"filter"}``, stored form) and whether it is a preview."""
     if len(raw) > MAX_BODY:
         raise ParameterError("body", f"expected at most {MAX_BODY} bytes, found {len(raw)}")
@@ -100,7 +101,7 @@ def replay_request(raw: bytes) -> tuple[dict[str, Any], bool]:
     for name, value in given.items():
         if not isinstance(value, str):
             raise ParameterError(f"filter.{name}", f"expected a string, found {type(value).__name__}")
-    return {"filter": delivery_filter(**given).as_dict()}, preview
+    return {"filter": delivery_filter(**given, now=now).as_dict()}, preview
 
 
 def delivery_routes(runtime: Runtime, jobs: JobQueue) -> list[BaseRoute]:
@@ -113,7 +114,8 @@ def delivery_routes(runtime: Runtime, jobs: JobQueue) -> list[BaseRoute]:
     )
     async def list_deliveries(request: Request, limit: int, cursor: str | None, **given: str | None) -> Response:
         window = Window.of(limit, cursor)
-        return ok(await asyncio.to_thread(deliveries, runtime, window, delivery_filter(**given)))
+        chosen = delivery_filter(**given, now=runtime.clock.now())
+        return ok(await asyncio.to_thread(deliveries, runtime, window, chosen))
 
     @operation(
         "One delivery whole: its body (credential values masked) or a refusal's redacted headers, "
@@ -163,7 +165,7 @@ def delivery_routes(runtime: Runtime, jobs: JobQueue) -> list[BaseRoute]:
     )
     async def replay_deliveries(request: Request) -> Response:
         try:
-            selection, preview = replay_request(await request.body())
+            selection, preview = replay_request(await request.body(), runtime.clock.now())
         except ParameterError as exc:
             return error(400, "bad_request", str(exc), hint=exc.hint, field=exc.field)
         try:

@@ -24,7 +24,7 @@ from miniapp_sync.views import ErrorView, ParameterError, components, decode_cur
 from miniapp_sync.views.pages import CURSOR_PATTERN
 
 Handler = Callable[[Request], Awaitable[Response]]
-Kind = Literal["string", "integer", "cursor", "time"]
+Kind = Literal["string", "integer", "cursor"]
 
 MAX_TEXT: Final = 200  # characters of a query value that names something (an id, a tenant, a type)
 SECURITY_SCHEME: Final = "adminToken"
@@ -56,8 +56,6 @@ class Param:
             one = {"type": "string", "enum": list(self.enum)}
         elif self.kind == "cursor":
             one = {"type": "string", "pattern": CURSOR_PATTERN}
-        elif self.kind == "time":  # read by the handler (views.deliveries.moment)
-            one = {"type": "string", "format": "date-time"}
         else:
             one = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
             if self.pattern is not None:

@@ -2,7 +2,9 @@
 
 What the operator console's buttons call (issue #16). Every sync is a job of the deployment's
 queue (D36) and answers the same way: ``{"items": [{"jobId", "resource", "duplicate", "runId"}]}``
-with 202, each job's id leading to its run (``GET /api/jobs/{id}``, in ``app``). A retry of a run that is
+with 202, each job's id leading to its run (``GET /api/jobs/{id}``, in ``app``). A twin
+already waiting for its time (a failed sync's retry in backoff, a scheduled sync) runs now
+instead, as asked, and its id is answered (``JobQueue.sync(now=True)``). A retry of a run that is
 still running is refused (409): a second run of the pair would only wait for the first's lock.
 Pausing stops the schedules only (the scheduler skips the installation on every backend);
 webhooks keep flowing and syncs asked for run. ``DELETE`` uninstalls as ``miniapp-sync
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from starlette.requests import Request
@@ -22,10 +24,10 @@ from starlette.routing import BaseRoute, Route
 
 from miniapp_sync.jobs import Enqueued, JobQueue
 from miniapp_sync.jobs.start import SyncRefused, start_sync
+from miniapp_sync.jobs.start import retry_run as retry
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.server.openapi import Handler, Param, Reply, error, ok, operation
 from miniapp_sync.store import Installation
-from miniapp_sync.store.run_search import RunSearch
 from miniapp_sync.views import ErrorView, InstallationView, JobView, Page, queries
 
 log = logging.getLogger("miniapp_sync.server")
@@ -49,17 +51,20 @@ def steering_routes(runtime: Runtime, jobs: JobQueue, *, changed: Callable[[], N
     )
     missing = Reply("no such installation", ErrorView)
 
-    async def queue(installation_id: str, resources: list[str], *, full: bool, why: str) -> Response:
-        """Queue a sync of ``resources`` (none: every enabled one) of an installation; answer its jobs."""
+    async def queued(started: Awaitable[tuple[Installation, list[Enqueued]]], why: str, full: bool) -> Response:
+        """Answer the jobs of a sync ``started`` queues (or why it refused)."""
         try:
-            installation, receipts = await start_sync(runtime, jobs, installation_id, resources, full=full)
+            installation, receipts = await started
         except SyncRefused as exc:
+            if exc.running:
+                return error(409, "running", str(exc), hint=f"follow it with GET /api/runs/{exc.hint}")
             kind = "not_found" if exc.missing else "bad_request"
             return error(404 if exc.missing else 400, kind, str(exc), hint=exc.hint, field=exc.field)
         log.info(
             why,
-            extra={"installation": installation.id, "tenant": installation.tenant, "resources": resources or "all",
-                   "full": full, "jobs": [r.id for r in receipts]},
+            extra={"installation": installation.id, "tenant": installation.tenant,
+                   "resources": sorted({r.job.resource or "all" for r in receipts}), "full": full,
+                   "jobs": [r.id for r in receipts]},
         )  # fmt: skip
         return ok(_jobs(receipts), 202)
 
@@ -71,12 +76,13 @@ def steering_routes(runtime: Runtime, jobs: JobQueue, *, changed: Callable[[], N
             _FULL,
         ],
         responses={
-            202: Reply("the jobs, one per resource (a duplicate: a waiting twin covers it)", JobView, page=True),
+            202: Reply("the jobs, one per resource (a twin waiting for its time runs now: its id)", JobView, page=True),
             404: missing,
         },
     )
     async def sync_installation(request: Request, id: str, resource: list[str], full: str | None) -> Response:
-        return await queue(id, resource, full=full == "true", why="sync queued through the API")
+        started = start_sync(runtime, jobs, id, resource, full=full == "true")
+        return await queued(started, "sync queued through the API", full == "true")
 
     @operation(
         "Queue a run's sync again: its installation and resource (all, for a run of all), from the checkpoint.",
@@ -88,18 +94,8 @@ def steering_routes(runtime: Runtime, jobs: JobQueue, *, changed: Callable[[], N
         },
     )
     async def retry_run(request: Request, id: str, full: str | None) -> Response:
-        search = RunSearch(store)
-        found = await asyncio.to_thread(search.one, id)
-        if found is None:
-            return error(404, "not_found", f"no run {id[:60]!r}", field="id")
-        run = found.run
-        running = await asyncio.to_thread(search.running, run.installation_id, run.resource)
-        if running is not None:
-            what = run.resource or "every resource"
-            message = f"{what} of {found.tenant}'s {found.ns} is running now (run {running.id})"
-            return error(409, "running", message, hint=f"follow it with GET /api/runs/{running.id}")
-        resources = [run.resource] if run.resource else []
-        return await queue(run.installation_id, resources, full=full == "true", why="run retried through the API")
+        started = retry(runtime, jobs, id, full=full == "true")
+        return await queued(started, "run retried through the API", full == "true")
 
     def steer(name: str, summary: str, act: Callable[[str], Installation], done: str) -> Handler:
         async def endpoint(request: Request, id: str) -> Response:

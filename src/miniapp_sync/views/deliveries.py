@@ -7,7 +7,6 @@ credential values masked, as dead letters are (D30); a refusal shows only its re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from miniapp_sync import exactjson
@@ -29,20 +28,8 @@ from miniapp_sync.store.outbox import DeliveryStatus
 from miniapp_sync.store.replays import Replay, ReplayStatus
 from miniapp_sync.views.models import RecordChangeView, TriggerEventView, maybe_timestamp, timestamp
 from miniapp_sync.views.pages import Page, ParameterError, Window
+from miniapp_sync.views.runs import moment
 from miniapp_sync.views.schema import Timestamp
-
-
-def moment(value: str, field: str) -> float:
-    """Return epoch seconds of an ISO 8601 time (``2026-12-03T10:00:00Z``; no zone: UTC); raise ParameterError."""
-    text = value.strip().upper()  # RFC 3339 allows a lower-case t and z
-    if text[17:19] == "60":  # a leap second: the one before it, as Python's datetime has none
-        text = text[:17] + "59" + text[19:]
-    try:
-        parsed = datetime.fromisoformat(text)
-        return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).timestamp()
-    except (ValueError, OverflowError):
-        example = "such as 2026-12-03T10:00:00Z"
-        raise ParameterError(field, f"expected an ISO 8601 time {example}, found {value[:40]!r}") from None
 
 
 def delivery_filter(
@@ -55,8 +42,12 @@ def delivery_filter(
     since: str | None = None,
     until: str | None = None,
     q: str | None = None,
+    now: float,
 ) -> DeliveryFilter:
-    """Return the filter of the list's parameters (CLI options, API query, replay body); raise ParameterError."""
+    """Return the filter of the list's parameters (CLI options, API query, replay body); raise ParameterError.
+
+    ``since`` and ``until`` read as a run search's do (``moment``): ISO 8601, ``24h``, ``today``…, before ``now``.
+    """
     if status is not None and status not in STATES:
         raise ParameterError("status", f"expected one of {', '.join(STATES)}, found {status[:40]!r}")
     if reason is not None and reason not in REASONS:
@@ -65,7 +56,8 @@ def delivery_filter(
         raise ParameterError("q", f"expected 1 to {MAX_QUERY} characters, found {len(q)}")
     return DeliveryFilter(
         tenant, ns, event, status, reason,  # type: ignore[arg-type]  # checked above
-        None if since is None else moment(since, "since"), None if until is None else moment(until, "until"), q,
+        None if since is None else moment(since, now, field="since"),
+        None if until is None else moment(until, now, field="until"), q,
     )  # fmt: skip
 
 

@@ -15,12 +15,12 @@ from miniapp_sync.provider.redaction import Redactor
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.store import Outbox, Store
 from miniapp_sync.store.outbox import DeliveryState, DeliveryStatus
+from miniapp_sync.store.run_search import RunSearch
 from miniapp_sync.views.models import InstallationView, TriggerEventView, maybe_timestamp
 from miniapp_sync.views.pages import Page
+from miniapp_sync.views.queries import NextSync
 from miniapp_sync.views.runs import RunView
 from miniapp_sync.views.schema import Timestamp
-
-RECENT_RUNS = 100  # runs read to find each resource's last one
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +80,13 @@ class TriggerEventDetailView:
     deliveries: list[TriggerDeliveryView]
 
 
-def installation_detail(runtime: Runtime, id: str) -> InstallationDetailView | None:
-    """Return an installation's detail, or None when there is no such installation."""
+def installation_detail(
+    runtime: Runtime, id: str, *, next_sync: NextSync | None = None
+) -> InstallationDetailView | None:
+    """Return an installation's detail, or None when there is no such installation.
+
+    Its last run per resource comes from the runs search (``RunSearch.latest``), as the lists' do.
+    """
     store = runtime.store
     installation = store.get_installation(id)
     if installation is None:
@@ -90,18 +95,17 @@ def installation_detail(runtime: Runtime, id: str) -> InstallationDetailView | N
     redactor = Redactor(str(v) for v in bag.values() if isinstance(v, str | int) and str(v))
     app = runtime.apps.get(installation.ns)
     declared = app.definition.sync.resources if app and app.definition.sync else {}
-    last: dict[str | None, RunView] = {}
-    for run in store.list_runs(installation_ids=[id], limit=RECENT_RUNS):  # newest first
-        last.setdefault(
-            run.resource, RunView.of(run, tenant=installation.tenant, ns=installation.ns, now=store.clock.now())
-        )
+    latest = RunSearch(store).latest([id]).get(id, [])
+    now = store.clock.now()
+    last = {run.resource: RunView.of(run, tenant=installation.tenant, ns=installation.ns, now=now) for run in latest}
     resources = []
     for key, resource in declared.items():
         checkpoint = store.get_checkpoint(id, key)
         masked = None if checkpoint is None else orjson.loads(redactor.values(orjson.dumps(checkpoint).decode()))
-        resources.append(ResourceStateView(key, resource.enabled, masked, last.get(key) or last.get(None)))
+        resources.append(ResourceStateView(key, resource.enabled, masked, last.get(key)))
     credentials = {name: value not in (None, "") for name, value in sorted(bag.items())}
-    return InstallationDetailView(InstallationView.of(installation), resources, credentials, app is not None)
+    view = InstallationView.of(installation, latest, next_sync(installation) if next_sync is not None else None)
+    return InstallationDetailView(view, resources, credentials, app is not None)
 
 
 def events(store: Store, *, tenant: str, ns: str | None, after: int, limit: int) -> Page[TriggerEventDetailView]:

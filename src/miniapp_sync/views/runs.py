@@ -30,7 +30,10 @@ MOMENT_HINT: Final = "an ISO 8601 date or time (2026-12-03, 2026-12-03T08:00:00Z
 
 
 def moment(text: str, now: float, *, field: str) -> float:
-    """Return the epoch seconds ``text`` names: ISO 8601 (UTC unless it says), ``24h``/``7d`` ago, ``today``."""
+    """Return the epoch seconds ``text`` names: ISO 8601 (UTC unless it says), ``24h``/``7d`` ago, ``today``.
+
+    The one reader of a filter's time, for runs and deliveries, in the CLI, the API and the console.
+    """
     value = text.strip()
     lowered = value.lower()
     if lowered in ("today", "yesterday"):
@@ -41,11 +44,14 @@ def moment(text: str, now: float, *, field: str) -> float:
     relative = _RELATIVE.match(value)
     if relative:
         return now - int(relative[1]) * _UNITS[relative[2].lower()]
+    iso = value.upper()  # RFC 3339 allows a lower-case t and z
+    if iso[17:19] == "60":  # a leap second: the one before it, as Python's datetime has none
+        iso = iso[:17] + "59" + iso[19:]
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
+        parsed = datetime.fromisoformat(iso)
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    except (ValueError, OverflowError):
         raise ParameterError(field, f"expected {MOMENT_HINT}, found {value[:40]!r}") from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +161,6 @@ class RunView:
     errors: list[RunFailureView]
     progress: ProgressView
     error: str | None  # every failure in one line (and why a run was interrupted or abandoned)
-    stats: dict[str, Any]  # the engine's report per resource, as stored
     job_id: str | None  # the job that ran it (D36), when a queue did
 
     @classmethod
@@ -182,6 +187,5 @@ class RunView:
         ]
         return cls(
             r.id, r.installation_id, tenant, ns, r.resource, r.status, timestamp(r.started_at),
-            maybe_timestamp(r.finished_at), duration, figures, errors, ProgressView.of(r.progress), r.error, r.stats,
-            r.job_id,
+            maybe_timestamp(r.finished_at), duration, figures, errors, ProgressView.of(r.progress), r.error, r.job_id,
         )  # fmt: skip
