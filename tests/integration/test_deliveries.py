@@ -168,6 +168,12 @@ async def test_which_webhooks_were_refused_or_parked_and_why(stack: Stack, capsy
     status, refused = await stack.api("GET", "/api/deliveries", status="rejected", reason="unknown_tenant")
     assert [d["id"] for d in refused["items"]] == [answer["items"][2]["id"]]
     assert await stack.cli(capsys, "deliveries", "--status", "rejected", "--reason", "unknown_tenant") == refused
+    # Several states at once (as the overview's backlog links them): any of them, CLI and API alike.
+    several = [("status", "dead"), ("status", "rejected")]
+    async with stack.http.get(f"{stack.url}/api/deliveries", params=several, headers=AUTH) as response:
+        either = await response.json()
+    assert [d["status"] for d in either["items"]] == ["dead", "rejected", "rejected"]
+    assert await stack.cli(capsys, "deliveries", "--status", "dead", "--status", "rejected") == either
     status, mine = await stack.api("GET", "/api/deliveries", tenant="acme")
     assert [d["status"] for d in mine["items"]] == ["processed", "dead"]
     status, created = await stack.api("GET", "/api/deliveries", event="order.created")
@@ -235,6 +241,8 @@ async def test_a_dead_letter_replayed_after_the_fix_is_processed_once_and_fires_
     assert (preview["count"], preview["byEvent"]) == (1, {"order.created": 1})
     assert preview["byInstallation"] == [{"installationId": stack.installation.id, "tenant": "acme", "count": 1}]
     assert preview["definitions"] == [{"ns": "salla", "version": "1.0.0", "digest": fixed.digest}]
+    either = {"filter": {"status": ["dead", "failed"]}, "preview": True}  # several states: any of them
+    assert await stack.api("POST", "/api/deliveries/replay", either) == (200, preview)
     unasked = await stack.cli(capsys, "deliveries", "replay", "--status", "dead", "-d", str(EXAMPLE), code=2)
     assert "--preview or --yes" in unasked["error"]["message"]  # under --format json there is nobody to ask
     previewed = await stack.cli(capsys, "deliveries", "replay", "--status", "dead", "-d", str(EXAMPLE), "--preview")

@@ -59,6 +59,6 @@ async def test_the_delivery_list_filters_and_searches_bodies_on_either_store(sta
     found = deliveries.find(DeliveryFilter(q=f'"id":{second["id"]}'))
     assert [d.transaction_id for d in found] == [str(second["id"])]
     assert deliveries.find(DeliveryFilter(q="nowhere at all")) == []
-    (stale,) = deliveries.find(DeliveryFilter(status="rejected", reason="stale"))
+    (stale,) = deliveries.find(DeliveryFilter(status=("rejected",), reason="stale"))
     assert (stale.id, stale.reason) == ("r1", "stale")
     assert deliveries.find(DeliveryFilter(tenant="acme", event="order.created", since=0.0))[1].size > 0

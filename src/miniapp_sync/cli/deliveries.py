@@ -38,11 +38,12 @@ TenantFilter = Annotated[str | None, typer.Option("--tenant", "-t", help="Only t
 NsFilter = Annotated[str | None, typer.Option("--ns", help="Only this MiniApp's.")]
 EventFilter = Annotated[str | None, typer.Option("--event", help="Only this event.")]
 StatusFilter = Annotated[
-    str | None,
+    list[str] | None,
     typer.Option(
         "--status",
         help="processed, reused_id, duplicate, ignored, unmatched, pending, processing, failed (retrying), "
-        "dead (dead-lettered), ping or rejected (refused at the door).",
+        "dead (dead-lettered), ping or rejected (refused at the door); repeat it for any of several"
+        " (the overview's backlog: --status pending --status processing --status failed).",
     ),
 ]
 ReasonFilter = Annotated[
@@ -58,7 +59,7 @@ SearchFilter = Annotated[
 ]
 
 
-def _filter(now: float, **given: str | None) -> DeliveryFilter:
+def _filter(now: float, **given: Any) -> DeliveryFilter:
     from miniapp_sync.views import ParameterError
     from miniapp_sync.views.deliveries import delivery_filter
 

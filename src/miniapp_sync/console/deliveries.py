@@ -9,8 +9,8 @@ unmatched delivery gives it to one of its MiniApp's installations and queues its
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -29,16 +29,24 @@ from miniapp_sync.webhooks.assign import assign
 MAX_TEXT: Final = 200  # characters of a filter field
 
 
-def _given(values: Mapping[str, str | None]) -> dict[str, str]:
-    """Return the filter fields set in a query string or a form (blank: not set)."""
-    return {name: text[:MAX_TEXT] for name in FILTER_FIELDS if (text := (values.get(name) or "").strip())}
+def _given(values: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """Return the filter fields set in a query string or a form (blank: not set); ``status`` may be several."""
+    given: dict[str, Any] = {}
+    for name in FILTER_FIELDS:
+        texts = [text[:MAX_TEXT] for value in values.get(name, ()) if (text := value.strip())]
+        if texts:
+            given[name] = texts[: len(STATES)] if name == "status" else texts[0]
+    return given
+
+
+def _query(request: Request) -> dict[str, list[str]]:
+    return {name: request.query_params.getlist(name) for name in FILTER_FIELDS}
 
 
 def _selection(form: Mapping[str, list[str]], now: float) -> dict[str, object]:
     """Return the replay a form names: the ticked ids, or every delivery matching its filter; raise ParameterError."""
     if first(form, "scope") == "filter":
-        given = _given({name: first(form, name) for name in FILTER_FIELDS})
-        return {"filter": delivery_filter(**given, now=now).as_dict()}
+        return {"filter": delivery_filter(**_given(form), now=now).as_dict()}
     ids = [i for i in form.get("ids", []) if i][: bulk_replay.MAX_REPLAY]
     if not ids:
         raise ParameterError("ids", "no delivery is ticked", "tick the deliveries to replay, or replay all matching")
@@ -52,7 +60,7 @@ def routes(console: Console) -> list[BaseRoute]:
 
     @console.page
     async def deliveries_page(request: Request, session: Session) -> Response:
-        given = _given(request.query_params)
+        given = _given(_query(request))
         window = list_window(request)
         if window is None:
             return console.refuse(request, session, "That page link is not one this console made.", 400)

@@ -160,12 +160,10 @@ def secured(response: Response) -> Response:
 
 def url_with(request: Request, **changes: str | None) -> str:
     """Return this page's URL with some query parameters changed (None: removed); a new filter starts at page one."""
-    params = dict(request.query_params)
-    if set(changes) - {"cursor", "after"}:
-        params.pop("cursor", None)
-        params.pop("after", None)
-    params.update(changes)  # type: ignore[arg-type]  # None values are dropped next
-    kept = {k: v for k, v in params.items() if v is not None and v != ""}
+    dropped = {*changes, *(("cursor", "after") if set(changes) - {"cursor", "after"} else ())}
+    # Every value of a repeated parameter is kept (?status=pending&status=failed: the backlog).
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in dropped and v != ""]
+    kept += [(k, v) for k, v in changes.items() if v is not None and v != ""]
     return request.url.path + (f"?{urlencode(kept)}" if kept else "")
 
 

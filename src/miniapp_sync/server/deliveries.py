@@ -47,7 +47,12 @@ FILTER_SCHEMA: Final = {
         "tenant": _TEXT,
         "ns": _TEXT,
         "event": _TEXT,
-        "status": {"type": "string", "enum": list(STATES)},
+        "status": {
+            "oneOf": [
+                {"type": "string", "enum": list(STATES)},
+                {"type": "array", "minItems": 1, "items": {"type": "string", "enum": list(STATES)}},
+            ]
+        },
         "reason": {"type": "string", "enum": list(REASONS)},
         "since": _TIME,
         "until": _TIME,
@@ -59,7 +64,7 @@ FILTERS: Final = (
     Param("tenant", "Only this tenant's deliveries."),
     Param("ns", "Only this MiniApp's."),
     Param("event", "Only this event."),
-    Param("status", "Only deliveries in this state.", enum=STATES),
+    Param("status", "Only deliveries in this state (repeat it for any of several).", enum=STATES, repeated=True),
     Param("reason", "Only refusals for this reason (status rejected).", enum=REASONS),
     Param("since", f"Received at or after: {MOMENT_HINT}.", pattern=MOMENT_PATTERN),
     Param("until", f"Received before: {MOMENT_HINT}.", pattern=MOMENT_PATTERN),
@@ -99,8 +104,10 @@ def replay_request(raw: bytes, now: float) -> tuple[dict[str, Any], bool]:
     if strange:
         raise ParameterError(f"filter.{strange[0][:40]}", "is not a filter field", f"known: {', '.join(FILTER_FIELDS)}")
     for name, value in given.items():
-        if not isinstance(value, str):
-            raise ParameterError(f"filter.{name}", f"expected a string, found {type(value).__name__}")
+        several = name == "status" and isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+        if not isinstance(value, str) and not several:
+            expected = "a string or a non-empty list of strings" if name == "status" else "a string"
+            raise ParameterError(f"filter.{name}", f"expected {expected}, found {type(value).__name__}")
     return {"filter": delivery_filter(**given, now=now).as_dict()}, preview
 
 
@@ -112,7 +119,7 @@ def delivery_routes(runtime: Runtime, jobs: JobQueue) -> list[BaseRoute]:
         params=[*FILTERS, LIMIT, CURSOR],
         responses={200: Reply("a page of deliveries", DeliveryView, page=True)},
     )
-    async def list_deliveries(request: Request, limit: int, cursor: str | None, **given: str | None) -> Response:
+    async def list_deliveries(request: Request, limit: int, cursor: str | None, **given: Any) -> Response:
         window = Window.of(limit, cursor)
         chosen = delivery_filter(**given, now=runtime.clock.now())
         return ok(await asyncio.to_thread(deliveries, runtime, window, chosen))

@@ -49,15 +49,16 @@ w = webhook_rejections.c
 
 @dataclass(frozen=True, slots=True)
 class DeliveryFilter:
-    """Which deliveries: by tenant, MiniApp, event, state (and rejection reason), arrival time and body text.
+    """Which deliveries: by tenant, MiniApp, event, states (any of them), rejection reason, arrival time, body text.
 
-    The same object selects a list page and a replay; stored with a replay as its ``as_dict``.
+    The same object selects a list page and a replay; stored with a replay as its ``as_dict``
+    (one state as a string, as before several were allowed; several as a list).
     """
 
     tenant: str | None = None
     ns: str | None = None
     event: str | None = None
-    status: State | None = None
+    status: tuple[State, ...] | None = None  # any of these; the overview's backlog is three states
     reason: Reason | None = None
     since: float | None = None  # epoch seconds, inclusive
     until: float | None = None  # epoch seconds, exclusive
@@ -65,17 +66,21 @@ class DeliveryFilter:
 
     def as_dict(self) -> dict[str, Any]:
         """Return the filter as JSON-ready data (only the fields set)."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        found = {k: v for k, v in asdict(self).items() if v is not None}
+        if self.status is not None:
+            found["status"] = self.status[0] if len(self.status) == 1 else list(self.status)
+        return found
 
     @property
     def inbox(self) -> bool:
         """Return whether inbox rows can match."""
-        return self.status != "rejected" and self.reason is None
+        return (self.status is None or self.status != ("rejected",)) and self.reason is None
 
     @property
     def rejections(self) -> bool:
         """Return whether rejections can match: no body, no event."""
-        return self.status in (None, "rejected") and self.q is None and self.event is None
+        wanted = self.status is None or "rejected" in self.status
+        return wanted and self.q is None and self.event is None
 
 
 FILTER_FIELDS: Final = tuple(f.name for f in fields(DeliveryFilter))
@@ -206,7 +211,7 @@ def _inbox_conditions(f: DeliveryFilter) -> list[ColumnElement[bool]]:
     if f.event is not None:
         found.append(i.event == f.event)
     if f.status is not None:
-        found.append(_state_condition(f.status))
+        found.append(or_(*(_state_condition(state) for state in f.status if state != "rejected")))
     return found
 
 

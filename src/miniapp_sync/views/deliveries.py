@@ -6,6 +6,7 @@ credential values masked, as dead letters are (D30); a refusal shows only its re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ def delivery_filter(
     tenant: str | None = None,
     ns: str | None = None,
     event: str | None = None,
-    status: str | None = None,
+    status: str | Sequence[str] | None = None,
     reason: str | None = None,
     since: str | None = None,
     until: str | None = None,
@@ -46,16 +47,19 @@ def delivery_filter(
 ) -> DeliveryFilter:
     """Return the filter of the list's parameters (CLI options, API query, replay body); raise ParameterError.
 
+    ``status`` is one state or several (any of them: ``?status=pending&status=failed``).
     ``since`` and ``until`` read as a run search's do (``moment``): ISO 8601, ``24h``, ``today``…, before ``now``.
     """
-    if status is not None and status not in STATES:
-        raise ParameterError("status", f"expected one of {', '.join(STATES)}, found {status[:40]!r}")
+    states = [status] if isinstance(status, str) else list(status or [])
+    for state in states:
+        if state not in STATES:
+            raise ParameterError("status", f"expected one of {', '.join(STATES)}, found {str(state)[:40]!r}")
     if reason is not None and reason not in REASONS:
         raise ParameterError("reason", f"expected one of {', '.join(REASONS)}, found {reason[:40]!r}")
     if q is not None and not 1 <= len(q) <= MAX_QUERY:
         raise ParameterError("q", f"expected 1 to {MAX_QUERY} characters, found {len(q)}")
     return DeliveryFilter(
-        tenant, ns, event, status, reason,  # type: ignore[arg-type]  # checked above
+        tenant, ns, event, tuple(dict.fromkeys(states)) or None, reason,  # type: ignore[arg-type]  # checked above
         None if since is None else moment(since, now, field="since"),
         None if until is None else moment(until, now, field="until"), q,
     )  # fmt: skip

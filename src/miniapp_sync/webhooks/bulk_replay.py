@@ -63,11 +63,14 @@ def parse_filter(data: dict[str, Any], field: str = "filter") -> DeliveryFilter:
     for name in ("since", "until"):
         if data.get(name) is not None and not isinstance(data[name], int | float):
             raise UsageError(f"{field}.{name}: expected epoch seconds")
-    if data.get("status") is not None and data["status"] not in STATES:
-        raise UsageError(f"{field}.status: expected one of {', '.join(STATES)}")
+    status = data.get("status")
+    states = [status] if isinstance(status, str) else status  # one state, or several (any of them)
+    if states is not None and (not isinstance(states, list) or not states or any(s not in STATES for s in states)):
+        raise UsageError(f"{field}.status: expected one of {', '.join(STATES)}, or a list of them")
     if data.get("reason") is not None and data["reason"] not in REASONS:
         raise UsageError(f"{field}.reason: expected one of {', '.join(REASONS)}")
-    return DeliveryFilter(**{k: data.get(k) for k in FILTER_FIELDS})
+    given: dict[str, Any] = {k: data.get(k) for k in FILTER_FIELDS}
+    return DeliveryFilter(**{**given, "status": None if states is None else tuple(states)})
 
 
 def definition_version(app: MiniApp | None) -> dict[str, Any]:
