@@ -187,7 +187,7 @@ def test_question_2_parked_webhooks_are_replayed_after_the_fix_and_fire_once(
     page = console_page
     received: list[dict[str, Any]] = served.extra["received"]
     log_in(page, served, ADMIN)
-    page.get_by_role("link", name="salla dead letters: 1").click()
+    page.get_by_role("link", name="salla dead deliveries: 1").click()
     rows = page.locator("tr.delivery")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("order.created")

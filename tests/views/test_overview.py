@@ -42,7 +42,8 @@ def test_the_overview_counts_each_miniapp_apart_and_only_a_day_of_runs(tmp_path:
     assert by_ns["zid"]["rejections"] == {"bad_signature": 2}
     assert by_ns["woo"] == {
         "ns": "woo", "installations": {}, "runsLast24h": {}, "inboxBacklog": 0, "oldestUnprocessedAt": None,
-        "oldestUnprocessedAgeSeconds": None, "deadLetters": 0, "rejections": {},
+        "oldestUnprocessedAgeSeconds": None, "deadLetters": 0, "deadDeliveries": 0, "recordDeadLetters": 0,
+        "rejections": {},
     }  # fmt: skip
 
 

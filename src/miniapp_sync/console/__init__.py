@@ -1,7 +1,8 @@
 """The operator console under ``/console`` (D40): server-rendered pages over the view models, htmx for polling.
 
 Served by ``serve`` when an admin or a viewer token is configured, and off otherwise. One
-module per page family (``overview``, ``installations``, ``deliveries``, ``records``, ``events``, ``runs``),
+module per page family (``overview``, ``installations``, ``deliveries``, ``dead_letters``, ``records``,
+``events``, ``runs``),
 each returning its routes; ``site`` holds the frame they share (templates, the session and
 CSRF guard, security headers), ``auth`` the login and the sessions. Adding a page: a module
 with ``routes(console)``, a template extending ``base.html``, a line in ``PAGES`` and in the
@@ -18,13 +19,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from miniapp_sync.console import deliveries, events, installations, login, overview, records, runs
+from miniapp_sync.console import dead_letters, deliveries, events, installations, login, overview, records, runs
 from miniapp_sync.console.auth import Gate
 from miniapp_sync.console.site import PREFIX, Console
 from miniapp_sync.jobs import JobQueue
 from miniapp_sync.runtime import Runtime
 
-PAGES = (login, overview, installations, runs, deliveries, records, events)
+PAGES = (login, overview, installations, runs, deliveries, dead_letters, records, events)
 STATIC = Path(__file__).parent / "static"
 
 

@@ -41,7 +41,8 @@ def routes(console: Console) -> list[BaseRoute]:
     async def installations_page(request: Request, session: Session) -> Response:
         ns = request.query_params.get("ns") or None
         asked = request.query_params.get("status") or None
-        if ns not in (None, *runtime.apps) or asked not in (None, *STATUSES):
+        held = {i.ns for i in await console.call(store.list_installations)}  # the overview links these too
+        if ns not in (None, *runtime.apps, *held) or asked not in (None, *STATUSES):
             return console.refuse(request, session, "Unknown MiniApp or status in the filter.", 400)
         status = cast(InstallationStatus | None, asked)
         window = list_window(request)

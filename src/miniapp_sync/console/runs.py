@@ -37,10 +37,14 @@ def routes(console: Console) -> list[BaseRoute]:
     store = runtime.store
     resources = sorted({k for a in runtime.apps.values() if a.definition.sync for k in a.definition.sync.resources})
 
-    def run_filter(given: dict[str, str | None]) -> RunFilter:
-        """Return the search the query asks for; raise ParameterError naming the filter at fault."""
-        if given["ns"] not in (None, *runtime.apps):
-            raise ParameterError("ns", f"expected one of {', '.join(runtime.apps)}, found {given['ns']!r}")
+    def run_filter(given: dict[str, str | None], held: set[str]) -> RunFilter:
+        """Return the search the query asks for; raise ParameterError naming the filter at fault.
+
+        ``held``: the MiniApps the store has installations of; the overview shows (and links) those too.
+        """
+        known = sorted({*runtime.apps, *held})
+        if given["ns"] not in (None, *known):
+            raise ParameterError("ns", f"expected one of {', '.join(known)}, found {given['ns']!r}")
         if given["status"] not in (None, *STATUSES):
             raise ParameterError("status", f"expected one of {', '.join(STATUSES)}, found {given['status']!r}")
         now = store.clock.now()
@@ -54,15 +58,16 @@ def routes(console: Console) -> list[BaseRoute]:
     @console.page
     async def runs_page(request: Request, session: Session) -> Response:
         given = {name: (request.query_params.get(name) or "").strip()[:200] or None for name in FILTERS}
+        every = await console.call(store.list_installations)
         try:
-            where = run_filter(given)
+            where = run_filter(given, {i.ns for i in every})
         except ParameterError as exc:
             return console.refuse(request, session, f"The {exc.field} filter: {exc.message}.", 400)
         window = list_window(request)
         if window is None:
             return console.refuse(request, session, "That page link is not one this console made.", 400)
         page = await console.call(queries.runs, store, window, where)
-        tenants = sorted({i.tenant for i in await console.call(store.list_installations)})
+        tenants = sorted({i.tenant for i in every})
         return console.render(
             request, "runs.html", session, page=page, filters=given, statuses=STATUSES, resources=resources,
             tenants=tenants,

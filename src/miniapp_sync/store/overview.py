@@ -18,6 +18,8 @@ from miniapp_sync.store.tables import dead_letters, installations, sync_runs
 from miniapp_sync.store.webhook_tables import webhook_inbox, webhook_rejections
 
 UNPROCESSED: Final = ("pending", "processing")  # the inbox backlog: received, not yet settled
+# The backlog as the deliveries list names its states: waiting, being processed, waiting to be retried.
+BACKLOG_STATES: Final = ("pending", "processing", "failed")
 
 
 @dataclass(slots=True)
@@ -28,7 +30,9 @@ class Figures:
     runs: dict[str, int] = field(default_factory=dict)
     backlog: int = 0
     oldest_unprocessed: float | None = None  # when the oldest unprocessed delivery was received
-    dead_letters: int = 0  # not yet replayed
+    dead_letters: int = 0  # not yet replayed, of both kinds
+    record_dead_letters: int = 0  # bulk records not yet replayed (the dead letters list, kind record)
+    dead_deliveries: int = 0  # inbox rows given up on (the deliveries list, state dead)
     rejections: dict[str, int] = field(default_factory=dict)  # by reason code, as the deliveries list filters
 
 
@@ -55,14 +59,19 @@ def figures(store: Store, *, runs_since: float) -> dict[str, Figures]:
         )
         for ns, count, oldest in conn.execute(backlog):
             out[ns].backlog, out[ns].oldest_unprocessed = int(count), oldest
+        dead = select(inbox.ns, func.count()).where(inbox.status == "failed").group_by(inbox.ns)
+        for ns, count in conn.execute(dead):
+            out[ns].dead_deliveries = int(count)
         letters = (
-            select(i.ns, func.count())
+            select(i.ns, d.kind, func.count())
             .join(installations, i.id == d.installation_id)
             .where(d.replayed_at.is_(None))
-            .group_by(i.ns)
+            .group_by(i.ns, d.kind)
         )
-        for ns, count in conn.execute(letters):
-            out[ns].dead_letters = int(count)
+        for ns, kind, count in conn.execute(letters):
+            out[ns].dead_letters += int(count)
+            if kind == "record":
+                out[ns].record_dead_letters = int(count)
         reasons = select(rejected.ns, REASON_CODE, func.count()).group_by(rejected.ns, REASON_CODE)
         for ns, reason, count in conn.execute(reasons):
             out[ns].rejections[reason] = int(count)

@@ -2,7 +2,8 @@
 
 Both show this one view, so the figures cannot drift apart: installations by status, runs of
 the last 24 hours by status, the inbox backlog and the age of its oldest delivery, dead letters
-not yet replayed, and the rejection trail by reason.
+not yet replayed (deliveries given up on, bulk records), and the rejection trail by reason. Each
+figure counts exactly the rows of the list the console links it to.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ class MiniAppOverview:
     inbox_backlog: int  # deliveries received and not yet processed
     oldest_unprocessed_at: Timestamp | None
     oldest_unprocessed_age_seconds: float | None
-    dead_letters: int  # not yet replayed
+    dead_letters: int  # not yet replayed, both kinds: dead_deliveries' letters and record_dead_letters
+    dead_deliveries: int  # webhook deliveries given up on (deliveries in state dead)
+    record_dead_letters: int  # bulk records that could not be written, not yet replayed
     rejections: dict[str, int]  # refused deliveries by reason code (bad_signature, stale, too_large, unknown_tenant)
 
     @classmethod
@@ -39,7 +42,8 @@ class MiniAppOverview:
         age = None if oldest is None else round(max(0.0, now - oldest), 3)
         return cls(
             ns, dict(sorted(f.installations.items())), dict(sorted(f.runs.items())), f.backlog,
-            maybe_timestamp(oldest), age, f.dead_letters, dict(sorted(f.rejections.items())),
+            maybe_timestamp(oldest), age, f.dead_letters, f.dead_deliveries, f.record_dead_letters,
+            dict(sorted(f.rejections.items())),
         )  # fmt: skip
 
 

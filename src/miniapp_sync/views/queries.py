@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from miniapp_sync.errors import InstallationError
 from miniapp_sync.runtime import Runtime
@@ -145,19 +146,28 @@ def dead_letters(
         limit=window.fetch,
         offset=window.offset,
     )
-    return window.page([_dead_letter(runtime, letter) for letter in found])
+    # A page is usually one installation's letters: read and decrypt its credentials once, not per letter.
+    known: dict[str, tuple[Installation | None, dict[str, Any]]] = {}
+    return window.page([_dead_letter(runtime, letter, known) for letter in found])
 
 
 def dead_letter(runtime: Runtime, letter_id: int) -> DeadLetterView | None:
     """Return one dead letter's view, or None when there is no such letter."""
     letter = runtime.store.get_dead_letter(letter_id)
-    return None if letter is None else _dead_letter(runtime, letter)
+    return None if letter is None else _dead_letter(runtime, letter, {})
 
 
-def _dead_letter(runtime: Runtime, letter: DeadLetter) -> DeadLetterView:
+def _dead_letter(
+    runtime: Runtime, letter: DeadLetter, known: dict[str, tuple[Installation | None, dict[str, Any]]]
+) -> DeadLetterView:
     """Return a dead letter's view, with its installation's credential values masked (D30)."""
-    installation = runtime.store.get_installation(letter.installation_id)
-    credentials = runtime.installations.credentials(installation) if installation else {}
+    if letter.installation_id not in known:
+        installation = runtime.store.get_installation(letter.installation_id)
+        known[letter.installation_id] = (
+            installation,
+            runtime.installations.credentials(installation) if installation else {},
+        )
+    installation, credentials = known[letter.installation_id]
     return DeadLetterView.of(letter, installation, credentials)
 
 
