@@ -7,9 +7,11 @@ to do, instead of a log line from deep inside the server and an exit code of its
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from miniapp_sync.errors import ListenError
@@ -36,7 +38,10 @@ def listen(host: str, port: int, *, option: str = "--port") -> socket.socket:
     except OSError as exc:
         sock.close()
         raise ListenError(_why(exc, where, port, option)) from None
-    sock.set_inheritable(True)
+    # Not inheritable (Python's default, said out loud): no program serve or a compute function
+    # ever execs may hold the listening socket. The forked processor gets a copy, as fork copies
+    # every descriptor, and closes it before anything else (cli/serving.py); only serve accepts.
+    sock.set_inheritable(False)
     return sock
 
 
@@ -77,6 +82,17 @@ def serve(
             await super().startup(sockets)
             if self.started:
                 on_started()
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn raises the signals it caught again once it has shut down, so a SIGTERM'd
+            # serve died of it: exit -15, and what runs after the server (closing the store, which
+            # checkpoints its WAL) never ran. A SIGTERM is a supervisor's "stop": once the server has
+            # shut down gracefully, that is done, and the caller goes on to close and exit 0.
+            # SIGINT is still raised again (KeyboardInterrupt: the caller's finally runs, exit 130).
+            with super().capture_signals():
+                yield
+                self._captured_signals[:] = [s for s in self._captured_signals if s != signal.SIGTERM]
 
     server = Server(uvicorn.Config(app, **config))
     if stop is not None:
