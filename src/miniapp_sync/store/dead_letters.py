@@ -5,12 +5,37 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from miniapp_sync.errors import StoreError
 from miniapp_sync.store.model import DEAD_LETTER_KINDS, DeadLetter, DeadLetterKind, check_allowed
 from miniapp_sync.store.rows import Rows, from_row
 from miniapp_sync.store.tables import dead_letters
+
+
+def insert_dead_letter(
+    conn: Connection,
+    installation_id: str,
+    *,
+    kind: DeadLetterKind,
+    source: str,
+    payload: Any,
+    reason: str,
+    run_id: str | None,
+    now: float,
+) -> int:
+    """Add a dead letter inside the caller's transaction; return its id (every dead letter is written here)."""
+    check_allowed(kind, DEAD_LETTER_KINDS, "dead letter kind")
+    values = {
+        "installation_id": installation_id,
+        "kind": kind,
+        "source": source,
+        "payload": payload,
+        "reason": reason,
+        "run_id": run_id,
+        "created_at": now,
+    }
+    return int(conn.execute(insert(dead_letters).values(values).returning(dead_letters.c.id)).scalar_one())
 
 
 class DeadLetterRows(Rows):
@@ -26,20 +51,12 @@ class DeadLetterRows(Rows):
         reason: str,
         run_id: str | None = None,
     ) -> int:
-        """Keep a record or delivery that could not be processed; return its id."""
-        check_allowed(kind, DEAD_LETTER_KINDS, "dead letter kind")
-        values = {
-            "installation_id": installation_id,
-            "kind": kind,
-            "source": source,
-            "payload": payload,
-            "reason": reason,
-            "run_id": run_id,
-            "created_at": self._clock.now(),
-        }
+        """Keep a record or delivery that could not be processed, in a transaction of its own; return its id."""
         with self._db.write(f"add a dead letter for installation {installation_id!r}") as conn:
-            new_id = conn.execute(insert(dead_letters).values(values).returning(dead_letters.c.id)).scalar_one()
-        return int(new_id)
+            return insert_dead_letter(
+                conn, installation_id, kind=kind, source=source, payload=payload, reason=reason, run_id=run_id,
+                now=self._clock.now(),
+            )  # fmt: skip
 
     def list_dead_letters(
         self,

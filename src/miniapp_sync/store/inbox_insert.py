@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
-from miniapp_sync.store.processing import add_dead_letter
+from miniapp_sync.store.processing import dead_letter_delivery
 from miniapp_sync.store.webhook_model import Added, InboxEntry
 from miniapp_sync.store.webhook_tables import webhook_inbox
 
@@ -71,7 +71,7 @@ def insert_entries(conn: Connection, entries: Sequence[InboxEntry], now: float) 
         if new_id is None:
             added[position] = "duplicate"
         else:
-            add_dead_letter(conn, entry, int(new_id), entry.error or "", now)
+            dead_letter_delivery(conn, entry, int(new_id), entry.error or "", now)
     return added
 
 

@@ -12,13 +12,14 @@ from collections.abc import Collection, Iterator, Sequence
 from functools import cache
 from typing import Any, Final
 
-from sqlalchemy import Connection, Select, Update, bindparam, insert, select, text, update
+from sqlalchemy import Connection, Select, Update, bindparam, select, text, update
 
 from miniapp_sync.errors import StoreError
 from miniapp_sync.store import records as rec
+from miniapp_sync.store.dead_letters import insert_dead_letter
 from miniapp_sync.store.model import RecordWrite, StoredRecord, WriteResult
 from miniapp_sync.store.outbox import emit, subscribers_of
-from miniapp_sync.store.tables import dead_letters, records
+from miniapp_sync.store.tables import records
 from miniapp_sync.store.webhook_model import InboxEntry, InboxRow, dead_letter_payload
 from miniapp_sync.store.webhook_tables import webhook_inbox
 
@@ -72,19 +73,15 @@ def _by_field(dialect: str, content_type: str, field: str) -> Select[Any]:
     )
 
 
-def add_dead_letter(conn: Connection, row: InboxRow | InboxEntry, inbox_id: int, reason: str, now: float) -> int:
-    """Add a webhook dead letter for a delivery inside the caller's transaction; return its id."""
+def dead_letter_delivery(conn: Connection, row: InboxRow | InboxEntry, inbox_id: int, reason: str, now: float) -> int:
+    """Dead-letter a delivery (kind webhook) inside the caller's transaction; return the dead letter's id."""
+    if row.installation_id is None:
+        raise StoreError(f"cannot dead-letter webhook delivery {inbox_id}: it belongs to no installation")
     received = row.received_at if isinstance(row, InboxRow) else now
-    values = {
-        "installation_id": row.installation_id,
-        "kind": "webhook",
-        "source": row.event or "(no event)",
-        "payload": dead_letter_payload(row, inbox_id, received),
-        "reason": reason,
-        "run_id": None,
-        "created_at": now,
-    }
-    return int(conn.execute(insert(dead_letters).values(values).returning(dead_letters.c.id)).scalar_one())
+    return insert_dead_letter(
+        conn, row.installation_id, kind="webhook", source=row.event or "(no event)",
+        payload=dead_letter_payload(row, inbox_id, received), reason=reason, run_id=None, now=now,
+    )  # fmt: skip
 
 
 class Processing:
@@ -147,7 +144,7 @@ class Processing:
     def fail(self, row: InboxRow, reason: str, *, dead_letter: bool = True) -> int | None:
         """Mark a row failed and (unless it is a replay's) dead-letter it; return the dead letter's id."""
         self.conn.execute(_FAIL, {"p_id": row.id, "p_now": self.now, "p_reason": reason})
-        return add_dead_letter(self.conn, row, row.id, reason, self.now) if dead_letter else None
+        return dead_letter_delivery(self.conn, row, row.id, reason, self.now) if dead_letter else None
 
     def finish(self) -> None:
         """Write what was deferred to the end of the transaction: the rows marked done."""
