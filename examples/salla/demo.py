@@ -185,7 +185,7 @@ def webhooks(sandbox: Sandbox, config: SandboxConfig, rewrites: list[str]) -> No
         send("order.created (resent)", *created, "  (same transaction id and body: not processed again)")
         send("order.created (forged)", created[0], {**created[1], "X-Salla-Signature": "0" * 64})
         run("events", "--tenant", "demo-store", "--store", STORE)
-        run("inbox", "--status", "rejected", "--store", STORE)  # the forged one: why it was refused
+        run("deliveries", "--status", "rejected", "--store", STORE)  # the forged one: why it was refused
 
 
 def guide(sandbox: Sandbox, config: SandboxConfig, rewrites: list[str]) -> None:
