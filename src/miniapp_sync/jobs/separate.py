@@ -100,7 +100,12 @@ class ProcessorProcess:
         return f"exited with status {code}"
 
     def stop(self, grace: float = STOP_GRACE) -> None:
-        """Close the channel (the child's cue to stop), wait ``grace`` seconds for it, then kill it."""
+        """End the channel (the child's cue to stop), wait ``grace`` seconds for it, then kill it."""
+        with contextlib.suppress(OSError):
+            # Shut the connection down rather than only close this socket object: an event loop's
+            # transport may still hold it (uvloop keeps a reference, and then close() ends nothing),
+            # and the child would wait for an end-of-file until the grace ran out and it was killed.
+            self.channel.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.channel.close()
         self.process.join(grace)
