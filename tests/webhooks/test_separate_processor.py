@@ -7,6 +7,7 @@ delivery is processed exactly once; signals stop both; a processor that dies sto
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import signal
@@ -17,10 +18,12 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+from miniapp_sync.jobs.separate import ProcessorPlan, ProcessorProcess
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
 from miniapp_sync.store import Inbox, Installation, Outbox, Store
 from miniapp_sync.testing import sandbox_thread
+from miniapp_sync.webhooks.settings import WebhookSettings
 
 from .conftest import EXAMPLE, KEY, SANDBOX, SECRET
 from .test_kill import CLI, free_port
@@ -237,3 +240,23 @@ def test_a_server_killed_outright_leaves_no_orphan(tmp_path: Path) -> None:
     while alive(serve.child) and time.monotonic() < deadline:  # waiting for the child to see the end of its channel
         time.sleep(0.05)
     assert not alive(serve.child)
+
+
+def test_the_processor_stops_at_once_while_the_servers_event_loop_still_holds_the_channel(tmp_path: Path) -> None:
+    # serve's loop is uvloop, whose transport holds a reference to the channel's socket: closing the
+    # socket object alone ended nothing, so a stop that found the transport open (the server's
+    # lifespan cut short) waited out STOP_GRACE and killed the processor.
+    import uvloop
+
+    store_path = tmp_path / "store.sqlite"
+    install(store_path)
+    plan = ProcessorPlan(functools.partial(Runtime.open, str(store_path), environ=KEY), WebhookSettings(), None)
+    processor = ProcessorProcess.start(plan, lambda: None)
+
+    async def stop_with_the_channel_open() -> None:
+        _, writer = await asyncio.open_connection(sock=processor.channel)  # as ForwardingQueue opens it
+        await asyncio.to_thread(processor.stop, 60.0)
+        writer.close()
+
+    uvloop.run(stop_with_the_channel_open())
+    assert processor.process.exitcode == 0  # it stopped by itself: not killed after the grace

@@ -30,7 +30,7 @@ import multiprocessing
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -100,7 +100,12 @@ class ProcessorProcess:
         return f"exited with status {code}"
 
     def stop(self, grace: float = STOP_GRACE) -> None:
-        """Close the channel (the child's cue to stop), wait ``grace`` seconds for it, then kill it."""
+        """End the channel (the child's cue to stop), wait ``grace`` seconds for it, then kill it."""
+        with contextlib.suppress(OSError):
+            # Shut the connection down rather than only close this socket object: an event loop's
+            # transport may still hold it (uvloop keeps a reference, and then close() ends nothing),
+            # and the child would wait for an end-of-file until the grace ran out and it was killed.
+            self.channel.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.channel.close()
         self.process.join(grace)
@@ -209,10 +214,23 @@ def _child_main(
     servers_end.close()  # else the server's death would not end the channel
     inherited()
     try:
-        asyncio.run(_run_processor(plan, channel))
+        _event_loop_run()(_run_processor(plan, channel))
     except Exception:
         log.exception("the inbox processor failed")
         os._exit(1)
+
+
+def _event_loop_run() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """Return uvloop's run where it is installed (as uvicorn runs the server), else asyncio's.
+
+    The processor is mostly event-loop work (a trigger POST each delivery); in-process, interleaved runs
+    on a busy machine measured trigger delivery at 0-15% less CPU with it (noisy).
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
 
 
 async def _run_processor(plan: ProcessorPlan, channel: socket.socket) -> None:

@@ -271,7 +271,11 @@ class Outbox:
         self.settle_all([Attempt(event_id, subscription_id, status, error, retry_at)])
 
     def settle_all(self, attempts: Sequence[Attempt]) -> None:
-        """Record attempts in one transaction (one commit for a batch of POSTs, not one each)."""
+        """Record attempts in one transaction (one commit for a batch of POSTs, not one each).
+
+        Not durable (no fsync): an outcome a power cut loses means those events are POSTed again,
+        which subscribers dedupe by id, as after a crash before this commit.
+        """
         if not attempts:
             return
         now = self._clock.now()
@@ -286,7 +290,7 @@ class Outbox:
             }
             for a in attempts
         ]
-        with self._db.write("record trigger deliveries") as conn:
+        with self._db.write("record trigger deliveries", durable=False) as conn:
             conn.execute(_SETTLE, params)
 
     def redeliver(self, event_id: int, subscription_id: str) -> DeliveryState | None:
