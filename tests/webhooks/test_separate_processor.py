@@ -11,14 +11,18 @@ import functools
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import cast
 
 import aiohttp
 import orjson
 
-from miniapp_sync.jobs.separate import ProcessorPlan, ProcessorProcess
+from miniapp_sync.jobs.separate import ForwardingQueue, ProcessorPlan, ProcessorProcess
+from miniapp_sync.jobs.work import Work
 from miniapp_sync.runtime import Runtime
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
 from miniapp_sync.store import Inbox, Installation, Outbox, Store
@@ -260,3 +264,31 @@ def test_the_processor_stops_at_once_while_the_servers_event_loop_still_holds_th
 
     uvloop.run(stop_with_the_channel_open())
     assert processor.process.exitcode == 0  # it stopped by itself: not killed after the grace
+
+
+async def test_a_request_cancelled_while_it_waits_leaves_no_answer_for_the_next() -> None:
+    # An API request whose client goes away is cancelled while it waits for the processor's answer;
+    # the next request must read its own answer, not the cancelled one's.
+    ours, theirs = socket.socketpair()
+    queue = ForwardingQueue(cast(Work, None), ProcessorProcess(cast(BaseProcess, None), ours), on_death=lambda: None)
+    reader, writer = await asyncio.open_connection(sock=theirs)
+    asked, release = asyncio.Event(), asyncio.Event()
+
+    async def processor() -> None:  # answers each request in turn, the first one late
+        for answer in ("first", "second"):
+            await reader.readline()
+            if answer == "first":
+                asked.set()
+                await release.wait()
+            writer.write(orjson.dumps({"metrics": answer}) + b"\n")
+            await writer.drain()
+
+    answering = asyncio.create_task(processor())
+    cancelled = asyncio.create_task(queue.metrics())
+    await asked.wait()
+    cancelled.cancel()
+    release.set()
+    assert await queue.metrics() == b"second"
+    await answering
+    await queue.close()
+    writer.close()

@@ -160,6 +160,11 @@ class ForwardingQueue(JobQueue):
         return str(answer["metrics"]).encode()
 
     async def _ask(self, request: dict[str, Any], action: str) -> dict[str, Any]:
+        # Shielded: a caller cancelled mid-exchange (its client went away) must not leave its answer on
+        # the channel, where the next request would read it as its own.
+        return await asyncio.shield(self._exchange(request, action))
+
+    async def _exchange(self, request: dict[str, Any], action: str) -> dict[str, Any]:
         reader, writer = await self._channel()
         async with self._turn:
             try:
