@@ -92,3 +92,4 @@ def test_read_only_commands_load_neither_the_network_nor_the_job_queue(tmp_path:
     loaded = imported_by(*command, "--store", str(tmp_path / "store.db"), cwd=tmp_path)
     assert "sqlalchemy" in loaded  # it did read the store
     assert not loaded & (QUEUE | NETWORK | SERVER | {"cryptography"})  # no vault either: nothing is decrypted
+    assert "typer._adapters" not in loaded  # options are converted without Typer's pydantic adapters
