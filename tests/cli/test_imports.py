@@ -62,8 +62,8 @@ def test_validate_loads_the_definition_model_but_no_store_network_or_server() ->
     assert not loaded & (STORE | QUEUE | NETWORK | SERVER)
     assert not loaded & LAZY  # validating runs no event loop and sends nothing
     # The example's JSONPaths are all plain ($.data.id): the JSONPath library is not needed, nor
-    # croniter without a schedule.
-    assert not loaded & {"jsonpath", "croniter"}
+    # croniter without a schedule, nor PyYAML for a JSON5 file.
+    assert not loaded & {"jsonpath", "croniter", "yaml"}
     assert "phonenumbers" not in loaded  # nor phone parsing without a normalizePhone transform
 
 
