@@ -18,6 +18,7 @@ import logging
 import sys
 from collections.abc import Iterator, MutableMapping
 from contextvars import ContextVar
+from types import ModuleType
 from typing import Any, Final, TextIO
 
 FORMATS: Final = ("console", "json")
@@ -88,9 +89,29 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
         return super().format(record)
 
 
-def _formatter(format: str) -> logging.Formatter:
+def _import_structlog() -> ModuleType:
+    """Import structlog without the Rich traceback renderer it loads when Rich is installed.
+
+    structlog.dev imports rich.traceback (and Pygments) for a renderer we never use: it prints
+    local variables, which may hold secrets, so console lines take plain_traceback. With
+    rich.traceback marked absent while structlog loads (None in sys.modules: the import system's
+    "not there"), structlog falls back as without Rich: ~0.07 G instructions (~25 ms) less
+    start-up for every command that logs. Rich itself is untouched: --debug still prints its
+    tracebacks (cli.main), importing rich.traceback then.
+    """
+    if "structlog" not in sys.modules and "rich.traceback" not in sys.modules:
+        sys.modules["rich.traceback"] = None  # type: ignore[assignment]
+        try:
+            import structlog
+        finally:
+            del sys.modules["rich.traceback"]
     import structlog
 
+    return structlog
+
+
+def _formatter(format: str) -> logging.Formatter:
+    structlog = _import_structlog()
     shared: list[Any] = [
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
@@ -106,7 +127,7 @@ def _formatter(format: str) -> logging.Formatter:
             colors=False, pad_event_to=0, timestamp_key="time", exception_formatter=structlog.dev.plain_traceback
         )
     )
-    return structlog.stdlib.ProcessorFormatter(
+    formatter: logging.Formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -114,3 +135,4 @@ def _formatter(format: str) -> logging.Formatter:
             renderer,
         ],
     )
+    return formatter

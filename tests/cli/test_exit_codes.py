@@ -6,6 +6,7 @@ once it answers.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -107,3 +108,14 @@ def test_serve_says_serving_only_when_it_answers(tmp_path: Path) -> None:
         finally:
             server.send_signal(signal.SIGINT)
             server.wait(timeout=30)
+
+
+@pytest.mark.parametrize(("definition", "code"), [(EXAMPLE, 0), (PRODUCTS_PAGE, 2)])
+def test_a_whole_process_exits_with_the_code_and_all_of_its_output(definition: str, code: int) -> None:
+    # The entry point freezes the objects the process made before exiting (its exit then skips
+    # walking them): the exit code and every line written must still come out.
+    command = [sys.executable, "-m", "miniapp_sync", "validate", definition, "--format", "json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == code, done.stderr
+    document = json.loads(done.stdout)  # complete: it parses
+    assert document["valid"] is (code == 0)

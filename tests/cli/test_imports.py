@@ -62,8 +62,8 @@ def test_validate_loads_the_definition_model_but_no_store_network_or_server() ->
     assert not loaded & (STORE | QUEUE | NETWORK | SERVER)
     assert not loaded & LAZY  # validating runs no event loop and sends nothing
     # The example's JSONPaths are all plain ($.data.id): the JSONPath library is not needed, nor
-    # croniter without a schedule.
-    assert not loaded & {"jsonpath", "croniter"}
+    # croniter without a schedule, nor PyYAML for a JSON5 file.
+    assert not loaded & {"jsonpath", "croniter", "yaml"}
     assert "phonenumbers" not in loaded  # nor phone parsing without a normalizePhone transform
 
 
@@ -82,6 +82,30 @@ def test_a_sync_process_loads_neither_migrations_nor_schedules() -> None:
     assert not loaded & {"alembic", "mako", "croniter"}
 
 
+def test_a_store_on_sqlite_loads_no_postgresql_dialect(tmp_path: Path) -> None:
+    # SQLAlchemy's PostgreSQL dialect package imports every PostgreSQL driver's module: a store on
+    # SQLite (its tables declared, an installation and records written and read) needs none of it.
+    script = (
+        "import sys\n"
+        "from miniapp_sync.store import RecordWrite, Store\n"
+        "import miniapp_sync.jobs, miniapp_sync.runtime, miniapp_sync.sync.engine\n"
+        "with Store.open(sys.argv[1]) as store:\n"
+        "    i = store.save_installation('t', 'ns', credentials=b'', metadata={}, user_input={})\n"
+        "    writes = [RecordWrite(code='1', data={'a': 1})]\n"
+        "    store.write_records(i.id, 'core:product', writes, source='bulk', checkpoint=('products', {'page': 2}))\n"
+        "    assert store.get_record(i.id, 'core:product', '1') is not None\n"
+        "print('\\n'.join(sys.modules))\n"
+    )
+    Store.open(str(tmp_path / "s.db")).close()  # migrated (Alembic's PostgreSQL support loads it) beforehand
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "s.db")], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.splitlines())
+    assert "sqlalchemy.dialects.sqlite" in loaded
+    assert not {m for m in loaded if m.startswith("sqlalchemy.dialects.postgresql")}
+
+
 @pytest.mark.parametrize(
     "command", [["records", "--tenant", "acme"], ["runs"], ["deliveries"], ["deadletters", "list"]]
 )
@@ -92,3 +116,4 @@ def test_read_only_commands_load_neither_the_network_nor_the_job_queue(tmp_path:
     loaded = imported_by(*command, "--store", str(tmp_path / "store.db"), cwd=tmp_path)
     assert "sqlalchemy" in loaded  # it did read the store
     assert not loaded & (QUEUE | NETWORK | SERVER | {"cryptography"})  # no vault either: nothing is decrypted
+    assert "typer._adapters" not in loaded  # options are converted without Typer's pydantic adapters

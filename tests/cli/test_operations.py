@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -399,3 +401,28 @@ def test_installing_a_tenant_with_another_tenant_s_store_id_is_refused_naming_th
     # The same store explicitly named with --metadata is refused too.
     code, out, err = run("install", example, "--tenant", "other", "--metadata", f"storeId={store_id}", *credentials)  # type: ignore[operator]
     assert code == 1
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_bars_are_drawn_on_a_terminal_only(
+    cli: object, sandbox: tuple[Sandbox, str], example: str, monkeypatch: pytest.MonkeyPatch, terminal: bool
+) -> None:
+    run = cli  # type: ignore[assignment]
+    credentials = ["--credential", f"accessToken={TOKEN}", "--no-sync"]
+    assert run("install", example, "--tenant", "acme", *credentials, rewrite=True)[0] == 0  # type: ignore[operator]
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.setenv("TTY_COMPATIBLE", "1" if terminal else "0")  # Rich's switch: stdout is a terminal or not
+    _, url = sandbox
+    args = ["sync", example, "--tenant", "acme", "--resource", "products", "--rewrite", f"https://api.salla.dev={url}"]
+    script = (
+        "import sys\n"
+        "from miniapp_sync.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "print('\\n'.join(sys.modules), file=sys.stderr)\n"
+        "raise SystemExit(code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Sync summary" in done.stdout
+    assert (" pages · " in done.stdout) is terminal  # a bar: records, pages and request rate
+    assert ("rich.progress" in done.stderr.splitlines()) is terminal

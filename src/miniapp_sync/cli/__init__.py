@@ -6,6 +6,7 @@ Tracebacks are shown only with ``--debug``.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import sys
 from collections.abc import Mapping, Sequence
@@ -102,5 +103,11 @@ def _json_wanted(args: list[str]) -> bool:
 
 
 def run() -> None:
-    """Console-script entry point."""
-    raise SystemExit(main())
+    """Console-script entry point (and ``python -m miniapp_sync``)."""
+    code = main()
+    # The process ends here, its work done and its store closed. The interpreter's exit would
+    # still walk every object start-up made (modules, classes, the definition model) in full
+    # garbage collections: ~0.45 s CPU after a sync, a sixth of the process. Frozen, they are
+    # skipped; the modules are still torn down and stdout/stderr flushed as on any exit.
+    gc.freeze()
+    raise SystemExit(code)

@@ -5,6 +5,7 @@ Ctrl-C and SIGTERM cancel it; the engine marks the run interrupted and the comma
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 import threading
@@ -29,9 +30,13 @@ T = TypeVar("T")
 
 
 class _Bars:
-    """Rich progress bars, one per resource: records, pages and request rate."""
+    """Rich progress bars, one per resource: records, pages and request rate.
 
-    def __init__(self, enabled: bool) -> None:
+    Drawn on a terminal only: elsewhere (a pipe, a log file) Rich would print just their last
+    state, which the summary table says again, and importing rich.progress costs start-up.
+    """
+
+    def __init__(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(
@@ -41,7 +46,6 @@ class _Bars:
             TextColumn("{task.fields[pages]} pages · {task.fields[rate]:.0f} req/s"),
             TimeElapsedColumn(),
             console=console(),
-            disable=not enabled,
         )
         self.tasks: dict[str, tuple[Any, float]] = {}
 
@@ -90,7 +94,7 @@ def foreground_sync(
     """
     from miniapp_sync.jobs import JobRetry, LocalQueue, Work
 
-    bars = _Bars(enabled=output is OutputFormat.text)
+    bars = _Bars() if output is OutputFormat.text and console().is_terminal else None
     queue = LocalQueue(Work(runtime, progress=bars, max_in_flight=max_in_flight), retry=JobRetry(attempts=1))
     ns = installation.ns
 
@@ -103,7 +107,7 @@ def foreground_sync(
                 await queue.sync(ns, installation.id, key, full=full)
         return await queue.run_until_idle()
 
-    with bars.progress:
+    with bars.progress if bars else contextlib.nullcontext():
         finished = until_stopped(jobs())
     for done in finished:
         if done.outcome.status == "dropped":  # no run: the installation cannot sync (disconnected, gone)

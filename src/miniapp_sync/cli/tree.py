@@ -21,6 +21,8 @@ import typer.core
 import typer.main
 from typer.models import CommandInfo, TyperInfo
 
+from miniapp_sync.cli.conversion import convert_plainly
+
 if TYPE_CHECKING:
     from typer._click import Command  # Typer's own copy of click
 
@@ -28,7 +30,16 @@ if TYPE_CHECKING:
 def command_for(
     app: typer.Typer, args: Sequence[str], prog_name: str, environ: Mapping[str, str] = os.environ
 ) -> Command:
-    """Return ``app``'s click command for ``args``, building in full only the command they invoke."""
+    """Return ``app``'s click command for ``args``, building in full only the command they invoke.
+
+    Its values are converted without pydantic where they plainly can be (``conversion.py``).
+    """
+    command = _built_for(app, args, prog_name, environ)
+    convert_plainly(command)
+    return command
+
+
+def _built_for(app: typer.Typer, args: Sequence[str], prog_name: str, environ: Mapping[str, str]) -> Command:
     if f"_{prog_name.replace('-', '_').upper()}_COMPLETE" in environ:
         return typer.main.get_command(app)
     group = typer.main.get_command(_stand_ins(app))

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
 from miniapp_sync.definition.lexer import ScanError
 from miniapp_sync.errors import DefinitionSyntaxError
 
@@ -39,13 +37,6 @@ def read_bounded(path: Path) -> bytes:
             f"cannot read the definition: it is larger than {MAX_BYTES // 2**20} MiB", filename=str(path)
         )
     return raw
-
-
-def yaml_children(node: Any) -> list[Any] | None:
-    """Return a YAML node's children (keys and values), or None for a scalar."""
-    if isinstance(node, yaml.MappingNode):
-        return [part for pair in node.value for part in pair]
-    return list(node.value) if isinstance(node, yaml.SequenceNode) else None
 
 
 def data_children(node: Any) -> list[Any] | None:

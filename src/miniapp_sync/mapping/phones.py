@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-import phonenumbers
-
 from miniapp_sync.mapping.records import MappedRecord
 from miniapp_sync.mapping.transforms import normalize_phone
 
@@ -25,8 +23,13 @@ def default_country(metadata: Mapping[str, Any], user_input: Mapping[str, Any], 
     """Return an installation's default phone country: its ``defaultCountry``, else its provider's home."""
     for bag in (metadata, user_input):
         value = bag.get("defaultCountry")
-        if isinstance(value, str) and value.upper() in phonenumbers.SUPPORTED_REGIONS:
-            return value.upper()
+        if isinstance(value, str):
+            # phonenumbers loads here, or with the first phone (transforms._e164): every sync asks
+            # for its country, and most installations name none.
+            import phonenumbers
+
+            if value.upper() in phonenumbers.SUPPORTED_REGIONS:
+                return value.upper()
     return _HOME.get(provider or "", UNKNOWN_REGION)
 
 

@@ -6,9 +6,9 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
+from miniapp_sync.store import dialects
 from miniapp_sync.store.driver import on_sqlite
 from miniapp_sync.store.rows import Rows
 from miniapp_sync.store.tables import checkpoints
@@ -16,7 +16,7 @@ from miniapp_sync.store.tables import checkpoints
 
 @cache
 def _checkpoint_upsert(dialect: str) -> Insert:
-    stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(checkpoints)
+    stmt = dialects.insert(dialect, checkpoints)
     changes = {name: stmt.excluded[name] for name in ("run_id", "state", "updated_at")}
     return stmt.on_conflict_do_update(index_elements=list(checkpoints.primary_key), set_=changes)
 

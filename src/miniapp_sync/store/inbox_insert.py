@@ -13,9 +13,9 @@ from functools import cache, lru_cache
 from typing import Any, Final
 
 from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
+from miniapp_sync.store import dialects
 from miniapp_sync.store.processing import dead_letter_delivery
 from miniapp_sync.store.webhook_model import Added, InboxEntry
 from miniapp_sync.store.webhook_tables import webhook_inbox
@@ -142,7 +142,7 @@ def _mark_reused(conn: Connection, keys: Sequence[_Key]) -> set[_Key]:
 
 @cache
 def _insert_one(dialect: str) -> Insert:
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(webhook_inbox)
+    stmt = dialects.insert(dialect, webhook_inbox)
     return stmt.on_conflict_do_nothing(index_elements=list(_KEY)).returning(i.id)
 
 

@@ -7,8 +7,8 @@ from types import EllipsisType
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
+from miniapp_sync.store import dialects
 from miniapp_sync.store.model import INSTALLATION_STATUSES, Installation, InstallationStatus, check_allowed
 from miniapp_sync.store.rows import Rows, from_row
 from miniapp_sync.store.tables import installations
@@ -31,8 +31,7 @@ class InstallationRows(Rows):
         check_allowed(status, INSTALLATION_STATUSES, "installation status")
         now = self._clock.now()
         values = {"credentials": credentials, "metadata": metadata, "user_input": user_input, "status": status}
-        dialect_insert = sqlite.insert if self._db.dialect == "sqlite" else postgresql.insert
-        stmt = dialect_insert(installations).values(
+        stmt = dialects.insert(self._db.dialect, installations).values(
             id=uuid.uuid4().hex, tenant=tenant, ns=ns, error=None, created_at=now, updated_at=now, **values
         )
         # A re-install starts clean: the previous error no longer applies.

@@ -14,9 +14,9 @@ from functools import cache
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Row, bindparam, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
+from miniapp_sync.store import dialects
 from miniapp_sync.store.store import Store
 from miniapp_sync.store.webhook_model import InboxRow
 from miniapp_sync.store.webhook_tables import subscriptions, trigger_deliveries, trigger_outbox
@@ -154,13 +154,13 @@ def emit(
 @cache
 def _emit(dialect: str) -> Insert:
     # Built once: building the statement cost more than running it.
-    stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(trigger_outbox)
+    stmt = dialects.insert(dialect, trigger_outbox)
     return stmt.on_conflict_do_nothing(index_elements=[o.inbox_id])
 
 
 @cache
 def _deliveries(dialect: str) -> Insert:
-    stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(trigger_deliveries)
+    stmt = dialects.insert(dialect, trigger_deliveries)
     return stmt.on_conflict_do_nothing(index_elements=[d.event_id, d.subscription_id])
 
 
@@ -186,8 +186,7 @@ class Outbox:
     def subscribe(self, tenant: str, ns: str, url: str, secret: bytes) -> Subscription:
         """Add a subscription (or give an existing one for the same URL a new secret) and return it."""
         now = self._clock.now()
-        dialect_insert = sqlite.insert if self._dialect == "sqlite" else postgresql.insert
-        stmt = dialect_insert(subscriptions).values(
+        stmt = dialects.insert(self._dialect, subscriptions).values(
             id=uuid.uuid4().hex, tenant=tenant, ns=ns, url=url, secret=secret, created_at=now
         )
         stmt = stmt.on_conflict_do_update(index_elements=[s.tenant, s.ns, s.url], set_={"secret": secret})

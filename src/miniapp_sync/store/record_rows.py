@@ -13,7 +13,6 @@ from sqlalchemy import (
     Connection,
     Select,
     String,
-    Text,
     bindparam,
     case,
     func,
@@ -22,9 +21,9 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects import postgresql
 
 from miniapp_sync import exactjson
+from miniapp_sync.store import dialects
 from miniapp_sync.store.driver import on_sqlite
 from miniapp_sync.store.record_plan import Current
 from miniapp_sync.store.tables import records
@@ -43,7 +42,7 @@ def _lookup(dialect: str, *, with_data: bool) -> Select[Any]:
         # One primary-key probe per code, forced by a LATERAL subquery (LIMIT 1 keeps the planner
         # from flattening it). With `code = ANY(...)` the planner, misled by statistics that lag
         # behind an initial import, scans the installation's whole range for every batch.
-        unnest = func.unnest(bindparam("p_codes", type_=postgresql.ARRAY(Text)))
+        unnest = func.unnest(bindparam("p_codes", type_=dialects.text_array()))
         codes = unnest.table_valued("code").render_derived(name="k")
         probe = select(*columns).where(*same_key, r.code == codes.c.code).limit(1).lateral("r")
         return select(*probe.c).select_from(codes).join(probe, true())

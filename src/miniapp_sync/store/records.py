@@ -17,10 +17,10 @@ from operator import itemgetter
 from typing import Any, Final
 
 from sqlalchemy import Connection, Row, Select, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from miniapp_sync.errors import StoreError, preview
+from miniapp_sync.store import dialects
 from miniapp_sync.store.checkpoints import save_checkpoint
 from miniapp_sync.store.driver import on_driver
 from miniapp_sync.store.history import change_rows, deletion_rows, insert_changes
@@ -38,7 +38,7 @@ _SQLITE_ROWS: Final = (32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 
 @cache
 def _record_upsert(dialect: str) -> Insert:
-    stmt = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(records)
+    stmt = dialects.insert(dialect, records)
     changes: dict[str, Any] = {c.name: stmt.excluded[c.name] for c in records.c if c.name not in _KEEP_ON_UPDATE}
     changes["run_id"] = func.coalesce(stmt.excluded.run_id, records.c.run_id)  # a webhook keeps the run's id
     return stmt.on_conflict_do_update(index_elements=list(records.primary_key), set_=changes)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -23,8 +22,9 @@ from sqlalchemy import (
     false,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeEngine
+
+from miniapp_sync.store.dialects import JSONDocument
 
 # Explicit names keep constraints identical across dialects and let migrations refer to them.
 metadata = MetaData(
@@ -42,7 +42,7 @@ VERSION_TABLE = "miniapp_sync_alembic_version"  # not alembic_version: the datab
 
 def json_type() -> TypeEngine[Any]:
     """Return the JSON column type: JSONB on PostgreSQL (indexable, compact), JSON text elsewhere."""
-    return JSON().with_variant(JSONB(), "postgresql")
+    return JSONDocument()
 
 
 def _epoch(name: str, *, nullable: bool = False) -> Column[float]:
@@ -119,13 +119,11 @@ record_history = Table(
     # every record write would otherwise maintain one more index.
     Index(None, "installation_id", "content_type", "code", "id"),
     # "Which records did delivery 42 write?" (a delivery's detail). Partial: bulk writes, the
-    # bulk of the rows, maintain nothing more (migration 0011).
-    Index(
-        "ix_record_history_webhook_source_id",
-        "source_id",
-        sqlite_where=text("source = 'webhook'"),
-        postgresql_where=text("source = 'webhook'"),
-    ),
+    # bulk of the rows, maintain nothing more (migration 0011 builds it WHERE source = 'webhook'
+    # on both databases). Only SQLite's condition is declared: postgresql_where would load
+    # SQLAlchemy's whole PostgreSQL dialect into every process on SQLite (see dialects.py), and
+    # Alembic compares no index condition.
+    Index("ix_record_history_webhook_source_id", "source_id", sqlite_where=text("source = 'webhook'")),
 )
 
 sync_runs = Table(
