@@ -123,8 +123,15 @@ def listening_inode(port: int) -> str:
 
 def socket_inodes(pid: int) -> set[str]:
     """Return the inodes of the sockets a process holds."""
-    links = (os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir())
-    return {link[len("socket:[") : -1] for link in links if link.startswith("socket:[")}
+    inodes: set[str] = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            link = os.readlink(fd)
+        except FileNotFoundError:  # closed between the listing and the read: the process is busy
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:[") : -1])
+    return inodes
 
 
 def test_connections_from_the_moment_serve_binds_wait_and_are_answered_none_reset(tmp_path: Path) -> None:
