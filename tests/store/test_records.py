@@ -87,6 +87,22 @@ def test_versions_compare_after_normalisation() -> None:
     assert normalise_version("not a date") == "not a date"
 
 
+@pytest.mark.parametrize(
+    ("version", "normal"),
+    [
+        ("2022-06-26T09:21:48Z", "2022-06-26T09:21:48.000000Z"),  # toISODate's form
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000000Z"),
+        ("2024-02-29T23:59:59Z", "2024-02-29T23:59:59.000000Z"),
+        ("2023-02-29T12:00:00Z", "2023-02-29T12:00:00Z"),  # no such day: kept as text, as any non-date
+        ("2024-01-01T24:00:00Z", "2024-01-01T24:00:00Z"),
+        ("٢٠٢٤-01-01T00:00:00Z", "٢٠٢٤-01-01T00:00:00Z"),  # not ISO 8601's digits
+        ("2022-W26-1T09:21:48Z", "2022-06-27T09:21:48.000000Z"),  # an ISO week date, converted
+    ],
+)
+def test_a_utc_version_to_the_second_is_normalised_like_any_other(version: str, normal: str) -> None:
+    assert normalise_version(version) == normal
+
+
 def test_a_bulk_page_fetched_before_a_webhook_write_is_stale(
     store: Store, installation_id: str, clock: FakeClock
 ) -> None:
