@@ -66,15 +66,27 @@ class BatchWriter:
                 run_id=self.run_id,
                 checkpoint=(self.plan.key, checkpoint) if index == last else None,
             )
-            # Shielded: a cancelled run must not cancel a commit not yet started, which would keep
-            # the writer lock forever; a commit handed over always runs.
-            self._pending = asyncio.shield(_committed(commit, result))
+            self._pending = asyncio.ensure_future(_committed(commit, result))
 
     async def wait(self) -> None:
-        """Wait for the write in flight, if any, and count what it did (raising what it raised)."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            self._count(await pending)
+        """Wait for the write in flight, if any, and count what it did (raising what it raised).
+
+        Shielded: a run cancelled meanwhile leaves the write in flight (a thread's write, or a
+        commit handed to the committer thread, runs to its end anyway), and the next wait, the
+        engine's on the way out, still counts it.
+        """
+        pending = self._pending
+        if pending is None:
+            return
+        try:
+            results = await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            self._pending = None
+            raise
+        self._pending = None
+        self._count(results)
 
     def _count(self, results: list[WriteResult]) -> None:
         for result in results:
@@ -99,7 +111,8 @@ class BatchWriter:
 
 
 async def _committed(commit: Future[None], result: WriteResult) -> list[WriteResult]:
-    await asyncio.wrap_future(commit)
+    # Shielded: cancelling this must never cancel a commit not yet started (its writer lock would stay held).
+    await asyncio.shield(asyncio.wrap_future(commit))
     return [result]
 
 
