@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,22 @@ def test_versions_compare_after_normalisation() -> None:
     assert normalise_version("2024-05-01 09:00:00") == "2024-05-01T09:00:00.000000Z"
     assert normalise_version("2024-05-01T09:00:00.5Z") > normalise_version("2024-05-01T09:00:00Z")
     assert normalise_version("not a date") == "not a date"
+
+
+@pytest.mark.parametrize(
+    ("version", "normal"),
+    [
+        ("2022-06-26T09:21:48Z", "2022-06-26T09:21:48.000000Z"),  # toISODate's form
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000000Z"),
+        ("2024-02-29T23:59:59Z", "2024-02-29T23:59:59.000000Z"),
+        ("2023-02-29T12:00:00Z", "2023-02-29T12:00:00Z"),  # no such day: kept as text, as any non-date
+        ("2024-01-01T24:00:00Z", "2024-01-01T24:00:00Z"),
+        ("٢٠٢٤-01-01T00:00:00Z", "٢٠٢٤-01-01T00:00:00Z"),  # not ISO 8601's digits
+        ("2022-W26-1T09:21:48Z", "2022-06-27T09:21:48.000000Z"),  # an ISO week date, converted
+    ],
+)
+def test_a_utc_version_to_the_second_is_normalised_like_any_other(version: str, normal: str) -> None:
+    assert normalise_version(version) == normal
 
 
 def test_a_bulk_page_fetched_before_a_webhook_write_is_stale(
@@ -432,3 +449,50 @@ def test_a_nul_character_is_kept_on_sqlite_and_refused_by_postgresql(store: Stor
     with pytest.raises(StoreError, match=r"cannot write core:product records .*unsupported Unicode escape"):
         _write(store, installation_id, *writes)
     assert store.count_records(installation_id) == 0
+
+
+def test_a_staged_batch_is_stored_with_its_checkpoint_once_its_commit_is_done(
+    store: Store, installation_id: str
+) -> None:
+    _write(store, installation_id, RecordWrite("a", {"v": 1}))
+    writes = (RecordWrite("a", {"v": 2}), RecordWrite("b", {"v": 1}))
+    result, commit = store.stage_records(
+        installation_id, PRODUCT, writes, source="bulk", checkpoint=("products", {"page": 2})
+    )
+    assert (result.created, result.updated, result.written) == (1, 1, ["a", "b"])
+    commit.result(timeout=60)
+    assert (_data(store, installation_id, "a"), _data(store, installation_id, "b")) == ({"v": 2}, {"v": 1})
+    assert store.get_checkpoint(installation_id, "products") == {"page": 2}
+
+
+def test_a_staged_batch_that_fails_is_rolled_back_and_leaves_the_store_writable(
+    store: Store, installation_id: str
+) -> None:
+    with pytest.raises(StoreError, match="cannot write core:product records"):
+        store.stage_records(
+            installation_id,
+            PRODUCT,
+            [RecordWrite("a", {"v": 1})],
+            source="bulk",
+            checkpoint=("products", {"page": object()}),
+        )
+    done = threading.Event()
+
+    def write() -> None:  # in a thread: a writer lock left held would hang it, not the test
+        _write(store, installation_id, RecordWrite("b", {"v": 1}))
+        done.set()
+
+    threading.Thread(target=write, daemon=True).start()
+    assert done.wait(timeout=60), "the failed staged batch left the store locked"
+    assert (_data(store, installation_id, "a"), _data(store, installation_id, "b")) == (None, {"v": 1})
+    assert store.get_checkpoint(installation_id, "products") is None
+
+
+def test_on_sqlite_a_write_waits_for_the_staged_commit_before_it(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "store.sqlite", clock=FakeClock()) as store:
+        installation = store.save_installation("tenant-1", "salla", credentials=b"", metadata={}, user_input={})
+        _, commit = store.stage_records(installation.id, PRODUCT, [RecordWrite("a", {"v": 1})], source="bulk")
+        _write(store, installation.id, RecordWrite("b", {"v": 1}))
+        assert commit.done()
+        assert commit.exception() is None
+        assert store.count_records(installation.id) == 2

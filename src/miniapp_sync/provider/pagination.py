@@ -73,7 +73,7 @@ class _Walk:
         self.reader = ResponseReader(resource, key)
         self.total: int | None = None
         self.total_pages: int | None = None
-        self._previous_ids: list[Any] | None = None
+        self._previous: list[dict[str, Any]] = []
 
     async def fetch(self, url: str, params: Mapping[str, Any] | None) -> Response:
         return await self.client.request_json(self.method, url, params, resource=self.key, what="list")
@@ -90,16 +90,24 @@ class _Walk:
             self.total = self.reader.total(response, number)
         if self.total_pages is None:
             self.total_pages = self.reader.total_pages(response, number)
-        ids = self.reader.ids(records)
-        if records and ids == self._previous_ids:
+        if records and self._repeats(records):
             raise PaginationLoopError(
                 f"{self.key} page {number}: the provider returned the same {len(records)} records as the "
                 "previous page (is the page parameter ignored? check pagination.pageParam / style)",
                 resource=self.key,
                 page=number,
             )
-        self._previous_ids = ids
+        self._previous = records
         return records
+
+    def _repeats(self, records: list[dict[str, Any]]) -> bool:
+        """Say whether ``records`` have the ids (a record without one: its content) of the previous page's."""
+        previous = self._previous
+        if len(previous) != len(records):
+            return False
+        # Pair by pair, so a page costs a comparison or two: the first ids already differ.
+        key = self.reader.id_or_record
+        return all(a == b for a, b in zip(map(key, previous), map(key, records), strict=True))
 
     @contextlib.contextmanager
     def at(self, number: int) -> Iterator[None]:

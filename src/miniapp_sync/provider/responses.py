@@ -189,10 +189,10 @@ class ResponseReader:
         text = str(value)
         return urljoin(response.url, text) if as_url else text
 
-    def ids(self, records: list[dict[str, Any]]) -> list[Any]:
-        """Return each record's id (the record itself where it has none), to compare pages."""
-        ids = [self._id.get(record) for record in records]
-        return [record if value is MISSING else value for value, record in zip(ids, records, strict=True)]
+    def id_or_record(self, record: dict[str, Any]) -> Any:
+        """Return a record's id (the record itself when it has none), to compare pages."""
+        value = self._id.get(record)
+        return record if value is MISSING else value
 
     def record_id(self, record: dict[str, Any]) -> Any:
         """Return a record's id, or ``MISSING``."""

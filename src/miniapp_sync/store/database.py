@@ -15,10 +15,10 @@ import fcntl
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
@@ -28,6 +28,9 @@ from miniapp_sync import exactjson
 from miniapp_sync.errors import StoreError
 from miniapp_sync.store.tables import VERSION_TABLE
 
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
 ENV_VAR: Final = "MINIAPP_SYNC_STORE"
 DEFAULT_PATH: Final = Path(".miniapp-sync") / "store.sqlite"
 BUSY_TIMEOUT_SECONDS: Final = 30.0
@@ -36,6 +39,8 @@ MIGRATIONS: Final = Path(__file__).with_name("migrations")
 _REVISION: Final = re.compile(r"^(down_revision|revision)\b[^=\n]*=\s*(?:None|['\"]([^'\"]+)['\"])\s*$", re.MULTILINE)
 
 _WRITE: Final = "miniapp_sync_write"  # execution option: this transaction will write
+
+T = TypeVar("T")
 
 
 def resolve_url(url: str | None, environ: Mapping[str, str]) -> URL:
@@ -133,6 +138,8 @@ class Database:
             )
             # PostgreSQL handles concurrent writers itself (row locks, advisory locks).
             self._write_lock = nullcontext()
+        self._committer: ThreadPoolExecutor | None = None  # write_staged's one thread, made by the first
+        self._committer_made = threading.Lock()
 
     @contextmanager
     def read(self, action: str) -> Iterator[Connection]:
@@ -154,6 +161,44 @@ class Database:
             conn.execution_options(**{_WRITE: True})
             with _relaxed(conn, not durable and self.dialect == "sqlite"), conn.begin():
                 yield conn
+
+    def write_staged(self, action: str, body: Callable[[Connection], T]) -> tuple[T, Future[None]]:
+        """Run ``body`` in a write transaction on this thread; commit it on the committer thread.
+
+        Return what ``body`` returned and the commit's future (done when the transaction is
+        committed, or rolled back and the error raised). On SQLite a commit is an fsync of the
+        WAL, milliseconds of waiting that the caller (a bulk run on the event loop) spends
+        fetching and mapping its next pages instead. The writer lock is held until the commit
+        ends, so every other write, in any thread, waits for it as for an ordinary ``write``.
+        The committer is one thread of this database's own: a commit never queues behind work
+        that may be waiting for this very lock (the default executor's threads may be). When
+        ``body`` raises, the transaction is rolled back here and nothing is left to commit.
+        """
+        stack = ExitStack()
+        with translated(action):
+            try:
+                stack.enter_context(self._write_lock)
+                conn = stack.enter_context(self.engine.connect())
+                conn.execution_options(**{_WRITE: True})
+                stack.enter_context(conn.begin())
+                result = body(conn)
+                return result, self._commit_thread().submit(self._commit, stack, action)
+            except BaseException as exc:
+                stack.__exit__(type(exc), exc, exc.__traceback__)  # roll back, give back, unlock
+                raise
+
+    def _commit_thread(self) -> ThreadPoolExecutor:
+        with self._committer_made:
+            if self._committer is None:
+                from concurrent.futures import ThreadPoolExecutor  # only processes that stage writes need it
+
+                self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="miniapp-sync-commit")
+            return self._committer
+
+    @staticmethod
+    def _commit(stack: ExitStack, action: str) -> None:
+        with translated(action):
+            stack.close()  # commit, give the connection back, unlock
 
     def upgrade(self) -> None:
         """Run the Alembic migrations up to head (a no-op when the schema is current).
@@ -189,7 +234,11 @@ class Database:
             return None
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (after the staged commits still running)."""
+        with self._committer_made:
+            committer, self._committer = self._committer, None
+        if committer is not None:
+            committer.shutdown(wait=True)
         self.engine.dispose()
         if isinstance(self._write_lock, WriterLock):
             self._write_lock.close()

@@ -141,7 +141,7 @@ def insert_changes(conn: Connection, rows: Sequence[tuple[Any, ...]], *, copy: b
     if conn.dialect.name == "sqlite":
         for start in range(0, len(rows), _SQLITE_ROWS):
             chunk = rows[start : start + _SQLITE_ROWS]
-            on_driver(conn, _sqlite_insert(len(chunk)), tuple(value for row in chunk for value in row))
+            on_driver(conn, _sqlite_insert(len(chunk)), tuple(itertools.chain.from_iterable(chunk)))
     elif copy:
         from miniapp_sync.store.pg_copy import copy_upsert  # psycopg: only PostgreSQL stores pay its import
 

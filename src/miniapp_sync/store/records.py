@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from functools import cache, lru_cache
 from operator import itemgetter
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Connection, Row, Select, func, select, update
 from sqlalchemy.sql.dml import Insert
@@ -29,6 +29,9 @@ from miniapp_sync.store.record_plan import Current, Plan, plan_writes
 from miniapp_sync.store.record_rows import load, lock, mark_seen
 from miniapp_sync.store.rows import Rows
 from miniapp_sync.store.tables import records
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 _COLUMNS: Final = tuple(c.name for c in records.c)
 _KEEP_ON_UPDATE: Final = frozenset({"installation_id", "content_type", "code", "created_at"})
@@ -224,6 +227,10 @@ def soft_delete_unseen(
     return len(codes)
 
 
+def _writing(content_type: str, installation_id: str) -> str:
+    return f"write {content_type} records of installation {installation_id!r}"
+
+
 def _matching(
     query: Select[Any], installation_id: str, content_type: str | None, code: str | None, include_deleted: bool
 ) -> Select[Any]:
@@ -253,19 +260,50 @@ class RecordRows(Rows):
         checkpoint: tuple[str, dict[str, Any]] | None = None,
     ) -> WriteResult:
         """Upsert a batch of records and save the resource checkpoint, all in one transaction (D6, D20-D22)."""
-        now = self._clock.now()
-        with self._db.write(f"write {content_type} records of installation {installation_id!r}") as conn:
-            return write_records(
-                conn,
-                installation_id,
-                content_type,
-                writes,
-                source=source,
-                run_id=run_id,
-                checkpoint=checkpoint,
-                now=now,
-                history=self._history_days > 0,
-            )
+        with self._db.write(_writing(content_type, installation_id)) as conn:
+            return self._write_records(conn, installation_id, content_type, writes, source, run_id, checkpoint)
+
+    def stage_records(
+        self,
+        installation_id: str,
+        content_type: str,
+        writes: Sequence[RecordWrite],
+        *,
+        source: RecordSource,
+        run_id: str | None = None,
+        checkpoint: tuple[str, dict[str, Any]] | None = None,
+    ) -> tuple[WriteResult, Future[None]]:
+        """``write_records`` on this thread, its commit on the store's committer thread (``Database.write_staged``).
+
+        Return what the batch does once committed, and the commit's future: until it is done the
+        batch is not durable, and every other write waits for it.
+        """
+        return self._db.write_staged(
+            _writing(content_type, installation_id),
+            lambda conn: self._write_records(conn, installation_id, content_type, writes, source, run_id, checkpoint),
+        )
+
+    def _write_records(
+        self,
+        conn: Connection,
+        installation_id: str,
+        content_type: str,
+        writes: Sequence[RecordWrite],
+        source: RecordSource,
+        run_id: str | None,
+        checkpoint: tuple[str, dict[str, Any]] | None,
+    ) -> WriteResult:
+        return write_records(
+            conn,
+            installation_id,
+            content_type,
+            writes,
+            source=source,
+            run_id=run_id,
+            checkpoint=checkpoint,
+            now=self._clock.now(),
+            history=self._history_days > 0,
+        )
 
     def get_record(self, installation_id: str, content_type: str, code: str) -> StoredRecord | None:
         """Return one stored record (soft-deleted ones included), or None."""

@@ -8,7 +8,8 @@ any moment resumes from the last committed page and converges on the records a c
 produces (writes are upserts by code, D20).
 
 Batches are written one at a time and in order, so a checkpoint never commits before the pages
-it covers: in the event loop on SQLite, in a worker thread on PostgreSQL (see ``batches.BatchWriter``).
+it covers: in the event loop on SQLite (the commit's fsync on the store's committer thread), in a
+worker thread on PostgreSQL (see ``batches.BatchWriter``).
 """
 
 from __future__ import annotations
