@@ -24,6 +24,7 @@ from miniapp_sync.mapping.records import MappedRecord, Problem, missing_required
 from miniapp_sync.mapping.transforms import build_transform
 
 Getter = Callable[[Any], Any]
+_new_record = tuple.__new__
 # is_empty() inlined: JSON gives exact types, and a call per path would cost a third of the rule.
 EMPTY = "v is MISSING or v is None or (v.__class__ in SIZED and not v)"
 NAMES_ONLY = re.compile(r"[^.\[\]$][^.\[\]]*(?:\.[^.\[\]]+)*")
@@ -130,6 +131,7 @@ class Mapper:
     def __init__(self, rules: Mapping[str, Rule], functions: FunctionRegistry, target: ContentType | None) -> None:
         self.rules = MappingProxyType(dict(rules))
         self.content_type = target
+        self._required = target.required if target is not None else ()
         self._paths = {name: ", ".join(rule.paths) or None for name, rule in rules.items()}
         # NOTHING stands in for a record that is no dict: every path read from it finds nothing.
         names: dict[str, Any] = {"MISSING": MISSING, "SIZED": frozenset({str, list, tuple, dict}), "NOTHING": {}}
@@ -169,11 +171,13 @@ class Mapper:
             data = self._fast(record)
         except Exception:
             return self._slow(record)
-        if self.content_type is not None:
-            missing = missing_required(data, self.content_type, self._paths)
-            if missing:
-                return MappedRecord(data, tuple(missing), rejected=True)
-        return MappedRecord(data)
+        for name in self._required:  # missing_required's test, without its call and list per record
+            value = data.get(name)
+            if value is None or value == "":
+                problems = missing_required(data, self.content_type, self._paths)  # type: ignore[arg-type]
+                return MappedRecord(data, tuple(problems), rejected=True)
+        # tuple.__new__ skips the NamedTuple's own __new__, a Python function call per record.
+        return _new_record(MappedRecord, (data, (), False))
 
     def map_strict(self, record: Any) -> dict[str, Any]:
         """Map one record and return the data; raise MappingError when anything failed."""

@@ -189,9 +189,7 @@ def to_iso_date(value: Any, zone: tzinfo = UTC, fmt: str | None = None) -> str |
         value = value.get("date")
     try:
         moment: datetime | date | None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            moment = _from_epoch(value)
-        elif isinstance(value, str):
+        if value.__class__ is str or isinstance(value, str):  # text first: no value is text and a number
             # The common shape first: ISO 8601 date-time, straight to the C parser.
             if fmt is None and len(value) > 10 and value[4:5] == "-":
                 try:
@@ -200,6 +198,8 @@ def to_iso_date(value: Any, zone: tzinfo = UTC, fmt: str | None = None) -> str |
                     moment = _parse_date(normalize_digits(value).strip(), fmt)
             else:
                 moment = _parse_date(normalize_digits(value).strip(), fmt)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            moment = _from_epoch(value)
         else:
             return None
         if moment is None or not isinstance(moment, datetime):
