@@ -76,6 +76,8 @@ def coalesce(value: Any) -> Any:
 
 def join_codes(value: Any, separator: str = ",") -> str | None:
     """Join a list of codes, or of objects with ``code`` (else ``name``), skipping empty entries."""
+    if value == []:  # most orders have no discount code: skip the generator
+        return None
     entries = value if isinstance(value, (list, tuple)) else [value]
     return separator.join(c for v in entries if (c := _code(v))) or None
 
