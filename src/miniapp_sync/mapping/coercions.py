@@ -109,6 +109,8 @@ def to_number(value: Any) -> int | float | None:
 
 def _parse_number(text: str) -> int | float | None:
     text = normalize_digits(text).strip()
+    if not text:  # '' is common (an unset price); the pattern would only find no digits in it
+        return None
     try:
         if text.isdigit() and text.isascii():
             return int(text)

@@ -17,44 +17,54 @@ from typing import Any
 from miniapp_sync.definition.content_types import ContentType
 from miniapp_sync.definition.rules import MISSING, Rule, TransformStep, parse_rule, thaw
 from miniapp_sync.errors import MappingError, preview
+from miniapp_sync.mapping.expressions import step_expression
 from miniapp_sync.mapping.functions import FunctionRegistry
 from miniapp_sync.mapping.paths import compile_path
 from miniapp_sync.mapping.records import MappedRecord, Problem, missing_required
 from miniapp_sync.mapping.transforms import build_transform
 
 Getter = Callable[[Any], Any]
+_new_record = tuple.__new__
 # is_empty() inlined: JSON gives exact types, and a call per path would cost a third of the rule.
 EMPTY = "v is MISSING or v is None or (v.__class__ in SIZED and not v)"
 NAMES_ONLY = re.compile(r"[^.\[\]$][^.\[\]]*(?:\.[^.\[\]]+)*")
+# '$.data.id' (shorthand names only) selects what the dot path 'data.id' does: the same accessor.
+PLAIN_JSONPATH = re.compile(r"\$((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
 
 
 def _walk_code(path: str) -> str | None:
     """Return an inline expression reading a names-only dot path, or None when it needs its getter.
 
-    The expression relies on ``is_dict`` telling whether ``record`` is a dict; an intermediate
-    miss reads as None, which is no dict, so the walk ends in MISSING as the getter's does.
+    The expression reads from ``src``, the record when it is a dict and an empty dict when not;
+    an intermediate miss reads as None, which is no dict, so the walk ends in MISSING as the
+    getter's does.
     """
-    if not NAMES_ONLY.fullmatch(path):
+    if plain := PLAIN_JSONPATH.fullmatch(path):
+        path = plain[1][1:]
+    elif not NAMES_ONLY.fullmatch(path):
         return None
     *inner, last = path.split(".")
     if not inner:
-        return f"record.get({last!r}, MISSING) if is_dict else MISSING"
-    expr = f"(record.get({inner[0]!r}) if is_dict else None)"
+        return f"src.get({last!r}, MISSING)"
+    expr = f"src.get({inner[0]!r})"
     for key in inner[1:]:
         expr = f"(w.get({key!r}) if isinstance(w := {expr}, dict) else None)"
     return f"w.get({last!r}, MISSING) if isinstance(w := {expr}, dict) else MISSING"
 
 
-def _values(getters: tuple[Getter, ...]) -> Getter:
-    """Read several paths into a list; an absent value is null there."""
-    return lambda record: [None if (value := get(record)) is MISSING else value for get in getters]
+def _rule_code(
+    index: int, rule: Rule, functions: FunctionRegistry, names: dict[str, Any]
+) -> tuple[list[str], list[str], str]:
+    """Return lines leaving rule ``index``'s value (or MISSING) in ``v``; bind what they use in ``names``.
 
-
-def _rule_code(index: int, rule: Rule, functions: FunctionRegistry, names: dict[str, Any]) -> list[str]:
-    """Return lines leaving rule ``index``'s value (or MISSING) in ``v``; bind what they use in ``names``."""
+    The lines come twice, for the straight-line function and for the field's own (see
+    ``step_expression``). The last item says how they end: "present" when ``v`` is never
+    MISSING after them, "guarded" when the last line is ``if v is not MISSING: …`` and leaves
+    a value, "maybe" else.
+    """
     if rule.kind == "literal":
         names[f"c{index}"] = thaw(rule.value)
-        return [f"v = c{index}"]
+        return [f"v = c{index}"], [f"v = c{index}"], "present"
     lines: list[str] = []
     steps = list(rule.transforms)
     if rule.kind == "path":
@@ -69,27 +79,44 @@ def _rule_code(index: int, rule: Rule, functions: FunctionRegistry, names: dict[
             lines.append(read if number == 0 else f"if {EMPTY}: {read}")
         lines.append(f"if {EMPTY}: v = MISSING")
         steps = steps[1:]
-    elif rule.kind == "paths":
-        names[f"p{index}"] = _values(tuple(compile_path(p).get for p in rule.paths))
-        lines.append(f"v = p{index}(record)")
+    elif rule.kind == "paths":  # a list of the values, an absent one null there
+        values = []
+        for number, path in enumerate(rule.paths):
+            names[f"g{index}_{number}"] = compile_path(path).get
+            values.append(f"None if (x := {_walk_code(path) or f'g{index}_{number}(record)'}) is MISSING else x")
+        lines.append(f"v = [{', '.join(f'({value})' for value in values)}]")
     else:  # compute with no path: the function sees the whole record (or webhook body)
         lines.append("v = record")
+    # Steps run one after the other while the value is present; a run of steps that never
+    # yield MISSING shares one test (the transforms receive present values only, D15).
+    field_lines = list(lines)
+    run: list[tuple[str, str]] = []
+    ending = "maybe"
     for number, step in enumerate(steps):
-        names[f"t{index}_{number}"] = _build(step, functions)
-        lines.append(f"if v is not MISSING: v = t{index}_{number}(v)")
+        fast, field, may_be_missing = _step_code(f"t{index}_{number}", step, functions, names)
+        run.append((f"v = {fast}", f"v = {field}"))
+        if may_be_missing or number == len(steps) - 1:
+            lines.append(f"if v is not MISSING: {'; '.join(fast for fast, _ in run)}")
+            field_lines.append(f"if v is not MISSING: {'; '.join(field for _, field in run)}")
+            ending = "maybe" if may_be_missing else "guarded"
+            run = []
     if rule.default is not MISSING:
         names[f"d{index}"] = thaw(rule.default)
         lines.append(f"if v is MISSING or v is None: v = d{index}")
-    return lines
+        field_lines.append(lines[-1])
+        ending = "present"
+    return lines, field_lines, ending
 
 
-def _build(step: TransformStep, functions: FunctionRegistry) -> Callable[[Any], Any]:
+def _step_code(
+    name: str, step: TransformStep, functions: FunctionRegistry, names: dict[str, Any]
+) -> tuple[str, str, bool]:
     item_mapping = step.options.get("itemMapping") if step.name == "mapItems" else None
-    item_mapper = None
-    if item_mapping is not None:
-        inner = Mapper.compile({k: parse_rule(thaw(v)) for k, v in item_mapping.items()}, functions=functions)
-        item_mapper = inner.map_strict
-    return build_transform(step, functions=functions, item_mapper=item_mapper)
+    if item_mapping is None:
+        return step_expression(step, name, build_transform(step, functions=functions), names, functions)
+    inner = Mapper.compile({k: parse_rule(thaw(v)) for k, v in item_mapping.items()}, functions=functions)
+    transform = build_transform(step, functions=functions, item_mapper=inner.map_strict)
+    return step_expression(step, name, transform, names, functions, inner._fast)
 
 
 def _define(source: list[str], names: dict[str, Any], function: str) -> Getter:
@@ -104,18 +131,26 @@ class Mapper:
     def __init__(self, rules: Mapping[str, Rule], functions: FunctionRegistry, target: ContentType | None) -> None:
         self.rules = MappingProxyType(dict(rules))
         self.content_type = target
+        self._required = target.required if target is not None else ()
         self._paths = {name: ", ".join(rule.paths) or None for name, rule in rules.items()}
-        names: dict[str, Any] = {"MISSING": MISSING, "SIZED": frozenset({str, list, tuple, dict})}
-        fast = ["def fast(record):", "    is_dict = isinstance(record, dict)", "    out = {}"]
+        # NOTHING stands in for a record that is no dict: every path read from it finds nothing.
+        names: dict[str, Any] = {"MISSING": MISSING, "SIZED": frozenset({str, list, tuple, dict}), "NOTHING": {}}
+        head = "    src = record if isinstance(record, dict) else NOTHING"
+        fast = ["def fast(record):", head, "    out = {}"]
         fields: list[tuple[str, Getter]] = []
         for index, (name, rule) in enumerate(rules.items()):
             try:
-                lines = [f"    {line}" for line in _rule_code(index, rule, functions, names)]
+                fast_lines, field_lines, ending = _rule_code(index, rule, functions, names)
             except MappingError as exc:
                 raise MappingError(f"field {name!r}: {exc}") from exc
-            fast += [*lines, f"    if v is not MISSING: out[{name!r}] = v"]
-            head = [f"def f{index}(record):", "    is_dict = isinstance(record, dict)"]
-            fields.append((name, _define([*head, *lines, "    return v"], names, f"f{index}")))
+            lines = [f"    {line}" for line in fast_lines]
+            body = [f"    {line}" for line in field_lines]
+            fields.append((name, _define([f"def f{index}(record):", head, *body, "    return v"], names, f"f{index}")))
+            if ending == "guarded":  # store under the test that guards the last steps
+                lines[-1] += f"; out[{name!r}] = v"
+            else:
+                lines.append(f"    {'' if ending == 'present' else 'if v is not MISSING: '}out[{name!r}] = v")
+            fast += lines
         self._fast = _define([*fast, "    return out"], names, "fast")
         self._fields = tuple(fields)
 
@@ -136,11 +171,13 @@ class Mapper:
             data = self._fast(record)
         except Exception:
             return self._slow(record)
-        if self.content_type is not None:
-            missing = missing_required(data, self.content_type, self._paths)
-            if missing:
-                return MappedRecord(data, tuple(missing), rejected=True)
-        return MappedRecord(data)
+        for name in self._required:  # missing_required's test, without its call and list per record
+            value = data.get(name)
+            if value is None or value == "":
+                problems = missing_required(data, self.content_type, self._paths)  # type: ignore[arg-type]
+                return MappedRecord(data, tuple(problems), rejected=True)
+        # tuple.__new__ skips the NamedTuple's own __new__, a Python function call per record.
+        return _new_record(MappedRecord, (data, (), False))
 
     def map_strict(self, record: Any) -> dict[str, Any]:
         """Map one record and return the data; raise MappingError when anything failed."""

@@ -76,14 +76,16 @@ def coalesce(value: Any) -> Any:
 
 def join_codes(value: Any, separator: str = ",") -> str | None:
     """Join a list of codes, or of objects with ``code`` (else ``name``), skipping empty entries."""
+    if value == []:  # most orders have no discount code: skip the generator
+        return None
     entries = value if isinstance(value, (list, tuple)) else [value]
     return separator.join(c for v in entries if (c := _code(v))) or None
 
 
 def _code(entry: Any) -> str | None:
-    if isinstance(entry, Mapping):
+    if type(entry) is dict or isinstance(entry, Mapping):  # an exact dict skips the ABC check (~0.2 µs)
         entry = entry.get("code") if not is_empty(entry.get("code")) else entry.get("name")
-    if isinstance(entry, (list, tuple, Mapping)) or entry is MISSING:
+    if entry is MISSING or (type(entry) is not str and isinstance(entry, (list, tuple, Mapping))):
         return None
     text = to_string(entry)
     return text.strip() if text else None
@@ -179,7 +181,8 @@ def _zone(name: str) -> tzinfo | None:
 
 def to_iso_date(value: Any, zone: tzinfo = UTC, fmt: str | None = None) -> str | None:
     """Render a date as ISO 8601 in UTC ('2022-06-26T09:21:48Z'), or 'YYYY-MM-DD' for a date alone."""
-    if isinstance(value, Mapping):  # PHP Carbon: {date, timezone_type, timezone}
+    kind = value.__class__  # exact dicts and strings skip the Mapping ABC check (~0.2 µs)
+    if kind is dict or (kind is not str and isinstance(value, Mapping)):  # PHP Carbon: {date, timezone_type, timezone}
         if isinstance(value.get("timezone"), str):
             found = _zone(value["timezone"])
             if found is None:
@@ -188,9 +191,7 @@ def to_iso_date(value: Any, zone: tzinfo = UTC, fmt: str | None = None) -> str |
         value = value.get("date")
     try:
         moment: datetime | date | None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            moment = _from_epoch(value)
-        elif isinstance(value, str):
+        if value.__class__ is str or isinstance(value, str):  # text first: no value is text and a number
             # The common shape first: ISO 8601 date-time, straight to the C parser.
             if fmt is None and len(value) > 10 and value[4:5] == "-":
                 try:
@@ -199,6 +200,8 @@ def to_iso_date(value: Any, zone: tzinfo = UTC, fmt: str | None = None) -> str |
                     moment = _parse_date(normalize_digits(value).strip(), fmt)
             else:
                 moment = _parse_date(normalize_digits(value).strip(), fmt)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            moment = _from_epoch(value)
         else:
             return None
         if moment is None or not isinstance(moment, datetime):
@@ -284,9 +287,8 @@ def _normalize_phone(
     return lambda value: normalize_phone(value, country)
 
 
-def _to_iso_date(
-    step: TransformStep, functions: FunctionRegistry, item_mapper: Callable[[Any], Any] | None
-) -> Transform:
+def iso_date_options(step: TransformStep) -> tuple[tzinfo, str | None]:
+    """Return the zone and format of a toISODate step; raise TransformError when one is bad."""
     name: str = _option(step, "timezone", str, "UTC", "a time zone name such as 'Asia/Riyadh'")
     fmt: str | None = _option(step, "format", str, None, "a strptime format such as '%d/%m/%Y %H:%M'")
     zone = _zone(name)
@@ -294,6 +296,13 @@ def _to_iso_date(
         raise TransformError(
             f"transform 'toISODate': unknown time zone {name!r}; expected an IANA name such as 'Asia/Riyadh'"
         )
+    return zone, fmt
+
+
+def _to_iso_date(
+    step: TransformStep, functions: FunctionRegistry, item_mapper: Callable[[Any], Any] | None
+) -> Transform:
+    zone, fmt = iso_date_options(step)
     return lambda value: to_iso_date(value, zone, fmt)
 
 
@@ -321,7 +330,7 @@ def _compute(step: TransformStep, functions: FunctionRegistry, item_mapper: Call
 
     def compute(value: Any) -> Any:
         try:
-            return fn(value, **args)
+            return fn(value, **args) if args else fn(value)  # no empty kwargs dict per call
         except TransformError as exc:
             raise TransformError(f"compute function {name!r}: {exc}") from exc
         except MiniAppSyncError:
