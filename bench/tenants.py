@@ -144,6 +144,11 @@ class Result:
         busy = sum(self.cpu.values())
         if busy >= 0.85 * cores:
             found.append(f"the machine's CPU: {busy:.2f} of {cores} cores busy (load {self.load:.1f})")
+        elif self.load > cores:
+            found.append(
+                f"other work on the machine: load average {self.load:.1f} on {cores} cores, and this case's "
+                f"processes got {busy:.2f} cores (a starved sandbox meters bunched arrivals: 429s); run it quiet"
+            )
         label, most = max(self.cpu.items(), key=lambda item: item[1])
         if most >= 0.85:
             found.append(f"{label}'s event loop: {most:.2f} of the one core a Python process can use")
