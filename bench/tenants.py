@@ -80,6 +80,8 @@ WEBHOOK_IDS = 90_000_000  # order ids of the deliveries: far above the catalogue
 SYNCED = "SELECT count(*) FROM records WHERE run_id IS NOT NULL"
 WAITING = "SELECT count(*) FROM webhook_inbox WHERE status IN ('pending', 'processing')"
 WORKERS = "SELECT count(*) FROM procrastinate_workers"
+CONNECTIONS = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+MAX_CONNECTIONS = "SELECT setting::int FROM pg_settings WHERE name = 'max_connections'"
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ class Result:
     ack_failed: int
     waiting: int
     started: int  # installations that had made a request by the window's start
+    connections: tuple[int, int] = (0, 0)  # PostgreSQL: the most seen on the database (sampled), max_connections
     load: float = field(default_factory=lambda: os.getloadavg()[0])
 
     @property
@@ -130,6 +133,35 @@ class Result:
             "zero 429s": self.throttled == 0,
             "webhook ack p99 ≤ 50 ms, every delivery 2xx": self.ack_p99 <= 50 and self.ack_failed == 0,
         }
+
+    def limits(self) -> list[str]:
+        """Return what held this case back from its targets, most binding first (empty: nothing did)."""
+        missed = [target for target, ok in self.verdicts().items() if not ok]
+        if not missed:
+            return []
+        found = [f"missed: {'; '.join(missed)}"]
+        cores = os.cpu_count() or 1
+        busy = sum(self.cpu.values())
+        if busy >= 0.85 * cores:
+            found.append(f"the machine's CPU: {busy:.2f} of {cores} cores busy (load {self.load:.1f})")
+        elif self.load > cores:
+            found.append(
+                f"other work on the machine: load average {self.load:.1f} on {cores} cores, and this case's "
+                f"processes got {busy:.2f} cores (a starved sandbox meters bunched arrivals: 429s); run it quiet"
+            )
+        label, most = max(self.cpu.items(), key=lambda item: item[1])
+        if most >= 0.85:
+            found.append(f"{label}'s event loop: {most:.2f} of the one core a Python process can use")
+        if self.started < self.setup.n:
+            found.append(f"the fan-out: {self.started} of {self.setup.n} installations syncing by the window")
+        if self.waiting:
+            found.append(f"inbox processing: {self.waiting:,} deliveries still waiting at the end")
+        used, allowed = self.connections
+        if allowed and used >= 0.9 * allowed:
+            found.append(f"PostgreSQL connections: {used} of max_connections {allowed}")
+        if len(found) == 1:
+            found.append("no saturated resource seen: profile the processes (py-spy) at this N")
+        return found
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -289,12 +321,19 @@ async def measure(
         asyncio.to_thread(count, store, SYNCED),
         asyncio.to_thread(lambda: {label: cpu_seconds(pid) for label, pid in pids.items()}),
     )
-    await sleep_until(tick + setup.warmup + setup.seconds)
+    postgres = setup.backend == "postgres"
+    connections: list[int] = []
+    end = tick + setup.warmup + setup.seconds
+    while postgres and time.time() < end - 1:  # how many connections the processes hold: max_connections binds
+        connections.append(await asyncio.to_thread(count, store, CONNECTIONS))
+        await sleep_until(min(end - 1, time.time() + 5))
+    await sleep_until(end)
     after, synced_after, cpu_after = await asyncio.gather(
         asyncio.to_thread(sandbox.stats),
         asyncio.to_thread(count, store, SYNCED),
         asyncio.to_thread(lambda: {label: cpu_seconds(pid) for label, pid in pids.items()}),
     )
+    allowed = await asyncio.to_thread(count, store, MAX_CONNECTIONS) if postgres else 0
     rss = {label: peak_rss_kb(pid) for label, pid in pids.items() if label != "sandbox"}
     latencies, _, failed = await sending
     waiting = await asyncio.to_thread(count, store, WAITING)
@@ -312,6 +351,7 @@ async def measure(
         ack_failed=failed,
         waiting=waiting,
         started=len(before["byTenant"]),
+        connections=(max(connections, default=0), allowed),
     )
 
 
@@ -348,8 +388,13 @@ def report(result: Result) -> None:
         f"p99 {result.ack_p99:.1f} ms, {result.ack_failed} non-2xx; inbox rows waiting at the end {result.waiting:,}"
     )
     print(f"  CPU in the window (cores): {cpu}")
+    used, allowed = result.connections
+    if allowed:
+        print(f"  PostgreSQL connections: at most {used} seen (sampled every 5 s) of max_connections {allowed}")
     for target, ok in result.verdicts().items():
         print(f"  target {target}: {_met(ok)}")
+    for limit in result.limits():
+        print(f"  limited by: {limit}")
 
 
 def sublinear(results: list[Result]) -> dict[tuple[int, int], bool]:
@@ -374,6 +419,13 @@ def conclude(results: list[Result]) -> None:
         ]
         largest = f"N={max(passing)}" if passing else "none of the N run"
         print(f"{backend}: the largest N that met every target: {largest}")
+        failed = [r for r in mine if r.setup.n not in passing and r.setup.n > max(passing, default=0)]
+        if not failed:
+            print(f"{backend}: every N run met the targets: the limit lies beyond N={mine[-1].setup.n}")
+            continue
+        first = failed[0]
+        limits = first.limits() or [f"peak RSS grew faster than N up to N={first.setup.n}"]
+        print(f"{backend}: at N={first.setup.n}, limited by: " + " | ".join(limits))
 
 
 def main() -> None:

@@ -26,6 +26,27 @@ def test_rss_growth_is_judged_between_consecutive_n() -> None:
     assert growth == {(50, 200): True, (200, 500): False}  # 3× for 4× N; then 3× for 2.5× N
 
 
+def test_a_case_that_misses_a_target_says_what_limited_it() -> None:
+    cpu = {"serve": 0.2, "worker 0": 0.95, "worker 1": 0.3, "sandbox": 0.1}
+    missed = Result(
+        Setup("postgres", 50), [0.5] * 50, 0, 0, 3, {}, cpu, [80.0], 0, 10, 14, connections=(95, 100), load=0.5
+    )
+    limits = missed.limits()
+    assert limits[0] == (
+        "missed: every installation ≥ 90% of its budget; zero 429s; webhook ack p99 ≤ 50 ms, every delivery 2xx"
+    )
+    assert "worker 0's event loop: 0.95 of the one core a Python process can use" in limits
+    assert "the fan-out: 14 of 50 installations syncing by the window" in limits
+    assert "inbox processing: 10 deliveries still waiting at the end" in limits
+    assert "PostgreSQL connections: 95 of max_connections 100" in limits
+    assert not any("other work on the machine" in limit for limit in limits)
+    busy = Result(
+        Setup("sqlite", 50), [0.5] * 50, 0, 0, 0, {}, {"serve": 0.03, "sandbox": 0.03}, [1.0], 0, 0, 50, load=19
+    )
+    assert any(limit.startswith("other work on the machine: load average 19.0 on") for limit in busy.limits())
+    assert result(50, 100_000).limits() == []
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest) -> tuple[str, str]:
     """(backend, PostgreSQL server URL); the PostgreSQL case skips (fails under CI=true) without a server."""

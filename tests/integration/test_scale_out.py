@@ -260,7 +260,7 @@ def test_two_workers_share_the_queue_and_the_budget_and_survive_a_sigkill(
 
     store = closing.enter_context(Store.open(database))
     logs = {name: tmp_path / f"worker-{name}.log" for name in ("a", "b")}
-    workers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    workers: dict[str, tuple[subprocess.Popen[bytes], list[int]]] = {}
 
     def registered(count: int) -> Callable[[], list[int] | None]:
         def check() -> list[int] | None:
@@ -279,25 +279,27 @@ def test_two_workers_share_the_queue_and_the_budget_and_survive_a_sigkill(
             [CLI, "worker", "--store", database, "-d", str(path), *args, *rewrites], stdout=log, stderr=log, env=ENV
         )
         processes.append(process)
-        ids = wait_for(registered(len(workers) + 1), f"worker {name} to register")
-        workers[name] = (process, ids[-1])
+        # Each process registers two Procrastinate workers: its slots for every job, and its short lane.
+        ids = wait_for(registered(2 * len(workers) + 2), f"worker {name} to register")
+        workers[name] = (process, ids[-2:])
 
     servers = [start_server(name, database, path, tmp_path, processes) for name in ("a", "b")]
     assert all(enqueue_all(database, path))  # six jobs: two resources of three installations
     installation_of = {store.find_installation(t, "salla").id: t for t in TENANTS}  # type: ignore[union-attr]
-    sent = send_webhooks(servers, list(installation_of))  # drain jobs queue behind the syncs
+    sent = send_webhooks(servers, list(installation_of))  # drain jobs run in the short lanes, beside the syncs
 
-    def doing(worker: int) -> list[tuple[str, str]]:
+    def doing(worker: list[int]) -> list[tuple[str, str]]:
         with store.database.read("list running jobs") as conn:
             rows = conn.execute(
                 text(
-                    "SELECT args FROM procrastinate_jobs WHERE status = 'doing' AND worker_id = :w AND task_name = :t"
+                    "SELECT args FROM procrastinate_jobs "
+                    "WHERE status = 'doing' AND worker_id = ANY(:w) AND task_name = :t"
                 ),
                 {"w": worker, "t": "miniapp_sync.sync"},
             )
             return [(args["installation_id"], args["resource"]) for (args,) in rows]
 
-    def mid_job(worker: int) -> tuple[str, str] | None:
+    def mid_job(worker: list[int]) -> tuple[str, str] | None:
         for installation_id, resource in doing(worker):
             state = store.get_checkpoint(installation_id, resource)
             if state and not state.get("done"):  # some pages committed, more to come

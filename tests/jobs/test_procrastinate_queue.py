@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from procrastinate import jobs as pq_jobs
 from sqlalchemy import text
 
 from miniapp_sync.errors import StoreError
 from miniapp_sync.jobs import Work
+from miniapp_sync.jobs.model import Job, Outcome
 from miniapp_sync.jobs.procrastinate_queue import COMMON_QUEUE, SCHEDULE_TASK, Liveness, ProcrastinateQueue
 from miniapp_sync.runtime import Runtime, load_miniapp
-from miniapp_sync.sandbox import Sandbox
+from miniapp_sync.sandbox import Sandbox, SandboxConfig
 
-from .conftest import KEY, Stack, open_stack, write_definition
+from .conftest import KEY, Stack, open_stack, until, write_definition
 
 
 @pytest.fixture
@@ -83,7 +86,7 @@ async def test_a_definitions_schedule_is_a_periodic_task_that_enqueues_its_syncs
     queue = ProcrastinateQueue(pg_stack.work)  # registers periodic tasks for the definitions it serves
     periodic = {p.periodic_id: p for p in queue.app.periodic_registry.periodic_tasks.values()}
     assert periodic["schedule:salla"].cron == "0 * * * *"
-    assert periodic["schedule:salla"].configure_kwargs["queue"] == "salla"
+    assert periodic["schedule:salla"].configure_kwargs["queue"] == "salla:short"
     assert periodic["retry-stalled"].cron == periodic["sweep"].cron == "* * * * * */10"
     assert periodic["purge"].cron == "0 * * * *"
     async with queue:
@@ -99,10 +102,103 @@ def _hourly(document: dict[str, object]) -> None:
     document["sync"]["syncConfiguration"]["schedule"] = "0 * * * *"  # type: ignore[index]
 
 
+async def test_a_tick_queues_every_installations_syncs_in_one_insert_and_a_second_tick_none(
+    tmp_path: Path, pg_url: str
+) -> None:
+    stores = Sandbox(SandboxConfig(products=5, customers=5, orders=5, carts=0, tenants=12))
+    await stores.start()
+    pg_stack = await open_stack("procrastinate", tmp_path, stores, pg_url)
+    try:
+        await _tick_queues_all(pg_stack, stores)
+    finally:
+        await pg_stack.queue.close()
+        pg_stack.runtime.close()
+        await stores.stop()
+
+
+async def _tick_queues_all(pg_stack: Stack, stores: Sandbox) -> None:
+    queue = pg_stack.queue
+    assert isinstance(queue, ProcrastinateQueue)
+    for n in range(1, 12):  # 12 installations with acme (store 0), 2 resources each
+        await pg_stack.runtime.installations.install(
+            pg_stack.app.definition, f"tenant-{n}", credentials={"accessToken": stores.config.tokens(n)[0]}
+        )
+    # A sync one installation's operator asked for is queued already: the tick refuses only its twin.
+    assert not (await queue.sync("salla", pg_stack.installation.id, "products"))[0].duplicate
+    inserts: list[int] = []
+    defer = queue.app.job_manager.batch_defer_jobs_async
+
+    async def counted(jobs: list[pq_jobs.Job], connection: object = None) -> list[pq_jobs.Job]:
+        inserts.append(len(jobs))
+        return await defer(jobs, connection)
+
+    queue.app.job_manager.batch_defer_jobs_async = counted  # type: ignore[method-assign]
+    tick = queue.app.tasks[SCHEDULE_TASK]
+    assert await tick(timestamp=1_700_000_000, ns="salla") == "scheduled syncs of salla: 23 enqueued, 1 already queued"
+    assert inserts == [23]
+    assert await tick(timestamp=1_700_003_600, ns="salla") == "scheduled syncs of salla: 0 enqueued, 24 already queued"
+    assert inserts == [23]
+    rows = await queue.app.connector.execute_query_all_async(
+        "SELECT queue_name, queueing_lock, lock FROM procrastinate_jobs WHERE status = 'todo'"
+    )
+    assert len(rows) == 24
+    assert {r["queue_name"] for r in rows} == {"salla"}
+    assert all(r["queueing_lock"] == r["lock"] for r in rows)
+    assert len({r["lock"] for r in rows}) == 24
+
+
+async def test_a_batch_that_meets_a_key_queued_meanwhile_queues_the_others(pg_stack: Stack) -> None:
+    queue = pg_stack.queue
+    assert isinstance(queue, ProcrastinateQueue)
+    jobs = [Job("drain", "salla", f"inst-{n}") for n in range(3)]
+    lookup = queue.app.connector.execute_query_all_async
+    raced: list[str] = []
+
+    async def racing(query: str, **arguments: object) -> list[dict[str, object]]:
+        rows = await lookup(query, **arguments)
+        if not raced and "queueing_lock = ANY" in query:  # another process queues inst-1 after the look-up
+            raced.append((await queue.enqueue(jobs[1])).id or "")
+        return rows
+
+    queue.app.connector.execute_query_all_async = racing  # type: ignore[method-assign]
+    receipts = await queue.enqueue_many([*jobs, jobs[0]])
+    assert [r.duplicate for r in receipts] == [False, True, False, True]
+    assert raced[0]  # the race happened, and the batch still queued the two others
+
+
+async def test_a_drain_runs_while_every_sync_slot_is_busy(pg_stack: Stack) -> None:
+    syncing = asyncio.Event()
+    release = asyncio.Event()
+    drained: list[str] = []
+
+    async def sync(job: Job, job_id: str | None = None) -> Outcome:
+        syncing.set()
+        await release.wait()
+        return Outcome("done")
+
+    async def drain(ns: str, installation_id: str) -> float | None:
+        drained.append(installation_id)
+        return None
+
+    pg_stack.work.sync = sync  # type: ignore[method-assign]
+    pg_stack.work.drain = drain
+    await pg_stack.queue.sync("salla", "inst-a", "products")
+    pg_stack.start(concurrency=1)
+    async with asyncio.timeout(20):
+        await syncing.wait()
+        await pg_stack.queue.drain_inbox("salla", "inst-b")
+        await until(lambda: drained == ["inst-b"], timeout=20)
+    assert not release.is_set()  # the one sync slot was still busy
+    release.set()
+    await pg_stack.settled()
+
+
 def test_workers_take_their_miniapps_queues_and_the_common_one(tmp_path: Path, pg_url: str) -> None:
     with Runtime.open(pg_url, environ=KEY) as runtime:
         runtime.add(load_miniapp(write_definition(tmp_path)))
-        assert ProcrastinateQueue(Work(runtime)).queues == ["salla", COMMON_QUEUE]
+        queue = ProcrastinateQueue(Work(runtime))
+        assert queue.queues == ["salla", "salla:short", COMMON_QUEUE]
+        assert queue.short_queues == ["salla:short", COMMON_QUEUE]
 
 
 def test_the_distributed_queue_refuses_a_sqlite_store_with_a_hint(tmp_path: Path) -> None:

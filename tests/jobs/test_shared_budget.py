@@ -112,6 +112,29 @@ async def test_a_pause_arriving_while_a_caller_sleeps_sends_it_behind_the_pause(
     assert clock.sleeps == [pytest.approx(1.0), pytest.approx(4.0)]  # slept to its slot, found it paused, waited
 
 
+async def test_a_slot_that_passed_while_the_worker_stalled_is_abandoned_not_caught_up(
+    engines: list[Engine], installations: list[str]
+) -> None:
+    clock = PausingClock()
+    limiter = SharedRateLimiter(engines[0], installations[0], 4, clock=clock, time_source=clock.now)
+    first = await limiter.acquire()
+    clock.during_sleep = lambda: clock.advance(2.0)  # sleeping towards slot 0.25, the process stalls 2 s
+    second = await limiter.acquire()
+    assert second - first == pytest.approx(2.25)  # reserved again at the stall's end, not sent 2 s late
+    assert await limiter.acquire() - second == pytest.approx(0.25)
+
+
+async def test_held_slots_a_stall_passed_are_dropped_and_the_budget_reserved_again(
+    engines: list[Engine], installations: list[str]
+) -> None:
+    clock = FakeClock()
+    fast = SharedRateLimiter(engines[0], installations[0], 1000, clock=clock, time_source=clock.now)
+    first = await fast.acquire()  # reserves 32 slots, holds 31
+    clock.advance(1.0)  # a stall: the 31 held slots pass
+    granted = [await fast.acquire() for _ in range(3)]
+    assert granted == [pytest.approx(first + 1.0 + n / 1000) for n in range(3)]
+
+
 async def test_at_high_rates_one_reservation_covers_the_next_requests(
     engines: list[Engine], installations: list[str]
 ) -> None:

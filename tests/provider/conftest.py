@@ -8,6 +8,8 @@ records what the provider received.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -166,3 +168,36 @@ async def make_client(provider: FakeProvider, clock: FakeClock) -> AsyncIterator
     yield make
     for client in made:
         await client.close()
+
+
+class SteppedClock(FakeClock):
+    """A FakeClock on which concurrent sleepers wake in deadline order, each at its own deadline.
+
+    FakeClock moves time on by each sleep as it is asked, so N tasks sleeping at once wake N sleeps
+    later, as after a stall. Here time moves to the earliest deadline once every task that can run
+    has run; ``advance`` is a stall: the sleepers it passes wake at its end, all at once.
+    """
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        super().__init__(start)
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._stepping: asyncio.Task[None] | None = None
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        woken = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.monotonic() + max(0.0, seconds), next(self._order), woken))
+        if self._stepping is None or self._stepping.done():
+            self._stepping = asyncio.create_task(self._step())
+        await woken
+
+    async def _step(self) -> None:
+        while self._sleepers:
+            for _ in range(5):  # every task that can run does, and says when it wakes
+                await asyncio.sleep(0)
+            deadline, _, woken = heapq.heappop(self._sleepers)
+            if deadline > self.monotonic():
+                self.advance(deadline - self.monotonic())
+            if not woken.done():
+                woken.set_result(None)

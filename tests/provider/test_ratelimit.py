@@ -1,4 +1,8 @@
-"""The limiter grants slots exactly 1/rate apart: no burst, no 429s, full use of the budget (D5)."""
+"""The limiter grants slots exactly 1/rate apart: no burst, no 429s, full use of the budget (D5).
+
+Concurrent callers run on a ``SteppedClock`` (each sleeper wakes at its own deadline); a stall is
+``clock.advance`` while callers sleep.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ import pytest
 
 from miniapp_sync.provider import RateLimiter, limiter_for
 from miniapp_sync.testing import FakeClock
+
+from .conftest import SteppedClock
 
 
 class TokenBucket:
@@ -45,7 +51,7 @@ async def test_sequential_acquires_are_spaced_exactly_one_interval_apart() -> No
 
 
 async def test_concurrent_acquirers_each_get_a_distinct_slot() -> None:
-    clock = FakeClock()
+    clock = SteppedClock()
     limiter = RateLimiter(5, clock=clock)
     slots = await asyncio.gather(*(limiter.acquire() for _ in range(10)))
     assert sorted(slots) == pytest.approx([i * 0.2 for i in range(10)])
@@ -106,7 +112,7 @@ async def test_a_provider_token_bucket_never_throttles_a_waiting_caller(rate: in
 
 
 async def test_concurrent_workers_sharing_the_budget_neither_burst_nor_idle() -> None:
-    clock = FakeClock()
+    clock = SteppedClock()
     rate = 10
     limiter = RateLimiter(rate, clock=clock)
     slots: list[float] = []
@@ -121,6 +127,46 @@ async def test_concurrent_workers_sharing_the_budget_neither_burst_nor_idle() ->
     assert all(bucket.take(slot) for slot in slots)
     assert min(b - a for a, b in itertools.pairwise(slots)) >= 1 / rate - 1e-9
     assert (len(slots) - 1) / (slots[-1] - slots[0]) >= 0.95 * rate
+
+
+@pytest.mark.parametrize("stall", [0.3, 2.0, 7.5])
+async def test_after_a_stall_the_callers_it_bunched_are_paced_not_sent_at_once(stall: float) -> None:
+    clock = SteppedClock()
+    rate = 4
+    limiter = RateLimiter(rate, clock=clock)
+    start = clock.monotonic()
+    granted: list[float] = []
+
+    async def worker() -> None:  # a sync's page and detail requests: callers queued on one budget
+        for _ in range(30):
+            granted.append(await limiter.acquire())
+
+    async def busy() -> None:  # the process is busy elsewhere: no sleeper wakes during ``stall`` s
+        await clock.sleep(3.1)
+        clock.advance(stall)
+
+    await asyncio.gather(busy(), *(worker() for _ in range(8)))
+    assert granted == sorted(granted)
+    # The sandbox's meter: a bucket of max(1, rate) tokens refilled at ``rate``, as Salla's.
+    bucket = TokenBucket(rate, capacity=rate, now=start)
+    assert [bucket.take(at) for at in granted].count(False) == 0
+    gaps = [b - a for a, b in itertools.pairwise(granted)]
+    assert min(gaps) >= 1 / rate - limiter.slack
+    # Paced from the stall's end: the slots it swallowed are lost, not made up in a burst.
+    after = [at for at in granted if at >= start + 3.1 + stall]
+    assert len(after) - 1 <= round((after[-1] - after[0]) * rate, 6)
+    assert len(granted) == 240
+
+
+async def test_a_late_caller_with_nobody_granted_recently_goes_at_once() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(4, clock=clock)
+    assert await limiter.acquire() == 0.0
+    waiting = asyncio.create_task(limiter.acquire())  # slot 0.25: sleeps, and wakes 2 s late
+    await asyncio.sleep(0)
+    clock.advance(2.0)
+    assert await waiting == pytest.approx(2.25)
+    assert await limiter.acquire() == pytest.approx(2.5)  # one interval after, not behind the lost slots
 
 
 def test_a_rate_must_be_positive() -> None:

@@ -52,6 +52,14 @@ def worker(
     definition: Annotated[list[Path], typer.Option("--definition", "-d", help="A MiniApp to work for (repeatable).")],
     store: StoreOption = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at the same time by this worker.")] = 4,
+    short: Annotated[
+        int,
+        typer.Option(
+            "--short-slots",
+            min=1,
+            help="More slots that take only inbox drains, trigger deliveries and periodic work, never syncs.",
+        ),
+    ] = 2,
     name: Annotated[str | None, typer.Option(help="The worker's name in logs (default: host:pid).")] = None,
     heartbeat: Annotated[float, typer.Option(help="Seconds between this worker's heartbeats.")] = 10.0,
     stalled_after: Annotated[
@@ -107,15 +115,19 @@ def worker(
             deliver=webhooks.delivery.deliver_due,
             default_schedule=cron,
         )
-        queue = ProcrastinateQueue(work, liveness=liveness, pool_size=concurrency + 6)
+        # The pool serves the workers' fetches, listens, heartbeats and job ends, not the jobs' own
+        # work (that is the store's pool): a few connections serve hundreds of slots, and a fixed cap
+        # keeps many workers within PostgreSQL's max_connections.
+        queue = ProcrastinateQueue(work, liveness=liveness, pool_size=min(concurrency + short, 8) + 4)
         console().print(
-            f"worker {name}: queues {', '.join(queue.queues)} of {runtime.store.url}, {concurrency} jobs at a time"
+            f"worker {name}: queues {', '.join(queue.queues)} of {runtime.store.url}, "
+            f"{concurrency} jobs at a time and {short} more for drains, deliveries and periodic work"
         )
 
         async def run() -> None:
             try:
                 async with queue, _metrics(webhooks, metrics_host, metrics_port):
-                    await queue.run_worker(concurrency=concurrency, name=name)
+                    await queue.run_worker(concurrency=concurrency, short=short, name=name)
             finally:
                 await webhooks.stop()
                 await webhooks.close()

@@ -2,8 +2,13 @@
 
 A job's key is both its ``queueing_lock`` (a second enqueue while one waits raises
 ``AlreadyEnqueued``: reported, not an error) and its ``lock`` (a job waits while another with its
-key runs). Sync, drain and replay jobs go to a queue named after their MiniApp, so only workers started
-with that definition take them; periodic jobs and trigger deliveries go to a common queue.
+key runs). Sync and replay jobs go to a queue named after their MiniApp, inbox drains and the
+MiniApp's schedule to its short queue (``<ns>:short``), so only workers started with that
+definition take them; the other periodic jobs and trigger deliveries go to a common queue.
+
+The short lane, as ``LocalQueue``'s: a sync holds its slot for minutes to hours, sleeping on its
+rate budget, so a worker runs its ``concurrency`` slots on every queue plus ``short`` slots that
+take only the short jobs (drains, deliveries, periodic work): webhooks never wait for a sync to end.
 
 Periodic tasks, each deferred once per tick whichever worker gets there first:
 - one per MiniApp with ``syncConfiguration.schedule``, on that cron: enqueue its scheduled syncs;
@@ -41,6 +46,7 @@ from miniapp_sync.jobs.work import Work
 log = logging.getLogger("miniapp_sync.jobs")
 
 COMMON_QUEUE: Final = "miniapp_sync"
+SHORT_LANE: Final = 2  # a worker's slots for short jobs only (drains wait on the store, rarely on a provider)
 TASKS: Final[dict[JobKind, str]] = {
     "sync": "miniapp_sync.sync",
     "drain": "miniapp_sync.drain_inbox",
@@ -90,6 +96,11 @@ class QueueStatus:
         return {"counts": self.counts, "running": self.running, "workers": self.workers}
 
 
+def short_queue(ns: str) -> str:
+    """Return the name of ``ns``'s short queue: its inbox drains and its schedule's ticks."""
+    return f"{ns}:short"
+
+
 class ProcrastinateQueue(JobQueue):
     """Jobs in PostgreSQL through Procrastinate: enqueue from any process, run them in ``worker`` processes."""
 
@@ -116,7 +127,12 @@ class ProcrastinateQueue(JobQueue):
     @property
     def queues(self) -> list[str]:
         """Return the queues this process's worker takes jobs from: its MiniApps', and the common one."""
-        return [*sorted(self.work.runtime.apps), COMMON_QUEUE]
+        return [*sorted(self.work.runtime.apps), *self.short_queues]
+
+    @property
+    def short_queues(self) -> list[str]:
+        """Return the queues of the short lane: its MiniApps' drains and schedules, and the common queue."""
+        return [*(short_queue(ns) for ns in sorted(self.work.runtime.apps)), COMMON_QUEUE]
 
     async def open(self) -> None:
         """Open the connection pool."""
@@ -137,17 +153,53 @@ class ProcrastinateQueue(JobQueue):
 
     async def enqueue(self, job: Job, *, delay: float = 0.0) -> Enqueued:
         """Queue ``job`` to run after ``delay`` seconds, unless a job with its key is queued already."""
-        queue = job.ns if job.kind in ("sync", "drain", "replay") else COMMON_QUEUE
-        options: dict[str, Any] = {"lock": job.key, "queueing_lock": job.key, "queue": queue}
-        if delay > 0:
-            options["schedule_in"] = {"seconds": delay}
         try:
-            job_id = await self.app.configure_task(TASKS[job.kind], **options).defer_async(**job.args())
+            made = await self.app.job_manager.defer_job_async(self._job(job, delay))
         except pq_exceptions.AlreadyEnqueued:
             return Enqueued(job, None)
         except pq_exceptions.ConnectorException as exc:
             raise StoreError(f"cannot enqueue {job}: {exc.__cause__ or exc}") from exc
-        return Enqueued(job, str(job_id))
+        return Enqueued(job, str(made.id))
+
+    async def enqueue_many(self, jobs: list[Job]) -> list[Enqueued]:
+        """Queue ``jobs`` to run now in one insert (a cron tick's syncs); each refused whose key is queued already.
+
+        Procrastinate's batch defer refuses the whole batch on one duplicate, so the keys queued
+        already are looked up first; when another process queues one of the rest meanwhile (the
+        batch fails on it), they are looked up again: each failure means one more key is queued.
+        """
+        ids: dict[str, str | None] = {}  # key: the new job's id, or None (a job of that key was queued)
+        try:
+            while todo := list({job.key: job for job in jobs if job.key not in ids}.values()):
+                queued = await self.app.connector.execute_query_all_async(
+                    "SELECT queueing_lock FROM procrastinate_jobs "
+                    "WHERE status = 'todo' AND queueing_lock = ANY(%(keys)s)",
+                    keys=[job.key for job in todo],
+                )
+                ids.update((row["queueing_lock"], None) for row in queued)
+                todo = [job for job in todo if job.key not in ids]
+                if not todo:
+                    break
+                try:
+                    made = await self.app.job_manager.batch_defer_jobs_async([self._job(job) for job in todo])
+                except pq_exceptions.AlreadyEnqueued:
+                    continue
+                ids.update((job.key, str(pq_job.id)) for job, pq_job in zip(todo, made, strict=True))
+        except pq_exceptions.ConnectorException as exc:
+            raise StoreError(f"cannot enqueue {len(jobs)} jobs: {exc.__cause__ or exc}") from exc
+        receipts, seen = [], set()
+        for job in jobs:  # a key listed twice: the second is the first's duplicate
+            receipts.append(Enqueued(job, None if job.key in seen else ids[job.key]))
+            seen.add(job.key)
+        return receipts
+
+    def _job(self, job: Job, delay: float = 0.0) -> pq_jobs.Job:
+        """Return ``job`` as Procrastinate's: its task and queue, its key as both locks, its arguments."""
+        queue = {"sync": job.ns, "replay": job.ns, "drain": short_queue(job.ns)}.get(job.kind, COMMON_QUEUE)
+        options: dict[str, Any] = {"lock": job.key, "queueing_lock": job.key, "queue": queue}
+        if delay > 0:
+            options["schedule_in"] = {"seconds": delay}
+        return self.app.configure_task(TASKS[job.kind], **options).make_new_job(**job.args())
 
     async def hasten(self, job: Job) -> str | None:
         """Make the waiting job of ``job``'s key due now, as ``job`` asks (its attempts start over); return its id."""
@@ -162,10 +214,26 @@ class ProcrastinateQueue(JobQueue):
             raise StoreError(f"cannot hasten {job}: {exc.__cause__ or exc}") from exc
         return str(rows[0]["id"]) if rows else None
 
-    async def run_worker(self, *, concurrency: int = 4, name: str = "worker", signals: bool = True) -> None:
-        """Run jobs of this process's queues, ``concurrency`` at a time, until SIGTERM/SIGINT (if ``signals``)."""
+    async def run_worker(
+        self, *, concurrency: int = 4, short: int = SHORT_LANE, name: str = "worker", signals: bool = True
+    ) -> None:
+        """Run jobs of this process's queues, ``concurrency`` at a time plus ``short`` slots for short jobs only.
+
+        Two Procrastinate workers in this process, until SIGTERM/SIGINT (if ``signals``) or cancelled:
+        one on every queue, one on the short lane's queues; stopping either stops the other.
+        """
+        if concurrency < 1 or short < 1:
+            raise ValueError(f"a worker needs at least one slot of each lane, got {concurrency} and {short}")
+        lane = asyncio.create_task(self._worker(self.short_queues, short, f"{name}/short", signals=False))
+        try:
+            await self._worker(self.queues, concurrency, name, signals=signals)
+        finally:
+            lane.cancel()  # Procrastinate stops gracefully on cancel: the running short jobs finish
+            await asyncio.gather(lane, return_exceptions=True)
+
+    async def _worker(self, queues: list[str], concurrency: int, name: str, *, signals: bool) -> None:
         await self.app.run_worker_async(
-            queues=self.queues,
+            queues=queues,
             name=name,
             concurrency=concurrency,
             update_heartbeat_interval=self.liveness.heartbeat,
@@ -231,9 +299,9 @@ class ProcrastinateQueue(JobQueue):
         for ns, cron in self.work.schedules().items():
             # The definition's own cron: each tick is deferred once, by whichever worker is first.
             key = f"schedule:{ns}"
-            self.app.periodic(cron=cron, periodic_id=key, queue=ns, queueing_lock=key, task_kwargs={"ns": ns})(
-                schedule_task
-            )
+            self.app.periodic(
+                cron=cron, periodic_id=key, queue=short_queue(ns), queueing_lock=key, task_kwargs={"ns": ns}
+            )(schedule_task)
 
         async def retry_stalled(timestamp: int) -> str:
             retried, covered = await self.retry_stalled()
@@ -255,8 +323,8 @@ class ProcrastinateQueue(JobQueue):
             self.app.periodic(cron=cron, periodic_id=periodic_id, queueing_lock=name)(task)
 
     async def _enqueue_each(self, jobs: Callable[..., list[Job]], *args: str) -> str:
-        """Enqueue the jobs ``jobs(*args)`` returns (read from the store in a thread); say how many were new."""
-        receipts = [await self.enqueue(job) for job in await asyncio.to_thread(jobs, *args)]
+        """Enqueue the jobs ``jobs(*args)`` returns (read from the store in a thread) at once; say how many were new."""
+        receipts = await self.enqueue_many(await asyncio.to_thread(jobs, *args))
         fresh = sum(not r.duplicate for r in receipts)
         return f"{fresh} enqueued, {len(receipts) - fresh} already queued"
 

@@ -78,6 +78,10 @@ class JobQueue(ABC):
     async def enqueue(self, job: Job, *, delay: float = 0.0) -> Enqueued:
         """Queue ``job`` to run after ``delay`` seconds, unless a job with its key is queued already."""
 
+    async def enqueue_many(self, jobs: list[Job]) -> list[Enqueued]:
+        """Queue ``jobs`` to run now, each refused whose key is queued already (a queue may do it in one go)."""
+        return [await self.enqueue(job) for job in jobs]
+
     @abstractmethod
     async def hasten(self, job: Job) -> str | None:
         """Make the waiting job of ``job``'s key run as soon as a worker is free, as ``job`` asks; return its id.

@@ -14,6 +14,10 @@ At high rates a round trip per request would cost more than the request's share 
 so a reservation takes up to ``AHEAD`` seconds of slots at once (at 10 requests/s: one slot, at
 1,000/s: 32). Slots a process reserved but did not use are lost to the budget (at most ``AHEAD``
 seconds of it), never handed out twice.
+
+Pace, never catch up (as ``ratelimit``): a slot this process wakes up for more than ``slack`` late
+(it stalled) is abandoned and the budget reserved again from now, behind every other worker's
+slots, so a stall never ends in a burst. One more round trip, only after a stall.
 """
 
 from __future__ import annotations
@@ -110,12 +114,15 @@ class SharedRateLimiter(RateLimiter):
             slot, now = await self._slot()
             local = self.clock.monotonic() + (slot - now)
             if slot <= now:
-                return local
+                if now - slot <= self.slack:
+                    return local
+                continue  # a held slot that passed while this process stalled: pace, never catch up
             await self.clock.sleep(slot - now)
             # A pause that another worker (or this one) set while we slept covers a slot reserved
             # before it: that slot is abandoned, with the others held here, and the caller queues
-            # again behind the pause.
-            if slot >= await asyncio.to_thread(self.paused_until):
+            # again behind the pause. So is a slot woken up for too late (the process stalled).
+            late = self.clock.monotonic() - local
+            if late <= self.slack and slot >= await asyncio.to_thread(self.paused_until):
                 return local
             self._slots.clear()
 
