@@ -32,6 +32,15 @@ NAMES_ONLY = re.compile(r"[^.\[\]$][^.\[\]]*(?:\.[^.\[\]]+)*")
 PLAIN_JSONPATH = re.compile(r"\$((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
 
 
+def _names(path: str) -> list[str] | None:
+    """Return the keys of a names-only dot path (or its shorthand JSONPath), or None when it needs its getter."""
+    if plain := PLAIN_JSONPATH.fullmatch(path):
+        path = plain[1][1:]
+    elif not NAMES_ONLY.fullmatch(path):
+        return None
+    return path.split(".")
+
+
 def _walk_code(path: str) -> str | None:
     """Return an inline expression reading a names-only dot path, or None when it needs its getter.
 
@@ -39,11 +48,9 @@ def _walk_code(path: str) -> str | None:
     an intermediate miss reads as None, which is no dict, so the walk ends in MISSING as the
     getter's does.
     """
-    if plain := PLAIN_JSONPATH.fullmatch(path):
-        path = plain[1][1:]
-    elif not NAMES_ONLY.fullmatch(path):
+    if (keys := _names(path)) is None:
         return None
-    *inner, last = path.split(".")
+    *inner, last = keys
     if not inner:
         return f"src.get({last!r}, MISSING)"
     expr = f"src.get({inner[0]!r})"
@@ -52,44 +59,75 @@ def _walk_code(path: str) -> str | None:
     return f"w.get({last!r}, MISSING) if isinstance(w := {expr}, dict) else MISSING"
 
 
+class Prefixes:
+    """The objects a mapping's paths pass through, read once per record by the straight-line function.
+
+    Most rules of a mapping read under a few objects (an order's ``amounts``, ``customer``): each
+    such object becomes a local, read at the top of the function and replaced by an empty dict
+    when it is no dict, so a path under it is one ``get`` — the same MISSING the walk would find.
+    """
+
+    def __init__(self) -> None:
+        self._locals: dict[tuple[str, ...], str] = {}
+        self._lines: list[str] = []
+
+    def read(self, path: str) -> str | None:
+        """Return an expression reading ``path`` through the shared locals, or None when it needs its getter."""
+        if (keys := _names(path)) is None:
+            return None
+        return f"{self._local(tuple(keys[:-1]))}.get({keys[-1]!r}, MISSING)"
+
+    def _local(self, keys: tuple[str, ...]) -> str:
+        if not keys:
+            return "src"
+        if keys not in self._locals:
+            parent = self._local(keys[:-1])  # its lines come first
+            name = self._locals[keys] = f"p{len(self._locals)}"
+            self._lines += [
+                f"{name} = {parent}.get({keys[-1]!r})",
+                f"if not isinstance({name}, dict): {name} = NOTHING",
+            ]
+        return self._locals[keys]
+
+    def lines(self) -> list[str]:
+        """Return the lines that read every shared object, parents before children."""
+        return list(self._lines)
+
+
 def _rule_code(
-    index: int, rule: Rule, functions: FunctionRegistry, names: dict[str, Any]
+    index: int, rule: Rule, functions: FunctionRegistry, names: dict[str, Any], prefixes: Prefixes
 ) -> tuple[list[str], list[str], str]:
     """Return lines leaving rule ``index``'s value (or MISSING) in ``v``; bind what they use in ``names``.
 
-    The lines come twice, for the straight-line function and for the field's own (see
-    ``step_expression``). The last item says how they end: "present" when ``v`` is never
-    MISSING after them, "guarded" when the last line is ``if v is not MISSING: …`` and leaves
-    a value, "maybe" else.
+    The lines come twice, for the straight-line function (reading through ``prefixes``) and for
+    the field's own (see ``step_expression``). The last item says how they end: "present" when
+    ``v`` is never MISSING after them, "guarded" when the last line is ``if v is not MISSING: …``
+    and leaves a value, "maybe" else.
     """
     if rule.kind == "literal":
         names[f"c{index}"] = thaw(rule.value)
         return [f"v = c{index}"], [f"v = c{index}"], "present"
-    lines: list[str] = []
     steps = list(rule.transforms)
-    if rule.kind == "path":
-        path = rule.paths[0]
-        names[f"g{index}"] = compile_path(path).get  # compiled even when inlined: it validates the path
-        lines.append(f"v = {_walk_code(path) or f'g{index}(record)'}")
-    elif rule.kind == "paths" and (not steps or steps[0].name == "coalesce"):
-        # Coalesce without building a list: read the next path only while the value is empty (D15).
-        for number, path in enumerate(rule.paths):
-            names[f"g{index}_{number}"] = compile_path(path).get
-            read = f"v = {_walk_code(path) or f'g{index}_{number}(record)'}"
-            lines.append(read if number == 0 else f"if {EMPTY}: {read}")
-        lines.append(f"if {EMPTY}: v = MISSING")
+    getters = [f"g{index}_{number}" for number in range(len(rule.paths))]
+    for getter, path in zip(getters, rule.paths, strict=True):
+        names[getter] = compile_path(path).get  # compiled even when inlined: it validates the path
+    coalesce = rule.kind == "paths" and (not steps or steps[0].name == "coalesce")
+    if coalesce:
         steps = steps[1:]
-    elif rule.kind == "paths":  # a list of the values, an absent one null there
-        values = []
-        for number, path in enumerate(rule.paths):
-            names[f"g{index}_{number}"] = compile_path(path).get
-            values.append(f"None if (x := {_walk_code(path) or f'g{index}_{number}(record)'}) is MISSING else x")
-        lines.append(f"v = [{', '.join(f'({value})' for value in values)}]")
-    else:  # compute with no path: the function sees the whole record (or webhook body)
-        lines.append("v = record")
+
+    def reading(walk: Callable[[str], str | None]) -> list[str]:
+        reads = [walk(path) or f"{getter}(record)" for getter, path in zip(getters, rule.paths, strict=True)]
+        if rule.kind == "path":
+            return [f"v = {reads[0]}"]
+        if coalesce:  # without building a list: read the next path only while the value is empty (D15)
+            return [f"v = {reads[0]}", *(f"if {EMPTY}: v = {read}" for read in reads[1:]), f"if {EMPTY}: v = MISSING"]
+        if rule.kind == "paths":  # a list of the values, an absent one null there
+            return [f"v = [{', '.join(f'(None if (x := {read}) is MISSING else x)' for read in reads)}]"]
+        return ["v = record"]  # compute with no path: the function sees the whole record (or webhook body)
+
+    lines, field_lines = reading(prefixes.read), reading(_walk_code)
     # Steps run one after the other while the value is present; a run of steps that never
     # yield MISSING shares one test (the transforms receive present values only, D15).
-    field_lines = list(lines)
     run: list[tuple[str, str]] = []
     ending = "maybe"
     for number, step in enumerate(steps):
@@ -136,11 +174,12 @@ class Mapper:
         # NOTHING stands in for a record that is no dict: every path read from it finds nothing.
         names: dict[str, Any] = {"MISSING": MISSING, "SIZED": frozenset({str, list, tuple, dict}), "NOTHING": {}}
         head = "    src = record if isinstance(record, dict) else NOTHING"
-        fast = ["def fast(record):", head, "    out = {}"]
+        fast: list[str] = []
         fields: list[tuple[str, Getter]] = []
+        prefixes = Prefixes()
         for index, (name, rule) in enumerate(rules.items()):
             try:
-                fast_lines, field_lines, ending = _rule_code(index, rule, functions, names)
+                fast_lines, field_lines, ending = _rule_code(index, rule, functions, names, prefixes)
             except MappingError as exc:
                 raise MappingError(f"field {name!r}: {exc}") from exc
             lines = [f"    {line}" for line in fast_lines]
@@ -151,7 +190,10 @@ class Mapper:
             else:
                 lines.append(f"    {'' if ending == 'present' else 'if v is not MISSING: '}out[{name!r}] = v")
             fast += lines
-        self._fast = _define([*fast, "    return out"], names, "fast")
+        shared = [f"    {line}" for line in prefixes.lines()]
+        self._fast = _define(
+            ["def fast(record):", head, *shared, "    out = {}", *fast, "    return out"], names, "fast"
+        )
         self._fields = tuple(fields)
 
     @classmethod
