@@ -20,6 +20,7 @@ from typing import cast
 
 import aiohttp
 import orjson
+import pytest
 
 from miniapp_sync.jobs.separate import ForwardingQueue, ProcessorPlan, ProcessorProcess
 from miniapp_sync.jobs.work import Work
@@ -292,3 +293,29 @@ async def test_a_request_cancelled_while_it_waits_leaves_no_answer_for_the_next(
     await answering
     await queue.close()
     writer.close()
+
+
+def test_a_stop_after_the_servers_watch_ended_is_never_taken_for_a_child_that_would_not_stop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # serve watches its processor while it runs, and stops it at the end. The watch used to join the
+    # child in a thread that went on waiting after it was cancelled; the two waits raced for the
+    # child's exit status, and the loser read the child as alive and killed it ("did not stop").
+    store_path = tmp_path / "store.sqlite"
+    install(store_path)
+    plan = ProcessorPlan(functools.partial(Runtime.open, str(store_path), environ=KEY), WebhookSettings(), None)
+    for _ in range(8):
+        processor = ProcessorProcess.start(plan, lambda: None)
+
+        async def watch_then_stop(processor: ProcessorProcess = processor) -> None:
+            queue = ForwardingQueue(cast(Work, None), processor, on_death=lambda: None)
+            watching = asyncio.create_task(queue.run_worker())
+            for _ in range(10):
+                await asyncio.sleep(0)  # the watch is under way
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
+            await asyncio.to_thread(processor.stop, 60.0)
+
+        asyncio.run(watch_then_stop())
+        assert processor.process.exitcode == 0
+    assert "did not stop" not in caplog.text  # each stopped by itself: none was taken for stuck and killed

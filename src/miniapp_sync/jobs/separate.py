@@ -186,7 +186,17 @@ class ForwardingQueue(JobQueue):
 
     async def run_worker(self, *, concurrency: int = 4) -> None:
         """Jobs run in the processor process: wait as long as it runs."""
-        await asyncio.to_thread(self.processor.process.join)
+        # Watch its sentinel (readable once it has ended) rather than join it in a thread: a
+        # cancelled to_thread(join) went on waiting in waitpid, and when stop() joined the child
+        # too, the thread that lost the race got ECHILD, read the child as alive and killed it.
+        loop, ended = asyncio.get_running_loop(), asyncio.Event()
+        sentinel = self.processor.process.sentinel
+        loop.add_reader(sentinel, ended.set)
+        try:
+            await ended.wait()
+        finally:
+            loop.remove_reader(sentinel)
+        self.processor.process.join()  # it has ended: this only reaps it, for its exit status
 
     @contextlib.asynccontextmanager
     async def serving(self, *, concurrency: int = 4) -> AsyncIterator[None]:
