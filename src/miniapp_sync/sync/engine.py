@@ -252,7 +252,7 @@ class SyncEngine:
         run_id: str,
         session: aiohttp.ClientSession,
         report: ResourceReport,
-        progress: Progress,
+        progress: Heartbeat,
         max_in_flight: int,
         redactor: Redactor,
         full: bool = False,
@@ -323,6 +323,8 @@ class SyncEngine:
                     await writer.write(buffer, batch_size, checkpoint)
                     buffer = []
                 self._count(client, report)
+                if progress.due():  # the figures it writes count every batch so far, committed
+                    await writer.wait()
                 progress(report, total)  # also the run's heartbeat
             # The rest, with the "done" checkpoint: the next run starts over (from `since` if incremental).
             done = {"done": True, **({"since": since} if since else {})}

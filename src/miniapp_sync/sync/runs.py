@@ -172,6 +172,10 @@ class Heartbeat:
         self._next = clock.monotonic()  # the first page is shown at once
         self._last: tuple[float, int] | None = None  # (monotonic time, records) of the last write
 
+    def due(self) -> bool:
+        """Tell whether the next call writes the figures (the first page's, then every PROGRESS_EVERY)."""
+        return self.clock.monotonic() >= self._next
+
     def __call__(self, report: Any, total: int | None) -> None:
         now = self.clock.monotonic()
         if now >= self._next:
