@@ -213,3 +213,18 @@ def test_an_uninstall_whose_confirmation_names_another_tenant_changes_nothing(se
     assert "Not uninstalled" in wrong.text
     assert client.request("POST", path, {"csrf": client.csrf()}).text.count("Not uninstalled") == 1
     assert "uninstalled" not in client.request("GET", f"/console/installations/{served.installation}").text
+
+
+def test_the_dead_letters_pages_refuse_hostile_filters_and_ids_and_echo_nothing_raw(served: Served) -> None:
+    client = Client(served.url)
+    client.login(VIEWER)
+    assert client.request("GET", "/console/dead-letters?kind=record").status == 200
+    refused = client.request("GET", "/console/dead-letters?kind=%3Cscript%3Ealert(1)%3C/script%3E")
+    assert refused.status == 400
+    assert "Unknown kind in the filter" in refused.text
+    assert "<script>alert(1)" not in refused.text
+    assert client.request("GET", "/console/dead-letters?cursor=not-ours").status == 400
+    for id in ("%C2%B9", "99999999999999999999999", "%3Cimg%20src%3Dx%3E", "0"):  # '¹' is isdigit(), and no int
+        missing = client.request("GET", f"/console/dead-letters/{id}")
+        assert missing.status == 404
+        assert "<img src=x>" not in missing.text

@@ -31,9 +31,9 @@ def routes(console: Console) -> list[BaseRoute]:
     async def dead_letters_page(request: Request, session: Session) -> Response:
         params = request.query_params
         ns, tenant, kind = (params.get(name) or None for name in ("ns", "tenant", "kind"))
-        every = await console.call(store.list_installations)
         if kind not in (None, *KINDS):
             return console.refuse(request, session, f"Unknown kind in the filter: expected {' or '.join(KINDS)}.", 400)
+        every = await console.call(store.list_installations)
         window = list_window(request)
         if window is None:
             return console.refuse(request, session, "That page link is not one this console made.", 400)

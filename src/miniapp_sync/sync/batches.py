@@ -11,6 +11,8 @@ from miniapp_sync.mapping.records import MappedRecord
 from miniapp_sync.store import RecordWrite, Store, WriteResult, version_of
 from miniapp_sync.sync.reports import ResourceReport
 
+Marked = tuple[list[RecordWrite], tuple[str, dict[str, Any]] | None]  # a batch and the checkpoint saved with it
+
 
 class BatchWriter:
     """Writes a resource's batches one at a time and in order: in the event loop on SQLite, in a thread elsewhere.
@@ -51,20 +53,17 @@ class BatchWriter:
         fetches and maps the next pages.
         """
         chunks = [buffer[i : i + batch_size] for i in range(0, len(buffer), batch_size)] or [[]]
+        # Each chunk with the checkpoint to save beside it: only the last one carries it.
+        marked: list[Marked] = [(chunk, None) for chunk in chunks[:-1]]
+        marked.append((chunks[-1], (self.plan.key, checkpoint)))
         if not self._inline:
             await self.wait()
-            self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, chunks, checkpoint))
+            self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, marked))
             return
-        last = len(chunks) - 1
-        for index, chunk in enumerate(chunks):
+        for chunk, mark in marked:
             await self.wait()
             result, commit = self.store.stage_records(
-                self.installation_id,
-                self.plan.content_type,
-                chunk,
-                source="bulk",
-                run_id=self.run_id,
-                checkpoint=(self.plan.key, checkpoint) if index == last else None,
+                self.installation_id, self.plan.content_type, chunk, source="bulk", run_id=self.run_id, checkpoint=mark
             )
             self._pending = asyncio.ensure_future(_committed(commit, result))
 
@@ -95,18 +94,12 @@ class BatchWriter:
             self.report.unchanged += result.unchanged
             self.report.stale += result.stale
 
-    def _write(self, chunks: list[list[RecordWrite]], checkpoint: dict[str, Any]) -> list[WriteResult]:
-        last = len(chunks) - 1
+    def _write(self, marked: list[Marked]) -> list[WriteResult]:
         return [
             self.store.write_records(
-                self.installation_id,
-                self.plan.content_type,
-                chunk,
-                source="bulk",
-                run_id=self.run_id,
-                checkpoint=(self.plan.key, checkpoint) if index == last else None,
+                self.installation_id, self.plan.content_type, chunk, source="bulk", run_id=self.run_id, checkpoint=mark
             )
-            for index, chunk in enumerate(chunks)
+            for chunk, mark in marked
         ]
 
 
