@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from miniapp_sync.backend import Backend
 from miniapp_sync.clock import Clock, SystemClock
@@ -51,15 +51,28 @@ class MiniApp:
         return hashlib.sha256(document).hexdigest()[:12]
 
 
-def load_miniapp(path: str | os.PathLike[str], functions: FunctionRegistry | None = None) -> MiniApp:
-    """Load, validate and compile a definition file (raises DefinitionInvalid listing every error)."""
+def load_miniapp(
+    path: str | os.PathLike[str],
+    functions: FunctionRegistry | None = None,
+    *,
+    sync_only: list[str] | Literal[False] | None = False,
+) -> MiniApp:
+    """Load, validate and compile a definition file (raises DefinitionInvalid listing every error).
+
+    ``sync_only``: compile only what a bulk sync of these resources maps (None: of every enabled
+    one), for a process that runs just that sync (``miniapp-sync sync``); False: every mapping.
+    Compiling the others (webhook handlers, customer extraction, phone parsing) was a third of
+    the definition's start-up work there.
+    """
     from miniapp_sync.definition import load_definition
     from miniapp_sync.mapping.functions import FunctionRegistry
     from miniapp_sync.mapping.plan import compile_plan, vocabulary
+    from miniapp_sync.sync.resources import synced_resources
 
     functions = functions or FunctionRegistry.default()
     definition = load_definition(path, vocabulary=vocabulary(functions))
-    return MiniApp(definition, compile_plan(definition, functions), Path(path))
+    only = None if sync_only is False else synced_resources(definition, sync_only)
+    return MiniApp(definition, compile_plan(definition, functions, only=only), Path(path))
 
 
 def key_file_for(store: Store) -> Path | None:

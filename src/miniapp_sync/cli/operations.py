@@ -212,7 +212,8 @@ def sync(
     from miniapp_sync.runtime import load_miniapp
     from miniapp_sync.sync.resources import check_definition_resources
 
-    miniapp = load_miniapp(definition, registry(functions))
+    # Only the synced resources' mappings are compiled (the workers compile theirs for --enqueue).
+    miniapp = load_miniapp(definition, registry(functions), sync_only=resource)
     check_definition_resources(miniapp.definition, resource)  # a typo is bad usage (2), before any store opens
     if enqueue:
         from miniapp_sync.cli.scaling import enqueue_syncs

@@ -39,3 +39,15 @@ def select_resources(definition: Definition, names: list[str] | None) -> list[st
             f"bulk sync of {ns!r} is disabled (syncConfiguration.enabled is false); name a resource to run it anyway"
         )
     return [key for key, resource in sync.resources.items() if resource.enabled]
+
+
+def synced_resources(definition: Definition, names: list[str] | None) -> set[str]:
+    """Return the resources a sync of ``names`` may map: those of them the definition has, or every enabled one.
+
+    Unlike ``select_resources`` it never raises: what a sync may not run is refused where it
+    runs, with the errors above.
+    """
+    resources = definition.sync.resources if definition.sync else {}
+    if names:
+        return {name for name in names if name in resources}
+    return {key for key, resource in resources.items() if resource.enabled}
