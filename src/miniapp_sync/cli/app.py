@@ -7,9 +7,11 @@ tables, …) is imported inside the command that uses it. ``tests/cli/test_impor
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -258,6 +260,27 @@ MaxRetryAfterOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+@contextlib.contextmanager
+def starting() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a command loads what it runs on; then freeze what it loaded.
+
+    What start-up makes (modules, classes, the definition's model, the store's tables) lives as
+    long as the process: the collections its allocations set off (~190 during a sync's start-up,
+    one of them full) walk it and free nothing, ~50 ms CPU, a tenth of that start-up. Frozen
+    (``gc.freeze``) when the block ends, it is left out of every later collection too; the
+    collector runs as usual from there on, for however long the command works.
+    """
+    if not gc.isenabled():  # nested, or paused by the embedding program: leave it as it is
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def open_runtime(

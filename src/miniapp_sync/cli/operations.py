@@ -31,6 +31,7 @@ from miniapp_sync.cli.app import (
     print_view,
     registry,
     show_next,
+    starting,
     window,
 )
 from miniapp_sync.cli.credentials import CredentialOption, CredentialsFileOption, gather_credentials
@@ -209,20 +210,23 @@ def sync(
     ] = False,
 ) -> int:
     """Run a bulk sync of a tenant's installation now (exit 1 when a resource failed), or queue it."""
-    from miniapp_sync.runtime import load_miniapp
-    from miniapp_sync.sync.resources import check_definition_resources
+    with starting():  # the imports too: the store's, the definition model's
+        from miniapp_sync.runtime import load_miniapp
+        from miniapp_sync.sync.resources import check_definition_resources
 
-    # Only the synced resources' mappings are compiled (the workers compile theirs for --enqueue).
-    miniapp = load_miniapp(definition, registry(functions), sync_only=resource)
+        # Only the synced resources' mappings are compiled (the workers compile theirs for --enqueue).
+        miniapp = load_miniapp(definition, registry(functions), sync_only=resource)
     check_definition_resources(miniapp.definition, resource)  # a typo is bad usage (2), before any store opens
     if enqueue:
         from miniapp_sync.cli.scaling import enqueue_syncs
 
         enqueue_syncs(miniapp, tenant, resource, store, output, full=full)
         return 0
-    with open_runtime(
-        store, rewrite, allow_private_network, config=config, miniapps=[miniapp], max_retry_after=max_retry_after
-    ) as runtime:
+    with starting():
+        runtime = open_runtime(
+            store, rewrite, allow_private_network, config=config, miniapps=[miniapp], max_retry_after=max_retry_after
+        )
+    with runtime:
         installation = runtime.installations.find(tenant, miniapp.ns)
         runs = foreground_sync(
             runtime, installation, resource, output, initial=False, max_in_flight=max_in_flight, full=full
