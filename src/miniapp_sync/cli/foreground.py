@@ -5,7 +5,6 @@ Ctrl-C and SIGTERM cancel it; the engine marks the run interrupted and the comma
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import signal
 import threading
@@ -19,6 +18,7 @@ from miniapp_sync.cli.app import OutputFormat, console
 from miniapp_sync.errors import InstallationError
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
     from rich.table import Table
 
     from miniapp_sync.jobs import Finished
@@ -34,12 +34,19 @@ class _Bars:
 
     Drawn on a terminal only: elsewhere (a pipe, a log file) Rich would print just their last
     state, which the summary table says again, and importing rich.progress costs start-up.
+    Whether the output is a terminal is asked with the first report, after the first page:
+    asking Rich loads rich.console (~15 ms), which need not delay the sync's first request.
     """
 
     def __init__(self) -> None:
+        self.progress: Progress | None = None
+        self.drawn: bool | None = None  # None: not known before the first report
+        self.tasks: dict[str, tuple[Any, float]] = {}
+
+    def _start(self) -> Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(
+        progress = Progress(
             TextColumn("[bold]{task.description:<16}"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -47,9 +54,20 @@ class _Bars:
             TimeElapsedColumn(),
             console=console(),
         )
-        self.tasks: dict[str, tuple[Any, float]] = {}
+        progress.start()
+        return progress
+
+    def stop(self) -> None:
+        """Take the bars off the screen (their last state stays), if they were drawn."""
+        if self.progress is not None:
+            self.progress.stop()
 
     def __call__(self, report: ResourceReport, total: int | None) -> None:
+        if self.drawn is None:
+            self.drawn = console().is_terminal
+            self.progress = self._start() if self.drawn else None
+        if self.progress is None:
+            return
         if report.resource not in self.tasks:
             task = self.progress.add_task(report.resource, total=None, pages=0, rate=0.0)
             self.tasks[report.resource] = (task, time.perf_counter() - report.seconds)
@@ -94,7 +112,7 @@ def foreground_sync(
     """
     from miniapp_sync.jobs import JobRetry, LocalQueue, Work
 
-    bars = _Bars() if output is OutputFormat.text and console().is_terminal else None
+    bars = _Bars() if output is OutputFormat.text else None
     queue = LocalQueue(Work(runtime, progress=bars, max_in_flight=max_in_flight), retry=JobRetry(attempts=1))
     ns = installation.ns
 
@@ -107,8 +125,11 @@ def foreground_sync(
                 await queue.sync(ns, installation.id, key, full=full)
         return await queue.run_until_idle()
 
-    with bars.progress if bars else contextlib.nullcontext():
+    try:
         finished = until_stopped(jobs())
+    finally:
+        if bars:
+            bars.stop()
     for done in finished:
         if done.outcome.status == "dropped":  # no run: the installation cannot sync (disconnected, gone)
             raise InstallationError(done.outcome.detail)
