@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -117,3 +118,62 @@ def test_read_only_commands_load_neither_the_network_nor_the_job_queue(tmp_path:
     assert "sqlalchemy" in loaded  # it did read the store
     assert not loaded & (QUEUE | NETWORK | SERVER | {"cryptography"})  # no vault either: nothing is decrypted
     assert "typer._adapters" not in loaded  # options are converted without Typer's pydantic adapters
+
+
+# What a bulk sync of products does not run: the webhook side (inbox, outbox, the processor and
+# its metrics) and the mappings of other resources (the example's customers normalise phones).
+NOT_SYNCING = {
+    "miniapp_sync.store.inbox",
+    "miniapp_sync.store.outbox",
+    "miniapp_sync.store.processing",
+    "miniapp_sync.webhooks.processor",
+    "miniapp_sync.webhooks.metrics",
+    "prometheus_client",
+    "phonenumbers",
+}
+# Spies on the first socket connection (the sync's first API request: the store is a file) and
+# notes which modules were loaded by then; a JSON file gets those and the ones loaded in the end.
+SPY = """
+import json, socket, sys
+first = []
+connect = socket.socket.connect
+def spy(self, address):
+    if not first:
+        first.append(sorted(sys.modules))
+    return connect(self, address)
+socket.socket.connect = spy
+from miniapp_sync.cli import main
+code = main(sys.argv[2:])
+with open(sys.argv[1], "w") as out:
+    json.dump({"first": first[0] if first else None, "end": sorted(sys.modules)}, out)
+raise SystemExit(code)
+"""
+
+
+def test_a_sync_process_loads_only_what_its_sync_runs(tmp_path: Path) -> None:
+    import json
+
+    from miniapp_sync.cli import main
+    from miniapp_sync.sandbox import SandboxConfig
+    from miniapp_sync.testing import sandbox_thread
+
+    environ = {"MINIAPP_SYNC_SECRET_KEY": "import tests", "MINIAPP_SYNC_STORE": str(tmp_path / "store.sqlite")}
+    with sandbox_thread(SandboxConfig(products=30, access_token="import-tests-token")) as (_, url):
+        rewrites = ["--rewrite", f"https://api.salla.dev={url}", "--rewrite", f"https://accounts.salla.sa={url}"]
+        install = ["install", str(EXAMPLE), "--tenant", "acme", "--credential", "accessToken=import-tests-token"]
+        install.append("--no-sync")
+        assert main([*install, *rewrites], environ=environ) == 0
+        sync = ["sync", str(EXAMPLE), "--tenant", "acme", "--resource", "products", *rewrites]
+        spied = tmp_path / "modules.json"
+        command = [sys.executable, "-c", SPY, str(spied), *sync]
+        env = {**os.environ, **environ}
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    modules = json.loads(spied.read_text())
+    assert modules["first"] is not None, "the sync made no request"
+    first, end = set(modules["first"]), set(modules["end"])
+    assert {"aiohttp", "sqlalchemy", "miniapp_sync.sync.engine"} <= first  # the spy saw the sync's request
+    assert not end & NOT_SYNCING, sorted(end & NOT_SYNCING)
+    # Rich draws the summary at the end; whether the output is a terminal is asked after the first page.
+    assert "rich.console" in end
+    assert not {m for m in first if m == "rich" or m.startswith("rich.")}
