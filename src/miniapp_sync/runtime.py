@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from miniapp_sync.backend import Backend
 from miniapp_sync.clock import Clock, SystemClock
@@ -51,19 +51,30 @@ class MiniApp:
         return hashlib.sha256(document).hexdigest()[:12]
 
 
-def load_miniapp(
-    path: str | os.PathLike[str],
-    functions: FunctionRegistry | None = None,
-    *,
-    sync_only: list[str] | Literal[False] | None = False,
-) -> MiniApp:
-    """Load, validate and compile a definition file (raises DefinitionInvalid listing every error).
+def load_miniapp(path: str | os.PathLike[str], functions: FunctionRegistry | None = None) -> MiniApp:
+    """Load, validate and compile a definition file (raises DefinitionInvalid listing every error)."""
+    return _load(path, functions, sync=False)
 
-    ``sync_only``: compile only what a bulk sync of these resources maps (None: of every enabled
-    one), for a process that runs just that sync (``miniapp-sync sync``); False: every mapping.
-    Compiling the others (webhook handlers, customer extraction, phone parsing) was a third of
-    the definition's start-up work there.
+
+def load_for_sync(
+    path: str | os.PathLike[str], resources: list[str] | None, functions: FunctionRegistry | None = None
+) -> MiniApp:
+    """Load and validate a definition file as ``load_miniapp``; compile only what a sync of ``resources`` maps.
+
+    ``resources``: those named (None: every enabled one). For a process that runs just that
+    sync (``miniapp-sync sync``): compiling the other mappings (other resources, webhook
+    handlers, customer extraction, with phonenumbers) was most of its definition's start-up.
     """
+    return _load(path, functions, sync=True, resources=resources)
+
+
+def _load(
+    path: str | os.PathLike[str],
+    functions: FunctionRegistry | None,
+    *,
+    sync: bool,
+    resources: list[str] | None = None,
+) -> MiniApp:
     from miniapp_sync.definition import load_definition
     from miniapp_sync.mapping.functions import FunctionRegistry
     from miniapp_sync.mapping.plan import compile_plan, vocabulary
@@ -71,7 +82,7 @@ def load_miniapp(
 
     functions = functions or FunctionRegistry.default()
     definition = load_definition(path, vocabulary=vocabulary(functions))
-    only = None if sync_only is False else synced_resources(definition, sync_only)
+    only = synced_resources(definition, resources) if sync else None
     return MiniApp(definition, compile_plan(definition, functions, only=only), Path(path))
 
 

@@ -11,7 +11,7 @@ import pytest
 from miniapp_sync import compile_plan, load_definition, vocabulary
 from miniapp_sync.definition.loader import load_file
 from miniapp_sync.errors import MappingError
-from miniapp_sync.runtime import load_miniapp
+from miniapp_sync.runtime import load_for_sync, load_miniapp
 
 ROOT = Path(__file__).resolve().parents[2] / "examples" / "salla"
 
@@ -40,9 +40,9 @@ def test_a_sync_compiles_the_resources_it_runs(tmp_path: Path) -> None:
     document["sync"]["resources"]["orders"]["enabled"] = False
     path = tmp_path / "definition.json"
     path.write_text(json.dumps(document), encoding="utf-8")
-    assert sorted(load_miniapp(path, sync_only=None).plan.resources) == ["abandonedCarts", "customers", "products"]
-    assert list(load_miniapp(path, sync_only=["orders"]).plan.resources) == ["orders"]  # named: even if disabled
-    assert list(load_miniapp(path, sync_only=["nope"]).plan.resources) == []  # refused where the sync checks names
+    assert sorted(load_for_sync(path, None).plan.resources) == ["abandonedCarts", "customers", "products"]
+    assert list(load_for_sync(path, ["orders"]).plan.resources) == ["orders"]  # named: even if disabled
+    assert list(load_for_sync(path, ["nope"]).plan.resources) == []  # refused where the sync checks names
     whole = load_miniapp(path)  # every other command: every mapping
     assert len(whole.plan.resources) == 4
     assert whole.plan.handlers
@@ -58,5 +58,5 @@ def test_a_mapping_that_does_not_compile_fails_the_syncs_that_run_it(tmp_path: P
     with pytest.raises(MappingError, match="unknown country 'XX'"):
         load_miniapp(path)
     with pytest.raises(MappingError, match="unknown country 'XX'"):
-        load_miniapp(path, sync_only=["customers"])
-    assert list(load_miniapp(path, sync_only=["products"]).plan.resources) == ["products"]
+        load_for_sync(path, ["customers"])
+    assert list(load_for_sync(path, ["products"]).plan.resources) == ["products"]

@@ -211,11 +211,11 @@ def sync(
 ) -> int:
     """Run a bulk sync of a tenant's installation now (exit 1 when a resource failed), or queue it."""
     with starting():  # the imports too: the store's, the definition model's
-        from miniapp_sync.runtime import load_miniapp
+        from miniapp_sync.runtime import load_for_sync
         from miniapp_sync.sync.resources import check_definition_resources
 
         # Only the synced resources' mappings are compiled (the workers compile theirs for --enqueue).
-        miniapp = load_miniapp(definition, registry(functions), sync_only=resource)
+        miniapp = load_for_sync(definition, resource, registry(functions))
     check_definition_resources(miniapp.definition, resource)  # a typo is bad usage (2), before any store opens
     if enqueue:
         from miniapp_sync.cli.scaling import enqueue_syncs
