@@ -426,3 +426,19 @@ def test_progress_bars_are_drawn_on_a_terminal_only(
     assert "Sync summary" in done.stdout
     assert (" pages · " in done.stdout) is terminal  # a bar: records, pages and request rate
     assert ("rich.progress" in done.stderr.splitlines()) is terminal
+
+
+def test_a_sync_run_in_process_leaves_the_garbage_collector_as_it_found_it(cli: object, example: str) -> None:
+    import gc
+
+    run = cli  # type: ignore[assignment]
+    credentials = ["--credential", f"accessToken={TOKEN}"]
+    assert run("install", example, "--tenant", "acme", *credentials, "--no-sync", rewrite=True)[0] == 0  # type: ignore[operator]
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
+    code, out, _ = run("sync", example, "--tenant", "acme", "--resource", "products", rewrite=True)  # type: ignore[operator]
+    assert code == 0, out
+    # The command paused the collector while it loaded and froze what it loaded (cli.app.starting):
+    # in a longer-lived program (this one), main gives the collector all of it back.
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0

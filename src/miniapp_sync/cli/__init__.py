@@ -24,6 +24,17 @@ PROG_NAME = "miniapp-sync"
 
 def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None) -> int:
     """Run the CLI and return its exit code (never raise on user input); ``environ`` defaults to the process's."""
+    frozen = gc.get_freeze_count()
+    try:
+        return _main(argv, environ)
+    finally:
+        # A command may freeze what it loaded (cli.app.starting); run in a longer-lived program
+        # (tests, an embedding one), the collector gets it back when the command is done.
+        if not frozen and gc.get_freeze_count():
+            gc.unfreeze()
+
+
+def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     # --debug is accepted anywhere on the line, not only before the command.
     debug = "--debug" in args

@@ -271,8 +271,8 @@ def starting() -> Iterator[None]:
     one of them full) walk it and free nothing, ~50 ms CPU, a tenth of that start-up. Frozen
     (``gc.freeze``) when the block ends, it is left out of every later collection too; the
     collector runs as usual from there on, for however long the command works. The price: the
-    few cycles start-up dropped (~1,400 objects for a sync) are kept until the process ends,
-    as the command's process does with it.
+    few cycles start-up dropped (~1,400 objects for a sync) wait for the command to end
+    (``main`` unfreezes what its command froze).
     """
     if not gc.isenabled():  # nested, or paused by the embedding program: leave it as it is
         yield
