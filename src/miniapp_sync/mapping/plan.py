@@ -101,17 +101,17 @@ def compile_plan(
     """
     functions = functions or FunctionRegistry.default()
     resources: dict[str, ResourcePlan] = {}
-    handlers: dict[str, HandlerPlan] = {}
     sync = definition.sync
+    for key, resource in sync.resources.items() if sync is not None else ():
+        if only is not None and key not in only:
+            continue
+        where = f"sync.resources.{key}.apiMapping"
+        mapper = _compile(resource.api_mapping, functions, resource.content_type, where)
+        resources[key] = ResourcePlan(key, resource.content_type, mapper)
+    if only is not None:
+        return MappingPlan(resources, {}, None)
+    handlers: dict[str, HandlerPlan] = {}
     if sync is not None:
-        for key, resource in sync.resources.items():
-            if only is not None and key not in only:
-                continue
-            where = f"sync.resources.{key}.apiMapping"
-            mapper = _compile(resource.api_mapping, functions, resource.content_type, where)
-            resources[key] = ResourcePlan(key, resource.content_type, mapper)
-        if only is not None:
-            return MappingPlan(resources, handlers, None)
         for event, handler in sync.webhooks.handlers.items():
             where = f"sync.webhooks.handlers.{event}"
             partial = handler.operation == "update"
