@@ -7,16 +7,21 @@ which only grows, so an id is a cursor.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from typing import Any, Literal
+from functools import cache, lru_cache
+from typing import Any, Final, Literal
 
+import orjson
 from sqlalchemy import Connection, Row, bindparam, delete, func, select, update
 from sqlalchemy.sql.dml import Insert
 
+from miniapp_sync import exactjson
+from miniapp_sync.errors import StoreError
 from miniapp_sync.store import dialects
+from miniapp_sync.store.driver import on_driver
 from miniapp_sync.store.store import Store
 from miniapp_sync.store.webhook_model import InboxRow
 from miniapp_sync.store.webhook_tables import subscriptions, trigger_deliveries, trigger_outbox
@@ -122,6 +127,9 @@ def emit(
     """
     if not events:
         return
+    if conn.dialect.name == "sqlite":
+        _sqlite_emit(conn, tenant, events, now=now, subscribers=subscribers)
+        return
     rows = [
         {
             "installation_id": row.installation_id,
@@ -149,6 +157,67 @@ def emit(
     ]
     if deliveries:
         conn.execute(_deliveries(conn.dialect.name), deliveries)
+
+
+_EVENT_COLUMNS: Final = ("installation_id", "inbox_id", "tenant", "ns", "event", "payload", "occurred_at", "created_at")
+_SQLITE_EVENT_ROW: Final = "(?, ?, ?, ?, ?, CAST(? AS TEXT), ?, ?)"  # the payload arrives as JSON bytes
+_SQLITE_EVENTS: Final = "SELECT id, inbox_id, ns FROM trigger_outbox WHERE inbox_id IN (SELECT value FROM json_each(?))"
+_SQLITE_ROWS: Final = 999 // len(_EVENT_COLUMNS)  # rows per statement within any SQLite's bound-variable limit
+
+
+@lru_cache(maxsize=32)
+def _sqlite_insert_events(count: int) -> str:
+    return (
+        f"INSERT INTO trigger_outbox ({', '.join(_EVENT_COLUMNS)}) VALUES {', '.join([_SQLITE_EVENT_ROW] * count)} "
+        "ON CONFLICT (inbox_id) DO NOTHING"
+    )
+
+
+@lru_cache(maxsize=32)
+def _sqlite_insert_deliveries(count: int) -> str:
+    row = "(?, ?, 'pending', 0, ?)"
+    return (
+        "INSERT INTO trigger_deliveries (event_id, subscription_id, status, attempts, next_attempt_at) "
+        f"VALUES {', '.join([row] * count)} ON CONFLICT (event_id, subscription_id) DO NOTHING"
+    )
+
+
+def _sqlite_emit(
+    conn: Connection,
+    tenant: str,
+    events: Sequence[tuple[InboxRow, dict[str, Any]]],
+    *,
+    now: float,
+    subscribers: Mapping[tuple[str, str], Sequence[str]],
+) -> None:
+    """``emit`` on the SQLite driver: multi-row statements, the payload encoded once (store/driver.py)."""
+    # The same statements as emit's: SQLAlchemy's executemany cost ~10 µs a row in bind processing,
+    # spent holding the writer lock that acknowledgements wait for.
+    for start in range(0, len(events), _SQLITE_ROWS):
+        chunk = events[start : start + _SQLITE_ROWS]
+        values: list[Any] = []
+        for row, payload in chunk:
+            values += (row.installation_id, row.id, tenant, row.ns, row.event, _payload(payload), row.received_at, now)
+        on_driver(conn, _sqlite_insert_events(len(chunk)), tuple(values))
+    if not any(subscribers.get((tenant, row.ns)) for row, _ in events):
+        return
+    inbox_ids = orjson.dumps([row.id for row, _ in events]).decode()
+    deliveries = [
+        (event_id, sid, now)
+        for event_id, _, ns in on_driver(conn, _SQLITE_EVENTS, (inbox_ids,)).fetchall()
+        for sid in subscribers.get((tenant, ns), ())
+    ]
+    per_statement = 999 // 3
+    for start in range(0, len(deliveries), per_statement):
+        chunk_rows = deliveries[start : start + per_statement]
+        on_driver(conn, _sqlite_insert_deliveries(len(chunk_rows)), tuple(itertools.chain.from_iterable(chunk_rows)))
+
+
+def _payload(payload: dict[str, Any]) -> bytes:
+    try:
+        return exactjson.dumps(payload)
+    except (TypeError, ValueError) as exc:  # as the engine's serialiser says it (store/database.py)
+        raise StoreError(f"a value is not JSON-serialisable ({exc})") from None
 
 
 @cache

@@ -12,11 +12,14 @@ from collections.abc import Collection, Iterator, Sequence
 from functools import cache
 from typing import Any, Final
 
+import orjson
 from sqlalchemy import Connection, Select, Update, bindparam, select, text, update
 
+from miniapp_sync import exactjson
 from miniapp_sync.errors import StoreError
 from miniapp_sync.store import records as rec
 from miniapp_sync.store.dead_letters import insert_dead_letter
+from miniapp_sync.store.driver import on_driver
 from miniapp_sync.store.model import RecordWrite, StoredRecord, WriteResult
 from miniapp_sync.store.outbox import emit, subscribers_of
 from miniapp_sync.store.tables import records
@@ -39,6 +42,18 @@ _DONE = (
     .where(i.id.in_(bindparam("p_ids", expanding=True)))
     .values(status="done", processed_at=bindparam("p_now"), next_attempt_at=None, error=None)
 )
+# On SQLite the statements a batch always runs go to the driver (store/driver.py), their codes
+# and ids as one JSON array: SQLAlchemy's execution layer and its expanding IN lists cost more
+# than the statements, and every one of them runs holding the writer lock that acknowledgements
+# wait for. The columns of _SQLITE_RECORDS are StoredRecord's fields, in its order.
+_SQLITE_RECORDS: Final = (
+    f"SELECT {', '.join(c.name for c in records.c)} FROM records "
+    "WHERE installation_id = ? AND content_type = ? AND code IN (SELECT value FROM json_each(?))"
+)
+_SQLITE_DONE: Final = (
+    "UPDATE webhook_inbox SET status = 'done', processed_at = ?, next_attempt_at = NULL, error = NULL "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
 _FAIL: Update = (
     update(webhook_inbox)
     .where(i.id == bindparam("p_id"))
@@ -50,6 +65,15 @@ def _chunks(codes: Collection[str]) -> Iterator[list[str]]:
     ordered = sorted(codes)
     for start in range(0, len(ordered), _CHUNK):
         yield ordered[start : start + _CHUNK]
+
+
+def _stored(row: tuple[Any, ...]) -> StoredRecord:
+    """Build a StoredRecord from a ``records`` row as the SQLite driver gives it (JSON text, 0/1 booleans)."""
+    (installation_id, content_type, code, data, content_hash, version, source, partial, deleted, *rest) = row
+    return StoredRecord(
+        installation_id, content_type, code, exactjson.loads(data), content_hash, version, source,
+        bool(partial), bool(deleted), *rest,
+    )  # fmt: skip
 
 
 def lookup_key(dialect: str, field: str) -> str:
@@ -103,6 +127,11 @@ class Processing:
     def records(self, installation_id: str, content_type: str, codes: Collection[str]) -> dict[str, StoredRecord]:
         """Return the stored records of these codes, by code (absent codes are left out)."""
         found: dict[str, StoredRecord] = {}
+        if self.conn.dialect.name == "sqlite":
+            for chunk in _chunks(codes):
+                values = (installation_id, content_type, orjson.dumps(chunk).decode())
+                found.update((row[2], _stored(row)) for row in on_driver(self.conn, _SQLITE_RECORDS, values))
+            return found
         for chunk in _chunks(codes):
             params = {"p_installation_id": installation_id, "p_content_type": content_type, "p_codes": chunk}
             found.update((row.code, rec.to_record(row)) for row in self.conn.execute(_RECORDS, params))
@@ -148,6 +177,10 @@ class Processing:
 
     def finish(self) -> None:
         """Write what was deferred to the end of the transaction: the rows marked done."""
-        if self._done:
+        if not self._done:
+            return
+        if self.conn.dialect.name == "sqlite":
+            on_driver(self.conn, _SQLITE_DONE, (self.now, orjson.dumps(self._done).decode()))
+        else:
             self.conn.execute(_DONE, {"p_ids": self._done, "p_now": self.now})
-            self._done = []
+        self._done = []
