@@ -243,6 +243,55 @@ async def test_a_drain_job_puts_back_its_own_installation_s_interrupted_rows_onl
     assert harness.runtime.store.count_records(globex.id, "ecommerce:orders") == 0
 
 
+class Killed(BaseException):
+    """The process dying mid-batch (past every ``except Exception``)."""
+
+
+class CrashingProcessor(Processor):
+    """A processor whose process dies while it maps the row of ``crash_on``."""
+
+    crash_on = 0
+
+    def _prepare(self, app: Any, row: Any, country: str, *, replaying: bool = False) -> Any:
+        if row.id == self.crash_on:
+            raise Killed
+        return super()._prepare(app, row, country, replaying=replaying)
+
+
+async def test_a_batch_s_transaction_claims_the_next_batch_so_a_crash_mapping_it_still_counts(harness: Harness) -> None:
+    installation = harness.install()
+    for placed in harness.sandbox.data["orders"][:3]:
+        await harness.send("order.created", placed)
+    first, second, third = harness.rows()
+    worker = CrashingProcessor(
+        harness.runtime, Inbox(harness.runtime.store), settings=WebhookSettings(batch=1), clock=harness.clock
+    )
+    worker.crash_on = second.id
+    try:
+        await worker.settle()
+    except Killed:
+        pass
+    else:
+        raise AssertionError("the processor did not reach the second row")
+    states = [(r.status, r.attempts) for r in harness.rows()]
+    # The first batch committed with the claim of the second: its attempt is counted before it is mapped.
+    assert states == [("done", 1), ("processing", 1), ("pending", 0)]
+    assert harness.runtime.store.count_records(installation.id, "ecommerce:orders") == 1
+    assert [r.id for r in harness.rows()] == [first.id, second.id, third.id]
+
+
+async def test_after_a_batch_is_retried_row_by_row_the_next_batch_is_still_claimed(harness: Harness) -> None:
+    installation = harness.install()
+    for placed in harness.sandbox.data["orders"][:3]:
+        await harness.send("order.created", placed)
+    inbox = FlakyInbox(harness.runtime.store, failures=1)  # the first batch's transaction (and its claim) fails
+    await Processor(harness.runtime, inbox, settings=WebhookSettings(batch=2), clock=harness.clock).settle()
+    assert [(r.status, r.attempts) for r in harness.rows()] == [("done", 1)] * 3
+    assert harness.clock.sleeps == []
+    assert harness.service.outbox.count_events("acme") == 3
+    assert harness.runtime.store.count_records(installation.id, "ecommerce:orders") == 3
+
+
 async def test_a_row_that_crashed_the_processor_every_time_is_given_up(harness: Harness) -> None:
     installation = harness.install()
     await harness.send("order.created")

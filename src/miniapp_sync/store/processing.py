@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterator, Sequence
+from dataclasses import replace
 from functools import cache
 from typing import Any, Final
 
@@ -54,6 +55,15 @@ _SQLITE_DONE: Final = (
     "UPDATE webhook_inbox SET status = 'done', processed_at = ?, next_attempt_at = NULL, error = NULL "
     "WHERE id IN (SELECT value FROM json_each(?))"
 )
+# The claim's, likewise. The columns of _SQLITE_PENDING are InboxRow's fields, in its order.
+_SQLITE_PENDING: Final = (
+    f"SELECT {', '.join(c.name for c in webhook_inbox.c)} FROM webhook_inbox "
+    "WHERE installation_id = ? AND status = 'pending' ORDER BY id LIMIT ?"
+)
+_SQLITE_CLAIM: Final = (
+    "UPDATE webhook_inbox SET status = 'processing', attempts = attempts + 1 "
+    "WHERE id IN (SELECT value FROM json_each(?)) AND status = 'pending'"
+)
 _FAIL: Update = (
     update(webhook_inbox)
     .where(i.id == bindparam("p_id"))
@@ -73,6 +83,55 @@ def _stored(row: tuple[Any, ...]) -> StoredRecord:
     return StoredRecord(
         installation_id, content_type, code, exactjson.loads(data), content_hash, version, source,
         bool(partial), bool(deleted), *rest,
+    )  # fmt: skip
+
+
+def pending_rows(installation_id: str, limit: int) -> Select[Any]:
+    """Return the query of an installation's first ``limit`` pending rows, in arrival order."""
+    return (
+        select(webhook_inbox)
+        .where(i.installation_id == installation_id, i.status == "pending")
+        .order_by(i.id)
+        .limit(limit)
+    )
+
+
+def to_claim(ids: Sequence[int]) -> Update:
+    """Return the statement that claims pending rows, counting the attempt before it is made."""
+    return (
+        update(webhook_inbox)
+        .where(i.id.in_(ids), i.status == "pending")
+        .values(status="processing", attempts=i.attempts + 1)
+    )
+
+
+def claim_due(conn: Connection, installation_id: str, limit: int, now: float) -> tuple[list[InboxRow], float | None]:
+    """Claim an installation's next pending rows that are due inside the caller's transaction (``Inbox.claim_due``)."""
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        rows = [_inbox_row(r) for r in on_driver(conn, _SQLITE_PENDING, (installation_id, limit))]
+    else:
+        rows = [InboxRow(**r._mapping) for r in conn.execute(pending_rows(installation_id, limit))]
+    due: list[InboxRow] = []
+    for row in rows:
+        if row.next_attempt_at is not None and row.next_attempt_at > now:
+            break
+        due.append(row)
+    if not due:
+        return [], rows[0].next_attempt_at if rows else None
+    if sqlite:
+        on_driver(conn, _SQLITE_CLAIM, (orjson.dumps([r.id for r in due]).decode(),))
+    else:
+        conn.execute(to_claim([r.id for r in due]))
+    return [replace(r, status="processing", attempts=r.attempts + 1) for r in due], None
+
+
+def _inbox_row(row: tuple[Any, ...]) -> InboxRow:
+    id, ns, installation, event, key, status, body, attempts, received, next_at, processed, error, digest, reused = row
+    # SQLite hands a Boolean back as 0 or 1.
+    return InboxRow(
+        id, ns, installation, event, key, status, body, attempts, received, next_at, processed, error, digest,
+        bool(reused),
     )  # fmt: skip
 
 
@@ -165,6 +224,10 @@ class Processing:
             if (tenant, ns) not in self._subscribers:
                 self._subscribers[(tenant, ns)] = subscribers_of(self.conn, tenant, ns)
         emit(self.conn, tenant, events, now=self.now, subscribers=self._subscribers)
+
+    def claim_due(self, installation_id: str, limit: int) -> tuple[list[InboxRow], float | None]:
+        """Claim an installation's next due rows in this transaction, as ``Inbox.claim_due`` does on its own."""
+        return claim_due(self.conn, installation_id, limit, self.now)
 
     def done(self, row: InboxRow) -> None:
         """Mark a row processed (with the others, when the transaction finishes)."""
