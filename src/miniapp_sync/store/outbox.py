@@ -104,6 +104,38 @@ class DueDelivery:
     attempts: int
 
 
+# Due deliveries on SQLite, read on the driver (store/driver.py): through SQLAlchemy, building
+# each row's event and subscription by column name cost more than the query, ~90 µs an event in
+# all. The columns are TriggerEvent's fields, then Subscription's, in their order, then attempts.
+_SQLITE_DUE: Final = (
+    f"SELECT {', '.join(f'o.{c.name}' for c in trigger_outbox.c)}, "
+    f"{', '.join(f's.{c.name}' for c in subscriptions.c)}, d.attempts "
+    "FROM trigger_deliveries AS d JOIN trigger_outbox AS o ON o.id = d.event_id "
+    "JOIN subscriptions AS s ON s.id = d.subscription_id "
+    "WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at, d.event_id LIMIT ?"
+)
+_SQLITE_SETTLE: Final = (
+    "UPDATE trigger_deliveries SET status = ?, attempts = attempts + 1, error = ?, "
+    "delivered_at = coalesce(?, delivered_at), next_attempt_at = ? WHERE event_id = ? AND subscription_id = ?"
+)
+_SQLITE_SETTLE_PARAMS: Final = ("p_status", "p_error", "p_delivered", "p_next", "p_event", "p_subscription")
+_EVENT_FIELDS: Final = len(trigger_outbox.c)
+
+
+def _sqlite_due(conn: Connection, now: float, limit: int) -> list[DueDelivery]:
+    due: list[DueDelivery] = []
+    known: dict[str, Subscription] = {}  # a batch's deliveries share a few subscriptions
+    for row in on_driver(conn, _SQLITE_DUE, (now, limit)):
+        id, installation_id, inbox_id, tenant, ns, event, payload, occurred_at, created_at = row[:_EVENT_FIELDS]
+        subscription = known.get(row[_EVENT_FIELDS])
+        if subscription is None:
+            subscription = known[row[_EVENT_FIELDS]] = Subscription(*row[_EVENT_FIELDS:-1])
+        loaded = exactjson.loads(payload)
+        trigger = TriggerEvent(id, installation_id, inbox_id, tenant, ns, event, loaded, occurred_at, created_at)
+        due.append(DueDelivery(trigger, subscription, int(row[-1])))
+    return due
+
+
 def _event(row: Row[Any]) -> TriggerEvent:
     return TriggerEvent(**{c.name: row._mapping[c] for c in trigger_outbox.c})
 
@@ -317,6 +349,8 @@ class Outbox:
             .limit(limit)
         )
         with self._db.read("find due trigger deliveries") as conn:
+            if conn.dialect.name == "sqlite":
+                return _sqlite_due(conn, self._clock.now(), limit)
             return [DueDelivery(_event(r), _subscription(r), int(r._mapping[d.attempts])) for r in conn.execute(query)]
 
     def next_due(self) -> float | None:
@@ -359,7 +393,13 @@ class Outbox:
             for a in attempts
         ]
         with self._db.write("record trigger deliveries", durable=False) as conn:
-            conn.execute(_SETTLE, params)
+            if conn.dialect.name == "sqlite":  # on the driver: SQLAlchemy's executemany binds ~10 µs a row
+                values = [tuple(row[name] for name in _SQLITE_SETTLE_PARAMS) for row in params]
+                driver = conn.connection.driver_connection
+                assert driver is not None
+                driver.executemany(_SQLITE_SETTLE, values)
+            else:
+                conn.execute(_SETTLE, params)
 
     def redeliver(self, event_id: int, subscription_id: str) -> DeliveryState | None:
         """Make a failed delivery due now (one more attempt); return its state before, or None when there is none.
