@@ -341,16 +341,16 @@ class Outbox:
 
     def due(self, limit: int = 100) -> list[DueDelivery]:
         """Return pending deliveries whose time has come, oldest first."""
-        query = (
-            select(trigger_outbox, subscriptions, d.attempts)
-            .select_from(trigger_deliveries.join(trigger_outbox).join(subscriptions))
-            .where(d.status == "pending", d.next_attempt_at <= self._clock.now())
-            .order_by(d.next_attempt_at, d.event_id)
-            .limit(limit)
-        )
         with self._db.read("find due trigger deliveries") as conn:
             if conn.dialect.name == "sqlite":
                 return _sqlite_due(conn, self._clock.now(), limit)
+            query = (
+                select(trigger_outbox, subscriptions, d.attempts)
+                .select_from(trigger_deliveries.join(trigger_outbox).join(subscriptions))
+                .where(d.status == "pending", d.next_attempt_at <= self._clock.now())
+                .order_by(d.next_attempt_at, d.event_id)
+                .limit(limit)
+            )
             return [DueDelivery(_event(r), _subscription(r), int(r._mapping[d.attempts])) for r in conn.execute(query)]
 
     def next_due(self) -> float | None:
