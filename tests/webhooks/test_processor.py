@@ -11,7 +11,7 @@ import orjson
 
 from miniapp_sync.errors import StoreError
 from miniapp_sync.jobs import LocalQueue, Work
-from miniapp_sync.store import Inbox, RecordWrite, Store
+from miniapp_sync.store import Inbox, InboxEntry, RecordWrite, Store
 from miniapp_sync.store.processing import Processing
 from miniapp_sync.testing import FakeClock
 from miniapp_sync.webhooks.processor import Processor
@@ -290,6 +290,41 @@ async def test_after_a_batch_is_retried_row_by_row_the_next_batch_is_still_claim
     assert harness.clock.sleeps == []
     assert harness.service.outbox.count_events("acme") == 3
     assert harness.runtime.store.count_records(installation.id, "ecommerce:orders") == 3
+
+
+class ArrivalsDuringBatches(Processor):
+    """A processor during whose first batch ``arrivals`` more deliveries are stored (the receiver, meanwhile)."""
+
+    arrivals: tuple[InboxEntry, ...] = ()
+
+    async def _process(self, app: Any, rows: Any) -> Any:
+        if self.arrivals:
+            self.inbox.add(self.arrivals)
+            self.arrivals = ()
+        return await super()._process(app, rows)
+
+
+async def test_once_caught_up_the_processor_gathers_before_processing_what_its_batch_claimed(harness: Harness) -> None:
+    installation = harness.install()
+    for placed in harness.sandbox.data["orders"][:2]:
+        await harness.send("order.created", placed)
+    first, _ = harness.rows()
+    body = orjson.loads(first.body)
+    late = [
+        InboxEntry("salla", installation.id, "order.created", f"late-{n}", "pending", orjson.dumps(other))
+        for n in (1, 2)
+        if (other := {**body, "data": {**body["data"], "id": 990_000 + n}})
+    ]
+    settings = WebhookSettings(gather=0.05)
+    inbox = Inbox(harness.runtime.store)
+    worker = ArrivalsDuringBatches(harness.runtime, inbox, settings=settings, clock=harness.clock)
+    worker.arrivals = tuple(late)
+    await worker.settle()
+    assert [r.status for r in harness.rows()] == ["done"] * 4
+    # The first batch's transaction claimed the two that arrived during it: fewer than a batch, so
+    # the processor waited for company once; the second batch claimed nothing and the drain ended.
+    assert harness.clock.sleeps == [0.05]
+    assert harness.service.outbox.count_events("acme") == 4
 
 
 async def test_a_row_that_crashed_the_processor_every_time_is_given_up(harness: Harness) -> None:

@@ -17,6 +17,9 @@ class WebhookSettings:
     # wait for, ~0.1 ms a row plus its commit (an fsync, ~2 ms): 64 rows hold it ~8 ms, and halve
     # the lock time a delivery costs against 16 (fewer commits); measured in the commit message.
     batch: int = 64
+    # Seconds the processor waits, once caught up, before processing the few rows it claimed: a
+    # steady rate then fills bigger batches (fewer commits), for that much more processing lag.
+    gather: float = 0.025
     # Acknowledgements first: during a burst (more than ``yield_rate`` deliveries/s, ``yield_crowd``
     # or more waiting for a commit together) the processor holds its next batch, up to
     # ``yield_wait`` seconds (so that it still moves).
