@@ -327,6 +327,37 @@ async def test_once_caught_up_the_processor_gathers_before_processing_what_its_b
     assert harness.service.outbox.count_events("acme") == 4
 
 
+class StuckClock(FakeClock):
+    """A clock whose sleeps never end (until the sleeper is cancelled): a stop arrives mid-wait."""
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await asyncio.Event().wait()
+
+
+async def test_a_stop_while_gathering_puts_the_rows_claimed_ahead_back_uncounted(harness: Harness) -> None:
+    installation = harness.install()
+    for placed in harness.sandbox.data["orders"][:2]:
+        await harness.send("order.created", placed)
+    body = orjson.loads(harness.rows()[0].body)
+    late = tuple(
+        InboxEntry("salla", installation.id, "order.created", f"late-{n}", "pending", orjson.dumps(other))
+        for n in (1, 2)
+        if (other := {**body, "data": {**body["data"], "id": 990_000 + n}})
+    )
+    clock = StuckClock()
+    worker = ArrivalsDuringBatches(harness.runtime, Inbox(harness.runtime.store), clock=clock)
+    worker.arrivals = late
+    draining = asyncio.create_task(worker.settle())
+    await until(lambda: clock.sleeps == [WebhookSettings().gather])  # the late two are claimed, waiting
+    assert [(r.status, r.attempts) for r in harness.rows()] == [("done", 1)] * 2 + [("processing", 1)] * 2
+    draining.cancel()
+    await asyncio.gather(draining, return_exceptions=True)
+    assert [(r.status, r.attempts) for r in harness.rows()] == [("done", 1)] * 2 + [("pending", 0)] * 2
+    await Processor(harness.runtime, Inbox(harness.runtime.store), clock=harness.clock).settle()
+    assert [(r.status, r.attempts) for r in harness.rows()] == [("done", 1)] * 4
+
+
 async def test_a_row_that_crashed_the_processor_every_time_is_given_up(harness: Harness) -> None:
     installation = harness.install()
     await harness.send("order.created")

@@ -113,21 +113,36 @@ class Processor:
     async def _drain_installation(self, installation_id: str, app: MiniApp) -> float | None:
         async with self._locks.setdefault(installation_id, asyncio.Lock()):
             claimed: Claimed | None = None
-            while True:
-                if claimed is None:
-                    claimed = await self._call(self.inbox.claim_due, installation_id, self.settings.batch)
-                due, waiting = claimed
-                if not due:
-                    return waiting
-                held_until, claimed = await self._process(app, due)
-                if held_until is not None:
-                    return held_until
-                await self._step_aside()
-                if claimed is not None and 0 < len(claimed[0]) < self.settings.batch and self.settings.gather > 0:
-                    # Caught up: what the batch's transaction claimed is what arrived meanwhile. Waiting
-                    # a moment before processing it lets the next transaction claim more, so a steady
-                    # rate costs fewer transactions (each a commit, the writer lock taken once more).
-                    await self.clock.sleep(self.settings.gather)
+            try:
+                while True:
+                    if claimed is None:
+                        claimed = await self._call(self.inbox.claim_due, installation_id, self.settings.batch)
+                    due, waiting = claimed
+                    if not due:
+                        return waiting
+                    claimed = None  # attempted from here on
+                    held_until, claimed = await self._process(app, due)
+                    if held_until is not None:
+                        return held_until
+                    await self._step_aside()
+                    if claimed is not None and 0 < len(claimed[0]) < self.settings.batch and self.settings.gather > 0:
+                        # Caught up: what the batch's transaction claimed is what arrived meanwhile. Waiting
+                        # a moment before processing it lets the next transaction claim more, so a steady
+                        # rate costs fewer transactions (each a commit, the writer lock taken once more).
+                        await self.clock.sleep(self.settings.gather)
+            except asyncio.CancelledError:
+                if claimed is not None and claimed[0]:
+                    await self._release_unattempted(claimed[0])
+                raise
+
+    async def _release_unattempted(self, rows: list[InboxRow]) -> None:
+        """Put back rows claimed ahead (by the last batch's transaction) that a stop kept from being attempted."""
+        # A stop (Ctrl-C, a drain job cancelled) between the claim and the attempt would otherwise
+        # cost each row an attempt: after a few restarts, rows never tried would be dead-lettered.
+        try:
+            await self._call(self.inbox.release, [row.id for row in rows])
+        except Exception as exc:  # they stay claimed; the next start puts them back, attempt counted
+            log.warning("could not put back %d claimed webhook deliveries: %s", len(rows), describe(exc))
 
     async def _step_aside(self) -> None:
         """Let the receiver go first: acknowledging in time matters more than processing now (senders time out)."""
