@@ -11,6 +11,7 @@ import re
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import replace
 from functools import cache
+from operator import itemgetter
 from typing import Any, Final
 
 import orjson
@@ -20,7 +21,7 @@ from miniapp_sync import exactjson
 from miniapp_sync.errors import StoreError
 from miniapp_sync.store import records as rec
 from miniapp_sync.store.dead_letters import insert_dead_letter
-from miniapp_sync.store.driver import on_driver
+from miniapp_sync.store.driver import on_driver, on_sqlite
 from miniapp_sync.store.model import RecordWrite, StoredRecord, WriteResult
 from miniapp_sync.store.outbox import emit, subscribers_of
 from miniapp_sync.store.tables import records
@@ -199,9 +200,13 @@ class Processing:
     def find_by_field(self, installation_id: str, content_type: str, field: str, value: str) -> StoredRecord | None:
         """Return the live record, first by code, whose ``data[field]`` equals ``value`` (case-insensitive)."""
         params = {"p_installation_id": installation_id, "p_value": value.lower()}
+        query = _by_field(self.conn.dialect.name, content_type, field)
         # All the matches, usually one, then the first by code: ORDER BY code would lead the planner
         # to walk the primary key in code order instead of probing the lookup index.
-        rows = self.conn.execute(_by_field(self.conn.dialect.name, content_type, field), params).all()
+        if self.conn.dialect.name == "sqlite":  # every new customer asks twice, holding the writer lock
+            found = on_sqlite(self.conn, query, params).fetchall()
+            return _stored(min(found, key=itemgetter(2))) if found else None
+        rows = self.conn.execute(query, params).all()
         return rec.to_record(min(rows, key=lambda row: row.code)) if rows else None
 
     def write(self, installation_id: str, content_type: str, writes: Sequence[RecordWrite]) -> WriteResult:
