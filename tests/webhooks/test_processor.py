@@ -142,6 +142,46 @@ async def test_the_customer_is_matched_by_email_before_phone_and_never_duplicate
     assert harness.runtime.store.count_records(installation.id, "core:customer") == 2
 
 
+async def test_customers_a_batch_creates_are_matched_as_if_each_was_stored_at_once(harness: Harness) -> None:
+    # The batch's new customers are written together after it is linked; until then its later
+    # deliveries match them by email and phone as the store would (SQLite folds ASCII case only).
+    one_by_one, batched = harness.install("acme"), harness.install("globex")
+    base = order(harness, 0)
+    people = [  # (customer id, email, mobile)
+        (9001, "Mixed.Case@Example.com", 500000001),
+        (9002, "mixed.case@example.com", 500000002),  # a's email: a's customer
+        (9003, "ÉLODIE@example.com", 500000003),
+        (9004, "élodie@example.com", 500000004),  # c's: the definition maps emails lower-cased
+        (9005, "", 500000001),  # no email, a's phone: a's customer
+        (9006, "new@example.com", 500000006),
+    ]
+    placed = [
+        {**base, "id": 70_000 + n, "customer": {**base["customer"], "id": cid, "email": email, "mobile": mobile}}
+        for n, (cid, email, mobile) in enumerate(people)
+    ]
+    for installation in (one_by_one, batched):
+        for item in placed:
+            await harness.send("order.created", item, installation=installation.id)
+    inbox = Inbox(harness.runtime.store)
+    await Processor(harness.runtime, inbox, settings=WebhookSettings(batch=1), clock=harness.clock).drain_installation(
+        "salla", one_by_one.id
+    )
+    await Processor(harness.runtime, inbox, clock=harness.clock).drain_installation("salla", batched.id)
+    assert {r.status for r in harness.rows()} == {"done"}
+
+    def linked(installation: Any) -> list[Any]:
+        return [harness.record(installation, "ecommerce:orders", p["id"]).data["customerCode"] for p in placed]  # type: ignore[union-attr]
+
+    def customers(installation: Any) -> list[tuple[str, Any]]:
+        stored = harness.runtime.store.list_records(installation.id, "core:customer", limit=100)
+        return [(c.code, c.data) for c in stored]
+
+    assert linked(one_by_one) == ["9001", "9001", "9003", "9003", "9001", "9006"]
+    assert linked(batched) == linked(one_by_one)
+    assert customers(batched) == customers(one_by_one)
+    assert [code for code, _ in customers(batched)] == ["9001", "9003", "9006"]
+
+
 async def test_shape_b_writes_through_the_resource_mapping(harness: Harness) -> None:
     installation = harness.install()
     person = dict(harness.sandbox.data["customers"][0])
