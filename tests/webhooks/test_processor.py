@@ -11,7 +11,7 @@ import orjson
 
 from miniapp_sync.errors import StoreError
 from miniapp_sync.jobs import LocalQueue, Work
-from miniapp_sync.store import Inbox, RecordWrite, Store
+from miniapp_sync.store import Inbox, InboxEntry, RecordWrite, Store
 from miniapp_sync.store.processing import Processing
 from miniapp_sync.testing import FakeClock
 from miniapp_sync.webhooks.processor import Processor
@@ -142,6 +142,46 @@ async def test_the_customer_is_matched_by_email_before_phone_and_never_duplicate
     assert harness.runtime.store.count_records(installation.id, "core:customer") == 2
 
 
+async def test_customers_a_batch_creates_are_matched_as_if_each_was_stored_at_once(harness: Harness) -> None:
+    # The batch's new customers are written together after it is linked; until then its later
+    # deliveries match them by email and phone as the store would (SQLite folds ASCII case only).
+    one_by_one, batched = harness.install("acme"), harness.install("globex")
+    base = order(harness, 0)
+    people = [  # (customer id, email, mobile)
+        (9001, "Mixed.Case@Example.com", 500000001),
+        (9002, "mixed.case@example.com", 500000002),  # a's email: a's customer
+        (9003, "ÉLODIE@example.com", 500000003),
+        (9004, "élodie@example.com", 500000004),  # c's: the definition maps emails lower-cased
+        (9005, "", 500000001),  # no email, a's phone: a's customer
+        (9006, "new@example.com", 500000006),
+    ]
+    placed = [
+        {**base, "id": 70_000 + n, "customer": {**base["customer"], "id": cid, "email": email, "mobile": mobile}}
+        for n, (cid, email, mobile) in enumerate(people)
+    ]
+    for installation in (one_by_one, batched):
+        for item in placed:
+            await harness.send("order.created", item, installation=installation.id)
+    inbox = Inbox(harness.runtime.store)
+    await Processor(harness.runtime, inbox, settings=WebhookSettings(batch=1), clock=harness.clock).drain_installation(
+        "salla", one_by_one.id
+    )
+    await Processor(harness.runtime, inbox, clock=harness.clock).drain_installation("salla", batched.id)
+    assert {r.status for r in harness.rows()} == {"done"}
+
+    def linked(installation: Any) -> list[Any]:
+        return [harness.record(installation, "ecommerce:orders", p["id"]).data["customerCode"] for p in placed]  # type: ignore[union-attr]
+
+    def customers(installation: Any) -> list[tuple[str, Any]]:
+        stored = harness.runtime.store.list_records(installation.id, "core:customer", limit=100)
+        return [(c.code, c.data) for c in stored]
+
+    assert linked(one_by_one) == ["9001", "9001", "9003", "9003", "9001", "9006"]
+    assert linked(batched) == linked(one_by_one)
+    assert customers(batched) == customers(one_by_one)
+    assert [code for code, _ in customers(batched)] == ["9001", "9003", "9006"]
+
+
 async def test_shape_b_writes_through_the_resource_mapping(harness: Harness) -> None:
     installation = harness.install()
     person = dict(harness.sandbox.data["customers"][0])
@@ -241,6 +281,121 @@ async def test_a_drain_job_puts_back_its_own_installation_s_interrupted_rows_onl
     assert states == {(acme.id, "done", 2), (globex.id, "processing", 1)}
     assert harness.runtime.store.count_records(acme.id, "ecommerce:orders") == 2
     assert harness.runtime.store.count_records(globex.id, "ecommerce:orders") == 0
+
+
+class Killed(BaseException):
+    """The process dying mid-batch (past every ``except Exception``)."""
+
+
+class CrashingProcessor(Processor):
+    """A processor whose process dies while it maps the row of ``crash_on``."""
+
+    crash_on = 0
+
+    def _prepare(self, app: Any, row: Any, country: str, *, replaying: bool = False) -> Any:
+        if row.id == self.crash_on:
+            raise Killed
+        return super()._prepare(app, row, country, replaying=replaying)
+
+
+async def test_a_batch_s_transaction_claims_the_next_batch_so_a_crash_mapping_it_still_counts(harness: Harness) -> None:
+    installation = harness.install()
+    for placed in harness.sandbox.data["orders"][:3]:
+        await harness.send("order.created", placed)
+    first, second, third = harness.rows()
+    worker = CrashingProcessor(
+        harness.runtime, Inbox(harness.runtime.store), settings=WebhookSettings(batch=1), clock=harness.clock
+    )
+    worker.crash_on = second.id
+    try:
+        await worker.settle()
+    except Killed:
+        pass
+    else:
+        raise AssertionError("the processor did not reach the second row")
+    states = [(r.status, r.attempts) for r in harness.rows()]
+    # The first batch committed with the claim of the second: its attempt is counted before it is mapped.
+    assert states == [("done", 1), ("processing", 1), ("pending", 0)]
+    assert harness.runtime.store.count_records(installation.id, "ecommerce:orders") == 1
+    assert [r.id for r in harness.rows()] == [first.id, second.id, third.id]
+
+
+async def test_after_a_batch_is_retried_row_by_row_the_next_batch_is_still_claimed(harness: Harness) -> None:
+    installation = harness.install()
+    for placed in harness.sandbox.data["orders"][:3]:
+        await harness.send("order.created", placed)
+    inbox = FlakyInbox(harness.runtime.store, failures=1)  # the first batch's transaction (and its claim) fails
+    await Processor(harness.runtime, inbox, settings=WebhookSettings(batch=2), clock=harness.clock).settle()
+    assert [(r.status, r.attempts) for r in harness.rows()] == [("done", 1)] * 3
+    assert harness.clock.sleeps == []
+    assert harness.service.outbox.count_events("acme") == 3
+    assert harness.runtime.store.count_records(installation.id, "ecommerce:orders") == 3
+
+
+class ArrivalsDuringBatches(Processor):
+    """A processor during whose first batch ``arrivals`` more deliveries are stored (the receiver, meanwhile)."""
+
+    arrivals: tuple[InboxEntry, ...] = ()
+
+    async def _process(self, app: Any, rows: Any) -> Any:
+        if self.arrivals:
+            self.inbox.add(self.arrivals)
+            self.arrivals = ()
+        return await super()._process(app, rows)
+
+
+async def test_once_caught_up_the_processor_gathers_before_processing_what_its_batch_claimed(harness: Harness) -> None:
+    installation = harness.install()
+    for placed in harness.sandbox.data["orders"][:2]:
+        await harness.send("order.created", placed)
+    first, _ = harness.rows()
+    body = orjson.loads(first.body)
+    late = [
+        InboxEntry("salla", installation.id, "order.created", f"late-{n}", "pending", orjson.dumps(other))
+        for n in (1, 2)
+        if (other := {**body, "data": {**body["data"], "id": 990_000 + n}})
+    ]
+    settings = WebhookSettings(gather=0.05)
+    inbox = Inbox(harness.runtime.store)
+    worker = ArrivalsDuringBatches(harness.runtime, inbox, settings=settings, clock=harness.clock)
+    worker.arrivals = tuple(late)
+    await worker.settle()
+    assert [r.status for r in harness.rows()] == ["done"] * 4
+    # The first batch's transaction claimed the two that arrived during it: fewer than a batch, so
+    # the processor waited for company once; the second batch claimed nothing and the drain ended.
+    assert harness.clock.sleeps == [0.05]
+    assert harness.service.outbox.count_events("acme") == 4
+
+
+class StuckClock(FakeClock):
+    """A clock whose sleeps never end (until the sleeper is cancelled): a stop arrives mid-wait."""
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await asyncio.Event().wait()
+
+
+async def test_a_stop_while_gathering_puts_the_rows_claimed_ahead_back_uncounted(harness: Harness) -> None:
+    installation = harness.install()
+    for placed in harness.sandbox.data["orders"][:2]:
+        await harness.send("order.created", placed)
+    body = orjson.loads(harness.rows()[0].body)
+    late = tuple(
+        InboxEntry("salla", installation.id, "order.created", f"late-{n}", "pending", orjson.dumps(other))
+        for n in (1, 2)
+        if (other := {**body, "data": {**body["data"], "id": 990_000 + n}})
+    )
+    clock = StuckClock()
+    worker = ArrivalsDuringBatches(harness.runtime, Inbox(harness.runtime.store), clock=clock)
+    worker.arrivals = late
+    draining = asyncio.create_task(worker.settle())
+    await until(lambda: clock.sleeps == [WebhookSettings().gather])  # the late two are claimed, waiting
+    assert [(r.status, r.attempts) for r in harness.rows()] == [("done", 1)] * 2 + [("processing", 1)] * 2
+    draining.cancel()
+    await asyncio.gather(draining, return_exceptions=True)
+    assert [(r.status, r.attempts) for r in harness.rows()] == [("done", 1)] * 2 + [("pending", 0)] * 2
+    await Processor(harness.runtime, Inbox(harness.runtime.store), clock=harness.clock).settle()
+    assert [(r.status, r.attempts) for r in harness.rows()] == [("done", 1)] * 4
 
 
 async def test_a_row_that_crashed_the_processor_every_time_is_given_up(harness: Harness) -> None:

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any, Final, Literal
 
 import orjson
-from sqlalchemy import Row, Select, Update, delete, func, insert, select, update
+from sqlalchemy import Row, delete, func, insert, select, update
 
 from miniapp_sync.store.inbox_insert import insert_entries
-from miniapp_sync.store.processing import Processing
+from miniapp_sync.store.processing import Processing, claim_due, pending_rows, to_claim
 from miniapp_sync.store.store import Store
 from miniapp_sync.store.tables import dead_letters
 from miniapp_sync.store.webhook_model import Added, InboxEntry, InboxRow, InboxStatus
@@ -87,7 +86,7 @@ class Inbox:
     def pending(self, installation_id: str, limit: int) -> list[InboxRow]:
         """Return an installation's pending rows in arrival order."""
         with self._db.read("read pending webhook deliveries") as conn:
-            return [_row(r) for r in conn.execute(_pending(installation_id, limit))]
+            return [_row(r) for r in conn.execute(pending_rows(installation_id, limit))]
 
     def claim_due(self, installation_id: str, limit: int) -> tuple[list[InboxRow], float | None]:
         """Claim an installation's next pending rows that are due, in arrival order, as ``claim`` does.
@@ -99,21 +98,12 @@ class Inbox:
         """
         now = self._clock.now()
         with self._db.write("claim webhook deliveries", durable=False) as conn:
-            rows = [_row(r) for r in conn.execute(_pending(installation_id, limit))]
-            due: list[InboxRow] = []
-            for row in rows:
-                if row.next_attempt_at is not None and row.next_attempt_at > now:
-                    break
-                due.append(row)
-            if not due:
-                return [], rows[0].next_attempt_at if rows else None
-            conn.execute(_claim([r.id for r in due]))
-        return [replace(r, status="processing", attempts=r.attempts + 1) for r in due], None
+            return claim_due(conn, installation_id, limit, now)
 
     def claim(self, ids: Sequence[int]) -> None:
         """Mark pending rows as being processed, counting the attempt before it is made (a crash counts too)."""
         with self._db.write("claim webhook deliveries") as conn:
-            conn.execute(_claim(ids))
+            conn.execute(to_claim(ids))
 
     def release(self, ids: Sequence[int]) -> None:
         """Put claimed rows that were not attempted back, uncounted."""
@@ -227,20 +217,3 @@ class Inbox:
             tx = Processing(conn, self._clock.now(), history=self._history)
             yield tx
             tx.finish()
-
-
-def _pending(installation_id: str, limit: int) -> Select[Any]:
-    return (
-        select(webhook_inbox)
-        .where(i.installation_id == installation_id, i.status == "pending")
-        .order_by(i.id)
-        .limit(limit)
-    )
-
-
-def _claim(ids: Sequence[int]) -> Update:
-    return (
-        update(webhook_inbox)
-        .where(i.id.in_(ids), i.status == "pending")
-        .values(status="processing", attempts=i.attempts + 1)
-    )

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterator, Sequence
+from dataclasses import replace
 from functools import cache
+from operator import itemgetter
 from typing import Any, Final
 
+import orjson
 from sqlalchemy import Connection, Select, Update, bindparam, select, text, update
 
+from miniapp_sync import exactjson
 from miniapp_sync.errors import StoreError
 from miniapp_sync.store import records as rec
 from miniapp_sync.store.dead_letters import insert_dead_letter
+from miniapp_sync.store.driver import on_driver, on_sqlite
 from miniapp_sync.store.model import RecordWrite, StoredRecord, WriteResult
 from miniapp_sync.store.outbox import emit, subscribers_of
 from miniapp_sync.store.tables import records
@@ -39,6 +44,27 @@ _DONE = (
     .where(i.id.in_(bindparam("p_ids", expanding=True)))
     .values(status="done", processed_at=bindparam("p_now"), next_attempt_at=None, error=None)
 )
+# On SQLite the statements a batch always runs go to the driver (store/driver.py), their codes
+# and ids as one JSON array: SQLAlchemy's execution layer and its expanding IN lists cost more
+# than the statements, and every one of them runs holding the writer lock that acknowledgements
+# wait for. The columns of _SQLITE_RECORDS are StoredRecord's fields, in its order.
+_SQLITE_RECORDS: Final = (
+    f"SELECT {', '.join(c.name for c in records.c)} FROM records "
+    "WHERE installation_id = ? AND content_type = ? AND code IN (SELECT value FROM json_each(?))"
+)
+_SQLITE_DONE: Final = (
+    "UPDATE webhook_inbox SET status = 'done', processed_at = ?, next_attempt_at = NULL, error = NULL "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
+# The claim's, likewise. The columns of _SQLITE_PENDING are InboxRow's fields, in its order.
+_SQLITE_PENDING: Final = (
+    f"SELECT {', '.join(c.name for c in webhook_inbox.c)} FROM webhook_inbox "
+    "WHERE installation_id = ? AND status = 'pending' ORDER BY id LIMIT ?"
+)
+_SQLITE_CLAIM: Final = (
+    "UPDATE webhook_inbox SET status = 'processing', attempts = attempts + 1 "
+    "WHERE id IN (SELECT value FROM json_each(?)) AND status = 'pending'"
+)
 _FAIL: Update = (
     update(webhook_inbox)
     .where(i.id == bindparam("p_id"))
@@ -50,6 +76,64 @@ def _chunks(codes: Collection[str]) -> Iterator[list[str]]:
     ordered = sorted(codes)
     for start in range(0, len(ordered), _CHUNK):
         yield ordered[start : start + _CHUNK]
+
+
+def _stored(row: tuple[Any, ...]) -> StoredRecord:
+    """Build a StoredRecord from a ``records`` row as the SQLite driver gives it (JSON text, 0/1 booleans)."""
+    (installation_id, content_type, code, data, content_hash, version, source, partial, deleted, *rest) = row
+    return StoredRecord(
+        installation_id, content_type, code, exactjson.loads(data), content_hash, version, source,
+        bool(partial), bool(deleted), *rest,
+    )  # fmt: skip
+
+
+def pending_rows(installation_id: str, limit: int) -> Select[Any]:
+    """Return the query of an installation's first ``limit`` pending rows, in arrival order."""
+    return (
+        select(webhook_inbox)
+        .where(i.installation_id == installation_id, i.status == "pending")
+        .order_by(i.id)
+        .limit(limit)
+    )
+
+
+def to_claim(ids: Sequence[int]) -> Update:
+    """Return the statement that claims pending rows, counting the attempt before it is made."""
+    return (
+        update(webhook_inbox)
+        .where(i.id.in_(ids), i.status == "pending")
+        .values(status="processing", attempts=i.attempts + 1)
+    )
+
+
+def claim_due(conn: Connection, installation_id: str, limit: int, now: float) -> tuple[list[InboxRow], float | None]:
+    """Claim an installation's next pending rows that are due inside the caller's transaction (``Inbox.claim_due``)."""
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        rows = [_inbox_row(r) for r in on_driver(conn, _SQLITE_PENDING, (installation_id, limit))]
+    else:
+        rows = [InboxRow(**r._mapping) for r in conn.execute(pending_rows(installation_id, limit))]
+    due: list[InboxRow] = []
+    for row in rows:
+        if row.next_attempt_at is not None and row.next_attempt_at > now:
+            break
+        due.append(row)
+    if not due:
+        return [], rows[0].next_attempt_at if rows else None
+    if sqlite:
+        on_driver(conn, _SQLITE_CLAIM, (orjson.dumps([r.id for r in due]).decode(),))
+    else:
+        conn.execute(to_claim([r.id for r in due]))
+    return [replace(r, status="processing", attempts=r.attempts + 1) for r in due], None
+
+
+def _inbox_row(row: tuple[Any, ...]) -> InboxRow:
+    id, ns, installation, event, key, status, body, attempts, received, next_at, processed, error, digest, reused = row
+    # SQLite hands a Boolean back as 0 or 1.
+    return InboxRow(
+        id, ns, installation, event, key, status, body, attempts, received, next_at, processed, error, digest,
+        bool(reused),
+    )  # fmt: skip
 
 
 def lookup_key(dialect: str, field: str) -> str:
@@ -103,6 +187,11 @@ class Processing:
     def records(self, installation_id: str, content_type: str, codes: Collection[str]) -> dict[str, StoredRecord]:
         """Return the stored records of these codes, by code (absent codes are left out)."""
         found: dict[str, StoredRecord] = {}
+        if self.conn.dialect.name == "sqlite":
+            for chunk in _chunks(codes):
+                values = (installation_id, content_type, orjson.dumps(chunk).decode())
+                found.update((row[2], _stored(row)) for row in on_driver(self.conn, _SQLITE_RECORDS, values))
+            return found
         for chunk in _chunks(codes):
             params = {"p_installation_id": installation_id, "p_content_type": content_type, "p_codes": chunk}
             found.update((row.code, rec.to_record(row)) for row in self.conn.execute(_RECORDS, params))
@@ -111,9 +200,13 @@ class Processing:
     def find_by_field(self, installation_id: str, content_type: str, field: str, value: str) -> StoredRecord | None:
         """Return the live record, first by code, whose ``data[field]`` equals ``value`` (case-insensitive)."""
         params = {"p_installation_id": installation_id, "p_value": value.lower()}
+        query = _by_field(self.conn.dialect.name, content_type, field)
         # All the matches, usually one, then the first by code: ORDER BY code would lead the planner
         # to walk the primary key in code order instead of probing the lookup index.
-        rows = self.conn.execute(_by_field(self.conn.dialect.name, content_type, field), params).all()
+        if self.conn.dialect.name == "sqlite":  # every new customer asks twice, holding the writer lock
+            found = on_sqlite(self.conn, query, params).fetchall()
+            return _stored(min(found, key=itemgetter(2))) if found else None
+        rows = self.conn.execute(query, params).all()
         return rec.to_record(min(rows, key=lambda row: row.code)) if rows else None
 
     def write(self, installation_id: str, content_type: str, writes: Sequence[RecordWrite]) -> WriteResult:
@@ -137,6 +230,10 @@ class Processing:
                 self._subscribers[(tenant, ns)] = subscribers_of(self.conn, tenant, ns)
         emit(self.conn, tenant, events, now=self.now, subscribers=self._subscribers)
 
+    def claim_due(self, installation_id: str, limit: int) -> tuple[list[InboxRow], float | None]:
+        """Claim an installation's next due rows in this transaction, as ``Inbox.claim_due`` does on its own."""
+        return claim_due(self.conn, installation_id, limit, self.now)
+
     def done(self, row: InboxRow) -> None:
         """Mark a row processed (with the others, when the transaction finishes)."""
         self._done.append(row.id)
@@ -148,6 +245,10 @@ class Processing:
 
     def finish(self) -> None:
         """Write what was deferred to the end of the transaction: the rows marked done."""
-        if self._done:
+        if not self._done:
+            return
+        if self.conn.dialect.name == "sqlite":
+            on_driver(self.conn, _SQLITE_DONE, (self.now, orjson.dumps(self._done).decode()))
+        else:
             self.conn.execute(_DONE, {"p_ids": self._done, "p_now": self.now})
-            self._done = []
+        self._done = []

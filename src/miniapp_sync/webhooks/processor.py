@@ -2,7 +2,8 @@
 
 For each pending row: customer extraction, then the handler, then (if the handler wrote, or
 there is no handler) the trigger event into the outbox, and the row marked done, all in one
-transaction. Rows are claimed before they are processed, which counts the attempt; a failure
+transaction. Rows are claimed before they are processed, which counts the attempt (a batch's
+transaction claims the installation's next batch, so a claim needs no transaction of its own); a failure
 puts the row back with a backoff on the injected clock and holds the installation's later rows
 until it succeeds or is dead-lettered after ``max_attempts``. A row whose mapping is rejected
 (D19) or whose body is not JSON can never succeed: it is dead-lettered at once. After a restart,
@@ -33,6 +34,7 @@ from miniapp_sync.webhooks.settings import WebhookSettings
 log = logging.getLogger("miniapp_sync.webhooks")
 YIELD_STEP = 0.005  # seconds between looks at the receiver's backlog while stepping aside
 YIELD_TURNS = 3  # loop turns from a socket's data to its delivery in the group commit
+Claimed = tuple[list[InboxRow], float | None]  # claimed rows, or when the head comes due (Inbox.claim_due)
 
 
 def purge(store: Store, before: float) -> tuple[int, int, int]:
@@ -110,14 +112,37 @@ class Processor:
 
     async def _drain_installation(self, installation_id: str, app: MiniApp) -> float | None:
         async with self._locks.setdefault(installation_id, asyncio.Lock()):
-            while True:
-                due, waiting = await self._call(self.inbox.claim_due, installation_id, self.settings.batch)
-                if not due:
-                    return waiting
-                held_until = await self._process(app, due)
-                if held_until is not None:
-                    return held_until
-                await self._step_aside()
+            claimed: Claimed | None = None
+            try:
+                while True:
+                    if claimed is None:
+                        claimed = await self._call(self.inbox.claim_due, installation_id, self.settings.batch)
+                    due, waiting = claimed
+                    if not due:
+                        return waiting
+                    claimed = None  # attempted from here on
+                    held_until, claimed = await self._process(app, due)
+                    if held_until is not None:
+                        return held_until
+                    await self._step_aside()
+                    if claimed is not None and 0 < len(claimed[0]) < self.settings.batch and self.settings.gather > 0:
+                        # Caught up: what the batch's transaction claimed is what arrived meanwhile. Waiting
+                        # a moment before processing it lets the next transaction claim more, so a steady
+                        # rate costs fewer transactions (each a commit, the writer lock taken once more).
+                        await self.clock.sleep(self.settings.gather)
+            except asyncio.CancelledError:
+                if claimed is not None and claimed[0]:
+                    await self._release_unattempted(claimed[0])
+                raise
+
+    async def _release_unattempted(self, rows: list[InboxRow]) -> None:
+        """Put back rows claimed ahead (by the last batch's transaction) that a stop kept from being attempted."""
+        # A stop (Ctrl-C, a drain job cancelled) between the claim and the attempt would otherwise
+        # cost each row an attempt: after a few restarts, rows never tried would be dead-lettered.
+        try:
+            await self._call(self.inbox.release, [row.id for row in rows])
+        except Exception as exc:  # they stay claimed; the next start puts them back, attempt counted
+            log.warning("could not put back %d claimed webhook deliveries: %s", len(rows), describe(exc))
 
     async def _step_aside(self) -> None:
         """Let the receiver go first: acknowledging in time matters more than processing now (senders time out)."""
@@ -132,12 +157,19 @@ class Processor:
             await self.clock.sleep(YIELD_STEP)
             held += YIELD_STEP
 
-    async def _process(self, app: MiniApp, rows: list[InboxRow]) -> float | None:
-        """Process claimed rows in one transaction (one by one if it fails); return a retry time that holds the rest."""
-        tenant, country = await self._owner(app, rows[0].installation_id or "")
+    async def _process(self, app: MiniApp, rows: list[InboxRow]) -> tuple[float | None, Claimed | None]:
+        """Process claimed rows in one transaction (one by one if it fails); return a retry time that holds the rest,
+        and the installation's next batch when the transaction claimed it too (None: claim it yourself).
+
+        The next batch is claimed in the batch's own transaction: a claim of its own was a second
+        write transaction per batch (the writer lock taken, a commit), which the receiver's group
+        commit waits for. Its attempts are counted, and durable, before it is mapped, as before.
+        """
+        installation_id = rows[0].installation_id or ""
+        tenant, country = await self._owner(app, installation_id)
         prepared = [self._prepare(app, r, country) for r in rows]
         try:
-            await self._call(self._commit, tenant, prepared)
+            claimed = await self._call(self._commit, tenant, prepared, (installation_id, self.settings.batch))
         except Exception:  # find the row that spoils the transaction: the ones before it still commit
             for index, item in enumerate(prepared):
                 try:
@@ -147,9 +179,10 @@ class Processor:
                     if rest:
                         await self._call(self.inbox.release, rest)
                     self._done(app.ns, prepared[:index])
-                    return await self._failed(item.row, describe(exc))
+                    return await self._failed(item.row, describe(exc)), None
+            claimed = None
         self._done(app.ns, prepared)
-        return None
+        return None, claimed
 
     def _prepare(self, app: MiniApp, row: InboxRow, country: str, *, replaying: bool = False) -> Prepared:
         """Map a row's body: the customer and the handler's record (pure, so done before the transaction)."""
@@ -181,10 +214,11 @@ class Processor:
             cached = self._trigger_events[app.ns] = (app, frozenset(app.definition.trigger_events()))
         return cached[1]
 
-    def _commit(self, tenant: str, prepared: list[Prepared]) -> None:
-        """Apply prepared rows in one transaction."""
+    def _commit(self, tenant: str, prepared: list[Prepared], claim: tuple[str, int] | None = None) -> Claimed | None:
+        """Apply prepared rows in one transaction; with ``claim`` (installation, limit), claim its next rows in it."""
         with self.inbox.transaction() as tx:
             apply_rows(tx, tenant, prepared)
+            return tx.claim_due(*claim) if claim is not None else None
 
     def _done(self, ns: str, prepared: list[Prepared]) -> None:
         failed = sum(1 for p in prepared if p.problem is not None)
