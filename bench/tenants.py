@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import harness
-from harness import EXAMPLE, command, cpu_seconds, free_port, peak_rss_kb, percentile, provider
+from harness import EXAMPLE, children, command, cpu_seconds, free_port, peak_rss_kb, percentile, provider
 from sqlalchemy import create_engine, text
 
 from miniapp_sync.definition.loader import load_file
@@ -82,6 +82,13 @@ WAITING = "SELECT count(*) FROM webhook_inbox WHERE status IN ('pending', 'proce
 WORKERS = "SELECT count(*) FROM procrastinate_workers"
 CONNECTIONS = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
 MAX_CONNECTIONS = "SELECT setting::int FROM pg_settings WHERE name = 'max_connections'"
+TRANSACTIONS = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+# Each sync job's events (Procrastinate's trigger writes them): when it was deferred and when a worker started it.
+JOB_EVENTS = (
+    "SELECT e.type::text, extract(epoch FROM e.at) FROM procrastinate_events e "
+    "JOIN procrastinate_jobs j ON j.id = e.job_id WHERE j.task_name = 'miniapp_sync.sync' "
+    "AND e.type IN ('deferred', 'started')"
+)
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,11 @@ class Result:
     waiting: int
     started: int  # installations that had made a request by the window's start
     connections: tuple[int, int] = (0, 0)  # PostgreSQL: the most seen on the database (sampled), max_connections
+    # PostgreSQL: seconds from the tick to each sync job's defer and start (by the window's end);
+    # the database's transactions in the window per provider request (what the budget costs in round trips).
+    deferred: list[float] = field(default_factory=list)
+    job_starts: list[float] = field(default_factory=list)
+    transactions_per_request: float = 0.0
     load: float = field(default_factory=lambda: os.getloadavg()[0])
 
     @property
@@ -214,11 +226,15 @@ def fresh_store(setup: Setup, folder: Path) -> Iterator[str]:
 
 
 def count(store: str, query: str) -> int:
+    return int(rows(store, query)[0][0])
+
+
+def rows(store: str, query: str) -> list[tuple[Any, ...]]:
     url = f"sqlite:///{store}" if "://" not in store else store.replace("postgresql://", "postgresql+psycopg://", 1)
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(text(query)).scalar_one())
+            return [tuple(row) for row in conn.execute(text(query))]
     finally:
         engine.dispose()
 
@@ -313,27 +329,35 @@ async def measure(
     url = f"http://127.0.0.1:{running['port']}/miniapps/salla/webhooks"
     pids = {label: p.pid for label, p in running.items() if label != "port"} | {"sandbox": sandbox.pid}
     await sleep_until(tick)
+    # On SQLite serve forks its processor (--processor separate, the default) once it listens,
+    # so it is looked for at the tick: the syncs and inbox drains run there, its CPU and RSS count.
+    forked = children(running["serve"].pid)
+    pids |= {("serve's processor" if len(forked) == 1 else f"serve's child {k}"): pid for k, pid in enumerate(forked)}
     # Answers missing 5 s after the last send count as failed: the case ends on time.
     sending = asyncio.create_task(open_loop(url, paced, setup.webhook_rate, None, grace=5.0))
     await sleep_until(tick + setup.warmup)
-    before, synced, cpu = await asyncio.gather(
+    postgres = setup.backend == "postgres"
+    before, synced, cpu, transactions = await asyncio.gather(
         asyncio.to_thread(sandbox.stats),
         asyncio.to_thread(count, store, SYNCED),
         asyncio.to_thread(lambda: {label: cpu_seconds(pid) for label, pid in pids.items()}),
+        asyncio.to_thread(count, store, TRANSACTIONS) if postgres else asyncio.sleep(0, 0),
     )
-    postgres = setup.backend == "postgres"
     connections: list[int] = []
     end = tick + setup.warmup + setup.seconds
     while postgres and time.time() < end - 1:  # how many connections the processes hold: max_connections binds
         connections.append(await asyncio.to_thread(count, store, CONNECTIONS))
         await sleep_until(min(end - 1, time.time() + 5))
     await sleep_until(end)
-    after, synced_after, cpu_after = await asyncio.gather(
+    after, synced_after, cpu_after, transactions_after = await asyncio.gather(
         asyncio.to_thread(sandbox.stats),
         asyncio.to_thread(count, store, SYNCED),
         asyncio.to_thread(lambda: {label: cpu_seconds(pid) for label, pid in pids.items()}),
+        asyncio.to_thread(count, store, TRANSACTIONS) if postgres else asyncio.sleep(0, 0),
     )
     allowed = await asyncio.to_thread(count, store, MAX_CONNECTIONS) if postgres else 0
+    events = await asyncio.to_thread(rows, store, JOB_EVENTS) if postgres else []
+    requests = int(after["apiRequests"]) - int(before["apiRequests"])
     rss = {label: peak_rss_kb(pid) for label, pid in pids.items() if label != "sandbox"}
     latencies, _, failed = await sending
     waiting = await asyncio.to_thread(count, store, WAITING)
@@ -352,6 +376,9 @@ async def measure(
         waiting=waiting,
         started=len(before["byTenant"]),
         connections=(max(connections, default=0), allowed),
+        deferred=sorted(float(at) - tick for kind, at in events if kind == "deferred"),
+        job_starts=sorted(float(at) - tick for kind, at in events if kind == "started"),
+        transactions_per_request=(transactions_after - transactions) / max(1, requests),
     )
 
 
@@ -391,6 +418,16 @@ def report(result: Result) -> None:
     used, allowed = result.connections
     if allowed:
         print(f"  PostgreSQL connections: at most {used} seen (sampled every 5 s) of max_connections {allowed}")
+        print(f"  PostgreSQL transactions in the window: {result.transactions_per_request:.1f} per provider request")
+    if result.deferred:
+        starts = result.job_starts
+        started = (
+            f"started p50 {percentile(starts, 0.5):.1f} s, max {starts[-1]:.1f} s after the tick" if starts else "none"
+        )
+        print(
+            f"  sync jobs: {len(result.deferred)} deferred by {result.deferred[-1]:.1f} s after the tick; "
+            f"{len(starts)} started by the window's end ({started})"
+        )
     for target, ok in result.verdicts().items():
         print(f"  target {target}: {_met(ok)}")
     for limit in result.limits():
