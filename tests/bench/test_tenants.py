@@ -76,3 +76,13 @@ def test_a_tiny_run_syncs_every_installation_from_the_tick_within_its_budget(bac
         assert len(found.deferred) == 4
         assert len(found.job_starts) == 4
         assert found.transactions_per_request > 0  # at this size mostly the queue's own polling and the webhooks
+
+
+def test_stores_spread_over_several_sandbox_processes_each_keep_their_budget() -> None:
+    setup = Setup("sqlite", 4, seconds=3, warmup=2, lead=10, products=20, orders=20, webhook_rate=20, sandboxes=2)
+    found = run_case(setup)
+    assert {"sandbox 0", "sandbox 1"} <= set(found.cpu)
+    assert len(found.sandbox_requests) == 2
+    assert all(served > 0 for served in found.sandbox_requests)  # stores 0, 2 on one; 1, 3 on the other
+    assert all(0.7 <= share <= 1.1 for share in found.shares), found.shares
+    assert found.throttled == 0
