@@ -12,7 +12,8 @@ Two rules, both on the injected clock:
   so a grant that wakes up late by less than ``spacing - interval`` (the event loop's ordinary
   lateness) costs nothing, and the arrival jitter between us and the provider has that much room
   before two requests look closer than its interval. ``paced`` is the resulting rate: the run's
-  stats show it beside the budget, so an operator sees what the margin costs.
+  stats show it beside the budget, so an operator sees what the margin costs. (A departure from
+  D5's "honoured exactly": the budget is never exceeded, and used up to the margin.)
 
 Pace, never catch up: a caller that wakes up later than the margin absorbs (the process stalled)
 sends at once, and the next one waits a full interval after it: the slots the stall swallowed
