@@ -183,6 +183,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children(pid: int) -> list[int]:
+    """Return the pids of a live process's children (Linux: /proc/PID/task/*/children)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            found.extend(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
 def peak_rss_kb(pid: int) -> int:
     """Return a live process's peak resident set size so far, in KiB (Linux: VmHWM of /proc/PID/status)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

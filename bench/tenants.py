@@ -2,7 +2,8 @@
 
 Issue #17 item 5: an operator's real load. Setup, per backend and N:
 
-- one sandbox child process (bench/harness.py) serving N stores (``SandboxConfig.tenants``): each
+- one sandbox child process (bench/harness.py) serving N stores (``SandboxConfig.tenants``), or
+  ``--sandboxes K`` of them (store ``k`` synced from sandbox ``k mod K``; see below): each
   store its own token pair, merchant id and rate limit of ``RATE`` requests/s (429 above it),
   50 ms of latency on every API request, and the same catalogue of ``--products`` products and
   ``--orders`` orders (1,000 each by default; customers and carts exist but are not synced);
@@ -34,6 +35,12 @@ takes ~8.5 minutes, so the window sees syncs in their steady state):
 - webhook ack p99 as the sender sees it, and the inbox rows still waiting at the end;
 - CPU of each process in the window (cores), which says what limits a run on this machine.
 
+With ``--sandboxes K`` > 1 the definition's ``sync.baseUrl`` becomes ``{{sandboxUrl}}/admin/v2``
+and each installation's user input names its sandbox (the tenant-built origin of D31: the
+processes then run with ``--allow-private-network``, which takes the same unguarded client path
+as a rewritten origin). Each sandbox still knows every store's tokens (OAuth and userDetails go to
+the first); a store's API requests, and so its rate budget, all go to its own sandbox.
+
 Targets: every installation ≥ 90% of its budget with zero 429s, webhook ack p99 ≤ 50 ms, and
 peak RSS growing sub-linearly in N (checked between the N values of one run). The verdict names
 the largest N that met them per backend. Wall-clock figures: mind the load average printed.
@@ -63,7 +70,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import harness
-from harness import EXAMPLE, command, cpu_seconds, free_port, peak_rss_kb, percentile, provider
+from harness import EXAMPLE, children, command, cpu_seconds, free_port, peak_rss_kb, percentile, provider
 from sqlalchemy import create_engine, text
 
 from miniapp_sync.definition.loader import load_file
@@ -82,6 +89,13 @@ WAITING = "SELECT count(*) FROM webhook_inbox WHERE status IN ('pending', 'proce
 WORKERS = "SELECT count(*) FROM procrastinate_workers"
 CONNECTIONS = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
 MAX_CONNECTIONS = "SELECT setting::int FROM pg_settings WHERE name = 'max_connections'"
+TRANSACTIONS = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+# Each sync job's events (Procrastinate's trigger writes them): when it was deferred and when a worker started it.
+JOB_EVENTS = (
+    "SELECT e.type::text, extract(epoch FROM e.at) FROM procrastinate_events e "
+    "JOIN procrastinate_jobs j ON j.id = e.job_id WHERE j.task_name = 'miniapp_sync.sync' "
+    "AND e.type IN ('deferred', 'started')"
+)
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,7 @@ class Setup:
     webhook_rate: float = 200.0
     workers: int = 2
     postgres: str = "postgresql://postgres@127.0.0.1:5432/test"
+    sandboxes: int = 1
 
 
 @dataclass
@@ -116,6 +131,12 @@ class Result:
     waiting: int
     started: int  # installations that had made a request by the window's start
     connections: tuple[int, int] = (0, 0)  # PostgreSQL: the most seen on the database (sampled), max_connections
+    # PostgreSQL: seconds from the tick to each sync job's defer and start (by the window's end);
+    # the database's transactions in the window per provider request (what the budget costs in round trips).
+    deferred: list[float] = field(default_factory=list)
+    job_starts: list[float] = field(default_factory=list)
+    transactions_per_request: float = 0.0
+    sandbox_requests: list[int] = field(default_factory=list)  # API requests each sandbox process served in the window
     load: float = field(default_factory=lambda: os.getloadavg()[0])
 
     @property
@@ -172,11 +193,13 @@ def tick_cron(at: datetime) -> str:
     return f"{at.minute} {at.hour} {at.day} {at.month} * {at.second}"
 
 
-def write_definition(folder: Path, cron: str) -> Path:
+def write_definition(folder: Path, cron: str, *, per_tenant_sandbox: bool = False) -> Path:
     """Write the example with the budget, the synced resources and the schedule of the benchmark."""
     document, _ = load_file(EXAMPLE)
     sync = document["sync"]
     sync["syncConfiguration"].update(rateLimitPerSecond=RATE, schedule=cron)
+    if per_tenant_sandbox:
+        sync["baseUrl"] = "{{sandboxUrl}}/admin/v2"
     for key, resource in sync["resources"].items():
         resource["enabled"] = key in ("products", "orders")
     path = folder / "salla.json"
@@ -188,15 +211,45 @@ def rewrites(base_url: str) -> list[str]:
     return ["--rewrite", f"https://api.salla.dev={base_url}", "--rewrite", f"https://accounts.salla.sa={base_url}"]
 
 
-async def install(store: str, base_url: str, definition: Path, config: SandboxConfig) -> None:
+async def install(store: str, base_urls: list[str], definition: Path, config: SandboxConfig) -> None:
     """Install one tenant per sandbox store, with that store's tokens (userDetails gives its storeId)."""
+    base_url = base_urls[0]
     origins = Rewrites({"https://api.salla.dev": base_url, "https://accounts.salla.sa": base_url})
-    with Runtime.open(store, rewrites=origins, environ=ENV) as runtime:
+    several = len(base_urls) > 1
+    with Runtime.open(store, rewrites=origins, environ=ENV, allow_private_network=several) as runtime:
         app = runtime.add(load_miniapp(definition))
         for tenant in range(config.tenants):
             access, refresh = config.tokens(tenant)
             credentials = {"accessToken": access, "refreshToken": refresh}
-            await runtime.installations.install(app.definition, f"tenant-{tenant}", credentials=credentials)
+            chosen = {"sandboxUrl": base_urls[tenant % len(base_urls)]} if several else None
+            await runtime.installations.install(
+                app.definition, f"tenant-{tenant}", credentials=credentials, user_input=chosen
+            )
+
+
+class Sandboxes:
+    """The sandbox child processes of a case, answering as one: their stats summed."""
+
+    def __init__(self, providers: list[harness.Provider]) -> None:
+        self.providers = providers
+        self.base_urls = [p.base_url for p in providers]
+
+    @property
+    def pids(self) -> dict[str, int]:
+        if len(self.providers) == 1:
+            return {"sandbox": self.providers[0].pid}
+        return {f"sandbox {k}": p.pid for k, p in enumerate(self.providers)}
+
+    def stats(self) -> dict[str, Any]:
+        summed: dict[str, Any] = {"apiRequests": 0, "responses": {}, "byRoute": {}, "byTenant": {}, "each": []}
+        for child in self.providers:
+            answer = child.stats()
+            summed["apiRequests"] += int(answer["apiRequests"])
+            summed["each"].append(int(answer["apiRequests"]))
+            for counter in ("responses", "byRoute", "byTenant"):
+                for key, value in answer[counter].items():
+                    summed[counter][key] = summed[counter].get(key, 0) + int(value)
+        return summed
 
 
 @contextlib.contextmanager
@@ -214,11 +267,15 @@ def fresh_store(setup: Setup, folder: Path) -> Iterator[str]:
 
 
 def count(store: str, query: str) -> int:
+    return int(rows(store, query)[0][0])
+
+
+def rows(store: str, query: str) -> list[tuple[Any, ...]]:
     url = f"sqlite:///{store}" if "://" not in store else store.replace("postgresql://", "postgresql+psycopg://", 1)
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(text(query)).scalar_one())
+            return [tuple(row) for row in conn.execute(text(query))]
     finally:
         engine.dispose()
 
@@ -229,6 +286,8 @@ def processes(setup: Setup, store: str, definition: Path, base_url: str, log: IO
     port = free_port()
     secret = f"webhookSecret={SandboxConfig().webhook_secret}"
     common = ["-d", str(definition), "--store", store, "--config", secret, *rewrites(base_url)]
+    if setup.sandboxes > 1:  # the installations' own sandbox origins (see the module docstring)
+        common.append("--allow-private-network")
     jobs = ["--concurrency", str(2 * setup.n + 4)] if setup.backend == "sqlite" else []
     started: dict[str, Any] = {}
     try:
@@ -273,22 +332,26 @@ def run_case(setup: Setup) -> Result:
     )
     stores = Sandbox(SandboxConfig(products=5, customers=5, orders=20, carts=0, tenants=setup.n))
     paced = deliveries(stores, int(setup.webhook_rate * (setup.warmup + setup.seconds)), WEBHOOK_IDS)
+    several = setup.sandboxes > 1
     with (
         tempfile.TemporaryDirectory() as scratch,
-        provider(**asdict(config)) as sandbox,
+        contextlib.ExitStack() as children,
         fresh_store(setup, Path(scratch)) as store,
     ):
+        sandbox = Sandboxes([children.enter_context(provider(**asdict(config))) for _ in range(setup.sandboxes)])
         folder = Path(scratch)
         started = time.time()
-        asyncio.run(install(store, sandbox.base_url, write_definition(folder, "0 0 1 1 *"), config))
+        first = write_definition(folder, "0 0 1 1 *", per_tenant_sandbox=several)
+        asyncio.run(install(store, sandbox.base_urls, first, config))
         print(f"  {setup.n} installations in {time.time() - started:.1f} s", flush=True)
         lead = setup.lead
         for _ in range(3):  # a machine too busy to start the processes within the lead: again with twice the lead
             tick = math.ceil(time.time() + lead)
-            definition = write_definition(folder, tick_cron(datetime.fromtimestamp(tick, UTC)))
+            cron = tick_cron(datetime.fromtimestamp(tick, UTC))
+            definition = write_definition(folder, cron, per_tenant_sandbox=several)
             with (
                 (folder / "processes.log").open("wb") as log,
-                processes(setup, store, definition, sandbox.base_url, log) as running,
+                processes(setup, store, definition, sandbox.base_urls[0], log) as running,
             ):
                 if time.time() > tick - 1:
                     print(f"  the processes were not up 1 s before the tick: again with a lead of {2 * lead:.0f} s")
@@ -305,36 +368,44 @@ def run_case(setup: Setup) -> Result:
 async def measure(
     setup: Setup,
     store: str,
-    sandbox: harness.Provider,
+    sandbox: Sandboxes,
     running: dict[str, Any],
     paced: list[tuple[bytes, dict[str, str]]],
     tick: float,
 ) -> Result:
     url = f"http://127.0.0.1:{running['port']}/miniapps/salla/webhooks"
-    pids = {label: p.pid for label, p in running.items() if label != "port"} | {"sandbox": sandbox.pid}
+    pids = {label: p.pid for label, p in running.items() if label != "port"} | sandbox.pids
     await sleep_until(tick)
+    # On SQLite serve forks its processor (--processor separate, the default) once it listens,
+    # so it is looked for at the tick: the syncs and inbox drains run there, its CPU and RSS count.
+    forked = children(running["serve"].pid)
+    pids |= {("serve's processor" if len(forked) == 1 else f"serve's child {k}"): pid for k, pid in enumerate(forked)}
     # Answers missing 5 s after the last send count as failed: the case ends on time.
     sending = asyncio.create_task(open_loop(url, paced, setup.webhook_rate, None, grace=5.0))
     await sleep_until(tick + setup.warmup)
-    before, synced, cpu = await asyncio.gather(
+    postgres = setup.backend == "postgres"
+    before, synced, cpu, transactions = await asyncio.gather(
         asyncio.to_thread(sandbox.stats),
         asyncio.to_thread(count, store, SYNCED),
         asyncio.to_thread(lambda: {label: cpu_seconds(pid) for label, pid in pids.items()}),
+        asyncio.to_thread(count, store, TRANSACTIONS) if postgres else asyncio.sleep(0, 0),
     )
-    postgres = setup.backend == "postgres"
     connections: list[int] = []
     end = tick + setup.warmup + setup.seconds
     while postgres and time.time() < end - 1:  # how many connections the processes hold: max_connections binds
         connections.append(await asyncio.to_thread(count, store, CONNECTIONS))
         await sleep_until(min(end - 1, time.time() + 5))
     await sleep_until(end)
-    after, synced_after, cpu_after = await asyncio.gather(
+    after, synced_after, cpu_after, transactions_after = await asyncio.gather(
         asyncio.to_thread(sandbox.stats),
         asyncio.to_thread(count, store, SYNCED),
         asyncio.to_thread(lambda: {label: cpu_seconds(pid) for label, pid in pids.items()}),
+        asyncio.to_thread(count, store, TRANSACTIONS) if postgres else asyncio.sleep(0, 0),
     )
     allowed = await asyncio.to_thread(count, store, MAX_CONNECTIONS) if postgres else 0
-    rss = {label: peak_rss_kb(pid) for label, pid in pids.items() if label != "sandbox"}
+    events = await asyncio.to_thread(rows, store, JOB_EVENTS) if postgres else []
+    requests = int(after["apiRequests"]) - int(before["apiRequests"])
+    rss = {label: peak_rss_kb(pid) for label, pid in pids.items() if not label.startswith("sandbox")}
     latencies, _, failed = await sending
     waiting = await asyncio.to_thread(count, store, WAITING)
     budget = RATE * setup.seconds
@@ -352,6 +423,10 @@ async def measure(
         waiting=waiting,
         started=len(before["byTenant"]),
         connections=(max(connections, default=0), allowed),
+        deferred=sorted(float(at) - tick for kind, at in events if kind == "deferred"),
+        job_starts=sorted(float(at) - tick for kind, at in events if kind == "started"),
+        transactions_per_request=(transactions_after - transactions) / max(1, requests),
+        sandbox_requests=[b - a for a, b in zip(before["each"], after["each"], strict=True)],
     )
 
 
@@ -382,6 +457,8 @@ def report(result: Result) -> None:
         f"({result.fetched:,} in {s.seconds:.0f} s; {result.records:,} written meanwhile, in batches of 200)"
     )
     print(f"  429s: {result.throttled}")
+    if len(result.sandbox_requests) > 1:
+        print(f"  API requests each sandbox process served in the window: {result.sandbox_requests}")
     print(f"  peak RSS: {rss}")
     print(
         f"  webhook ack at {s.webhook_rate:.0f}/s: p50 {percentile(result.acks_ms, 0.5):.1f} ms, "
@@ -391,6 +468,16 @@ def report(result: Result) -> None:
     used, allowed = result.connections
     if allowed:
         print(f"  PostgreSQL connections: at most {used} seen (sampled every 5 s) of max_connections {allowed}")
+        print(f"  PostgreSQL transactions in the window: {result.transactions_per_request:.1f} per provider request")
+    if result.deferred:
+        starts = result.job_starts
+        started = (
+            f"started p50 {percentile(starts, 0.5):.1f} s, max {starts[-1]:.1f} s after the tick" if starts else "none"
+        )
+        print(
+            f"  sync jobs: {len(result.deferred)} deferred by {result.deferred[-1]:.1f} s after the tick; "
+            f"{len(starts)} started by the window's end ({started})"
+        )
     for target, ok in result.verdicts().items():
         print(f"  target {target}: {_met(ok)}")
     for limit in result.limits():
@@ -439,6 +526,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=1_000)
     parser.add_argument("--webhook-rate", type=float, default=200.0)
     parser.add_argument("--postgres", default=Setup.postgres, help="a server to create the database on")
+    parser.add_argument("--sandboxes", type=int, default=1, help="sandbox processes the stores are spread over")
     args = parser.parse_args()
     ns = [int(n) for n in args.n.split(",")]
     backends = [b.strip() for b in args.backend.split(",")]
@@ -464,6 +552,7 @@ def main() -> None:
                 orders=args.orders,
                 webhook_rate=args.webhook_rate,
                 postgres=args.postgres,
+                sandboxes=args.sandboxes,
             )
             print(f"{backend} N={n}: setting up", flush=True)
             results.append(run_case(setup))

@@ -67,7 +67,22 @@ def test_a_tiny_run_syncs_every_installation_from_the_tick_within_its_budget(bac
     assert found.fetched > 0
     assert len(found.acks_ms) == 20 * 5
     assert found.ack_failed == 0
-    expected = {"serve"} if kind == "sqlite" else {"serve", "worker 0", "worker 1"}
+    # On SQLite serve's processor child runs the syncs: its CPU and RSS are counted too.
+    expected = {"serve", "serve's processor"} if kind == "sqlite" else {"serve", "worker 0", "worker 1"}
     assert set(found.rss_kb) == expected
     assert all(kb > 10_000 for kb in found.rss_kb.values())
     assert set(found.cpu) == expected | {"sandbox"}
+    if kind == "postgres":  # every sync job (2 installations × 2 resources) deferred at the tick and started
+        assert len(found.deferred) == 4
+        assert len(found.job_starts) == 4
+        assert found.transactions_per_request > 0  # at this size mostly the queue's own polling and the webhooks
+
+
+def test_stores_spread_over_several_sandbox_processes_each_keep_their_budget() -> None:
+    setup = Setup("sqlite", 4, seconds=3, warmup=2, lead=10, products=20, orders=20, webhook_rate=20, sandboxes=2)
+    found = run_case(setup)
+    assert {"sandbox 0", "sandbox 1"} <= set(found.cpu)
+    assert len(found.sandbox_requests) == 2
+    assert all(served > 0 for served in found.sandbox_requests)  # stores 0, 2 on one; 1, 3 on the other
+    assert all(0.7 <= share <= 1.1 for share in found.shares), found.shares
+    assert found.throttled == 0

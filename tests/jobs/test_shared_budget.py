@@ -1,4 +1,4 @@
-"""The rate budget shared through PostgreSQL (D34): workers with their own connections share one GCRA row.
+"""The rate budget shared through PostgreSQL (D34): workers with their own connections lease slots of one row.
 
 Each "worker" here is a limiter on its own SQLAlchemy engine, as separate processes would be. Time
 is a FakeClock passed as the budget's time source, so slots are exact and nothing sleeps for real.
@@ -7,13 +7,14 @@ is a FakeClock passed as the budget's time source, so slots are exact and nothin
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable, Iterator
 from itertools import pairwise
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from miniapp_sync.provider.ratelimit import limiter_for
+from miniapp_sync.provider.ratelimit import MARGIN, limiter_for
 from miniapp_sync.provider.shared_budget import SharedRateLimiter, shared_limiters
 from miniapp_sync.store import Store
 from miniapp_sync.testing import FakeClock
@@ -36,32 +37,43 @@ def engines(pg_url: str, installations: list[str]) -> Iterator[list[Engine]]:
         engine.dispose()
 
 
-def test_two_workers_take_distinct_slots_exactly_one_interval_apart(
-    engines: list[Engine], installations: list[str]
-) -> None:
+def test_two_workers_take_distinct_slots_one_spacing_apart(engines: list[Engine], installations: list[str]) -> None:
     clock = FakeClock()
     a, b = (SharedRateLimiter(e, installations[0], 10, clock=clock, time_source=clock.now) for e in engines)
     slots = [limiter.reserve()[0] for _ in range(5) for limiter in (a, b)]
     start = clock.now()
-    assert slots == [pytest.approx(start + n / 10) for n in range(10)]
+    assert a.spacing == pytest.approx(0.1 / (1 - MARGIN))  # the margin under the budget, as in one process
+    assert slots == [pytest.approx(start + n * a.spacing) for n in range(10)]
 
 
 def test_installations_have_budgets_of_their_own(engines: list[Engine], installations: list[str]) -> None:
     clock = FakeClock()
     first, second = (SharedRateLimiter(engines[0], key, 5, clock=clock, time_source=clock.now) for key in installations)
-    assert [first.reserve()[0], first.reserve()[0]] == [clock.now(), pytest.approx(clock.now() + 0.2)]
+    assert [first.reserve()[0], first.reserve()[0]] == [clock.now(), pytest.approx(clock.now() + first.spacing)]
     assert second.reserve()[0] == clock.now()  # untouched by the first installation's requests
 
 
-async def test_acquire_sleeps_until_each_slot_on_the_injected_clock(
+async def test_acquire_leases_a_second_of_slots_a_round_trip_and_sleeps_until_each(
     engines: list[Engine], installations: list[str]
 ) -> None:
     clock = FakeClock()
-    workers = [SharedRateLimiter(e, installations[0], 4, clock=clock, time_source=clock.now) for e in engines]
-    granted = [await workers[n % 2].acquire() for n in range(6)]
-    # Each grant waits one interval (0.25 s) after the one before, whichever worker asked.
-    assert [round(b - a, 6) for a, b in pairwise(granted)] == [0.25] * 5
-    assert sum(clock.sleeps) == pytest.approx(1.25)
+    limiter = SharedRateLimiter(engines[0], installations[0], 4, clock=clock, time_source=clock.now)
+    granted = [await limiter.acquire() for _ in range(10)]
+    assert limiter.lease == 4
+    assert limiter.leases == 3  # 10 requests, 3 round trips
+    assert [b - a for a, b in pairwise(granted)] == [pytest.approx(limiter.spacing)] * 9
+    assert sum(clock.sleeps) == pytest.approx(9 * limiter.spacing)
+
+
+async def test_two_workers_lease_in_turn_and_never_grant_closer_than_the_interval(
+    engines: list[Engine], installations: list[str]
+) -> None:
+    clock = FakeClock()
+    a, b = (SharedRateLimiter(e, installations[0], 4, clock=clock, time_source=clock.now) for e in engines)
+    granted = [await worker.acquire() for _ in range(3) for worker in (a, b) for _ in range(4)]
+    assert granted == sorted(granted)  # a's lease, then b's (leased after a's), then a's next, ...
+    assert min(y - x for x, y in pairwise(granted)) >= a.interval
+    assert (a.leases, b.leases) == (3, 3)
 
 
 async def test_concurrent_callers_in_two_workers_never_share_a_slot(
@@ -71,7 +83,7 @@ async def test_concurrent_callers_in_two_workers_never_share_a_slot(
     workers = [SharedRateLimiter(e, installations[0], 50, clock=clock, time_source=clock.now) for e in engines]
     reserved = await asyncio.gather(*(asyncio.to_thread(workers[n % 2].reserve) for n in range(40)))
     slots = sorted(slot for slot, _ in reserved)
-    assert [round(b - a, 6) for a, b in pairwise(slots)] == [0.02] * 39
+    assert [b - a for a, b in pairwise(slots)] == [pytest.approx(workers[0].spacing, abs=1e-6)] * 39
 
 
 async def test_a_pause_set_by_one_worker_holds_back_the_other(engines: list[Engine], installations: list[str]) -> None:
@@ -98,18 +110,28 @@ class PausingClock(FakeClock):
         await super().sleep(seconds)
 
 
-async def test_a_pause_arriving_while_a_caller_sleeps_sends_it_behind_the_pause(
+async def test_a_pause_set_by_one_worker_reaches_the_other_with_its_next_lease(
     engines: list[Engine], installations: list[str]
 ) -> None:
     clock = PausingClock()
-    a, b = (SharedRateLimiter(e, installations[0], 1, clock=clock, time_source=clock.now) for e in engines)
-    await a.acquire()
-    start = clock.monotonic()
-    # b takes the next slot (1 s away) and sleeps towards it, while a learns the provider wants 5 s of quiet.
+    a, b = (SharedRateLimiter(e, installations[0], 2, clock=clock, time_source=clock.now) for e in engines)
+    first = await b.acquire()  # b leases 2 slots: now and one spacing on
+    # b sleeps towards its second slot while a learns the provider wants 5 s of quiet.
     clock.during_sleep = lambda: a.pause_until(clock.monotonic() + 5.0)
-    await b.acquire()
-    assert clock.monotonic() - start == pytest.approx(5.0)
-    assert clock.sleeps == [pytest.approx(1.0), pytest.approx(4.0)]  # slept to its slot, found it paused, waited
+    second = await b.acquire()
+    third = await b.acquire()
+    assert second - first == pytest.approx(b.spacing)  # leased before the pause: at most one lease goes out
+    assert third - first == pytest.approx(5.0)  # the next lease starts after the pause
+
+
+async def test_a_pause_drops_the_pausing_workers_own_leased_slots(
+    engines: list[Engine], installations: list[str]
+) -> None:
+    clock = FakeClock()
+    limiter = SharedRateLimiter(engines[0], installations[0], 4, clock=clock, time_source=clock.now)
+    start = await limiter.acquire()  # 3 more slots leased
+    limiter.pause_until(clock.monotonic() + 3.0)
+    assert await limiter.acquire() - start == pytest.approx(3.0)
 
 
 async def test_a_slot_that_passed_while_the_worker_stalled_is_abandoned_not_caught_up(
@@ -118,10 +140,12 @@ async def test_a_slot_that_passed_while_the_worker_stalled_is_abandoned_not_caug
     clock = PausingClock()
     limiter = SharedRateLimiter(engines[0], installations[0], 4, clock=clock, time_source=clock.now)
     first = await limiter.acquire()
-    clock.during_sleep = lambda: clock.advance(2.0)  # sleeping towards slot 0.25, the process stalls 2 s
+    clock.during_sleep = lambda: clock.advance(2.0)  # sleeping towards its second slot, the process stalls 2 s
     second = await limiter.acquire()
-    assert second - first == pytest.approx(2.25)  # reserved again at the stall's end, not sent 2 s late
-    assert await limiter.acquire() - second == pytest.approx(0.25)
+    # The leased slots the stall passed are dropped, the budget leased again: paced from the stall's end.
+    assert second - first == pytest.approx(2.0 + limiter.spacing)
+    assert await limiter.acquire() - second == pytest.approx(limiter.spacing)
+    assert limiter.leases == 2
 
 
 async def test_held_slots_a_stall_passed_are_dropped_and_the_budget_reserved_again(
@@ -129,10 +153,10 @@ async def test_held_slots_a_stall_passed_are_dropped_and_the_budget_reserved_aga
 ) -> None:
     clock = FakeClock()
     fast = SharedRateLimiter(engines[0], installations[0], 1000, clock=clock, time_source=clock.now)
-    first = await fast.acquire()  # reserves 32 slots, holds 31
+    first = await fast.acquire()  # leases 32 slots, holds 31
     clock.advance(1.0)  # a stall: the 31 held slots pass
     granted = [await fast.acquire() for _ in range(3)]
-    assert granted == [pytest.approx(first + 1.0 + n / 1000) for n in range(3)]
+    assert granted == [pytest.approx(first + 1.0 + n * fast.spacing) for n in range(3)]
 
 
 async def test_at_high_rates_one_reservation_covers_the_next_requests(
@@ -143,15 +167,15 @@ async def test_at_high_rates_one_reservation_covers_the_next_requests(
         SharedRateLimiter(e, installations[0], rate, clock=clock, time_source=clock.now)
         for e, rate in zip(engines, (1000, 10), strict=True)
     )
-    assert (fast.ahead, slow.ahead) == (32, 1)  # at most 50 ms of budget, at most 32 slots
+    assert (fast.lease, slow.lease) == (32, 10)  # at most a second of budget, at most 32 slots
     start = clock.now()
     granted = [await fast.acquire() for _ in range(40)]
     with engines[0].connect() as conn:
         tat = conn.execute(text("SELECT tat FROM rate_budgets WHERE installation_id = :k"), {"k": installations[0]})
-        reserved = round((tat.scalar_one() - start) * 1000)
-    assert [round(b - a, 6) for a, b in pairwise(granted)] == [0.001] * 39  # still exactly one interval apart
-    assert reserved == 64  # two reservations of 32 slots for 40 requests: 24 held, none handed out twice
-    assert slow.reserve()[0] == pytest.approx(start + 0.064)  # another worker queues behind every slot held
+        reserved = round((tat.scalar_one() - start) / fast.spacing)
+    assert [b - a for a, b in pairwise(granted)] == [pytest.approx(fast.spacing, abs=1e-6)] * 39
+    assert reserved == 64  # two leases of 32 slots for 40 requests: 24 held, none handed out twice
+    assert slow.reserve()[0] == pytest.approx(start + 64 * fast.spacing)  # another worker queues behind them
 
 
 def test_the_database_clock_is_the_default_time_source(engines: list[Engine], installations: list[str]) -> None:
@@ -178,3 +202,56 @@ def test_the_factory_keeps_a_limiter_per_installation_and_replaces_it_when_the_r
     with pytest.raises(ValueError, match="positive number of requests per second"):
         limiters(installations[0], 0, clock)
     assert limiter_for(installations[0], 10, clock) is not first  # the in-process registry is separate
+
+
+class LaggingClock(FakeClock):
+    """A FakeClock on which every sleep ends late by a random lateness, now and then by a stall."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.rng = random.Random(seed)
+
+    async def sleep(self, seconds: float) -> None:
+        late = self.rng.uniform(0, 0.02) if self.rng.random() > 0.02 else self.rng.uniform(0.3, 1.5)
+        await super().sleep(seconds + late)
+
+
+@pytest.mark.parametrize("seed", range(2))
+async def test_two_lagging_workers_never_grant_closer_than_the_interval(
+    engines: list[Engine], installations: list[str], seed: int
+) -> None:
+    clock = LaggingClock(seed)
+    workers = [SharedRateLimiter(e, installations[0], 4, clock=clock, time_source=clock.now) for e in engines]
+    granted: list[float] = []
+
+    async def caller(limiter: SharedRateLimiter) -> None:
+        for _ in range(25):
+            granted.append(await limiter.acquire())
+
+    await asyncio.gather(*(caller(limiter) for limiter in workers for _ in range(3)))
+    assert len(granted) == 150
+    assert granted == sorted(granted)
+    # Any two grants, whichever worker made them: at least one interval apart (the database keeps
+    # times as double precision epoch seconds: a microsecond of rounding).
+    assert min(b - a for a, b in pairwise(granted)) >= workers[0].interval - 1e-6
+
+
+class LateClock(FakeClock):
+    """A FakeClock on which every sleep ends ``late`` seconds late."""
+
+    def __init__(self, late: float) -> None:
+        super().__init__()
+        self.late = late
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(seconds + self.late)
+
+
+async def test_lateness_the_margin_absorbs_shifts_a_lease_instead_of_losing_it(
+    engines: list[Engine], installations: list[str]
+) -> None:
+    clock = LateClock(0.005)  # 5 ms late on every wake-up: an event loop's ordinary lateness
+    limiter = SharedRateLimiter(engines[0], installations[0], 4, clock=clock, time_source=clock.now)
+    granted = [await limiter.acquire() for _ in range(12)]
+    assert limiter.leases == 3  # every leased slot used
+    assert min(b - a for a, b in pairwise(granted)) >= limiter.interval - 1e-6

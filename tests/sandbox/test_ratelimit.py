@@ -49,6 +49,18 @@ def test_a_burst_gets_capacity_requests_then_a_retry_after_that_is_enough(rate: 
     assert limiter.check("token").allowed
 
 
+def test_a_request_metered_after_a_later_one_refills_nothing_and_counts_no_second_twice() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(1, clock)  # a bucket of one token, refilled every second
+    clock.advance(10)
+    assert limiter.check("token", at=10.0).allowed
+    # Arrived at 10.5, metered only now (after the one that arrived at 11): still half a token short.
+    assert limiter.check("token", at=11.0).allowed
+    assert not limiter.check("token", at=10.5).allowed
+    assert not limiter.check("token", at=11.5).allowed  # half a second since 11: the earlier time gave nothing
+    assert limiter.check("token", at=12.0).allowed
+
+
 async def test_over_the_limit_answers_429_with_retry_after_and_rate_limit_headers(clock: FakeClock) -> None:
     async with limited(2, clock) as sandbox, aiohttp.ClientSession() as session:
         assert [(await get(session, sandbox)).status for _ in range(2)] == [200, 200]

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from miniapp_sync.errors import InstallationError
+from miniapp_sync.provider.ratelimit import MARGIN
 from miniapp_sync.sandbox import SandboxConfig
 from miniapp_sync.sync.collector import RUN_GC_THRESHOLD
 from miniapp_sync.sync.reports import ResourceReport
@@ -195,6 +196,8 @@ async def test_a_provider_enforcing_the_rate_limit_never_answers_429(world: Worl
     assert report.status == "succeeded"
     assert report.resources["products"].throttled == 0
     assert world.sandbox.stats.responses.get(429, 0) == 0
+    # The run's stats show the rate the budget was paced at: the budget less the limiter's margin.
+    assert report.as_dict()["resources"]["products"]["paced_per_second"] == pytest.approx(40 * (1 - MARGIN), abs=1e-3)
 
 
 @pytest.fixture

@@ -1,44 +1,54 @@
 """One request budget per installation shared by every worker process and machine (D5, D34).
 
-The same GCRA as ``ratelimit.RateLimiter`` ("virtual scheduling", no burst), with its state in a
-PostgreSQL row per installation (``rate_budgets``) instead of process memory. Reserving slots is
-one atomic ``UPDATE … RETURNING``: the row lock serialises workers, each gets distinct slots from
-``max(now, TAT, paused_until)`` on and moves TAT past them, then sleeps locally until its slot.
+The same pacing as ``ratelimit.RateLimiter`` (slots ``spacing`` apart, a ``MARGIN`` under the
+rate; never two grants closer than the rate's interval), with the budget's state in a PostgreSQL
+row per installation (``rate_budgets``) instead of process memory. A worker **leases** slots: one
+atomic ``UPDATE … RETURNING`` takes the next ``lease`` slots from ``max(now, TAT, paused_until)``
+on and moves TAT past them; the row lock serialises workers, so every slot goes to one worker.
+The worker then hands its slots out locally, first in, first out, sleeping until each.
+
+A lease is up to ``LEASE`` seconds of budget (at 4 requests/s: 4 slots, one round trip per 4
+requests instead of one per request; at most ``MAX_LEASE`` slots at high rates). Slots a worker
+leased but did not use (its job ended, it stalled) are lost to the budget, never handed out twice.
 
 Time comes from the database's clock (``clock_timestamp()``), not the worker's: machines' clocks
-drift apart, the database is the one clock every worker shares. A worker only turns the reserved
-slot into a local delay (``slot - database now``), which no clock skew can distort. Tests may pass
+drift apart, the database is the one clock every worker shares. A worker only turns its leased
+slots into local times (``slot - database now``), which no clock skew can distort. Tests may pass
 their own time source instead.
 
-At high rates a round trip per request would cost more than the request's share of the budget,
-so a reservation takes up to ``AHEAD`` seconds of slots at once (at 10 requests/s: one slot, at
-1,000/s: 32). Slots a process reserved but did not use are lost to the budget (at most ``AHEAD``
-seconds of it), never handed out twice.
+Never closer than the interval, across workers: within its lease a worker grants at its slots
+or later, each grant one interval after its previous one, and none later than one interval
+before the lease ends (where the next lease, maybe another worker's, begins). So lateness (the
+event loop's, a stall) shifts the rest of a lease, and the margin's room (``spacing - interval``
+a slot, 31 ms a lease at 4 requests/s) absorbs it; what no longer fits before the lease's end is
+dropped, and the budget leased again from then: pace, never catch up.
 
-Pace, never catch up (as ``ratelimit``): a slot this process wakes up for more than ``slack`` late
-(it stalled) is abandoned and the budget reserved again from now, behind every other worker's
-slots, so a stall never ends in a burst. One more round trip, only after a stall.
+A pause (a 429's ``Retry-After``, an exhausted-budget hint) is written to the row at once, so
+every later lease starts after it; the pausing worker drops its own leased slots. Another worker
+learns of it with its next lease: within ``LEASE`` seconds. This departs from D34's letter (before,
+every request asked the database whether a pause had arrived, a second round trip per request):
+a worker that has not heard yet sends at most one lease of requests into another's pause.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
+import math
 from collections.abc import Callable
 from typing import Final
 
 from sqlalchemy import Engine, text
 
 from miniapp_sync.clock import Clock
-from miniapp_sync.provider.ratelimit import RateLimiter
+from miniapp_sync.provider.ratelimit import MARGIN, RateLimiter
 
 __all__ = ["LimiterFactory", "SharedRateLimiter", "shared_limiters"]
 
 LimiterFactory = Callable[[str, float, Clock], RateLimiter]  # (installation id, rate, clock): limiter_for's shape
 TimeSource = Callable[[], float]  # epoch seconds; None means the database's clock
 
-AHEAD: Final = 0.05  # seconds of budget one reservation may take
-MAX_AHEAD: Final = 32  # slots one reservation may take
+LEASE: Final = 1.0  # seconds of budget one round trip may lease
+MAX_LEASE: Final = 32  # slots one lease may take
 
 # The row is created on first use; TAT 0 (1970) means "free now".
 _ENSURE: Final = text(
@@ -58,85 +68,113 @@ _PAUSE: Final = text(
     "FROM clock WHERE installation_id = :key"
 )
 _PAUSED: Final = text("SELECT paused_until FROM rate_budgets WHERE installation_id = :key")
-# A reservation must not wait for its WAL record to reach the disk: every request takes one, and
+# A reservation must not wait for its WAL record to reach the disk: every lease takes one, and
 # flushing each would serialise all workers on fsync. Losing the last reservations in a database
 # crash only moves TAT back a little, while every worker's requests fail anyway.
 _NO_FLUSH: Final = text("SET LOCAL synchronous_commit TO OFF")
 
 
 class SharedRateLimiter(RateLimiter):
-    """Grant an installation's requests ``1/rate`` apart across every process sharing the database."""
+    """Grant an installation's requests ``1/rate`` apart at least across every process sharing the database."""
 
     def __init__(
-        self, engine: Engine, key: str, rate: float, *, clock: Clock, time_source: TimeSource | None = None
+        self,
+        engine: Engine,
+        key: str,
+        rate: float,
+        *,
+        clock: Clock,
+        time_source: TimeSource | None = None,
+        margin: float = MARGIN,
     ) -> None:
-        super().__init__(rate, clock=clock)
+        super().__init__(rate, clock=clock, margin=margin)
         self.engine = engine
         self.key = key
         self.time_source = time_source
-        self.ahead = max(1, min(MAX_AHEAD, int(self.rate * AHEAD)))
+        self.lease = max(1, min(MAX_LEASE, math.floor(self.rate * LEASE)))
+        self.leases = 0  # round trips taken for slots (for reports and tests)
         self._ensured = False
-        self._slots: list[float] = []  # reserved, not yet handed out (a heap: earliest first)
-        self._clock_at = (0.0, 0.0)  # (budget clock, local monotonic) when the last reservation returned
+        # The current lease, in local monotonic time: its next unused slot, the slots left, and
+        # the last moment a grant may take (one interval before the lease's end).
+        self._slot = 0.0
+        self._step = self.spacing
+        self._left = 0
+        self._last = -math.inf
+        self._granted = -math.inf  # local monotonic time of this process's latest grant
 
     def _now(self) -> float | None:
         return None if self.time_source is None else self.time_source()
 
     def reserve(self, count: int = 1) -> tuple[float, float]:
         """Take the next ``count`` slots; return (the first slot, now), epoch seconds on the budget's clock."""
+        first, now, _ = self._reserve(count)
+        return first, now
+
+    def _reserve(self, count: int) -> tuple[float, float, tuple[float, float]]:
+        """Reserve as ``reserve`` does; also return the local monotonic times just before and after the statement."""
         with self.engine.begin() as conn:
             conn.execute(_NO_FLUSH)
             if not self._ensured:
                 conn.execute(_ENSURE, {"key": self.key})
-            params = {"key": self.key, "interval": self.interval, "count": count, "now": self._now()}
+            params = {"key": self.key, "interval": self.spacing, "count": count, "now": self._now()}
+            before = self.clock.monotonic()
             row = conn.execute(_RESERVE, params).one()
+            after = self.clock.monotonic()
         self._ensured = True
-        return float(row.slot), float(row.now)
+        return float(row.slot), float(row.now), (before, after)
 
     def paused_until(self) -> float:
         """Return when the budget's current pause ends (epoch seconds on the budget's clock)."""
         with self.engine.connect() as conn:
             return float(conn.execute(_PAUSED, {"key": self.key}).scalar_one())
 
-    async def _slot(self) -> tuple[float, float]:
-        """Return a slot of this process's and the budget's clock now, reserving more when none is left."""
-        while not self._slots:
-            first, now = await asyncio.to_thread(self.reserve, self.ahead)
-            self._clock_at = (now, self.clock.monotonic())
-            for n in range(self.ahead):
-                heapq.heappush(self._slots, first + n * self.interval)
-        budget_now, local_then = self._clock_at
-        return heapq.heappop(self._slots), budget_now + (self.clock.monotonic() - local_then)
+    async def _take_lease(self) -> None:
+        first, budget_now, (before, after) = await asyncio.to_thread(self._reserve, self.lease)
+        self.leases += 1
+        # The budget's "now" fell somewhere in [before, after] locally (the statement's round
+        # trip, timed on the thread that made it): the lease is taken as starting at the latest
+        # and ending at the earliest it can, so it never overlaps the leases before and after it.
+        self._slot = after + (first - budget_now)
+        self._left = self.lease
+        self._last = before + (first - budget_now) + self.lease * self.spacing - self.interval
+        # The room left over the interval is shared alike by every gap and the lease's tail, so
+        # the round trip and the loop's lateness cost a little of each, not the lease's last slot.
+        room = self._last - self._slot - (self.lease - 1) * self.interval
+        self._step = self.interval + max(0.0, room) / self.lease
 
     async def acquire(self) -> float:
-        """Wait for this caller's slot; return the slot's time on the local monotonic clock."""
-        while True:
-            slot, now = await self._slot()
-            local = self.clock.monotonic() + (slot - now)
-            if slot <= now:
-                if now - slot <= self.slack:
-                    return local
-                continue  # a held slot that passed while this process stalled: pace, never catch up
-            await self.clock.sleep(slot - now)
-            # A pause that another worker (or this one) set while we slept covers a slot reserved
-            # before it: that slot is abandoned, with the others held here, and the caller queues
-            # again behind the pause. So is a slot woken up for too late (the process stalled).
-            late = self.clock.monotonic() - local
-            if late <= self.slack and slot >= await asyncio.to_thread(self.paused_until):
-                return local
-            self._slots.clear()
+        """Wait for this caller's slot; return the time it was granted on the local monotonic clock."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._turn = loop, asyncio.Lock()
+        async with self._turn:
+            while True:
+                if not self._left:
+                    await self._take_lease()
+                due = max(self._slot, self._granted + self.interval)
+                now = self.clock.monotonic()
+                if max(now, due) > self._last:
+                    self._left = 0  # what is left of the lease no longer fits before its end: lease again
+                    continue
+                if now < due:
+                    await self.clock.sleep(due - now)
+                    continue  # look again: a pause (this process's) may have dropped the lease meanwhile
+                self._left -= 1
+                self._slot += self._step
+                self._granted = now
+                return now
 
     def pause_until(self, monotonic_time: float) -> None:
         """Grant nothing before ``monotonic_time`` (local monotonic) to any worker of this installation."""
         delay = max(0.0, monotonic_time - self.clock.monotonic())
         # Blocking on purpose: this runs on a 429 or an exhausted-budget hint, rarely, and every
-        # worker must see the pause before this caller's own backoff ends.
+        # lease after it must start after the pause.
         with self.engine.begin() as conn:
             if not self._ensured:
                 conn.execute(_ENSURE, {"key": self.key})
             conn.execute(_PAUSE, {"key": self.key, "delay": delay, "now": self._now()})
         self._ensured = True
-        self._slots.clear()  # held slots are before the pause: the budget is reserved again after it
+        self._left = 0  # the leased slots are before the pause: the budget is leased again after it
 
 
 def shared_limiters(engine: Engine, *, time_source: TimeSource | None = None) -> LimiterFactory:

@@ -44,9 +44,14 @@ class TokenBucket:
         self._last = now
 
     def take(self, now: float) -> tuple[bool, float]:
-        """Take a token at monotonic time ``now``; return whether it was there and the seconds to wait if not."""
+        """Take a token at monotonic time ``now``; return whether it was there and the seconds to wait if not.
+
+        Requests are metered at their arrival, and a request held up on the way (the sandbox's
+        own loop) may be metered after a later one: its earlier time refills nothing, and never
+        winds the bucket's clock back (which would count the same seconds twice).
+        """
         self.tokens = min(self.capacity, self.tokens + max(0.0, now - self._last) * self.rate)
-        self._last = now
+        self._last = max(self._last, now)
         if self.tokens >= 1.0 - _SLACK:
             self.tokens = max(0.0, self.tokens - 1.0)
             return True, 0.0
@@ -62,9 +67,9 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
 
-    def check(self, key: str) -> Decision:
-        """Spend one request of ``key``'s budget, or refuse it."""
-        now = self._clock.monotonic()
+    def check(self, key: str, at: float | None = None) -> Decision:
+        """Spend one request of ``key``'s budget, or refuse it; ``at``: when it arrived (monotonic), if not now."""
+        now = self._clock.monotonic() if at is None else at
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = TokenBucket(self.rate, self.capacity, now)

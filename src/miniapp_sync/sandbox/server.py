@@ -1,8 +1,8 @@
 """The sandbox provider: a Salla-shaped Admin API v2 and OAuth server on aiohttp.web, on 127.0.0.1.
 
 Every /admin/v2 request passes, in order: stats, latency, injected faults, bearer auth, the rate
-limit, then the route. OAuth routes (/oauth2/…) get stats and faults armed with a matching
-``path_prefix`` only.
+limit (metered at the request's arrival), then the route. OAuth routes (/oauth2/…) get stats and
+faults armed with a matching ``path_prefix`` only.
 """
 
 from __future__ import annotations
@@ -233,9 +233,10 @@ class Sandbox:
         api_path = path[len(API) :] if path == API or path.startswith(API + "/") else None
         resource = request.match_info.route.resource
         route = f"{request.method} {resource.canonical if resource is not None else '(no route)'}"
-        self.stats.record(route, self.clock.monotonic(), api=api_path is not None)
+        arrived = self.clock.monotonic()
+        self.stats.record(route, arrived, api=api_path is not None)
         try:
-            response = await self._serve(request, handler, api_path)
+            response = await self._serve(request, handler, api_path, arrived)
         except web.HTTPException as exc:
             if api_path is None or exc.status < 400:
                 self.stats.answered(exc.status)
@@ -244,7 +245,9 @@ class Sandbox:
         self.stats.answered(response.status)
         return response
 
-    async def _serve(self, request: web.Request, handler: Handler, api_path: str | None) -> web.StreamResponse:
+    async def _serve(
+        self, request: web.Request, handler: Handler, api_path: str | None, arrived: float
+    ) -> web.StreamResponse:
         if api_path is not None and self.config.latency > 0:
             await self._pause(self.config.latency)
         fault = self._faults.take(request.path, api_path)
@@ -269,7 +272,9 @@ class Sandbox:
         if self._limiter is None:
             self.stats.authorised(tenant, limited=False)
             return await handler(request)
-        decision = self._limiter.check(token)
+        # Metered at arrival, as a provider's edge meters it: the latency and this loop's own
+        # lateness after it must not bunch requests that arrived evenly spaced.
+        decision = self._limiter.check(token, at=arrived)
         self.stats.authorised(tenant, limited=not decision.allowed)
         if not decision.allowed:
             message = "Too many requests, please slow down."

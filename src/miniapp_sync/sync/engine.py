@@ -381,6 +381,7 @@ class SyncEngine:
     def _count(client: ProviderClient, report: ResourceReport) -> None:
         report.requests, report.retries, report.throttled = client.requests, client.retries, client.throttled
         report.statuses, report.rate_wait_seconds = dict(client.statuses), client.waited
+        report.paced_per_second = round(client.limiter.paced, 3)
 
 
 def _paging_state(state: dict[str, Any]) -> dict[str, Any] | None:

@@ -32,6 +32,9 @@ class ResourceReport:
     throttled: int = 0
     statuses: dict[str, int] = field(default_factory=dict)  # provider answers by status class
     rate_wait_seconds: float = 0.0
+    # The requests/s the installation's budget was paced at: rateLimitPerSecond less the limiter's
+    # safety margin (provider.ratelimit.MARGIN), so an operator sees what the margin leaves unused.
+    paced_per_second: float | None = None
     seconds: float = 0.0
     resumed_from: dict[str, Any] | None = None
     error: str | None = None
