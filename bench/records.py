@@ -116,7 +116,11 @@ def run(resource: str, bodies: list[bytes]) -> dict[str, float]:
                     )
                 with stages("store"):
                     result = store.write_records(
-                        installation.id, plan.content_type, buffer, source="bulk", checkpoint=(resource, {"page": number})
+                        installation.id,
+                        plan.content_type,
+                        buffer,
+                        source="bulk",
+                        checkpoint=(resource, {"page": number}),
                     )
                 if result.created != len(buffer):
                     raise RuntimeError(f"created {result.created} of {len(buffer)}")
