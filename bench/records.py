@@ -51,7 +51,8 @@ async def fetch_pages(base_url: str, resource: str, records: int, bodies: list[b
 
     Not returned: on Python 3.11 ``asyncio.run`` ends by testing its SIGINT handler against the
     ``signal.Handlers`` enum, whose refusal formats the handler, a partial holding the main task,
-    and so the task's result: a repr of every page (~90k instructions a record under callgrind).
+    and so the task's result: the whole repr of the first pages (reprlib truncates only after),
+    ~280 million instructions under callgrind for orders, which the stages' figures do not need.
     """
     url = f"{base_url}/admin/v2/{resource}"
     headers = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json"}
