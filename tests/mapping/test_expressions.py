@@ -259,3 +259,40 @@ def test_items_of_a_list_of_dicts_map_with_the_currency_filled_in() -> None:
     record = {"items": [{"id": 7, "product": {"id": 8}, "sku": "", "note": "skip"}, {"id": 9, "currency": "USD"}]}
     items = Mapper.compile(rules, functions=functions())(record).data["items"]
     assert items == [{"code": "7", "productCode": "8", "currency": "SAR"}, {"code": "9", "currency": "USD"}]
+
+
+class Subclass(dict):  # type: ignore[type-arg]
+    """A dict that is not exactly dict: the straight-line function's exact-class tests must not drop it."""
+
+
+def _as_subclass(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Subclass({k: _as_subclass(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_as_subclass(v) for v in value]
+    return value
+
+
+def _as_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _as_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_plain(v) for v in value]
+    return value
+
+
+@given(record=RECORD)
+@settings(max_examples=200, deadline=None)
+def test_dict_subclasses_map_as_the_plain_dicts_they_hold(record: dict[str, Any]) -> None:
+    mapper = Mapper.compile({k: parse_rule(v) for k, v in RULES.items()}, functions=functions())
+    plain, subclassed = mapper(record), mapper(_as_subclass(record))
+    assert same(plain.data, _as_plain(subclassed.data))  # a value read whole stays the subclass it was
+    assert {p.field for p in plain.problems} == {p.field for p in subclassed.problems}
+
+
+def test_a_subclassed_record_reads_through_its_shared_objects() -> None:
+    mapper = Mapper.compile({k: parse_rule(v) for k, v in RULES.items()}, functions=functions())
+    record = _as_subclass({"id": 1, "price": {"amount": "12.50", "currency": "USD"}, "customer": {"first": "A"}})
+    assert mapper._fast(record) == mapper._fast(dict(record, price=dict(record["price"]), customer={"first": "A"}))
+    assert mapper(record).data["unitPrice"] == 12.5
+    assert mapper(record).data["currency"] == "USD"

@@ -12,9 +12,12 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from miniapp_sync.definition.rules import MISSING, TransformStep
 from miniapp_sync.errors import TransformError
+from miniapp_sync.mapping.coercions import to_text
 from miniapp_sync.mapping.compute import BUILTIN_FUNCTIONS
 from miniapp_sync.mapping.functions import ENTRY_POINT_GROUP, FunctionRegistry
 from miniapp_sync.mapping.transforms import build_transform
@@ -298,3 +301,26 @@ def test_broken_entry_point_names_itself(plugin_dir: tuple[Path, str]) -> None:
     not_callable = EntryPoint(name="value", value=f"{name}:VALUE", group=ENTRY_POINT_GROUP)
     with pytest.raises(TransformError, match="must be a function, a module or a dict, found 3"):
         FunctionRegistry().load_entry_points([not_callable])
+
+
+class Text(str):
+    """A str subclass: to_text() reads it as no text, and so must fullName's list path."""
+
+
+@given(
+    st.lists(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.text(alphabet=" \tab1٢", max_size=4)
+        | st.builds(Text, st.text(alphabet=" a", max_size=2))
+        | st.just(MISSING),
+        max_size=4,
+    )
+)
+def test_full_name_of_a_list_joins_the_text_of_its_entries(entries: list[Any]) -> None:
+    parts = [to_text(entry) for entry in entries]  # the rule as the function documents it
+    expected = " ".join(p for p in parts if p) or None
+    assert call("fullName", entries) == expected
+    assert call("fullName", tuple(entries)) == expected

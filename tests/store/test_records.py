@@ -328,6 +328,19 @@ def test_sqlite_stores_the_canonical_json_its_hash_is_taken_of(tmp_path: Path) -
     assert orjson.loads(text) == data
 
 
+def test_an_integer_past_64_bits_is_stored_and_hashed_exactly(tmp_path: Path) -> None:
+    # orjson refuses it: the plan falls back to canonical(), whose standard-library encoding keeps it exact.
+    data = {"id": 2**70 + 1, "nested": {"b": [-(2**65)], "a": "x"}}
+    with Store.open(tmp_path / "s.sqlite") as store:
+        installation_id = store.save_installation("t", "ns", credentials=b"", metadata={}, user_input={}).id
+        _write(store, installation_id, RecordWrite("a", data))
+        with store.database.read("read the stored text") as conn:
+            text, digest = conn.exec_driver_sql("SELECT data, content_hash FROM records").one()
+        assert store.get_record(installation_id, PRODUCT, "a").data == data  # type: ignore[union-attr]
+    assert text == '{"id":1180591620717411303425,"nested":{"a":"x","b":[-36893488147419103232]}}'
+    assert hashlib.sha256(text.encode()).hexdigest() == digest == content_hash(data)
+
+
 def test_data_that_is_not_json_is_refused_with_the_code(store: Store, installation_id: str) -> None:
     with pytest.raises(StoreError, match=r"record 'b': its data is not JSON-serialisable"):
         _write(store, installation_id, RecordWrite("a", {"v": 1}), RecordWrite("b", {"v": {1, 2}}))

@@ -21,12 +21,13 @@ from miniapp_sync.mapping.expressions import step_expression
 from miniapp_sync.mapping.functions import FunctionRegistry
 from miniapp_sync.mapping.paths import compile_path
 from miniapp_sync.mapping.records import MappedRecord, Problem, missing_required
-from miniapp_sync.mapping.transforms import build_transform
+from miniapp_sync.mapping.transforms import build_transform, is_empty
 
 Getter = Callable[[Any], Any]
 _new_record = tuple.__new__
 # is_empty() inlined: JSON gives exact types, and a call per path would cost a third of the rule.
-EMPTY = "v is MISSING or v is None or (v.__class__ in SIZED and not v)"
+# Only a value of another class (a dict or str subclass, a Mapping) takes the call.
+EMPTY = "v is MISSING or v is None or (not v if (k := v.__class__) in SIZED else k not in SCALARS and is_empty(v))"
 NAMES_ONLY = re.compile(r"[^.\[\]$][^.\[\]]*(?:\.[^.\[\]]+)*")
 # '$.data.id' (shorthand names only) selects what the dot path 'data.id' does: the same accessor.
 PLAIN_JSONPATH = re.compile(r"\$((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
@@ -85,7 +86,8 @@ class Prefixes:
             name = self._locals[keys] = f"p{len(self._locals)}"
             self._lines += [
                 f"{name} = {parent}.get({keys[-1]!r})",
-                f"if not isinstance({name}, dict): {name} = NOTHING",
+                # An exact dict (what JSON decodes to) passes the first test without a call.
+                f"if {name}.__class__ is not dict and not isinstance({name}, dict): {name} = NOTHING",
             ]
         return self._locals[keys]
 
@@ -172,8 +174,14 @@ class Mapper:
         self._required = target.required if target is not None else ()
         self._paths = {name: ", ".join(rule.paths) or None for name, rule in rules.items()}
         # NOTHING stands in for a record that is no dict: every path read from it finds nothing.
-        names: dict[str, Any] = {"MISSING": MISSING, "SIZED": frozenset({str, list, tuple, dict}), "NOTHING": {}}
-        head = "    src = record if isinstance(record, dict) else NOTHING"
+        names: dict[str, Any] = {
+            "MISSING": MISSING,
+            "SIZED": frozenset({str, list, tuple, dict}),
+            "SCALARS": frozenset({int, float, bool}),
+            "is_empty": is_empty,
+            "NOTHING": {},
+        }
+        head = "    src = record if record.__class__ is dict or isinstance(record, dict) else NOTHING"
         fast: list[str] = []
         fields: list[tuple[str, Getter]] = []
         prefixes = Prefixes()

@@ -23,7 +23,9 @@ _LAST_KEYS: Final = ("last_name", "lastName", "last", "family_name", "familyName
 def full_name(value: Any) -> str | None:
     """Join first and last name from an object (first_name/firstName/…) or a [first, last] list."""
     kind = type(value)  # exact dicts and lists skip the Mapping ABC check (~0.2 µs)
-    if kind is dict or (kind is not list and isinstance(value, Mapping)):
+    if kind is list:  # [first, last] from a ``paths`` rule, once per order: text entries without a call each
+        return " ".join([t for v in value if (t := v.strip() if v.__class__ is str else to_text(v))]) or None
+    if kind is dict or isinstance(value, Mapping):
         first = next((t for k in _FIRST_KEYS if (t := to_text(value.get(k)))), None)
         last = next((t for k in _LAST_KEYS if (t := to_text(value.get(k)))), None)
         if first is None and last is None:

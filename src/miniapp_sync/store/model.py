@@ -46,12 +46,14 @@ class Installation:
         return self.paused_at is not None
 
 
-@dataclass(frozen=True, slots=True)
-class RecordWrite:
+class RecordWrite(NamedTuple):
     """One record to upsert: the mapped data, its version, when it was fetched, and how to apply it.
 
     ``version`` is the record's ``updatedAt`` (ISO 8601); ``fetched_at`` is when a bulk page was
     fetched (D21); ``merge`` applies update semantics: shallow-merge over the stored data (D22).
+    A NamedTuple, not a frozen dataclass: a bulk run builds one per record, and a frozen
+    dataclass's ``__init__`` sets each of its seven fields through ``object.__setattr__``
+    (~0.8 µs a record; ``tuple.__new__`` in ``sync.batches.record_write``: ~0.2 µs).
     """
 
     code: str

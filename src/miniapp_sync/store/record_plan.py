@@ -14,10 +14,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import orjson
+
 from miniapp_sync import exactjson
 from miniapp_sync.errors import StoreError
 from miniapp_sync.store.model import RecordSource, RecordWrite, Written
 
+_dumps: Final = orjson.dumps
+_SORTED: Final = orjson.OPT_SORT_KEYS
+_EncodeError: Final = orjson.JSONEncodeError
+_sha256: Final = hashlib.sha256
+_new_written: Final = tuple.__new__
 # '2022-06-26T09:21:48Z': UTC to the second, as the toISODate transform renders a time (ASCII digits only).
 _UTC_SECONDS: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
@@ -134,12 +141,15 @@ def plan_writes(
         else:
             partial = write.partial
         try:
-            text = canonical(data)
+            try:  # canonical()'s common case in line: two calls less a record
+                text = _dumps(data, option=_SORTED)
+            except _EncodeError:  # an integer past 64 bits, or not JSON: canonical() tells which
+                text = canonical(data)
         except (TypeError, ValueError) as exc:  # not JSON: an object, or NaN
             raise StoreError(
                 f"cannot write {content_type} record {code!r}: its data is not JSON-serialisable ({exc})"
             ) from None
-        digest = hashlib.sha256(text).hexdigest()
+        digest = _sha256(text).hexdigest()
         if known is not None and not known.deleted and known.content_hash == digest and known.partial == partial:
             plan.unchanged += 1
             if code not in plan.rows:
@@ -156,7 +166,7 @@ def plan_writes(
         webhook_at = now if source == "webhook" else (None if known is None else known.webhook_at)
         if repeats:  # only a later write of the same code reads what this one leaves
             current[code] = Current(data, digest, version, partial, False, webhook_at)
-        plan.written[code] = Written(data, partial)
+        plan.written[code] = _new_written(Written, (data, partial))  # skips the NamedTuple's Python __new__
         plan.texts[code] = text
         plan.rows[code] = {
             "installation_id": installation_id,
