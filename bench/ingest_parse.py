@@ -4,10 +4,10 @@ The receiver parses each body and verifies its HMAC; since the body-keyed de-dup
 reads integers exactly (``exactjson.loads``: orjson, plus a scan for a 20-digit run) and hashes the
 body (SHA-256). Both are measured here against the floor of the same run: ``orjson.loads`` plus
 the HMAC, the parse-and-verify work every delivery did before. Deliveries are the sandbox's
-Salla-shaped ``order.created`` bodies (~5 kB), as in ``bench/webhooks.py``.
+Salla-shaped ``order.created`` bodies (~5 kB), as in ``bench/webhook_ingest.py``.
 
 Run: ``.venv/bin/python bench/ingest_parse.py`` (a few seconds; ``--rounds`` to change).
-The added microseconds, set against ``bench/webhooks.py``'s per-delivery budget (1/throughput,
+The added microseconds, set against ``bench/webhook_ingest.py``'s per-delivery budget (1/throughput,
 about 200 µs at 5,000 deliveries/s on one core), bound what they can cost the ingest.
 """
 

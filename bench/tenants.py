@@ -72,13 +72,13 @@ from typing import IO, Any
 import harness
 from harness import EXAMPLE, children, command, cpu_seconds, free_port, peak_rss_kb, percentile, provider
 from sqlalchemy import create_engine, text
+from webhook_ingest import deliveries, open_loop
 
 from miniapp_sync.definition.loader import load_file
 from miniapp_sync.network import Rewrites
 from miniapp_sync.runtime import Runtime, load_miniapp
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
 from miniapp_sync.testing import temporary_database
-from webhooks import deliveries, open_loop
 
 RATE = 4.0  # rateLimitPerSecond of every installation, and the sandbox's limit per store
 LATENCY = 0.050

@@ -1,6 +1,6 @@
 """Benchmark: webhooks under steady load, acknowledged **and** processed, on SQLite (issue #17 item 4).
 
-Setup: as ``bench/webhooks.py`` (whose helpers this shares): ``miniapp-sync serve`` in a child
+Setup: as ``bench/webhook_ingest.py`` (whose helpers this shares): ``miniapp-sync serve`` in a child
 process on 127.0.0.1 with the example Salla definition and a fresh SQLite store (WAL,
 synchronous=FULL) per rate, one installation, and its processor and trigger delivery run by serve
 in each of its modes: ``--processor inline`` (in the server's own process) and ``--processor
@@ -10,7 +10,7 @@ order id, built before the clock starts. The installation's tenant has one trigg
 a bare uvicorn endpoint in another child process that answers 200, so every processed delivery
 also costs a customer upsert, an order upsert, a trigger event and its signed POST.
 
-(a) ceiling: the bare uvicorn endpoint under the closed-loop generator of ``bench/webhooks.py``
+(a) ceiling: the bare uvicorn endpoint under the closed-loop generator of ``bench/webhook_ingest.py``
     (``--concurrency`` connections, ``--ceiling-seconds``), measured in the same run.
 (b) for each rate of ``--rates`` (ascending): an open-loop generator sends at that rate on a fixed
     schedule for ``--seconds`` (a late answer does not slow the schedule, so latency includes
@@ -46,11 +46,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from miniapp_sync.runtime import Runtime
-from miniapp_sync.sandbox import Sandbox, SandboxConfig
-from miniapp_sync.store import Outbox
-from miniapp_sync.webhooks.delivery import seal
-from webhooks import (
+from webhook_ingest import (
     Delivery,
     deliveries,
     free_port,
@@ -64,6 +60,11 @@ from webhooks import (
     serve_args,
     server,
 )
+
+from miniapp_sync.runtime import Runtime
+from miniapp_sync.sandbox import Sandbox, SandboxConfig
+from miniapp_sync.store import Outbox
+from miniapp_sync.webhooks.delivery import seal
 
 BENCH = Path(__file__).resolve().parent
 ACK_P99 = 0.050  # seconds
@@ -220,7 +221,7 @@ def main() -> None:
     gc.collect()
     gc.freeze()  # they live for the whole run: keep the generator's collector from walking them
     print(f"{len(load):,} signed order.created deliveries of ~{size:.1f} kB; {args.seconds:g} s per rate")
-    bare = [sys.executable, str(BENCH / "webhooks.py"), "--bare-server"]
+    bare = [sys.executable, str(BENCH / "webhook_ingest.py"), "--bare-server"]
     with tempfile.TemporaryDirectory() as tmp:
         ceiling = phase_ceiling(load, argparse.Namespace(seconds=args.ceiling_seconds, concurrency=args.concurrency))
         best: dict[str, float | None] = dict.fromkeys(modes)

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import orjson
+from webhook_ingest import DEFINITION, KEY, Delivery, deliveries, free_port, prepare_store, server
 
 from miniapp_sync import exactjson
 from miniapp_sync.runtime import Runtime, load_miniapp
@@ -31,7 +32,6 @@ from miniapp_sync.sandbox import Sandbox, SandboxConfig
 from miniapp_sync.store import Inbox, InboxEntry, Outbox
 from miniapp_sync.webhooks.delivery import TriggerDelivery, seal
 from miniapp_sync.webhooks.processor import Processor
-from webhooks import DEFINITION, KEY, Delivery, deliveries, free_port, prepare_store, server
 
 BENCH = Path(__file__).resolve().parent
 
@@ -84,7 +84,7 @@ def main() -> None:
     if args.new_customers:
         load = [(new_customer(raw, n), headers) for n, (raw, headers) in enumerate(load)]
     port = free_port()
-    bare = [sys.executable, str(BENCH / "webhooks.py"), "--bare-server", str(port)]
+    bare = [sys.executable, str(BENCH / "webhook_ingest.py"), "--bare-server", str(port)]
     with tempfile.TemporaryDirectory() as tmp, server(bare, port):
         store = Path(tmp) / "store.sqlite"
         prepare_store(store, sandbox)

@@ -36,7 +36,7 @@ SQLite store (WAL, synchronous=FULL) with one installation whose storeId is the 
 Figures depend on the machine being otherwise idle (the run prints the load average): on the
 project's 2-CPU machine the generator and the server each need most of a core.
 
-Run: ``.venv/bin/python bench/webhooks.py`` (about a minute; ``--seconds``, ``--concurrency``,
+Run: ``.venv/bin/python bench/webhook_ingest.py`` (about a minute; ``--seconds``, ``--concurrency``,
 ``--rate``, ``--rate-seconds`` to change the phases; ``--postgres URL`` to choose the server;
 ``--skip-postgres``, ``--skip-sync`` to leave (d) or (e) out).
 """
