@@ -111,6 +111,8 @@ class WebhookService:
         call = caller(runtime.backend.inline_store_calls)
         # Inline on SQLite only while the loop has the processor's CPU work too (GIL handoffs cost
         # more than the wait then); receiving alone, the loop must not sit in the lock and the fsync.
+        # A departure from D35 (SQLite written on the loop's thread, measured with the processor in
+        # the process) for the receiver of ``serve --processor separate`` only (issue #17 item 4).
         self.committer = (
             OwnThread("miniapp-sync-inbox") if runtime.backend.inline_store_calls and not processes_here else None
         )
