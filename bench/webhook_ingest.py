@@ -217,10 +217,11 @@ def inbox_rows(store: Path) -> int:
         return int(conn.execute("SELECT count(*) FROM webhook_inbox").fetchone()[0])
 
 
-def lags(store: Path) -> list[float]:
+def lags(store: Path, after: int = 0) -> list[float]:
+    """Return the processing lag (s) of each done inbox row whose id is above ``after``."""
     with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)) as conn:
-        query = "SELECT processed_at - received_at FROM webhook_inbox WHERE status = 'done'"
-        return [float(row[0]) for row in conn.execute(query)]
+        query = "SELECT processed_at - received_at FROM webhook_inbox WHERE status = 'done' AND id > ?"
+        return [float(row[0]) for row in conn.execute(query, (after,))]
 
 
 def served_quantile(metrics: str, q: float) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from miniapp_sync.errors import StoreError
 from miniapp_sync.store import Inbox, InboxEntry, Store
 from miniapp_sync.testing import FakeClock
 from miniapp_sync.webhooks.commit import GroupCommit
+from miniapp_sync.webhooks.concurrency import OwnThread
 from miniapp_sync.webhooks.metrics import WebhookMetrics
 
 
@@ -21,6 +23,24 @@ class CountingInbox(Inbox):
 
     def add(self, entries: list[InboxEntry]) -> list[bool]:  # type: ignore[override]
         self.batches.append(len(entries))
+        return super().add(entries)
+
+
+class HeldInbox(Inbox):
+    """Its first commit holds on (as behind the processor's writer lock) until the test lets it go."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.batches: list[int] = []
+        self.threads: list[int] = []
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def add(self, entries: list[InboxEntry]) -> list[bool]:  # type: ignore[override]
+        self.batches.append(len(entries))
+        self.threads.append(threading.get_ident())
+        if len(self.batches) == 1:
+            self.entered.set()
+            assert self.release.wait(10), "the test never let the first commit go: was the loop held?"
         return super().add(entries)
 
 
@@ -98,3 +118,24 @@ async def test_a_burst_is_crowded_commits_at_a_high_rate(store: Store) -> None:
     assert not slow.busy()  # crowded once, but no burst: a stall of the loop does that
     await commit.close()
     await slow.close()
+
+
+async def test_on_its_own_thread_a_commit_leaves_the_loop_free_and_the_next_batch_forms_meanwhile(store: Store) -> None:
+    installation = store.save_installation("t", "salla", credentials=b"", metadata={}, user_input={}).id
+    inbox, committer = HeldInbox(store), OwnThread("test-inbox")
+    commit = GroupCommit(inbox, FakeClock(), max_delay=0, call=committer)
+    first = asyncio.create_task(commit.add(entry(installation, "a")))
+    assert await asyncio.to_thread(inbox.entered.wait, 10)  # the first commit is under way, and held
+    later = [asyncio.create_task(commit.add(entry(installation, key))) for key in "bcd"]
+    for _ in range(10):
+        await asyncio.sleep(0)  # the loop keeps turning while the commit waits
+    assert not first.done()
+    assert not any(task.done() for task in later)  # nobody is answered before their commit (D25)
+    inbox.release.set()
+    assert await first == "new"
+    assert await asyncio.gather(*later) == ["new"] * 3
+    assert inbox.batches == [1, 3]  # the three that came during the first commit make the next one
+    assert threading.get_ident() not in inbox.threads
+    assert len(set(inbox.threads)) == 1  # one thread of its own, commit after commit
+    await commit.close()
+    committer.close()

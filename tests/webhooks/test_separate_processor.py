@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -21,12 +22,15 @@ from typing import cast
 import aiohttp
 import orjson
 import pytest
+import uvicorn
+import uvloop
 
 from miniapp_sync.jobs.separate import ForwardingQueue, ProcessorPlan, ProcessorProcess
 from miniapp_sync.jobs.work import Work
-from miniapp_sync.runtime import Runtime
+from miniapp_sync.runtime import Runtime, load_miniapp
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
-from miniapp_sync.store import Inbox, Installation, Outbox, Store
+from miniapp_sync.server import create_app
+from miniapp_sync.store import Added, Inbox, InboxEntry, Installation, Outbox, Store
 from miniapp_sync.testing import sandbox_thread
 from miniapp_sync.webhooks.settings import WebhookSettings
 
@@ -319,3 +323,66 @@ def test_a_stop_after_the_servers_watch_ended_is_never_taken_for_a_child_that_wo
         asyncio.run(watch_then_stop())
         assert processor.process.exitcode == 0
     assert "did not stop" not in caplog.text  # each stopped by itself: none was taken for stuck and killed
+
+
+def _serving_runtime(store_path: Path) -> Runtime:
+    """The runtime serve opens, in its server and in its processor: the example MiniApp, its webhook secret."""
+    runtime = Runtime.open(str(store_path), environ=KEY)
+    runtime.add(load_miniapp(EXAMPLE))
+    runtime.installations.configure("salla", {"webhookSecret": SECRET})
+    return runtime
+
+
+@pytest.mark.parametrize("separate", [True, False], ids=["separate", "inline"])
+def test_the_inbox_commit_leaves_the_loop_only_when_the_processor_is_another_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, separate: bool
+) -> None:
+    # Receiving alone, the server's loop must not wait for the writer lock (held by the processor)
+    # and the fsync: its commit runs on a thread of its own. With the processor on the same loop,
+    # the commit stays inline (handing it to a thread cost more in GIL handoffs).
+    store_path = tmp_path / "store.sqlite"
+    install(store_path)
+    plan = ProcessorPlan(functools.partial(_serving_runtime, store_path), WebhookSettings(), None)
+    processor = ProcessorProcess.start(plan, lambda: None) if separate else None  # forked before any thread
+    committed_on: list[int] = []
+    add = Inbox.add
+
+    def recording_add(inbox: Inbox, entries: list[InboxEntry]) -> list[Added]:
+        committed_on.append(threading.get_ident())
+        return add(inbox, entries)
+
+    monkeypatch.setattr(Inbox, "add", recording_add)
+    sandbox = Sandbox(SANDBOX)
+    orders = sandbox.data["orders"]
+    deliveries = [sandbox.webhook("order.created", {**orders[i % 6], "id": 8_000_000 + i}) for i in range(64)]
+
+    died = threading.Event()
+
+    async def receive() -> tuple[int, set[str]]:
+        runtime = _serving_runtime(store_path)
+        queue = ForwardingQueue(Work(runtime), processor, on_death=died.set) if processor is not None else None
+        server = uvicorn.Server(uvicorn.Config(create_app(runtime, queue=queue), log_level="warning"))
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            while not server.started:
+                await asyncio.sleep(0.01)  # waiting for the server to listen, not testing time
+            acked = await send_all(f"http://127.0.0.1:{sock.getsockname()[1]}/miniapps/salla/webhooks", deliveries)
+        finally:
+            server.should_exit = True
+            await serving  # its lifespan ends: the commit thread and the processor stop
+            runtime.close()
+        return threading.get_ident(), acked
+
+    loop_thread, acked = uvloop.run(receive())
+    assert not died.is_set()
+    assert len(acked) == len(deliveries)
+    with Store.open(str(store_path)) as store:
+        assert {r.transaction_id for r in Inbox(store).list(limit=1000)} == acked  # each committed before its answer
+    assert committed_on
+    if separate:
+        assert loop_thread not in committed_on
+        assert len(set(committed_on)) == 1  # one committer thread
+    else:
+        assert set(committed_on) == {loop_thread}

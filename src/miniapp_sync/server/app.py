@@ -172,7 +172,9 @@ def create_app(
     if isinstance(webhooks, WebhookService):
         service = webhooks
     else:
-        service = WebhookService(runtime, settings=webhooks, metrics=WebhookMetrics(processing=runs_jobs))
+        service = WebhookService(
+            runtime, settings=webhooks, metrics=WebhookMetrics(processing=runs_jobs), processes_here=runs_jobs
+        )
     if runs_jobs and runtime.engine.metrics is None:
         runtime.engine.metrics = SyncMetrics(service.metrics.registry)
     jobs = queue or deployment_queue(
