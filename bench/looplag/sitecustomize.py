@@ -6,12 +6,19 @@ process's main coroutine, a task sleeps ``EVERY`` seconds over and over, and wri
 than asked each sleep ended (the loop's lag: the callback or blocking call that held it) to
 ``<folder>/lag-<pid>.txt``, one ``epoch-seconds lag-seconds`` line a sample, flushed each second
 so a killed process keeps its samples. Nothing of the project imports it.
+
+To find what lags a loop, ``MINIAPP_SYNC_BENCH_SLOW_CALLBACKS=<seconds>`` also runs it in
+asyncio's debug mode, which logs each callback that held it longer (named by the task and where
+its coroutine stopped next) to ``$TMPDIR/miniapp-sync-slow-<pid>.log``, kept after the run.
+Debug mode costs CPU: not for figures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +44,14 @@ async def _sample(path: Path) -> None:
 
 async def _with_sampler(main: Any) -> Any:
     assert _folder is not None
+    slow = os.environ.get("MINIAPP_SYNC_BENCH_SLOW_CALLBACKS")
+    if slow:
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
+        loop.slow_callback_duration = float(slow)
+        handler = logging.FileHandler(Path(tempfile.gettempdir()) / f"miniapp-sync-slow-{os.getpid()}.log")
+        logging.getLogger("asyncio").addHandler(handler)
+        logging.getLogger("asyncio").setLevel(logging.WARNING)
     sampler = asyncio.create_task(_sample(Path(_folder) / f"lag-{os.getpid()}.txt"))
     try:
         return await main
