@@ -33,7 +33,9 @@ takes ~8.5 minutes, so the window sees syncs in their steady state):
 - records/s overall: records written by the syncs in the window (rows with a run id) / window;
 - 429s the sandbox sent during the whole run; peak RSS (VmHWM) of serve and of each worker;
 - webhook ack p99 as the sender sees it, and the inbox rows still waiting at the end;
-- CPU of each process in the window (cores), which says what limits a run on this machine.
+- CPU of each process in the window (cores), which says what limits a run on this machine;
+- each process's event loop lag in the window (p50, p99, max of a sleep every 10 ms waking late:
+  bench/looplag), what a store call or CPU burst on the loop costs every other job there.
 
 With ``--sandboxes K`` > 1 the definition's ``sync.baseUrl`` becomes ``{{sandboxUrl}}/admin/v2``
 and each installation's user input names its sandbox (the tenant-built origin of D31: the
