@@ -5,9 +5,9 @@ N installations at 4 requests/s, 3 callers each (a request takes 50 ms after its
 row, on a fresh database of ``--postgres``'s server, dropped after). Printed per kind: grants as a
 share of the budgets (callers still waiting at the end finish after it: a little over 100% of
 what the paced rate allows), CPU of this process per grant, and for the shared budget the SQL
-statements and pool checkouts (each a ``pool_pre_ping`` round trip, as the store's engine has)
-per grant; and the smallest gap between two grants of one installation, which must not be under
-the budget's interval (250 ms).
+statements and pool checkouts (a checkout of a connection idle over 2 s pings it first, as the
+store's engine does: ``store.pg_ping``) per grant; and the smallest gap between two grants of one
+installation, which must not be under the budget's interval (250 ms).
 
 Run: ``.venv/bin/python bench/budgets.py --n 50 --seconds 10``
 """
@@ -27,6 +27,7 @@ from miniapp_sync.jobs.schema import upgrade_database
 from miniapp_sync.provider.ratelimit import RateLimiter
 from miniapp_sync.provider.shared_budget import SharedRateLimiter
 from miniapp_sync.store import Store
+from miniapp_sync.store.pg_ping import ping_when_idle
 from miniapp_sync.testing import temporary_database
 
 RATE = 4.0
@@ -72,7 +73,8 @@ async def shared(url: str, n: int, seconds: float) -> None:
         keys = [
             store.save_installation(f"t{k}", "salla", credentials=b"x", metadata={}, user_input={}).id for k in range(n)
         ]
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), pool_pre_ping=True)
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    ping_when_idle(engine)
     counts = {"statements": 0, "checkouts": 0}
 
     def counted(name: str) -> Any:

@@ -33,7 +33,9 @@ takes ~8.5 minutes, so the window sees syncs in their steady state):
 - records/s overall: records written by the syncs in the window (rows with a run id) / window;
 - 429s the sandbox sent during the whole run; peak RSS (VmHWM) of serve and of each worker;
 - webhook ack p99 as the sender sees it, and the inbox rows still waiting at the end;
-- CPU of each process in the window (cores), which says what limits a run on this machine.
+- CPU of each process in the window (cores), which says what limits a run on this machine;
+- each process's event loop lag in the window (p50, p99, max of a sleep every 10 ms waking late:
+  bench/looplag), what a store call or CPU burst on the loop costs every other job there.
 
 With ``--sandboxes K`` > 1 the definition's ``sync.baseUrl`` becomes ``{{sandboxUrl}}/admin/v2``
 and each installation's user input names its sandbox (the tenant-built origin of D31: the
@@ -83,6 +85,7 @@ from miniapp_sync.testing import temporary_database
 RATE = 4.0  # rateLimitPerSecond of every installation, and the sandbox's limit per store
 LATENCY = 0.050
 ENV = {**os.environ, "MINIAPP_SYNC_SECRET_KEY": "bench-key-not-a-secret"}
+LOOP_LAG = Path(__file__).with_name("looplag")  # its sitecustomize samples a process's event loop lag
 WEBHOOK_IDS = 90_000_000  # order ids of the deliveries: far above the catalogue's, so each is a new order
 SYNCED = "SELECT count(*) FROM records WHERE run_id IS NOT NULL"
 WAITING = "SELECT count(*) FROM webhook_inbox WHERE status IN ('pending', 'processing')"
@@ -137,6 +140,8 @@ class Result:
     job_starts: list[float] = field(default_factory=list)
     transactions_per_request: float = 0.0
     sandbox_requests: list[int] = field(default_factory=list)  # API requests each sandbox process served in the window
+    # process → its event loop's lag in the window, seconds: (p50, p99, max, samples); see bench/looplag.
+    lags: dict[str, tuple[float, float, float, int]] = field(default_factory=dict)
     load: float = field(default_factory=lambda: os.getloadavg()[0])
 
     @property
@@ -281,8 +286,15 @@ def rows(store: str, query: str) -> list[tuple[Any, ...]]:
 
 
 @contextlib.contextmanager
-def processes(setup: Setup, store: str, definition: Path, base_url: str, log: IO[bytes]) -> Iterator[dict[str, Any]]:
-    """Run serve (and the workers) until the block ends; yield {label: Popen} with serve's ``port``."""
+def processes(
+    setup: Setup, store: str, definition: Path, base_url: str, log: IO[bytes], lags: Path
+) -> Iterator[dict[str, Any]]:
+    """Run serve (and the workers) until the block ends; yield {label: Popen} with serve's ``port``.
+
+    Each process samples its event loop's lag into ``lags`` (bench/looplag/sitecustomize.py).
+    """
+    path = os.pathsep.join(p for p in (str(LOOP_LAG), ENV.get("PYTHONPATH", "")) if p)
+    env = ENV | {"PYTHONPATH": path, "MINIAPP_SYNC_BENCH_LOOP_LAG": str(lags)}
     port = free_port()
     secret = f"webhookSecret={SandboxConfig().webhook_secret}"
     common = ["-d", str(definition), "--store", store, "--config", secret, *rewrites(base_url)]
@@ -292,13 +304,13 @@ def processes(setup: Setup, store: str, definition: Path, base_url: str, log: IO
     started: dict[str, Any] = {}
     try:
         args = [*command(), "serve", *common, "--port", str(port), *jobs]
-        serve = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=log)
+        serve = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=log)
         started["serve"] = serve
         if setup.backend == "postgres":
             each = -(-2 * setup.n // setup.workers) + 4
             for k in range(setup.workers):
                 args = [*command(), "worker", *common, "--concurrency", str(each), "--name", f"bench-{k}"]
-                started[f"worker {k}"] = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=log)
+                started[f"worker {k}"] = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=log)
         harness.wait_listening(port, serve)
         if setup.backend == "postgres":
             deadline = time.monotonic() + 30
@@ -351,14 +363,14 @@ def run_case(setup: Setup) -> Result:
             definition = write_definition(folder, cron, per_tenant_sandbox=several)
             with (
                 (folder / "processes.log").open("wb") as log,
-                processes(setup, store, definition, sandbox.base_urls[0], log) as running,
+                processes(setup, store, definition, sandbox.base_urls[0], log, folder) as running,
             ):
                 if time.time() > tick - 1:
                     print(f"  the processes were not up 1 s before the tick: again with a lead of {2 * lead:.0f} s")
                     lead *= 2
                     continue
                 print(f"  processes up; the tick in {tick - time.time():.1f} s", flush=True)
-                result = asyncio.run(measure(setup, store, sandbox, running, paced, tick))
+                result = asyncio.run(measure(setup, store, sandbox, running, paced, tick, folder))
             if min(result.shares) == 0:
                 print("  log tail:", (folder / "processes.log").read_text(errors="replace")[-1500:], sep="\n")
             return result
@@ -372,6 +384,7 @@ async def measure(
     running: dict[str, Any],
     paced: list[tuple[bytes, dict[str, str]]],
     tick: float,
+    lags: Path,
 ) -> Result:
     url = f"http://127.0.0.1:{running['port']}/miniapps/salla/webhooks"
     pids = {label: p.pid for label, p in running.items() if label != "port"} | sandbox.pids
@@ -427,7 +440,21 @@ async def measure(
         job_starts=sorted(float(at) - tick for kind, at in events if kind == "started"),
         transactions_per_request=(transactions_after - transactions) / max(1, requests),
         sandbox_requests=[b - a for a, b in zip(before["each"], after["each"], strict=True)],
-    )
+        lags={label: loop_lag(lags / f"lag-{pid}.txt", end - setup.seconds, end) for label, pid in pids.items()
+              if (lags / f"lag-{pid}.txt").exists()},
+    )  # fmt: skip
+
+
+def loop_lag(path: Path, start: float, end: float) -> tuple[float, float, float, int]:
+    """Return a process's event loop lag samples in [start, end]: (p50, p99, max, samples), seconds."""
+    lags = []
+    for line in path.read_text().splitlines():
+        at, _, lag = line.partition(" ")
+        if lag and start <= float(at) <= end:
+            lags.append(float(lag))
+    if not lags:
+        return (math.nan, math.nan, math.nan, 0)
+    return (percentile(lags, 0.5), percentile(lags, 0.99), max(lags), len(lags))
 
 
 def _delta(before: dict[str, Any], after: dict[str, Any], counter: str, key: str) -> int:
@@ -465,6 +492,11 @@ def report(result: Result) -> None:
         f"p99 {result.ack_p99:.1f} ms, {result.ack_failed} non-2xx; inbox rows waiting at the end {result.waiting:,}"
     )
     print(f"  CPU in the window (cores): {cpu}")
+    for label, (p50, p99, most, samples) in result.lags.items():
+        print(
+            f"  {label}'s event loop lag in the window: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
+            f"max {most * 1000:.0f} ms ({samples:,} wake-ups every 10 ms)"
+        )
     used, allowed = result.connections
     if allowed:
         print(f"  PostgreSQL connections: at most {used} seen (sampled every 5 s) of max_connections {allowed}")

@@ -163,10 +163,18 @@ class Runtime:
     def installations(self) -> Installations:
         """Return the tenants' installations (opening the credentials vault)."""
         from miniapp_sync.installations import Installations
+        from miniapp_sync.webhooks.concurrency import caller
 
         parts = self._parts
         vault = self._vault or self._open_vault()
-        return Installations(self.store, vault, clock=self.clock, egress=parts.egress, public_url=parts.public_url)
+        return Installations(
+            self.store,
+            vault,
+            clock=self.clock,
+            egress=parts.egress,
+            public_url=parts.public_url,
+            store_call=caller(self.backend.inline_store_calls),
+        )
 
     @cached_property
     def engine(self) -> SyncEngine:

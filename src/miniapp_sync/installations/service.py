@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,8 +41,12 @@ class Installations:
         egress: Egress | None = None,
         public_url: str = "http://127.0.0.1:8000",
         session: aiohttp.ClientSession | None = None,
+        store_call: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
         self.store = store
+        # How a token refresh, which a sync makes mid-run, calls the store: the backend's way
+        # (inline; in a thread where a call waits on the network and would stall the event loop).
+        self._store_call = store_call or _inline
         self.vault = vault
         self.clock = clock or SystemClock()
         self.egress = egress or Egress()
@@ -241,7 +245,7 @@ class Installations:
             )
         lock = self._refresh_locks.setdefault(installation_id, asyncio.Lock())
         async with lock:
-            installation = self.get(installation_id)
+            installation = await self._store_call(self.get, installation_id)
             bag = self.credentials(installation)
             if seen_token is not None and bag.get("accessToken") != seen_token:
                 return bag
@@ -249,15 +253,16 @@ class Installations:
                 result = await self.send(definition, installation, auth.refresh_token, "auth.refresh_token")
             except InstallationError as exc:
                 reason = f"token refresh failed, reconnect the installation: {exc}"
-                self.store.update_installation(installation.id, status="error", error=reason)
+                await self._store_call(self.store.update_installation, installation.id, status="error", error=reason)
                 raise InstallationError(reason) from None
             if "accessToken" not in result.persisted:
                 reason = "token refresh failed, reconnect the installation: the response mapped no accessToken"
-                self.store.update_installation(installation.id, status="error", error=reason)
+                await self._store_call(self.store.update_installation, installation.id, status="error", error=reason)
                 raise InstallationError(reason)
             bag = {**bag, **result.persisted}
             # Persist before anyone retries: the old refresh token may already be revoked.
-            self.store.update_installation(installation.id, credentials=self.vault.encrypt(bag), status="connected")
+            update = self.store.update_installation
+            await self._store_call(update, installation.id, credentials=self.vault.encrypt(bag), status="connected")
             return bag
 
     # --- uninstall ----------------------------------------------------------------------------
@@ -286,6 +291,10 @@ class Installations:
         if not definition.ns:
             raise InstallationError("the definition has no 'ns': a sync-only fragment cannot be installed")
         return definition.ns
+
+
+async def _inline(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    return function(*args, **kwargs)
 
 
 # Metadata keys that name the provider account (storeId, shop_id, merchantID), not a user or a label.

@@ -26,6 +26,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from miniapp_sync import exactjson
 from miniapp_sync.errors import StoreError
+from miniapp_sync.store.pg_ping import ping_when_idle
 from miniapp_sync.store.tables import VERSION_TABLE
 
 if TYPE_CHECKING:
@@ -131,11 +132,13 @@ class Database:
         else:
             self.engine = create_engine(
                 url,
-                pool_pre_ping=True,  # survive a database restart between calls
                 json_serializer=_dumps,
                 json_deserializer=exactjson.loads,
                 hide_parameters=True,
             )
+            # Survive a database restart between calls: a connection idle a while is pinged first,
+            # not every one (pool_pre_ping's round trip per checkout); see pg_ping.
+            ping_when_idle(self.engine)
             # PostgreSQL handles concurrent writers itself (row locks, advisory locks).
             self._write_lock = nullcontext()
         self._committer: ThreadPoolExecutor | None = None  # write_staged's one thread, made by the first

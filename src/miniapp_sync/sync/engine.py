@@ -10,6 +10,12 @@ produces (writes are upserts by code, D20).
 Batches are written one at a time and in order, so a checkpoint never commits before the pages
 it covers: in the event loop on SQLite (the commit's fsync on the store's committer thread), in a
 worker thread on PostgreSQL (see ``batches.BatchWriter``).
+
+Every other store call of a run (its start and end, the checkpoint read, the installation read,
+progress heartbeats, dead letters) is made the backend's way too (``inline_writes``): inline on
+SQLite, in a thread on PostgreSQL. A worker runs many runs on one event loop, and a network round
+trip made on it stalls every other run's rate limiter and requests: a limiter that wakes late
+never catches up (it paces, D5), so each stall was budget lost by every installation on the worker.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from miniapp_sync.sync.reports import Progress, ResourceReport, RunReport, failu
 from miniapp_sync.sync.resources import select_resources
 from miniapp_sync.sync.runs import INTERRUPTED, Heartbeat, Processes
 from miniapp_sync.templating import render_headers
+from miniapp_sync.webhooks.concurrency import caller
 from miniapp_sync.webhooks.providers import provider_of
 
 if TYPE_CHECKING:
@@ -80,6 +87,7 @@ class SyncEngine:
     ) -> None:
         self.store = store
         self.inline_writes = inline_writes
+        self._call = caller(inline_writes)  # how store calls are made: inline (SQLite) or in a thread
         self.max_retry_after = max_retry_after
         self.processes = processes or Processes()
         # Set by the process that exports them (serve, worker); a one-off `sync` counts nothing.
@@ -117,7 +125,7 @@ class SyncEngine:
                 + (f": {installation.error}" if installation.error else "")
                 + "; reconnect it before syncing"
             )
-        run = self.start_run(installation.id, resources, job_id=job_id)
+        run = await self._call(self.start_run, installation.id, resources, job_id=job_id)
         report = RunReport(run.id, installation.id)
         try:
             await self._run(definition, plan, installation, selected, report, progress, max_in_flight, full)
@@ -125,6 +133,8 @@ class SyncEngine:
             # Ctrl-C, SIGTERM, a server shutting down: the run ends, resumable from its checkpoint (D38).
             report.status = "interrupted"
             stats = report.as_dict()["resources"]
+            # Inline even on PostgreSQL: the process may be on its way out (KeyboardInterrupt
+            # breaks the loop), and the run must be closed before it goes; this happens once.
             self.store.finish_run(run.id, status="interrupted", stats=stats, error=INTERRUPTED)
             if self.metrics is not None:
                 self.metrics.run_done(definition.ns or "", "interrupted")
@@ -154,7 +164,7 @@ class SyncEngine:
         def stats() -> dict[str, dict[str, Any]]:
             return {k: r.as_dict() for k, r in report.resources.items()}
 
-        beat = Heartbeat(self.store, run_id, self.clock, progress, stats)
+        beat = Heartbeat(self.store, run_id, self.clock, progress, stats, call=self._call)
         # The run's redaction set: the installation's secrets now, and every one received while it
         # runs (a refreshed token joins it before it is sent, D31b). Nothing is stored unredacted.
         redactor = Redactor(self.installations.secrets_of(definition, installation))
@@ -199,7 +209,7 @@ class SyncEngine:
         errors = "; ".join(f"{k}: {r.error}" for k, r in report.resources.items() if r.error) or None
         done = stats()
         last = beat.figures(done, None)
-        self.store.finish_run(run_id, status=report.status, stats=done, error=errors, progress=last)
+        await self._call(self.store.finish_run, run_id, status=report.status, stats=done, error=errors, progress=last)
         if self.metrics is not None:
             self.metrics.run_done(definition.ns or "", report.status)
         log.info(
@@ -218,13 +228,13 @@ class SyncEngine:
         sync = definition.sync
         assert sync is not None
         # Read now, not when the run started: an earlier resource may have refreshed the token.
-        installation = self.installations.get(installation_id)
         installations = self.installations
+        installation = await self._call(installations.get, installation_id)
         sent = [installations.credentials(installation).get("accessToken")]  # the token this client sends
 
         async def refreshed() -> Refreshed:
             await installations.refresh(definition, installation_id, seen_token=sent[0])
-            fresh = installations.get(installation_id)
+            fresh = await self._call(installations.get, installation_id)
             secrets = installations.secrets_of(definition, fresh)
             redactor.add(secrets)  # before the new token is sent anywhere, or can be echoed back
             sent[0] = installations.credentials(fresh).get("accessToken")
@@ -260,7 +270,8 @@ class SyncEngine:
         assert definition.sync is not None
         resource = definition.sync.resources[plan.key]
         batch_size = definition.sync.sync_configuration.batch_size
-        state = {} if full else self.store.get_checkpoint(installation.id, plan.key) or {}
+        stored = None if full else await self._call(self.store.get_checkpoint, installation.id, plan.key)
+        state = stored or {}
         params: dict[str, Any] = {}
         if state.get("done"):
             # The last run finished: start over, asking only for what changed when incremental.
@@ -304,12 +315,12 @@ class SyncEngine:
                 total = page.total if page.total is not None else total
                 records = page.records
                 if details is not None:
-                    records, failed = self._kept(details, plan, installation, run_id, report)
+                    records, failed = await self._kept(details, plan, installation, run_id, report)
                     errors_seen |= failed
                 for record in records:
                     mapped = mapper(record)
                     if mapped.rejected:
-                        self._reject(installation, plan.key, run_id, record, mapped)
+                        await self._reject(installation, plan.key, run_id, record, mapped)
                         report.rejected += 1
                         errors_seen = True
                         continue
@@ -325,7 +336,7 @@ class SyncEngine:
                 self._count(client, report)
                 if progress.due():  # the figures it writes count every batch so far, committed
                     await writer.wait()
-                progress(report, total)  # also the run's heartbeat
+                await progress(report, total)  # also the run's heartbeat
             # The rest, with the "done" checkpoint: the next run starts over (from `since` if incremental).
             done = {"done": True, **({"since": since} if since else {})}
             await writer.write(buffer, batch_size, done)
@@ -341,7 +352,7 @@ class SyncEngine:
             )
         self._count(client, report)
 
-    def _kept(
+    async def _kept(
         self,
         details: list[DetailResult],
         plan: ResourcePlan,
@@ -354,7 +365,8 @@ class SyncEngine:
         failed = False
         for result in details:
             if result.error is not None:
-                self.store.add_dead_letter(
+                await self._call(
+                    self.store.add_dead_letter,
                     installation.id,
                     kind="record",
                     source=plan.key,
@@ -370,11 +382,17 @@ class SyncEngine:
             kept.append(result.record)
         return kept, failed
 
-    def _reject(
+    async def _reject(
         self, installation: Installation, resource: str, run_id: str, record: Any, mapped: MappedRecord
     ) -> None:
-        self.store.add_dead_letter(
-            installation.id, kind="record", source=resource, payload=record, reason=mapped.reason(), run_id=run_id
+        await self._call(
+            self.store.add_dead_letter,
+            installation.id,
+            kind="record",
+            source=resource,
+            payload=record,
+            reason=mapped.reason(),
+            run_id=run_id,
         )
 
     @staticmethod

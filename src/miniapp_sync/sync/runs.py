@@ -27,11 +27,15 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from miniapp_sync.clock import Clock
 from miniapp_sync.store import Store
 from miniapp_sync.store.runs import RunLiveness
+
+if TYPE_CHECKING:
+    # Only its type: the runtime imports this module, and commands that never sync need no asyncio.
+    from miniapp_sync.webhooks.concurrency import Call
 
 __all__ = [
     "ABANDONED",
@@ -154,6 +158,7 @@ class Heartbeat:
     at work) and the stats so far are written at most every ``PROGRESS_EVERY`` seconds of the
     injected clock, from the first page on, so another process (the API, the CLI) can watch the
     run; each write is also its heartbeat (D38). ``figures`` gives the last ones for its end.
+    ``call`` makes the write: inline, or in a thread where a store call waits on the network.
     """
 
     def __init__(
@@ -163,12 +168,15 @@ class Heartbeat:
         clock: Clock,
         progress: Callable[[Any, int | None], None] | None,
         stats: Callable[[], dict[str, dict[str, Any]]] = dict,
+        *,
+        call: Call | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
         self.clock = clock
         self.progress = progress
         self.stats = stats  # the run's per-resource reports so far, as stored
+        self._call = call or _inline
         self._next = clock.monotonic()  # the first page is shown at once
         self._last: tuple[float, int] | None = None  # (monotonic time, records) of the last write
 
@@ -176,12 +184,13 @@ class Heartbeat:
         """Tell whether the next call writes the figures (the first page's, then every PROGRESS_EVERY)."""
         return self.clock.monotonic() >= self._next
 
-    def __call__(self, report: Any, total: int | None) -> None:
+    async def __call__(self, report: Any, total: int | None) -> None:
         now = self.clock.monotonic()
         if now >= self._next:
             self._next = now + PROGRESS_EVERY
             stats = self.stats()
-            RunLiveness(self.store).progress(self.run_id, stats, self.figures(stats, report.resource, now))
+            figures = self.figures(stats, report.resource, now)
+            await self._call(RunLiveness(self.store).progress, self.run_id, stats, figures)
         if self.progress is not None:
             self.progress(report, total)
 
@@ -203,3 +212,7 @@ class Heartbeat:
             "throttled": sum(int(r.get("throttled", 0)) for r in stats.values()),
             "at": self.clock.now(),
         }
+
+
+async def _inline(function: Callable[..., Any], /, *args: Any) -> Any:
+    return function(*args)
