@@ -72,15 +72,14 @@ class FanOut:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Wait until fewer than ``target`` callers are in flight; hold a place for the block."""
-        await self._enter()
+        await self.enter()
         try:
             yield
         finally:
-            self._in_flight -= 1
-            # The latency behind ``target`` may have moved with this answer: re-read it as places are handed on.
-            self._hand_on()
+            self.leave()
 
-    async def _enter(self) -> None:
+    async def enter(self) -> None:
+        """Wait until fewer than ``target`` callers are in flight; take a place (give it back with ``leave``)."""
         if not self._waiters and self._in_flight < self.target:
             self._in_flight += 1
         else:
@@ -96,6 +95,12 @@ class FanOut:
                 self._hand_on()
                 raise
         self.peak = max(self.peak, self._in_flight)
+
+    def leave(self) -> None:
+        """Give back a place taken with ``enter``."""
+        self._in_flight -= 1
+        # The latency behind ``target`` may have moved with this answer: re-read it as places are handed on.
+        self._hand_on()
 
     def _hand_on(self) -> None:
         """Let the longest waiters through while there is room under ``target``."""
