@@ -175,6 +175,28 @@ async def test_details_go_out_as_many_at_once_as_the_budget_and_latency_call_for
     assert gate.peak == 12
 
 
+async def test_details_cut_short_give_every_place_back_to_the_gate(provider: Any, make_client: MakeClient) -> None:
+    two_in, never = asyncio.Event(), asyncio.Event()
+
+    async def hold(request: web.Request) -> web.Response:
+        if provider.in_flight >= 2:
+            two_in.set()
+        await never.wait()
+        return json_response({"data": {}})
+
+    provider.handler = hold
+    gate = FanOut(math.inf, lambda: 0.0, cap=2)
+    records = [{"id": i} for i in range(1, 6)]
+    fetching = asyncio.create_task(fetch_details(make_client(), resource(), records, fan_out=gate))
+    await asyncio.wait_for(two_in.wait(), 5)
+    fetching.cancel()  # as a stream closing mid-page does: two requests out, three records never started
+    with pytest.raises(asyncio.CancelledError):
+        await fetching
+    assert gate.in_flight == 0
+    async with gate.slot(), gate.slot():  # both places are free again
+        assert gate.in_flight == 2
+
+
 async def test_the_next_pages_details_start_before_this_pages_last_answer(
     provider: Any, make_client: MakeClient
 ) -> None:
