@@ -73,6 +73,72 @@ async def test_the_gate_lets_through_as_many_as_the_latency_calls_for_and_more_o
     assert (through, gate.peak) == (20, 14)
 
 
+async def test_a_leaving_caller_hands_its_place_to_the_longest_waiter_only() -> None:
+    gate = FanOut(math.inf, lambda: 0.0, cap=2)
+    done = [asyncio.Event() for _ in range(5)]
+    order: list[int] = []
+
+    async def caller(k: int) -> None:
+        async with gate.slot():
+            order.append(k)
+            await done[k].wait()
+
+    tasks = [asyncio.create_task(caller(k)) for k in range(5)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert (order, gate.in_flight) == ([0, 1], 2)
+    done[1].set()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert (order, gate.in_flight) == ([0, 1, 2], 2)  # one place freed, one waiter through, in arrival order
+    for event in done:
+        event.set()
+    await asyncio.gather(*tasks)
+    assert (order, gate.in_flight, gate.peak) == ([0, 1, 2, 3, 4], 0, 2)
+
+
+async def test_a_waiter_cancelled_in_the_queue_neither_holds_a_place_nor_blocks_those_behind_it() -> None:
+    gate = FanOut(math.inf, lambda: 0.0, cap=1)
+    release = asyncio.Event()
+    through: list[int] = []
+
+    async def caller(k: int) -> None:
+        async with gate.slot():
+            through.append(k)
+            await release.wait()
+
+    tasks = [asyncio.create_task(caller(k)) for k in range(3)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    tasks[1].cancel()  # queued behind the holder
+    release.set()
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert (through, gate.in_flight) == ([0, 2], 0)
+
+
+async def test_a_waiter_cancelled_just_as_it_was_handed_a_place_passes_the_place_on() -> None:
+    gate = FanOut(math.inf, lambda: 0.0, cap=1)
+    release = asyncio.Event()
+    through: list[int] = []
+
+    async def caller(k: int) -> None:
+        async with gate.slot():
+            through.append(k)
+            await release.wait()
+
+    tasks = [asyncio.create_task(caller(k)) for k in range(3)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    release.set()
+    await asyncio.sleep(0)  # the holder leaves and hands its place to caller 1, which has not run yet
+    assert (gate.in_flight, through) == (1, [0])
+    tasks[1].cancel()
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert (through, gate.in_flight) == ([0, 2], 0)
+
+
 async def test_the_client_times_answers_after_the_budget_granted_them(
     provider: Any, make_client: MakeClient, clock: FakeClock
 ) -> None:
@@ -107,6 +173,28 @@ async def test_details_go_out_as_many_at_once_as_the_budget_and_latency_call_for
     assert all(r.ok for r in results)
     assert provider.max_in_flight == 12
     assert gate.peak == 12
+
+
+async def test_details_cut_short_give_every_place_back_to_the_gate(provider: Any, make_client: MakeClient) -> None:
+    two_in, never = asyncio.Event(), asyncio.Event()
+
+    async def hold(request: web.Request) -> web.Response:
+        if provider.in_flight >= 2:
+            two_in.set()
+        await never.wait()
+        return json_response({"data": {}})
+
+    provider.handler = hold
+    gate = FanOut(math.inf, lambda: 0.0, cap=2)
+    records = [{"id": i} for i in range(1, 6)]
+    fetching = asyncio.create_task(fetch_details(make_client(), resource(), records, fan_out=gate))
+    await asyncio.wait_for(two_in.wait(), 5)
+    fetching.cancel()  # as a stream closing mid-page does: two requests out, three records never started
+    with pytest.raises(asyncio.CancelledError):
+        await fetching
+    assert gate.in_flight == 0
+    async with gate.slot(), gate.slot():  # both places are free again
+        assert gate.in_flight == 2
 
 
 async def test_the_next_pages_details_start_before_this_pages_last_answer(

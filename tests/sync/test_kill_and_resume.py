@@ -55,9 +55,15 @@ def sandbox_url() -> Iterator[str]:
 
 @pytest.fixture
 def definition(tmp_path: Path) -> Path:
-    """The example with a budget that does not bind and a commit per page (so a kill lands between commits)."""
+    """The example with a commit per page (so a kill lands between commits), paced so a run lasts ~1.3 s.
+
+    The budget paces the run so that the two thirds left after the watcher sees a third written
+    take ~0.8 s whatever the CPU does: with an unbounded budget they took ~0.1 s once details
+    cost little CPU, and on a loaded machine the run could end between the watcher's check and
+    its signal.
+    """
     document, _ = load_file(EXAMPLE)
-    document["sync"]["syncConfiguration"].update(rateLimitPerSecond=2000, batchSize=20)
+    document["sync"]["syncConfiguration"].update(rateLimitPerSecond=300, batchSize=20)
     document["sync"]["resources"]["products"]["pagination"].update(defaultLimit=20, maxLimit=20)
     path = tmp_path / "definition.json"
     path.write_text(json.dumps(document))

@@ -71,7 +71,6 @@ async def fetch_details(
     reader = ResponseReader(resource, resource_key)
     unwrap = None if reader.bare else resource.response_mapping.data_property
     results: list[DetailResult | None] = [None] * len(records)
-    todo = iter(range(len(records)))
 
     async def fetch(index: int) -> DetailResult:
         record = records[index]
@@ -110,16 +109,18 @@ async def fetch_details(
             return DetailResult(index, dict(record), "failed", error=error)
         return DetailResult(index, {**record, **detail}, "ok")
 
-    async def worker() -> None:
-        # Workers share one iterator of indices: each record is fetched once, as many at a time
-        # as the gate allows, and all of them inside the installation's rate budget.
-        for index in todo:
-            async with gate.slot():
-                results[index] = await fetch(index)
+    async def fetch_into(index: int) -> None:
+        results[index] = await fetch(index)
 
+    # A place at the gate first, then a task for the record: a page waiting for the budget is one
+    # waiter, not a task per record (a run holds two pages: at 4 requests/s hundreds of runs kept
+    # tens of thousands of idle tasks, and the gate woke them all). The place is given back when
+    # the task is done, also when it was cancelled before it ever ran.
     async with asyncio.TaskGroup() as group:
-        for _ in range(min(gate.cap, len(records))):
-            group.create_task(worker())
+        for index in range(len(records)):
+            await gate.enter()
+            task = group.create_task(fetch_into(index))
+            task.add_done_callback(lambda _: gate.leave())
     return [result for result in results if result is not None]
 
 

@@ -10,12 +10,19 @@ operator's bound on connections to one provider (``sync --max-in-flight``).
 
 One ``FanOut`` serves a whole resource run, so the details of the next page can start while the
 last of this page's are still out, without ever exceeding the number chosen.
+
+Waiters queue in arrival order and a leaving caller hands its place straight to as many of them
+as ``target`` allows (re-read then). The gate used to be a Condition with ``notify_all``: every
+answer woke every waiting worker (up to two pages' worth, ~100 at the 4/s of a store's budget)
+only for all but one or two to sleep again. With hundreds of installations syncing in one
+process that was most of the CPU a detail request cost (issue #17 item 5).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Final
@@ -49,7 +56,7 @@ class FanOut:
         self.cap = cap
         self._latency = latency
         self._in_flight = 0
-        self._changed = asyncio.Condition()
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self.peak = 0  # most callers ever let through at once (for reports and tests)
 
     @property
@@ -65,14 +72,43 @@ class FanOut:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Wait until fewer than ``target`` callers are in flight; hold a place for the block."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._in_flight < self.target)
-            self._in_flight += 1
-            self.peak = max(self.peak, self._in_flight)
+        await self.enter()
         try:
             yield
         finally:
-            async with self._changed:
-                self._in_flight -= 1
-                # The latency behind ``target`` may have moved with this answer: let every waiter re-check.
-                self._changed.notify_all()
+            self.leave()
+
+    async def enter(self) -> None:
+        """Wait until fewer than ``target`` callers are in flight; take a place (give it back with ``leave``)."""
+        if not self._waiters and self._in_flight < self.target:
+            self._in_flight += 1
+        else:
+            place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(place)
+            try:
+                await place  # counted in ``_in_flight`` by whoever resolved it
+            except asyncio.CancelledError:
+                if place.done() and not place.cancelled():  # handed a place and cancelled at once: pass it on
+                    self._in_flight -= 1
+                elif place in self._waiters:  # a hand-on may already have dropped it as done
+                    self._waiters.remove(place)
+                self._hand_on()
+                raise
+        self.peak = max(self.peak, self._in_flight)
+
+    def leave(self) -> None:
+        """Give back a place taken with ``enter``."""
+        self._in_flight -= 1
+        # The latency behind ``target`` may have moved with this answer: re-read it as places are handed on.
+        self._hand_on()
+
+    def _hand_on(self) -> None:
+        """Let the longest waiters through while there is room under ``target``."""
+        if not self._waiters:
+            return
+        target = self.target
+        while self._waiters and self._in_flight < target:
+            place = self._waiters.popleft()
+            if not place.done():
+                self._in_flight += 1
+                place.set_result(None)
