@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from miniapp_sync.errors import StoreError
 from miniapp_sync.store import Attempt, Inbox, InboxEntry, Outbox, RecordWrite, Store
 from miniapp_sync.store.processing import Processing, _by_field
 from miniapp_sync.store.tables import metadata
@@ -80,6 +81,34 @@ def test_a_key_reused_with_another_body_or_event_is_stored_and_flagged(store: St
         ("order.status.updated", True),
         ("customer.created", False),
     ]
+
+
+def test_a_batch_larger_than_one_statement_is_stored_whole_in_order(store: Store) -> None:
+    # SQLite inserts at most 83 rows a statement (999 bound variables): 250 take four statements.
+    owner = installation(store)
+    inbox = Inbox(store)
+    batch = [entry(owner, f"k{n}", b'{"n": %d}' % n) for n in range(250)]
+    batch += [entry(owner, "k7", b'{"n": 7}'), entry(owner, "k9", b'{"n": "other"}'), entry(owner, None)]
+    assert inbox.add(batch) == ["new"] * 250 + ["duplicate", "reused", "new"]
+    rows = inbox.list(limit=1000)
+    assert [(r.transaction_id, r.body, r.reused) for r in rows] == [
+        *((f"k{n}", b'{"n": %d}' % n, False) for n in range(250)),
+        ("k9", b'{"n": "other"}', True),
+        (None, b"{}", False),
+    ]
+    assert all(r.digest == hashlib.sha256(r.body).digest() and r.status == "pending" for r in rows)
+    assert inbox.add(batch[100:101] + batch[240:241]) == ["duplicate", "duplicate"]
+
+
+def test_a_batch_with_a_row_the_database_refuses_is_not_stored_at_all(store: Store) -> None:
+    owner = installation(store)
+    inbox = Inbox(store)
+    bad = InboxEntry("salla", owner, "order.created", "k-bad", "no such status", b"{}")  # type: ignore[arg-type]
+    batch = [entry(owner, f"k{n}") for n in range(200)] + [bad]  # the refused row in the last statement
+    with pytest.raises(StoreError, match="cannot store 201 webhook deliveries"):
+        inbox.add(batch)
+    assert inbox.list() == []
+    assert inbox.add(batch[:2]) == ["new", "new"]
 
 
 def test_an_unprocessable_delivery_is_kept_failed_with_its_dead_letter(store: Store) -> None:
