@@ -86,12 +86,14 @@ class Liveness:
     def grace(self) -> float:
         """Return how long a stopping worker lets its running jobs end before it interrupts them.
 
-        Procrastinate stops a worker's heartbeat as its shutdown begins: a job still running
-        ``stalled_after`` seconds later would be taken for a dead worker's and run again beside
-        this one. One heartbeat's time is enough for a drain or a delivery, and a sync cut short
-        resumes from its checkpoint on another worker (D38).
+        Procrastinate stops a worker's heartbeat as its shutdown begins, and the last one may be
+        a ``heartbeat`` old by then: a job still running ``stalled_after`` seconds after it would be
+        taken for a dead worker's and run again beside this one. So the grace ends half-way
+        through what is left of ``stalled_after``, room for the interrupted jobs to end. At most
+        one heartbeat: enough for a drain or a delivery, and a sync cut short resumes from its
+        checkpoint on another worker (D38).
         """
-        return self.heartbeat
+        return min(self.heartbeat, (self.stalled_after - self.heartbeat) / 2)
 
     @property
     def stall_check_cron(self) -> str:
