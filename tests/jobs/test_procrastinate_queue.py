@@ -215,3 +215,9 @@ def test_liveness_checks_for_stalls_about_once_per_heartbeat() -> None:
     assert Liveness(heartbeat=7, stalled_after=30).stall_check_cron == "* * * * * */6"
     with pytest.raises(ValueError, match="must be positive and shorter than stalled_after"):
         Liveness(heartbeat=30, stalled_after=10)
+
+
+def test_a_stopping_worker_interrupts_its_jobs_before_its_last_heartbeat_is_stalled_after_old() -> None:
+    assert Liveness().grace == 10  # one heartbeat: the last one is at most 20 s old then, of 30
+    assert Liveness(heartbeat=1, stalled_after=3).grace == 1
+    assert Liveness(heartbeat=10, stalled_after=15).grace == 2.5  # 12.5 s after the last heartbeat, of 15

@@ -19,6 +19,13 @@ Periodic tasks, each deferred once per tick whichever worker gets there first:
   should have enqueued them (``Work.sweep``), so that no stored delivery waits for a next one;
 - ``purge``, hourly: forget finished deliveries and trigger events past their retention.
 
+A worker told to stop (SIGTERM, SIGINT) takes no more jobs and gives its running ones
+``Liveness.grace`` seconds to end; then it interrupts them (a sync's run ends ``interrupted``,
+D38), each is queued again for another worker to resume from its checkpoint, and its
+Procrastinate job ends ``aborted``: nothing stays ``doing`` under a worker that is gone. Without
+the grace, Procrastinate would wait for a sync to end with its heartbeat already stopped, and the
+other workers' ``retry-stalled`` would run the job a second time beside it.
+
 Retries of failed jobs are not Procrastinate's ``retry``: that would put the job back to
 ``todo`` in place, which collides with a newer job queued under the same queueing lock. A failed
 job enqueues its successor instead, and a duplicate means the waiting job covers it.
@@ -36,6 +43,7 @@ from typing import Any, Final
 import orjson
 from procrastinate import App, JobContext, PsycopgConnector
 from procrastinate import exceptions as pq_exceptions
+from procrastinate import job_context as pq_job_context
 from procrastinate import jobs as pq_jobs
 
 from miniapp_sync.errors import StoreError
@@ -73,6 +81,19 @@ class Liveness:
                 f"the heartbeat ({self.heartbeat} s) must be positive and shorter than stalled_after "
                 f"({self.stalled_after} s), or live workers would look dead"
             )
+
+    @property
+    def grace(self) -> float:
+        """Return how long a stopping worker lets its running jobs end before it interrupts them.
+
+        Procrastinate stops a worker's heartbeat as its shutdown begins, and the last one may be
+        a ``heartbeat`` old by then: a job still running ``stalled_after`` seconds after it would be
+        taken for a dead worker's and run again beside this one. So the grace ends half-way
+        through what is left of ``stalled_after``, room for the interrupted jobs to end. At most
+        one heartbeat: enough for a drain or a delivery, and a sync cut short resumes from its
+        checkpoint on another worker (D38).
+        """
+        return min(self.heartbeat, (self.stalled_after - self.heartbeat) / 2)
 
     @property
     def stall_check_cron(self) -> str:
@@ -220,7 +241,8 @@ class ProcrastinateQueue(JobQueue):
         """Run jobs of this process's queues, ``concurrency`` at a time plus ``short`` slots for short jobs only.
 
         Two Procrastinate workers in this process, until SIGTERM/SIGINT (if ``signals``) or cancelled:
-        one on every queue, one on the short lane's queues; stopping either stops the other.
+        one on every queue, one on the short lane's queues; stopping either stops the other. Jobs
+        still running ``liveness.grace`` seconds into the stop are interrupted and queued again.
         """
         if concurrency < 1 or short < 1:
             raise ValueError(f"a worker needs at least one slot of each lane, got {concurrency} and {short}")
@@ -228,7 +250,7 @@ class ProcrastinateQueue(JobQueue):
         try:
             await self._worker(self.queues, concurrency, name, signals=signals)
         finally:
-            lane.cancel()  # Procrastinate stops gracefully on cancel: the running short jobs finish
+            lane.cancel()  # Procrastinate stops gracefully on cancel: the running short jobs get the grace
             await asyncio.gather(lane, return_exceptions=True)
 
     async def _worker(self, queues: list[str], concurrency: int, name: str, *, signals: bool) -> None:
@@ -241,6 +263,7 @@ class ProcrastinateQueue(JobQueue):
             fetch_job_polling_interval=self.liveness.poll,
             delete_jobs=pq_jobs.DeleteJobCondition.SUCCESSFUL,  # history lives in sync_runs; failures stay
             install_signal_handlers=signals,
+            shutdown_graceful_timeout=self.liveness.grace,  # then its jobs are interrupted, and queued again
         )
 
     async def retry_stalled(self) -> tuple[int, int]:
@@ -258,6 +281,22 @@ class ProcrastinateQueue(JobQueue):
                 covered += 1
                 log.warning("job %s (%s) of a dead worker is covered by a queued twin", stalled.id, stalled.lock)
         return retried, covered
+
+    async def _requeue_interrupted(self, job: Job) -> None:
+        """Queue ``job`` again, as it was, after its worker's shutdown interrupted it: another worker resumes it.
+
+        Not Procrastinate's retry of the job in place (see the module's docstring), nor the
+        stalled-worker sweep's, which would wait ``stalled_after`` seconds and call it a dead worker's.
+        """
+        try:
+            receipt = await self.enqueue(job)
+        except StoreError as exc:  # the job stays "aborted" in the table, where an operator sees it
+            log.error("%s was interrupted by this worker's stop and could not be queued again: %s", job, exc)
+            return
+        if receipt.duplicate:
+            log.info("%s was interrupted by this worker's stop; the job queued for its key resumes it", job)
+        else:
+            log.info("%s was interrupted by this worker's stop and is queued again (job %s)", job, receipt.id)
 
     async def not_ready(self) -> str | None:
         """Return why the queue's database cannot take jobs (unreachable, or its schema missing), or None."""
@@ -340,7 +379,12 @@ class ProcrastinateQueue(JobQueue):
         ) -> str:
             # Defaults: a job's args carry ``replay`` and ``full`` only when they are set.
             job = Job(kind, ns, installation_id, resource, attempt, replay, full)
-            outcome = await self.work.run(job, None if context.job.id is None else str(context.job.id))
+            try:
+                outcome = await self.work.run(job, None if context.job.id is None else str(context.job.id))
+            except asyncio.CancelledError:
+                if context.abort_reason() is pq_job_context.AbortReason.SHUTDOWN:
+                    await self._requeue_interrupted(job)
+                raise  # Procrastinate ends this job "aborted": nothing is left "doing" under a stopped worker
             await self.settle(job, outcome)
             return str(outcome)  # Procrastinate logs it with the job's end
 
