@@ -190,6 +190,47 @@ def start_server(name: str, database: str, path: Path, folder: Path, processes: 
     raise AssertionError(f"server {name} did not start: {log.read_text()[-2000:]}")
 
 
+WorkerSet = dict[str, tuple[subprocess.Popen[bytes], list[int]]]
+
+
+def start_workers(
+    store: Store,
+    database: str,
+    path: Path,
+    rewrites: list[str],
+    folder: Path,
+    processes: list[subprocess.Popen[bytes]],
+    closing: contextlib.ExitStack,
+) -> tuple[WorkerSet, dict[str, Path]]:
+    """Start workers a and b (heartbeat 1 s, stalled after 3 s); return each with its Procrastinate ids, and their logs.
+
+    One job at a time each: the two resources of an installation, queued side by side, then run
+    on different workers at the same time, so only the shared budget keeps them within the rate.
+    """
+    logs = {name: folder / f"worker-{name}.log" for name in ("a", "b")}
+    workers: WorkerSet = {}
+
+    def registered(count: int) -> Callable[[], list[int] | None]:
+        def check() -> list[int] | None:
+            with store.database.read("list workers") as conn:
+                found = list(conn.execute(text("SELECT id FROM procrastinate_workers ORDER BY id")).scalars())
+            return found if len(found) == count else None
+
+        return check
+
+    for name in ("a", "b"):
+        log = closing.enter_context(logs[name].open("wb"))
+        args = ["--concurrency", "1", "--heartbeat", "1", "--stalled-after", "3", "--name", name]
+        process = subprocess.Popen(
+            [CLI, "worker", "--store", database, "-d", str(path), *args, *rewrites], stdout=log, stderr=log, env=ENV
+        )
+        processes.append(process)
+        # Each process registers two Procrastinate workers: its slots for every job, and its short lane.
+        ids = wait_for(registered(2 * len(workers) + 2), f"worker {name} to register")
+        workers[name] = (process, ids[-2:])
+    return workers, logs
+
+
 def send_webhooks(servers: list[str], installations: list[str]) -> int:
     """POST each installation's order.created deliveries, alternating servers, every third resent to the other."""
     sent: list[tuple[str, bytes, dict[str, str]]] = []
@@ -259,29 +300,7 @@ def test_two_workers_share_the_queue_and_the_budget_and_survive_a_sigkill(
         cli("install", str(path), "--tenant", tenant, *token, "--store", database, *rewrites)
 
     store = closing.enter_context(Store.open(database))
-    logs = {name: tmp_path / f"worker-{name}.log" for name in ("a", "b")}
-    workers: dict[str, tuple[subprocess.Popen[bytes], list[int]]] = {}
-
-    def registered(count: int) -> Callable[[], list[int] | None]:
-        def check() -> list[int] | None:
-            with store.database.read("list workers") as conn:
-                found = list(conn.execute(text("SELECT id FROM procrastinate_workers ORDER BY id")).scalars())
-            return found if len(found) == count else None
-
-        return check
-
-    for name in ("a", "b"):
-        log = closing.enter_context(logs[name].open("wb"))
-        # One job at a time: the two resources of an installation, queued side by side, then run on
-        # different workers at the same time, so only the shared budget keeps them within RATE.
-        args = ["--concurrency", "1", "--heartbeat", "1", "--stalled-after", "3", "--name", name]
-        process = subprocess.Popen(
-            [CLI, "worker", "--store", database, "-d", str(path), *args, *rewrites], stdout=log, stderr=log, env=ENV
-        )
-        processes.append(process)
-        # Each process registers two Procrastinate workers: its slots for every job, and its short lane.
-        ids = wait_for(registered(2 * len(workers) + 2), f"worker {name} to register")
-        workers[name] = (process, ids[-2:])
+    workers, logs = start_workers(store, database, path, rewrites, tmp_path, processes, closing)
 
     servers = [start_server(name, database, path, tmp_path, processes) for name in ("a", "b")]
     assert all(enqueue_all(database, path))  # six jobs: two resources of three installations

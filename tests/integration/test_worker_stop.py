@@ -14,7 +14,6 @@ import contextlib
 import json
 import signal
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import text
@@ -31,6 +30,7 @@ from tests.integration.test_scale_out import (  # noqa: F401 (fixtures)
     mint_token,
     processes,
     sandbox,
+    start_workers,
     wait_for,
 )
 from tests.integration.test_scale_out import cli as run_cli
@@ -63,24 +63,7 @@ def test_a_sigtermed_worker_interrupts_its_syncs_and_another_worker_resumes_them
         with store.database.read("look at the queue") as conn:
             return [tuple(row) for row in conn.execute(text(sql), params)]
 
-    def registered(count: int) -> Callable[[], list[int] | None]:
-        def check() -> list[int] | None:
-            found = [int(str(id)) for (id,) in query("SELECT id FROM procrastinate_workers ORDER BY id")]
-            return found if len(found) == count else None
-
-        return check
-
-    logs = {name: tmp_path / f"worker-{name}.log" for name in ("a", "b")}
-    workers: dict[str, tuple[subprocess.Popen[bytes], list[int]]] = {}
-    for name in ("a", "b"):
-        log = closing.enter_context(logs[name].open("wb"))
-        args = ["--concurrency", "1", "--heartbeat", "1", "--stalled-after", "3", "--name", name]
-        process = subprocess.Popen(
-            [CLI, "worker", "--store", database, "-d", str(path), *args, *rewrites], stdout=log, stderr=log, env=ENV
-        )
-        processes.append(process)
-        ids = wait_for(registered(2 * len(workers) + 2), f"worker {name} to register")
-        workers[name] = (process, ids[-2:])
+    workers, logs = start_workers(store, database, path, rewrites, tmp_path, processes, closing)
 
     assert all(enqueue_all(database, path))  # two resources of three installations
 

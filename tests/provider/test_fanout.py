@@ -97,7 +97,11 @@ async def test_a_leaving_caller_hands_its_place_to_the_longest_waiter_only() -> 
     assert (order, gate.in_flight, gate.peak) == ([0, 1, 2, 3, 4], 0, 2)
 
 
-async def test_a_waiter_cancelled_in_the_queue_neither_holds_a_place_nor_blocks_those_behind_it() -> None:
+async def three_callers_on_one_place() -> tuple[FanOut, asyncio.Event, list[int], list[asyncio.Task[None]]]:
+    """Start callers 0, 1, 2 on a gate of one place: 0 holds it until ``release`` is set, 1 and 2 queue.
+
+    Returns the gate, the release, the callers that got through (in order) and their tasks.
+    """
     gate = FanOut(math.inf, lambda: 0.0, cap=1)
     release = asyncio.Event()
     through: list[int] = []
@@ -110,6 +114,11 @@ async def test_a_waiter_cancelled_in_the_queue_neither_holds_a_place_nor_blocks_
     tasks = [asyncio.create_task(caller(k)) for k in range(3)]
     for _ in range(3):
         await asyncio.sleep(0)
+    return gate, release, through, tasks
+
+
+async def test_a_waiter_cancelled_in_the_queue_neither_holds_a_place_nor_blocks_those_behind_it() -> None:
+    gate, release, through, tasks = await three_callers_on_one_place()
     tasks[1].cancel()  # queued behind the holder
     release.set()
     results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
@@ -118,18 +127,7 @@ async def test_a_waiter_cancelled_in_the_queue_neither_holds_a_place_nor_blocks_
 
 
 async def test_a_waiter_cancelled_just_as_it_was_handed_a_place_passes_the_place_on() -> None:
-    gate = FanOut(math.inf, lambda: 0.0, cap=1)
-    release = asyncio.Event()
-    through: list[int] = []
-
-    async def caller(k: int) -> None:
-        async with gate.slot():
-            through.append(k)
-            await release.wait()
-
-    tasks = [asyncio.create_task(caller(k)) for k in range(3)]
-    for _ in range(3):
-        await asyncio.sleep(0)
+    gate, release, through, tasks = await three_callers_on_one_place()
     release.set()
     await asyncio.sleep(0)  # the holder leaves and hands its place to caller 1, which has not run yet
     assert (gate.in_flight, through) == (1, [0])
