@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import pytest
+
 from miniapp_sync.sandbox import Sandbox
 from miniapp_sync.store import Inbox, InboxEntry, Outbox
+from miniapp_sync.store.deliveries import Deliveries, DeliveryFilter
 from miniapp_sync.store.replays import Replays
 from miniapp_sync.webhooks import bulk_replay
+from miniapp_sync.webhooks.processor import Processor
 
 from .conftest import Stack
 
@@ -62,3 +69,77 @@ async def test_the_delivery_list_filters_and_searches_bodies_on_either_store(sta
     (stale,) = deliveries.find(DeliveryFilter(status=("rejected",), reason="stale"))
     assert (stale.id, stale.reason) == ("r1", "stale")
     assert deliveries.find(DeliveryFilter(tenant="acme", event="order.created", since=0.0))[1].size > 0
+
+
+async def test_a_replay_interrupted_midway_runs_again_without_processing_anything_twice(
+    stack: Stack, sandbox: Sandbox
+) -> None:
+    runtime = stack.runtime
+    inbox = Inbox(runtime.store)
+    orders = sandbox.data["orders"][:2]
+    for n, order in enumerate(orders):
+        raw, _ = sandbox.webhook("order.created", order)
+        inbox.add([InboxEntry("salla", stack.installation.id, "order.created", f"tx-{n}", "failed", raw, "rejected")])
+    replay = Replays(runtime.store).create("salla", {"filter": {"status": "dead"}})
+
+    class Stopped(Processor):
+        """A worker stopped (its task cancelled) while the second delivery is being processed."""
+
+        calls = 0
+
+        async def replay(self, app: Any, row: Any) -> str | None:
+            Stopped.calls += 1
+            if Stopped.calls == 2:
+                raise asyncio.CancelledError
+            return await super().replay(app, row)
+
+    with pytest.raises(asyncio.CancelledError):
+        await bulk_replay.run(runtime, replay, Stopped(runtime))
+    assert Outbox(runtime.store).count_events("acme") == 1
+    stopped = Replays(runtime.store).get(replay.id)
+    assert stopped is not None
+    assert stopped.status == "running"  # as the job left it
+
+    def states() -> dict[str | None, str]:
+        return {d.transaction_id: d.state for d in Deliveries(runtime.store).find(DeliveryFilter())}
+
+    assert states() == {"tx-0": "processed", "tx-1": "dead"}  # the one stopped midway is put back
+    assert len(runtime.store.list_dead_letters()) == 1
+    # Meanwhile the filter matches more: the run that comes again (a stopped worker's job is
+    # requeued, and reads its replay row) takes the deliveries it resolved, not these.
+    raw, _ = sandbox.webhook("order.created", sandbox.data["orders"][2])
+    inbox.add([InboxEntry("salla", stack.installation.id, "order.created", "tx-2", "failed", raw, "rejected")])
+
+    report = await bulk_replay.run(runtime, stopped, Processor(runtime))
+    assert (report["processed"], report["failed"], report["skipped"]) == (1, 0, 1)
+    assert "processed already" in next(i["detail"] for i in report["items"] if i["outcome"] == "skipped")
+    assert states() == {"tx-0": "processed", "tx-1": "processed", "tx-2": "dead"}
+    assert Outbox(runtime.store).count_events("acme") == 2  # one trigger event each, never two
+    for order in orders:
+        assert runtime.store.get_record(stack.installation.id, "ecommerce:orders", str(order["id"]))
+    assert len(runtime.store.list_dead_letters()) == 1  # the newcomer's alone
+
+
+async def test_a_replay_claim_that_a_hard_stop_left_behind_is_finished_by_the_next_run(
+    stack: Stack, sandbox: Sandbox
+) -> None:
+    runtime = stack.runtime
+    inbox = Inbox(runtime.store)
+    raw, _ = sandbox.webhook("order.created", sandbox.data["orders"][0])
+    inbox.add([InboxEntry("salla", stack.installation.id, "order.created", "tx-1", "failed", raw, "rejected")])
+    (row,) = inbox.list()
+    replay = Replays(runtime.store).create("salla", {"filter": {"status": "dead"}})
+    (planned,) = bulk_replay.plan(runtime, bulk_replay.select(runtime, replay.selection))
+    Replays(runtime.store).start(replay.id, {**replay.selection, "ids": [planned.delivery.id]})
+    # A worker killed outright after claiming the row: nothing put it back; a restart's recovery
+    # makes it an ordinary delivery waiting for its retry.
+    assert inbox.reopen(row.id)
+    assert inbox.recover() == 1
+    stopped = Replays(runtime.store).get(replay.id)
+    assert stopped is not None
+
+    report = await bulk_replay.run(runtime, stopped)
+    assert (report["processed"], report["failed"]) == (1, 0)
+    assert [d.state for d in Deliveries(runtime.store).find(DeliveryFilter())] == ["processed"]
+    assert Outbox(runtime.store).count_events("acme") == 1
+    assert runtime.store.list_dead_letters() == []  # its dead letter is marked replayed too

@@ -153,6 +153,16 @@ class Inbox:
         with self._db.write("reopen a webhook delivery") as conn:
             return bool(conn.execute(stmt).rowcount)
 
+    def put_back(self, id: int, status: InboxStatus) -> None:
+        """Put a row a replay claimed back to ``status`` when the replay stopped before finishing it.
+
+        Only a row still claimed moves: one the processor finished meanwhile (done, or failed
+        again with its reason) stays as it is.
+        """
+        stmt = update(webhook_inbox).where(i.id == id, i.status == "processing").values(status=status)
+        with self._db.write("put back a replayed webhook delivery") as conn:
+            conn.execute(stmt)
+
     def restore(self, payload: dict[str, Any], installation_id: str) -> int:
         """Insert a dead letter's delivery again, claimed (its row is gone); return the new row's id."""
         body = payload.get("body")

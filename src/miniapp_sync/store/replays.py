@@ -56,9 +56,9 @@ class Replays:
         """Name the job that runs a replay."""
         self._set(id, job_id=job_id)
 
-    def start(self, id: str) -> None:
-        """Mark a replay running."""
-        self._set(id, status="running")
+    def start(self, id: str, selection: dict[str, Any]) -> None:
+        """Mark a replay running, with its selection as the job resolved it (see ``bulk_replay.run``)."""
+        self._set(id, status="running", selection=selection)
 
     def finish(self, id: str, status: ReplayStatus, report: dict[str, Any]) -> None:
         """Record how a replay ended and its report."""

@@ -32,7 +32,9 @@ from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.store import Inbox
 from miniapp_sync.store.deliveries import FILTER_FIELDS, REASONS, STATES, Deliveries, Delivery, DeliveryFilter
 from miniapp_sync.store.replays import Replay, Replays
+from miniapp_sync.store.webhook_model import InboxStatus
 from miniapp_sync.webhooks.processor import Processor
+from miniapp_sync.webhooks.replay import put_back_when_stopped
 from miniapp_sync.webhooks.replay import replay as replay_letter
 
 if TYPE_CHECKING:
@@ -172,9 +174,13 @@ async def queue(runtime: Runtime, jobs: JobQueue, selection: dict[str, Any]) -> 
 async def run(runtime: Runtime, replay: Replay, processor: Processor | None = None) -> dict[str, Any]:
     """Run a recorded replay to its report; the replay row says how it ended."""
     replays = Replays(runtime.store)
-    await asyncio.to_thread(replays.start, replay.id)
     processor = processor or Processor(runtime)
     planned = await asyncio.to_thread(lambda: plan(runtime, select(runtime, replay.selection)))
+    # The job runs again when its worker stopped midway (D36): it must take the same deliveries,
+    # not what the filter matches by then (the one it was processing went back to its state; those
+    # it finished are skipped as processed). So the selection is kept as the ids it resolved to.
+    resolved = {**replay.selection, "ids": [p.delivery.id for p in planned]}
+    await asyncio.to_thread(replays.start, replay.id, resolved)
     items: list[dict[str, Any]] = []
     counts: Counter[str] = Counter()
     still_dead = 0
@@ -213,13 +219,16 @@ async def _process(runtime: Runtime, app: MiniApp, processor: Processor, deliver
             outcome = await replay_letter(runtime, app, letter, processor)
             return outcome.ok, outcome.detail
     number = int(delivery.id)
-    claimed = await asyncio.to_thread(inbox.reclaim, number, "failed" if delivery.state == "dead" else "pending")
-    if not claimed:
+    status: InboxStatus = "failed" if delivery.state == "dead" else "pending"
+    if not await asyncio.to_thread(inbox.reclaim, number, status):
         return False, "it changed meanwhile (a drain took it, or another replay): left alone"
     row = await asyncio.to_thread(inbox.get, number)
     assert row is not None
-    reason = await processor.replay(app, row)
+    async with put_back_when_stopped(inbox, number, status):
+        reason = await processor.replay(app, row)
     if reason is None:
+        if detail is not None and detail.dead_letter_id is not None:  # a dead one whose claim a restart put back
+            await asyncio.to_thread(runtime.store.mark_replayed, detail.dead_letter_id)
         return True, f"inbox row {number} processed ({row.event or 'no event'})"
     if delivery.state == "failed":  # back to its retry schedule, as if this attempt had been one of them
         when = delivery.next_attempt_at or runtime.clock.now()

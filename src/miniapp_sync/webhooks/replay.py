@@ -10,10 +10,13 @@ it, with the new reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.store import DeadLetter, Inbox, RecordWrite, version_of
+from miniapp_sync.store.webhook_model import InboxStatus
 from miniapp_sync.webhooks.processor import Processor
 
 
@@ -24,6 +27,20 @@ class Replayed:
     dead_letter: DeadLetter
     ok: bool
     detail: str
+
+
+@contextlib.asynccontextmanager
+async def put_back_when_stopped(inbox: Inbox, id: int, status: InboxStatus) -> AsyncIterator[None]:
+    """Put a row a replay claimed back to ``status`` when processing it stops short (its worker stopping).
+
+    Left claimed, a stopped replay's row would wait for a restart's recovery and then be processed as
+    an ordinary delivery, its dead letter left behind; put back, the replay's next run takes it again.
+    """
+    try:
+        yield
+    except BaseException:
+        await asyncio.shield(asyncio.to_thread(inbox.put_back, id, status))
+        raise
 
 
 async def replay(runtime: Runtime, app: MiniApp, letter: DeadLetter, processor: Processor | None = None) -> Replayed:
@@ -67,11 +84,14 @@ async def _webhook(runtime: Runtime, app: MiniApp, letter: DeadLetter, processor
         return Replayed(letter, True, f"inbox row {row.id} was processed already")
     if row is not None and await asyncio.to_thread(inbox.reopen, row.id):
         row = await asyncio.to_thread(inbox.get, row.id)
+        assert row is not None
+        async with put_back_when_stopped(inbox, row.id, "failed"):
+            reason = await processor.replay(app, row)
     else:
         restored = await asyncio.to_thread(inbox.restore, letter.payload, letter.installation_id)
         row = await asyncio.to_thread(inbox.get, restored)
-    assert row is not None
-    reason = await processor.replay(app, row)
+        assert row is not None
+        reason = await processor.replay(app, row)
     if reason is not None:
         return Replayed(letter, False, reason)
     return Replayed(letter, True, f"inbox row {row.id} processed ({row.event or 'no event'})")
