@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ from miniapp_sync.testing import post_endpoint
 from miniapp_sync.webhooks.delivery import TriggerDelivery, seal
 from miniapp_sync.webhooks.posting import Poster
 from miniapp_sync.webhooks.settings import WebhookSettings
+from miniapp_sync.webhooks.triggers import event_body, event_json
 
 from .conftest import ADMIN, Harness
 
@@ -184,3 +186,19 @@ async def test_the_pull_api_needs_the_admin_token_and_a_tenant(harness: Harness)
         assert response.status == 401
     assert (await get_events(harness))[0] == 400
     assert (await get_events(harness, tenant="acme", after="x"))[0] == 400
+
+
+async def test_the_post_body_splices_the_stored_payload_as_event_body_writes_it(harness: Harness) -> None:
+    harness.install()
+    subscribe(harness, "http://127.0.0.1:9/hooks")
+    await harness.send("order.created")
+    await harness.process()
+    (due,) = harness.service.outbox.due()
+    assert due.payload_json is not None  # SQLite: read as stored, not parsed
+    assert due.event.payload == {}
+    parsed = replace(due.event, payload=orjson.loads(due.payload_json))
+    assert orjson.loads(event_json(due.event, due.payload_json)) == event_body(parsed)
+    assert event_json(due.event, due.payload_json) == event_json(parsed)  # the same bytes as writing it whole
+    reordered = {"customer": parsed.payload["customer"], "record": parsed.payload["record"]}
+    other = orjson.dumps(reordered).decode()  # not what ``payload`` writes: parsed, not spliced
+    assert orjson.loads(event_json(due.event, other)) == event_body(parsed)

@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import orjson
-
 from miniapp_sync.clock import Clock
 from miniapp_sync.installations import Vault
 from miniapp_sync.store import Attempt, DueDelivery, Outbox, Subscription
@@ -24,7 +22,7 @@ from miniapp_sync.webhooks.metrics import WebhookMetrics
 from miniapp_sync.webhooks.posting import Poster, PostFailed
 from miniapp_sync.webhooks.settings import WebhookSettings
 from miniapp_sync.webhooks.signing import signed_headers, signing_key
-from miniapp_sync.webhooks.triggers import event_body
+from miniapp_sync.webhooks.triggers import event_json
 
 log = logging.getLogger("miniapp_sync.webhooks")
 BATCH = 100
@@ -93,7 +91,7 @@ class TriggerDelivery:
     async def _attempt(self, delivery: DueDelivery) -> Attempt:
         """POST one delivery; return its outcome, to record."""
         event, subscription = delivery.event, delivery.subscription
-        raw = orjson.dumps(event_body(event))
+        raw = event_json(event, delivery.payload_json)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "miniapp-sync",
