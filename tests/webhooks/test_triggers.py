@@ -202,3 +202,18 @@ async def test_the_post_body_splices_the_stored_payload_as_event_body_writes_it(
     reordered = {"customer": parsed.payload["customer"], "record": parsed.payload["record"]}
     other = orjson.dumps(reordered).decode()  # not what ``payload`` writes: parsed, not spliced
     assert orjson.loads(event_json(due.event, other)) == event_body(parsed)
+
+
+async def test_a_batch_s_posts_are_counted_by_outcome(harness: Harness, subscriber: Subscriber) -> None:
+    harness.install()
+    subscribe(harness, subscriber.url)
+    subscribe(harness, "http://127.0.0.1:9/hooks")  # nothing listens: retried later
+    for placed in harness.sandbox.data["orders"][:2]:
+        await harness.send("order.created", placed)
+    await harness.process()
+    await harness.service.delivery.deliver_due()
+    registry = harness.service.metrics.registry
+    labels = {"ns": "salla"}
+    delivered = registry.get_sample_value("miniapp_sync_trigger_deliveries_total", {**labels, "outcome": "delivered"})
+    retried = registry.get_sample_value("miniapp_sync_trigger_deliveries_total", {**labels, "outcome": "retried"})
+    assert (delivered, retried) == (2.0, 2.0)
