@@ -30,6 +30,7 @@ from miniapp_sync import exactjson
 from miniapp_sync.runtime import Runtime, load_miniapp
 from miniapp_sync.sandbox import Sandbox, SandboxConfig
 from miniapp_sync.store import Inbox, InboxEntry, Outbox
+from miniapp_sync.webhooks.concurrency import caller
 from miniapp_sync.webhooks.delivery import TriggerDelivery, seal
 from miniapp_sync.webhooks.processor import Processor
 
@@ -65,7 +66,9 @@ async def measure(store: Path, load: list[Delivery], subscriber: str, deliver: b
             raise SystemExit(f"not every delivery was processed: {inbox.counts()}")
         if not deliver:
             return processing, None
-        delivery = TriggerDelivery(outbox, runtime.installations.vault, runtime.clock)
+        # Store calls as serve's processor makes them (inline on SQLite), not asyncio.to_thread's default.
+        call = caller(runtime.backend.inline_store_calls)
+        delivery = TriggerDelivery(outbox, runtime.installations.vault, runtime.clock, call=call)
         started = time.process_time()
         await delivery.settle()
         sending = time.process_time() - started

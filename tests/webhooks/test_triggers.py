@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -11,7 +12,9 @@ from aiohttp import web
 
 from miniapp_sync.testing import post_endpoint
 from miniapp_sync.webhooks.delivery import TriggerDelivery, seal
+from miniapp_sync.webhooks.posting import Poster
 from miniapp_sync.webhooks.settings import WebhookSettings
+from miniapp_sync.webhooks.triggers import event_body, event_json
 
 from .conftest import ADMIN, Harness
 
@@ -107,19 +110,20 @@ async def test_an_unreachable_subscriber_is_retried(harness: Harness, subscriber
     (state,) = harness.service.outbox.deliveries()
     assert state.status == "failed"
     assert state.error is not None
-    assert "ClientConnectorError" in state.error
+    assert state.error == "gave up after 2 attempts; last: the POST failed: ConnectionRefusedError"
 
 
-class Breaking:
-    """An HTTP session that fails in an unforeseen way for one URL and POSTs for real to the others."""
+class Breaking(Poster):
+    """A poster that fails in an unforeseen way for one URL and POSTs for real to the others."""
 
-    def __init__(self, session: Any, broken: str) -> None:
-        self.session, self.broken = session, broken
+    def __init__(self, broken: str) -> None:
+        super().__init__()
+        self.broken = broken
 
-    def post(self, url: str, **options: Any) -> Any:
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:
         if url == self.broken:
-            raise RuntimeError("Session is closed")
-        return self.session.post(url, **options)
+            raise RuntimeError("Poster is closed")
+        return await super().post(url, body, headers, timeout)
 
 
 async def test_an_unforeseen_failure_fails_the_job_but_the_batch_s_other_posts_are_recorded(
@@ -132,10 +136,11 @@ async def test_an_unforeseen_failure_fails_the_job_but_the_batch_s_other_posts_a
     await harness.process()
     service = harness.service
     delivery = TriggerDelivery(
-        service.outbox, harness.runtime.installations.vault, harness.clock, session=Breaking(harness.http, broken)
-    )  # type: ignore[arg-type]  # a stand-in for aiohttp's session
-    with pytest.raises(RuntimeError, match="Session is closed"):
+        service.outbox, harness.runtime.installations.vault, harness.clock, poster=Breaking(broken)
+    )
+    with pytest.raises(RuntimeError, match="Poster is closed"):
         await delivery.deliver_due()
+    await delivery.close()
     assert len(subscriber.received) == 1
     states = {state.subscription_id: (state.status, state.attempts) for state in service.outbox.deliveries()}
     assert states == {good: ("delivered", 1), bad: ("pending", 0)}  # POSTed once, never again
@@ -181,3 +186,34 @@ async def test_the_pull_api_needs_the_admin_token_and_a_tenant(harness: Harness)
         assert response.status == 401
     assert (await get_events(harness))[0] == 400
     assert (await get_events(harness, tenant="acme", after="x"))[0] == 400
+
+
+async def test_the_post_body_splices_the_stored_payload_as_event_body_writes_it(harness: Harness) -> None:
+    harness.install()
+    subscribe(harness, "http://127.0.0.1:9/hooks")
+    await harness.send("order.created")
+    await harness.process()
+    (due,) = harness.service.outbox.due()
+    assert due.payload_json is not None  # SQLite: read as stored, not parsed
+    assert due.event.payload == {}
+    parsed = replace(due.event, payload=orjson.loads(due.payload_json))
+    assert orjson.loads(event_json(due.event, due.payload_json)) == event_body(parsed)
+    assert event_json(due.event, due.payload_json) == event_json(parsed)  # the same bytes as writing it whole
+    reordered = {"customer": parsed.payload["customer"], "record": parsed.payload["record"]}
+    other = orjson.dumps(reordered).decode()  # not what ``payload`` writes: parsed, not spliced
+    assert orjson.loads(event_json(due.event, other)) == event_body(parsed)
+
+
+async def test_a_batch_s_posts_are_counted_by_outcome(harness: Harness, subscriber: Subscriber) -> None:
+    harness.install()
+    subscribe(harness, subscriber.url)
+    subscribe(harness, "http://127.0.0.1:9/hooks")  # nothing listens: retried later
+    for placed in harness.sandbox.data["orders"][:2]:
+        await harness.send("order.created", placed)
+    await harness.process()
+    await harness.service.delivery.deliver_due()
+    registry = harness.service.metrics.registry
+    labels = {"ns": "salla"}
+    delivered = registry.get_sample_value("miniapp_sync_trigger_deliveries_total", {**labels, "outcome": "delivered"})
+    retried = registry.get_sample_value("miniapp_sync_trigger_deliveries_total", {**labels, "outcome": "retried"})
+    assert (delivered, retried) == (2.0, 2.0)

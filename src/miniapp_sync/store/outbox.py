@@ -97,11 +97,17 @@ class DeliveryState:
 
 @dataclass(frozen=True, slots=True)
 class DueDelivery:
-    """A delivery to attempt now: the event, the subscription, and how many attempts came before."""
+    """A delivery to attempt now: the event, the subscription, and how many attempts came before.
+
+    ``payload_json``: the event's payload as the store holds it, when it was read unparsed (SQLite):
+    then ``event.payload`` is left empty, and the POST splices this text in (``webhooks/triggers``)
+    instead of parsing it only to write it again (~20 µs an event of a 4 kB order).
+    """
 
     event: TriggerEvent
     subscription: Subscription
     attempts: int
+    payload_json: str | None = None
 
 
 # Due deliveries on SQLite, read on the driver (store/driver.py): through SQLAlchemy, building
@@ -130,9 +136,10 @@ def _sqlite_due(conn: Connection, now: float, limit: int) -> list[DueDelivery]:
         subscription = known.get(row[_EVENT_FIELDS])
         if subscription is None:
             subscription = known[row[_EVENT_FIELDS]] = Subscription(*row[_EVENT_FIELDS:-1])
-        loaded = exactjson.loads(payload)
+        text = payload if isinstance(payload, str) else None  # stored as TEXT (_SQLITE_EVENT_ROW): read as is
+        loaded = {} if text is not None else exactjson.loads(payload)
         trigger = TriggerEvent(id, installation_id, inbox_id, tenant, ns, event, loaded, occurred_at, created_at)
-        due.append(DueDelivery(trigger, subscription, int(row[-1])))
+        due.append(DueDelivery(trigger, subscription, int(row[-1]), text))
     return due
 
 

@@ -125,9 +125,9 @@ class WebhookMetrics:
         for lag in lags:
             self._lag.observe(lag)
 
-    def trigger(self, ns: str, outcome: str) -> None:
-        """Count one trigger POST."""
-        self._triggers.labels(ns, outcome).inc()
+    def trigger(self, ns: str, outcome: str, count: int = 1) -> None:
+        """Count trigger POSTs of one outcome."""
+        self._triggers.labels(ns, outcome).inc(count)
 
     def render(self, gauges: Gauges | None, now: float, namespaces: Iterable[str] = ()) -> bytes:
         """Return the Prometheus text exposition, with the store's figures read for this scrape (at ``now``).

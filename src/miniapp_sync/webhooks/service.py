@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import aiohttp
-
 from miniapp_sync.clock import Clock
 from miniapp_sync.errors import MiniAppSyncError
 from miniapp_sync.runtime import Runtime
@@ -26,6 +24,7 @@ from miniapp_sync.webhooks.commit import GroupCommit
 from miniapp_sync.webhooks.concurrency import Call, OwnThread, caller
 from miniapp_sync.webhooks.delivery import TriggerDelivery
 from miniapp_sync.webhooks.metrics import WebhookMetrics
+from miniapp_sync.webhooks.posting import Poster
 from miniapp_sync.webhooks.processor import Processor
 from miniapp_sync.webhooks.receiver import Receiver
 from miniapp_sync.webhooks.rejections import RejectionTrail
@@ -97,7 +96,7 @@ class WebhookService:
         settings: WebhookSettings | None = None,
         clock: Clock | None = None,
         metrics: WebhookMetrics | None = None,
-        session: aiohttp.ClientSession | None = None,
+        poster: Poster | None = None,
         queue: JobQueue | None = None,
         processes_here: bool = True,
     ) -> None:
@@ -122,7 +121,7 @@ class WebhookService:
             runtime.installations.vault,
             self.clock,
             settings=self.settings,
-            session=session,
+            poster=poster,
             metrics=self.metrics,
             call=call,
         )
@@ -178,7 +177,7 @@ class WebhookService:
             await self.drains.close()
 
     async def close(self) -> None:
-        """Close the trigger delivery's HTTP session: only once the queue stopped, or a deliver job finds it closed."""
+        """Close the trigger delivery's idle connections: only once the queue stopped (a deliver job may still POST)."""
         await self.delivery.close()
 
     async def scrape(self) -> bytes:

@@ -8,9 +8,13 @@ The body of a POST (and of one pull API item) is
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
+from miniapp_sync import exactjson
 from miniapp_sync.store import StoredRecord, TriggerEvent
 
 View = dict[str, Any]  # a record as events show it: {contentType, code, partial, data}
@@ -44,3 +48,25 @@ def event_body(event: TriggerEvent) -> dict[str, Any]:
         "record": event.payload.get("record"),
         "customer": event.payload.get("customer"),
     }
+
+
+def event_json(event: TriggerEvent, payload_json: str | None = None) -> bytes:
+    """Return ``event_body`` as JSON; with ``payload_json`` (the payload as stored), without parsing it.
+
+    What ``payload`` writes (``{"record": …, "customer": …}``, compact) is the body's last two
+    members in their order, so it is spliced in after the others as is; anything else is parsed.
+    """
+    if payload_json is None:
+        return orjson.dumps(event_body(event))
+    if not payload_json.startswith('{"record":'):
+        return orjson.dumps(event_body(replace(event, payload=exactjson.loads(payload_json))))
+    head = orjson.dumps(
+        {
+            "id": str(event.id),
+            "event": event.event,
+            "tenant": event.tenant,
+            "ns": event.ns,
+            "occurredAt": iso(event.occurred_at),
+        }
+    )
+    return head[:-1] + b"," + payload_json[1:].encode()
