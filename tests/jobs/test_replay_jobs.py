@@ -143,3 +143,13 @@ async def test_a_replay_claim_that_a_hard_stop_left_behind_is_finished_by_the_ne
     assert [d.state for d in Deliveries(runtime.store).find(DeliveryFilter())] == ["processed"]
     assert Outbox(runtime.store).count_events("acme") == 1
     assert runtime.store.list_dead_letters() == []  # its dead letter is marked replayed too
+
+
+async def test_a_filter_of_refusals_alone_selects_no_inbox_row_to_replay(stack: Stack, sandbox: Sandbox) -> None:
+    raw, _ = sandbox.webhook("order.created", sandbox.data["orders"][0])
+    Inbox(stack.runtime.store).add([InboxEntry("salla", stack.installation.id, "order.created", "tx", "failed", raw, "x")])
+    deliveries = Deliveries(stack.runtime.store)
+    for status in (("rejected",), ("rejected", "rejected")):
+        assert deliveries.replayable(DeliveryFilter(status=status), limit=10) == []
+        assert deliveries.find(DeliveryFilter(status=status)) == []
+    assert len(deliveries.replayable(DeliveryFilter(status=("rejected", "dead")), limit=10)) == 1

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Final, Literal, get_args
 
-from sqlalchemy import ColumnElement, Select, Table, and_, case, func, not_, or_, select, text
+from sqlalchemy import ColumnElement, Select, Table, and_, case, false, func, not_, or_, select, text
 
 from miniapp_sync.store.history import RecordChange
 from miniapp_sync.store.outbox import DeliveryState, TriggerEvent
@@ -74,7 +74,7 @@ class DeliveryFilter:
     @property
     def inbox(self) -> bool:
         """Return whether inbox rows can match."""
-        return (self.status is None or self.status != ("rejected",)) and self.reason is None
+        return (self.status is None or any(s != "rejected" for s in self.status)) and self.reason is None
 
     @property
     def rejections(self) -> bool:
@@ -210,8 +210,8 @@ def _inbox_conditions(f: DeliveryFilter) -> list[ColumnElement[bool]]:
     found = _conditions(f, webhook_inbox)
     if f.event is not None:
         found.append(i.event == f.event)
-    if f.status is not None:
-        found.append(or_(*(_state_condition(state) for state in f.status if state != "rejected")))
+    if f.status is not None:  # no inbox state asked for (only "rejected"): no inbox row matches
+        found.append(or_(false(), *(_state_condition(state) for state in f.status if state != "rejected")))
     return found
 
 
