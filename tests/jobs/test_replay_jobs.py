@@ -147,7 +147,8 @@ async def test_a_replay_claim_that_a_hard_stop_left_behind_is_finished_by_the_ne
 
 async def test_a_filter_of_refusals_alone_selects_no_inbox_row_to_replay(stack: Stack, sandbox: Sandbox) -> None:
     raw, _ = sandbox.webhook("order.created", sandbox.data["orders"][0])
-    Inbox(stack.runtime.store).add([InboxEntry("salla", stack.installation.id, "order.created", "tx", "failed", raw, "x")])
+    entry = InboxEntry("salla", stack.installation.id, "order.created", "tx", "failed", raw, "x")
+    Inbox(stack.runtime.store).add([entry])
     deliveries = Deliveries(stack.runtime.store)
     for status in (("rejected",), ("rejected", "rejected")):
         assert deliveries.replayable(DeliveryFilter(status=status), limit=10) == []
