@@ -38,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,6 +250,8 @@ def _from_file(path: Path, environ: Mapping[str, str]) -> Settings:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SettingsError(f"{path}: cannot read the settings file ({exc.strerror})") from None
+    import tomllib  # ~3 ms of imports (it compiles its patterns): only where a settings file is read
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -32,8 +32,19 @@ def test_only_the_invoked_command_is_built_from_its_signature() -> None:
     lean = command_for(app, ["--log-level", "debug", "validate", "definition.json5"], PROG_NAME, environ={})
     assert isinstance(lean, Group)
     assert [p.name for p in lean.commands["validate"].params] == ["definition", "output", "functions", "profile"]
+    assert list(lean.commands) == ["validate"]  # no sibling is built, not even as a stand-in
+    assert [p.name for p in lean.params] == [p.name for p in typer.main.get_command(app).params]
+
+
+@pytest.mark.parametrize("args", [[], ["--debug"], ["synk", "definition.json5"]])
+def test_a_line_naming_no_known_command_gets_every_command_as_a_stand_in(args: list[str]) -> None:
+    lean = command_for(app, args, PROG_NAME, environ={})
+    full = typer.main.get_command(app)
+    assert isinstance(lean, Group)
+    assert isinstance(full, Group)
+    assert list(lean.commands) == list(full.commands)  # "No such command" and its suggestion see them all
     assert lean.commands["sync"].params == []  # a stand-in: its name and help only
-    assert _help(lean, []) == _help(typer.main.get_command(app), [])  # the root lists every command alike
+    assert _help(lean, []) == _help(full, [])
 
 
 def test_shell_completion_gets_every_commands_options() -> None:

@@ -1,11 +1,12 @@
-"""The click command tree for one command line: the invoked command in full, every other one a stand-in.
+"""The click command tree for one command line: the invoked command in full, and no other.
 
 Typer builds a click command from every registered function's signature (``inspect.signature``
 and ``get_type_hints`` over each ``Annotated`` option) before it parses anything: about a third of
 ``--help``'s and ``validate``'s CPU time for forty commands, of which a command line runs one.
-So the tree is built with stand-ins (name, help, hidden: all the root's help and "No such
-command" need), and only the command the line names is then built from its function. Shell
-completion needs every command's options, so it gets the whole tree.
+So a line that names a command gets the root with that command alone, built from its function;
+a line that names none, or an unknown one, gets every command as a stand-in (name, help,
+hidden: all the root's help and "No such command" need). Shell completion needs every
+command's options, so it gets the whole tree.
 """
 
 from __future__ import annotations
@@ -42,11 +43,14 @@ def command_for(
 def _built_for(app: typer.Typer, args: Sequence[str], prog_name: str, environ: Mapping[str, str]) -> Command:
     if f"_{prog_name.replace('-', '_').upper()}_COMPLETE" in environ:
         return typer.main.get_command(app)
-    group = typer.main.get_command(_stand_ins(app))
+    # The root's own options first: they say where the command's name is on the line.
+    group = typer.main.get_command(_stand_ins(app, commands=False))
     assert isinstance(group, typer.core.TyperGroup)  # the app has a callback: its command is a group
     name = _invoked(group, args)
-    if name is None:  # the root's help, or its usage error: stand-ins say all of it
-        return group
+    if name is None or name not in _names(app):  # the root's help, or its usage error: stand-ins say all of it
+        return typer.main.get_command(_stand_ins(app))
+    # A command that runs needs no sibling: building their stand-ins (a signature read each) was
+    # ~5 ms of every command's start-up.
     for info in app.registered_commands:
         if _command_name(info) == name:
             group.commands[name] = typer.main.get_command_from_info(
@@ -63,12 +67,21 @@ def _built_for(app: typer.Typer, args: Sequence[str], prog_name: str, environ: M
     return group
 
 
-def _stand_ins(app: typer.Typer) -> typer.Typer:
-    """Return a copy of ``app`` whose commands and groups keep their names and help but take no options."""
+def _stand_ins(app: typer.Typer, *, commands: bool = True) -> typer.Typer:
+    """Return a copy of ``app`` whose commands and groups keep their names and help but take no options.
+
+    ``commands=False``: a copy with none of them (the root's options and help alone).
+    """
     lean = copy.copy(app)
-    lean.registered_commands = [_stand_in_command(info) for info in app.registered_commands]
-    lean.registered_groups = [_stand_in_group(info) for info in app.registered_groups]
+    lean.registered_commands = [_stand_in_command(info) for info in app.registered_commands] if commands else []
+    lean.registered_groups = [_stand_in_group(info) for info in app.registered_groups] if commands else []
     return lean
+
+
+def _names(app: typer.Typer) -> set[str]:
+    """Return the names of ``app``'s commands and groups, as a command line names them."""
+    groups = (typer.main.solve_typer_info_defaults(info).name for info in app.registered_groups)
+    return {_command_name(info) for info in app.registered_commands} | {name for name in groups if name}
 
 
 def _stand_in_command(info: CommandInfo) -> CommandInfo:
