@@ -137,7 +137,9 @@ def install(folder: Path, serving: Provider, definition: Path) -> Tenant:
     rewrites = ("--rewrite", f"https://api.salla.dev={serving.base_url}")
     rewrites += ("--rewrite", f"https://accounts.salla.sa={serving.base_url}")
     tenant = Tenant(store, definition, rewrites)
-    args = [*command(), "install", str(definition), "--tenant", "bench"]
+    # --no-sync: every timed sync is then a first import into an empty store (all records written),
+    # not a re-sync finding every record unchanged, as the install's own import would leave it.
+    args = [*command(), "install", str(definition), "--tenant", "bench", "--no-sync"]
     credentials = [
         "--credential",
         "accessToken=sandbox-access-token",
