@@ -16,16 +16,17 @@ Marked = tuple[list[RecordWrite], tuple[str, dict[str, Any]] | None]  # a batch 
 
 
 class BatchWriter:
-    """Writes a resource's batches one at a time and in order: in the event loop on SQLite, in a thread elsewhere.
+    """Writes a resource's batches one at a time and in order: decided in the loop on SQLite, in a thread elsewhere.
 
     A SQLite batch is CPU and one fsync, a few milliseconds. Handed to a thread it cost more than
     it saved: the writer's Python work contends with the loop's for the GIL, and each record's
     objects, built on one core, are read again on the other (measured ~15% fewer records/s, and
-    ~4 µs more CPU a record). So its statements run inline, as the webhook workers' store calls
-    do, and only its commit, the fsync (~5 ms a batch on this project's machine: ~0.5 s of every
-    20,000 records), waits on the store's committer thread while the loop fetches and maps the
-    next pages (``Store.stage_records``). A PostgreSQL batch waits on the network: it runs
-    whole in a thread, and the loop fetches and maps the next pages meanwhile.
+    ~4 µs more CPU a record). So it is decided inline (lookup, hashes, rows: Python), and only
+    what SQLite does without the GIL, its statements and its commit with the fsync (~5 ms a
+    batch on this project's machine: ~0.5 s of every 20,000 records), runs on the store's
+    committer thread while the loop fetches and maps the next pages (``Store.stage_records``).
+    A PostgreSQL batch waits on the network: it runs whole in a thread, and the loop fetches
+    and maps the next pages meanwhile.
     """
 
     def __init__(
