@@ -166,7 +166,12 @@ class Database:
                 yield conn
 
     def write_staged(
-        self, action: str, body: Callable[[Connection], T], then: Callable[[Connection], object] | None = None
+        self,
+        action: str,
+        body: Callable[[Connection], T],
+        then: Callable[[Connection], object] | None = None,
+        *,
+        durable: bool = True,
     ) -> tuple[T, Future[None]]:
         """Run ``body`` in a write transaction on this thread; run ``then`` and commit on the committer thread.
 
@@ -179,6 +184,7 @@ class Database:
         that may be waiting for this very lock (the default executor's threads may be). When
         ``body`` raises, the transaction is rolled back here and nothing is left to commit; when
         ``then`` raises, it is rolled back there, and the future raises what it raised.
+        ``durable=False`` (SQLite): the commit skips its fsync, as ``write``'s does.
         """
         stack = ExitStack()
         with translated(action):
@@ -186,6 +192,7 @@ class Database:
                 stack.enter_context(self._write_lock)
                 conn = stack.enter_context(self.engine.connect())
                 conn.execution_options(**{_WRITE: True})
+                stack.enter_context(_relaxed(conn, not durable and self.dialect == "sqlite"))
                 stack.enter_context(conn.begin())
                 result = body(conn)
                 return result, self._commit_thread().submit(self._commit, stack, action, conn, then)

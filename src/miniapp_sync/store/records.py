@@ -288,6 +288,7 @@ class RecordRows(Rows):
         source: RecordSource,
         run_id: str | None = None,
         checkpoint: tuple[str, dict[str, Any]] | None = None,
+        durable: bool = True,
     ) -> tuple[WriteResult, Future[None]]:
         """``write_records`` decided on this thread, written and committed on the store's committer thread.
 
@@ -298,7 +299,16 @@ class RecordRows(Rows):
         and maps its next pages meanwhile (20,000 products in process, event-loop thread CPU a
         record: an initial import ~32 -> ~22 µs, a re-sync ~25 -> ~21; the process's CPU the same).
         What a batch decides (its lookup, its plan, its checkpoint) stays here, so an error in it
-        is raised here, as before; an error in its statements is raised by the future.
+        is raised here, as before; an error in its statements is raised by the future. Departs
+        from D35 ("written on the event loop's thread"): that was measured with the statements
+        on SQLAlchemy, whose Python work contended for the GIL; the driver's statements do not.
+
+        ``durable=False`` (SQLite): the commit skips its fsync, as ``Database.write``'s does. For a
+        bulk batch that is safe because its checkpoint is in the same transaction (D6): a power
+        cut can only take back the last batches with the checkpoint that covers them, so the run
+        resumes before them and writes them again (upserts, D20); a crashed process loses
+        nothing, and the next durable commit (the run's progress, every second; the resource's
+        last batch) makes every earlier one durable too.
         """
         later: list[Statement] = []
         return self._db.write_staged(
@@ -307,6 +317,7 @@ class RecordRows(Rows):
                 conn, installation_id, content_type, writes, source, run_id, checkpoint, later
             ),
             lambda conn: run_all(conn, later),
+            durable=durable,
         )
 
     def _write_records(

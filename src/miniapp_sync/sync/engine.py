@@ -339,7 +339,7 @@ class SyncEngine:
                 await progress(report, total)  # also the run's heartbeat
             # The rest, with the "done" checkpoint: the next run starts over (from `since` if incremental).
             done = {"done": True, **({"since": since} if since else {})}
-            await writer.write(buffer, batch_size, done)
+            await writer.write(buffer, batch_size, done, last=True)
         finally:
             await stream.aclose()  # stop the detail fetches still out
             await writer.wait()  # also when the walk failed: what is in flight still commits
