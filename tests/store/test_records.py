@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -499,6 +500,32 @@ def test_a_staged_batch_that_fails_is_rolled_back_and_leaves_the_store_writable(
     assert done.wait(timeout=60), "the failed staged batch left the store locked"
     assert (_data(store, installation_id, "a"), _data(store, installation_id, "b")) == (None, {"v": 1})
     assert store.get_checkpoint(installation_id, "products") is None
+
+
+def test_on_sqlite_a_staged_batch_refused_on_the_committer_thread_is_rolled_back_with_its_checkpoint(
+    tmp_path: Path,
+) -> None:
+    # On SQLite a staged batch's statements run on the committer thread, after its checkpoint was
+    # saved: a refusal there (a trigger stands in for any database error) must take both back.
+    path = tmp_path / "store.sqlite"
+    with Store.open(path, clock=FakeClock()) as store:
+        installation = store.save_installation("tenant-1", "salla", credentials=b"", metadata={}, user_input={})
+        with sqlite3.connect(path) as raw:
+            raw.execute(
+                "CREATE TRIGGER refuse_bad BEFORE INSERT ON records WHEN NEW.code = 'bad' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+        writes = [RecordWrite("a", {"v": 1}), RecordWrite("bad", {"v": 1})]
+        result, commit = store.stage_records(
+            installation.id, PRODUCT, writes, source="bulk", checkpoint=("products", {"page": 2})
+        )
+        assert result.created == 2  # decided: what it would have done
+        with pytest.raises(StoreError, match="cannot write core:product records"):
+            commit.result(timeout=60)
+        assert store.count_records(installation.id) == 0
+        assert store.get_checkpoint(installation.id, "products") is None
+        assert _write(store, installation.id, RecordWrite("b", {"v": 1})).created == 1  # not left locked
+        assert _data(store, installation.id, "b") == {"v": 1}
 
 
 def test_on_sqlite_a_write_waits_for_the_staged_commit_before_it(tmp_path: Path) -> None:

@@ -165,8 +165,15 @@ class Database:
             with _relaxed(conn, not durable and self.dialect == "sqlite"), conn.begin():
                 yield conn
 
-    def write_staged(self, action: str, body: Callable[[Connection], T]) -> tuple[T, Future[None]]:
-        """Run ``body`` in a write transaction on this thread; commit it on the committer thread.
+    def write_staged(
+        self,
+        action: str,
+        body: Callable[[Connection], T],
+        then: Callable[[Connection], object] | None = None,
+        *,
+        durable: bool = True,
+    ) -> tuple[T, Future[None]]:
+        """Run ``body`` in a write transaction on this thread; run ``then`` and commit on the committer thread.
 
         Return what ``body`` returned and the commit's future (done when the transaction is
         committed, or rolled back and the error raised). On SQLite a commit is an fsync of the
@@ -175,7 +182,9 @@ class Database:
         ends, so every other write, in any thread, waits for it as for an ordinary ``write``.
         The committer is one thread of this database's own: a commit never queues behind work
         that may be waiting for this very lock (the default executor's threads may be). When
-        ``body`` raises, the transaction is rolled back here and nothing is left to commit.
+        ``body`` raises, the transaction is rolled back here and nothing is left to commit; when
+        ``then`` raises, it is rolled back there, and the future raises what it raised.
+        ``durable=False`` (SQLite): the commit skips its fsync, as ``write``'s does.
         """
         stack = ExitStack()
         with translated(action):
@@ -183,9 +192,10 @@ class Database:
                 stack.enter_context(self._write_lock)
                 conn = stack.enter_context(self.engine.connect())
                 conn.execution_options(**{_WRITE: True})
+                stack.enter_context(_relaxed(conn, not durable and self.dialect == "sqlite"))
                 stack.enter_context(conn.begin())
                 result = body(conn)
-                return result, self._commit_thread().submit(self._commit, stack, action)
+                return result, self._commit_thread().submit(self._commit, stack, action, conn, then)
             except BaseException as exc:
                 stack.__exit__(type(exc), exc, exc.__traceback__)  # roll back, give back, unlock
                 raise
@@ -199,8 +209,14 @@ class Database:
             return self._committer
 
     @staticmethod
-    def _commit(stack: ExitStack, action: str) -> None:
+    def _commit(stack: ExitStack, action: str, conn: Connection, then: Callable[[Connection], object] | None) -> None:
         with translated(action):
+            try:
+                if then is not None:
+                    then(conn)
+            except BaseException as exc:
+                stack.__exit__(type(exc), exc, exc.__traceback__)  # roll back, give back, unlock
+                raise
             stack.close()  # commit, give the connection back, unlock
 
     def upgrade(self) -> None:

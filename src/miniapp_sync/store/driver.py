@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any
 
@@ -21,10 +21,26 @@ def _sqlite_sql(stmt: ClauseElement) -> tuple[str, tuple[str, ...]]:
     return str(compiled), tuple(compiled.positiontup or ())
 
 
+# A statement for the driver and its positional values: what a write decided now may run later,
+# on another thread (``run_all``), as a bulk batch's writes do on the store's committer thread.
+Statement = tuple[str, tuple[Any, ...]]
+
+
+def sqlite_statement(stmt: ClauseElement, params: Mapping[str, Any]) -> Statement:
+    """Return a statement, compiled once, and its values in the order the SQLite driver binds them."""
+    sql, names = _sqlite_sql(stmt)
+    return sql, tuple(params[name] for name in names)
+
+
 def on_sqlite(conn: Connection, stmt: ClauseElement, params: Mapping[str, Any]) -> sqlite3.Cursor:
     """Run a statement, compiled once, on the SQLite driver itself (see on_driver)."""
-    sql, names = _sqlite_sql(stmt)
-    return on_driver(conn, sql, tuple(params[name] for name in names))
+    return on_driver(conn, *sqlite_statement(stmt, params))
+
+
+def run_all(conn: Connection, statements: Iterable[Statement]) -> None:
+    """Run statements on the SQLite driver, in order (see on_driver)."""
+    for sql, values in statements:
+        on_driver(conn, sql, values)
 
 
 def on_driver(conn: Connection, sql: str, values: tuple[Any, ...]) -> sqlite3.Cursor:

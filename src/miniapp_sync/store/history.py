@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import orjson
 from sqlalchemy import Connection, TextClause, delete, insert, select, text
 
-from miniapp_sync.store.driver import on_driver
+from miniapp_sync.store.driver import Statement, run_all
 from miniapp_sync.store.model import RecordSource
 from miniapp_sync.store.tables import record_history
 
@@ -134,14 +134,20 @@ _PG_INSERT: Final[TextClause] = text(
 )
 
 
+def sqlite_inserts(rows: Sequence[tuple[Any, ...]]) -> list[Statement]:
+    """Return the SQLite statements that insert change rows: multi-row, within the bound-variable limit."""
+    return [
+        (_sqlite_insert(len(chunk)), tuple(itertools.chain.from_iterable(chunk)))
+        for chunk in (rows[start : start + _SQLITE_ROWS] for start in range(0, len(rows), _SQLITE_ROWS))
+    ]
+
+
 def insert_changes(conn: Connection, rows: Sequence[tuple[Any, ...]], *, copy: bool) -> None:
     """Insert change rows inside the caller's transaction; ``copy``: by COPY on PostgreSQL (a big batch)."""
     if not rows:
         return
     if conn.dialect.name == "sqlite":
-        for start in range(0, len(rows), _SQLITE_ROWS):
-            chunk = rows[start : start + _SQLITE_ROWS]
-            on_driver(conn, _sqlite_insert(len(chunk)), tuple(itertools.chain.from_iterable(chunk)))
+        run_all(conn, sqlite_inserts(rows))
     elif copy:
         from miniapp_sync.store.pg_copy import copy_upsert  # psycopg: only PostgreSQL stores pay its import
 

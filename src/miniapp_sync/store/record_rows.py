@@ -24,7 +24,7 @@ from sqlalchemy import (
 
 from miniapp_sync import exactjson
 from miniapp_sync.store import dialects
-from miniapp_sync.store.driver import on_sqlite
+from miniapp_sync.store.driver import Statement, on_sqlite, run_all, sqlite_statement
 from miniapp_sync.store.record_plan import Current
 from miniapp_sync.store.tables import records
 
@@ -114,15 +114,27 @@ _SQLITE_MARK_SEEN: Final = (
 
 def mark_seen(conn: Connection, codes: Sequence[str], params: dict[str, Any], *, by_webhook: bool) -> None:
     """Refresh seen_at (and run_id, and webhook_at for a webhook) of stored rows that are not rewritten."""
-    dialect = conn.dialect.name
-    stmt = _PG_MARK_SEEN if dialect == "postgresql" else _SQLITE_MARK_SEEN
+    if conn.dialect.name == "sqlite":
+        run_all(conn, sqlite_marks(codes, params, by_webhook=by_webhook))
+        return
     for start in range(0, len(codes), CHUNK):
-        chunk = _codes_param(dialect, codes[start : start + CHUNK])
-        values = {**params, "p_codes": chunk, "p_by_webhook": by_webhook}
-        if dialect == "sqlite":
-            on_sqlite(conn, stmt, values)
-        else:
-            conn.execute(stmt, values)
+        values = {
+            **params,
+            "p_codes": _codes_param("postgresql", codes[start : start + CHUNK]),
+            "p_by_webhook": by_webhook,
+        }
+        conn.execute(_PG_MARK_SEEN, values)
+
+
+def sqlite_marks(codes: Sequence[str], params: dict[str, Any], *, by_webhook: bool) -> list[Statement]:
+    """Return mark_seen's SQLite statements, a bounded one per CHUNK codes."""
+    return [
+        sqlite_statement(
+            _SQLITE_MARK_SEEN,
+            {**params, "p_codes": _codes_param("sqlite", codes[start : start + CHUNK]), "p_by_webhook": by_webhook},
+        )
+        for start in range(0, len(codes), CHUNK)
+    ]
 
 
 def lock(conn: Connection, installation_id: str, content_type: str) -> None:

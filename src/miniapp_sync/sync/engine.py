@@ -8,8 +8,8 @@ any moment resumes from the last committed page and converges on the records a c
 produces (writes are upserts by code, D20).
 
 Batches are written one at a time and in order, so a checkpoint never commits before the pages
-it covers: in the event loop on SQLite (the commit's fsync on the store's committer thread), in a
-worker thread on PostgreSQL (see ``batches.BatchWriter``).
+it covers: decided in the event loop on SQLite (its statements and commit on the store's
+committer thread), in a worker thread on PostgreSQL (see ``batches.BatchWriter``).
 
 Every other store call of a run (its start and end, the checkpoint read, the installation read,
 progress heartbeats, dead letters) is made the backend's way too (``inline_writes``): inline on
@@ -339,7 +339,7 @@ class SyncEngine:
                 await progress(report, total)  # also the run's heartbeat
             # The rest, with the "done" checkpoint: the next run starts over (from `since` if incremental).
             done = {"done": True, **({"since": since} if since else {})}
-            await writer.write(buffer, batch_size, done)
+            await writer.write(buffer, batch_size, done, last=True)
         finally:
             await stream.aclose()  # stop the detail fetches still out
             await writer.wait()  # also when the walk failed: what is in flight still commits
