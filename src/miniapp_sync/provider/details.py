@@ -5,6 +5,12 @@ response is unwrapped with ``responseMapping.dataProperty`` when that resolves t
 merged over the list record (shallow, the detail wins). A 404 keeps the list record with a
 warning; any other failure after retries is a failed result carrying the error, for the caller to
 dead-letter: one bad record never stops the run.
+
+A caller may ``settle`` each record as it arrives (the sync engine maps it): the result keeps
+what ``settle`` made of it instead of the merged record, so the details of a page waiting for
+its stragglers hold mapped records, not whole provider objects (an order's detail is ~22 KB of
+Python objects, its mapped record ~2.5 KB: with hundreds of installations syncing in one
+process, pages of held details were most of its memory; issue 17 item 5).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
@@ -35,13 +41,18 @@ DetailStatus = Literal["ok", "not_found", "failed"]
 
 @dataclass(frozen=True, slots=True)
 class DetailResult:
-    """The outcome for one list record: merged, kept as listed (404), or failed with an error."""
+    """The outcome for one list record: merged, kept as listed (404), or failed with an error.
+
+    With ``settle`` (see the module docstring), a result that is ``ok`` carries ``settle``'s value
+    of the merged (or kept) record in ``settled``, and ``record`` is the list record.
+    """
 
     index: int
     record: dict[str, Any]
     status: DetailStatus
     warning: str | None = None
     error: ProviderError | None = None
+    settled: Any = None
 
     @property
     def ok(self) -> bool:
@@ -57,11 +68,13 @@ async def fetch_details(
     concurrency: int = 1,
     fan_out: FanOut | None = None,
     resource_key: str | None = None,
+    settle: Callable[[dict[str, Any]], Any] | None = None,
 ) -> list[DetailResult]:
     """Return one result per list record, in input order.
 
     Details are fetched ``concurrency`` at a time, or as many at a time as ``fan_out`` lets
     through (shared by every page of a run: it follows the budget and the provider's latency).
+    ``settle`` is applied to each record that is ``ok`` as it arrives (see the module docstring).
     """
     gate = fan_out or FanOut(math.inf, lambda: 0.0, cap=max(1, concurrency))
     resource_key = resource_key or resource.name or "records"
@@ -110,7 +123,10 @@ async def fetch_details(
         return DetailResult(index, {**record, **detail}, "ok")
 
     async def fetch_into(index: int) -> None:
-        results[index] = await fetch(index)
+        result = await fetch(index)
+        if settle is not None and result.ok:
+            result = DetailResult(index, records[index], result.status, result.warning, settled=settle(result.record))
+        results[index] = result
 
     # A place at the gate first, then a task for the record: a page waiting for the budget is one
     # waiter, not a task per record (a run holds two pages: at 4 requests/s hundreds of runs kept
@@ -131,21 +147,26 @@ async def with_details(
     *,
     fan_out: FanOut,
     resource_key: str,
+    settle: Callable[[dict[str, Any]], Any] | None = None,
 ) -> AsyncGenerator[tuple[Page, list[DetailResult] | None], None]:
     """Yield each page with its records' detail results, in page order.
 
     The details of the next page are fetched while this page's last ones are still out (one
     page ahead, through the same ``fan_out``), so the number in flight does not fall to the
-    stragglers of each page; the caller gets the pages in order all the same.
+    stragglers of each page; the caller gets the pages in order all the same. ``settle``: as
+    ``fetch_details``'s.
     """
     ahead: deque[tuple[Page, asyncio.Task[list[DetailResult]]]] = deque()
     try:
         async for page in listing:
-            fetching = fetch_details(client, resource, page.records, fan_out=fan_out, resource_key=resource_key)
+            fetching = fetch_details(
+                client, resource, page.records, fan_out=fan_out, resource_key=resource_key, settle=settle
+            )
             ahead.append((page, asyncio.ensure_future(fetching)))
             if len(ahead) > 1:
                 done, task = ahead.popleft()
                 yield done, await task
+                del done, task  # the caller is done with the page: not held while the next is listed
         while ahead:
             done, task = ahead.popleft()
             yield done, await task
