@@ -11,6 +11,7 @@ from aiohttp import web
 
 from miniapp_sync.definition.model import Resource
 from miniapp_sync.provider import ProviderClient, ProviderHTTPError, ResponseShapeError, RetryPolicy, fetch_details
+from miniapp_sync.provider.details import SETTLED
 
 from .conftest import SEED, json_response
 
@@ -108,11 +109,13 @@ async def test_settle_keeps_its_value_of_each_merged_record_and_no_merged_record
     results = await fetch_details(client, resource(), listed, resource_key="products", settle=settle)
     assert [r.status for r in results] == ["ok", "failed", "not_found"]
     assert results[0].settled == (("id", 1), ("name", "Oud"), ("price", 20))  # merged, then settled
-    assert results[0].record is listed[0]  # the list record: the merged one is not kept
+    assert results[0].record is SETTLED  # the merged record is not kept
     assert results[1].settled is None  # a failure is not settled
     assert results[1].record == {"id": 2}
     assert results[2].settled == (("id", 3), ("name", "Musk"))  # a 404 settles the list record
     assert sorted(r["id"] for r in seen) == [1, 3]
+    assert listed == [SETTLED] * 3  # each list record left the page once it had a result
+    assert SETTLED == {}
 
 
 async def test_the_id_is_url_quoted_into_the_details_url(provider: Any, make_client: MakeClient) -> None:

@@ -7,10 +7,11 @@ warning; any other failure after retries is a failed result carrying the error, 
 dead-letter: one bad record never stops the run.
 
 A caller may ``settle`` each record as it arrives (the sync engine maps it): the result keeps
-what ``settle`` made of it instead of the merged record, so the details of a page waiting for
-its stragglers hold mapped records, not whole provider objects (an order's detail is ~22 KB of
-Python objects, its mapped record ~2.5 KB: with hundreds of installations syncing in one
-process, pages of held details were most of its memory; issue 17 item 5).
+what ``settle`` made of it instead of the merged record, and the list record's place in the
+page is emptied (``SETTLED``), so a page waiting for its stragglers holds mapped records and its
+records still to fetch, not whole provider objects (an order's detail is ~22 KB of Python
+objects, its mapped record ~2.5 KB, a listed product ~7 KB: with hundreds of installations
+syncing in one process, pages of held records were most of its memory; issue 17 item 5).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import math
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import quote
 
 from miniapp_sync.definition.model import Resource
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["DetailResult", "fetch_details", "with_details", "without_details"]
 
 DetailStatus = Literal["ok", "not_found", "failed"]
+# What a settled record's place in its page, and its result's ``record``, hold: never changed.
+SETTLED: Final[dict[str, Any]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +47,7 @@ class DetailResult:
     """The outcome for one list record: merged, kept as listed (404), or failed with an error.
 
     With ``settle`` (see the module docstring), a result that is ``ok`` carries ``settle``'s value
-    of the merged (or kept) record in ``settled``, and ``record`` is the list record.
+    of the merged (or kept) record in ``settled``, and ``record`` is ``SETTLED``.
     """
 
     index: int
@@ -75,11 +78,18 @@ async def fetch_details(
 
     Details are fetched ``concurrency`` at a time, or as many at a time as ``fan_out`` lets
     through (shared by every page of a run: it follows the budget and the provider's latency).
-    ``settle`` is applied to each record that is ``ok`` as it arrives (see the module docstring).
+    ``settle`` is applied to each record that is ``ok`` as it arrives (see the module docstring);
+    then ``records`` must be a list, and each record's place in it is emptied once it has a result
+    (``SETTLED``; a failed result keeps a copy of its list record).
     ``nearly`` is set once the records still to be let through the gate are no more than it lets
     through at a time (at the latest when the last is through): the time to list the next page.
     """
     gate = fan_out or FanOut(math.inf, lambda: 0.0, cap=max(1, concurrency))
+    emptied: list[dict[str, Any]] | None = None
+    if settle is not None:
+        if not isinstance(records, list):
+            raise TypeError(f"settle empties each record's place in records: a list, not {type(records).__name__}")
+        emptied = records
     resource_key = resource_key or resource.name or "records"
     endpoint = resource.endpoints.details
     if endpoint is None:
@@ -127,8 +137,10 @@ async def fetch_details(
 
     async def fetch_into(index: int) -> None:
         result = await fetch(index)
-        if settle is not None and result.ok:
-            result = DetailResult(index, records[index], result.status, result.warning, settled=settle(result.record))
+        if emptied is not None:
+            emptied[index] = SETTLED  # the list record leaves the page (its body, the listing's locals) too
+            if settle is not None and result.ok:
+                result = DetailResult(index, SETTLED, result.status, result.warning, settled=settle(result.record))
         results[index] = result
 
     # A place at the gate first, then a task for the record: a page waiting for the budget is one
