@@ -43,6 +43,13 @@ processes then run with ``--allow-private-network``, which takes the same unguar
 as a rewritten origin). Each sandbox still knows every store's tokens (OAuth and userDetails go to
 the first); a store's API requests, and so its rate budget, all go to its own sandbox.
 
+What an installation syncing costs serve's processor in memory is its two runs' state: the mapped
+records of the batch being filled (up to batchSize 200, ~2-2.5 KB each), the list records of the
+page whose details are out (left as each detail is mapped) and the requests in flight. A machine
+too busy for the processes inflates the latency the detail fan-out observes (the processor's own
+loop lag counts), so requests in flight rise toward the cap (64 a run): whole pages are held and
+thousands of detail tasks wait in the rate limiters (tracemalloc at N=100, load ~13: 11,788).
+
 Targets: every installation ≥ 90% of its budget with zero 429s, webhook ack p99 ≤ 50 ms, and
 peak RSS growing sub-linearly in N (checked between the N values of one run). The verdict names
 the largest N that met them per backend. Wall-clock figures: mind the load average printed.

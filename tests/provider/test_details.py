@@ -11,6 +11,7 @@ from aiohttp import web
 
 from miniapp_sync.definition.model import Resource
 from miniapp_sync.provider import ProviderClient, ProviderHTTPError, ResponseShapeError, RetryPolicy, fetch_details
+from miniapp_sync.provider.details import SETTLED
 
 from .conftest import SEED, json_response
 
@@ -85,6 +86,36 @@ async def test_a_failure_after_retries_is_a_failed_result_and_the_rest_goes_on(
     assert failed.error.status == 500
     assert str(failed.error).startswith(f"products details: GET {provider.url}/products/2?lang=en answered 500 after 2")
     assert failed.record == {"id": 2}
+
+
+async def test_settle_keeps_its_value_of_each_merged_record_and_no_merged_record(
+    provider: Any, make_client: MakeClient
+) -> None:
+    provider.handler = by_id(
+        {
+            "1": lambda: json_response({"data": {"id": 1, "price": 20}}),
+            "2": lambda: json_response({"error": "boom"}, status=500),
+            "3": lambda: json_response({"error": "not found"}, status=404),
+        }
+    )
+    seen: list[dict[str, Any]] = []
+
+    def settle(record: dict[str, Any]) -> tuple[Any, ...]:
+        seen.append(record)
+        return tuple(sorted(record.items()))
+
+    client = make_client(retry=RetryPolicy(max_attempts=1, random=random.Random(SEED)))
+    listed = [{"id": 1, "name": "Oud"}, {"id": 2}, {"id": 3, "name": "Musk"}]
+    results = await fetch_details(client, resource(), listed, resource_key="products", settle=settle)
+    assert [r.status for r in results] == ["ok", "failed", "not_found"]
+    assert results[0].settled == (("id", 1), ("name", "Oud"), ("price", 20))  # merged, then settled
+    assert results[0].record is SETTLED  # the merged record is not kept
+    assert results[1].settled is None  # a failure is not settled
+    assert results[1].record == {"id": 2}
+    assert results[2].settled == (("id", 3), ("name", "Musk"))  # a 404 settles the list record
+    assert sorted(r["id"] for r in seen) == [1, 3]
+    assert listed == [SETTLED] * 3  # each list record left the page once it had a result
+    assert SETTLED == {}
 
 
 async def test_the_id_is_url_quoted_into_the_details_url(provider: Any, make_client: MakeClient) -> None:

@@ -218,3 +218,30 @@ async def test_the_next_pages_details_start_before_this_pages_last_answer(
     stream = with_details(listing(), make_client(), resource(), fan_out=gate, resource_key="products")
     seen = [(page.number, [r.record["detail"] for r in details or ()]) async for page, details in stream]
     assert seen == [(1, [1, 2]), (2, [100, 101])]  # in page order all the same
+
+
+async def test_the_next_page_is_listed_only_when_this_pages_records_are_nearly_all_through_the_gate(
+    provider: Any, make_client: MakeClient
+) -> None:
+    provider.handler = lambda request: json_response({"data": {"detail": 1}})
+    gate = FanOut(math.inf, lambda: 0.0, cap=2)  # two through the gate at a time
+    entered: list[int] = []  # each record let through the gate: 1, and 0 where the next page was listed
+    enter = gate.enter
+
+    async def counted() -> None:
+        await enter()
+        entered.append(1)
+
+    gate.enter = counted  # type: ignore[method-assign]
+
+    async def listing() -> AsyncIterator[Page]:
+        yield Page(1, [{"id": i} for i in range(1, 7)], None, {"page": 2})
+        entered.append(0)
+        yield Page(2, [{"id": 100}], None, {"done": True})
+
+    stream = with_details(listing(), make_client(), resource(), fan_out=gate, resource_key="products")
+    seen = [(page.number, len(details or ())) async for page, details in stream]
+    assert seen == [(1, 6), (2, 1)]
+    # Listed when two of page 1's six records were still to go through (a gateful): not beside the
+    # whole of page 1, and in time for its details to follow page 1's last ones.
+    assert entered == [1, 1, 1, 1, 0, 1, 1, 1]

@@ -58,6 +58,8 @@ async def test_rejected_records_go_to_dead_letters_and_the_run_goes_on(world: Wo
     assert len(letters) == products.rejected
     assert "name: required field of core:product is missing (path 'nope')" in letters[0].reason
     assert letters[0].payload["id"]  # the provider's record, kept whole for replay
+    # Mapped as its detail arrived: the letter still holds the record merged with its details (D9).
+    assert {"skus", "updated_at"} <= letters[0].payload.keys()
 
 
 async def test_a_missing_detail_keeps_the_list_record_and_a_failing_one_is_dead_lettered(world: World) -> None:

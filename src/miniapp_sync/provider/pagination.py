@@ -73,7 +73,9 @@ class _Walk:
         self.reader = ResponseReader(resource, key)
         self.total: int | None = None
         self.total_pages: int | None = None
-        self._previous: list[dict[str, Any]] = []
+        # The previous page's record keys (ids; a record without one: the record), not its records:
+        # a page's records may be let go of while it is walked (details.fetch_details's settle).
+        self._previous: list[Any] = []
 
     async def fetch(self, url: str, params: Mapping[str, Any] | None) -> Response:
         return await self.client.request_json(self.method, url, params, resource=self.key, what="list")
@@ -97,7 +99,7 @@ class _Walk:
                 resource=self.key,
                 page=number,
             )
-        self._previous = records
+        self._previous = list(map(self.reader.id_or_record, records))
         return records
 
     def _repeats(self, records: list[dict[str, Any]]) -> bool:
@@ -106,8 +108,7 @@ class _Walk:
         if len(previous) != len(records):
             return False
         # Pair by pair, so a page costs a comparison or two: the first ids already differ.
-        key = self.reader.id_or_record
-        return all(a == b for a, b in zip(map(key, previous), map(key, records), strict=True))
+        return all(a == b for a, b in zip(previous, map(self.reader.id_or_record, records), strict=True))
 
     @contextlib.contextmanager
     def at(self, number: int) -> Iterator[None]:
@@ -187,6 +188,7 @@ async def _by_page_number(walk: _Walk, start: dict[str, Any], concurrency: int) 
             with walk.at(number):
                 response = walk.client.decode(await task)
                 records = walk.read(response, number)
+            del task  # its undecoded body: not held while the page is walked
             ordinal = number - first + 1
             if seen is None:
                 # A resumed walk counts the pages before it as full: every page that did not end
