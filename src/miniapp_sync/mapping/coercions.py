@@ -147,6 +147,12 @@ def decimals(value: Any) -> list[Decimal]:
     for entry in value if isinstance(value, (list, tuple)) else [value]:
         if entry is None or entry is MISSING or entry == "":
             continue
+        # Plain decimal text of at most 15 digits ('59.00') is what a float round trip gives
+        # back exactly (DBL_DIG): read it straight, skipping the parse and the float.
+        plain = entry.replace(".", "", 1) if entry.__class__ is str else ""
+        if len(plain) <= 15 and plain.isdigit() and plain.isascii():
+            decimals.append(Decimal(entry))
+            continue
         number = to_number(entry)
         if number is None:
             raise ValueError(f"not a number: {preview(entry)}")

@@ -26,8 +26,12 @@ from miniapp_sync.mapping.transforms import build_transform, is_empty
 Getter = Callable[[Any], Any]
 _new_record = tuple.__new__
 # is_empty() inlined: JSON gives exact types, and a call per path would cost a third of the rule.
-# Only a value of another class (a dict or str subclass, a Mapping) takes the call.
-EMPTY = "v is MISSING or v is None or (not v if (k := v.__class__) in SIZED else k not in SCALARS and is_empty(v))"
+# Only a value of another class (a dict or str subclass, a Mapping) takes the call. Text, then
+# numbers, are tested by identity before the set: ~110 fewer instructions per text value (callgrind).
+EMPTY = (
+    "v is MISSING or v is None or (not v if (k := v.__class__) is str else k is not int and k is not float"
+    " and (not v if k in SIZED else k is not bool and is_empty(v)))"
+)
 NAMES_ONLY = re.compile(r"[^.\[\]$][^.\[\]]*(?:\.[^.\[\]]+)*")
 # '$.data.id' (shorthand names only) selects what the dot path 'data.id' does: the same accessor.
 PLAIN_JSONPATH = re.compile(r"\$((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
@@ -177,7 +181,6 @@ class Mapper:
         names: dict[str, Any] = {
             "MISSING": MISSING,
             "SIZED": frozenset({str, list, tuple, dict}),
-            "SCALARS": frozenset({int, float, bool}),
             "is_empty": is_empty,
             "NOTHING": {},
         }
