@@ -86,6 +86,8 @@ def to_number(value: Any) -> int | float | None:
         return value  # type: ignore[no-any-return]
     if kind is float:
         return value if math.isfinite(value) else None
+    if kind is str:  # the next most common ('', '52.00'): no loop to set up
+        return _parse_number(value)
     for _ in range(3):  # {amount: {amount: x}} nests at most twice in provider payloads
         kind = type(value)
         if kind is int:
@@ -108,7 +110,7 @@ def to_number(value: Any) -> int | float | None:
 
 
 def _parse_number(text: str) -> int | float | None:
-    text = normalize_digits(text).strip()
+    text = (text if text.isascii() else text.translate(_DIGITS)).strip()  # normalize_digits without its call
     if not text:  # '' is common (an unset price); the pattern would only find no digits in it
         return None
     try:
