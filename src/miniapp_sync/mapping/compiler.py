@@ -160,7 +160,7 @@ def _step_code(
         return step_expression(step, name, build_transform(step, functions=functions), names, functions)
     inner = Mapper.compile({k: parse_rule(thaw(v)) for k, v in item_mapping.items()}, functions=functions)
     transform = build_transform(step, functions=functions, item_mapper=inner.map_strict)
-    return step_expression(step, name, transform, names, functions, inner._fast)
+    return step_expression(step, name, transform, names, functions, inner.list_function())
 
 
 def _define(source: list[str], names: dict[str, Any], function: str) -> Getter:
@@ -202,10 +202,21 @@ class Mapper:
                 lines.append(f"    {'' if ending == 'present' else 'if v is not MISSING: '}out[{name!r}] = v")
             fast += lines
         shared = [f"    {line}" for line in prefixes.lines()]
-        self._fast = _define(
-            ["def fast(record):", head, *shared, "    out = {}", *fast, "    return out"], names, "fast"
-        )
+        self._body = [head, *shared, "    out = {}", *fast]
+        self._names = names
+        self._fast = _define(["def fast(record):", *self._body, "    return out"], names, "fast")
         self._fields = tuple(fields)
+
+    def list_function(self) -> Getter:
+        """Return the straight-line function over a list: each entry's data, or None when one is no exact dict.
+
+        One call per list (an order's line items) instead of one per entry: the entries' code
+        runs inline in the loop. An entry that fails raises, as the straight-line function does.
+        """
+        loop = ["    mapped = []", "    for record in records:", "        if record.__class__ is not dict: return None"]
+        body = [f"    {line}" for line in self._body]
+        source = ["def fast_list(records):", *loop, *body, "        mapped.append(out)", "    return mapped"]
+        return _define(source, self._names, "fast_list")
 
     @classmethod
     def compile(

@@ -56,12 +56,12 @@ def step_expression(
     transform: Callable[[Any], Any],
     names: dict[str, Any],
     functions: FunctionRegistry,
-    item_fast: Callable[[Any], Any] | None = None,
+    list_fast: Callable[[Any], Any] | None = None,
 ) -> tuple[str, str, bool]:
     """Return expressions of ``v`` applying ``step`` (straight-line, per field) and whether it may give MISSING.
 
-    ``transform`` is the step's built callable, bound as ``name``; ``item_fast`` is the
-    straight-line function of a ``mapItems`` step's ``itemMapping``. The two expressions differ
+    ``transform`` is the step's built callable, bound as ``name``; ``list_fast`` is the
+    straight-line function of a ``mapItems`` step's ``itemMapping``, looped over a list. The two expressions differ
     only where the straight-line one skips the wrapper that words a compute function's error:
     when it raises, the mapper maps the record again field by field, through the wrapper.
     """
@@ -75,8 +75,8 @@ def step_expression(
         names[f"{name}z"], names[f"{name}f"] = iso_date_options(step)
         names[f"{name}d"] = to_iso_date
         return f"{name}d(v, {name}z, {name}f)", call, False
-    if step.name == "mapItems" and item_fast is not None:
-        names[f"{name}i"] = item_list(item_fast, transform, step.options.get("currency"))
+    if step.name == "mapItems" and list_fast is not None:
+        names[f"{name}i"] = item_list(list_fast, transform, step.options.get("currency"))
         return f"{name}i(v)", f"{name}i(v)", False
     if step.name == "compute" and step.fn is not None:
         if _plain_lookup(step, functions, names, name):
