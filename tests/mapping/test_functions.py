@@ -6,6 +6,7 @@ import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from importlib.metadata import EntryPoint
 from pathlib import Path
 from types import MappingProxyType
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from miniapp_sync.definition.rules import MISSING, TransformStep
 from miniapp_sync.errors import TransformError
-from miniapp_sync.mapping.coercions import to_text
+from miniapp_sync.mapping.coercions import to_number, to_text
 from miniapp_sync.mapping.compute import BUILTIN_FUNCTIONS
 from miniapp_sync.mapping.functions import ENTRY_POINT_GROUP, FunctionRegistry
 from miniapp_sync.mapping.transforms import build_transform
@@ -324,3 +325,22 @@ def test_full_name_of_a_list_joins_the_text_of_its_entries(entries: list[Any]) -
     expected = " ".join(p for p in parts if p) or None
     assert call("fullName", entries) == expected
     assert call("fullName", tuple(entries)) == expected
+
+
+@given(
+    st.lists(
+        st.from_regex(r"[0-9]{0,17}(\.[0-9]{0,17})?", fullmatch=True) | st.sampled_from(["٥.٥", "²", "1.5.", " 2.5"]),
+        max_size=3,
+    )
+)
+def test_sums_of_decimal_texts_are_those_of_the_numbers_they_read_as(entries: list[str]) -> None:
+    # Plain texts of up to 15 digits are read as decimals straight; longer ones through a float.
+    numbers = [to_number(e) for e in entries if e != ""]
+    if any(n is None for n in numbers):
+        with pytest.raises(ValueError, match="not a number"):
+            call("sum", entries)
+        return
+    expected = sum((Decimal(repr(n)) if isinstance(n, float) else Decimal(n) for n in numbers), Decimal(0))
+    result = call("sum", entries)
+    assert result == (int(expected) if expected == expected.to_integral_value() else float(expected))
+    assert type(result) is (int if expected == expected.to_integral_value() else float)

@@ -86,6 +86,8 @@ def to_number(value: Any) -> int | float | None:
         return value  # type: ignore[no-any-return]
     if kind is float:
         return value if math.isfinite(value) else None
+    if kind is str:  # the next most common ('', '52.00'): no loop to set up
+        return _parse_number(value)
     for _ in range(3):  # {amount: {amount: x}} nests at most twice in provider payloads
         kind = type(value)
         if kind is int:
@@ -108,7 +110,7 @@ def to_number(value: Any) -> int | float | None:
 
 
 def _parse_number(text: str) -> int | float | None:
-    text = normalize_digits(text).strip()
+    text = (text if text.isascii() else text.translate(_DIGITS)).strip()  # normalize_digits without its call
     if not text:  # '' is common (an unset price); the pattern would only find no digits in it
         return None
     try:
@@ -146,6 +148,12 @@ def decimals(value: Any) -> list[Decimal]:
     decimals = []
     for entry in value if isinstance(value, (list, tuple)) else [value]:
         if entry is None or entry is MISSING or entry == "":
+            continue
+        # Plain decimal text of at most 15 digits ('59.00') is what a float round trip gives
+        # back exactly (DBL_DIG): read it straight, skipping the parse and the float.
+        plain = entry.replace(".", "", 1) if entry.__class__ is str else ""
+        if len(plain) <= 15 and plain.isdigit() and plain.isascii():
+            decimals.append(Decimal(entry))
             continue
         number = to_number(entry)
         if number is None:

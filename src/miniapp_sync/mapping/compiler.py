@@ -26,8 +26,12 @@ from miniapp_sync.mapping.transforms import build_transform, is_empty
 Getter = Callable[[Any], Any]
 _new_record = tuple.__new__
 # is_empty() inlined: JSON gives exact types, and a call per path would cost a third of the rule.
-# Only a value of another class (a dict or str subclass, a Mapping) takes the call.
-EMPTY = "v is MISSING or v is None or (not v if (k := v.__class__) in SIZED else k not in SCALARS and is_empty(v))"
+# Only a value of another class (a dict or str subclass, a Mapping) takes the call. Text, then
+# numbers, are tested by identity before the set: ~110 fewer instructions per text value (callgrind).
+EMPTY = (
+    "v is MISSING or v is None or (not v if (k := v.__class__) is str else k is not int and k is not float"
+    " and (not v if k in SIZED else k is not bool and is_empty(v)))"
+)
 NAMES_ONLY = re.compile(r"[^.\[\]$][^.\[\]]*(?:\.[^.\[\]]+)*")
 # '$.data.id' (shorthand names only) selects what the dot path 'data.id' does: the same accessor.
 PLAIN_JSONPATH = re.compile(r"\$((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
@@ -156,7 +160,7 @@ def _step_code(
         return step_expression(step, name, build_transform(step, functions=functions), names, functions)
     inner = Mapper.compile({k: parse_rule(thaw(v)) for k, v in item_mapping.items()}, functions=functions)
     transform = build_transform(step, functions=functions, item_mapper=inner.map_strict)
-    return step_expression(step, name, transform, names, functions, inner._fast)
+    return step_expression(step, name, transform, names, functions, inner.list_function())
 
 
 def _define(source: list[str], names: dict[str, Any], function: str) -> Getter:
@@ -177,7 +181,6 @@ class Mapper:
         names: dict[str, Any] = {
             "MISSING": MISSING,
             "SIZED": frozenset({str, list, tuple, dict}),
-            "SCALARS": frozenset({int, float, bool}),
             "is_empty": is_empty,
             "NOTHING": {},
         }
@@ -199,10 +202,21 @@ class Mapper:
                 lines.append(f"    {'' if ending == 'present' else 'if v is not MISSING: '}out[{name!r}] = v")
             fast += lines
         shared = [f"    {line}" for line in prefixes.lines()]
-        self._fast = _define(
-            ["def fast(record):", head, *shared, "    out = {}", *fast, "    return out"], names, "fast"
-        )
+        self._body = [head, *shared, "    out = {}", *fast]
+        self._names = names
+        self._fast = _define(["def fast(record):", *self._body, "    return out"], names, "fast")
         self._fields = tuple(fields)
+
+    def list_function(self) -> Getter:
+        """Return the straight-line function over a list: each entry's data, or None when one is no exact dict.
+
+        One call per list (an order's line items) instead of one per entry: the entries' code
+        runs inline in the loop. An entry that fails raises, as the straight-line function does.
+        """
+        loop = ["    mapped = []", "    for record in records:", "        if record.__class__ is not dict: return None"]
+        body = [f"    {line}" for line in self._body]
+        source = ["def fast_list(records):", *loop, *body, "        mapped.append(out)", "    return mapped"]
+        return _define(source, self._names, "fast_list")
 
     @classmethod
     def compile(

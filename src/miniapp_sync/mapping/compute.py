@@ -24,6 +24,10 @@ def full_name(value: Any) -> str | None:
     """Join first and last name from an object (first_name/firstName/…) or a [first, last] list."""
     kind = type(value)  # exact dicts and lists skip the Mapping ABC check (~0.2 µs)
     if kind is list:  # [first, last] from a ``paths`` rule, once per order: text entries without a call each
+        if len(value) == 2 and (a := value[0]).__class__ is str and (b := value[1]).__class__ is str:
+            # Two texts, the usual pair: no comprehension (a function call of its own before 3.12).
+            a, b = a.strip(), b.strip()
+            return f"{a} {b}" if a and b else a or b or None
         return " ".join([t for v in value if (t := v.strip() if v.__class__ is str else to_text(v))]) or None
     if kind is dict or isinstance(value, Mapping):
         first = next((t for k in _FIRST_KEYS if (t := to_text(value.get(k)))), None)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from miniapp_sync.definition.rules import TransformStep, thaw
-from miniapp_sync.mapping.compute import lookup
+from miniapp_sync.mapping.compute import discount_total, lookup, salla_status
 from miniapp_sync.mapping.functions import FunctionRegistry
 from miniapp_sync.mapping.items import item_list
 from miniapp_sync.mapping.transforms import iso_date_options, to_iso_date
@@ -32,6 +32,18 @@ _TEMPLATES: Final[dict[str, str]] = {
     ),
     "toInteger": "v if v.__class__ is int else {t}(v)",
     "toBoolean": "v if v.__class__ is bool else {t}(v)",
+    # Most orders carry no discount code: join_codes([]) is None.
+    "joinCodes": "None if v.__class__ is list and not v else {t}(v)",
+}
+# Built-in compute functions without args, inlined the same way while the registry holds the
+# built-in itself (``{t}`` is the step's own callable, which words a failure). None of them
+# returns MISSING. sallaStatus: a status object's slug, stripped, when it is non-empty text.
+_COMPUTE_TEMPLATES: Final[dict[Callable[..., Any], str]] = {
+    salla_status: (
+        "(k if (k := v.get('slug')).__class__ is str and (k := k.strip()) else {t}(v))"
+        " if v.__class__ is dict else {t}(v)"
+    ),
+    discount_total: "0 if v.__class__ is list and not v else {t}(v)",  # most orders have no discount
 }
 # The steps whose result may be MISSING (coalesce of nothing, a user function returning it); the
 # compiler guards the steps after them, and the field's store, with a test for MISSING.
@@ -44,12 +56,12 @@ def step_expression(
     transform: Callable[[Any], Any],
     names: dict[str, Any],
     functions: FunctionRegistry,
-    item_fast: Callable[[Any], Any] | None = None,
+    list_fast: Callable[[Any], Any] | None = None,
 ) -> tuple[str, str, bool]:
     """Return expressions of ``v`` applying ``step`` (straight-line, per field) and whether it may give MISSING.
 
-    ``transform`` is the step's built callable, bound as ``name``; ``item_fast`` is the
-    straight-line function of a ``mapItems`` step's ``itemMapping``. The two expressions differ
+    ``transform`` is the step's built callable, bound as ``name``; ``list_fast`` is the
+    straight-line function of a ``mapItems`` step's ``itemMapping``, looped over a list. The two expressions differ
     only where the straight-line one skips the wrapper that words a compute function's error:
     when it raises, the mapper maps the record again field by field, through the wrapper.
     """
@@ -63,14 +75,18 @@ def step_expression(
         names[f"{name}z"], names[f"{name}f"] = iso_date_options(step)
         names[f"{name}d"] = to_iso_date
         return f"{name}d(v, {name}z, {name}f)", call, False
-    if step.name == "mapItems" and item_fast is not None:
-        names[f"{name}i"] = item_list(item_fast, transform, step.options.get("currency"))
+    if step.name == "mapItems" and list_fast is not None:
+        names[f"{name}i"] = item_list(list_fast, transform, step.options.get("currency"))
         return f"{name}i(v)", f"{name}i(v)", False
     if step.name == "compute" and step.fn is not None:
         if _plain_lookup(step, functions, names, name):
             # The built-in lookup of a text key is one dict read: the table's value, or the default.
             expression = f"{name}l.get(v, {name}o) if v.__class__ is str else {name}(v)"
             return expression, expression, False
+        if not step.options.get("args") and (template := _COMPUTE_TEMPLATES.get(functions.get(step.fn))):
+            expression = template.format(t=f"{name}c")
+            names[f"{name}c"] = functions.get(step.fn)
+            return expression, template.format(t=name), False
         if not step.options.get("args"):
             names[f"{name}c"] = functions.get(step.fn)
             return f"{name}c(v)", call, True

@@ -125,30 +125,29 @@ def map_items(items: Any, item_mapper: Callable[[Any], Any] | None = None, *, cu
 
 
 def item_list(
-    item_fast: Callable[[Any], Any], general: Callable[[Any], Any], currency: str | None
+    list_fast: Callable[[Any], Any], general: Callable[[Any], Any], currency: str | None
 ) -> Callable[[Any], Any]:
-    """Return a mapItems step for a compiled ``itemMapping``: ``item_fast`` on each item of a list of dicts.
+    """Return a mapItems step for a compiled ``itemMapping``: ``list_fast`` on a list of dicts.
 
-    ``item_fast`` is the mapping's straight-line function, called without the checks and the
-    error wrapping of ``map_items`` per item. Any other shape, and any item it fails on, goes to
-    ``general`` (the step as ``map_items`` builds it), which gives the same result or the error
-    naming the item by index.
+    ``list_fast`` is the mapping's straight-line code looped over a list, without the checks
+    and the error wrapping of ``map_items`` per item; it returns None when an entry is no exact
+    dict. Any other shape, and any list it fails on, goes to ``general`` (the step as
+    ``map_items`` builds it), which gives the same result or the error naming the item by index.
     """
 
     def items(value: Any) -> Any:
         if value.__class__ is not list:
             return general(value)
-        mapped = []
         try:
-            for item in value:
-                if item.__class__ is not dict:
-                    return general(value)
-                data = item_fast(item)
-                if currency is not None and "currency" not in data:
-                    data["currency"] = currency
-                mapped.append(data)
+            mapped = list_fast(value)
         except Exception:
             return general(value)
+        if mapped is None:
+            return general(value)
+        if currency is not None:
+            for data in mapped:
+                if "currency" not in data:
+                    data["currency"] = currency
         return mapped
 
     return items

@@ -192,8 +192,9 @@ def to_iso_date(value: Any, zone: tzinfo = UTC, fmt: str | None = None) -> str |
     try:
         moment: datetime | date | None
         if value.__class__ is str or isinstance(value, str):  # text first: no value is text and a number
-            # The common shape first: ISO 8601 date-time, straight to the C parser.
-            if fmt is None and len(value) > 10 and value[4:5] == "-":
+            # The common shape first: ISO 8601 date-time, straight to the C parser (an index,
+            # not a slice, below: no new string).
+            if fmt is None and len(value) > 10 and value[4] == "-":
                 try:
                     moment = datetime.fromisoformat(value)
                 except ValueError:
