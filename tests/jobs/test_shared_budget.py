@@ -258,3 +258,30 @@ async def test_lateness_the_margin_absorbs_shifts_a_lease_instead_of_losing_it(
     granted = [await limiter.acquire() for _ in range(12)]
     assert limiter.leases == 3  # every leased slot used
     assert min(b - a for a, b in pairwise(granted)) >= limiter.interval - 1e-6
+
+
+async def test_lateness_past_the_room_carries_into_the_next_lease_when_nobody_leased_between(
+    engines: list[Engine], installations: list[str]
+) -> None:
+    # Late by 10 ms on every wake-up (a busy worker's loop): four times the room a slot has, so
+    # each lease's last slot no longer fits before its end. One worker leases alone: each next
+    # lease follows on directly, and the lateness is lost, not a slot a lease (a quarter of the budget).
+    late = 0.010
+    clock = LateClock(late)
+    limiter = SharedRateLimiter(engines[0], installations[0], 4, clock=clock, time_source=clock.now)
+    granted = [await limiter.acquire() for _ in range(40)]
+    assert min(b - a for a, b in pairwise(granted)) >= limiter.interval - 1e-6
+    assert granted[-1] - granted[0] <= 39 * (limiter.spacing + late) + 1e-6
+    assert limiter.leases <= 11  # 40 slots, 4 a lease: none dropped (one more lease for the drift)
+
+
+async def test_a_lease_another_worker_took_in_between_is_never_granted_into(
+    engines: list[Engine], installations: list[str]
+) -> None:
+    clock = LateClock(0.010)
+    a, b = (SharedRateLimiter(e, installations[0], 4, clock=clock, time_source=clock.now) for e in engines)
+    granted = [await a.acquire() for _ in range(3)]  # a's lease: its 4th slot no longer fits
+    other = [await b.acquire()]  # b leases the next second of budget
+    granted += [await a.acquire() for _ in range(2)]  # a's last slot is dropped: its next lease is after b's
+    assert granted[3] >= other[0] + b.lease * b.spacing - 1e-6
+    assert min(y - x for x, y in pairwise(sorted(granted + other))) >= a.interval - 1e-6
