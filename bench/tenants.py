@@ -33,7 +33,9 @@ takes ~8.5 minutes, so the window sees syncs in their steady state):
 - records/s overall: records written by the syncs in the window (rows with a run id) / window;
 - 429s the sandbox sent during the whole run; peak RSS (VmHWM) of serve and of each worker;
 - webhook ack p99 as the sender sees it, and the inbox rows still waiting at the end;
-- CPU of each process in the window (cores), which says what limits a run on this machine;
+- CPU of each process in the window (cores), which says what limits a run on this machine; on
+  PostgreSQL also of the server's backends serving the case's database (the pids seen at the
+  window's end: a backend that ended within the window is missed);
 - each process's event loop lag in the window (p50, p99, max of a sleep every 10 ms waking late:
   bench/looplag), what a store call or CPU burst on the loop costs every other job there.
 
@@ -93,6 +95,9 @@ WORKERS = "SELECT count(*) FROM procrastinate_workers"
 CONNECTIONS = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
 MAX_CONNECTIONS = "SELECT setting::int FROM pg_settings WHERE name = 'max_connections'"
 TRANSACTIONS = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+# The server processes serving this case's database (the processes' pooled connections): their CPU is the case's.
+BACKENDS = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+POSTGRES_CPU = "PostgreSQL backends"
 # Each sync job's events (Procrastinate's trigger writes them): when it was deferred and when a worker started it.
 JOB_EVENTS = (
     "SELECT e.type::text, extract(epoch FROM e.at) FROM procrastinate_events e "
@@ -175,7 +180,8 @@ class Result:
                 f"other work on the machine: load average {self.load:.1f} on {cores} cores, and this case's "
                 f"processes got {busy:.2f} cores (a starved sandbox meters bunched arrivals: 429s); run it quiet"
             )
-        label, most = max(self.cpu.items(), key=lambda item: item[1])
+        loops = {label: cores for label, cores in self.cpu.items() if label != POSTGRES_CPU}
+        label, most = max(loops.items(), key=lambda item: item[1])
         if most >= 0.85:
             found.append(f"{label}'s event loop: {most:.2f} of the one core a Python process can use")
         if self.started < self.setup.n:
@@ -397,11 +403,12 @@ async def measure(
     sending = asyncio.create_task(open_loop(url, paced, setup.webhook_rate, None, grace=5.0))
     await sleep_until(tick + setup.warmup)
     postgres = setup.backend == "postgres"
-    before, synced, cpu, transactions = await asyncio.gather(
+    before, synced, cpu, transactions, backends = await asyncio.gather(
         asyncio.to_thread(sandbox.stats),
         asyncio.to_thread(count, store, SYNCED),
         asyncio.to_thread(lambda: {label: cpu_seconds(pid) for label, pid in pids.items()}),
         asyncio.to_thread(count, store, TRANSACTIONS) if postgres else asyncio.sleep(0, 0),
+        asyncio.to_thread(backend_cpu, store) if postgres else asyncio.sleep(0, {}),
     )
     connections: list[int] = []
     end = tick + setup.warmup + setup.seconds
@@ -409,12 +416,16 @@ async def measure(
         connections.append(await asyncio.to_thread(count, store, CONNECTIONS))
         await sleep_until(min(end - 1, time.time() + 5))
     await sleep_until(end)
-    after, synced_after, cpu_after, transactions_after = await asyncio.gather(
+    after, synced_after, cpu_after, transactions_after, backends_after = await asyncio.gather(
         asyncio.to_thread(sandbox.stats),
         asyncio.to_thread(count, store, SYNCED),
         asyncio.to_thread(lambda: {label: cpu_seconds(pid) for label, pid in pids.items()}),
         asyncio.to_thread(count, store, TRANSACTIONS) if postgres else asyncio.sleep(0, 0),
+        asyncio.to_thread(backend_cpu, store) if postgres else asyncio.sleep(0, {}),
     )
+    if postgres:  # a backend that started in the window counts whole; one that ended in it is missed
+        cpu[POSTGRES_CPU] = sum(backends.get(pid, 0.0) for pid in backends_after)
+        cpu_after[POSTGRES_CPU] = sum(backends_after.values())
     allowed = await asyncio.to_thread(count, store, MAX_CONNECTIONS) if postgres else 0
     events = await asyncio.to_thread(rows, store, JOB_EVENTS) if postgres else []
     requests = int(after["apiRequests"]) - int(before["apiRequests"])
@@ -430,7 +441,7 @@ async def measure(
         records=synced_after - synced,
         throttled=int(after["responses"].get("429", 0)),
         rss_kb=rss,
-        cpu={label: (cpu_after[label] - cpu[label]) / setup.seconds for label in pids},
+        cpu={label: (cpu_after[label] - cpu[label]) / setup.seconds for label in cpu},
         acks_ms=[x * 1000 for x in latencies],
         ack_failed=failed,
         waiting=waiting,
@@ -443,6 +454,15 @@ async def measure(
         lags={label: loop_lag(lags / f"lag-{pid}.txt", end - setup.seconds, end) for label, pid in pids.items()
               if (lags / f"lag-{pid}.txt").exists()},
     )  # fmt: skip
+
+
+def backend_cpu(store: str) -> dict[int, float]:
+    """Return the CPU seconds used so far by each PostgreSQL backend serving ``store``'s database (by pid)."""
+    used = {}
+    for (pid,) in rows(store, BACKENDS):
+        with contextlib.suppress(OSError):  # a backend that ended meanwhile
+            used[int(pid)] = cpu_seconds(int(pid))
+    return used
 
 
 def loop_lag(path: Path, start: float, end: float) -> tuple[float, float, float, int]:

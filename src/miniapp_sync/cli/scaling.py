@@ -37,8 +37,6 @@ from miniapp_sync.cli.serving import DefaultScheduleOption, schedule_option
 from miniapp_sync.errors import StoreError
 from miniapp_sync.listening import listen
 
-STORE_THREADS = 14  # a worker's threads for store calls: within the PostgreSQL engine's 15 connections
-
 if TYPE_CHECKING:
     from miniapp_sync.jobs import Enqueued
     from miniapp_sync.jobs.procrastinate_queue import QueueStatus
@@ -127,16 +125,6 @@ def worker(
         )
 
         async def run() -> None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            # On PostgreSQL every store call of a job runs in the loop's default executor (it waits
-            # on the network), and asyncio's default of cpu_count + 4 threads (6 here) is shared by
-            # every running sync's rate-budget leases, checkpoints and runs, and every inbox drain:
-            # a lease queued behind drains is granted late, and a late slot is budget lost (D5
-            # paces, never catches up). As many threads as the store's pool lends connections
-            # (SQLAlchemy's 5 + 10 overflow), less one for a call made on the loop itself.
-            loop = asyncio.get_running_loop()
-            loop.set_default_executor(ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="miniapp-sync-store"))
             try:
                 async with queue, _metrics(webhooks, metrics_host, metrics_port):
                     await queue.run_worker(concurrency=concurrency, short=short, name=name)

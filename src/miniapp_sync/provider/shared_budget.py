@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from sqlalchemy import Engine, text
@@ -50,6 +52,7 @@ TimeSource = Callable[[], float]  # epoch seconds; None means the database's clo
 
 LEASE: Final = 1.0  # seconds of budget one round trip may lease
 MAX_LEASE: Final = 32  # slots one lease may take
+LEASE_THREADS: Final = 4  # threads a process takes leases on (each a round trip of a few ms)
 CONTIGUOUS: Final = 1e-5  # seconds: a lease starting this close to the last one's end follows on (float rounding)
 
 # The row is created on first use; TAT 0 (1970) means "free now".
@@ -135,7 +138,9 @@ class SharedRateLimiter(RateLimiter):
             return float(conn.execute(_PAUSED, {"key": self.key}).scalar_one())
 
     async def _take_lease(self) -> None:
-        first, budget_now, (before, after) = await asyncio.to_thread(self._reserve, self.lease)
+        first, budget_now, (before, after) = await asyncio.get_running_loop().run_in_executor(
+            _leasing(), self._reserve, self.lease
+        )
         self.leases += 1
         # The budget's "now" fell somewhere in [before, after] locally (the statement's round
         # trip, timed on the thread that made it): the lease is taken as starting at the latest
@@ -198,6 +203,25 @@ class SharedRateLimiter(RateLimiter):
         self._ensured = True
         self._left = 0  # the leased slots are before the pause: the budget is leased again after it
         self._end = None  # and the next lease carries nothing on from this one
+
+
+_leases: ThreadPoolExecutor | None = None
+_leases_made = threading.Lock()
+
+
+def _leasing() -> ThreadPoolExecutor:
+    """Return the threads that take leases: their own, not the loop's default executor.
+
+    A lease is late budget when it waits: in the default executor (6 threads) it queued behind
+    every other store call of the process (inbox drains, checkpoints, runs), and a lease granted
+    late is budget lost (pace, never catch up). A few threads of their own, not a bigger default
+    pool: more threads contending for the GIL made the event loop itself later.
+    """
+    global _leases
+    with _leases_made:
+        if _leases is None:
+            _leases = ThreadPoolExecutor(LEASE_THREADS, thread_name_prefix="miniapp-sync-budget")
+        return _leases
 
 
 def shared_limiters(engine: Engine, *, time_source: TimeSource | None = None) -> LimiterFactory:
