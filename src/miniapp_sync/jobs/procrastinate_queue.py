@@ -57,6 +57,7 @@ log = logging.getLogger("miniapp_sync.jobs")
 COMMON_QUEUE: Final = "miniapp_sync"
 SHORT_LANE: Final = 2  # a worker's slots for short jobs only (drains wait on the store, rarely on a provider)
 FETCHERS: Final = 4  # jobs a worker's lane fetches at once (ParallelFetch), at most one per free slot
+BACKLOG: Final = 2  # jobs one fetch loop finds in a row before the others join it
 TASKS: Final[dict[JobKind, str]] = {
     "sync": "miniapp_sync.sync",
     "drain": "miniapp_sync.drain_inbox",
@@ -407,17 +408,37 @@ class ParallelFetch(pq_worker.Worker):
     slots (each takes one before it fetches), its heartbeat, its listener and its shutdown; the
     queries' ``FOR UPDATE SKIP LOCKED`` gives each loop a job of its own (issue #17 item 5).
 
-    This overrides a private method of Procrastinate 3 (``_fetch_and_process_jobs``: fetch and
-    start jobs until none is left or the worker stops), which the worker's run loop calls after
-    each notification or poll; tests/jobs run workers through it.
+    The other loops join only once the first has found ``BACKLOG`` jobs in a row: a notification
+    of one new job (an inbox drain, a delivery; tens a second under webhooks) then costs one fetch,
+    as before, not one per loop, most of them finding nothing.
+
+    This overrides private methods of Procrastinate 3 (``_fetch_and_process_jobs``: fetch and start
+    jobs until none is left or the worker stops, called after each notification or poll; and
+    ``_process_job``, the task of a started job); tests/jobs run workers through them.
     """
 
     def __init__(self, *, fetchers: int, **options: Any) -> None:
         super().__init__(**options)
         self.fetchers = fetchers
+        self._found = 0  # jobs the current round's first loop started
+        self._backlog = asyncio.Event()  # set once it started BACKLOG of them
+
+    async def _process_job(self, context: JobContext) -> None:
+        self._found += 1
+        if self._found >= BACKLOG:
+            self._backlog.set()
+        await super()._process_job(context)
 
     async def _fetch_and_process_jobs(self) -> None:
         fetch = super()._fetch_and_process_jobs
+        self._found = 0
+        self._backlog.clear()
         async with asyncio.TaskGroup() as loops:  # one failing stops the others, and its error goes on
-            for _ in range(self.fetchers):
+            first = loops.create_task(fetch())  # type: ignore[no-untyped-call]
+            backlog = loops.create_task(self._backlog.wait())
+            await asyncio.wait([first, backlog], return_when=asyncio.FIRST_COMPLETED)
+            if first.done():
+                backlog.cancel()
+                return
+            for _ in range(self.fetchers - 1):
                 loops.create_task(fetch())  # type: ignore[no-untyped-call]
