@@ -45,7 +45,6 @@ from procrastinate import App, JobContext, PsycopgConnector
 from procrastinate import exceptions as pq_exceptions
 from procrastinate import job_context as pq_job_context
 from procrastinate import jobs as pq_jobs
-from procrastinate import worker as pq_worker
 
 from miniapp_sync.errors import StoreError
 from miniapp_sync.jobs.model import Enqueued, Job, JobKind, JobRetry
@@ -56,8 +55,6 @@ log = logging.getLogger("miniapp_sync.jobs")
 
 COMMON_QUEUE: Final = "miniapp_sync"
 SHORT_LANE: Final = 2  # a worker's slots for short jobs only (drains wait on the store, rarely on a provider)
-FETCHERS: Final = 4  # jobs a worker's lane fetches at once (ParallelFetch), at most one per free slot
-BACKLOG: Final = 2  # jobs one fetch loop finds in a row before the others join it
 TASKS: Final[dict[JobKind, str]] = {
     "sync": "miniapp_sync.sync",
     "drain": "miniapp_sync.drain_inbox",
@@ -257,10 +254,7 @@ class ProcrastinateQueue(JobQueue):
             await asyncio.gather(lane, return_exceptions=True)
 
     async def _worker(self, queues: list[str], concurrency: int, name: str, *, signals: bool) -> None:
-        self.app.perform_import_paths()  # type: ignore[no-untyped-call]  # as App.run_worker_async does
-        lane = ParallelFetch(
-            app=self.app,
-            fetchers=min(FETCHERS, concurrency),
+        await self.app.run_worker_async(
             queues=queues,
             name=name,
             concurrency=concurrency,
@@ -271,7 +265,6 @@ class ProcrastinateQueue(JobQueue):
             install_signal_handlers=signals,
             shutdown_graceful_timeout=self.liveness.grace,  # then its jobs are interrupted, and queued again
         )
-        await lane.run()  # type: ignore[no-untyped-call]
 
     async def retry_stalled(self) -> tuple[int, int]:
         """Put the jobs of dead workers back in the queue; return (retried, closed as covered by a queued twin)."""
@@ -396,49 +389,3 @@ class ProcrastinateQueue(JobQueue):
             return str(outcome)  # Procrastinate logs it with the job's end
 
         return run
-
-
-class ParallelFetch(pq_worker.Worker):
-    """A Procrastinate worker that fetches up to ``fetchers`` jobs at once, each for a free slot of its own.
-
-    Procrastinate's worker fetches one job per round trip, and starts none meanwhile: at a cron
-    tick that queued a sync per installation and resource, a worker with hundreds of slots took
-    them one at a time, ~120 ms each on a busy database at N=200 (bench/tenants.py: 68 of 200
-    installations not yet syncing 10 s after the tick). Several fetch loops share the worker's
-    slots (each takes one before it fetches), its heartbeat, its listener and its shutdown; the
-    queries' ``FOR UPDATE SKIP LOCKED`` gives each loop a job of its own (issue #17 item 5).
-
-    The other loops join only once the first has found ``BACKLOG`` jobs in a row: a notification
-    of one new job (an inbox drain, a delivery; tens a second under webhooks) then costs one fetch,
-    as before, not one per loop, most of them finding nothing.
-
-    This overrides private methods of Procrastinate 3 (``_fetch_and_process_jobs``: fetch and start
-    jobs until none is left or the worker stops, called after each notification or poll; and
-    ``_process_job``, the task of a started job); tests/jobs run workers through them.
-    """
-
-    def __init__(self, *, fetchers: int, **options: Any) -> None:
-        super().__init__(**options)
-        self.fetchers = fetchers
-        self._found = 0  # jobs the current round's first loop started
-        self._backlog = asyncio.Event()  # set once it started BACKLOG of them
-
-    async def _process_job(self, context: JobContext) -> None:
-        self._found += 1
-        if self._found >= BACKLOG:
-            self._backlog.set()
-        await super()._process_job(context)
-
-    async def _fetch_and_process_jobs(self) -> None:
-        fetch = super()._fetch_and_process_jobs
-        self._found = 0
-        self._backlog.clear()
-        async with asyncio.TaskGroup() as loops:  # one failing stops the others, and its error goes on
-            first = loops.create_task(fetch())  # type: ignore[no-untyped-call]
-            backlog = loops.create_task(self._backlog.wait())
-            await asyncio.wait([first, backlog], return_when=asyncio.FIRST_COMPLETED)
-            if first.done():
-                backlog.cancel()
-                return
-            for _ in range(self.fetchers - 1):
-                loops.create_task(fetch())  # type: ignore[no-untyped-call]
