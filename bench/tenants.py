@@ -98,6 +98,12 @@ TRANSACTIONS = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE d
 # The server processes serving this case's database (the processes' pooled connections): their CPU is the case's.
 BACKENDS = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
 POSTGRES_CPU = "PostgreSQL backends"
+# Which worker runs each installation's syncs: two workers share one budget through its leases.
+SYNC_WORKERS = (
+    "SELECT i.tenant, count(DISTINCT j.worker_id) FROM procrastinate_jobs j "
+    "JOIN installations i ON i.id = j.args->>'installation_id' "
+    "WHERE j.task_name = 'miniapp_sync.sync' AND j.status = 'doing' GROUP BY i.tenant"
+)
 # Each sync job's events (Procrastinate's trigger writes them): when it was deferred and when a worker started it.
 JOB_EVENTS = (
     "SELECT e.type::text, extract(epoch FROM e.at) FROM procrastinate_events e "
@@ -144,6 +150,7 @@ class Result:
     deferred: list[float] = field(default_factory=list)
     job_starts: list[float] = field(default_factory=list)
     transactions_per_request: float = 0.0
+    workers_of: dict[int, int] = field(default_factory=dict)  # PostgreSQL: installation → workers running its syncs
     sandbox_requests: list[int] = field(default_factory=list)  # API requests each sandbox process served in the window
     # process → its event loop's lag in the window, seconds: (p50, p99, max, samples); see bench/looplag.
     lags: dict[str, tuple[float, float, float, int]] = field(default_factory=dict)
@@ -428,6 +435,7 @@ async def measure(
         cpu_after[POSTGRES_CPU] = sum(backends_after.values())
     allowed = await asyncio.to_thread(count, store, MAX_CONNECTIONS) if postgres else 0
     events = await asyncio.to_thread(rows, store, JOB_EVENTS) if postgres else []
+    split = await asyncio.to_thread(rows, store, SYNC_WORKERS) if postgres else []
     requests = int(after["apiRequests"]) - int(before["apiRequests"])
     rss = {label: peak_rss_kb(pid) for label, pid in pids.items() if not label.startswith("sandbox")}
     latencies, _, failed = await sending
@@ -450,6 +458,7 @@ async def measure(
         deferred=sorted(float(at) - tick for kind, at in events if kind == "deferred"),
         job_starts=sorted(float(at) - tick for kind, at in events if kind == "started"),
         transactions_per_request=(transactions_after - transactions) / max(1, requests),
+        workers_of={int(tenant.rsplit("-", 1)[1]): int(n) for tenant, n in split},
         sandbox_requests=[b - a for a, b in zip(before["each"], after["each"], strict=True)],
         lags={label: loop_lag(lags / f"lag-{pid}.txt", end - setup.seconds, end) for label, pid in pids.items()
               if (lags / f"lag-{pid}.txt").exists()},
@@ -521,6 +530,13 @@ def report(result: Result) -> None:
     if allowed:
         print(f"  PostgreSQL connections: at most {used} seen (sampled every 5 s) of max_connections {allowed}")
         print(f"  PostgreSQL transactions in the window: {result.transactions_per_request:.1f} per provider request")
+    if result.workers_of:
+        for n in sorted(set(result.workers_of.values())):
+            mine = [result.shares[k] for k, workers in result.workers_of.items() if workers == n]
+            print(
+                f"  installations whose running syncs were on {n} worker(s) at the window's end: {len(mine)}, "
+                f"budget used median {statistics.median(mine):.1%}, min {min(mine):.1%}"
+            )
     if result.deferred:
         starts = result.job_starts
         started = (
