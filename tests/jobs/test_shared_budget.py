@@ -14,8 +14,8 @@ from itertools import pairwise
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from miniapp_sync.provider.ratelimit import MARGIN, limiter_for
-from miniapp_sync.provider.shared_budget import SharedRateLimiter, shared_limiters
+from miniapp_sync.provider.ratelimit import limiter_for
+from miniapp_sync.provider.shared_budget import SHARED_MARGIN, SharedRateLimiter, shared_limiters
 from miniapp_sync.store import Store
 from miniapp_sync.testing import FakeClock
 
@@ -42,7 +42,7 @@ def test_two_workers_take_distinct_slots_one_spacing_apart(engines: list[Engine]
     a, b = (SharedRateLimiter(e, installations[0], 10, clock=clock, time_source=clock.now) for e in engines)
     slots = [limiter.reserve()[0] for _ in range(5) for limiter in (a, b)]
     start = clock.now()
-    assert a.spacing == pytest.approx(0.1 / (1 - MARGIN))  # the margin under the budget, as in one process
+    assert a.spacing == pytest.approx(0.1 / (1 - SHARED_MARGIN))  # the margin under the budget
     assert slots == [pytest.approx(start + n * a.spacing) for n in range(10)]
 
 
@@ -251,9 +251,9 @@ class LateClock(FakeClock):
 async def test_lateness_the_margin_absorbs_shifts_a_lease_instead_of_losing_it(
     engines: list[Engine], installations: list[str]
 ) -> None:
-    # Late on every wake-up by most of the room the margin leaves (2 ms of 2.5 at 4/s): an event
+    # Late on every wake-up by most of the room the margin leaves (6 ms of 7.7 at 4/s): an event
     # loop's ordinary lateness.
-    clock = LateClock(0.8 * (0.25 / (1 - MARGIN) - 0.25))
+    clock = LateClock(0.8 * (0.25 / (1 - SHARED_MARGIN) - 0.25))
     limiter = SharedRateLimiter(engines[0], installations[0], 4, clock=clock, time_source=clock.now)
     granted = [await limiter.acquire() for _ in range(12)]
     assert limiter.leases == 3  # every leased slot used
