@@ -33,7 +33,9 @@ takes ~8.5 minutes, so the window sees syncs in their steady state):
 - records/s overall: records written by the syncs in the window (rows with a run id) / window;
 - 429s the sandbox sent during the whole run; peak RSS (VmHWM) of serve and of each worker;
 - webhook ack p99 as the sender sees it, and the inbox rows still waiting at the end;
-- CPU of each process in the window (cores), which says what limits a run on this machine;
+- CPU of each process in the window (cores), which says what limits a run on this machine; on
+  PostgreSQL also of the server's backends serving the case's database (the pids seen at the
+  window's end: a backend that ended within the window is missed);
 - each process's event loop lag in the window (p50, p99, max of a sleep every 10 ms waking late:
   bench/looplag), what a store call or CPU burst on the loop costs every other job there.
 
@@ -100,6 +102,15 @@ WORKERS = "SELECT count(*) FROM procrastinate_workers"
 CONNECTIONS = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
 MAX_CONNECTIONS = "SELECT setting::int FROM pg_settings WHERE name = 'max_connections'"
 TRANSACTIONS = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+# The server processes serving this case's database (the processes' pooled connections): their CPU is the case's.
+BACKENDS = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+POSTGRES_CPU = "PostgreSQL backends"
+# Which worker runs each installation's syncs: two workers share one budget through its leases.
+SYNC_WORKERS = (
+    "SELECT i.tenant, count(DISTINCT j.worker_id) FROM procrastinate_jobs j "
+    "JOIN installations i ON i.id = j.args->>'installation_id' "
+    "WHERE j.task_name = 'miniapp_sync.sync' AND j.status = 'doing' GROUP BY i.tenant"
+)
 # Each sync job's events (Procrastinate's trigger writes them): when it was deferred and when a worker started it.
 JOB_EVENTS = (
     "SELECT e.type::text, extract(epoch FROM e.at) FROM procrastinate_events e "
@@ -146,6 +157,7 @@ class Result:
     deferred: list[float] = field(default_factory=list)
     job_starts: list[float] = field(default_factory=list)
     transactions_per_request: float = 0.0
+    workers_of: dict[int, int] = field(default_factory=dict)  # PostgreSQL: installation → workers running its syncs
     sandbox_requests: list[int] = field(default_factory=list)  # API requests each sandbox process served in the window
     # process → its event loop's lag in the window, seconds: (p50, p99, max, samples); see bench/looplag.
     lags: dict[str, tuple[float, float, float, int]] = field(default_factory=dict)
@@ -182,7 +194,8 @@ class Result:
                 f"other work on the machine: load average {self.load:.1f} on {cores} cores, and this case's "
                 f"processes got {busy:.2f} cores (a starved sandbox meters bunched arrivals: 429s); run it quiet"
             )
-        label, most = max(self.cpu.items(), key=lambda item: item[1])
+        loops = {label: cores for label, cores in self.cpu.items() if label != POSTGRES_CPU}
+        label, most = max(loops.items(), key=lambda item: item[1])
         if most >= 0.85:
             found.append(f"{label}'s event loop: {most:.2f} of the one core a Python process can use")
         if self.started < self.setup.n:
@@ -404,11 +417,12 @@ async def measure(
     sending = asyncio.create_task(open_loop(url, paced, setup.webhook_rate, None, grace=5.0))
     await sleep_until(tick + setup.warmup)
     postgres = setup.backend == "postgres"
-    before, synced, cpu, transactions = await asyncio.gather(
+    before, synced, cpu, transactions, backends = await asyncio.gather(
         asyncio.to_thread(sandbox.stats),
         asyncio.to_thread(count, store, SYNCED),
         asyncio.to_thread(lambda: {label: cpu_seconds(pid) for label, pid in pids.items()}),
         asyncio.to_thread(count, store, TRANSACTIONS) if postgres else asyncio.sleep(0, 0),
+        asyncio.to_thread(backend_cpu, store) if postgres else asyncio.sleep(0, {}),
     )
     connections: list[int] = []
     end = tick + setup.warmup + setup.seconds
@@ -416,14 +430,19 @@ async def measure(
         connections.append(await asyncio.to_thread(count, store, CONNECTIONS))
         await sleep_until(min(end - 1, time.time() + 5))
     await sleep_until(end)
-    after, synced_after, cpu_after, transactions_after = await asyncio.gather(
+    after, synced_after, cpu_after, transactions_after, backends_after = await asyncio.gather(
         asyncio.to_thread(sandbox.stats),
         asyncio.to_thread(count, store, SYNCED),
         asyncio.to_thread(lambda: {label: cpu_seconds(pid) for label, pid in pids.items()}),
         asyncio.to_thread(count, store, TRANSACTIONS) if postgres else asyncio.sleep(0, 0),
+        asyncio.to_thread(backend_cpu, store) if postgres else asyncio.sleep(0, {}),
     )
+    if postgres:  # a backend that started in the window counts whole; one that ended in it is missed
+        cpu[POSTGRES_CPU] = sum(backends.get(pid, 0.0) for pid in backends_after)
+        cpu_after[POSTGRES_CPU] = sum(backends_after.values())
     allowed = await asyncio.to_thread(count, store, MAX_CONNECTIONS) if postgres else 0
     events = await asyncio.to_thread(rows, store, JOB_EVENTS) if postgres else []
+    split = await asyncio.to_thread(rows, store, SYNC_WORKERS) if postgres else []
     requests = int(after["apiRequests"]) - int(before["apiRequests"])
     rss = {label: peak_rss_kb(pid) for label, pid in pids.items() if not label.startswith("sandbox")}
     latencies, _, failed = await sending
@@ -437,7 +456,7 @@ async def measure(
         records=synced_after - synced,
         throttled=int(after["responses"].get("429", 0)),
         rss_kb=rss,
-        cpu={label: (cpu_after[label] - cpu[label]) / setup.seconds for label in pids},
+        cpu={label: (cpu_after[label] - cpu[label]) / setup.seconds for label in cpu},
         acks_ms=[x * 1000 for x in latencies],
         ack_failed=failed,
         waiting=waiting,
@@ -446,10 +465,20 @@ async def measure(
         deferred=sorted(float(at) - tick for kind, at in events if kind == "deferred"),
         job_starts=sorted(float(at) - tick for kind, at in events if kind == "started"),
         transactions_per_request=(transactions_after - transactions) / max(1, requests),
+        workers_of={int(tenant.rsplit("-", 1)[1]): int(n) for tenant, n in split},
         sandbox_requests=[b - a for a, b in zip(before["each"], after["each"], strict=True)],
         lags={label: loop_lag(lags / f"lag-{pid}.txt", end - setup.seconds, end) for label, pid in pids.items()
               if (lags / f"lag-{pid}.txt").exists()},
     )  # fmt: skip
+
+
+def backend_cpu(store: str) -> dict[int, float]:
+    """Return the CPU seconds used so far by each PostgreSQL backend serving ``store``'s database (by pid)."""
+    used = {}
+    for (pid,) in rows(store, BACKENDS):
+        with contextlib.suppress(OSError):  # a backend that ended meanwhile
+            used[int(pid)] = cpu_seconds(int(pid))
+    return used
 
 
 def loop_lag(path: Path, start: float, end: float) -> tuple[float, float, float, int]:
@@ -508,6 +537,13 @@ def report(result: Result) -> None:
     if allowed:
         print(f"  PostgreSQL connections: at most {used} seen (sampled every 5 s) of max_connections {allowed}")
         print(f"  PostgreSQL transactions in the window: {result.transactions_per_request:.1f} per provider request")
+    if result.workers_of:
+        for n in sorted(set(result.workers_of.values())):
+            mine = [result.shares[k] for k, workers in result.workers_of.items() if workers == n]
+            print(
+                f"  installations whose running syncs were on {n} worker(s) at the window's end: {len(mine)}, "
+                f"budget used median {statistics.median(mine):.1%}, min {min(mine):.1%}"
+            )
     if result.deferred:
         starts = result.job_starts
         started = (

@@ -14,8 +14,8 @@ from itertools import pairwise
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from miniapp_sync.provider.ratelimit import MARGIN, limiter_for
-from miniapp_sync.provider.shared_budget import SharedRateLimiter, shared_limiters
+from miniapp_sync.provider.ratelimit import limiter_for
+from miniapp_sync.provider.shared_budget import SHARED_MARGIN, SharedRateLimiter, shared_limiters
 from miniapp_sync.store import Store
 from miniapp_sync.testing import FakeClock
 
@@ -42,7 +42,7 @@ def test_two_workers_take_distinct_slots_one_spacing_apart(engines: list[Engine]
     a, b = (SharedRateLimiter(e, installations[0], 10, clock=clock, time_source=clock.now) for e in engines)
     slots = [limiter.reserve()[0] for _ in range(5) for limiter in (a, b)]
     start = clock.now()
-    assert a.spacing == pytest.approx(0.1 / (1 - MARGIN))  # the margin under the budget, as in one process
+    assert a.spacing == pytest.approx(0.1 / (1 - SHARED_MARGIN))  # the margin under the budget
     assert slots == [pytest.approx(start + n * a.spacing) for n in range(10)]
 
 
@@ -251,10 +251,37 @@ class LateClock(FakeClock):
 async def test_lateness_the_margin_absorbs_shifts_a_lease_instead_of_losing_it(
     engines: list[Engine], installations: list[str]
 ) -> None:
-    # Late on every wake-up by most of the room the margin leaves (2 ms of 2.5 at 4/s): an event
+    # Late on every wake-up by most of the room the margin leaves (6 ms of 7.7 at 4/s): an event
     # loop's ordinary lateness.
-    clock = LateClock(0.8 * (0.25 / (1 - MARGIN) - 0.25))
+    clock = LateClock(0.8 * (0.25 / (1 - SHARED_MARGIN) - 0.25))
     limiter = SharedRateLimiter(engines[0], installations[0], 4, clock=clock, time_source=clock.now)
     granted = [await limiter.acquire() for _ in range(12)]
     assert limiter.leases == 3  # every leased slot used
     assert min(b - a for a, b in pairwise(granted)) >= limiter.interval - 1e-6
+
+
+async def test_lateness_past_the_room_carries_into_the_next_lease_when_nobody_leased_between(
+    engines: list[Engine], installations: list[str]
+) -> None:
+    # Late by 10 ms on every wake-up (a busy worker's loop): four times the room a slot has, so
+    # each lease's last slot no longer fits before its end. One worker leases alone: each next
+    # lease follows on directly, and the lateness is lost, not a slot a lease (a quarter of the budget).
+    late = 0.010
+    clock = LateClock(late)
+    limiter = SharedRateLimiter(engines[0], installations[0], 4, clock=clock, time_source=clock.now)
+    granted = [await limiter.acquire() for _ in range(40)]
+    assert min(b - a for a, b in pairwise(granted)) >= limiter.interval - 1e-6
+    assert granted[-1] - granted[0] <= 39 * (limiter.spacing + late) + 1e-6
+    assert limiter.leases <= 11  # 40 slots, 4 a lease: none dropped (one more lease for the drift)
+
+
+async def test_a_lease_another_worker_took_in_between_is_never_granted_into(
+    engines: list[Engine], installations: list[str]
+) -> None:
+    clock = LateClock(0.010)
+    a, b = (SharedRateLimiter(e, installations[0], 4, clock=clock, time_source=clock.now) for e in engines)
+    granted = [await a.acquire() for _ in range(3)]  # a's lease: its 4th slot no longer fits
+    other = [await b.acquire()]  # b leases the next second of budget
+    granted += [await a.acquire() for _ in range(2)]  # a's last slot is dropped: its next lease is after b's
+    assert granted[3] >= other[0] + b.lease * b.spacing - 1e-6
+    assert min(y - x for x, y in pairwise(sorted(granted + other))) >= a.interval - 1e-6

@@ -128,14 +128,14 @@ async def test_workers_purge_what_is_past_its_retention(stack: Stack, sandbox: S
 
 
 async def test_deliveries_during_an_enqueue_ask_for_one_more_drain_not_one_each(stack: Stack) -> None:
-    calls: list[str] = []
+    calls: list[list[str]] = []
     release = asyncio.Event()
 
     class Paused(LocalQueue):  # an enqueue that takes a while (the queue's database is busy)
-        async def drain_inbox(self, ns: str, installation_id: str) -> Enqueued:
-            calls.append(installation_id)
+        async def drain_inboxes(self, installations: list[tuple[str, str]]) -> list[Enqueued]:
+            calls.append([installation_id for _, installation_id in installations])
             await release.wait()
-            return await super().drain_inbox(ns, installation_id)
+            return await super().drain_inboxes(installations)
 
     drains = DrainRequests(Paused(stack.work))
     drains.request("salla", "inst-a")
@@ -146,4 +146,5 @@ async def test_deliveries_during_an_enqueue_ask_for_one_more_drain_not_one_each(
     await asyncio.sleep(0)
     release.set()
     await drains.close()
-    assert sorted(calls) == ["inst-a", "inst-a", "inst-b"]
+    # One enqueue of the first, then one of everything asked for while it was in flight.
+    assert calls == [["inst-a"], ["inst-a", "inst-b"]]

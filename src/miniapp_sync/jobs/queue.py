@@ -58,6 +58,10 @@ class JobQueue(ABC):
         """Enqueue processing of an installation's webhook inbox; a burst of deliveries coalesces into one job (D33)."""
         return await self.enqueue(Job("drain", ns, installation_id))
 
+    async def drain_inboxes(self, installations: list[tuple[str, str]]) -> list[Enqueued]:
+        """Enqueue processing of the webhook inboxes of ``installations`` (ns, id) at once (one batch of them)."""
+        return await self.enqueue_many([Job("drain", ns, installation_id) for ns, installation_id in installations])
+
     async def deliver_triggers(self) -> Enqueued:
         """Enqueue delivery of the trigger events due to subscribers."""
         return await self.enqueue(Job("deliver"))

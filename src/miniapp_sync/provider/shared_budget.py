@@ -1,6 +1,6 @@
 """One request budget per installation shared by every worker process and machine (D5, D34).
 
-The same pacing as ``ratelimit.RateLimiter`` (slots ``spacing`` apart, a ``MARGIN`` under the
+The same pacing as ``ratelimit.RateLimiter`` (slots ``spacing`` apart, a margin under the
 rate; never two grants closer than the rate's interval), with the budget's state in a PostgreSQL
 row per installation (``rate_budgets``) instead of process memory. A worker **leases** slots: one
 atomic ``UPDATE … RETURNING`` takes the next ``lease`` slots from ``max(now, TAT, paused_until)``
@@ -20,8 +20,9 @@ Never closer than the interval, across workers: within its lease a worker grants
 or later, each grant one interval after its previous one, and none later than one interval
 before the lease ends (where the next lease, maybe another worker's, begins). So lateness (the
 event loop's, a stall) shifts the rest of a lease, and the margin's room (``spacing - interval``
-a slot, 31 ms a lease at 4 requests/s) absorbs it; what no longer fits before the lease's end is
-dropped, and the budget leased again from then: pace, never catch up.
+a slot, 31 ms a lease at 4 requests/s: ``SHARED_MARGIN``) absorbs it. What no longer fits before the lease's end
+goes on in the next lease when nobody leased in between (the two are one stretch of budget),
+else it is dropped, and the budget leased again from then: pace, never catch up.
 
 A pause (a 429's ``Retry-After``, an exhausted-budget hint) is written to the row at once, so
 every later lease starts after it; the pausing worker drops its own leased slots. Another worker
@@ -34,13 +35,15 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from sqlalchemy import Engine, text
 
 from miniapp_sync.clock import Clock
-from miniapp_sync.provider.ratelimit import MARGIN, RateLimiter
+from miniapp_sync.provider.ratelimit import RateLimiter
 
 __all__ = ["LimiterFactory", "SharedRateLimiter", "shared_limiters"]
 
@@ -49,6 +52,15 @@ TimeSource = Callable[[], float]  # epoch seconds; None means the database's clo
 
 LEASE: Final = 1.0  # seconds of budget one round trip may lease
 MAX_LEASE: Final = 32  # slots one lease may take
+# Departs from ratelimit.MARGIN (1%) for budgets shared by leases: a lease's room (``spacing -
+# interval`` a slot) is all that absorbs a loop's lateness when another worker leased the next
+# second, and a slot that no longer fits is dropped: a quarter of the budget at 4 requests/s. At
+# 1% a lease has 10 ms of room, less than four wake-ups of a busy worker (bench/tenants.py N=50,
+# loop lag p50 2.5-6.5 ms: installations whose syncs ran on two workers used 75% of their budget,
+# on one worker 97.5%); at 3%, 31 ms.
+SHARED_MARGIN: Final = 0.03
+LEASE_THREADS: Final = 4  # threads a process takes leases on (each a round trip of a few ms)
+CONTIGUOUS: Final = 1e-5  # seconds: a lease starting this close to the last one's end follows on (float rounding)
 
 # The row is created on first use; TAT 0 (1970) means "free now".
 _ENSURE: Final = text(
@@ -56,11 +68,17 @@ _ENSURE: Final = text(
     "ON CONFLICT (installation_id) DO NOTHING"
 )
 _NOW: Final = "COALESCE(CAST(:now AS double precision), extract(epoch FROM clock_timestamp()))"
+# A reservation must not wait for its WAL record to reach the disk: every lease takes one, and
+# flushing each would serialise all workers on fsync. Losing the last reservations in a database
+# crash only moves TAT back a little, while every worker's requests fail anyway. The setting is
+# made inside the statement (``set_config(…, true)``: for its own transaction, which PostgreSQL
+# reads when it commits), so a lease is one round trip on an autocommit connection: not four
+# (BEGIN, SET LOCAL, the update, COMMIT), ~20 a second per worker at N=50 (issue #17 item 5).
 _RESERVE: Final = text(
-    f"WITH clock AS (SELECT {_NOW} AS now) "
+    f"WITH clock AS (SELECT {_NOW} AS now, set_config('synchronous_commit', 'off', true) AS flush) "
     "UPDATE rate_budgets SET tat = GREATEST(tat, clock.now, paused_until) + :count * :interval "
     "FROM clock WHERE installation_id = :key "
-    "RETURNING tat - :count * :interval AS slot, clock.now AS now"
+    "RETURNING tat - :count * :interval AS slot, clock.now AS now, clock.flush AS flush"
 )
 _PAUSE: Final = text(
     f"WITH clock AS (SELECT {_NOW} + :delay AS until) "
@@ -68,10 +86,6 @@ _PAUSE: Final = text(
     "FROM clock WHERE installation_id = :key"
 )
 _PAUSED: Final = text("SELECT paused_until FROM rate_budgets WHERE installation_id = :key")
-# A reservation must not wait for its WAL record to reach the disk: every lease takes one, and
-# flushing each would serialise all workers on fsync. Losing the last reservations in a database
-# crash only moves TAT back a little, while every worker's requests fail anyway.
-_NO_FLUSH: Final = text("SET LOCAL synchronous_commit TO OFF")
 
 
 class SharedRateLimiter(RateLimiter):
@@ -85,7 +99,7 @@ class SharedRateLimiter(RateLimiter):
         *,
         clock: Clock,
         time_source: TimeSource | None = None,
-        margin: float = MARGIN,
+        margin: float = SHARED_MARGIN,
     ) -> None:
         super().__init__(rate, clock=clock, margin=margin)
         self.engine = engine
@@ -100,6 +114,7 @@ class SharedRateLimiter(RateLimiter):
         self._step = self.spacing
         self._left = 0
         self._last = -math.inf
+        self._end: float | None = None  # where the current lease ends on the budget's clock (the TAT it left)
         self._granted = -math.inf  # local monotonic time of this process's latest grant
 
     def _now(self) -> float | None:
@@ -112,15 +127,16 @@ class SharedRateLimiter(RateLimiter):
 
     def _reserve(self, count: int) -> tuple[float, float, tuple[float, float]]:
         """Reserve as ``reserve`` does; also return the local monotonic times just before and after the statement."""
-        with self.engine.begin() as conn:
-            conn.execute(_NO_FLUSH)
-            if not self._ensured:
+        if not self._ensured:
+            with self.engine.begin() as conn:
                 conn.execute(_ENSURE, {"key": self.key})
+            self._ensured = True
+        # Autocommit: the update is its own transaction, no BEGIN and COMMIT round trips around it.
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             params = {"key": self.key, "interval": self.spacing, "count": count, "now": self._now()}
             before = self.clock.monotonic()
             row = conn.execute(_RESERVE, params).one()
             after = self.clock.monotonic()
-        self._ensured = True
         return float(row.slot), float(row.now), (before, after)
 
     def paused_until(self) -> float:
@@ -129,18 +145,34 @@ class SharedRateLimiter(RateLimiter):
             return float(conn.execute(_PAUSED, {"key": self.key}).scalar_one())
 
     async def _take_lease(self) -> None:
-        first, budget_now, (before, after) = await asyncio.to_thread(self._reserve, self.lease)
+        first, budget_now, (before, after) = await asyncio.get_running_loop().run_in_executor(
+            _leasing(), self._reserve, self.lease
+        )
         self.leases += 1
         # The budget's "now" fell somewhere in [before, after] locally (the statement's round
         # trip, timed on the thread that made it): the lease is taken as starting at the latest
         # and ending at the earliest it can, so it never overlaps the leases before and after it.
-        self._slot = after + (first - budget_now)
-        self._left = self.lease
-        self._last = before + (first - budget_now) + self.lease * self.spacing - self.interval
+        start = after + (first - budget_now)
+        last = before + (first - budget_now) + self.lease * self.spacing - self.interval
+        if self._end is not None and abs(first - self._end) <= CONTIGUOUS:
+            # Nobody leased between this process's last lease and this one: they are one stretch
+            # of budget, so the lateness that shifted the last lease's slots carries on into this
+            # one (granted an interval apart at least, before the new end), instead of dropping the
+            # slot that no longer fitted. Dropped, it cost a quarter of the budget at 4 requests/s:
+            # a loop late by ~3 ms a wake-up (a busy worker's p50) overran the 10 ms of room a
+            # lease has (issue #17 item 5: 74% of the budget at N=50).
+            self._left += self.lease  # from the next slot on, where the lateness left it
+        else:
+            self._slot = start
+            self._left = self.lease
+        self._last = last
+        self._end = first + self.lease * self.spacing
+        # Slots that no longer fit, an interval apart from the next one on, are dropped.
+        self._left = min(self._left, max(1, math.floor((self._last - self._slot) / self.interval) + 1))
         # The room left over the interval is shared alike by every gap and the lease's tail, so
         # the round trip and the loop's lateness cost a little of each, not the lease's last slot.
-        room = self._last - self._slot - (self.lease - 1) * self.interval
-        self._step = self.interval + max(0.0, room) / self.lease
+        room = self._last - self._slot - (self._left - 1) * self.interval
+        self._step = self.interval + max(0.0, room) / self._left
 
     async def acquire(self) -> float:
         """Wait for this caller's slot; return the time it was granted on the local monotonic clock."""
@@ -154,7 +186,9 @@ class SharedRateLimiter(RateLimiter):
                 due = max(self._slot, self._granted + self.interval)
                 now = self.clock.monotonic()
                 if max(now, due) > self._last:
-                    self._left = 0  # what is left of the lease no longer fits before its end: lease again
+                    # What is left of the lease no longer fits before its end: lease again. The
+                    # next lease carries it on when it follows on directly, else it is dropped.
+                    await self._take_lease()
                     continue
                 if now < due:
                     await self.clock.sleep(due - now)
@@ -175,6 +209,26 @@ class SharedRateLimiter(RateLimiter):
             conn.execute(_PAUSE, {"key": self.key, "delay": delay, "now": self._now()})
         self._ensured = True
         self._left = 0  # the leased slots are before the pause: the budget is leased again after it
+        self._end = None  # and the next lease carries nothing on from this one
+
+
+_leases: ThreadPoolExecutor | None = None
+_leases_made = threading.Lock()
+
+
+def _leasing() -> ThreadPoolExecutor:
+    """Return the threads that take leases: their own, not the loop's default executor.
+
+    A lease is late budget when it waits: in the default executor (6 threads) it queued behind
+    every other store call of the process (inbox drains, checkpoints, runs), and a lease granted
+    late is budget lost (pace, never catch up). A few threads of their own, not a bigger default
+    pool: more threads contending for the GIL made the event loop itself later.
+    """
+    global _leases
+    with _leases_made:
+        if _leases is None:
+            _leases = ThreadPoolExecutor(LEASE_THREADS, thread_name_prefix="miniapp-sync-budget")
+        return _leases
 
 
 def shared_limiters(engine: Engine, *, time_source: TimeSource | None = None) -> LimiterFactory:
