@@ -198,18 +198,16 @@ def _rule_code(
     present = present and all(_names(path) is not None for path in rule.paths)
     # Steps run one after the other while the value is present; a run of steps that never
     # yield MISSING shares one test (the transforms receive present values only, D15).
-    run: list[tuple[str, str]] = []
+    run: list[tuple[str, str, str]] = []
     ending, optimistic_ending = "maybe", "present" if present else "maybe"
     for number, step in enumerate(steps):
-        fast, field, may_be_missing = _step_code(f"t{index}_{number}", step, functions, names)
-        run.append((f"v = {fast}", f"v = {field}"))
+        fast, field, hopeful, may_be_missing = _step_code(f"t{index}_{number}", step, functions, names)
+        run.append((f"v = {fast}", f"v = {field}", f"v = {hopeful}"))
         if may_be_missing or number == len(steps) - 1:
-            lines.append(f"if v is not MISSING: {'; '.join(fast for fast, _ in run)}")
-            field_lines.append(f"if v is not MISSING: {'; '.join(field for _, field in run)}")
-            if optimistic_ending == "present":
-                optimistic.append("; ".join(fast for fast, _ in run))
-            else:
-                optimistic.append(lines[-1])
+            lines.append(f"if v is not MISSING: {'; '.join(fast for fast, _, _ in run)}")
+            field_lines.append(f"if v is not MISSING: {'; '.join(field for _, field, _ in run)}")
+            hopeful_run = "; ".join(hopeful for _, _, hopeful in run)
+            optimistic.append(hopeful_run if optimistic_ending == "present" else f"if v is not MISSING: {hopeful_run}")
             ending = "maybe" if may_be_missing else "guarded"
             if optimistic_ending != "present" or may_be_missing:
                 optimistic_ending = ending
@@ -225,14 +223,24 @@ def _rule_code(
 
 def _step_code(
     name: str, step: TransformStep, functions: FunctionRegistry, names: dict[str, Any]
-) -> tuple[str, str, bool]:
+) -> tuple[str, str, str, bool]:
+    """Return the step's expressions (straight-line, per field, optimistic) and whether it may give MISSING."""
     item_mapping = step.options.get("itemMapping") if step.name == "mapItems" else None
     if item_mapping is None:
-        return step_expression(step, name, build_transform(step, functions=functions), names, functions)
+        fast, field, may_be_missing = step_expression(
+            step, name, build_transform(step, functions=functions), names, functions
+        )
+        return fast, field, fast, may_be_missing
     inner = Mapper.compile({k: parse_rule(thaw(v)) for k, v in item_mapping.items()}, functions=functions)
     transform = build_transform(step, functions=functions, item_mapper=inner.map_strict)
     lists = (inner.optimistic_list_function(), inner.list_function())
-    return step_expression(step, name, transform, names, functions, lists)
+    fast, field, may_be_missing = step_expression(step, name, transform, names, functions, lists)
+    if step.options.get("currency") is not None:
+        return fast, field, fast, may_be_missing
+    # The items' optimistic loop called straight, not through the step: when it raises, the
+    # whole record takes the careful path, whose step tries it again and then decides.
+    names[f"{name}o"] = lists[0]
+    return fast, field, f"{name}o(v) if v.__class__ is list else {fast}", may_be_missing
 
 
 def _define(source: list[str], names: dict[str, Any], function: str) -> Getter:
@@ -273,9 +281,7 @@ class Mapper:
             if name in self._required:
                 # missing_required's test on the value just stored (v is MISSING when none was):
                 # the careful path words the problem.
-                optimistic.append(
-                    '    if v is MISSING or v is None or (not v if v.__class__ is str else v == ""): raise Fallback'
-                )
+                optimistic.append('    if v is MISSING or v is None or v == "": raise Fallback')
         shared = [f"    {line}" for line in prefixes.lines()]
         self._body = [head, *shared, "    out = {}", *fast]
         checked = [f"    {line}" for line in subscripts.lines()]
