@@ -35,6 +35,7 @@ EMPTY = (
     "v is MISSING or v is None or (not v if (k := v.__class__) is str else k is not int and k is not float"
     " and (not v if k in SIZED else k is not bool and is_empty(v)))"
 )
+EMPTY_PRESENT = EMPTY.removeprefix("v is MISSING or ")  # the test of a value that is never MISSING
 NAMES_ONLY = re.compile(r"[^.\[\]$][^.\[\]]*(?:\.[^.\[\]]+)*")
 # '$.data.id' (shorthand names only) selects what the dot path 'data.id' does: the same accessor.
 PLAIN_JSONPATH = re.compile(r"\$((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
@@ -186,7 +187,14 @@ def _rule_code(
         if rule.kind == "path":
             return [f"v = {reads[0]}"]
         if coalesce:  # without building a list: read the next path only while the value is empty (D15)
-            return [f"v = {reads[0]}", *(f"if {EMPTY}: v = {read}" for read in reads[1:]), f"if {EMPTY}: v = MISSING"]
+            # After the optimistic function's subscript (it has ``rest``), v is never MISSING.
+            first = EMPTY_PRESENT if rest is not None and _names(rule.paths[0]) is not None else EMPTY
+            tests = [first, *[EMPTY] * (len(reads) - 1)]
+            return [
+                f"v = {reads[0]}",
+                *(f"if {test}: v = {read}" for test, read in zip(tests, reads[1:], strict=False)),
+                f"if {tests[-1]}: v = MISSING",
+            ]
         if rule.kind == "paths":  # a list of the values, an absent one null there
             return [f"v = [{', '.join(f'(None if (x := {read}) is MISSING else x)' for read in reads)}]"]
         return ["v = record"]  # compute with no path: the function sees the whole record (or webhook body)
