@@ -190,11 +190,12 @@ def _rule_code(
             # After the optimistic function's subscript (it has ``rest``), v is never MISSING.
             first = EMPTY_PRESENT if rest is not None and _names(rule.paths[0]) is not None else EMPTY
             tests = [first, *[EMPTY] * (len(reads) - 1)]
-            return [
-                f"v = {reads[0]}",
-                *(f"if {test}: v = {read}" for test, read in zip(tests, reads[1:], strict=False)),
-                f"if {tests[-1]}: v = MISSING",
-            ]
+            # Each test nests under the one before: a value found non-empty is not tested again.
+            lines, indent = [f"v = {reads[0]}"], ""
+            for test, read in zip(tests, reads[1:], strict=False):
+                lines += [f"{indent}if {test}:", f"{indent}    v = {read}"]
+                indent += "    "
+            return [*lines, f"{indent}if {tests[-1]}: v = MISSING"]
         if rule.kind == "paths":  # a list of the values, an absent one null there
             return [f"v = [{', '.join(f'(None if (x := {read}) is MISSING else x)' for read in reads)}]"]
         return ["v = record"]  # compute with no path: the function sees the whole record (or webhook body)
