@@ -5,6 +5,12 @@ of all rules are joined into one straight-line function, the hot path: no per-re
 dispatch, names-only dot paths read inline, one dict store per present value. The same lines
 also become one function per field, which the mapper falls back to when a rule raises, so
 that the problem names the field; both paths share one definition of what a rule means.
+
+In front of them sits an optimistic function, generated from the same lines: each rule's first
+path read by a plain subscript through objects checked to be exact dicts, and the required
+fields tested as they are stored. It only ever returns what the straight-line function would;
+on anything else (a missing key, an unexpected type, a failing step) it raises and the
+straight-line function maps the record as if it had never run.
 """
 
 from __future__ import annotations
