@@ -5,6 +5,12 @@ of all rules are joined into one straight-line function, the hot path: no per-re
 dispatch, names-only dot paths read inline, one dict store per present value. The same lines
 also become one function per field, which the mapper falls back to when a rule raises, so
 that the problem names the field; both paths share one definition of what a rule means.
+
+In front of them sits an optimistic function, generated from the same lines: each rule's first
+path read by a plain subscript through objects checked to be exact dicts, and the required
+fields tested as they are stored. It only ever returns what the straight-line function would;
+on anything else (a missing key, an unexpected type, a failing step) it raises and the
+straight-line function maps the record as if it had never run.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from miniapp_sync.definition.content_types import ContentType
 from miniapp_sync.definition.rules import MISSING, Rule, TransformStep, parse_rule, thaw
@@ -25,6 +31,9 @@ from miniapp_sync.mapping.transforms import build_transform, is_empty
 
 Getter = Callable[[Any], Any]
 _new_record = tuple.__new__
+# After this many records the optimistic function could not map, a mapper maps carefully only:
+# a provider that leaves a primary path out of most records would pay for both functions.
+FALLBACK_LIMIT = 1000
 # is_empty() inlined: JSON gives exact types, and a call per path would cost a third of the rule.
 # Only a value of another class (a dict or str subclass, a Mapping) takes the call. Text, then
 # numbers, are tested by identity before the set: ~110 fewer instructions per text value (callgrind).
@@ -32,6 +41,7 @@ EMPTY = (
     "v is MISSING or v is None or (not v if (k := v.__class__) is str else k is not int and k is not float"
     " and (not v if k in SIZED else k is not bool and is_empty(v)))"
 )
+EMPTY_PRESENT = EMPTY.removeprefix("v is MISSING or ")  # the test of a value that is never MISSING
 NAMES_ONLY = re.compile(r"[^.\[\]$][^.\[\]]*(?:\.[^.\[\]]+)*")
 # '$.data.id' (shorthand names only) selects what the dot path 'data.id' does: the same accessor.
 PLAIN_JSONPATH = re.compile(r"\$((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
@@ -100,19 +110,71 @@ class Prefixes:
         return list(self._lines)
 
 
+class Subscripts:
+    """The optimistic function's reads: plain subscripts of objects checked once to be exact dicts.
+
+    A missing key raises KeyError and an object that is no exact dict raises Fallback; either
+    way the mapper runs the careful function instead, so these reads never decide a value.
+    """
+
+    def __init__(self) -> None:
+        self._locals: dict[tuple[str, ...], str] = {}
+        self._lines: list[str] = []
+
+    def read(self, path: str) -> str | None:
+        """Return an expression subscripting ``path`` through checked locals, or None when it needs its getter."""
+        if (keys := _names(path)) is None:
+            return None
+        return f"{self._local(tuple(keys[:-1]))}[{keys[-1]!r}]"
+
+    def _local(self, keys: tuple[str, ...]) -> str:
+        if not keys:
+            return "src"
+        if keys not in self._locals:
+            parent = self._local(keys[:-1])
+            name = self._locals[keys] = f"q{len(self._locals)}"
+            self._lines += [f"{name} = {parent}[{keys[-1]!r}]", f"if {name}.__class__ is not dict: raise Fallback"]
+        return self._locals[keys]
+
+    def lines(self) -> list[str]:
+        """Return the lines that read every checked object, parents before children."""
+        return list(self._lines)
+
+
+class Fallback(Exception):
+    """Raised by the optimistic function where the careful one must decide."""
+
+
+class RuleCode(NamedTuple):
+    """A rule's lines for the three functions; an ending says whether ``v`` may be MISSING after them."""
+
+    careful: list[str]
+    field: list[str]
+    ending: str
+    optimistic: list[str]
+    optimistic_ending: str
+
+
 def _rule_code(
-    index: int, rule: Rule, functions: FunctionRegistry, names: dict[str, Any], prefixes: Prefixes
-) -> tuple[list[str], list[str], str]:
+    index: int,
+    rule: Rule,
+    functions: FunctionRegistry,
+    names: dict[str, Any],
+    prefixes: Prefixes,
+    subscripts: Subscripts,
+) -> RuleCode:
     """Return lines leaving rule ``index``'s value (or MISSING) in ``v``; bind what they use in ``names``.
 
-    The lines come twice, for the straight-line function (reading through ``prefixes``) and for
-    the field's own (see ``step_expression``). The last item says how they end: "present" when
-    ``v`` is never MISSING after them, "guarded" when the last line is ``if v is not MISSING: …``
-    and leaves a value, "maybe" else.
+    The lines come three times: for the careful straight-line function (reading through
+    ``prefixes``), for the field's own (see ``step_expression``) and for the optimistic function
+    (its first path subscripted through ``subscripts``, the others read as the field's are). An
+    ending says how lines end: "present" when ``v`` is never MISSING after them, "guarded" when
+    the last line is ``if v is not MISSING: …`` and leaves a value, "maybe" else.
     """
     if rule.kind == "literal":
         names[f"c{index}"] = thaw(rule.value)
-        return [f"v = c{index}"], [f"v = c{index}"], "present"
+        line = [f"v = c{index}"]
+        return RuleCode(line, line, "present", line, "present")
     steps = list(rule.transforms)
     getters = [f"g{index}_{number}" for number in range(len(rule.paths))]
     for getter, path in zip(getters, rule.paths, strict=True):
@@ -121,46 +183,79 @@ def _rule_code(
     if coalesce:
         steps = steps[1:]
 
-    def reading(walk: Callable[[str], str | None]) -> list[str]:
-        reads = [walk(path) or f"{getter}(record)" for getter, path in zip(getters, rule.paths, strict=True)]
+    def reading(walk: Callable[[str], str | None], rest: Callable[[str], str | None] | None = None) -> list[str]:
+        walks = [walk, *[rest or walk] * (len(getters) - 1)][: len(getters)]
+        if rule.kind == "paths" and not coalesce:
+            walks = [walk] * len(getters)  # every value is read: each its own primary path
+        reads = [
+            read(path) or f"{getter}(record)" for read, getter, path in zip(walks, getters, rule.paths, strict=True)
+        ]
         if rule.kind == "path":
             return [f"v = {reads[0]}"]
         if coalesce:  # without building a list: read the next path only while the value is empty (D15)
-            return [f"v = {reads[0]}", *(f"if {EMPTY}: v = {read}" for read in reads[1:]), f"if {EMPTY}: v = MISSING"]
+            # After the optimistic function's subscript (it has ``rest``), v is never MISSING.
+            first = EMPTY_PRESENT if rest is not None and _names(rule.paths[0]) is not None else EMPTY
+            tests = [first, *[EMPTY] * (len(reads) - 1)]
+            # Each test nests under the one before: a value found non-empty is not tested again.
+            lines, indent = [f"v = {reads[0]}"], ""
+            for test, read in zip(tests, reads[1:], strict=False):
+                lines += [f"{indent}if {test}:", f"{indent}    v = {read}"]
+                indent += "    "
+            return [*lines, f"{indent}if {tests[-1]}: v = MISSING"]
         if rule.kind == "paths":  # a list of the values, an absent one null there
             return [f"v = [{', '.join(f'(None if (x := {read}) is MISSING else x)' for read in reads)}]"]
         return ["v = record"]  # compute with no path: the function sees the whole record (or webhook body)
 
     lines, field_lines = reading(prefixes.read), reading(_walk_code)
+    optimistic = reading(subscripts.read, _walk_code)
+    # A subscript never reads MISSING: the optimistic lines need no test until a step may give it.
+    present = rule.kind in ("path", "paths") and not coalesce and bool(rule.paths)
+    present = present and all(_names(path) is not None for path in rule.paths)
     # Steps run one after the other while the value is present; a run of steps that never
     # yield MISSING shares one test (the transforms receive present values only, D15).
-    run: list[tuple[str, str]] = []
-    ending = "maybe"
+    run: list[tuple[str, str, str]] = []
+    ending, optimistic_ending = "maybe", "present" if present else "maybe"
     for number, step in enumerate(steps):
-        fast, field, may_be_missing = _step_code(f"t{index}_{number}", step, functions, names)
-        run.append((f"v = {fast}", f"v = {field}"))
+        fast, field, hopeful, may_be_missing = _step_code(f"t{index}_{number}", step, functions, names)
+        run.append((f"v = {fast}", f"v = {field}", f"v = {hopeful}"))
         if may_be_missing or number == len(steps) - 1:
-            lines.append(f"if v is not MISSING: {'; '.join(fast for fast, _ in run)}")
-            field_lines.append(f"if v is not MISSING: {'; '.join(field for _, field in run)}")
+            lines.append(f"if v is not MISSING: {'; '.join(fast for fast, _, _ in run)}")
+            field_lines.append(f"if v is not MISSING: {'; '.join(field for _, field, _ in run)}")
+            hopeful_run = "; ".join(hopeful for _, _, hopeful in run)
+            optimistic.append(hopeful_run if optimistic_ending == "present" else f"if v is not MISSING: {hopeful_run}")
             ending = "maybe" if may_be_missing else "guarded"
+            if optimistic_ending != "present" or may_be_missing:
+                optimistic_ending = ending
             run = []
     if rule.default is not MISSING:
         names[f"d{index}"] = thaw(rule.default)
         lines.append(f"if v is MISSING or v is None: v = d{index}")
         field_lines.append(lines[-1])
-        ending = "present"
-    return lines, field_lines, ending
+        optimistic.append(lines[-1])
+        ending = optimistic_ending = "present"
+    return RuleCode(lines, field_lines, ending, optimistic, optimistic_ending)
 
 
 def _step_code(
     name: str, step: TransformStep, functions: FunctionRegistry, names: dict[str, Any]
-) -> tuple[str, str, bool]:
+) -> tuple[str, str, str, bool]:
+    """Return the step's expressions (straight-line, per field, optimistic) and whether it may give MISSING."""
     item_mapping = step.options.get("itemMapping") if step.name == "mapItems" else None
     if item_mapping is None:
-        return step_expression(step, name, build_transform(step, functions=functions), names, functions)
+        fast, field, may_be_missing = step_expression(
+            step, name, build_transform(step, functions=functions), names, functions
+        )
+        return fast, field, fast, may_be_missing
     inner = Mapper.compile({k: parse_rule(thaw(v)) for k, v in item_mapping.items()}, functions=functions)
     transform = build_transform(step, functions=functions, item_mapper=inner.map_strict)
-    return step_expression(step, name, transform, names, functions, inner.list_function())
+    lists = (inner.optimistic_list_function(), inner.list_function())
+    fast, field, may_be_missing = step_expression(step, name, transform, names, functions, lists)
+    if step.options.get("currency") is not None:
+        return fast, field, fast, may_be_missing
+    # The items' optimistic loop called straight, not through the step: when it raises, the
+    # whole record takes the careful path, whose step tries it again and then decides.
+    names[f"{name}o"] = lists[0]
+    return fast, field, f"{name}o(v) if v.__class__ is list else {fast}", may_be_missing
 
 
 def _define(source: list[str], names: dict[str, Any], function: str) -> Getter:
@@ -186,25 +281,39 @@ class Mapper:
         }
         head = "    src = record if record.__class__ is dict or isinstance(record, dict) else NOTHING"
         fast: list[str] = []
+        optimistic: list[str] = []
         fields: list[tuple[str, Getter]] = []
-        prefixes = Prefixes()
+        prefixes, subscripts = Prefixes(), Subscripts()
         for index, (name, rule) in enumerate(rules.items()):
             try:
-                fast_lines, field_lines, ending = _rule_code(index, rule, functions, names, prefixes)
+                code = _rule_code(index, rule, functions, names, prefixes, subscripts)
             except MappingError as exc:
                 raise MappingError(f"field {name!r}: {exc}") from exc
-            lines = [f"    {line}" for line in fast_lines]
-            body = [f"    {line}" for line in field_lines]
+            body = [f"    {line}" for line in code.field]
             fields.append((name, _define([f"def f{index}(record):", head, *body, "    return v"], names, f"f{index}")))
-            if ending == "guarded":  # store under the test that guards the last steps
-                lines[-1] += f"; out[{name!r}] = v"
-            else:
-                lines.append(f"    {'' if ending == 'present' else 'if v is not MISSING: '}out[{name!r}] = v")
-            fast += lines
+            fast += _stored(code.careful, code.ending, name)
+            optimistic += _stored(code.optimistic, code.optimistic_ending, name)
+            if name in self._required:
+                # missing_required's test on the value just stored (v is MISSING when none was):
+                # the careful path words the problem.
+                optimistic.append('    if v is MISSING or v is None or v == "": raise Fallback')
         shared = [f"    {line}" for line in prefixes.lines()]
         self._body = [head, *shared, "    out = {}", *fast]
+        checked = [f"    {line}" for line in subscripts.lines()]
+        self._optimistic_body = [
+            "    if record.__class__ is not dict: raise Fallback",
+            "    src = record",
+            *checked,
+            "    out = {}",
+            *optimistic,
+        ]
+        names["Fallback"] = Fallback
         self._names = names
         self._fast = _define(["def fast(record):", *self._body, "    return out"], names, "fast")
+        self._optimistic = _define(
+            ["def optimistic(record):", *self._optimistic_body, "    return out"], names, "optimistic"
+        )
+        self._fallbacks = 0
         self._fields = tuple(fields)
 
     def list_function(self) -> Getter:
@@ -217,6 +326,13 @@ class Mapper:
         body = [f"    {line}" for line in self._body]
         source = ["def fast_list(records):", *loop, *body, "        mapped.append(out)", "    return mapped"]
         return _define(source, self._names, "fast_list")
+
+    def optimistic_list_function(self) -> Getter:
+        """Return the optimistic function over a list; it raises where the careful list function must decide."""
+        body = [f"    {line}" for line in self._optimistic_body]
+        source = ["def optimistic_list(records):", "    mapped = []", "    for record in records:", *body]
+        source += ["        mapped.append(out)", "    return mapped"]
+        return _define(source, self._names, "optimistic_list")
 
     @classmethod
     def compile(
@@ -231,6 +347,12 @@ class Mapper:
 
     def __call__(self, record: Any) -> MappedRecord:
         """Map one record; a failing rule leaves its field out and becomes a problem."""
+        try:  # tuple.__new__ skips the NamedTuple's own __new__, a Python function call per record
+            return _new_record(MappedRecord, (self._optimistic(record), (), False))
+        except Exception:  # any failure: the careful function decides, as if the optimistic never ran
+            self._fallbacks += 1
+            if self._fallbacks == FALLBACK_LIMIT:  # these records miss a primary path: stop trying
+                self._optimistic = _careful_only
         try:
             data = self._fast(record)
         except Exception:
@@ -248,6 +370,12 @@ class Mapper:
         # The line items of an order take this path one by one: skip building a MappedRecord
         # when the straight-line function succeeds and nothing required is missing.
         data: dict[str, Any] | None
+        try:
+            optimistic: dict[str, Any] = self._optimistic(record)  # it checks the required fields itself
+        except Exception:  # the careful function below decides
+            pass
+        else:
+            return optimistic
         try:
             data = self._fast(record)
         except Exception:
@@ -278,6 +406,20 @@ class Mapper:
             problems += missing_required(data, self.content_type, self._paths)
         # Any failed field rejects the record whole: a record is never half-written (D19).
         return MappedRecord(data, tuple(problems), rejected=bool(problems))
+
+
+def _stored(lines: list[str], ending: str, name: str) -> list[str]:
+    """Return a rule's lines indented, ending in the store of ``v`` under ``name`` when it is present."""
+    lines = [f"    {line}" for line in lines]
+    if ending == "guarded":  # store under the test that guards the last steps
+        lines[-1] += f"; out[{name!r}] = v"
+    else:
+        lines.append(f"    {'' if ending == 'present' else 'if v is not MISSING: '}out[{name!r}] = v")
+    return lines
+
+
+def _careful_only(record: Any) -> Any:
+    raise Fallback
 
 
 def _reason(exc: Exception) -> str:

@@ -56,14 +56,15 @@ def step_expression(
     transform: Callable[[Any], Any],
     names: dict[str, Any],
     functions: FunctionRegistry,
-    list_fast: Callable[[Any], Any] | None = None,
+    lists: tuple[Callable[[Any], Any], Callable[[Any], Any]] | None = None,
 ) -> tuple[str, str, bool]:
     """Return expressions of ``v`` applying ``step`` (straight-line, per field) and whether it may give MISSING.
 
-    ``transform`` is the step's built callable, bound as ``name``; ``list_fast`` is the
-    straight-line function of a ``mapItems`` step's ``itemMapping``, looped over a list. The two expressions differ
-    only where the straight-line one skips the wrapper that words a compute function's error:
-    when it raises, the mapper maps the record again field by field, through the wrapper.
+    ``transform`` is the step's built callable, bound as ``name``; ``lists`` are the optimistic
+    and the careful straight-line functions of a ``mapItems`` step's ``itemMapping``, looped over
+    a list. The two expressions differ only where the straight-line one skips the wrapper that
+    words a compute function's error: when it raises, the mapper maps the record again field by
+    field, through the wrapper.
     """
     names[name] = transform
     call = f"{name}(v)"
@@ -75,8 +76,8 @@ def step_expression(
         names[f"{name}z"], names[f"{name}f"] = iso_date_options(step)
         names[f"{name}d"] = to_iso_date
         return f"{name}d(v, {name}z, {name}f)", call, False
-    if step.name == "mapItems" and list_fast is not None:
-        names[f"{name}i"] = item_list(list_fast, transform, step.options.get("currency"))
+    if step.name == "mapItems" and lists is not None:
+        names[f"{name}i"] = item_list(*lists, transform, step.options.get("currency"))
         return f"{name}i(v)", f"{name}i(v)", False
     if step.name == "compute" and step.fn is not None:
         if _plain_lookup(step, functions, names, name):

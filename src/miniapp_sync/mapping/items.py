@@ -125,9 +125,15 @@ def map_items(items: Any, item_mapper: Callable[[Any], Any] | None = None, *, cu
 
 
 def item_list(
-    list_fast: Callable[[Any], Any], general: Callable[[Any], Any], currency: str | None
+    optimistic: Callable[[Any], Any],
+    list_fast: Callable[[Any], Any],
+    general: Callable[[Any], Any],
+    currency: str | None,
 ) -> Callable[[Any], Any]:
     """Return a mapItems step for a compiled ``itemMapping``: ``list_fast`` on a list of dicts.
+
+    ``optimistic`` is tried first: it subscripts the primary paths and raises on anything it
+    does not expect, and then ``list_fast`` decides, as if it had never run.
 
     ``list_fast`` is the mapping's straight-line code looped over a list, without the checks
     and the error wrapping of ``map_items`` per item; it returns None when an entry is no exact
@@ -139,11 +145,14 @@ def item_list(
         if value.__class__ is not list:
             return general(value)
         try:
-            mapped = list_fast(value)
+            mapped = optimistic(value)
         except Exception:
-            return general(value)
-        if mapped is None:
-            return general(value)
+            try:
+                mapped = list_fast(value)
+            except Exception:
+                return general(value)
+            if mapped is None:
+                return general(value)
         if currency is not None:
             for data in mapped:
                 if "currency" not in data:
