@@ -19,3 +19,14 @@ def test_both_budgets_print_their_cost_and_never_grant_closer_than_the_interval(
         gap = re.search(r"smallest gap ([\d.]+) ms", line)
         assert gap is not None
         assert float(gap.group(1)) >= 249.9  # 4 requests/s: never two grants under 250 ms apart
+
+
+def test_a_budget_two_workers_share_on_a_busy_loop_never_grants_closer_than_the_interval(
+    postgres_admin_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["--n", "2", "--seconds", "1.5", "--workers", "2", "--busy", "20", "--postgres", postgres_admin_url])
+    shared = capsys.readouterr().out.splitlines()[1]
+    assert "2 worker(s) a budget" in shared
+    gap = re.search(r"smallest gap ([\d.]+) ms", shared)
+    assert gap is not None
+    assert float(gap.group(1)) >= 249.9

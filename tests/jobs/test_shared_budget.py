@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from miniapp_sync.provider.ratelimit import limiter_for
-from miniapp_sync.provider.shared_budget import SHARED_MARGIN, SharedRateLimiter, shared_limiters
+from miniapp_sync.provider.shared_budget import HANDOVER, SHARED_MARGIN, SharedRateLimiter, shared_limiters
 from miniapp_sync.store import Store
 from miniapp_sync.testing import FakeClock
 
@@ -37,13 +37,19 @@ def engines(pg_url: str, installations: list[str]) -> Iterator[list[Engine]]:
         engine.dispose()
 
 
-def test_two_workers_take_distinct_slots_one_spacing_apart(engines: list[Engine], installations: list[str]) -> None:
+def test_two_workers_take_distinct_slots_one_spacing_apart_and_a_guard_at_each_handover(
+    engines: list[Engine], installations: list[str]
+) -> None:
     clock = FakeClock()
     a, b = (SharedRateLimiter(e, installations[0], 10, clock=clock, time_source=clock.now) for e in engines)
-    slots = [limiter.reserve()[0] for _ in range(5) for limiter in (a, b)]
+    slots = [limiter.reserve()[0] for limiter in (a, a, b, b, a) for _ in range(2)]
     start = clock.now()
     assert a.spacing == pytest.approx(0.1 / (1 - SHARED_MARGIN))  # the margin under the budget
-    assert slots == [pytest.approx(start + n * a.spacing) for n in range(10)]
+    assert a.guard == HANDOVER
+    # a's second reservation follows on from its first; b's first starts a guard after a's, and
+    # so does a's after b's (the holder of the lease before may grant its last slot that late).
+    handovers = [0] * 4 + [1] * 4 + [2] * 2
+    assert slots == [pytest.approx(start + n * a.spacing + k * HANDOVER) for n, k in enumerate(handovers)]
 
 
 def test_installations_have_budgets_of_their_own(engines: list[Engine], installations: list[str]) -> None:
@@ -83,7 +89,12 @@ async def test_concurrent_callers_in_two_workers_never_share_a_slot(
     workers = [SharedRateLimiter(e, installations[0], 50, clock=clock, time_source=clock.now) for e in engines]
     reserved = await asyncio.gather(*(asyncio.to_thread(workers[n % 2].reserve) for n in range(40)))
     slots = sorted(slot for slot, _ in reserved)
-    assert [b - a for a, b in pairwise(slots)] == [pytest.approx(workers[0].spacing, abs=1e-6)] * 39
+    spacing, guard = workers[0].spacing, workers[0].guard
+    # One spacing apart, or a spacing and the guard where the other worker reserved last.
+    assert all(
+        b - a == pytest.approx(spacing, abs=1e-6) or b - a == pytest.approx(spacing + guard, abs=1e-6)
+        for a, b in pairwise(slots)
+    )
 
 
 async def test_a_pause_set_by_one_worker_holds_back_the_other(engines: list[Engine], installations: list[str]) -> None:
@@ -285,3 +296,17 @@ async def test_a_lease_another_worker_took_in_between_is_never_granted_into(
     granted += [await a.acquire() for _ in range(2)]  # a's last slot is dropped: its next lease is after b's
     assert granted[3] >= other[0] + b.lease * b.spacing - 1e-6
     assert min(y - x for x, y in pairwise(sorted(granted + other))) >= a.interval - 1e-6
+
+
+async def test_workers_alternating_leases_lose_no_slot_to_lateness_within_the_guard(
+    engines: list[Engine], installations: list[str]
+) -> None:
+    # Late by 10 ms on every wake-up: a lease's last slot overruns the margin's room (31 ms at
+    # 4/s) but not room and guard. Two workers lease in turn, so no lease follows on from the
+    # holder's own: before the guard each lease's last slot was dropped (a quarter of the budget).
+    clock = LateClock(0.010)
+    a, b = (SharedRateLimiter(e, installations[0], 4, clock=clock, time_source=clock.now) for e in engines)
+    granted = [await worker.acquire() for _ in range(3) for worker in (a, b) for _ in range(4)]
+    assert (a.leases, b.leases) == (3, 3)  # every leased slot granted
+    assert granted == sorted(granted)
+    assert min(y - x for x, y in pairwise(granted)) >= a.interval - 1e-6

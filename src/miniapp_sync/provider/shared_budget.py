@@ -24,6 +24,13 @@ a slot, 31 ms a lease at 4 requests/s: ``SHARED_MARGIN``) absorbs it. What no lo
 goes on in the next lease when nobody leased in between (the two are one stretch of budget),
 else it is dropped, and the budget leased again from then: pace, never catch up.
 
+A handover costs a guard, not a slot: a lease that does not follow on from the caller's own last
+one (another worker leased last, or nobody yet) starts ``HANDOVER`` seconds after the TAT at the
+least. So every worker may grant up to one interval *plus the guard* before its lease's end: the
+next lease is either its own (following on, granted an interval after its last grant) or starts
+a guard later. The worker tells the database where its last lease ended; the row's TAT equals it
+only when nobody leased since (TATs only grow), so no column records who leased.
+
 A pause (a 429's ``Retry-After``, an exhausted-budget hint) is written to the row at once, so
 every later lease starts after it; the pausing worker drops its own leased slots. Another worker
 learns of it with its next lease: within ``LEASE`` seconds. This departs from D34's letter (before,
@@ -60,6 +67,12 @@ MAX_LEASE: Final = 32  # slots one lease may take
 # on one worker 97.5%); at 3%, 31 ms.
 SHARED_MARGIN: Final = 0.03
 LEASE_THREADS: Final = 4  # threads a process takes leases on (each a round trip of a few ms)
+# A lease taken after another worker's (or a first one) starts this much after the TAT, so the
+# previous lease's holder may grant its last slot this late (at most half an interval: at high
+# rates a guard is worth less than the slot it saves). At 4 requests/s a tenth of an interval,
+# 2.4% of a lease, paid only when two workers alternate; over the margin's 31 ms it absorbs a
+# busy loop's p99 lateness (17-27 ms at N=50: bench/tenants.py), where the dropped slot cost 25%.
+HANDOVER: Final = 0.025
 CONTIGUOUS: Final = 1e-5  # seconds: a lease starting this close to the last one's end follows on (float rounding)
 
 # The row is created on first use; TAT 0 (1970) means "free now".
@@ -74,15 +87,21 @@ _NOW: Final = "COALESCE(CAST(:now AS double precision), extract(epoch FROM clock
 # made inside the statement (``set_config(…, true)``: for its own transaction, which PostgreSQL
 # reads when it commits), so a lease is one round trip on an autocommit connection: not four
 # (BEGIN, SET LOCAL, the update, COMMIT), ~20 a second per worker at N=50 (issue #17 item 5).
+# ``:mine`` is where the caller's own last lease ended (NULL: none): a TAT equal to it means
+# nobody leased since, the new lease follows on; else it starts the handover guard later.
 _RESERVE: Final = text(
     f"WITH clock AS (SELECT {_NOW} AS now, set_config('synchronous_commit', 'off', true) AS flush) "
-    "UPDATE rate_budgets SET tat = GREATEST(tat, clock.now, paused_until) + :count * :interval "
+    "UPDATE rate_budgets SET tat = GREATEST("
+    "tat + CASE WHEN abs(tat - CAST(:mine AS double precision)) <= :contiguous THEN 0 ELSE :guard END, "
+    "clock.now, paused_until) + :count * :interval "
     "FROM clock WHERE installation_id = :key "
     "RETURNING tat - :count * :interval AS slot, clock.now AS now, clock.flush AS flush"
 )
+# The TAT is left where it is: a lease starts after ``paused_until`` anyway, and a TAT moved to
+# the pause's end would make the lease after it pay the handover guard on top of the pause.
 _PAUSE: Final = text(
     f"WITH clock AS (SELECT {_NOW} + :delay AS until) "
-    "UPDATE rate_budgets SET paused_until = GREATEST(paused_until, clock.until), tat = GREATEST(tat, clock.until) "
+    "UPDATE rate_budgets SET paused_until = GREATEST(paused_until, clock.until) "
     "FROM clock WHERE installation_id = :key"
 )
 _PAUSED: Final = text("SELECT paused_until FROM rate_budgets WHERE installation_id = :key")
@@ -106,6 +125,7 @@ class SharedRateLimiter(RateLimiter):
         self.key = key
         self.time_source = time_source
         self.lease = max(1, min(MAX_LEASE, math.floor(self.rate * LEASE)))
+        self.guard = min(HANDOVER, self.interval / 2)  # how late a lease after another worker's starts
         self.leases = 0  # round trips taken for slots (for reports and tests)
         self._ensured = False
         # The current lease, in local monotonic time: its next unused slot, the slots left, and
@@ -133,11 +153,21 @@ class SharedRateLimiter(RateLimiter):
             self._ensured = True
         # Autocommit: the update is its own transaction, no BEGIN and COMMIT round trips around it.
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            params = {"key": self.key, "interval": self.spacing, "count": count, "now": self._now()}
+            params = {
+                "key": self.key,
+                "interval": self.spacing,
+                "count": count,
+                "now": self._now(),
+                "mine": self._end,
+                "guard": self.guard,
+                "contiguous": CONTIGUOUS,
+            }
             before = self.clock.monotonic()
             row = conn.execute(_RESERVE, params).one()
             after = self.clock.monotonic()
-        return float(row.slot), float(row.now), (before, after)
+        first = float(row.slot)
+        self._end = first + count * self.spacing  # the next reservation follows on from here, or pays the guard
+        return first, float(row.now), (before, after)
 
     def paused_until(self) -> float:
         """Return when the budget's current pause ends (epoch seconds on the budget's clock)."""
@@ -145,6 +175,7 @@ class SharedRateLimiter(RateLimiter):
             return float(conn.execute(_PAUSED, {"key": self.key}).scalar_one())
 
     async def _take_lease(self) -> None:
+        previous = self._end
         first, budget_now, (before, after) = await asyncio.get_running_loop().run_in_executor(
             _leasing(), self._reserve, self.lease
         )
@@ -154,7 +185,7 @@ class SharedRateLimiter(RateLimiter):
         # and ending at the earliest it can, so it never overlaps the leases before and after it.
         start = after + (first - budget_now)
         last = before + (first - budget_now) + self.lease * self.spacing - self.interval
-        if self._end is not None and abs(first - self._end) <= CONTIGUOUS:
+        if previous is not None and abs(first - previous) <= CONTIGUOUS:
             # Nobody leased between this process's last lease and this one: they are one stretch
             # of budget, so the lateness that shifted the last lease's slots carries on into this
             # one (granted an interval apart at least, before the new end), instead of dropping the
@@ -165,13 +196,16 @@ class SharedRateLimiter(RateLimiter):
         else:
             self._slot = start
             self._left = self.lease
-        self._last = last
-        self._end = first + self.lease * self.spacing
+        # A grant may be up to the guard past the lease's last slot time: whoever leases next after
+        # this worker starts a guard later (or it is this worker, following on).
+        self._last = last + self.guard
         # Slots that no longer fit, an interval apart from the next one on, are dropped.
         self._left = min(self._left, max(1, math.floor((self._last - self._slot) / self.interval) + 1))
         # The room left over the interval is shared alike by every gap and the lease's tail, so
         # the round trip and the loop's lateness cost a little of each, not the lease's last slot.
-        room = self._last - self._slot - (self._left - 1) * self.interval
+        # The guard is left out of it: kept whole at the lease's end, for lateness only, it does
+        # not spread the slots later (a lone worker's leases follow on without any guard).
+        room = last - self._slot - (self._left - 1) * self.interval
         self._step = self.interval + max(0.0, room) / self._left
 
     async def acquire(self) -> float:
