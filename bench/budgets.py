@@ -121,7 +121,11 @@ async def shared(url: str, n: int, seconds: float, workers: int, busy: float) ->
     counts.update(statements=0, checkouts=0)
     granted, cpu = await drive(limiters, seconds, busy)
     grants = sum(len(times) for times in granted)
-    extra = f", {counts['statements'] / grants:.2f} statements + {counts['checkouts'] / grants:.2f} checkouts a grant"
+    dropped = sum(limiter.dropped for group in limiters for limiter in group if isinstance(limiter, SharedRateLimiter))
+    extra = (
+        f", {counts['statements'] / grants:.2f} statements + {counts['checkouts'] / grants:.2f} checkouts a grant"
+        f", {dropped} leased slots dropped"
+    )
     summary("shared (PostgreSQL)", granted, cpu, seconds, f", {workers} worker(s) a budget{extra}")
     for engine in engines:
         engine.dispose()

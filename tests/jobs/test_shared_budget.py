@@ -294,6 +294,7 @@ async def test_a_lease_another_worker_took_in_between_is_never_granted_into(
     granted = [await a.acquire() for _ in range(3)]  # a's lease: its 4th slot no longer fits
     other = [await b.acquire()]  # b leases the next second of budget
     granted += [await a.acquire() for _ in range(2)]  # a's last slot is dropped: its next lease is after b's
+    assert a.dropped == 1
     assert granted[3] >= other[0] + b.lease * b.spacing - 1e-6
     assert min(y - x for x, y in pairwise(sorted(granted + other))) >= a.interval - 1e-6
 
@@ -308,5 +309,6 @@ async def test_workers_alternating_leases_lose_no_slot_to_lateness_within_the_gu
     a, b = (SharedRateLimiter(e, installations[0], 4, clock=clock, time_source=clock.now) for e in engines)
     granted = [await worker.acquire() for _ in range(3) for worker in (a, b) for _ in range(4)]
     assert (a.leases, b.leases) == (3, 3)  # every leased slot granted
+    assert a.dropped == b.dropped == 0
     assert granted == sorted(granted)
     assert min(y - x for x, y in pairwise(granted)) >= a.interval - 1e-6

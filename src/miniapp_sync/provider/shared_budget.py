@@ -127,6 +127,7 @@ class SharedRateLimiter(RateLimiter):
         self.lease = max(1, min(MAX_LEASE, math.floor(self.rate * LEASE)))
         self.guard = min(HANDOVER, self.interval / 2)  # how late a lease after another worker's starts
         self.leases = 0  # round trips taken for slots (for reports and tests)
+        self.dropped = 0  # leased slots given up because they no longer fitted (for reports and tests)
         self._ensured = False
         # The current lease, in local monotonic time: its next unused slot, the slots left, and
         # the last moment a grant may take (one interval before the lease's end).
@@ -194,13 +195,16 @@ class SharedRateLimiter(RateLimiter):
             # lease has (issue #17 item 5: 74% of the budget at N=50).
             self._left += self.lease  # from the next slot on, where the lateness left it
         else:
+            self.dropped += self._left  # what the last lease still held: another lease is between
             self._slot = start
             self._left = self.lease
         # A grant may be up to the guard past the lease's last slot time: whoever leases next after
         # this worker starts a guard later (or it is this worker, following on).
         self._last = last + self.guard
         # Slots that no longer fit, an interval apart from the next one on, are dropped.
-        self._left = min(self._left, max(1, math.floor((self._last - self._slot) / self.interval) + 1))
+        fits = max(1, math.floor((self._last - self._slot) / self.interval) + 1)
+        self.dropped += max(0, self._left - fits)
+        self._left = min(self._left, fits)
         # The room left over the interval is shared alike by every gap and the lease's tail, so
         # the round trip and the loop's lateness cost a little of each, not the lease's last slot.
         # The guard is left out of it: kept whole at the lease's end, for lateness only, it does
