@@ -130,7 +130,7 @@ class SharedRateLimiter(RateLimiter):
         self.dropped = 0  # leased slots given up because they no longer fitted (for reports and tests)
         self._ensured = False
         # The current lease, in local monotonic time: its next unused slot, the slots left, and
-        # the last moment a grant may take (one interval before the lease's end).
+        # the last moment a grant may take (one interval before the lease's end, plus the handover guard).
         self._slot = 0.0
         self._step = self.spacing
         self._left = 0
