@@ -82,6 +82,8 @@ class Prefixes:
     when it is no dict, so a path under it is one ``get`` — the same MISSING the walk would find.
     """
 
+    name = "p"  # the locals' prefix
+
     def __init__(self) -> None:
         self._locals: dict[tuple[str, ...], str] = {}
         self._lines: list[str] = []
@@ -90,19 +92,25 @@ class Prefixes:
         """Return an expression reading ``path`` through the shared locals, or None when it needs its getter."""
         if (keys := _names(path)) is None:
             return None
-        return f"{self._local(tuple(keys[:-1]))}.get({keys[-1]!r}, MISSING)"
+        return self._key(self._local(tuple(keys[:-1])), keys[-1])
+
+    def _key(self, obj: str, key: str) -> str:
+        return f"{obj}.get({key!r}, MISSING)"
+
+    def _bind(self, name: str, parent: str, key: str) -> list[str]:
+        return [
+            f"{name} = {parent}.get({key!r})",
+            # An exact dict (what JSON decodes to) passes the first test without a call.
+            f"if {name}.__class__ is not dict and not isinstance({name}, dict): {name} = NOTHING",
+        ]
 
     def _local(self, keys: tuple[str, ...]) -> str:
         if not keys:
             return "src"
         if keys not in self._locals:
             parent = self._local(keys[:-1])  # its lines come first
-            name = self._locals[keys] = f"p{len(self._locals)}"
-            self._lines += [
-                f"{name} = {parent}.get({keys[-1]!r})",
-                # An exact dict (what JSON decodes to) passes the first test without a call.
-                f"if {name}.__class__ is not dict and not isinstance({name}, dict): {name} = NOTHING",
-            ]
+            name = self._locals[keys] = f"{self.name}{len(self._locals)}"
+            self._lines += self._bind(name, parent, keys[-1])
         return self._locals[keys]
 
     def lines(self) -> list[str]:
@@ -110,35 +118,20 @@ class Prefixes:
         return list(self._lines)
 
 
-class Subscripts:
+class Subscripts(Prefixes):
     """The optimistic function's reads: plain subscripts of objects checked once to be exact dicts.
 
     A missing key raises KeyError and an object that is no exact dict raises Fallback; either
     way the mapper runs the careful function instead, so these reads never decide a value.
     """
 
-    def __init__(self) -> None:
-        self._locals: dict[tuple[str, ...], str] = {}
-        self._lines: list[str] = []
+    name = "q"
 
-    def read(self, path: str) -> str | None:
-        """Return an expression subscripting ``path`` through checked locals, or None when it needs its getter."""
-        if (keys := _names(path)) is None:
-            return None
-        return f"{self._local(tuple(keys[:-1]))}[{keys[-1]!r}]"
+    def _key(self, obj: str, key: str) -> str:
+        return f"{obj}[{key!r}]"
 
-    def _local(self, keys: tuple[str, ...]) -> str:
-        if not keys:
-            return "src"
-        if keys not in self._locals:
-            parent = self._local(keys[:-1])
-            name = self._locals[keys] = f"q{len(self._locals)}"
-            self._lines += [f"{name} = {parent}[{keys[-1]!r}]", f"if {name}.__class__ is not dict: raise Fallback"]
-        return self._locals[keys]
-
-    def lines(self) -> list[str]:
-        """Return the lines that read every checked object, parents before children."""
-        return list(self._lines)
+    def _bind(self, name: str, parent: str, key: str) -> list[str]:
+        return [f"{name} = {parent}[{key!r}]", f"if {name}.__class__ is not dict: raise Fallback"]
 
 
 class Fallback(Exception):
