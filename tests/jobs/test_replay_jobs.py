@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from miniapp_sync.errors import UsageError
 from miniapp_sync.sandbox import Sandbox
 from miniapp_sync.store import Inbox, InboxEntry, Outbox
 from miniapp_sync.store.deliveries import Deliveries, DeliveryFilter
@@ -154,3 +155,22 @@ async def test_a_filter_of_refusals_alone_selects_no_inbox_row_to_replay(stack: 
         assert deliveries.replayable(DeliveryFilter(status=status), limit=10) == []
         assert deliveries.find(DeliveryFilter(status=status)) == []
     assert len(deliveries.replayable(DeliveryFilter(status=("rejected", "dead")), limit=10)) == 1
+
+
+async def test_a_replay_whose_selected_delivery_was_purged_meanwhile_says_so_and_replays_the_rest(
+    stack: Stack, sandbox: Sandbox
+) -> None:
+    runtime = stack.runtime
+    raw, _ = sandbox.webhook("order.created", sandbox.data["orders"][0])
+    Inbox(runtime.store).add([InboxEntry("salla", stack.installation.id, "order.created", "tx", "failed", raw, "x")])
+    (row,) = Inbox(runtime.store).list()
+    # Checked when queued (the API refuses an unknown id); purged before the job ran.
+    replay = Replays(runtime.store).create("salla", {"ids": [str(row.id), "999999"]})
+
+    report = await bulk_replay.run(runtime, replay)
+    assert (report["processed"], report["gone"]) == (1, ["999999"])
+    finished = Replays(runtime.store).get(replay.id)
+    assert finished is not None
+    assert finished.selection["ids"] == [str(row.id)]  # what a rerun would take
+    with pytest.raises(UsageError, match="no delivery '999999'"):
+        bulk_replay.preview(runtime, {"ids": ["999999"]})  # asked for now, it is an error

@@ -290,3 +290,5 @@ def _print_report(replay: Any) -> None:
     )
     for item in r.items:
         out.print(Text(f"  {item.id} {item.outcome}: {item.detail}"))
+    if r.gone:
+        out.print(Text(f"  purged before the job ran: {', '.join(r.gone)}"))

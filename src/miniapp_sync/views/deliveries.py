@@ -213,6 +213,7 @@ class ReplayReportView:
     skipped: int
     definition: DefinitionVersionView
     items: list[ReplayItemView]
+    gone: list[str]  # selected delivery ids purged before the job ran (reports kept before this field: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +238,14 @@ class DeliveryReplayView:
             definition = DefinitionVersionView(r.ns, p["definition"]["version"], p["definition"]["digest"])
             items = [_item(i) for i in p["items"]]
             report = ReplayReportView(
-                p["processed"], p["failed"], p["stillDead"], p["refused"], p["skipped"], definition, items
+                p["processed"],
+                p["failed"],
+                p["stillDead"],
+                p["refused"],
+                p["skipped"],
+                definition,
+                items,
+                p.get("gone", []),
             )
         return cls(
             r.id, r.ns, r.status, r.selection, r.job_id, timestamp(r.created_at), maybe_timestamp(r.finished_at),

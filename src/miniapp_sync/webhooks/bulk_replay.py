@@ -82,8 +82,12 @@ def definition_version(app: MiniApp | None) -> dict[str, Any]:
     return {"version": app.definition.version, "digest": app.digest}
 
 
-def select(runtime: Runtime, selection: dict[str, Any]) -> list[Delivery]:
-    """Return the deliveries a selection names, oldest first; raise UsageError for an id that names none."""
+def select(runtime: Runtime, selection: dict[str, Any], *, gone: list[str] | None = None) -> list[Delivery]:
+    """Return the deliveries a selection names, oldest first; raise UsageError for an id that names none.
+
+    With ``gone`` (a job running a selection checked when it was queued) such an id is added to it
+    instead: its delivery was purged since.
+    """
     deliveries = Deliveries(runtime.store)
     if "ids" in selection:
         ids = list(dict.fromkeys(selection["ids"]))  # each once
@@ -92,9 +96,12 @@ def select(runtime: Runtime, selection: dict[str, Any]) -> list[Delivery]:
         found = []
         for id in ids:
             delivery = deliveries.get(str(id))
-            if delivery is None:
+            if delivery is None and gone is not None:
+                gone.append(str(id))
+            elif delivery is None:
                 raise UsageError(f"no delivery {str(id)[:40]!r} (see `miniapp-sync deliveries`)")
-            found.append(delivery)
+            else:
+                found.append(delivery)
         return sorted(found, key=lambda d: (d.kind, d.received_at, d.id))
     chosen = parse_filter(selection.get("filter") or {})
     rows = deliveries.replayable(chosen, limit=MAX_REPLAY)
@@ -175,11 +182,13 @@ async def run(runtime: Runtime, replay: Replay, processor: Processor | None = No
     """Run a recorded replay to its report; the replay row says how it ended."""
     replays = Replays(runtime.store)
     processor = processor or Processor(runtime)
-    planned = await asyncio.to_thread(lambda: plan(runtime, select(runtime, replay.selection)))
+    gone: list[str] = []
+    planned = await asyncio.to_thread(lambda: plan(runtime, select(runtime, replay.selection, gone=gone)))
     # The job runs again when its worker stopped midway (D36): it must take the same deliveries,
     # not what the filter matches by then (the one it was processing went back to its state; those
-    # it finished are skipped as processed). So the selection is kept as the ids it resolved to.
-    resolved = {**replay.selection, "ids": [p.delivery.id for p in planned]}
+    # it finished are skipped as processed). So the selection is kept as the ids it resolved to
+    # replay (not those it skips: old processed rows, which retention may purge meanwhile).
+    resolved = {**replay.selection, "ids": [p.delivery.id for p in planned if p.decision == "replay"]}
     await asyncio.to_thread(replays.start, replay.id, resolved)
     items: list[dict[str, Any]] = []
     counts: Counter[str] = Counter()
@@ -201,6 +210,7 @@ async def run(runtime: Runtime, replay: Replay, processor: Processor | None = No
         "stillDead": still_dead,
         "refused": counts["refused"],
         "skipped": counts["skipped"],
+        "gone": gone,  # selected ids whose delivery was purged before the job ran
         "definition": definition_version(runtime.apps.get(replay.ns)),
         "installations": sorted({p.delivery.installation_id for p in planned if p.delivery.installation_id}),
         "items": items,
