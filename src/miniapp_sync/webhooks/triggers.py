@@ -37,17 +37,20 @@ def iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def event_body(event: TriggerEvent) -> dict[str, Any]:
-    """Return the JSON body of an event, for a POST or the pull API."""
+def _head(event: TriggerEvent) -> dict[str, Any]:
+    """Return the members of an event's body that precede its payload's."""
     return {
         "id": str(event.id),
         "event": event.event,
         "tenant": event.tenant,
         "ns": event.ns,
         "occurredAt": iso(event.occurred_at),
-        "record": event.payload.get("record"),
-        "customer": event.payload.get("customer"),
     }
+
+
+def event_body(event: TriggerEvent) -> dict[str, Any]:
+    """Return the JSON body of an event, for a POST or the pull API."""
+    return {**_head(event), "record": event.payload.get("record"), "customer": event.payload.get("customer")}
 
 
 def event_json(event: TriggerEvent, payload_json: str | None = None) -> bytes:
@@ -60,13 +63,5 @@ def event_json(event: TriggerEvent, payload_json: str | None = None) -> bytes:
         return orjson.dumps(event_body(event))
     if not payload_json.startswith('{"record":'):
         return orjson.dumps(event_body(replace(event, payload=exactjson.loads(payload_json))))
-    head = orjson.dumps(
-        {
-            "id": str(event.id),
-            "event": event.event,
-            "tenant": event.tenant,
-            "ns": event.ns,
-            "occurredAt": iso(event.occurred_at),
-        }
-    )
+    head = orjson.dumps(_head(event))
     return head[:-1] + b"," + payload_json[1:].encode()
