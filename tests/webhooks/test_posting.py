@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
+import contextlib
+import datetime
+import ssl
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from miniapp_sync.webhooks.posting import Poster, PostFailed, target
 
@@ -154,3 +163,136 @@ def test_a_url_is_read_once_into_its_origin_and_request_head() -> None:
 async def test_a_header_with_a_line_break_is_refused() -> None:
     with pytest.raises(ValueError, match="line break"):
         await Poster().post("http://127.0.0.1:9/", b"{}", {"webhook-id": "1\r\nX-Evil: 1"}, 1)
+
+
+@contextlib.asynccontextmanager
+async def _flood(prefix: bytes, again: bytes) -> AsyncIterator[str]:
+    """Serve one hostile answer to every request: ``prefix``, then ``again`` until the poster hangs up."""
+    written: list[int] = []
+    handlers: list[asyncio.Task[Any] | None] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())
+        await reader.readuntil(b"\r\n\r\n")
+        sent = len(prefix)
+        writer.write(prefix)
+        try:
+            while sent < 64 << 20:  # a safety stop for the test itself, far past any limit
+                writer.write(again)
+                sent += len(again)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        written.append(sent)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with server:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        await asyncio.wait_for(asyncio.gather(*(t for t in handlers if t is not None)), 30)
+    assert written
+    assert written[0] < 64 << 20  # the poster hung up long before the safety stop
+
+
+@pytest.mark.parametrize(
+    ("prefix", "again"),
+    [
+        (b"HTTP/1.1 200 OK\r\nX-Endless: ", b"a" * 4096),  # one header that never ends
+        (b"HTTP/1.1 200 OK\r\n", b"X-Many: a\r\n" * 400),  # headers that never end
+        (b"", b"HTTP/1.1 100 Continue\r\n\r\n" * 200),  # interim answers that never end
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"1000\r\n" + b"a" * 4096 + b"\r\n"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n", b"a" * 65536),  # a huge body
+    ],
+    ids=["endless-header", "endless-headers", "1xx-flood", "endless-chunked", "huge-body"],
+)
+async def test_an_endless_or_huge_answer_fails_at_its_limit_not_at_the_deadline(prefix: bytes, again: bytes) -> None:
+    async with _flood(prefix, again) as url:
+        poster = Poster()
+        # The deadline is far off: only the answer's size can end the exchange this soon.
+        with pytest.raises(PostFailed, match=r"^AnswerTooLarge$"):
+            await asyncio.wait_for(poster.post(url, b"{}", {}, 600), 60)
+        poster.close()
+
+
+async def test_a_second_answer_to_one_request_retires_the_connection(scripted: Scripted) -> None:
+    stray = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    scripted.answers = [(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n" + stray, False), OK]
+    poster = Poster()
+    assert await poster.post(scripted.url, b"1", {}, 5) == 201
+    assert await poster.post(scripted.url, b"2", {}, 5) == 200  # not 200 from the stray answer: a new connection
+    poster.close()
+    assert scripted.connections == 2
+
+
+async def test_idle_connections_close_after_keep_idle_without_another_post(scripted: Scripted) -> None:
+    scripted.answers = [OK]
+    poster = Poster(keep_idle=0)
+    assert await poster.post(scripted.url, b"1", {}, 5) == 200
+    # No close(), no other POST: the sweep alone closes the idle connection, so the server's handler ends.
+    await asyncio.wait_for(asyncio.gather(*(t for t in scripted.handlers if t is not None)), 5)
+    assert poster._idle == {}  # and the origin leaves no entry behind
+
+
+async def test_idle_connections_are_bounded_over_all_origins() -> None:
+    ended: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(2)
+                writer.write(OK[0])
+        except (asyncio.IncompleteReadError, ConnectionError):
+            ended.append(1)
+        writer.close()
+
+    first = await asyncio.start_server(handle, "127.0.0.1", 0)
+    second = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with first, second:
+        poster = Poster(max_idle_total=1)
+        for server in (first, second):
+            assert await poster.post(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/", b"{}", {}, 5) == 200
+        # The first origin's connection is still kept; the second's, over the bound, was closed at once.
+        await asyncio.wait_for(_until(lambda: len(ended) == 1), 5)
+        assert sum(len(idle) for idle in poster._idle.values()) == 1
+        poster.close()
+        await asyncio.wait_for(_until(lambda: len(ended) == 2), 5)
+
+
+async def _until(done: Callable[[], bool]) -> None:
+    while not done():
+        await asyncio.sleep(0)
+
+
+async def test_an_https_subscriber_must_show_a_certificate_the_system_trusts(tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder(subject_name=name, issuer_name=name, public_key=key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    names: list[str | None] = []
+    context.sni_callback = lambda sock, server_name, _: names.append(server_name)  # type: ignore[assignment,func-returns-value]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    async with server:
+        poster = Poster()
+        # Self-signed: refused, with the kind of failure only. The name it was asked for came as SNI.
+        with pytest.raises(PostFailed, match=r"^SSLCertVerificationError$"):
+            await poster.post(f"https://localhost:{server.sockets[0].getsockname()[1]}/", b"{}", {}, 5)
+        poster.close()
+    assert names == ["localhost"]

@@ -8,14 +8,27 @@ item 4; the numbers are in the commit message). Providers still go through aioht
 their redirects, cookies, compression and the private-network guard need; none applies here:
 subscriber URLs are the operator's, and a redirect is an answer like any other non-2xx.
 
-What a POST does: connect (TLS verified against the system's roots for https), or take an idle
-connection to the same origin; send the head and body in one write; parse the answer with
-httptools (uvicorn's C parser: Content-Length, chunked, and bodies that end with the connection
-alike), keeping the status and discarding the body; put the connection back for reuse unless
-the server said ``Connection: close``. 1xx interim answers are skipped. The whole exchange
-has one deadline. A reused connection that the server had closed before our request reached it
-(idle keep-alive closes race with the next request) is retried once on a new connection, as
-browsers do; subscribers dedupe by ``webhook-id`` in any case (D27).
+What a POST does: connect (TLS verified against the system's roots for https, with SNI), or
+take an idle connection to the same origin; send the head and body in one write; parse the answer
+with httptools (uvicorn's C parser: Content-Length, chunked, and bodies that end with the
+connection alike), keeping the status and discarding the body; put the connection back for reuse
+unless the server said ``Connection: close``. 1xx interim answers are skipped. The whole exchange
+(connect, TLS, answer) has one deadline. A reused connection that the server had closed before
+our request reached it (idle keep-alive closes race with the next request) is retried once on a
+new connection, as browsers do; subscribers dedupe by ``webhook-id`` in any case (D27).
+
+A subscriber's server is not trusted to be sane: an answer whose head (interim answers included)
+passes ``MAX_HEAD`` bytes, or that passes ``MAX_ANSWER`` bytes in all (an endless or chunked body
+that never ends), fails as ``AnswerTooLarge`` at once rather than at the deadline, and nothing of
+it is kept but the parser's state. Idle connections are bounded per origin and overall, and
+closed once idle ``keep_idle`` seconds, even when no POST comes again. Nothing tenant-specific
+rides on a connection (each request carries its own head), so one connection serves every
+tenant posting to that origin.
+
+Subscriber URLs are not checked against private networks (D31 checks URLs that tenant-supplied
+values reach): they are written by the operator (``webhooks subscribe``), as a definition's URLs
+are, and are often on the operator's own network. No tenant value reaches them, and redirects are
+not followed, so a subscriber cannot send our POSTs elsewhere.
 
 Failures raise ``PostFailed``, whose text is a class of error only (``ConnectionRefusedError``,
 ``TimeoutError``, ``BadAnswer``...): never the URL, which may carry a token.
@@ -37,6 +50,9 @@ import httptools
 
 KEEP_IDLE: Final = 15.0  # seconds an idle connection is kept for reuse (aiohttp's default keep-alive)
 MAX_IDLE: Final = 32  # idle connections kept per origin at most
+MAX_IDLE_TOTAL: Final = 256  # and over all origins (a file descriptor each)
+MAX_HEAD: Final = 64 * 1024  # bytes of an answer before its final headers end (uvicorn's h11 limit is 64 KiB)
+MAX_ANSWER: Final = 1 << 20  # bytes of an answer in all: only the status is kept, the body is skipped
 _SAFE: Final = "/%:@!$&'()*+,;=-._~?"  # left as written when a URL's path and query are requoted
 
 
@@ -46,6 +62,10 @@ class PostFailed(Exception):
 
 class BadAnswer(Exception):
     """The server's answer is not HTTP/1.x, or it ended before its headers did."""
+
+
+class AnswerTooLarge(BadAnswer):
+    """The server's answer passed MAX_HEAD bytes before its headers ended, or MAX_ANSWER in all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +108,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.answer: asyncio.Future[int] | None = None
-        self.received = False  # any byte of the current answer
+        self.received = 0  # bytes of the current answer (interim answers included)
         self.headers_done = False
         self.delimited = False  # the body's end is given (Content-Length, chunked), not the connection's
         self.reusable = False
@@ -99,15 +119,27 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
 
     def data_received(self, data: bytes) -> None:
-        self.received = True
+        self.received += len(data)
         if self.answer is None or self.answer.done():
             self._abort()  # bytes nobody asked for: the connection is out of step
+            return
+        if self.received > MAX_ANSWER:
+            self._finish(exception=AnswerTooLarge())
+            self._abort()
             return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             self._finish(exception=BadAnswer())
             self._abort()
+            return
+        if not self.headers_done and self.received > MAX_HEAD:  # endless headers, or a flood of 1xx answers
+            self._finish(exception=AnswerTooLarge())
+            self._abort()
+
+    def on_message_begin(self) -> None:
+        if self.answer is None or self.answer.done():  # a second answer to one request: out of step
+            self.reusable = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lowered = name.lower()
@@ -118,6 +150,8 @@ class _Connection(asyncio.Protocol):
         self.headers_done = True
 
     def on_message_complete(self) -> None:
+        if self.answer is None or self.answer.done():
+            return  # the stray answer on_message_begin saw
         status = self.parser.get_status_code()
         if status < 200:  # an interim answer (103 Early Hints...): the real one follows
             self.headers_done = self.delimited = False
@@ -154,7 +188,8 @@ class _Connection(asyncio.Protocol):
         """Send one request; return the status of its answer."""
         assert self.transport is not None
         self.answer = asyncio.get_running_loop().create_future()
-        self.received = self.headers_done = self.delimited = self.reusable = False
+        self.received = 0
+        self.headers_done = self.delimited = self.reusable = False
         self.transport.write(data)
         try:
             return await self.answer
@@ -169,9 +204,15 @@ class _NoAnswer(ConnectionResetError):
 class Poster:
     """POST bytes to URLs, reusing connections per origin; ``close`` closes the idle ones."""
 
-    def __init__(self, *, keep_idle: float = KEEP_IDLE) -> None:
+    def __init__(
+        self, *, keep_idle: float = KEEP_IDLE, max_idle: int = MAX_IDLE, max_idle_total: int = MAX_IDLE_TOTAL
+    ) -> None:
         self.keep_idle = keep_idle
+        self.max_idle = max_idle
+        self.max_idle_total = max_idle_total
         self._idle: dict[tuple[bool, str, int], list[_Connection]] = {}
+        self._idle_count = 0
+        self._sweeper: asyncio.TimerHandle | None = None  # closes expired idle connections; one at a time
         self._tls: ssl.SSLContext | None = None
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:
@@ -218,18 +259,48 @@ class Poster:
         horizon = time.monotonic() - self.keep_idle
         while idle:
             connection = idle.pop()
+            self._idle_count -= 1
             if not connection.closed and connection.idle_since > horizon:
                 return connection
             connection.close()
         return None
 
     def _give_back(self, key: tuple[bool, str, int], connection: _Connection) -> None:
+        if self._idle_count >= self.max_idle_total:
+            self._sweep()
         idle = self._idle.setdefault(key, [])
-        if len(idle) >= MAX_IDLE:
+        if len(idle) >= self.max_idle or self._idle_count >= self.max_idle_total:
             connection.close()
             return
         connection.idle_since = time.monotonic()
         idle.append(connection)
+        self._idle_count += 1
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(self.keep_idle, self._swept)
+
+    def _swept(self) -> None:
+        self._sweeper = None
+        self._sweep()
+        if self._idle:  # again when the oldest connection left comes due
+            oldest = min(c.idle_since for idle in self._idle.values() for c in idle)
+            delay = max(0.0, oldest + self.keep_idle - time.monotonic())
+            self._sweeper = asyncio.get_running_loop().call_later(delay, self._swept)
+
+    def _sweep(self) -> None:
+        """Close the idle connections kept ``keep_idle`` or longer, or closed by their server."""
+        horizon = time.monotonic() - self.keep_idle
+        for key, idle in list(self._idle.items()):
+            kept = []
+            for connection in idle:
+                if not connection.closed and connection.idle_since > horizon:
+                    kept.append(connection)
+                else:
+                    connection.close()
+            self._idle_count -= len(idle) - len(kept)
+            if kept:
+                self._idle[key] = kept
+            else:
+                del self._idle[key]  # an origin not posted to any more leaves no entry behind
 
     async def _connect(self, where: Target) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -245,7 +316,11 @@ class Poster:
 
     def close(self) -> None:
         """Close every idle connection (POSTs still under way close theirs when they end)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         idle, self._idle = self._idle, {}
+        self._idle_count = 0
         for connections in idle.values():
             for connection in connections:
                 connection.close()
