@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
 
 from miniapp_sync.provider import ProviderClient, fetch_details
-from miniapp_sync.provider.details import with_details
+from miniapp_sync.provider.details import with_details, without_details
 from miniapp_sync.provider.fanout import DEFAULT_MAX_IN_FLIGHT, FanOut, in_flight_for
 from miniapp_sync.provider.pagination import Page
 from miniapp_sync.provider.ratelimit import RateLimiter
@@ -210,7 +210,7 @@ async def test_the_next_pages_details_start_before_this_pages_last_answer(
 
     provider.handler = first_record_waits_for_the_next_page
 
-    async def listing() -> AsyncIterator[Page]:
+    async def listing() -> AsyncGenerator[Page, None]:
         yield Page(1, [{"id": 1}, {"id": 2}], None, {"page": 2})
         yield Page(2, [{"id": 100}, {"id": 101}], None, {"done": True})
 
@@ -234,7 +234,7 @@ async def test_the_next_page_is_listed_only_when_this_pages_records_are_nearly_a
 
     gate.enter = counted  # type: ignore[method-assign]
 
-    async def listing() -> AsyncIterator[Page]:
+    async def listing() -> AsyncGenerator[Page, None]:
         yield Page(1, [{"id": i} for i in range(1, 7)], None, {"page": 2})
         entered.append(0)
         yield Page(2, [{"id": 100}], None, {"done": True})
@@ -245,3 +245,33 @@ async def test_the_next_page_is_listed_only_when_this_pages_records_are_nearly_a
     # Listed when two of page 1's six records were still to go through (a gateful): not beside the
     # whole of page 1, and in time for its details to follow page 1's last ones.
     assert entered == [1, 1, 1, 1, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("details", [True, False], ids=["with_details", "without_details"])
+async def test_closing_the_stream_early_closes_its_listing(
+    provider: Any, make_client: MakeClient, details: bool
+) -> None:
+    provider.handler = lambda request: json_response({"data": {"detail": 1}})
+    closed: list[int] = []
+
+    async def listing() -> AsyncGenerator[Page, None]:
+        try:
+            yield Page(1, [{"id": 1}], None, {"page": 2})
+            yield Page(2, [{"id": 2}], None, {"page": 3})
+            yield Page(3, [{"id": 3}], None, {"done": True})
+        finally:
+            closed.append(1)  # pages() cancels its pages in flight here
+
+    walk = listing()
+    gate = FanOut(1_000, lambda: 0.0, cap=8)
+    stream = (
+        with_details(walk, make_client(), resource(), fan_out=gate, resource_key="products")
+        if details
+        else without_details(walk)
+    )
+    first, _ = await anext(stream)
+    await stream.aclose()  # as the engine does when its run is cancelled or fails
+    assert first.number == 1
+    # Closed by the stream, not left to the collector or the loop's shutdown to close later.
+    assert closed == [1]
+    assert walk.ag_frame is None

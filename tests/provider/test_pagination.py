@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import sys
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import pytest
@@ -307,6 +308,41 @@ async def test_stopping_early_cancels_pages_in_flight(provider: Any, make_client
     async with contextlib.aclosing(walker):
         first = await anext(walker)
     assert first.number == 1
+
+
+async def test_a_walk_left_open_with_pages_in_flight_closes_cleanly_however_it_is_closed(
+    provider: Any, make_client: MakeClient
+) -> None:
+    records = catalog(30)
+
+    async def slow_after_two(request: web.Request) -> web.Response:
+        page, size = int(request.query["page"]), int(request.query["per_page"])
+        if page > 2:
+            await provider.release.wait()  # still in flight when the walk is closed
+        return json_response({"data": records[(page - 1) * size : page * size], "pagination": {"total": 30}})
+
+    provider.handler = slow_after_two
+    # Every async generator the walk starts, through the loop's own hooks (which still track it).
+    started: list[AsyncGenerator[Any, Any]] = []
+    firstiter, finalizer = sys.get_asyncgen_hooks()
+    assert firstiter is not None
+    sys.set_asyncgen_hooks(lambda generator: (started.append(generator), firstiter(generator)), finalizer)
+    try:
+        walker = pages(make_client(), resource(total="pagination.total"), concurrency=4, resource_key="products")
+        assert [(await anext(walker)).number, (await anext(walker)).number] == [1, 2]
+    finally:
+        sys.set_asyncgen_hooks(firstiter, finalizer)
+
+    async def fetched_ahead() -> None:
+        while provider.in_flight < 3:  # pages 3 to 5
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(fetched_ahead(), 5)
+    # Left open (as a cancelled run once left it), the walk is closed by the collector's finalizer or the
+    # loop's shutdown, which closes every open generator at once: none may be closed while closing.
+    await asyncio.gather(*(generator.aclose() for generator in started))
+    assert walker.ag_frame is None
+    assert not [t for t in asyncio.all_tasks() if "fetch_ahead" in t.get_coro().__qualname__]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Iterator
+import sys
+import weakref
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 import pytest
@@ -262,3 +264,60 @@ async def test_bulk_customers_are_stored_with_phones_in_e164_as_webhook_matching
     for customer in stored:
         source = next(c for c in world.sandbox.data["customers"] if str(c["id"]) == customer.code)
         assert customer.data["primaryPhone"] == f"+966{source['mobile']}"
+
+
+@pytest.mark.parametrize(
+    "sandbox_config", [SandboxConfig(products=600, customers=1, orders=1, carts=1, latency=0.02, per_page_max=20)]
+)
+@pytest.mark.parametrize("details", [False, True], ids=["pages-ahead", "details-ahead"])
+async def test_a_run_cancelled_mid_pagination_ends_interrupted_leaving_nothing_running(
+    world: World, details: bool
+) -> None:
+    def fast(document: dict[str, Any]) -> None:
+        document["sync"]["syncConfiguration"]["rateLimitPerSecond"] = 1000
+        document["sync"]["syncConfiguration"]["batchSize"] = 20
+        document["sync"]["resources"]["products"]["expandDetails"] = details
+        document["sync"]["resources"]["products"]["pagination"]["defaultLimit"] = 20
+
+    app = derive(fast)
+    installation = await world.install(app)
+    loop = asyncio.get_running_loop()
+    # Every async generator the run starts, through the loop's own hooks (which then track it as usual).
+    started: list[weakref.ref[AsyncGenerator[Any, Any]]] = []
+    firstiter, finalizer = sys.get_asyncgen_hooks()
+    assert firstiter is not None
+
+    def track(generator: AsyncGenerator[Any, Any]) -> None:
+        started.append(weakref.ref(generator))
+        firstiter(generator)
+
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    run: asyncio.Task[Any] | None = None
+
+    def progress(report: ResourceReport, total: int | None) -> None:
+        if report.pages == 2 and run is not None:
+            run.cancel()  # pages (or a page's details) are being fetched ahead now
+
+    before = asyncio.all_tasks()
+    sys.set_asyncgen_hooks(track, finalizer)
+    try:
+        run = asyncio.ensure_future(
+            world.runtime.engine.run(app.definition, app.plan, installation, resources=["products"], progress=progress)
+        )
+        with pytest.raises(asyncio.CancelledError):
+            await run
+    finally:
+        sys.set_asyncgen_hooks(firstiter, finalizer)
+        loop.set_exception_handler(None)
+    (stored,) = world.runtime.store.list_runs()
+    assert stored.status == "interrupted"
+    # Nothing of the run goes on after it ended: no request task, and every generator closed by the run
+    # itself (one left open is closed later by the collector or the loop's shutdown, where closing one
+    # nested in another that is still closing it failed: "aclose(): asynchronous generator is already running").
+    ours = [t for t in asyncio.all_tasks() - before if "miniapp_sync" in (t.get_coro().cr_code.co_filename or "")]
+    assert ours == []
+    gc.collect()
+    assert [g.__qualname__ for g in (ref() for ref in started) if g is not None and g.ag_frame is not None] == []
+    assert errors == []
+    assert 0 < world.runtime.store.count_records(installation.id, "core:product") < 600

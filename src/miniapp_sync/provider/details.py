@@ -17,9 +17,10 @@ syncing in one process, pages of held records were most of its memory; issue 17 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import quote
@@ -160,7 +161,7 @@ async def fetch_details(
 
 
 async def with_details(
-    listing: AsyncIterator[Page],
+    listing: AsyncGenerator[Page, None],
     client: ProviderClient,
     resource: Resource,
     *,
@@ -180,6 +181,10 @@ async def with_details(
     whole at the gate, a page of decoded list records (~0.7 MiB of products) held by every run for
     most of a page's time at 4 requests/s, while listing it one gateful early still overlaps its
     list call with this page's last detail calls.
+
+    Closing the stream closes ``listing`` too (as ``without_details`` does): a walk left open
+    with pages in flight would be closed later by the collector or the loop's shutdown, which
+    closes the walk's nested generators at once ("asynchronous generator is already running").
     """
     ahead: deque[tuple[Page, asyncio.Task[list[DetailResult]]]] = deque()
     waiting: asyncio.Task[Literal[True]] | None = None
@@ -208,9 +213,13 @@ async def with_details(
         for _, task in ahead:
             task.cancel()
         await asyncio.gather(*(task for _, task in ahead), return_exceptions=True)
+        await listing.aclose()  # its pages in flight too, before the run goes on or ends
 
 
-async def without_details(listing: AsyncIterator[Page]) -> AsyncGenerator[tuple[Page, list[DetailResult] | None], None]:
+async def without_details(
+    listing: AsyncGenerator[Page, None],
+) -> AsyncGenerator[tuple[Page, list[DetailResult] | None], None]:
     """Yield each page with None for its detail results: the same stream shape for a resource without details."""
-    async for page in listing:
-        yield page, None
+    async with contextlib.aclosing(listing):
+        async for page in listing:
+            yield page, None

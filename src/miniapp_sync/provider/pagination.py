@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -139,7 +139,7 @@ class _Walk:
         )
 
 
-async def pages(
+def pages(
     client: ProviderClient,
     resource: Resource,
     *,
@@ -147,26 +147,35 @@ async def pages(
     params: Mapping[str, Any] = _NO_PARAMS,
     concurrency: int = 1,
     resource_key: str,
-) -> AsyncIterator[Page]:
-    """Yield a resource's pages in order, starting after the checkpoint ``start`` (None: from the first)."""
-    if start and start.get("done") is True:
-        return
-    walk = _Walk(client, resource, resource_key, params)
+) -> AsyncGenerator[Page, None]:
+    """Yield a resource's pages in order, starting after the checkpoint ``start`` (None: from the first).
+
+    Close it (``aclose``) when stopping early: that cancels the pages fetched ahead and waits for them.
+    It is the style's own generator, not one wrapping it: a walk left open is closed by the
+    collector or the loop's shutdown, which close every open generator at once, and closing a
+    wrapper closes the one inside while that one is being closed too ("aclose(): asynchronous
+    generator is already running", seen when a run was cancelled with pages in flight).
+    """
     state = dict(start or {})
     style = resource.pagination.style
-    walker: AsyncGenerator[Page, None]
     if style == "page":
-        walker = _by_page_number(walk, state, max(1, concurrency))
-    elif style == "offset":
-        walker = _by_offset(walk, state)
-    else:
-        walker = _by_link(walk, state, follow_urls=style == "next")
-    async with contextlib.aclosing(walker):
-        async for page in walker:
-            yield page
+        return _by_page_number(client, resource, resource_key, params, state, max(1, concurrency))
+    if style == "offset":
+        return _by_offset(client, resource, resource_key, params, state)
+    return _by_link(client, resource, resource_key, params, state, follow_urls=style == "next")
 
 
-async def _by_page_number(walk: _Walk, start: dict[str, Any], concurrency: int) -> AsyncGenerator[Page, None]:
+async def _by_page_number(
+    client: ProviderClient,
+    resource: Resource,
+    resource_key: str,
+    params: Mapping[str, Any],
+    start: dict[str, Any],
+    concurrency: int,
+) -> AsyncGenerator[Page, None]:
+    if start.get("done") is True:
+        return
+    walk = _Walk(client, resource, resource_key, params)
     page_param, first = walk.pagination.page_param, walk.pagination.start_page
     number = int(start.get("page", first))
     seen = int(start["seen"]) if "seen" in start else None
@@ -212,7 +221,12 @@ async def _by_page_number(walk: _Walk, start: dict[str, Any], concurrency: int) 
         await asyncio.gather(*scheduled.values(), return_exceptions=True)
 
 
-async def _by_offset(walk: _Walk, start: dict[str, Any]) -> AsyncGenerator[Page, None]:
+async def _by_offset(
+    client: ProviderClient, resource: Resource, resource_key: str, params: Mapping[str, Any], start: dict[str, Any]
+) -> AsyncGenerator[Page, None]:
+    if start.get("done") is True:
+        return
+    walk = _Walk(client, resource, resource_key, params)
     offset = int(start.get("offset", 0))
     number = int(start.get("page", offset // walk.size + 1))
     while True:
@@ -228,7 +242,18 @@ async def _by_offset(walk: _Walk, start: dict[str, Any]) -> AsyncGenerator[Page,
         number += 1
 
 
-async def _by_link(walk: _Walk, start: dict[str, Any], *, follow_urls: bool) -> AsyncGenerator[Page, None]:
+async def _by_link(
+    client: ProviderClient,
+    resource: Resource,
+    resource_key: str,
+    params: Mapping[str, Any],
+    start: dict[str, Any],
+    *,
+    follow_urls: bool,
+) -> AsyncGenerator[Page, None]:
+    if start.get("done") is True:
+        return
+    walk = _Walk(client, resource, resource_key, params)
     key = "next" if follow_urls else "cursor"
     what = "next URL" if follow_urls else "cursor"
     current: str | None = start.get(key)

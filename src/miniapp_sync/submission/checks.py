@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import aiohttp
 import orjson
@@ -230,7 +230,7 @@ async def _resource(
         )
         started = clock.monotonic()
         fetched: list[Page] = []
-        walker = cast(AsyncGenerator[Page, None], pages(client, resource, resource_key=key))
+        walker = pages(client, resource, resource_key=key)
         async with contextlib.aclosing(walker) as walk:
             async for page in walk:
                 fetched.append(page)
