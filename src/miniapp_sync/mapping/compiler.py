@@ -31,9 +31,16 @@ from miniapp_sync.mapping.transforms import build_transform, is_empty
 
 Getter = Callable[[Any], Any]
 _new_record = tuple.__new__
-# After this many records the optimistic function could not map, a mapper maps carefully only:
-# a provider that leaves a primary path out of most records would pay for both functions.
+# After FALLBACK_LIMIT records the optimistic function could not map (a provider that leaves a
+# primary path out of most records would pay for both functions), a mapper rests it: it maps
+# RESTING records carefully only, then tries it again from a count of 0. A long-running serve
+# thus gets the fast path back after a bad burst (before, it stopped trying for good). Both counts
+# are kept on the fallback path only: a count per record cost ~390 instructions of the ~36,500 a
+# product takes (callgrind), more than a rare rest costs. Records that keep falling back pay for
+# both functions on FALLBACK_LIMIT of every FALLBACK_LIMIT + RESTING; a steady 1% that falls back
+# costs a rest of RESTING every 100,000 records.
 FALLBACK_LIMIT = 1000
+RESTING = 10 * FALLBACK_LIMIT
 # is_empty() inlined: JSON gives exact types, and a call per path would cost a third of the rule.
 # Only a value of another class (a dict or str subclass, a Mapping) takes the call. Text, then
 # numbers, are tested by identity before the set: ~110 fewer instructions per text value (callgrind).
@@ -306,7 +313,8 @@ class Mapper:
         self._optimistic = _define(
             ["def optimistic(record):", *self._optimistic_body, "    return out"], names, "optimistic"
         )
-        self._fallbacks = 0
+        self._hopeful = self._optimistic
+        self._fallbacks = 0  # since the optimistic function was (re)started; resting, up from FALLBACK_LIMIT - RESTING
         self._fields = tuple(fields)
 
     def list_function(self) -> Getter:
@@ -344,8 +352,8 @@ class Mapper:
             return _new_record(MappedRecord, (self._optimistic(record), (), False))
         except Exception:  # any failure: the careful function decides, as if the optimistic never ran
             self._fallbacks += 1
-            if self._fallbacks == FALLBACK_LIMIT:  # these records miss a primary path: stop trying
-                self._optimistic = _careful_only
+            if self._fallbacks >= FALLBACK_LIMIT:
+                self._turn()
         try:
             data = self._fast(record)
         except Exception:
@@ -357,6 +365,13 @@ class Mapper:
                 return MappedRecord(data, tuple(problems), rejected=True)
         # tuple.__new__ skips the NamedTuple's own __new__, a Python function call per record.
         return _new_record(MappedRecord, (data, (), False))
+
+    def _turn(self) -> None:
+        """Rest the optimistic function after FALLBACK_LIMIT fallbacks, or try it again after RESTING records."""
+        if self._optimistic is _careful_only:
+            self._optimistic, self._fallbacks = self._hopeful, 0
+        else:  # counted from FALLBACK_LIMIT - RESTING: every record resting falls back, one by one
+            self._optimistic, self._fallbacks = _careful_only, FALLBACK_LIMIT - RESTING
 
     def map_strict(self, record: Any) -> dict[str, Any]:
         """Map one record and return the data; raise MappingError when anything failed."""

@@ -2,6 +2,11 @@
 
 A compute function is called as ``fn(value, **args)``; the built-ins are in ``mapping/compute.py``
 and the value coercions they share with transforms in ``mapping/coercions.py``.
+
+It must be a pure function of its arguments (the built-ins are): a compiled mapper may call it
+up to three times for one record, when the optimistic function falls back to the careful one and
+that one to the field-by-field path that words a failure (``mapping/compiler.py``). Its result is
+used once; a side effect (a counter, a request) would happen once per call.
 """
 
 from __future__ import annotations
