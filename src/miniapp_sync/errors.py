@@ -37,11 +37,40 @@ def preview(value: Any, limit: int = PREVIEW_LIMIT) -> str:
     """Render a value for a message: JSON-ish, one line, truncated."""
     import orjson  # here: every command imports this module, few render a value (and --help never does)
 
+    shown = _head(value, [limit])
     try:
-        text = orjson.dumps(value, default=repr).decode()
+        text = orjson.dumps(shown, default=repr).decode()
     except TypeError:
-        text = repr(value)
+        text = repr(shown)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _head(value: Any, budget: list[int]) -> Any:
+    """Return ``value`` with its lists, dicts and strings cut to what ``budget`` characters can show.
+
+    A preview of a provider's million line items must not serialise them all (seconds, and
+    hundreds of MB, for 60 characters). Each entry kept shows as one character at least, so a
+    value cut here still renders past the limit, and its preview ends in "…" as it should.
+    """
+    if value.__class__ is str:
+        return value[: budget[0] + 1]
+    if value.__class__ is dict:
+        kept = {}
+        for key, entry in value.items():
+            if budget[0] <= 0:
+                break
+            budget[0] -= 1
+            kept[key] = _head(entry, budget)
+        return kept
+    if value.__class__ is list or value.__class__ is tuple:
+        entries = []
+        for entry in value:
+            if budget[0] <= 0:
+                break
+            budget[0] -= 1
+            entries.append(_head(entry, budget))
+        return entries
+    return value
 
 
 def _window(line: str, at: int, width: int = 100) -> tuple[str, int]:
