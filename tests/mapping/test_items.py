@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -9,12 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from miniapp_sync.definition.rules import MISSING, TransformStep
+from miniapp_sync import compile_plan, load_definition, vocabulary
+from miniapp_sync.definition.content_types import content_type
+from miniapp_sync.definition.rules import MISSING, TransformStep, parse_rule
 from miniapp_sync.errors import MappingError, TransformError
+from miniapp_sync.mapping.compiler import Mapper
 from miniapp_sync.mapping.functions import FunctionRegistry
-from miniapp_sync.mapping.items import LINE_ITEM_FIELDS, map_items, standard_item
+from miniapp_sync.mapping.items import LINE_ITEM_FIELDS, MAX_ITEMS, map_items, standard_item
 from miniapp_sync.mapping.transforms import build_transform
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "salla" / "definition.json5"
 SALLA_ORDER_ITEM = {
     "id": 1410727063,
     "name": "قميص قطني",
@@ -253,3 +258,42 @@ def test_any_json_maps_or_fails_with_a_transform_error(items: Any) -> None:
     for entry in mapped:
         assert set(entry) <= set(LINE_ITEM_FIELDS)
         assert None not in entry.values()
+
+
+def _order_mappers() -> list[Mapper]:
+    """The example's orders mapper (a compiled itemMapping) and a mapItems rule without one (the fallbacks)."""
+    definition = load_definition(EXAMPLE, vocabulary=vocabulary())
+    plain = Mapper.compile(
+        {"code": parse_rule("id"), "items": parse_rule({"path": "items", "transform": "mapItems"})},
+        target=content_type("ecommerce:orders"),
+    )
+    return [compile_plan(definition).resources["orders"].mapper, plain]
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["list", "keyed-by-id"])
+def test_a_record_with_more_line_items_than_a_record_may_hold_is_rejected_naming_the_count(keyed: bool) -> None:
+    for mapper in _order_mappers():
+        items: Any = [dict(SALLA_ORDER_ITEM, id=n) for n in range(MAX_ITEMS)]
+        record = {"id": 1, "items": {str(n): item for n, item in enumerate(items)} if keyed else items}
+        held = mapper(record)
+        assert not held.rejected, held.problems
+        assert len(held.data["items"]) == MAX_ITEMS
+        record["items"] = {**record["items"], "x": SALLA_ORDER_ITEM} if keyed else [*items, SALLA_ORDER_ITEM]
+        refused = mapper(record)
+        # Rejected whole (D19: the engine sends it to the dead-letter store), the field and the count named.
+        assert refused.rejected
+        assert "items" not in refused.data
+        (problem,) = [p for p in refused.problems if p.field == "items"]
+        assert f"mapItems: 10,001 line items, more than the {MAX_ITEMS:,} a record may hold" in problem.message
+
+
+def test_a_million_line_items_are_refused_before_any_is_mapped() -> None:
+    calls: list[Any] = []
+
+    def counted(item: Any) -> Any:
+        calls.append(item)
+        return item
+
+    with pytest.raises(TransformError, match=r"1,000,000 line items"):
+        map_items([{}] * 1_000_000, counted)
+    assert calls == []

@@ -25,6 +25,7 @@ from miniapp_sync.definition.rules import MISSING, Rule, TransformStep, parse_ru
 from miniapp_sync.errors import MappingError, preview
 from miniapp_sync.mapping.expressions import step_expression
 from miniapp_sync.mapping.functions import FunctionRegistry
+from miniapp_sync.mapping.items import MAX_ITEMS
 from miniapp_sync.mapping.paths import compile_path
 from miniapp_sync.mapping.records import MappedRecord, Problem, missing_required
 from miniapp_sync.mapping.transforms import build_transform, is_empty
@@ -331,7 +332,8 @@ class Mapper:
     def optimistic_list_function(self) -> Getter:
         """Return the optimistic function over a list; it raises where the careful list function must decide."""
         body = [f"    {line}" for line in self._optimistic_body]
-        source = ["def optimistic_list(records):", "    mapped = []", "    for record in records:", *body]
+        head = ["def optimistic_list(records):", f"    if len(records) > {MAX_ITEMS}: raise Fallback"]
+        source = [*head, "    mapped = []", "    for record in records:", *body]
         source += ["        mapped.append(out)", "    return mapped"]
         return _define(source, self._names, "optimistic_list")
 

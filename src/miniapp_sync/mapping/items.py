@@ -15,6 +15,11 @@ from miniapp_sync.errors import MappingError, TransformError, preview
 from miniapp_sync.mapping.coercions import to_number, to_text
 
 LINE_ITEM_FIELDS: Final = ("code", "productCode", "name", "sku", "quantity", "unitPrice", "totalAmount", "currency")
+# Line items a record may hold. Neither the guide nor DESIGN sets one; real orders hold a few to
+# hundreds (B2B ones thousands). Past it, a provider answer is broken or hostile: mapping, hashing,
+# diffing and storing a million items would take seconds and hundreds of MB per record, so the
+# record is rejected (D19: to the dead-letter store, the field and the count named) before any of it.
+MAX_ITEMS: Final = 10_000
 
 
 # (field, candidate key paths in order, conversion). Salla's money values are {amount, currency}
@@ -100,6 +105,8 @@ def map_items(items: Any, item_mapper: Callable[[Any], Any] | None = None, *, cu
     """
     if items is None or items is MISSING or items == "":
         return []
+    if isinstance(items, (Mapping, list, tuple)) and len(items) > MAX_ITEMS:
+        raise too_many(items)
     if isinstance(items, Mapping):
         values = list(items.values())
         entries: Any = values if all(isinstance(v, Mapping) for v in values) else [items]
@@ -124,6 +131,11 @@ def map_items(items: Any, item_mapper: Callable[[Any], Any] | None = None, *, cu
     return mapped_items
 
 
+def too_many(items: Any) -> TransformError:
+    """Return the error of a list of line items longer than ``MAX_ITEMS``."""
+    return TransformError(f"mapItems: {len(items):,} line items, more than the {MAX_ITEMS:,} a record may hold")
+
+
 def item_list(
     optimistic: Callable[[Any], Any],
     list_fast: Callable[[Any], Any],
@@ -142,8 +154,8 @@ def item_list(
     """
 
     def items(value: Any) -> Any:
-        if value.__class__ is not list:
-            return general(value)
+        if value.__class__ is not list or len(value) > MAX_ITEMS:
+            return general(value)  # which words the error of too many
         try:
             mapped = optimistic(value)
         except Exception:
