@@ -51,7 +51,7 @@ import httptools
 KEEP_IDLE: Final = 15.0  # seconds an idle connection is kept for reuse (aiohttp's default keep-alive)
 MAX_IDLE: Final = 32  # idle connections kept per origin at most
 MAX_IDLE_TOTAL: Final = 256  # and over all origins (a file descriptor each)
-MAX_HEAD: Final = 64 * 1024  # bytes of an answer before its final headers end (uvicorn's h11 limit is 64 KiB)
+MAX_HEAD: Final = 64 * 1024  # bytes of an answer before its final headers end: several times any sane head
 MAX_ANSWER: Final = 1 << 20  # bytes of an answer in all: only the status is kept, the body is skipped
 _SAFE: Final = "/%:@!$&'()*+,;=-._~?"  # left as written when a URL's path and query are requoted
 
