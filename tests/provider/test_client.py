@@ -16,6 +16,7 @@ from aiohttp import web
 
 from miniapp_sync.errors import ProviderError
 from miniapp_sync.provider import (
+    AnswerTooLarge,
     ProviderClient,
     ProviderConnectionError,
     ProviderHTTPError,
@@ -445,3 +446,46 @@ async def test_every_attempt_goes_through_the_limiter(provider: Any, make_client
     # Three attempts, at least a second apart: the second one interval after the first, the third
     # planned the margin further on.
     assert clock.monotonic() == pytest.approx(1.0 + limiter.spacing)
+
+
+def _streamed(size: int, *, gzipped: bool = False) -> Callable[[web.Request], Any]:
+    """Answer ``size`` bytes of a JSON array, chunked (no Content-Length), optionally gzipped."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        answer = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if gzipped:
+            answer.enable_compression(web.ContentCoding.gzip)
+        await answer.prepare(request)
+        await answer.write(b"[" + b"0," * ((size - 3) // 2) + b"0]")
+        await answer.write_eof()
+        return answer
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("handler", "kind"),
+    [
+        (lambda: _streamed(5_000), "chunked"),
+        (lambda: _streamed(50_000, gzipped=True), "gzip"),
+        (lambda: answers(ok(list(range(2_000)))), "content-length"),
+    ],
+)
+async def test_an_answer_longer_than_the_limit_fails_without_a_retry(
+    provider: Any, make_client: MakeClient, clock: FakeClock, handler: Callable[[], Any], kind: str
+) -> None:
+    provider.handler = handler()
+    client = make_client(max_answer_bytes=1_000)
+    with pytest.raises(AnswerTooLarge) as caught:
+        await client.get_json("/products", {"page": 1}, resource="products")
+    assert str(caught.value) == (
+        f"products list: GET {provider.url}/products?page=1 answered 200 with more than 1,000 bytes (decompressed), "
+        "the most this client reads from one answer (hint: ask for smaller pages: pagination.defaultLimit)"
+    ), kind
+    assert client.requests == 1
+    assert clock.sleeps == []
+
+
+async def test_an_answer_within_the_limit_is_read_whole(provider: Any, make_client: MakeClient) -> None:
+    provider.handler = _streamed(999, gzipped=True)
+    assert len((await make_client(max_answer_bytes=1_000).get_json("/products")).data) == 499

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from miniapp_sync.provider.client import ProviderClient
     from miniapp_sync.provider.details import DetailResult, fetch_details
     from miniapp_sync.provider.errors import (
+        AnswerTooLarge,
         PaginationLoopError,
         ProviderConnectionError,
         ProviderHTTPError,
@@ -31,6 +32,7 @@ __getattr__ = lazy_exports(
         "messages": ("Refreshed", "Response", "build_url", "join_url"),
         "details": ("DetailResult", "fetch_details"),
         "errors": (
+            "AnswerTooLarge",
             "PaginationLoopError",
             "ProviderConnectionError",
             "ProviderHTTPError",
@@ -45,6 +47,7 @@ __getattr__ = lazy_exports(
 )
 
 __all__ = [
+    "AnswerTooLarge",
     "DetailResult",
     "Page",
     "PaginationLoopError",

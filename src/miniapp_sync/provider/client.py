@@ -41,6 +41,9 @@ from miniapp_sync.provider.retry import RetryPolicy, rate_limit_wait
 __all__ = ["ProviderClient"]
 
 _STATUS_CLASSES: Final = ("", "1xx", "2xx", "3xx", "4xx", "5xx")
+# The most one answer may hold, decompressed: 100 orders of 50 line items is about 5 MB, so this
+# leaves pages of real stores ample room and bounds what a hostile or broken server can make us hold.
+MAX_ANSWER_BYTES: Final = 64 * 2**20
 RefreshHook = Callable[[], Awaitable[Refreshed | None]]
 
 
@@ -61,8 +64,10 @@ class ProviderClient:
         on_unauthorized: RefreshHook | None = None,
         egress: Egress | None = None,
         trusted: Iterable[str] = (),
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.base_url = base_url
+        self.max_answer_bytes = max_answer_bytes
         self.timeout_ms = timeout_ms
         self.limiter = limiter
         self.retry = retry
@@ -223,8 +228,18 @@ class ProviderClient:
                 self._session = aiohttp.ClientSession()
             session = self._session
         async with session.request(call.method, call.target, headers=headers, timeout=self._timeout) as answer:
-            body = await answer.read()
-            return answer.status, answer.headers, body, str(answer.url), answer.content_type
+            # Read up to the limit, counting decompressed bytes: a store's server (a tenant's own, for
+            # WooCommerce) must not make the runtime hold an endless or gzip-bombed answer in memory.
+            limit, length = self.max_answer_bytes, answer.content_length
+            if length is not None and length > limit:
+                raise call.too_large(answer.status, limit)
+            chunks, size = [], 0
+            async for chunk in answer.content.iter_any():
+                size += len(chunk)
+                if size > limit:
+                    raise call.too_large(answer.status, limit)
+                chunks.append(chunk)
+            return answer.status, answer.headers, b"".join(chunks), str(answer.url), answer.content_type
 
     async def _back_off(self, delay: float, *, throttled: bool = False) -> None:
         self.retries += 1

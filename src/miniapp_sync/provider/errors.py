@@ -4,6 +4,7 @@
     ├── ProviderHTTPError          the provider answered with an error status
     ├── ProviderConnectionError    no answer: connection error or timeout, after the last attempt
     ├── ProviderResponseError      an answer that is not JSON (an HTML login or WAF page)
+    ├── AnswerTooLarge             an answer longer than the client reads (decompressed)
     ├── ResponseShapeError         JSON, but not the shape responseMapping describes
     └── PaginationLoopError        a page repeats the previous one: stop instead of spinning (D7)
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 from miniapp_sync.errors import ProviderError
 
 __all__ = [
+    "AnswerTooLarge",
     "PaginationLoopError",
     "ProviderConnectionError",
     "ProviderError",
@@ -58,6 +60,16 @@ class ProviderResponseError(ProviderError):
         self.resource = resource
         self.content_type = content_type
         self.body_preview = body_preview
+        super().__init__(message)
+
+
+class AnswerTooLarge(ProviderError):
+    """The provider's answer (decompressed) is longer than the client reads: it is not retried."""
+
+    def __init__(self, message: str, *, url: str, resource: str | None, limit: int) -> None:
+        self.url = url
+        self.resource = resource
+        self.limit = limit
         super().__init__(message)
 
 

@@ -14,7 +14,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from miniapp_sync.errors import ProviderError
-from miniapp_sync.provider.errors import ProviderConnectionError, ProviderHTTPError
+from miniapp_sync.provider.errors import AnswerTooLarge, ProviderConnectionError, ProviderHTTPError
 
 if TYPE_CHECKING:
     from miniapp_sync.provider.client import ProviderClient
@@ -142,6 +142,14 @@ class Call:
         return ProviderHTTPError(
             message, status=status, url=self.url, resource=self.resource, body_preview="", attempts=attempts
         )
+
+    def too_large(self, status: int, limit: int) -> AnswerTooLarge:
+        message = (
+            f"{self.where}{self.method} {self.url} answered {status} with more than {limit:,} bytes "
+            "(decompressed), the most this client reads from one answer (hint: ask for smaller pages: "
+            "pagination.defaultLimit)"
+        )
+        return AnswerTooLarge(message, url=self.url, resource=self.resource, limit=limit)
 
     def http_error(self, status: int, preview: str, attempts: int) -> ProviderHTTPError:
         message = f"{self.where}{self.method} {self.url} answered {status}"
