@@ -137,10 +137,11 @@ def _exit(code: int) -> NoReturn:
     among them), then stdout and stderr are flushed. Files are written in ``with`` blocks and
     the store's commits are durable when ``main`` returns (its connections closed, its committer
     joined), so nothing is left for a destructor to finish. Only when no other thread is alive:
-    the interpreter would wait for one that is not a daemon, so then it exits as usual; and if a
-    flush fails (a closed pipe), the interpreter reports it as usual too.
+    the interpreter would wait for one that is not a daemon, so then it exits as usual; nor under
+    ``python -i`` (its prompt follows the command); and if a flush fails (a closed pipe), the
+    interpreter reports it as usual too.
     """
-    if threading.active_count() > 1:
+    if threading.active_count() > 1 or sys.flags.inspect:
         raise SystemExit(code)
     atexit._run_exitfuncs()
     try:
