@@ -1,4 +1,4 @@
-"""Log lines: structlog is loaded without Rich's traceback renderer, and tracebacks are still written, plainly."""
+"""Log lines: structlog is loaded without Rich's traceback and pretty renderers; tracebacks are written plainly."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 
-def test_an_error_is_logged_with_its_plain_traceback_and_rich_traceback_is_not_loaded() -> None:
+def test_an_error_is_logged_with_its_plain_traceback_and_neither_rich_traceback_nor_pretty_is_loaded() -> None:
     script = (
         "import logging, sys\n"
         "from miniapp_sync import logs\n"
@@ -15,7 +15,7 @@ def test_an_error_is_logged_with_its_plain_traceback_and_rich_traceback_is_not_l
         "    raise ValueError('boom')\n"
         "except ValueError:\n"
         "    logging.getLogger('miniapp_sync.test').exception('it failed', extra={'tenant': 'acme'})\n"
-        "print('rich.traceback' in sys.modules, 'structlog' in sys.modules)\n"
+        "print('rich.traceback' in sys.modules, 'rich.pretty' in sys.modules, 'structlog' in sys.modules)\n"
         "import rich.traceback\n"  # Rich's own tracebacks (--debug) still load afterwards
         "print(rich.traceback.Traceback.__name__)\n"
     )
@@ -26,4 +26,4 @@ def test_an_error_is_logged_with_its_plain_traceback_and_rich_traceback_is_not_l
     assert "tenant=acme" in lines[0]
     assert "Traceback (most recent call last):" in done.stdout
     assert "ValueError: boom" in done.stdout
-    assert lines[-2:] == ["False True", "Traceback"]
+    assert lines[-2:] == ["False False True", "Traceback"]

@@ -119,3 +119,39 @@ def test_a_whole_process_exits_with_the_code_and_all_of_its_output(definition: s
     assert done.returncode == code, done.stderr
     document = json.loads(done.stdout)  # complete: it parses
     assert document["valid"] is (code == 0)
+
+
+# The entry point, as the console script runs it, with something of the caller's at exit: an
+# atexit handler (it writes to stdout, after the command's own output), and optionally a thread
+# that is still working when the command returns. It waits for what a normal exit does first
+# (threading marks the main thread stopped, then joins the others) and only then writes.
+ENTRY = """
+import atexit, sys, threading, time
+from miniapp_sync.cli import run
+atexit.register(lambda: print("atexit handler ran"))
+if sys.argv[1] == "thread":
+    def finish():
+        while threading.main_thread().is_alive():
+            time.sleep(0.01)
+        print("thread finished", flush=True)
+    threading.Thread(target=finish).start()
+sys.argv = ["miniapp-sync", *sys.argv[2:]]
+run()
+"""
+
+
+@pytest.mark.parametrize("thread", ["none", "thread"])
+@pytest.mark.parametrize(("definition", "code"), [(EXAMPLE, 0), (PRODUCTS_PAGE, 2)])
+def test_the_entry_point_runs_atexit_handlers_waits_for_threads_and_flushes(
+    definition: str, code: int, thread: str
+) -> None:
+    # The entry point ends the process without tearing its modules down (cli._exit): the exit
+    # code, every line written and the atexit handlers must still come out, and a thread still
+    # running must be waited for, as on any exit.
+    command = [sys.executable, "-c", ENTRY, thread, "validate", definition, "--format", "json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == code, done.stderr
+    output, _, rest = done.stdout.rpartition("}\n")
+    assert json.loads(output + "}")["valid"] is (code == 0)
+    lines = rest.splitlines()
+    assert lines == (["thread finished", "atexit handler ran"] if thread == "thread" else ["atexit handler ran"])

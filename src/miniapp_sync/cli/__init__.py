@@ -6,10 +6,14 @@ Tracebacks are shown only with ``--debug``.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import itertools
+import os
 import sys
+import threading
 from collections.abc import Mapping, Sequence
+from typing import NoReturn
 
 import typer
 
@@ -119,6 +123,31 @@ def run() -> None:
     # The process ends here, its work done and its store closed. The interpreter's exit would
     # still walk every object start-up made (modules, classes, the definition model) in full
     # garbage collections: ~0.45 s CPU after a sync, a sixth of the process. Frozen, they are
-    # skipped; the modules are still torn down and stdout/stderr flushed as on any exit.
+    # skipped.
     gc.freeze()
-    raise SystemExit(code)
+    _exit(code)
+
+
+def _exit(code: int) -> NoReturn:
+    """End the process with ``code`` as the interpreter would, without tearing its modules down.
+
+    After the collections (``run``), the interpreter's exit still frees every module, class and
+    function one by one: ~30 ms wall (~10 ms CPU) after a sync, for a process about to vanish.
+    What an exit must do is done here: the ``atexit`` handlers run (logging's flush and close
+    among them), then stdout and stderr are flushed. Files are written in ``with`` blocks and
+    the store's commits are durable when ``main`` returns (its connections closed, its committer
+    joined), so nothing is left for a destructor to finish. Only when no other thread is alive:
+    the interpreter would wait for one that is not a daemon, so then it exits as usual; nor under
+    ``python -i`` (its prompt follows the command); and if a flush fails (a closed pipe), the
+    interpreter reports it as usual too.
+    """
+    if threading.active_count() > 1 or sys.flags.inspect:
+        raise SystemExit(code)
+    atexit._run_exitfuncs()
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except (OSError, ValueError):
+        raise SystemExit(code) from None
+    os._exit(code)
