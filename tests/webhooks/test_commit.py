@@ -120,6 +120,20 @@ async def test_a_burst_is_crowded_commits_at_a_high_rate(store: Store) -> None:
     await slow.close()
 
 
+async def test_commits_are_remembered_for_a_second_only_even_when_the_rate_is_never_read(store: Store) -> None:
+    # serve --processor separate: the processor (which reads the rate) is another process; the
+    # receiver's group commit must not keep a record of every commit it ever made.
+    installation = store.save_installation("t", "salla", credentials=b"", metadata={}, user_input={}).id
+    clock = FakeClock()
+    commit = GroupCommit(Inbox(store), clock, max_delay=0)
+    for i in range(50):
+        await commit.add(entry(installation, f"k{i}"))
+        clock.advance(0.1)
+    assert len(commit._recent) <= 11  # the last second's commits, not 50
+    assert commit.rate() == 10.0
+    await commit.close()
+
+
 async def test_on_its_own_thread_a_commit_leaves_the_loop_free_and_the_next_batch_forms_meanwhile(store: Store) -> None:
     installation = store.save_installation("t", "salla", credentials=b"", metadata={}, user_input={}).id
     inbox, committer = HeldInbox(store), OwnThread("test-inbox")

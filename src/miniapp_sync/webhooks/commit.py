@@ -58,10 +58,12 @@ class GroupCommit:
 
     def rate(self) -> float:
         """Return the deliveries committed over the last second."""
-        horizon = self._clock.monotonic() - 1.0
+        self._forget_before(self._clock.monotonic() - 1.0)
+        return float(sum(size for _, size in self._recent))
+
+    def _forget_before(self, horizon: float) -> None:
         while self._recent and self._recent[0][0] < horizon:
             self._recent.popleft()
-        return float(sum(size for _, size in self._recent))
 
     def busy(self) -> bool:
         """Return whether a burst is on: more than ``crowd_rate`` deliveries/s, ``crowd`` at a time.
@@ -113,6 +115,9 @@ class GroupCommit:
         entries = [entry for entry, _ in batch]
         started = self._clock.monotonic()
         self._committing = len(batch)
+        # Pruned here too, not only when the rate is read: a receiver whose processor is another
+        # process (serve --processor separate) never reads it, and kept every commit it made.
+        self._forget_before(started - 1.0)
         self._recent.append((started, len(batch)))
         if len(batch) >= self._crowd:
             self._crowded_at = started

@@ -241,10 +241,14 @@ class Receiver:
             status, why = "ignored", "no event name found in the delivery"
         elif not self._wanted(app, event):
             status, why = "ignored", f"no handler or trigger for {event!r}"
+        sample = body if self.samples is not None else None
+        # The parsed body (~50 containers) is let go before the commit is awaited, not after: a young
+        # collection meanwhile would walk every waiting delivery's (thousands when acks run late).
+        del body, delivery
         added = await self.commit.add(InboxEntry(ns, installation.id, event, key, status, raw, why))
         if self.samples is not None and event is not None:
             # Verified, identified and stored first: recording can skip a body, never lose a delivery.
-            self.samples.record(event, body)
+            self.samples.record(event, sample)
         if added == "duplicate":
             return self._ack(app, "duplicate")
         if status != "pending":
