@@ -335,3 +335,17 @@ async def test_a_lease_after_another_workers_stretches_and_one_after_its_own_doe
         tat = conn.execute(text("SELECT tat FROM rate_budgets WHERE installation_id = :k"), {"k": installations[0]})
         assert tat.scalar_one() == pytest.approx(start + 28 * a.spacing + 2 * a.guard)
     assert min(y - x for x, y in pairwise([*first, *granted])) >= a.interval - 1e-6
+
+
+async def test_a_lease_asked_for_long_after_one_left_unused_does_not_stretch(
+    engines: list[Engine], installations: list[str]
+) -> None:
+    clock = FakeClock()
+    a, b = (SharedRateLimiter(e, installations[0], 4, clock=clock, time_source=clock.now) for e in engines)
+    await a.acquire()  # a's first lease: 4 slots, 3 left unused
+    await b.acquire()  # b's, after it
+    clock.advance(60.0)  # a minute later, a small sync on a: one page
+    await a.acquire()
+    with engines[0].connect() as conn:
+        tat = conn.execute(text("SELECT tat FROM rate_budgets WHERE installation_id = :k"), {"k": installations[0]})
+        assert tat.scalar_one() == pytest.approx(clock.now() + a.lease * a.spacing)  # one second leased, not four

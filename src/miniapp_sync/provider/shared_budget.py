@@ -40,9 +40,11 @@ slots it pushed past the lease's end (a whole slot, a quarter of a second's budg
 the one-worker case loses only the lateness itself). Stretched leases alternate four times less
 often, and their guard is four times what a one-second lease's was, the same share of the
 budget (``HANDOVER``). A worker's first lease does not stretch (nothing says another worker is
-leasing), nor does one that follows on from its own: a worker alone keeps one-second leases.
-The cost: a worker whose job ends early in a stretched lease leaves the rest of it unused (at
-most ``STRETCH`` seconds of budget, once per job), and the other worker waits for it.
+leasing), nor one that follows on from its own (a worker alone keeps one-second leases), nor one
+asked for more than a second after the end of the worker's last lease, which it did not use up
+(a small sync's page, not a sync under way). The cost: a worker whose job ends early in a
+stretched lease leaves the rest of it unused (at most ``STRETCH`` seconds of budget, once per
+job), the other worker waiting.
 
 A pause (a 429's ``Retry-After``, an exhausted-budget hint) is written to the row at once, so
 every later lease starts after it; the pausing worker drops its own leased slots. Another worker
@@ -208,8 +210,11 @@ class SharedRateLimiter(RateLimiter):
 
     async def _take_lease(self) -> None:
         previous = self._end
+        # Stretched only for a worker that used its last lease up, or wants more within a second
+        # of its end: a sync under way, not a small sync's page that would leave the rest unused.
+        wanting = previous is not None and (not self._left or self.clock.monotonic() - self._last <= LEASE)
         first, taken, budget_now, (before, after) = await asyncio.get_running_loop().run_in_executor(
-            _leasing(), self._reserve, self.lease, self.stretch
+            _leasing(), self._reserve, self.lease, self.stretch if wanting else self.lease
         )
         self.leases += 1
         # The budget's "now" fell somewhere in [before, after] locally (the statement's round
