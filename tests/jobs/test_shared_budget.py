@@ -45,11 +45,11 @@ def test_two_workers_take_distinct_slots_one_spacing_apart_and_a_guard_at_each_h
     slots = [limiter.reserve()[0] for limiter in (a, a, b, b, a) for _ in range(2)]
     start = clock.now()
     assert a.spacing == pytest.approx(0.1 / (1 - SHARED_MARGIN))  # the margin under the budget
-    assert a.guard == HANDOVER
+    assert a.guard == min(HANDOVER, a.interval / 2) == 0.05  # at most half an interval
     # a's second reservation follows on from its first; b's first starts a guard after a's, and
     # so does a's after b's (the holder of the lease before may grant its last slot that late).
     handovers = [0] * 4 + [1] * 4 + [2] * 2
-    assert slots == [pytest.approx(start + n * a.spacing + k * HANDOVER) for n, k in enumerate(handovers)]
+    assert slots == [pytest.approx(start + n * a.spacing + k * a.guard) for n, k in enumerate(handovers)]
 
 
 def test_installations_have_budgets_of_their_own(engines: list[Engine], installations: list[str]) -> None:
@@ -302,13 +302,50 @@ async def test_a_lease_another_worker_took_in_between_is_never_granted_into(
 async def test_workers_alternating_leases_lose_no_slot_to_lateness_within_the_guard(
     engines: list[Engine], installations: list[str]
 ) -> None:
-    # Late by 10 ms on every wake-up: a lease's last slot overruns the margin's room (31 ms at
-    # 4/s) but not room and guard. Two workers lease in turn, so no lease follows on from the
-    # holder's own: before the guard each lease's last slot was dropped (a quarter of the budget).
+    # Late by 10 ms on every wake-up: a lease's last slot overruns the margin's room (2.3 ms a slot
+    # over it: 37 ms through a stretched lease's 16) but not room and guard. Two workers lease in
+    # turn, so no lease follows on from the holder's own: before the guard each lease's last slot
+    # was dropped (a quarter of the budget).
     clock = LateClock(0.010)
     a, b = (SharedRateLimiter(e, installations[0], 4, clock=clock, time_source=clock.now) for e in engines)
-    granted = [await worker.acquire() for _ in range(3) for worker in (a, b) for _ in range(4)]
+    # Each worker uses its whole lease: 4 slots first, then 16 (a lease after a handover stretches).
+    turns = [(a, 4), (b, 4), (a, 16), (b, 16), (a, 16), (b, 16)]
+    granted = [await worker.acquire() for worker, slots in turns for _ in range(slots)]
     assert (a.leases, b.leases) == (3, 3)  # every leased slot granted
     assert a.dropped == b.dropped == 0
     assert granted == sorted(granted)
     assert min(y - x for x, y in pairwise(granted)) >= a.interval - 1e-6
+
+
+async def test_a_lease_after_another_workers_stretches_and_one_after_its_own_does_not(
+    engines: list[Engine], installations: list[str]
+) -> None:
+    clock = FakeClock()
+    a, b = (SharedRateLimiter(e, installations[0], 4, clock=clock, time_source=clock.now) for e in engines)
+    assert (a.lease, a.stretch) == (4, 16)  # one second of budget, four after a handover
+    start = clock.now()
+    first = [await a.acquire() for _ in range(8)]  # a alone: two leases of 4, the second following on
+    assert a.leases == 2
+    assert [y - x for x, y in pairwise(first)] == [pytest.approx(a.spacing)] * 7
+    await b.acquire()  # b's first lease: 4 slots, a guard after a's
+    granted = [await a.acquire() for _ in range(16)]  # a's next lease comes after b's: 16 slots, one round trip
+    assert a.leases == 3
+    assert granted[0] - first[0] == pytest.approx(12 * a.spacing + 2 * a.guard)  # after b's 4 slots and two guards
+    with engines[0].connect() as conn:
+        tat = conn.execute(text("SELECT tat FROM rate_budgets WHERE installation_id = :k"), {"k": installations[0]})
+        assert tat.scalar_one() == pytest.approx(start + 28 * a.spacing + 2 * a.guard)
+    assert min(y - x for x, y in pairwise([*first, *granted])) >= a.interval - 1e-6
+
+
+async def test_a_lease_asked_for_long_after_one_left_unused_does_not_stretch(
+    engines: list[Engine], installations: list[str]
+) -> None:
+    clock = FakeClock()
+    a, b = (SharedRateLimiter(e, installations[0], 4, clock=clock, time_source=clock.now) for e in engines)
+    await a.acquire()  # a's first lease: 4 slots, 3 left unused
+    await b.acquire()  # b's, after it
+    clock.advance(60.0)  # a minute later, a small sync on a: one page
+    await a.acquire()
+    with engines[0].connect() as conn:
+        tat = conn.execute(text("SELECT tat FROM rate_budgets WHERE installation_id = :k"), {"k": installations[0]})
+        assert tat.scalar_one() == pytest.approx(clock.now() + a.lease * a.spacing)  # one second leased, not four

@@ -8,7 +8,8 @@ on and moves TAT past them; the row lock serialises workers, so every slot goes 
 The worker then hands its slots out locally, first in, first out, sleeping until each.
 
 A lease is up to ``LEASE`` seconds of budget (at 4 requests/s: 4 slots, one round trip per 4
-requests instead of one per request; at most ``MAX_LEASE`` slots at high rates). Slots a worker
+requests instead of one per request; at most ``MAX_LEASE`` slots at high rates; more after a
+handover, below). Slots a worker
 leased but did not use (its job ended, it stalled) are lost to the budget, never handed out twice.
 
 Time comes from the database's clock (``clock_timestamp()``), not the worker's: machines' clocks
@@ -31,11 +32,26 @@ next lease is either its own (following on, granted an interval after its last g
 a guard later. The worker tells the database where its last lease ended; the row's TAT equals it
 only when nobody leased since (TATs only grow), so no column records who leased.
 
+A lease after a handover **stretches**: it takes ``STRETCH`` seconds of budget (16 slots at 4
+requests/s), not ``LEASE``. Two workers running syncs of one installation both want its budget
+all the time, so their leases alternate, and every lease's end is a handover: it pays the guard,
+and the lateness a busy loop gathered through the lease is no longer carried on but costs the
+slots it pushed past the lease's end (a whole slot, a quarter of a second's budget at 4/s, where
+the one-worker case loses only the lateness itself). Stretched leases alternate four times less
+often, and their guard is four times what a one-second lease's was, the same share of the
+budget (``HANDOVER``). A worker's first lease does not stretch (nothing says another worker is
+leasing), nor one that follows on from its own (a worker alone keeps one-second leases), nor one
+asked for more than a second after the end of the worker's last lease, which it did not use up
+(a small sync's page, not a sync under way). The cost: a worker whose job ends early in a
+stretched lease leaves the rest of it unused (at most ``STRETCH`` seconds of budget, once per
+job), the other worker waiting.
+
 A pause (a 429's ``Retry-After``, an exhausted-budget hint) is written to the row at once, so
 every later lease starts after it; the pausing worker drops its own leased slots. Another worker
-learns of it with its next lease: within ``LEASE`` seconds. This departs from D34's letter (before,
-every request asked the database whether a pause had arrived, a second round trip per request):
-a worker that has not heard yet sends at most one lease of requests into another's pause.
+learns of it with its next lease: within ``LEASE`` seconds, ``STRETCH`` when its lease stretched.
+This departs from D34's letter (before, every request asked the database whether a pause had
+arrived, a second round trip per request): a worker that has not heard yet sends at most one
+lease of requests into another's pause.
 """
 
 from __future__ import annotations
@@ -69,10 +85,18 @@ SHARED_MARGIN: Final = 0.03
 LEASE_THREADS: Final = 4  # threads a process takes leases on (each a round trip of a few ms)
 # A lease taken after another worker's (or a first one) starts this much after the TAT, so the
 # previous lease's holder may grant its last slot this late (at most half an interval: at high
-# rates a guard is worth less than the slot it saves). At 4 requests/s a tenth of an interval,
-# 2.4% of a lease, paid only when two workers alternate; over the margin's 31 ms it absorbs a
-# busy loop's p99 lateness (17-27 ms at N=50: bench/tenants.py), where the dropped slot cost 25%.
-HANDOVER: Final = 0.025
+# rates a guard is worth less than the slot it saves). It takes the lateness a busy loop gathers
+# through a stretched lease past the margin's room: at 4 requests/s 100 ms, 2.4% of a stretched
+# lease, paid only when two workers alternate. At 25 ms (2.4% of a one-second lease) the lateness
+# gathered through 16 slots overran it: bench/budgets.py (2 workers a budget, --busy 30, 40 s)
+# dropped 329-410 leased slots and used 93.2-93.9% of the budgets; at 100 ms, 2 and 96.1%.
+HANDOVER: Final = 0.1
+# Seconds of budget a lease takes after a handover (see the module docstring). bench/budgets.py,
+# 2 workers a budget, loop held up to 30 ms every 5 ms, 40 s, on a loaded machine (wall): 1 s
+# used 92.0% and 89.9% of the budgets, 4 s 93.9% and 93.2%, 8 s 95.6% (one worker: 99.8%; the
+# figure counts the grants of callers waiting at the end: ~3% over what the pacing allows).
+# Not 8: a worker learns of another's pause, and a job ending early wastes, up to this much.
+STRETCH: Final = 4.0
 CONTIGUOUS: Final = 1e-5  # seconds: a lease starting this close to the last one's end follows on (float rounding)
 
 # The row is created on first use; TAT 0 (1970) means "free now".
@@ -88,14 +112,20 @@ _NOW: Final = "COALESCE(CAST(:now AS double precision), extract(epoch FROM clock
 # reads when it commits), so a lease is one round trip on an autocommit connection: not four
 # (BEGIN, SET LOCAL, the update, COMMIT), ~20 a second per worker at N=50 (issue #17 item 5).
 # ``:mine`` is where the caller's own last lease ended (NULL: none): a TAT equal to it means
-# nobody leased since, the new lease follows on; else it starts the handover guard later.
+# nobody leased since, the new lease follows on; else it starts the handover guard later and
+# takes ``:stretch`` slots, not ``:count`` (a first lease, NULL, pays the guard but does not
+# stretch). The row is read once, locked, for both decisions and the update.
 _RESERVE: Final = text(
-    f"WITH clock AS (SELECT {_NOW} AS now, set_config('synchronous_commit', 'off', true) AS flush) "
-    "UPDATE rate_budgets SET tat = GREATEST("
-    "tat + CASE WHEN abs(tat - CAST(:mine AS double precision)) <= :contiguous THEN 0 ELSE :guard END, "
-    "clock.now, paused_until) + :count * :interval "
-    "FROM clock WHERE installation_id = :key "
-    "RETURNING tat - :count * :interval AS slot, clock.now AS now, clock.flush AS flush"
+    f"WITH clock AS (SELECT {_NOW} AS now, set_config('synchronous_commit', 'off', true) AS flush), "
+    "held AS (SELECT tat, paused_until, CAST(:mine AS double precision) AS mine FROM rate_budgets "
+    "WHERE installation_id = :key FOR UPDATE), "
+    "lease AS (SELECT GREATEST(tat + CASE WHEN abs(tat - mine) <= :contiguous THEN 0 ELSE :guard END, "
+    "clock.now, paused_until) AS slot, "
+    "CASE WHEN abs(tat - mine) > :contiguous THEN :stretch ELSE :count END AS slots, "
+    "clock.now, clock.flush FROM held, clock) "
+    "UPDATE rate_budgets SET tat = lease.slot + lease.slots * :interval "
+    "FROM lease WHERE installation_id = :key "
+    "RETURNING lease.slot, lease.slots, lease.now, lease.flush"
 )
 # The TAT is left where it is: a lease starts after ``paused_until`` anyway, and a TAT moved to
 # the pause's end would make the lease after it pay the handover guard on top of the pause.
@@ -125,6 +155,7 @@ class SharedRateLimiter(RateLimiter):
         self.key = key
         self.time_source = time_source
         self.lease = max(1, min(MAX_LEASE, math.floor(self.rate * LEASE)))
+        self.stretch = max(self.lease, min(MAX_LEASE, math.floor(self.rate * STRETCH)))  # a lease after a handover
         self.guard = min(HANDOVER, self.interval / 2)  # how late a lease after another worker's starts
         self.leases = 0  # round trips taken for slots (for reports and tests)
         self.dropped = 0  # leased slots given up because they no longer fitted (for reports and tests)
@@ -143,11 +174,12 @@ class SharedRateLimiter(RateLimiter):
 
     def reserve(self, count: int = 1) -> tuple[float, float]:
         """Take the next ``count`` slots; return (the first slot, now), epoch seconds on the budget's clock."""
-        first, now, _ = self._reserve(count)
+        first, _, now, _ = self._reserve(count, count)
         return first, now
 
-    def _reserve(self, count: int) -> tuple[float, float, tuple[float, float]]:
-        """Reserve as ``reserve`` does; also return the local monotonic times just before and after the statement."""
+    def _reserve(self, count: int, stretch: int) -> tuple[float, int, float, tuple[float, float]]:
+        """Reserve ``count`` slots, or ``stretch`` after a handover; return (the first slot, how many, now, the
+        local monotonic times just before and after the statement)."""
         if not self._ensured:
             with self.engine.begin() as conn:
                 conn.execute(_ENSURE, {"key": self.key})
@@ -158,6 +190,7 @@ class SharedRateLimiter(RateLimiter):
                 "key": self.key,
                 "interval": self.spacing,
                 "count": count,
+                "stretch": stretch,
                 "now": self._now(),
                 "mine": self._end,
                 "guard": self.guard,
@@ -166,9 +199,9 @@ class SharedRateLimiter(RateLimiter):
             before = self.clock.monotonic()
             row = conn.execute(_RESERVE, params).one()
             after = self.clock.monotonic()
-        first = float(row.slot)
-        self._end = first + count * self.spacing  # the next reservation follows on from here, or pays the guard
-        return first, float(row.now), (before, after)
+        first, taken = float(row.slot), int(row.slots)
+        self._end = first + taken * self.spacing  # the next reservation follows on from here, or pays the guard
+        return first, taken, float(row.now), (before, after)
 
     def paused_until(self) -> float:
         """Return when the budget's current pause ends (epoch seconds on the budget's clock)."""
@@ -177,15 +210,18 @@ class SharedRateLimiter(RateLimiter):
 
     async def _take_lease(self) -> None:
         previous = self._end
-        first, budget_now, (before, after) = await asyncio.get_running_loop().run_in_executor(
-            _leasing(), self._reserve, self.lease
+        # Stretched only for a worker that used its last lease up, or wants more within a second
+        # of its end: a sync under way, not a small sync's page that would leave the rest unused.
+        wanting = previous is not None and (not self._left or self.clock.monotonic() - self._last <= LEASE)
+        first, taken, budget_now, (before, after) = await asyncio.get_running_loop().run_in_executor(
+            _leasing(), self._reserve, self.lease, self.stretch if wanting else self.lease
         )
         self.leases += 1
         # The budget's "now" fell somewhere in [before, after] locally (the statement's round
         # trip, timed on the thread that made it): the lease is taken as starting at the latest
         # and ending at the earliest it can, so it never overlaps the leases before and after it.
         start = after + (first - budget_now)
-        last = before + (first - budget_now) + self.lease * self.spacing - self.interval
+        last = before + (first - budget_now) + taken * self.spacing - self.interval
         if previous is not None and abs(first - previous) <= CONTIGUOUS:
             # Nobody leased between this process's last lease and this one: they are one stretch
             # of budget, so the lateness that shifted the last lease's slots carries on into this
@@ -193,11 +229,11 @@ class SharedRateLimiter(RateLimiter):
             # slot that no longer fitted. Dropped, it cost a quarter of the budget at 4 requests/s:
             # a loop late by ~3 ms a wake-up (a busy worker's p50) overran the 10 ms of room a
             # lease has (issue #17 item 5: 74% of the budget at N=50).
-            self._left += self.lease  # from the next slot on, where the lateness left it
+            self._left += taken  # from the next slot on, where the lateness left it
         else:
             self.dropped += self._left  # what the last lease still held: another lease is between
             self._slot = start
-            self._left = self.lease
+            self._left = taken
         # A grant may be up to the guard past the lease's last slot time: whoever leases next after
         # this worker starts a guard later (or it is this worker, following on).
         self._last = last + self.guard
