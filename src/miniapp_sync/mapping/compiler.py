@@ -350,12 +350,17 @@ class Mapper:
 
     def __call__(self, record: Any) -> MappedRecord:
         """Map one record; a failing rule leaves its field out and becomes a problem."""
-        try:  # tuple.__new__ skips the NamedTuple's own __new__, a Python function call per record
-            return _new_record(MappedRecord, (self._optimistic(record), (), False))
-        except Exception:  # any failure: the careful function decides, as if the optimistic never ran
-            self._fallbacks += 1
-            if self._fallbacks >= FALLBACK_LIMIT:
-                self._turn()
+        optimistic = self._optimistic
+        # Resting, it is not called: a fallback all the same, without the raise and catch of its
+        # Fallback, ~0.4 µs a record (Salla's list products lack updated_at: a run without details).
+        if optimistic is not _careful_only:
+            try:  # tuple.__new__ skips the NamedTuple's own __new__, a Python function call per record
+                return _new_record(MappedRecord, (optimistic(record), (), False))
+            except Exception:  # any failure: the careful function decides, as if the optimistic never ran
+                pass
+        self._fallbacks += 1
+        if self._fallbacks >= FALLBACK_LIMIT:
+            self._turn()
         try:
             data = self._fast(record)
         except Exception:

@@ -8,7 +8,6 @@ earlier ones; each code is upserted once, with its final state.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,8 +24,6 @@ _SORTED: Final = orjson.OPT_SORT_KEYS
 _EncodeError: Final = orjson.JSONEncodeError
 _sha256: Final = hashlib.sha256
 _new_written: Final = tuple.__new__
-# '2022-06-26T09:21:48Z': UTC to the second, as the toISODate transform renders a time (ASCII digits only).
-_UTC_SECONDS: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 
 def content_hash(data: dict[str, Any]) -> str:
@@ -45,7 +42,19 @@ def normalise_version(version: str) -> str:
         parsed = datetime.fromisoformat(version)
     except ValueError:
         return version
-    if _UTC_SECONDS.fullmatch(version):  # toISODate's own form, most versions: a third of the conversion's cost
+    # toISODate's own form 'YYYY-MM-DDTHH:MM:SSZ', most versions: a third of the conversion's
+    # cost. Its separators in place tell it once fromisoformat has read it (that takes ASCII
+    # digits only; a week date such as '2022-W26-1T09:21:48Z' has no '-' at 7): the regular
+    # expression's fullmatch cost ~0.1 µs more.
+    if (
+        len(version) == 20
+        and version[19] == "Z"
+        and version[10] == "T"
+        and version[7] == "-"
+        and version[4] == "-"
+        and version[13] == ":"
+        and version[16] == ":"
+    ):
         return f"{version[:19]}.000000Z"
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)  # a provider that omits the offset means UTC more often than not

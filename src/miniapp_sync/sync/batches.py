@@ -8,7 +8,7 @@ from typing import Any
 
 from miniapp_sync.mapping.plan import ResourcePlan
 from miniapp_sync.mapping.records import MappedRecord
-from miniapp_sync.store import RecordWrite, Store, WriteResult, version_of
+from miniapp_sync.store import RecordWrite, Store, WriteResult
 from miniapp_sync.sync.reports import ResourceReport
 
 _new_write = tuple.__new__
@@ -126,8 +126,8 @@ async def _committed(commit: Future[None], result: WriteResult) -> list[WriteRes
 def record_write(mapped: MappedRecord, fetched_at: float) -> RecordWrite:
     """Return the store write of a mapped record: its code, data and version, and when its page was fetched."""
     data = mapped.data
-    version = data.get("updatedAt")  # version_of()'s test in line, without its call per record
-    if version.__class__ is not str:
-        version = version_of(data)
+    version = data.get("updatedAt")  # version_of() in line, without its call per record
+    if version.__class__ is not str and not isinstance(version, str):  # none (list products), or not text
+        version = None
     # tuple.__new__ skips the NamedTuple's own __new__, a Python function call per record.
     return _new_write(RecordWrite, (str(data["code"]), data, version, fetched_at, False, False, None))
