@@ -92,8 +92,14 @@ class Rewrites:
 
 
 def _origin(text: str) -> bool:
-    parts = urlsplit(text)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    # urlsplit raises on an unclosed IPv6 bracket, and .port on a port that is not 0-65535: both
+    # are a bad rewrite, to refuse here rather than as an internal error in every later request.
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  # read for its check
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def origin_of(url: str) -> str:
