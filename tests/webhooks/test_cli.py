@@ -203,3 +203,18 @@ def test_an_unknown_dead_letter_is_a_usage_error(capsys: pytest.CaptureFixture[s
     code, _, err = run(capsys, "deadletters", "show", 999, "--store", store)
     assert code == 2
     assert "no dead letter 999" in err
+
+
+@pytest.mark.parametrize("id", ["0", str(2**53), "99999999999999999999999"])
+@pytest.mark.parametrize(
+    "command", [("deadletters", "show"), ("deadletters", "replay", "-d", EXAMPLE), ("inbox", "assign", "-d", EXAMPLE)]
+)
+def test_a_row_id_out_of_range_is_a_usage_error_not_an_internal_one(
+    capsys: pytest.CaptureFixture[str], store: str, command: tuple[str, ...], id: str
+) -> None:
+    install(store)  # a store to look in: the id is refused before it is read
+    extra = ("--installation", "x") if command[0] == "inbox" else ()
+    code, _, err = run(capsys, *command, *extra, "--store", store, "--", id)
+    assert code == 2, err  # before: exit 1, "internal error: OverflowError" for ids past SQLite's 64 bits
+    assert "Invalid value for 'ID'" in err
+    assert "internal error" not in err
