@@ -90,9 +90,12 @@ def test_subscribe_takes_a_secret_from_the_environment_and_refuses_a_bad_url(
                        "--secret", "env:HOOK_SECRET", "--store", store)  # fmt: skip
     assert code == 0
     assert "from-the-environment" not in out
-    code, _, err = run(capsys, "subscribe", "-t", "acme", "--ns", "salla", "--url", "ftp://x", "--store", store)
-    assert code == 2
-    assert "http" in err
+    for url in ("ftp://x", "http://[::1", "http://crm.example:99999/in", "http://:80/in", "https://crm.example:in"):
+        code, _, err = run(capsys, "subscribe", "-t", "acme", "--ns", "salla", "--url", url, "--store", store)
+        assert code == 2, url  # before: the last four were stored, and every delivery to them failed
+        assert f"expected an http:// or https:// URL with a host (and a port from 0 to 65535), found {url!r}" in err
+    code, out, _ = run(capsys, "subscriptions", "--store", store, "--format", "json")
+    assert [s["url"] for s in json.loads(out)["items"]] == ["https://crm.example/in"]
 
 
 def test_events_pages_with_the_printed_cursor(capsys: pytest.CaptureFixture[str], store: str) -> None:

@@ -61,13 +61,17 @@ def subscribe(
     output: FormatOption = OutputFormat.text,
 ) -> None:
     """Send a tenant's trigger events to a URL as POSTs signed the Standard Webhooks way."""
+    from miniapp_sync.network import is_http_url
     from miniapp_sync.store import Outbox
     from miniapp_sync.views import NewSubscriptionView
     from miniapp_sync.webhooks.delivery import seal
     from miniapp_sync.webhooks.signing import PREFIX, SecretError, new_secret, signing_key
 
-    if not url.startswith(("http://", "https://")):
-        raise typer.BadParameter("expected an http:// or https:// URL", param_hint="--url")
+    if not is_http_url(url):  # else every delivery to it would fail, long after the subscriber left
+        raise typer.BadParameter(
+            f"expected an http:// or https:// URL with a host (and a port from 0 to 65535), found {url[:200]!r}",
+            param_hint="--url",
+        )
     generated = secret is None
     if secret is not None:
         secret = resolve(secret, "--secret", session().environ)
