@@ -152,16 +152,19 @@ async def _no_route(request: Request, exc: Exception) -> Response:
     path = request.url.path
     if not path.startswith("/api"):
         return PlainTextResponse(exc.detail, exc.status_code, headers=exc.headers)
+    headers = dict(exc.headers or {})
     hint = None
     if exc.status_code == 404:
         type, message = "not_found", f"no operation at {preview(path)}"
     elif exc.status_code == 405:
         type, message = "method_not_allowed", f"{request.method} is not an operation of {preview(path)}"
-        hint = f"allowed: {(exc.headers or {}).get('Allow', '')}"
+        # Starlette lists a route's methods in set order, which varies between runs: sorted, it does not.
+        headers["Allow"] = ", ".join(sorted(headers.get("Allow", "").split(", ")))
+        hint = f"allowed: {headers['Allow']}"
     else:
         type, message = "bad_request", exc.detail
     response = error(exc.status_code, type, message, hint=hint)
-    response.headers.update(exc.headers or {})
+    response.headers.update(headers)
     return response
 
 
