@@ -119,3 +119,25 @@ async def test_the_guarded_session_refuses_a_loopback_literal_at_connection_time
         assert hits == []
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    "pair",
+    [
+        "garbage",
+        "https://api.salla.dev=",
+        "https://api.salla.dev=ftp://127.0.0.1",
+        "https://api.salla.dev=http://[::1",  # unclosed IPv6 bracket: was an internal ValueError
+        "https://api.salla.dev=http://127.0.0.1:99999",  # port out of range: failed every later sync
+        "https://api.salla.dev=http://127.0.0.1:port",
+        "https://api.salla.dev=http://:8080",  # a port without a host
+    ],
+)
+def test_a_rewrite_that_is_not_two_usable_origins_is_refused_up_front(pair: str) -> None:
+    with pytest.raises(InstallationError, match=r"a rewrite is FROM=TO with two http\(s\) origins, found "):
+        Rewrites.parse([pair])
+
+
+def test_a_rewrite_to_an_ipv6_origin_with_a_port_is_accepted() -> None:
+    rewrites = Rewrites.parse(["https://api.salla.dev=http://[::1]:8765/"])
+    assert rewrites.apply("https://api.salla.dev/admin/v2/orders") == "http://[::1]:8765/admin/v2/orders"

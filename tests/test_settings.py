@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -227,3 +228,22 @@ def test_the_viewer_token_is_read_like_the_admin_token(tmp_path: Path) -> None:
     write(tmp_path, "viewer_token = 42\n")
     with pytest.raises(SettingsError, match=r"viewer_token: expected a non-empty string, found a value$"):
         load_settings({}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", "sync.example.com", "http://[::1", "https://sync.example.com:99999"]
+)
+def test_a_public_url_that_is_not_an_http_url_is_refused_from_every_source(tmp_path: Path, url: str) -> None:
+    # Install links, OAuth redirects and the registered webhook URL are built on it: before, any
+    # text was taken, and the link handed to a tenant's admin was e.g. "javascript:alert(1)/miniapps/…".
+    expected = "expected the http(s) URL serve is reached at (e.g. https://sync.example.com), found "
+    path = write(tmp_path, f'store = "a.sqlite"\npublic_url = "{url}"\n')
+    with pytest.raises(SettingsError, match=rf"^{path}:2: public_url: {re.escape(expected)}"):
+        load_settings({}, cwd=tmp_path)
+    with pytest.raises(SettingsError, match=rf"^MINIAPP_SYNC_PUBLIC_URL: {re.escape(expected)}"):
+        load_settings({"MINIAPP_SYNC_PUBLIC_URL": url}, cwd=tmp_path / "none")
+    with pytest.raises(SettingsError, match=rf"^--public-url: {re.escape(expected)}"):
+        Settings().with_flags(public_url=url, environ={})
+    assert Settings().with_flags(public_url="https://sync.example.com/base", environ={}).public_url == (
+        "https://sync.example.com/base"
+    )

@@ -22,6 +22,10 @@ BACKLOG = 2048  # uvicorn's default
 def listen(host: str, port: int, *, option: str = "--port") -> socket.socket:
     """Return a socket bound to host:port and listening; raise ListenError saying why not and what to do."""
     where = f"{host}:{port}"
+    if not 0 <= port <= 65535:  # getaddrinfo takes 99999 as 34463 (mod 2**16) and 65536 as 0: any free port
+        raise ListenError(
+            f"cannot listen on {where}: a port is a number from 0 to 65535 (hint: choose one with {option})"
+        )
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE

@@ -43,6 +43,7 @@ __all__ = [
     "Egress",
     "Rewrites",
     "Target",
+    "is_http_url",
     "is_private",
     "origin_of",
     "refused",
@@ -78,7 +79,7 @@ class Rewrites:
         origins: dict[str, str] = {}
         for pair in pairs:
             source, sep, target = pair.partition("=")
-            if not sep or not _origin(source) or not _origin(target):
+            if not sep or not is_http_url(source) or not is_http_url(target):
                 raise InstallationError(f"a rewrite is FROM=TO with two http(s) origins, found {pair!r}")
             origins[source.rstrip("/")] = target.rstrip("/")
         return cls(origins)
@@ -91,9 +92,16 @@ class Rewrites:
         return url
 
 
-def _origin(text: str) -> bool:
-    parts = urlsplit(text)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+def is_http_url(text: str) -> bool:
+    """Return whether ``text`` is an http(s) URL a request can be sent to: a host, a port 0-65535 if any."""
+    # urlsplit raises on an unclosed IPv6 bracket, and .port on a port that is not 0-65535: both
+    # are a bad rewrite, to refuse here rather than as an internal error in every later request.
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  # read for its check
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def origin_of(url: str) -> str:

@@ -133,6 +133,8 @@ class Settings:
             ("max_retry_after", max_retry_after),
         )
         changes: dict[str, Any] = {name: value for name, value in flags if value is not None}
+        if public_url is not None:
+            changes["public_url"] = _public_url(public_url, "--public-url")
         for name, value in (("log_format", log_format), ("log_level", log_level)):
             if value is not None:
                 changes[name] = _choice(name, value, f"--{name.replace('_', '-')}")
@@ -212,6 +214,23 @@ def _rewrites(values: Iterable[str], where: str) -> dict[str, str]:
         raise SettingsError(f"{where}: {exc}") from None
 
 
+def _public_url(value: str, where: str) -> str:
+    """Return the URL serve is reached at, or raise naming ``where``.
+
+    Install links, OAuth redirects and the webhook URL registered with providers are built on it:
+    one that is not an http(s) URL (``javascript:…``, ``http://[::1``, a port past 65535) would be
+    handed to a tenant's admin or a provider, and fail only there.
+    """
+    from miniapp_sync.network import is_http_url
+
+    if not is_http_url(value):
+        raise SettingsError(
+            f"{where}: expected the http(s) URL serve is reached at (e.g. https://sync.example.com), "
+            f"found {preview(value)}"
+        )
+    return value
+
+
 def _choice(name: str, value: str, where: str) -> str:
     """Return a setting that takes one of a few values, lowercased, or raise naming ``where``."""
     choices = _CHOICES[name]
@@ -228,6 +247,8 @@ def _from_environment(settings: Settings, environ: Mapping[str, str]) -> Setting
     for name in _CHOICES:
         if name in changes:
             changes[name] = _choice(name, changes[name], _SCALARS[name])
+    if "public_url" in changes:
+        changes["public_url"] = _public_url(changes["public_url"], PUBLIC_URL_VARIABLE)
     if environ.get(REWRITES_VARIABLE):
         given = [p for p in re.split(r"[\s,]+", environ[REWRITES_VARIABLE]) if p]
         changes["rewrites"] = {**settings.rewrites, **_rewrites(given, REWRITES_VARIABLE)}
@@ -274,6 +295,8 @@ def _from_file(path: Path, environ: Mapping[str, str]) -> Settings:
             values[name] = resolve(value, f"{lines.at(name)}: {name}", environ)
             if name in _CHOICES:
                 values[name] = _choice(name, values[name], f"{lines.at(name)}: {name}")
+            if name == "public_url":
+                values[name] = _public_url(values[name], f"{lines.at(name)}: {name}")
     for name, (_, unit) in _NUMBERS.items():
         if name in data:
             values[name] = _number(data[name], f"{lines.at(name)}: {name}", unit)

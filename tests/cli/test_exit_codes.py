@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from miniapp_sync.cli import main
+from miniapp_sync.errors import ListenError
+from miniapp_sync.listening import listen
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = str(ROOT / "examples" / "salla" / "definition.json5")
@@ -155,3 +157,19 @@ def test_the_entry_point_runs_atexit_handlers_waits_for_threads_and_flushes(
     assert json.loads(output + "}")["valid"] is (code == 0)
     lines = rest.splitlines()
     assert lines == (["thread finished", "atexit handler ran"] if thread == "thread" else ["atexit handler ran"])
+
+
+@pytest.mark.parametrize("port", [-1, 65536, 99999])
+def test_a_port_outside_0_to_65535_is_refused_not_wrapped(port: int) -> None:
+    # Before, 99999 listened on 34463 and 65536 on a random free port, each announced as "serving";
+    # -1 was blamed on the host.
+    with pytest.raises(ListenError, match=rf"^cannot listen on 127.0.0.1:{port}: a port is a number from 0 to 65535"):
+        listen("127.0.0.1", port, option="--metrics-port").close()
+
+
+def test_serve_on_a_port_out_of_range_says_so(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["serve", "-d", EXAMPLE, "--port", "99999"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "a port is a number from 0 to 65535 (hint: choose one with --port)" in err
+    assert "serving" not in out

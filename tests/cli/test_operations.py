@@ -442,3 +442,19 @@ def test_a_sync_run_in_process_leaves_the_garbage_collector_as_it_found_it(cli: 
     # in a longer-lived program (this one), main gives the collector all of it back.
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize("tenant", ["", " ", "a\nb", "x" * 201])
+def test_install_refuses_a_tenant_id_an_oauth_link_and_the_api_refuse(
+    cli: object, sandbox: tuple[Sandbox, str], example: str, tenant: str
+) -> None:
+    # Before, the API-key flow stored any text as the tenant: a blank one, one with a newline (a
+    # forged line in every log that names it), or one past the 200 characters the other ways allow.
+    run = cli  # type: ignore[assignment]
+    code, _, err = run("install", example, "--tenant", tenant, "--credential", f"accessToken={TOKEN}", rewrite=True)  # type: ignore[operator]
+    assert code != 0
+    assert "tenant: " in err
+    assert "internal error" not in err
+    assert sandbox[0].stats.responses == {}  # refused before any request
+    code, out, _ = run("installations", "--format", "json")  # type: ignore[operator]
+    assert (code, json.loads(out)["items"]) == (0, [])  # nothing stored

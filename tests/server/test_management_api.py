@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 from openapi_spec_validator import validate
-from tests.server.conftest import Api
+from tests.server.conftest import AUTH, Api
 
 from miniapp_sync.runtime import Runtime
 
@@ -119,3 +119,22 @@ async def test_overview_counts_per_miniapp_what_the_store_holds(api: Api) -> Non
     assert salla["deadLetters"] == 2  # the failed delivery and the rejected record
     assert salla["rejections"] == {}
     assert body["generatedAt"] == "2026-01-01T00:00:00.000Z"
+
+
+async def test_an_unknown_path_or_method_under_api_is_answered_in_the_one_error_shape(api: Api) -> None:
+    # Starlette answered these itself, in plain text: a client parsing {"error": …} got no JSON.
+    status, body = await api.get("/api/nope")
+    assert (status, body["error"]["type"]) == (404, "not_found")
+    assert body["error"]["message"] == 'no operation at "/api/nope"'
+    async with api.http.put(f"{api.url}/api/runs", headers=AUTH) as response:
+        assert response.status == 405
+        assert response.headers["Allow"] == "GET, HEAD"
+        body = await response.json()
+    assert body["error"] == {
+        "type": "method_not_allowed",
+        "message": 'PUT is not an operation of "/api/runs"',
+        "hint": "allowed: GET, HEAD",
+        "field": None,
+    }
+    async with api.http.get(f"{api.url}/console-nope") as response:  # outside /api: as before
+        assert (response.status, await response.text()) == (404, "Not Found")

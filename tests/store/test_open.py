@@ -90,3 +90,22 @@ def test_unsupported_urls_are_refused(url: str, message: str) -> None:
 def test_an_unreachable_database_is_a_store_error() -> None:
     with pytest.raises(StoreError, match="cannot migrate the store: OperationalError"):
         Store.open("postgresql://nobody@127.0.0.1:1/nothing")
+
+
+@pytest.mark.parametrize("create", [True, False])
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_file_that_is_not_a_store_or_is_damaged_is_named_with_what_to_do(
+    tmp_path: Path, create: bool, damage: str
+) -> None:
+    path = tmp_path / "s.sqlite"
+    if damage == "garbage":
+        path.write_bytes(b"not a database, whatever it is " * 200)
+    else:
+        with Store.open(str(path)) as store:
+            store.save_installation("t", "ns", credentials=b"", metadata={}, user_input={})
+        path.write_bytes(path.read_bytes()[: 3 * 4096])  # its first pages: the schema names pages it lacks
+    with pytest.raises(StoreError) as caught:
+        Store.open(str(path), create=create)
+    # Before: "cannot migrate the store: DatabaseError: file is not a database", and nothing more.
+    assert "DatabaseError: " in str(caught.value)
+    assert f"(hint: {path} is not a miniapp-sync store, or is damaged: restore it from a backup" in str(caught.value)

@@ -90,9 +90,12 @@ def test_subscribe_takes_a_secret_from_the_environment_and_refuses_a_bad_url(
                        "--secret", "env:HOOK_SECRET", "--store", store)  # fmt: skip
     assert code == 0
     assert "from-the-environment" not in out
-    code, _, err = run(capsys, "subscribe", "-t", "acme", "--ns", "salla", "--url", "ftp://x", "--store", store)
-    assert code == 2
-    assert "http" in err
+    for url in ("ftp://x", "http://[::1", "http://crm.example:99999/in", "http://:80/in", "https://crm.example:in"):
+        code, _, err = run(capsys, "subscribe", "-t", "acme", "--ns", "salla", "--url", url, "--store", store)
+        assert code == 2, url  # before: the last four were stored, and every delivery to them failed
+        assert f"expected an http:// or https:// URL with a host (and a port from 0 to 65535), found {url!r}" in err
+    code, out, _ = run(capsys, "subscriptions", "--store", store, "--format", "json")
+    assert [s["url"] for s in json.loads(out)["items"]] == ["https://crm.example/in"]
 
 
 def test_events_pages_with_the_printed_cursor(capsys: pytest.CaptureFixture[str], store: str) -> None:
@@ -203,3 +206,18 @@ def test_an_unknown_dead_letter_is_a_usage_error(capsys: pytest.CaptureFixture[s
     code, _, err = run(capsys, "deadletters", "show", 999, "--store", store)
     assert code == 2
     assert "no dead letter 999" in err
+
+
+@pytest.mark.parametrize("id", ["0", str(2**53), "99999999999999999999999"])
+@pytest.mark.parametrize(
+    "command", [("deadletters", "show"), ("deadletters", "replay", "-d", EXAMPLE), ("inbox", "assign", "-d", EXAMPLE)]
+)
+def test_a_row_id_out_of_range_is_a_usage_error_not_an_internal_one(
+    capsys: pytest.CaptureFixture[str], store: str, command: tuple[str, ...], id: str
+) -> None:
+    install(store)  # a store to look in: the id is refused before it is read
+    extra = ("--installation", "x") if command[0] == "inbox" else ()
+    code, _, err = run(capsys, *command, *extra, "--store", store, "--", id)
+    assert code == 2, err  # before: exit 1, "internal error: OverflowError" for ids past SQLite's 64 bits
+    assert "Invalid value for 'ID'" in err
+    assert "internal error" not in err

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -61,13 +61,17 @@ def subscribe(
     output: FormatOption = OutputFormat.text,
 ) -> None:
     """Send a tenant's trigger events to a URL as POSTs signed the Standard Webhooks way."""
+    from miniapp_sync.network import is_http_url
     from miniapp_sync.store import Outbox
     from miniapp_sync.views import NewSubscriptionView
     from miniapp_sync.webhooks.delivery import seal
     from miniapp_sync.webhooks.signing import PREFIX, SecretError, new_secret, signing_key
 
-    if not url.startswith(("http://", "https://")):
-        raise typer.BadParameter("expected an http:// or https:// URL", param_hint="--url")
+    if not is_http_url(url):  # else every delivery to it would fail, long after the subscriber left
+        raise typer.BadParameter(
+            f"expected an http:// or https:// URL with a host (and a port from 0 to 65535), found {url[:200]!r}",
+            param_hint="--url",
+        )
     generated = secret is None
     if secret is not None:
         secret = resolve(secret, "--secret", session().environ)
@@ -157,6 +161,11 @@ def events(
     console().print(f"next cursor: {page.next}")
 
 
+def row_id(help: str) -> Any:
+    """A row id argument: bounded, as an id past SQLite's 64 bits was an internal OverflowError."""
+    return typer.Argument(metavar="ID", help=help, show_default=False, min=1, max=MAX_EVENT_ID)
+
+
 inbox = typer.Typer(
     name="inbox",
     help="Unmatched webhook deliveries: give one to an installation (list them with `deliveries --status unmatched`).",
@@ -167,7 +176,7 @@ app.add_typer(inbox)
 
 @inbox.command("assign")
 def assign_inbox_row(
-    id: Annotated[int, typer.Argument(metavar="ID", help="The unmatched inbox row's id.", show_default=False)],
+    id: Annotated[int, row_id("The unmatched inbox row's id.")],
     installation: Annotated[str, typer.Option("--installation", help="The installation it is for.")],
     definition: Annotated[Path, typer.Option("--definition", "-d", help="The MiniApp definition to process it with.")],
     store: StoreOption = None,
@@ -253,7 +262,7 @@ def list_dead_letters(
 
 @deadletters.command("show")
 def show_dead_letter(
-    id: Annotated[int, typer.Argument(metavar="ID", help="The dead letter's id.", show_default=False)],
+    id: Annotated[int, row_id("The dead letter's id.")],
     store: StoreOption = None,
     output: FormatOption = OutputFormat.json,  # a payload reads best as JSON, so both formats print it
 ) -> None:
@@ -269,7 +278,7 @@ def show_dead_letter(
 
 @deadletters.command("replay")
 def replay_dead_letter(
-    id: Annotated[int, typer.Argument(metavar="ID", help="The dead letter's id.", show_default=False)],
+    id: Annotated[int, row_id("The dead letter's id.")],
     definition: Annotated[
         Path, typer.Option("--definition", "-d", help="The current MiniApp definition to replay it through.")
     ],

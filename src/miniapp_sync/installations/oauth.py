@@ -66,7 +66,7 @@ class OAuthInstalls:
         """Return a signed start link; refuse what its start would refuse, so the operator hears it first."""
         ns = self._flow(definition)
         form = _form(user_input)
-        _check_tenant(tenant)
+        check_tenant(tenant)
         existing = self._existing(tenant, ns)
         if existing is not None and not reconnect:
             raise InstallationConflict(
@@ -221,7 +221,7 @@ class OAuthInstalls:
         )
 
 
-def _check_tenant(tenant: Any) -> None:
+def check_tenant(tenant: Any) -> None:
     if not isinstance(tenant, str) or not tenant.strip() or len(tenant) > _MAX_TENANT:
         raise InstallationError(f"tenant: expected a tenant id of 1–{_MAX_TENANT} characters, found {preview(tenant)}")
     if any(ord(c) < 32 or ord(c) == 127 for c in tenant):

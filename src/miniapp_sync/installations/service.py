@@ -21,7 +21,7 @@ from miniapp_sync.definition.model import Definition, Request
 from miniapp_sync.errors import InstallationError
 from miniapp_sync.installations.calls import CallResult, call
 from miniapp_sync.installations.claims import refuse_capture, without_claims
-from miniapp_sync.installations.oauth import OAuthInstalls
+from miniapp_sync.installations.oauth import OAuthInstalls, check_tenant
 from miniapp_sync.installations.provider import secret_values
 from miniapp_sync.installations.vault import Vault
 from miniapp_sync.network import Egress, is_loopback_url
@@ -129,6 +129,7 @@ class Installations:
     ) -> Installation:
         """Install with pasted keys: get_token, userDetails, registrationRequests, then connected."""
         ns = self._ns(definition)
+        check_tenant(tenant)  # as an OAuth link does: else "", "a\nb" or 100 KB was stored as a tenant id
         installation = self.store.save_installation(
             tenant,
             ns,

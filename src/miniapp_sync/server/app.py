@@ -29,13 +29,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from miniapp_sync.errors import InstallationConflict, InstallationError, MiniAppSyncError, SealError
+from miniapp_sync.errors import InstallationConflict, InstallationError, MiniAppSyncError, SealError, preview
 from miniapp_sync.jobs import JobQueue, Work, deployment_queue
 from miniapp_sync.runtime import MiniApp, Runtime
 from miniapp_sync.server.deliveries import delivery_routes
@@ -139,6 +140,32 @@ class Server(Starlette):
         """Return the route template a request matched (a partial match: the route, another method)."""
         routes = (r for r in self.router.routes if isinstance(r, Route) and r.matches(scope)[0] is not Match.NONE)
         return next((r.path for r in routes), None)
+
+
+async def _no_route(request: Request, exc: Exception) -> Response:
+    """Answer what Starlette refuses itself: a path no route serves, a method its route does not take.
+
+    Under /api in the one error shape (D37), so a client reads every refusal the same way; elsewhere
+    (the console, OAuth, health) as Starlette's plain text, as before. The Allow header stays.
+    """
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if not path.startswith("/api"):
+        return PlainTextResponse(exc.detail, exc.status_code, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    hint = None
+    if exc.status_code == 404:
+        type, message = "not_found", f"no operation at {preview(path)}"
+    elif exc.status_code == 405:
+        type, message = "method_not_allowed", f"{request.method} is not an operation of {preview(path)}"
+        # Starlette lists a route's methods in set order, which varies between runs: sorted, it does not.
+        headers["Allow"] = ", ".join(sorted(headers.get("Allow", "").split(", ")))
+        hint = f"allowed: {headers['Allow']}"
+    else:
+        type, message = "bad_request", exc.detail
+    response = error(exc.status_code, type, message, hint=hint)
+    response.headers.update(headers)
+    return response
 
 
 def _access(level: int, scope: Scope, route: str | None, status: int | None, started: float, **fields: str) -> None:
@@ -297,4 +324,10 @@ def create_app(
             )
         )
     middleware = [Middleware(AdminGuard, token=admin_token)]
-    return Server(routes=routes, middleware=middleware, lifespan=lifespan, webhook=receive)
+    return Server(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        webhook=receive,
+        exception_handlers={HTTPException: _no_route},
+    )

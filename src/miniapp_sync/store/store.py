@@ -10,6 +10,7 @@ closes the database they share.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +29,22 @@ from miniapp_sync.store.oauth_states import OAuthStateRows
 from miniapp_sync.store.records import RecordRows
 from miniapp_sync.store.runs import RunRows
 from miniapp_sync.store.tables import VERSION_TABLE
+
+
+def _damaged(store: Store, exc: StoreError) -> StoreError | None:
+    """Return the error for a SQLite file that is not a database or is damaged; None for any other error.
+
+    SQLite says only "file is not a database" or "database disk image is malformed": name the
+    file, and what to do, rather than leave an operator to guess (or, on upgrade, to think of a
+    newer miniapp-sync).
+    """
+    cause = getattr(exc.__cause__, "orig", None)
+    if store.sqlite_path is None or type(cause) is not sqlite3.DatabaseError:  # not its subclasses (locks, SQL)
+        return None
+    return StoreError(
+        f"{exc} (hint: {store.sqlite_path} is not a miniapp-sync store, or is damaged: restore it from a "
+        "backup, or point --store / MINIAPP_SYNC_STORE at the right file)"
+    )
 
 
 class Store(InstallationRows, RecordRows, RunRows, CheckpointRows, DeadLetterRows, OAuthStateRows):
@@ -63,15 +80,20 @@ class Store(InstallationRows, RecordRows, RunRows, CheckpointRows, DeadLetterRow
         if not create and resolved.get_backend_name() == "sqlite" and not Path(resolved.database or "").is_file():
             raise StoreMissing(f"no store at {resolved.database}")
         store = cls(Database(resolved), clock=clock, history_days=history_days)
-        if not create and not store.exists():
-            store.close()
-            raise StoreMissing(f"no store in {store.url} (the database has no miniapp-sync tables)")
-        if migrate:
-            try:
+        try:
+            if not create and not store.exists():
+                raise StoreMissing(f"no store in {store.url} (the database has no miniapp-sync tables)")
+            if migrate:
                 store.upgrade()
-            except BaseException:
-                store.close()
+        except StoreError as exc:
+            store.close()
+            damaged = _damaged(store, exc)
+            if damaged is None:
                 raise
+            raise damaged from exc
+        except BaseException:
+            store.close()
+            raise
         return store
 
     @property
