@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import sys
 import threading
 import time
 from collections.abc import Coroutine
@@ -112,6 +113,11 @@ def foreground_sync(
     """
     from miniapp_sync.jobs import JobRetry, LocalQueue, Work
 
+    # The store's committer thread writes a batch while the loop maps the next; at CPython's default
+    # 5 ms switch interval it waits for the GIL about a batch's worth of the loop's work, so the two
+    # barely overlap. This process does nothing else (a server keeps the default): 0.5 ms lets the
+    # committer in sooner — 20,000 nested orders ~7% less wall (bench/process.py --only 2).
+    sys.setswitchinterval(0.0005)
     bars = _Bars() if output is OutputFormat.text else None
     queue = LocalQueue(Work(runtime, progress=bars, max_in_flight=max_in_flight), retry=JobRetry(attempts=1))
     ns = installation.ns
