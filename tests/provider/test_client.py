@@ -374,7 +374,9 @@ async def test_an_unreachable_provider_fails_naming_the_url(clock: FakeClock, ma
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
-    client = make_client(base_url=f"http://127.0.0.1:{port}", retry=RetryPolicy(max_attempts=2))
+    # Seeded: an unseeded full-jitter back-off under the 1 ms interval of the limiter adds its own sleep.
+    retry = RetryPolicy(max_attempts=2, random=random.Random(SEED))
+    client = make_client(base_url=f"http://127.0.0.1:{port}", retry=retry)
     with pytest.raises(ProviderConnectionError, match=rf"customers list: GET http://127.0.0.1:{port}/c failed after 2"):
         await client.get_json("/c", resource="customers")
     assert len(clock.sleeps) == 1
