@@ -124,6 +124,12 @@ def test_map_bad_json_input_names_line_and_column(tmp_path: Path, capsys: pytest
     assert "p.json:3:" in err
 
 
+def test_map_refuses_an_input_larger_than_a_provider_answer(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "map", EXAMPLE, "--input", "/dev/zero")
+    assert code == 2
+    assert "/dev/zero holds more than 67,108,864 bytes, the most a provider answer may be" in " ".join(err.split())
+
+
 def test_map_unknown_resource_lists_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
     page = SAMPLES / "api" / "products.page1.json"
     code, _, err = run(capsys, "map", EXAMPLE, "--resource", "prodcts", "--input", page)

@@ -24,10 +24,18 @@ from miniapp_sync.cli.app import (
 def read_json(path: Path) -> tuple[Any, bytes]:
     """Read a JSON input file; a syntax error names file:line:col (exit 2)."""
 
+    from miniapp_sync.provider.errors import MAX_ANSWER_BYTES
+
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as file:  # no more than a provider answer may hold (/dev/zero ends too)
+            raw = file.read(MAX_ANSWER_BYTES + 1)
     except OSError as exc:
         raise typer.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--input") from None
+    if len(raw) > MAX_ANSWER_BYTES:
+        raise typer.BadParameter(
+            f"{path} holds more than {MAX_ANSWER_BYTES:,} bytes, the most a provider answer may be",
+            param_hint="--input",
+        )
     try:
         return exactjson.loads(raw), raw  # as the receiver reads it: ids of any size exact
     except exactjson.JSONDecodeError:

@@ -32,7 +32,7 @@ from miniapp_sync import exactjson
 from miniapp_sync.clock import Clock
 from miniapp_sync.errors import ProviderError
 from miniapp_sync.network import REFUSAL, Egress, refused
-from miniapp_sync.provider.errors import ProviderResponseError
+from miniapp_sync.provider.errors import MAX_ANSWER_BYTES, ProviderResponseError
 from miniapp_sync.provider.messages import Call, Method, RawResponse, Refreshed, Response, build_url, origin_key
 from miniapp_sync.provider.ratelimit import RateLimiter
 from miniapp_sync.provider.redaction import Redactor
@@ -41,9 +41,6 @@ from miniapp_sync.provider.retry import RetryPolicy, rate_limit_wait
 __all__ = ["ProviderClient"]
 
 _STATUS_CLASSES: Final = ("", "1xx", "2xx", "3xx", "4xx", "5xx")
-# The most one answer may hold, decompressed: 100 orders of 50 line items is about 5 MB, so this
-# leaves pages of real stores ample room and bounds what a hostile or broken server can make us hold.
-MAX_ANSWER_BYTES: Final = 64 * 2**20
 RefreshHook = Callable[[], Awaitable[Refreshed | None]]
 
 

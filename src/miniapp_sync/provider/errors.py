@@ -14,6 +14,8 @@ header value or a credential.
 
 from __future__ import annotations
 
+from typing import Final
+
 from miniapp_sync.errors import ProviderError
 
 __all__ = [
@@ -61,6 +63,12 @@ class ProviderResponseError(ProviderError):
         self.content_type = content_type
         self.body_preview = body_preview
         super().__init__(message)
+
+
+# The most one provider answer may hold, decompressed: 100 orders of 50 line items is about 5 MB, so
+# this leaves pages of real stores ample room and bounds what a hostile or broken server can make us
+# hold. A sample answer given to `map --input` is held to it too.
+MAX_ANSWER_BYTES: Final = 64 * 2**20
 
 
 class AnswerTooLarge(ProviderError):
