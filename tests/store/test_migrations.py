@@ -15,6 +15,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
+import miniapp_sync.store.webhook_tables  # noqa: F401  (its tables join metadata only once imported)
 from miniapp_sync.errors import StoreError
 from miniapp_sync.store import Store
 from miniapp_sync.store.database import MIGRATIONS, head_revision
@@ -84,6 +85,18 @@ def test_a_database_from_a_newer_release_is_refused_with_a_hint(tmp_path: Path) 
         conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
     engine.dispose()
     with pytest.raises(StoreError, match="migrated by a newer miniapp-sync"):
+        Store.open(path)
+
+
+@pytest.mark.parametrize("damage", ["DELETE FROM {table}", "DROP TABLE {table}"])
+def test_a_store_whose_version_was_removed_is_refused_with_a_hint(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "s.sqlite"
+    Store.open(path).close()
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(text(damage.format(table=VERSION_TABLE)))
+    engine.dispose()
+    with pytest.raises(StoreError, match=f"tables but its {VERSION_TABLE} table names no schema revision"):
         Store.open(path)
 
 

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager, nullco
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy import Connection, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -225,8 +225,8 @@ class Database:
         Alembic costs every command ~0.1 s of imports; when the version table already holds the
         head revision there is nothing to run, so that case is checked first without it.
         """
-        head = head_revision()
-        if head is not None and self._current_revisions() == {head}:
+        head, current = head_revision(), self._current_revisions()
+        if head is not None and current == {head}:
             return
         from alembic import command
         from alembic.config import Config
@@ -234,6 +234,15 @@ class Database:
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
+        if not current:
+            with translated("migrate the store"), self.engine.connect() as conn:
+                if inspect(conn).has_table("installations"):
+                    # Migrating would start from the first revision and fail on its first CREATE TABLE.
+                    raise StoreError(
+                        f"cannot migrate the store: it holds miniapp-sync's tables but its {VERSION_TABLE} "
+                        "table names no schema revision (hint: restore the store from a backup, or give "
+                        "--store a new one)"
+                    )
         with translated("migrate the store"), self._write_lock, self.engine.connect() as conn:
             conn.execution_options(**{_WRITE: True})
             config.attributes["connection"] = conn
