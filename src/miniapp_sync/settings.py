@@ -128,7 +128,6 @@ class Settings:
             ("store", store),
             ("admin_token", admin_token),
             ("viewer_token", viewer_token),
-            ("public_url", public_url),
             ("default_schedule", default_schedule),
             ("max_retry_after", max_retry_after),
         )

@@ -79,8 +79,10 @@ def test_install_sync_and_look_at_the_results(cli: object, sandbox: tuple[Sandbo
     assert row["status"] == "connected"
     assert "credentials" not in row
 
+    switching = sys.getswitchinterval()
     code, out, _ = run("sync", example, "--tenant", "acme", "--format", "json", rewrite=True)  # type: ignore[operator]
     assert code == 0
+    assert sys.getswitchinterval() == switching  # the sync's own 0.5 ms is given back to its caller
     report = json.loads(out)
     assert report["status"] == "succeeded"
     runs = {run["resource"]: run for run in report["items"]}  # one job, one run, per enabled resource

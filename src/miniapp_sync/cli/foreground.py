@@ -115,8 +115,9 @@ def foreground_sync(
 
     # The store's committer thread writes a batch while the loop maps the next; at CPython's default
     # 5 ms switch interval it waits for the GIL about a batch's worth of the loop's work, so the two
-    # barely overlap. This process does nothing else (a server keeps the default): 0.5 ms lets the
-    # committer in sooner — 20,000 nested orders ~7% less wall (bench/process.py --only 2).
+    # barely overlap. 0.5 ms while the sync runs (a server keeps the default) lets the committer in
+    # sooner: 20,000 nested orders ~7% less wall (bench/process.py --only 2).
+    switching = sys.getswitchinterval()
     sys.setswitchinterval(0.0005)
     bars = _Bars() if output is OutputFormat.text else None
     queue = LocalQueue(Work(runtime, progress=bars, max_in_flight=max_in_flight), retry=JobRetry(attempts=1))
@@ -134,6 +135,7 @@ def foreground_sync(
     try:
         finished = until_stopped(jobs())
     finally:
+        sys.setswitchinterval(switching)  # a caller in the same process (a test, a script) gets its own back
         if bars:
             bars.stop()
     for done in finished:
